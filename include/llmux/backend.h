@@ -1,0 +1,151 @@
+// The op-level interface the Llama-family forward pass is written against (once). Each
+// backend (CPU: src/backend/cpu, the reference; CUDA: src/backend/cuda + kernels/) implements
+// every op with the same semantics. Ops are issued in order from the engine thread only;
+// a backend may run them asynchronously (CUDA: on its stream) until CopyToHost/Synchronize.
+//
+// Batch invariance: every op computes a row (token) or a sequence from that row's/sequence's
+// inputs alone, with a reduction order that does not depend on how many rows the batch has.
+// A sequence's logits are therefore bit-identical at batch 1, 8 and 64.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "llmux/dtype.h"
+#include "llmux/forward_batch.h"
+#include "llmux/safetensors.h"
+#include "llmux/status.h"
+
+namespace llmux {
+
+// A non-owning 2-D row-major view of backend memory: [rows, cols], `stride` elements between
+// rows (== cols when dense). A vector is rows == 1.
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;
+
+  static Tensor Dense(void* data, DType dtype, int64_t rows, int64_t cols) {
+    return Tensor{data, dtype, rows, cols, cols};
+  }
+  // Rows [first, first + n) of this view.
+  Tensor RowSlice(int64_t first, int64_t n) const {
+    auto* p = static_cast<std::byte*>(data) + first * stride * static_cast<int64_t>(DTypeSize(dtype));
+    return Tensor{p, dtype, n, cols, stride};
+  }
+};
+
+// Backend-owned memory. Freed when destroyed.
+class DeviceBuffer {
+ public:
+  virtual ~DeviceBuffer() = default;
+  virtual void* data() = 0;
+  virtual size_t bytes() const = 0;
+};
+
+// How a weight is used, which decides the dtype a backend keeps it in.
+enum class WeightKind {
+  kMatrix,     // [out, in] projection used by MatMul; may stay F16/BF16 (converted on the fly)
+  kEmbedding,  // [vocab, dim] table used by Embedding (and by MatMul when tied)
+  kVector,     // norm weights and biases; kept in F32
+};
+
+// Shape of the attention layers and the paged KV cache a backend allocates.
+struct KvCacheSpec {
+  int num_layers = 0;
+  int num_blocks = 0;
+  int block_size = 16;  // tokens per block
+  int num_heads = 0;    // query heads
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  DType dtype = DType::kF32;
+  // Per layer, K and V are each [num_blocks, block_size, num_kv_heads, head_dim].
+  size_t BlockBytes() const {  // one block of K (or V) in one layer
+    return static_cast<size_t>(block_size) * num_kv_heads * head_dim * DTypeSize(dtype);
+  }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view Name() const = 0;
+  // The dtype of activations (hidden states, q/k/v) this backend's ops take and produce.
+  // Logits are always F32.
+  virtual DType ActivationDType() const = 0;
+
+  // ---- Memory (any thread before serving starts; the engine thread afterwards) ----
+  // Returns ResourceExhausted when the device cannot hold `bytes`.
+  virtual StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) = 0;
+  // Makes a weight usable by the ops. The backend owns any copy it makes; `src` (memory-mapped)
+  // must outlive the backend when the backend aliases it (the CPU backend does for matrices).
+  virtual StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) = 0;
+  // Copies host F32 values into a new backend-owned F32 tensor [rows, cols].
+  virtual StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) = 0;
+
+  // Allocates the paged KV cache (once). Blocks start zeroed.
+  virtual Status InitKvCache(const KvCacheSpec& spec) = 0;
+  virtual const KvCacheSpec& kv_spec() const = 0;
+
+  // ---- One forward step, engine thread only ----
+  // Makes `batch`'s metadata (token ids, positions, slot mapping, block tables, seq lens,
+  // logits indices) current for the ops below. Returns InvalidArgument on inconsistent input.
+  virtual Status BeginBatch(const ForwardBatch& batch) = 0;
+
+  // out[t, :] = table[token_ids[t], :] for every token of the current batch.
+  virtual void Embedding(const Tensor& table, Tensor out) = 0;
+  // out[r] = x[r] / rms(x[r]) * weight.
+  virtual void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) = 0;
+  // residual[r] += x[r]; out[r] = RmsNorm(residual[r]).
+  virtual void AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
+                          Tensor out) = 0;
+  // out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]). x: activations [M, K]; w: [N, K] weight;
+  // out: [M, N] in the activation dtype, or F32 when out.dtype says so (logits).
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) = 0;
+  // Rotary embedding in HF's rotate-half layout, in place, at the current batch's positions.
+  // q: [T, num_heads * head_dim], k: [T, num_kv_heads * head_dim], inv_freq: [1, head_dim / 2].
+  virtual void Rope(Tensor q, Tensor k, const Tensor& inv_freq) = 0;
+  // Writes k, v ([T, num_kv_heads * head_dim]) into layer `layer` at the slot mapping.
+  virtual void WriteKv(int layer, const Tensor& k, const Tensor& v) = 0;
+  // Causal paged attention of the current batch's queries q ([T, num_heads * head_dim]) over
+  // each sequence's cached K/V (through its block table) including this step's tokens; GQA.
+  // out: [T, num_heads * head_dim].
+  virtual void Attention(int layer, const Tensor& q, float scale, Tensor out) = 0;
+  // out = silu(gate) * up, elementwise; all [T, ffn].
+  virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
+  // out[i] = x[logits_indices[i]] for the current batch.
+  virtual void GatherLogitsRows(const Tensor& x, Tensor out) = 0;
+  // Copies an F32 tensor to host memory (rows * cols floats) and waits for it.
+  virtual Status CopyToHostF32(const Tensor& src, float* dst) = 0;
+
+  // ---- KV block hygiene and test hooks (engine thread) ----
+  // Overwrites the given blocks with zeros in every layer (zero_kv_on_free).
+  virtual Status ZeroKvBlocks(std::span<const int32_t> blocks) = 0;
+  // Raw bytes of one block of K and V of one layer (tests: isolation, zeroing).
+  virtual Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
+                             std::vector<std::byte>* v) = 0;
+};
+
+struct CpuBackendOptions {
+  int threads = 0;  // 0: hardware concurrency
+  // Batch-dependent fast path: large GEMMs through OpenBLAS. Faster prefill, but a row's
+  // result then depends on the batch's shape (not batch-invariant). Off by default.
+  bool use_blas = false;
+};
+StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options);
+
+struct CudaBackendOptions {
+  int device = 0;
+  bool batch_invariant = true;
+  bool cuda_graphs = true;
+};
+// Unavailable with a one-line reason when built without CUDA or when no device is present.
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);
+
+}  // namespace llmux

@@ -1,0 +1,33 @@
+// A loaded Llama-family model bound to a backend: weights + the forward pass.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <span>
+
+#include "llmux/backend.h"
+#include "llmux/forward_batch.h"
+#include "llmux/model_config.h"
+#include "llmux/status.h"
+
+namespace llmux {
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  // Loads config.json and the safetensors weights of `dir` onto `backend` (not owned; must
+  // outlive the model), checking every tensor the architecture needs by name, shape and dtype.
+  // `max_batch_tokens` sizes the activation buffers (the largest ForwardBatch::num_tokens).
+  static StatusOr<std::unique_ptr<Model>> Load(const std::filesystem::path& dir,
+                                               Backend* backend, int max_batch_tokens);
+
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs one step. Returns logits [batch.logits_indices.size(), vocab_size] (F32, host memory
+  // owned by the model, valid until the next call). InvalidArgument on a malformed batch.
+  // The KV cache must have been initialised on the backend (Backend::InitKvCache).
+  virtual StatusOr<std::span<const float>> Forward(const ForwardBatch& batch) = 0;
+};
+
+}  // namespace llmux
