@@ -1,0 +1,243 @@
+// The Llama-family forward pass (Llama 2/3, Mistral, Qwen2), written once against Backend.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "llmux/backend.h"
+#include "llmux/model.h"
+#include "llmux/safetensors.h"
+
+namespace llmux {
+namespace {
+
+struct LayerWeights {
+  Tensor attn_norm;  // [1, dim]
+  Tensor wq, wk, wv;  // [q_size, dim], [kv_size, dim], [kv_size, dim]
+  Tensor bq, bk, bv;  // [1, q_size], [1, kv_size] (attention_bias only)
+  Tensor wo;          // [dim, q_size]
+  Tensor ffn_norm;    // [1, dim]
+  Tensor w_gate, w_up;  // [ffn, dim]
+  Tensor w_down;        // [dim, ffn]
+};
+
+// Activation buffers sized for max_batch_tokens rows, allocated once at load.
+struct Activations {
+  std::vector<std::unique_ptr<DeviceBuffer>> owned;
+  Tensor residual;  // [T, dim]
+  Tensor normed;    // [T, dim]
+  Tensor q;         // [T, q_size]
+  Tensor k, v;      // [T, kv_size]
+  Tensor attn;      // [T, q_size]
+  Tensor proj;      // [T, dim] output of o_proj / down_proj, added into the residual
+  Tensor gate, up;  // [T, ffn]
+  Tensor act;       // [T, ffn]
+  Tensor last;      // [T, dim] rows gathered for logits
+  Tensor logits;    // [T, vocab] F32
+};
+
+class LlamaModel final : public Model {
+ public:
+  LlamaModel(ModelConfig config, std::unique_ptr<WeightStore> store, Backend* backend,
+             int max_batch_tokens)
+      : config_(std::move(config)),
+        store_(std::move(store)),
+        backend_(backend),
+        max_batch_tokens_(max_batch_tokens) {}
+
+  Status Init();
+
+  const ModelConfig& config() const override { return config_; }
+  StatusOr<std::span<const float>> Forward(const ForwardBatch& batch) override;
+
+ private:
+  // Binds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
+  StatusOr<Tensor> Bind(const std::string& name, int64_t rows, int64_t cols, WeightKind kind);
+  Status AllocateActivations();
+  StatusOr<Tensor> NewActivation(int64_t rows, int64_t cols, DType dtype);
+
+  ModelConfig config_;
+  std::unique_ptr<WeightStore> store_;  // keeps the mmap'd weights alive
+  Backend* backend_;
+  int max_batch_tokens_;
+
+  Tensor embed_;       // [vocab, dim]
+  Tensor final_norm_;  // [1, dim]
+  Tensor lm_head_;     // [vocab, dim] (== embed_ when tied)
+  Tensor inv_freq_;    // [1, head_dim / 2]
+  std::vector<LayerWeights> layers_;
+  Activations act_;
+  std::vector<float> host_logits_;  // [num_logits, vocab]
+};
+
+StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t cols,
+                                  WeightKind kind) {
+  const HostTensor* t = store_->Find(name);
+  if (t == nullptr) {
+    return InvalidArgument("model is missing tensor '" + name + "' required by " +
+                           std::string(ArchitectureName(config_.arch)));
+  }
+  const bool is_vector = rows == 0;
+  const bool shape_ok = is_vector ? (t->shape.size() == 1 && t->shape[0] == cols)
+                                  : (t->shape.size() == 2 && t->shape[0] == rows &&
+                                     t->shape[1] == cols);
+  if (!shape_ok) {
+    std::string got;
+    for (int64_t d : t->shape) {
+      if (!got.empty()) got.push_back(',');
+      got.append(std::to_string(d));
+    }
+    std::string want = is_vector ? std::to_string(cols)
+                                 : std::to_string(rows) + "," + std::to_string(cols);
+    return InvalidArgument("tensor '" + name + "' has shape [" + got + "], expected [" + want +
+                           "] from config.json");
+  }
+  if (t->dtype == DType::kI32) {
+    return InvalidArgument("tensor '" + name + "' has dtype i32; weights must be f32/f16/bf16");
+  }
+  auto loaded = backend_->LoadWeight(*t, kind);
+  if (!loaded.ok()) return loaded.status().WithContext("loading '" + name + "'");
+  return loaded;
+}
+
+Status LlamaModel::Init() {
+  const ModelConfig& c = config_;
+  const int64_t dim = c.hidden_size;
+  LLMUX_ASSIGN_OR_RETURN(embed_,
+                         Bind("model.embed_tokens.weight", c.vocab_size, dim, WeightKind::kEmbedding));
+  LLMUX_ASSIGN_OR_RETURN(final_norm_, Bind("model.norm.weight", 0, dim, WeightKind::kVector));
+  if (c.tie_word_embeddings || store_->Find("lm_head.weight") == nullptr) {
+    if (!c.tie_word_embeddings) {
+      return InvalidArgument(
+          "model is missing tensor 'lm_head.weight' and config.json does not set "
+          "tie_word_embeddings");
+    }
+    lm_head_ = embed_;
+  } else {
+    LLMUX_ASSIGN_OR_RETURN(lm_head_,
+                           Bind("lm_head.weight", c.vocab_size, dim, WeightKind::kMatrix));
+  }
+  layers_.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights& l = layers_[i];
+    LLMUX_ASSIGN_OR_RETURN(l.attn_norm, Bind(p + "input_layernorm.weight", 0, dim, WeightKind::kVector));
+    LLMUX_ASSIGN_OR_RETURN(l.wq, Bind(p + "self_attn.q_proj.weight", c.q_size(), dim, WeightKind::kMatrix));
+    LLMUX_ASSIGN_OR_RETURN(l.wk, Bind(p + "self_attn.k_proj.weight", c.kv_size(), dim, WeightKind::kMatrix));
+    LLMUX_ASSIGN_OR_RETURN(l.wv, Bind(p + "self_attn.v_proj.weight", c.kv_size(), dim, WeightKind::kMatrix));
+    if (c.attention_bias) {
+      LLMUX_ASSIGN_OR_RETURN(l.bq, Bind(p + "self_attn.q_proj.bias", 0, c.q_size(), WeightKind::kVector));
+      LLMUX_ASSIGN_OR_RETURN(l.bk, Bind(p + "self_attn.k_proj.bias", 0, c.kv_size(), WeightKind::kVector));
+      LLMUX_ASSIGN_OR_RETURN(l.bv, Bind(p + "self_attn.v_proj.bias", 0, c.kv_size(), WeightKind::kVector));
+    }
+    LLMUX_ASSIGN_OR_RETURN(l.wo, Bind(p + "self_attn.o_proj.weight", dim, c.q_size(), WeightKind::kMatrix));
+    LLMUX_ASSIGN_OR_RETURN(l.ffn_norm, Bind(p + "post_attention_layernorm.weight", 0, dim, WeightKind::kVector));
+    LLMUX_ASSIGN_OR_RETURN(l.w_gate, Bind(p + "mlp.gate_proj.weight", c.intermediate_size, dim, WeightKind::kMatrix));
+    LLMUX_ASSIGN_OR_RETURN(l.w_up, Bind(p + "mlp.up_proj.weight", c.intermediate_size, dim, WeightKind::kMatrix));
+    LLMUX_ASSIGN_OR_RETURN(l.w_down, Bind(p + "mlp.down_proj.weight", dim, c.intermediate_size, WeightKind::kMatrix));
+  }
+  const std::vector<float> inv_freq = RopeInvFreq(c);
+  LLMUX_ASSIGN_OR_RETURN(inv_freq_, backend_->UploadF32(inv_freq, 1, static_cast<int64_t>(inv_freq.size())));
+  return AllocateActivations();
+}
+
+StatusOr<Tensor> LlamaModel::NewActivation(int64_t rows, int64_t cols, DType dtype) {
+  LLMUX_ASSIGN_OR_RETURN(auto buf, backend_->Allocate(static_cast<size_t>(rows * cols) * DTypeSize(dtype)));
+  Tensor t = Tensor::Dense(buf->data(), dtype, rows, cols);
+  act_.owned.push_back(std::move(buf));
+  return t;
+}
+
+Status LlamaModel::AllocateActivations() {
+  const int64_t t = max_batch_tokens_;
+  const DType a = backend_->ActivationDType();
+  const ModelConfig& c = config_;
+  LLMUX_ASSIGN_OR_RETURN(act_.residual, NewActivation(t, c.hidden_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.normed, NewActivation(t, c.hidden_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.q, NewActivation(t, c.q_size(), a));
+  LLMUX_ASSIGN_OR_RETURN(act_.k, NewActivation(t, c.kv_size(), a));
+  LLMUX_ASSIGN_OR_RETURN(act_.v, NewActivation(t, c.kv_size(), a));
+  LLMUX_ASSIGN_OR_RETURN(act_.attn, NewActivation(t, c.q_size(), a));
+  LLMUX_ASSIGN_OR_RETURN(act_.proj, NewActivation(t, c.hidden_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.gate, NewActivation(t, c.intermediate_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.up, NewActivation(t, c.intermediate_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.act, NewActivation(t, c.intermediate_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.last, NewActivation(t, c.hidden_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.logits, NewActivation(t, c.vocab_size, DType::kF32));
+  return Status::Ok();
+}
+
+StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) {
+  const int64_t n = batch.num_tokens();
+  const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
+  if (n <= 0 || n > max_batch_tokens_) {
+    return InvalidArgument("batch has " + std::to_string(n) + " tokens; this model was loaded for 1.." +
+                           std::to_string(max_batch_tokens_));
+  }
+  for (int32_t id : batch.token_ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return InvalidArgument("token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                             std::to_string(config_.vocab_size) + ")");
+    }
+  }
+  LLMUX_RETURN_IF_ERROR(backend_->BeginBatch(batch));
+
+  const ModelConfig& c = config_;
+  const float eps = c.rms_norm_eps;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  Tensor residual = act_.residual.RowSlice(0, n);
+  Tensor normed = act_.normed.RowSlice(0, n);
+  Tensor q = act_.q.RowSlice(0, n), k = act_.k.RowSlice(0, n), v = act_.v.RowSlice(0, n);
+  Tensor attn = act_.attn.RowSlice(0, n), proj = act_.proj.RowSlice(0, n);
+  Tensor gate = act_.gate.RowSlice(0, n), up = act_.up.RowSlice(0, n), ff = act_.act.RowSlice(0, n);
+
+  backend_->Embedding(embed_, residual);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const LayerWeights& l = layers_[i];
+    // The previous layer's FFN output (proj) joins the residual stream here, fused with the norm.
+    if (i == 0) {
+      backend_->RmsNorm(residual, l.attn_norm, eps, normed);
+    } else {
+      backend_->AddRmsNorm(residual, proj, l.attn_norm, eps, normed);
+    }
+    backend_->MatMul(normed, l.wq, c.attention_bias ? &l.bq : nullptr, q);
+    backend_->MatMul(normed, l.wk, c.attention_bias ? &l.bk : nullptr, k);
+    backend_->MatMul(normed, l.wv, c.attention_bias ? &l.bv : nullptr, v);
+    backend_->Rope(q, k, inv_freq_);
+    backend_->WriteKv(i, k, v);
+    backend_->Attention(i, q, scale, attn);
+    backend_->MatMul(attn, l.wo, nullptr, proj);
+    backend_->AddRmsNorm(residual, proj, l.ffn_norm, eps, normed);
+    backend_->MatMul(normed, l.w_gate, nullptr, gate);
+    backend_->MatMul(normed, l.w_up, nullptr, up);
+    backend_->SiluMul(gate, up, ff);
+    backend_->MatMul(ff, l.w_down, nullptr, proj);
+  }
+  if (num_logits == 0) return std::span<const float>();
+  backend_->AddRmsNorm(residual, proj, final_norm_, eps, normed);
+  // Only the rows that will be sampled go through the (large) vocabulary projection.
+  Tensor last = act_.last.RowSlice(0, num_logits);
+  backend_->GatherLogitsRows(normed, last);
+  Tensor logits = act_.logits.RowSlice(0, num_logits);
+  backend_->MatMul(last, lm_head_, nullptr, logits);
+  host_logits_.resize(static_cast<size_t>(num_logits) * c.vocab_size);
+  LLMUX_RETURN_IF_ERROR(backend_->CopyToHostF32(logits, host_logits_.data()));
+  return std::span<const float>(host_logits_);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& dir, Backend* backend,
+                                             int max_batch_tokens) {
+  LLMUX_CHECK(backend != nullptr);
+  if (max_batch_tokens <= 0) return InvalidArgument("max_batch_tokens must be positive");
+  LLMUX_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
+  auto model = std::make_unique<LlamaModel>(std::move(config), std::move(store), backend,
+                                            max_batch_tokens);
+  Status s = model->Init();
+  if (!s.ok()) return s.WithContext("model " + dir.string());
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+}  // namespace llmux

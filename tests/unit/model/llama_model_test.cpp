@@ -1,0 +1,191 @@
+// End-to-end forward-pass tests on real weights (stories260K-hf) with the CPU backend.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "common/batch_builder.h"
+#include "common/test_data.h"
+#include "llmux/backend.h"
+#include "llmux/model.h"
+
+namespace llmux {
+namespace {
+
+using testing::BatchBuilder;
+
+constexpr int kBlockSize = 16;
+
+struct Loaded {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Model> model;
+};
+
+Loaded LoadStories(const std::filesystem::path& dir, int num_blocks, int threads = 2) {
+  Loaded l;
+  CpuBackendOptions opts;
+  opts.threads = threads;
+  auto backend = CreateCpuBackend(opts);
+  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+  l.backend = std::move(backend).value();
+  auto model = Model::Load(dir, l.backend.get(), 1024);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  l.model = std::move(model).value();
+  const ModelConfig& c = l.model->config();
+  KvCacheSpec spec{c.num_layers, num_blocks, kBlockSize, c.num_heads, c.num_kv_heads, c.head_dim,
+                   DType::kF32};
+  EXPECT_TRUE(l.backend->InitKvCache(spec).ok());
+  return l;
+}
+
+int32_t Argmax(std::span<const float> row) {
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+std::vector<int32_t> ExpectedSequence(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<int32_t> seq = j["prompt_ids"].get<std::vector<int32_t>>();
+  for (int32_t t : j["greedy_ids"].get<std::vector<int32_t>>()) seq.push_back(t);
+  return seq;
+}
+
+// Greedy decoding of one sequence: prompt in one prefill step, then one token per step.
+std::vector<int32_t> Greedy(Model& model, std::vector<int32_t> prompt, int new_tokens,
+                            int prefill_chunk = 1 << 30) {
+  BatchBuilder bb(1, static_cast<int>(prompt.size()) + new_tokens + 1, kBlockSize);
+  bb.Append(0, prompt);
+  std::vector<int32_t> out;
+  while (static_cast<int>(out.size()) < new_tokens) {
+    const int remaining = static_cast<int>(bb.tokens(0).size()) - bb.computed(0);
+    ForwardBatch b = bb.Build({{0, std::min(remaining, prefill_chunk)}});
+    auto logits = model.Forward(b);
+    EXPECT_TRUE(logits.ok()) << logits.status().ToString();
+    if (!logits.ok()) return out;
+    bb.Commit();
+    if (!b.logits_indices.empty()) {
+      const int32_t next = Argmax(*logits);
+      out.push_back(next);
+      bb.Append(0, {next});
+    }
+  }
+  return out;
+}
+
+TEST(LlamaModelTest, GreedyFromBosReproducesReference) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Loaded l = LoadStories(dir, 64);
+  const std::vector<int32_t> expected = ExpectedSequence(dir / "expected_greedy.json");
+  ASSERT_EQ(expected.size(), 201u);
+  std::vector<int32_t> got = Greedy(*l.model, {1}, 200);
+  std::vector<int32_t> want(expected.begin() + 1, expected.end());
+  EXPECT_EQ(got, want);
+}
+
+TEST(LlamaModelTest, AnyPrefixContinuesWithTheRest) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Loaded l = LoadStories(dir, 64);
+  const std::vector<int32_t> seq = ExpectedSequence(dir / "expected_greedy.json");
+  for (int prefix_len : {5, 17, 64, 150}) {
+    std::vector<int32_t> prompt(seq.begin(), seq.begin() + prefix_len);
+    const int n = std::min(24, static_cast<int>(seq.size()) - prefix_len);
+    // Chunked prefill (chunk 7) must not change the result.
+    std::vector<int32_t> got = Greedy(*l.model, prompt, n, /*prefill_chunk=*/7);
+    std::vector<int32_t> want(seq.begin() + prefix_len, seq.begin() + prefix_len + n);
+    EXPECT_EQ(got, want) << "prefix length " << prefix_len;
+  }
+}
+
+// Runs `work` steps; returns each sequence's logits rows (in order of production).
+using LogitsLog = std::map<int, std::vector<std::vector<float>>>;
+
+// Drives `num_seqs` sequences with the given prompts to `new_tokens` greedy tokens each, the
+// scheduling of which is decided by `plan(step)` -> (seq, max tokens) pairs; records logits.
+LogitsLog RunPlan(Model& model, BatchBuilder& bb, int num_seqs, int new_tokens, int chunk,
+                  std::vector<int> order_seed) {
+  LogitsLog log;
+  std::vector<int> generated(num_seqs, 0);
+  std::mt19937 rng(order_seed.empty() ? 0 : order_seed[0]);
+  for (int step = 0; step < 10000; ++step) {
+    std::vector<std::pair<int, int>> work;
+    for (int s = 0; s < num_seqs; ++s) {
+      if (generated[s] >= new_tokens) continue;
+      const int remaining = static_cast<int>(bb.tokens(s).size()) - bb.computed(s);
+      // Staggered starts: sequence s joins at step s % 5, so prefills mix with decodes.
+      if (step < s % 5) continue;
+      work.push_back({s, std::min(remaining, chunk)});
+    }
+    if (work.empty()) break;
+    ForwardBatch b = bb.Build(work);
+    auto logits = model.Forward(b);
+    EXPECT_TRUE(logits.ok()) << logits.status().ToString();
+    if (!logits.ok()) break;
+    bb.Commit();
+    const int vocab = model.config().vocab_size;
+    for (size_t i = 0; i < bb.logit_seqs().size(); ++i) {
+      const int s = bb.logit_seqs()[i];
+      std::span<const float> row = logits->subspan(i * vocab, vocab);
+      log[s].emplace_back(row.begin(), row.end());
+      bb.Append(s, {Argmax(row)});
+      ++generated[s];
+    }
+  }
+  return log;
+}
+
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int len) {
+  std::vector<int32_t> p{1};
+  std::uniform_int_distribution<int> tok(3, 511);
+  for (int i = 1; i < len; ++i) p.push_back(tok(rng));
+  return p;
+}
+
+TEST(LlamaModelTest, LogitsAreBitIdenticalAtBatch1And8And64) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  constexpr int kNew = 6;
+  std::mt19937 rng(1234);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int s = 0; s < 64; ++s) prompts.push_back(RandomPrompt(rng, 3 + (s * 37) % 90));
+
+  // Batch 1: each of the first 8 sequences alone, prompt in one step.
+  std::map<int, std::vector<std::vector<float>>> alone;
+  for (int s = 0; s < 8; ++s) {
+    Loaded l = LoadStories(dir, 16, /*threads=*/1);
+    BatchBuilder bb(1, 128, kBlockSize);
+    bb.Append(0, prompts[s]);
+    alone[s] = RunPlan(*l.model, bb, 1, kNew, 1 << 20, {})[0];
+  }
+  for (int batch : {8, 64}) {
+    Loaded l = LoadStories(dir, batch * 8, /*threads=*/2);
+    BatchBuilder bb(batch, 128, kBlockSize, /*shuffle_seed=*/batch);
+    for (int s = 0; s < batch; ++s) bb.Append(s, prompts[s]);
+    // Chunked prefill (chunk 13) with staggered starts: steps mix prefill chunks and decodes.
+    LogitsLog log = RunPlan(*l.model, bb, batch, kNew, 13, {batch});
+    for (int s = 0; s < 8; ++s) {
+      ASSERT_EQ(log[s].size(), alone[s].size()) << "seq " << s << " batch " << batch;
+      for (size_t i = 0; i < log[s].size(); ++i) {
+        ASSERT_EQ(0, std::memcmp(log[s][i].data(), alone[s][i].data(),
+                                 log[s][i].size() * sizeof(float)))
+            << "logits differ for seq " << s << " token " << i << " at batch " << batch;
+      }
+    }
+  }
+}
+
+TEST(LlamaModelTest, RejectsMalformedBatches) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Loaded l = LoadStories(dir, 8);
+  BatchBuilder bb(1, 32, kBlockSize);
+  bb.Append(0, {1, 600});  // 600 is outside the 512-token vocabulary
+  auto r = l.model->Forward(bb.Build({{0, 2}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("600"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace llmux
