@@ -1,0 +1,123 @@
+// The engine: one thread per pool that owns the scheduler, the KV cache, the model and the
+// sampler, and runs the step loop: drain inbox -> Schedule -> forward -> sample -> Update ->
+// emit. Other threads talk to it only through Submit/Abort/UpsertTenant (a bounded inbox)
+// and through the output sinks they pass in.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llmux/backend.h"
+#include "llmux/model.h"
+#include "llmux/sampling.h"
+#include "llmux/scheduler.h"
+#include "llmux/status.h"
+
+namespace llmux {
+
+struct EngineConfig {
+  // Scheduler settings; num_kv_blocks == 0 derives it from kv_cache_tokens / block_size.
+  SchedulerConfig scheduler;
+  int64_t kv_cache_tokens = 65536;
+  // Bound of the inbox (submits + aborts not yet seen by the engine thread); Submit beyond it
+  // returns Unavailable.
+  int32_t max_inbox = 4096;
+};
+
+struct EngineRequest {
+  uint64_t id = 0;  // unique among the engine's unfinished requests (caller assigns)
+  std::string tenant;
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;  // validated by Submit against the model's vocabulary
+};
+
+// What a request's sink receives. Every accepted request gets zero or more token events and
+// then exactly one final event (finished == true). A rejected request gets one final event
+// with a non-OK `error`.
+struct EngineOutput {
+  uint64_t id = 0;
+  std::vector<int32_t> tokens;          // tokens generated since the previous event
+  std::vector<SampledToken> logprobs;   // one per token when the request asked for logprobs
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kStop;
+  std::optional<int32_t> stop_token;    // the stop/EOS token id for finish_reason kStop
+  Status error;                         // non-OK: rejected or failed (nothing more follows)
+  // Usage, on the final event.
+  int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;   // prompt tokens served from the prefix cache
+  int32_t completion_tokens = 0;
+  int32_t preemptions = 0;
+  // Engine step counter when this event was produced (tests assert scheduling latency in steps).
+  int64_t step = 0;
+  // Timings in seconds since the request reached the engine.
+  double queue_seconds = 0;        // until first scheduled
+  double first_token_seconds = 0;  // until the first token (final event and first token event)
+};
+
+// Called on the engine thread; must not block (post to a strand or queue and return).
+using OutputSink = std::function<void(EngineOutput&&)>;
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t last_step_unix_ms = 0;  // wall time the last step completed (liveness)
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int32_t inbox = 0;
+  double kv_usage = 0;
+  int64_t num_preemptions = 0;
+  int64_t prefix_query_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  int64_t prompt_tokens_total = 0;
+  int64_t generation_tokens_total = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // Takes ownership of the backend and the model (loaded on that backend), initialises the KV
+  // cache and the scheduler. InvalidArgument on inconsistent settings.
+  static StatusOr<std::unique_ptr<Engine>> Create(const EngineConfig& config,
+                                                  std::unique_ptr<Backend> backend,
+                                                  std::unique_ptr<Model> model);
+
+  virtual const ModelConfig& model_config() const = 0;
+
+  // ---- any thread ----
+  // Registers or changes a tenant's limits (applies before the next step's scheduling).
+  // Returns the validation error at once when the limits are invalid.
+  virtual Status UpsertTenant(const std::string& name, const TenantLimits& limits) = 0;
+  // Queues a request. Errors returned here mean nothing was queued and the sink will never be
+  // called: InvalidArgument (bad sampling params, empty prompt, token outside the vocabulary),
+  // Unavailable (inbox full or engine stopped). Admission errors found by the scheduler (never
+  // fits, unknown tenant) arrive through the sink as a final event with `error` set.
+  virtual Status Submit(EngineRequest request, OutputSink sink) = 0;
+  // Aborts a request; its sink gets a final event with FinishReason::kAbort (tokens generated
+  // so far are counted in its usage). Unknown ids are ignored.
+  virtual void Abort(uint64_t id) = 0;
+  virtual EngineStats Stats() const = 0;
+  // Per-tenant stats (in-flight tokens, high-water mark, blocks); nullopt for unknown tenants.
+  virtual std::optional<TenantStats> GetTenantStats(const std::string& tenant) const = 0;
+
+  // ---- running: either a background thread, or steps driven by the caller ----
+  virtual void Start() = 0;  // starts the engine thread
+  // Stops the thread after the current step; unfinished requests get a final event with
+  // error Unavailable ("engine stopped").
+  virtual void Stop() = 0;
+  // Runs one step on the calling thread (only when not Started). Returns false when there was
+  // nothing to do.
+  virtual StatusOr<bool> StepOnce() = 0;
+  // Steps until no request is waiting or running.
+  virtual Status RunUntilIdle() = 0;
+
+#ifdef LLMUX_TEST_HOOKS
+  // Test-only access to the backend (raw KV block reads). Engine thread / not started only.
+  virtual Backend* backend_for_testing() = 0;
+#endif
+};
+
+}  // namespace llmux
