@@ -1,0 +1,435 @@
+// Boost.Beast HTTP/1.1 server: one Session per connection on its own strand, paired
+// DoRead/OnRead and DoWrite/OnWrite, explicit limits (body, header, read/idle/write timeouts,
+// queued stream bytes, connections). While a request is being served, a "watch" read on the
+// raw socket notices a client that goes away, so its engine work can be aborted at once.
+#include "server/http_server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+namespace llmux::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+const std::string kEmpty;
+
+std::string StatusLine(int status) {
+  return "HTTP/1.1 " + std::to_string(status) + " " +
+         std::string(http::obsolete_reason(static_cast<http::status>(status))) + "\r\n";
+}
+
+class ServerImpl;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, ServerImpl* server);
+  ~Session();
+  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); }); }
+  void RejectBusy();
+
+  // ---- called on the strand by Channel ----
+  void QueueResponse(uint64_t request_seq, std::string bytes, bool complete);
+  void AddCloseHandler(uint64_t request_seq, std::function<void()> fn);
+  bool closed() const { return closed_.load(); }
+
+ private:
+  void DoRead();
+  void OnRead(beast::error_code ec, size_t bytes);
+  void StartWatch();
+  void OnWatch(beast::error_code ec, size_t bytes);
+  void DoWrite();
+  void OnWrite(beast::error_code ec, size_t bytes);
+  void SendError(int status, const std::string& message);
+  void Close();
+  void FireClose();
+
+  beast::tcp_stream stream_;
+  asio::any_io_executor strand_;
+  ServerImpl* server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool first_request_ = true;
+  bool keep_alive_ = true;
+  std::atomic<bool> closed_{false};  // written on the strand, read by Channel::closed
+  bool watching_ = false;
+  bool response_complete_ = false;
+  bool in_request_ = false;
+  uint64_t request_seq_ = 0;
+  std::deque<std::string> write_queue_;
+  int64_t queued_bytes_ = 0;
+  bool writing_ = false;
+  std::array<char, 4096> watch_buf_{};
+  std::vector<std::function<void()>> close_handlers_;
+};
+
+class Channel final : public ResponseChannel {
+ public:
+  Channel(std::weak_ptr<Session> session, asio::any_io_executor strand, uint64_t seq,
+          bool keep_alive)
+      : session_(std::move(session)), strand_(std::move(strand)), seq_(seq), keep_alive_(keep_alive) {}
+
+  void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
+    std::string out = StatusLine(status);
+    out += "Content-Type: " + content_type + "\r\n";
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    for (auto& [k, v] : headers) out += k + ": " + v + "\r\n";
+    out += "\r\n";
+    out += body;
+    Post(std::move(out), /*complete=*/true);
+  }
+  void BeginStream(HeaderList headers) override {
+    std::string out = StatusLine(200);
+    out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n";
+    out += "Transfer-Encoding: chunked\r\n";
+    out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    for (auto& [k, v] : headers) out += k + ": " + v + "\r\n";
+    out += "\r\n";
+    Post(std::move(out), false);
+  }
+  void Write(std::string data) override {
+    if (data.empty()) return;
+    char len[20];
+    std::snprintf(len, sizeof(len), "%zx\r\n", data.size());
+    std::string out = len;
+    out += data;
+    out += "\r\n";
+    Post(std::move(out), false);
+  }
+  void End() override { Post("0\r\n\r\n", true); }
+  void OnClose(std::function<void()> fn) override {
+    asio::post(strand_, [s = session_, seq = seq_, fn = std::move(fn)]() mutable {
+      if (auto p = s.lock()) {
+        p->AddCloseHandler(seq, std::move(fn));
+      } else {
+        fn();
+      }
+    });
+  }
+  bool closed() const override {
+    auto p = session_.lock();
+    return !p || p->closed();
+  }
+
+ private:
+  void Post(std::string bytes, bool complete) {
+    asio::post(strand_, [s = session_, seq = seq_, b = std::move(bytes), complete]() mutable {
+      if (auto p = s.lock()) p->QueueResponse(seq, std::move(b), complete);
+    });
+  }
+  std::weak_ptr<Session> session_;
+  asio::any_io_executor strand_;
+  uint64_t seq_;
+  bool keep_alive_;
+};
+
+class ServerImpl final : public HttpServer {
+ public:
+  ServerImpl(const HttpServerOptions& options, Handler handler)
+      : options_(options), handler_(std::move(handler)), ioc_(std::max(1, options.io_threads)),
+        acceptor_(asio::make_strand(ioc_)) {}
+  ~ServerImpl() override { Shutdown(); }
+
+  Status Bind();
+  void DoAccept();
+  int port() const override { return port_; }
+  int open_connections() const override { return connections_.load(); }
+  void StopAccepting() override {
+    asio::post(acceptor_.get_executor(), [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+  }
+  void Shutdown() override {
+    std::lock_guard<std::mutex> lock(shutdown_mutex_);
+    if (threads_.empty()) return;
+    StopAccepting();
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  void StartThreads() {
+    for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
+      threads_.emplace_back([this] { ioc_.run(); });
+    }
+  }
+
+  const HttpServerOptions& options() const { return options_; }
+  const Handler& handler() const { return handler_; }
+  std::atomic<int> connections_{0};
+
+ private:
+  HttpServerOptions options_;
+  Handler handler_;
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  int port_ = 0;
+  std::vector<std::thread> threads_;
+  std::mutex shutdown_mutex_;
+};
+
+Session::Session(tcp::socket&& socket, ServerImpl* server)
+    : stream_(std::move(socket)),
+      strand_(stream_.get_executor()),  // the accept handed us a strand executor
+      server_(server) {
+  server_->connections_.fetch_add(1);
+}
+
+Session::~Session() { server_->connections_.fetch_sub(1); }
+
+void Session::RejectBusy() {
+  keep_alive_ = false;
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    self->in_request_ = true;
+    self->SendError(503, "too many open connections");
+  });
+}
+
+void Session::DoRead() {
+  if (closed_) return;
+  parser_.emplace();
+  parser_->body_limit(static_cast<uint64_t>(server_->options().max_body_bytes));
+  parser_->header_limit(static_cast<uint32_t>(server_->options().max_header_bytes));
+  stream_.expires_after(first_request_ ? server_->options().read_timeout
+                                       : server_->options().idle_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+}
+
+void Session::OnRead(beast::error_code ec, size_t) {
+  if (closed_) return;
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+      ec == asio::error::eof) {
+    return Close();
+  }
+  in_request_ = true;
+  response_complete_ = false;
+  if (ec == http::error::body_limit) {
+    keep_alive_ = false;
+    return SendError(413, "request body exceeds " +
+                              std::to_string(server_->options().max_body_bytes) + " bytes");
+  }
+  if (ec == http::error::header_limit) {
+    keep_alive_ = false;
+    return SendError(431, "request headers exceed " +
+                              std::to_string(server_->options().max_header_bytes) + " bytes");
+  }
+  if (ec) {
+    keep_alive_ = false;
+    return SendError(400, "malformed HTTP request: " + ec.message());
+  }
+  first_request_ = false;
+  stream_.expires_never();
+  auto msg = parser_->release();
+  keep_alive_ = msg.keep_alive();
+  HttpRequest req;
+  req.method = std::string(msg.method_string());
+  req.target = std::string(msg.target());
+  const size_t q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  if (q != std::string::npos) req.query = req.target.substr(q + 1);
+  for (const auto& field : msg) {
+    std::string name(field.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    req.headers[name] = std::string(field.value());
+  }
+  req.body = std::move(msg.body());
+  beast::error_code rec;
+  auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
+  if (!rec) req.remote_address = ep.address().to_string();
+  ++request_seq_;
+  auto channel = std::make_shared<Channel>(weak_from_this(), strand_, request_seq_, keep_alive_);
+  StartWatch();
+  server_->handler()(std::move(req), channel);
+}
+
+void Session::StartWatch() {
+  if (watching_ || closed_) return;
+  watching_ = true;
+  beast::get_lowest_layer(stream_).socket().async_read_some(
+      asio::buffer(watch_buf_),
+      beast::bind_front_handler(&Session::OnWatch, shared_from_this()));
+}
+
+void Session::OnWatch(beast::error_code ec, size_t bytes) {
+  watching_ = false;
+  if (closed_) return;
+  if (ec == asio::error::operation_aborted) {
+    // Cancelled because the response completed: read the next request.
+    if (response_complete_ && keep_alive_) DoRead();
+    return;
+  }
+  if (ec) return Close();  // the client went away mid-request
+  // Pipelined bytes of a next request: keep them for the parser.
+  auto dst = buffer_.prepare(bytes);
+  std::memcpy(dst.data(), watch_buf_.data(), bytes);
+  buffer_.commit(bytes);
+  if (buffer_.size() > static_cast<size_t>(server_->options().max_body_bytes +
+                                           server_->options().max_header_bytes)) {
+    return Close();
+  }
+  if (!response_complete_) StartWatch();
+}
+
+void Session::QueueResponse(uint64_t seq, std::string bytes, bool complete) {
+  if (closed_ || seq != request_seq_ || response_complete_) return;
+  queued_bytes_ += static_cast<int64_t>(bytes.size());
+  write_queue_.push_back(std::move(bytes));
+  if (complete) response_complete_ = true;
+  if (!complete && queued_bytes_ > server_->options().max_stream_queue_bytes) {
+    return Close();  // the client stopped reading its stream
+  }
+  if (!writing_) DoWrite();
+}
+
+void Session::AddCloseHandler(uint64_t seq, std::function<void()> fn) {
+  if (closed_ && seq == request_seq_) {
+    fn();
+    return;
+  }
+  if (seq != request_seq_) return;
+  close_handlers_.push_back(std::move(fn));
+}
+
+void Session::DoWrite() {
+  if (write_queue_.empty() || closed_) return;
+  writing_ = true;
+  stream_.expires_after(server_->options().write_timeout);
+  asio::async_write(stream_, asio::buffer(write_queue_.front()),
+                    beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+}
+
+void Session::OnWrite(beast::error_code ec, size_t) {
+  writing_ = false;
+  if (closed_) return;
+  if (ec) return Close();
+  queued_bytes_ -= static_cast<int64_t>(write_queue_.front().size());
+  write_queue_.pop_front();
+  if (!write_queue_.empty()) return DoWrite();
+  stream_.expires_never();
+  if (!response_complete_) return;
+  // The response is out: the request is done.
+  in_request_ = false;
+  close_handlers_.clear();
+  if (!keep_alive_) {
+    beast::error_code sec;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, sec);
+    return Close();
+  }
+  if (watching_) {
+    beast::error_code cec;
+    beast::get_lowest_layer(stream_).socket().cancel(cec);  // OnWatch then calls DoRead
+  } else {
+    DoRead();
+  }
+}
+
+void Session::SendError(int status, const std::string& message) {
+  std::string body = R"({"error":{"message":")" + message +
+                     R"(","type":"invalid_request_error","param":null,"code":null}})";
+  std::string out = StatusLine(status) + "Content-Type: application/json\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  ++request_seq_;
+  keep_alive_ = false;
+  QueueResponse(request_seq_, std::move(out), true);
+}
+
+void Session::FireClose() {
+  auto handlers = std::move(close_handlers_);
+  close_handlers_.clear();
+  for (auto& fn : handlers) fn();
+}
+
+void Session::Close() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ec;
+  beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+  beast::get_lowest_layer(stream_).socket().close(ec);
+  write_queue_.clear();
+  if (in_request_ && !response_complete_) FireClose();
+  close_handlers_.clear();
+}
+
+Status ServerImpl::Bind() {
+  std::string host = options_.listen;
+  std::string port_str;
+  if (!host.empty() && host.front() == '[') {
+    const size_t end = host.find(']');
+    if (end == std::string::npos || end + 1 >= host.size() || host[end + 1] != ':') {
+      return InvalidArgument("listen address '" + options_.listen + "' is not [IPV6]:PORT");
+    }
+    port_str = host.substr(end + 2);
+    host = host.substr(1, end - 1);
+  } else {
+    const size_t colon = host.rfind(':');
+    if (colon == std::string::npos) {
+      return InvalidArgument("listen address '" + options_.listen + "' is not HOST:PORT");
+    }
+    port_str = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  beast::error_code ec;
+  int port_num = 0;
+  try {
+    port_num = std::stoi(port_str);
+  } catch (const std::exception&) {
+    return InvalidArgument("listen address '" + options_.listen + "' has no valid port");
+  }
+  tcp::resolver resolver(ioc_);
+  auto results = resolver.resolve(host, std::to_string(port_num), ec);
+  if (ec || results.empty()) {
+    return InvalidArgument("cannot resolve listen host '" + host + "': " + ec.message());
+  }
+  tcp::endpoint ep = results.begin()->endpoint();
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Unavailable("cannot listen on " + options_.listen + ": " + ec.message());
+  port_ = acceptor_.local_endpoint().port();
+  return Status::Ok();
+}
+
+void ServerImpl::DoAccept() {
+  acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      auto session = std::make_shared<Session>(std::move(socket), this);
+      if (connections_.load() > options_.max_connections) {
+        session->RejectBusy();
+      } else {
+        session->Run();
+      }
+    }
+    DoAccept();
+  });
+}
+
+}  // namespace
+
+const std::string& HttpRequest::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? kEmpty : it->second;
+}
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                        Handler handler) {
+  auto server = std::make_unique<ServerImpl>(options, std::move(handler));
+  LLMUX_RETURN_IF_ERROR(server->Bind());
+  server->DoAccept();
+  server->StartThreads();
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace llmux::server

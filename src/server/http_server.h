@@ -1,0 +1,44 @@
+// The HTTP/1.1 listener and connections (Boost.Beast, async, one strand per connection).
+// Boost types stay inside http_server.cpp.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "llmux/status.h"
+#include "server/http_types.h"
+
+namespace llmux::server {
+
+struct HttpServerOptions {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT or [IPV6]:PORT; port 0 = ephemeral
+  int io_threads = 2;
+  int64_t max_body_bytes = 4 << 20;  // larger bodies -> 413
+  int64_t max_header_bytes = 16 << 10;  // larger headers -> 431
+  std::chrono::milliseconds read_timeout{30000};  // a request must arrive whole within this
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection with no request
+  // A streaming response whose unsent output exceeds this many bytes (the client stopped
+  // reading) is closed; OnClose then fires.
+  int64_t max_stream_queue_bytes = 1 << 20;
+  // A write that makes no progress for this long closes the connection.
+  std::chrono::milliseconds write_timeout{30000};
+  int max_connections = 1024;  // further connections are answered 503 and closed
+};
+
+class HttpServer {
+ public:
+  virtual ~HttpServer() = default;
+  // Binds and starts `io_threads` threads. Unavailable when the address cannot be bound.
+  static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                     Handler handler);
+  // The bound port (useful with port 0).
+  virtual int port() const = 0;
+  virtual int open_connections() const = 0;
+  // Stops accepting new connections (in-flight requests continue).
+  virtual void StopAccepting() = 0;
+  // Closes everything and joins the I/O threads.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace llmux::server
