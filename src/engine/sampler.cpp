@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <utility>
@@ -15,29 +16,67 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Temperatures below this are greedy (vLLM's _SAMPLING_EPS).
 constexpr float kGreedyTemperature = 1e-5f;
-// The first band of the sorted prefix holds tokens with exp((l - max) / T) >= 2^-6; each
-// further band lowers the threshold by 2^6; the last takes every token with a non-zero
-// weight. A band has at most (sum of weights) / threshold tokens, so on a peaked
-// distribution the first band is tiny and on a flat one the sort is what it must be.
-constexpr float kFirstBandTau = 0x1.0p-6f;
-constexpr float kBandTauStep = 0x1.0p-6f;
-constexpr float kLastBandTau = 0x1.0p-24f;
+// FindCrossing buckets tokens by 11, 11 and 10 bits of their key, most significant first,
+// until at most kSortCutoff candidates remain, then sorts those.
+struct RadixLevel {
+  uint32_t shift;
+  uint32_t mask;
+};
+constexpr RadixLevel kRadixLevels[] = {{21, 0x7ff}, {10, 0x7ff}, {0, 0x3ff}};
+constexpr size_t kRadixBuckets = 2048;
+constexpr size_t kSortCutoff = 512;
+
+// A key whose ascending order is the logits' descending order (-0 and +0 alike; no NaN).
+// Branch-free so that the pass over the vocabulary vectorizes.
+inline uint32_t DescendingKey(float x) {
+  x += 0.0f;  // -0 -> +0
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  // Negative: flip all bits; positive: flip the sign bit. Then invert for descending.
+  const uint32_t flip = static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u;
+  return ~(bits ^ flip);
+}
 
 // Index of the largest value, ties to the lowest index. Values are never NaN here.
 int32_t ArgMax(std::span<const float> v) {
-  int32_t best = 0;
-  float best_v = v[0];
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i] > best_v) {
-      best_v = v[i];
-      best = static_cast<int32_t>(i);
-    }
+  // NOTE: a max over 16 lanes (vectorizes), then the first index holding it: two cheap
+  // passes instead of one branchy one.
+  constexpr size_t kLanes = 16;
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, kNegInf);
+  const float* p = v.data();
+  const size_t n = v.size();
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lanes[j] = p[i + j] > lanes[j] ? p[i + j] : lanes[j];
   }
-  return best;
+  float m = kNegInf;
+  for (float x : lanes) m = x > m ? x : m;
+  for (; i < n; ++i) m = p[i] > m ? p[i] : m;
+  for (i = 0; i < n; ++i) {
+    if (p[i] == m) return static_cast<int32_t>(i);
+  }
+  return 0;  // every value is -inf
 }
 
 void CopyWithoutNaN(std::span<const float> in, std::vector<float>& out) {
-  for (size_t i = 0; i < in.size(); ++i) out[i] = std::isnan(in[i]) ? kNegInf : in[i];
+  const float* p = in.data();
+  float* q = out.data();
+  const size_t n = in.size();
+  for (size_t i = 0; i < n; ++i) q[i] = p[i] != p[i] ? kNegInf : p[i];
+}
+
+// Sum of a row in double, in a fixed order (4 interleaved partial sums, then combined) so the
+// additions pipeline; deterministic for a given row.
+double SumInOrder(std::span<const float> v) {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  const size_t n = v.size();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (size_t j = 0; j < 4; ++j) s[j] += v[i + j];
+  }
+  for (; i < n; ++i) s[0] += v[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 }  // namespace
@@ -53,7 +92,8 @@ Sampler::Sampler(int32_t vocab_size, std::vector<int32_t> eos_token_ids)
   for (int32_t id : eos_token_ids_) {
     LLMUX_CHECK(id >= 0 && id < vocab_size) << "eos id " << id << " outside vocab " << vocab_size;
   }
-  sorted_.reserve(vocab_size);
+  keys_.resize(vocab_size);
+  hist_.resize(kRadixBuckets);
 }
 
 void Sampler::ProcessLogits(std::span<float> logits, const SamplingParams& params,
@@ -161,7 +201,8 @@ void Sampler::SelectTopK(int32_t k) {
   for (int32_t i = 0; i < k; ++i) top_[i] = i;
   std::make_heap(top_.begin(), top_.end(), before);
   float worst = w[top_.front()];
-  for (int32_t i = k; i < vocab_size_; ++i) {
+  const int32_t n = vocab_size_;
+  for (int32_t i = k; i < n; ++i) {
     // Ids ascend, so a tie with the worst kept candidate never displaces it.
     if (!(w[i] > worst)) continue;
     std::pop_heap(top_.begin(), top_.end(), before);
@@ -205,84 +246,108 @@ int32_t Sampler::DrawFromTopK(float temperature, float top_p, float min_p, doubl
   return top_[n - 1];
 }
 
-bool Sampler::GrowSortedPrefix() {
-  if (band_tau_ == 0.0f) return false;  // the last band is in already
-  const float hi = band_tau_;           // this band: lo <= exps_ < hi
-  float lo = sorted_.empty() ? kFirstBandTau : hi * kBandTauStep;
-  if (lo < kLastBandTau) lo = 0.0f;
-  const size_t begin = sorted_.size();
+Sampler::Crossing Sampler::FindCrossing(double target, bool inclusive) {
+  auto crosses = [target, inclusive](double s) { return inclusive ? s >= target : s > target; };
+  const uint32_t* key = keys_.data();
   const float* e = exps_.data();
-  for (int32_t i = 0; i < vocab_size_; ++i) {
-    // The last band takes only non-zero weights: a zero-weight token can never be drawn.
-    if (e[i] < hi && (lo == 0.0f ? e[i] > 0.0f : e[i] >= lo)) sorted_.push_back(i);
+  double* hist = hist_.data();
+  const int32_t n = vocab_size_;
+  double acc = 0.0;  // weight of every token before the current candidate set, in order
+  bool all = true;   // the candidate set is the whole vocabulary (cand_ unused)
+  bool keys_equal = true;  // every level ran: cand_ shares one key and is in id order
+  for (const RadixLevel& level : kRadixLevels) {
+    if (!all && cand_.size() <= kSortCutoff) {
+      keys_equal = false;
+      break;
+    }
+    std::fill(hist_.begin(), hist_.end(), 0.0);
+    const uint32_t shift = level.shift;
+    const uint32_t mask = level.mask;
+    auto bucket = [key, shift, mask](int32_t t) { return (key[t] >> shift) & mask; };
+    if (all) {
+      for (int32_t t = 0; t < n; ++t) hist[bucket(t)] += e[t];
+    } else {
+      for (int32_t t : cand_) hist[bucket(t)] += e[t];
+    }
+    // The bucket in which the running weight crosses the target; when rounding keeps the
+    // total just short of it, the last bucket with weight (its last token is the answer).
+    uint32_t chosen = 0;
+    double before_chosen = -1.0;
+    for (uint32_t b = 0; b <= mask; ++b) {
+      if (hist[b] == 0.0) continue;
+      chosen = b;
+      before_chosen = acc;
+      acc += hist[b];
+      if (crosses(acc)) break;
+    }
+    LLMUX_CHECK(before_chosen >= 0.0) << "no token with weight";
+    acc = before_chosen;
+    next_.clear();
+    if (all) {
+      for (int32_t t = 0; t < n; ++t) {
+        if (bucket(t) == chosen && e[t] > 0.0f) next_.push_back(t);
+      }
+    } else {
+      for (int32_t t : cand_) {
+        if (bucket(t) == chosen && e[t] > 0.0f) next_.push_back(t);
+      }
+    }
+    cand_.swap(next_);
+    all = false;
   }
-  const float* w = work_.data();
-  // NOTE: exps_ is monotone in work_, so every token of this band sorts after every token
-  // of the earlier ones by (logit desc, id asc) too: the prefix stays globally sorted.
-  std::sort(sorted_.begin() + static_cast<std::ptrdiff_t>(begin), sorted_.end(),
-            [w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); });
-  band_tau_ = lo;
-  return true;
+  // NOTE: keys encode (logit desc) exactly, so sorting by (key, id) is the sampler's order.
+  // The buckets are filled in id order, so after the last level nothing is left to sort.
+  if (!keys_equal) {
+    std::sort(cand_.begin(), cand_.end(), [key](int32_t a, int32_t b) {
+      return key[a] < key[b] || (key[a] == key[b] && a < b);
+    });
+  }
+  for (int32_t t : cand_) {
+    acc += e[t];
+    if (crosses(acc)) return {t, acc};
+  }
+  return {cand_.back(), acc};
 }
 
 int32_t Sampler::DrawFromVocab(float temperature, float top_p, float min_p, double u,
                                int32_t argmax) {
   const float max_logit = work_[argmax];
   const float inv_t = 1.0f / temperature;
-  double total = 0.0;
-  double min_p_mass = 0.0;
-  size_t min_p_count = 0;
   float* e = exps_.data();
+  uint32_t* key = keys_.data();
   const float* w = work_.data();
-  for (int32_t i = 0; i < vocab_size_; ++i) {
-    e[i] = std::exp((w[i] - max_logit) * inv_t);
-    total += e[i];
+  const int32_t n = vocab_size_;
+  for (int32_t i = 0; i < n; ++i) e[i] = std::exp((w[i] - max_logit) * inv_t);
+  const double total = SumInOrder(exps_);
+  for (int32_t i = 0; i < n; ++i) key[i] = DescendingKey(w[i]);
+  auto later = [key](int32_t a, int32_t b) { return key[a] > key[b] || (key[a] == key[b] && a > b); };
+
+  // The filtered set F is a prefix of the (logit desc, id asc) order, ending at `last`.
+  int32_t last = -1;  // -1: F is the whole vocabulary
+  double mass = total;
+  if (top_p < 1.0f) {
+    // The nucleus takes tokens while the weight before them is < top_p * total, so it ends
+    // at the first token whose inclusive prefix weight is >= that.
+    const Crossing c = FindCrossing(static_cast<double>(top_p) * total, /*inclusive=*/true);
+    last = c.token;
+    mass = c.prefix;
   }
-  if (min_p > 0.0f) {
-    for (int32_t i = 0; i < vocab_size_; ++i) {
+  if (min_p > 0.0f && (last < 0 || e[last] < min_p)) {
+    // The best token has weight 1, so p >= min_p * p_max <=> weight >= min_p; those tokens
+    // are a prefix of the order, shorter than the nucleus here.
+    mass = 0.0;
+    last = argmax;
+    for (int32_t i = 0; i < n; ++i) {
       if (e[i] >= min_p) {
-        min_p_mass += e[i];
-        ++min_p_count;
+        mass += e[i];
+        if (later(i, last)) last = i;
       }
     }
   }
-  sorted_.clear();
-  band_tau_ = std::numeric_limits<float>::infinity();
-
-  // The filtered set F is a prefix of the (logit desc, id asc) order: [0, n) with weight mass.
-  size_t n = vocab_size_;
-  double mass = total;
-  if (top_p < 1.0f) {
-    const double need = static_cast<double>(top_p) * total;
-    double cum = 0.0;
-    size_t j = 0;
-    while (cum < need) {
-      if (j == sorted_.size() && !GrowSortedPrefix()) break;
-      cum += e[sorted_[j++]];
-    }
-    n = j;
-    mass = cum;
-  }
-  if (min_p > 0.0f && min_p_count < n) {
-    n = min_p_count;
-    mass = min_p_mass;
-    if (n <= sorted_.size()) {  // sum in the order of the walk below, for an exact match
-      mass = 0.0;
-      for (size_t j = 0; j < n; ++j) mass += e[sorted_[j]];
-    }
-  }
-
-  const double target = u * mass;
-  double cum = 0.0;
-  size_t j = 0;
-  while (j < n) {
-    if (j == sorted_.size() && !GrowSortedPrefix()) break;
-    cum += e[sorted_[j]];
-    if (cum > target) return sorted_[j];
-    ++j;
-  }
-  // Rounding left the target just above the summed mass: the last token of F.
-  return sorted_[j - 1];
+  const Crossing c = FindCrossing(u * mass, /*inclusive=*/false);
+  // Rounding (the prefix sums are grouped differently from `mass`) may step past F's end.
+  if (last >= 0 && later(c.token, last)) return last;
+  return c.token;
 }
 
 void Sampler::FillLogprobs(const SamplingParams& params, SampledToken& out) {
@@ -294,8 +359,10 @@ void Sampler::FillLogprobs(const SamplingParams& params, SampledToken& out) {
     out.top.clear();
     return;
   }
-  double sum = 0.0;
-  for (int32_t i = 0; i < vocab_size_; ++i) sum += std::exp(w[i] - max_logit);
+  float* e = exps_.data();  // free again: the draw is done
+  const int32_t vocab = vocab_size_;
+  for (int32_t i = 0; i < vocab; ++i) e[i] = std::exp(w[i] - max_logit);
+  const double sum = SumInOrder(exps_);
   const double lse = static_cast<double>(max_logit) + std::log(sum);
   out.logprob = static_cast<float>(static_cast<double>(w[out.token]) - lse);
   const int32_t n = *params.logprobs;

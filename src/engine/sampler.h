@@ -61,9 +61,14 @@ class Sampler {
   int32_t DrawFromVocab(float temperature, float top_p, float min_p, double u, int32_t argmax);
   // Same over the candidates in top_ (already sorted by logit desc, id asc).
   int32_t DrawFromTopK(float temperature, float top_p, float min_p, double u);
-  // Grows sorted_ (indices by work_ desc, id asc) with the next band of exps_ >= tau that
-  // is not yet in it. Returns false when the whole vocabulary is already in sorted_.
-  bool GrowSortedPrefix();
+  struct Crossing {
+    int32_t token;  // the first token, in (logit desc, id asc) order, whose ...
+    double prefix;  // ... inclusive prefix weight (sum of exps_ up to it) crosses the target
+  };
+  // Over exps_/keys_ of the whole vocabulary: the first token whose inclusive prefix weight
+  // is >= target (inclusive) or > target (!inclusive); the last token with weight when
+  // rounding keeps the total short of it. A radix select: O(vocab), no full sort.
+  Crossing FindCrossing(double target, bool inclusive);
   void FillLogprobs(const SamplingParams& params, SampledToken& out);
 
   int32_t vocab_size_;
@@ -71,8 +76,10 @@ class Sampler {
 
   std::vector<float> work_;      // [vocab] processed logits of the current call
   std::vector<float> exps_;      // [vocab] exp((work_ - max) / temperature)
-  std::vector<int32_t> sorted_;  // prefix of token ids in (work_ desc, id asc) order
-  float band_tau_ = 0.0f;        // exps_ threshold of the last band appended to sorted_
+  std::vector<uint32_t> keys_;   // [vocab] DescendingKey(work_): ascending = logit descending
+  std::vector<double> hist_;     // [2048] weight per radix bucket
+  std::vector<int32_t> cand_;    // token ids in the current radix bucket
+  std::vector<int32_t> next_;
   std::vector<int32_t> top_;     // top-k candidates, sorted
   std::vector<uint32_t> stamp_;  // [vocab] generation marks for the penalty passes
   std::vector<int32_t> counts_;  // [vocab] output counts, valid where stamp_ is current

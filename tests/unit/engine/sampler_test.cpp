@@ -260,11 +260,15 @@ TEST(SamplerTest, PartialSelectionMatchesAFullSortOnALargeVocab) {
 }
 
 TEST(SamplerTest, AllEqualLogitsDrawInIdOrder) {
-  Sampler sampler(4, {});
-  const std::vector<float> flat(4, 0.5f);
-  for (uint64_t seed = 0; seed < 20; ++seed) {
-    const int32_t expected = static_cast<int32_t>(UniformAt(seed, 0) * 4.0);
-    EXPECT_EQ(sampler.Sample(flat, SamplingParams{}, {{}, {}, seed}).token, expected);
+  // Small (sorted candidates) and large (every radix level, one shared key) vocabularies.
+  for (int32_t vocab : {4, 3000}) {
+    Sampler sampler(vocab, {});
+    const std::vector<float> flat(vocab, 0.5f);
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      const auto expected = static_cast<int32_t>(UniformAt(seed, 0) * vocab);
+      EXPECT_EQ(sampler.Sample(flat, SamplingParams{}, {{}, {}, seed}).token, expected)
+          << "vocab " << vocab << " seed " << seed;
+    }
   }
 }
 
