@@ -252,8 +252,8 @@ Sampler::Crossing Sampler::FindCrossing(double target, bool inclusive) {
   const float* e = exps_.data();
   double* hist = hist_.data();
   const int32_t n = vocab_size_;
-  double acc = 0.0;  // weight of every token before the current candidate set, in order
-  bool all = true;   // the candidate set is the whole vocabulary (cand_ unused)
+  double acc = 0.0;        // weight of every token before the current candidate set, in order
+  bool all = true;         // the candidate set is the whole vocabulary (cand_ unused)
   bool keys_equal = true;  // every level ran: cand_ shares one key and is in id order
   for (const RadixLevel& level : kRadixLevels) {
     if (!all && cand_.size() <= kSortCutoff) {
@@ -320,7 +320,9 @@ int32_t Sampler::DrawFromVocab(float temperature, float top_p, float min_p, doub
   for (int32_t i = 0; i < n; ++i) e[i] = std::exp((w[i] - max_logit) * inv_t);
   const double total = SumInOrder(exps_);
   for (int32_t i = 0; i < n; ++i) key[i] = DescendingKey(w[i]);
-  auto later = [key](int32_t a, int32_t b) { return key[a] > key[b] || (key[a] == key[b] && a > b); };
+  auto later = [key](int32_t a, int32_t b) {
+    return key[a] > key[b] || (key[a] == key[b] && a > b);
+  };
 
   // The filtered set F is a prefix of the (logit desc, id asc) order, ending at `last`.
   int32_t last = -1;  // -1: F is the whole vocabulary
@@ -370,7 +372,8 @@ void Sampler::FillLogprobs(const SamplingParams& params, SampledToken& out) {
   if (n <= 0) return;
   SelectTopK(n);
   out.top.reserve(top_.size());
-  for (int32_t t : top_) out.top.push_back({t, static_cast<float>(static_cast<double>(w[t]) - lse)});
+  for (int32_t t : top_)
+    out.top.push_back({t, static_cast<float>(static_cast<double>(w[t]) - lse)});
 }
 
 std::optional<SamplingParamError> FindInvalidSamplingParam(const SamplingParams& p,
@@ -413,15 +416,15 @@ std::optional<SamplingParamError> FindInvalidSamplingParam(const SamplingParams&
                                    str(vocab_size) + ")");
     }
     if (!(b.bias >= -100.0f && b.bias <= 100.0f)) {
-      return err("logit_bias", "value for token " + str(b.token) + " must be in [-100, 100], got " +
-                                   str(b.bias));
+      return err("logit_bias",
+                 "value for token " + str(b.token) + " must be in [-100, 100], got " + str(b.bias));
     }
   }
   if (p.max_tokens < 1) return err("max_tokens", "must be >= 1, got " + str(p.max_tokens));
   if (p.min_tokens < 0) return err("min_tokens", "must be >= 0, got " + str(p.min_tokens));
   if (p.min_tokens > p.max_tokens) {
-    return err("min_tokens", "must be <= max_tokens (" + str(p.max_tokens) + "), got " +
-                                 str(p.min_tokens));
+    return err("min_tokens",
+               "must be <= max_tokens (" + str(p.max_tokens) + "), got " + str(p.min_tokens));
   }
   for (int32_t id : p.stop_token_ids) {
     if (id < 0 || id >= vocab_size) {

@@ -74,11 +74,11 @@ class Sampler {
   int32_t vocab_size_;
   std::vector<int32_t> eos_token_ids_;
 
-  std::vector<float> work_;      // [vocab] processed logits of the current call
-  std::vector<float> exps_;      // [vocab] exp((work_ - max) / temperature)
-  std::vector<uint32_t> keys_;   // [vocab] DescendingKey(work_): ascending = logit descending
-  std::vector<double> hist_;     // [2048] weight per radix bucket
-  std::vector<int32_t> cand_;    // token ids in the current radix bucket
+  std::vector<float> work_;     // [vocab] processed logits of the current call
+  std::vector<float> exps_;     // [vocab] exp((work_ - max) / temperature)
+  std::vector<uint32_t> keys_;  // [vocab] DescendingKey(work_): ascending = logit descending
+  std::vector<double> hist_;    // [2048] weight per radix bucket
+  std::vector<int32_t> cand_;   // token ids in the current radix bucket
   std::vector<int32_t> next_;
   std::vector<int32_t> top_;     // top-k candidates, sorted
   std::vector<uint32_t> stamp_;  // [vocab] generation marks for the penalty passes

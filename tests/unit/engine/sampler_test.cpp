@@ -93,7 +93,8 @@ TEST(SamplerTest, SameSeedSameTokensWhateverIsInterleaved) {
 
   Sampler alone(5000, {});
   std::vector<int32_t> a_alone;
-  for (int i = 0; i < 30; ++i) a_alone.push_back(alone.Sample(logits_a, params, {prompt, a_alone, 77}).token);
+  for (int i = 0; i < 30; ++i)
+    a_alone.push_back(alone.Sample(logits_a, params, {prompt, a_alone, 77}).token);
 
   Sampler shared(5000, {});
   std::vector<int32_t> a, b;
@@ -111,7 +112,8 @@ TEST(SamplerTest, SameSeedSameTokensWhateverIsInterleaved) {
   std::set<std::vector<int32_t>> distinct;
   for (uint64_t seed = 100; seed < 105; ++seed) {
     std::vector<int32_t> s;
-    for (int i = 0; i < 10; ++i) s.push_back(alone.Sample(logits_a, params, {prompt, s, seed}).token);
+    for (int i = 0; i < 10; ++i)
+      s.push_back(alone.Sample(logits_a, params, {prompt, s, seed}).token);
     distinct.insert(s);
   }
   EXPECT_EQ(distinct.size(), 5u);
@@ -251,8 +253,7 @@ TEST(SamplerTest, PartialSelectionMatchesAFullSortOnALargeVocab) {
     std::set<int32_t> seen;
     for (uint64_t seed = 0; seed < 40; ++seed) {
       const int32_t got = sampler.Sample(logits, configs[c], {{}, {}, seed}).token;
-      EXPECT_EQ(got, reference(UniformAt(seed, 0)))
-          << "config " << c << " seed " << seed;
+      EXPECT_EQ(got, reference(UniformAt(seed, 0))) << "config " << c << " seed " << seed;
       seen.insert(got);
     }
     EXPECT_GT(seen.size(), 3u) << "config " << c;
@@ -384,7 +385,8 @@ TEST(SamplerTest, LogprobsAreTheLogSoftmaxOfTheProcessedLogits) {
   EXPECT_NEAR(t.logprob, ref[t.token], 1e-5);
   std::vector<int32_t> by_ref(kVocab);
   std::iota(by_ref.begin(), by_ref.end(), 0);
-  std::stable_sort(by_ref.begin(), by_ref.end(), [&](int32_t a, int32_t b) { return ref[a] > ref[b]; });
+  std::stable_sort(by_ref.begin(), by_ref.end(),
+                   [&](int32_t a, int32_t b) { return ref[a] > ref[b]; });
   ASSERT_EQ(t.top.size(), 5u);
   for (size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(t.top[i].token, by_ref[i]) << "rank " << i;
@@ -423,9 +425,18 @@ TEST(SamplerTest, ValidationNamesTheField) {
       {"repetition_penalty", [](SamplingParams& p) { p.repetition_penalty = 0.0f; }},
       {"presence_penalty", [](SamplingParams& p) { p.presence_penalty = 2.5f; }},
       {"frequency_penalty", [](SamplingParams& p) { p.frequency_penalty = -2.01f; }},
-      {"logit_bias", [](SamplingParams& p) { p.logit_bias = {{100, 1.0f}}; }},
-      {"logit_bias", [](SamplingParams& p) { p.logit_bias = {{-1, 1.0f}}; }},
-      {"logit_bias", [](SamplingParams& p) { p.logit_bias = {{3, 101.0f}}; }},
+      {"logit_bias",
+       [](SamplingParams& p) {
+         p.logit_bias = {{100, 1.0f}};
+       }},
+      {"logit_bias",
+       [](SamplingParams& p) {
+         p.logit_bias = {{-1, 1.0f}};
+       }},
+      {"logit_bias",
+       [](SamplingParams& p) {
+         p.logit_bias = {{3, 101.0f}};
+       }},
       {"max_tokens", [](SamplingParams& p) { p.max_tokens = 0; }},
       {"min_tokens", [](SamplingParams& p) { p.min_tokens = -1; }},
       {"min_tokens", [](SamplingParams& p) { p.min_tokens = 17; }},

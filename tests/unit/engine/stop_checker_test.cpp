@@ -87,7 +87,7 @@ TEST(StopCheckerTest, MaxTokensGivesLength) {
 TEST(StopCheckerTest, FullContextGivesLength) {
   const std::vector<int32_t> out = {5, 6, 7};
   EXPECT_FALSE(Checker().Check(Params(100), 60, out).has_value());  // 63 < 64
-  const auto d = Checker().Check(Params(100), 61, out);              // 64 == 64
+  const auto d = Checker().Check(Params(100), 61, out);             // 64 == 64
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->reason, FinishReason::kLength);
 }
