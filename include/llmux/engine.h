@@ -33,6 +33,9 @@ struct EngineRequest {
   std::string tenant;
   std::vector<int32_t> prompt;
   SamplingParams sampling;  // validated by Submit against the model's vocabulary
+  // A request still waiting (never scheduled) this long after Submit ends with
+  // DeadlineExceeded. 0 = no limit.
+  int64_t queue_timeout_ms = 0;
 };
 
 // What a request's sink receives. Every accepted request gets zero or more token events and

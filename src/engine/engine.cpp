@@ -90,6 +90,7 @@ class EngineImpl final : public Engine {
               Status error, std::vector<int32_t> last_tokens,
               std::vector<SampledToken> last_logprobs);
   void FailAll(const Status& status);
+  void ExpireQueued();
   void PublishStats();
   void ThreadMain();
   int64_t NowMs() const {
@@ -241,8 +242,29 @@ void EngineImpl::Finish(LiveRequest& live, FinishReason reason, std::optional<in
   sink(std::move(out));
 }
 
+void EngineImpl::ExpireQueued() {
+  const auto now = Clock::now();
+  std::vector<uint64_t> expired;
+  for (const auto& [id, live] : live_) {
+    if (live.request.queue_timeout_ms > 0 && !live.first_scheduled &&
+        now - live.arrival > std::chrono::milliseconds(live.request.queue_timeout_ms)) {
+      expired.push_back(id);
+    }
+  }
+  for (uint64_t id : expired) {
+    LiveRequest& live = live_.at(id);
+    scheduler_->Abort(id);
+    Finish(live, FinishReason::kAbort, std::nullopt,
+           Status(StatusCode::kDeadlineExceeded,
+                  "request waited in the queue longer than " +
+                      std::to_string(live.request.queue_timeout_ms) + " ms"),
+           {}, {});
+  }
+}
+
 StatusOr<bool> EngineImpl::StepOnce() {
   DrainInbox();
+  ExpireQueued();
   if (!scheduler_->HasWork()) {
     PublishStats();
     return false;

@@ -119,6 +119,11 @@ class Channel final : public ResponseChannel {
     auto p = session_.lock();
     return !p || p->closed();
   }
+  void Post(std::function<void()> fn) override {
+    asio::post(strand_, [s = session_, fn = std::move(fn)] {
+      if (auto p = s.lock(); p && !p->closed()) fn();
+    });
+  }
 
  private:
   void Post(std::string bytes, bool complete) {

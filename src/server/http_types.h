@@ -46,6 +46,9 @@ class ResponseChannel {
   virtual void OnClose(std::function<void()> fn) = 0;
   // True once the connection is gone; later writes are dropped.
   virtual bool closed() const = 0;
+  // Runs `fn` on the connection's strand (where handler state may be touched without locks).
+  // Dropped when the connection is gone.
+  virtual void Post(std::function<void()> fn) = 0;
 };
 
 using Handler = std::function<void(HttpRequest&&, std::shared_ptr<ResponseChannel>)>;

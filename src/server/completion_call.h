@@ -1,0 +1,96 @@
+// One /v1/completions or /v1/chat/completions call in flight: its choices (n per prompt), their
+// engine requests, incremental detokenization and stop strings, and the response (SSE or JSON).
+// Lives on its connection's strand: every method runs there (engine events are posted to it).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmux/engine.h"
+#include "llmux/tokenizer.h"
+#include "server/http_types.h"
+#include "server/openai_request.h"
+#include "server/stop_strings.h"
+
+namespace llmux::server {
+
+struct ChoicePlan {
+  int prompt_index = 0;
+  uint64_t engine_id = 0;
+};
+
+// Usage of a finished call, for the ledger and the access log.
+struct CallUsage {
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;
+  int64_t completion_tokens = 0;
+  double queue_seconds = 0;
+  double first_token_seconds = 0;
+  std::string outcome;  // "ok", "aborted", "error"
+};
+
+class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
+ public:
+  using OnDone = std::function<void(const CallUsage&)>;
+
+  // `prompt_lengths[i]` is the token count of prompt i. Choices are indexed as OpenAI does:
+  // prompt_index * n + k.
+  CompletionCall(const OpenAiRequest& request, std::string model_name,
+                 std::vector<int32_t> prompt_lengths, std::vector<ChoicePlan> choices,
+                 const Tokenizer* tokenizer, Engine* engine,
+                 std::shared_ptr<ResponseChannel> channel, HeaderList extra_headers, OnDone on_done);
+
+  // An engine event for choice `choice`. Strand only.
+  void OnEngineOutput(size_t choice, const EngineOutput& out);
+  // The client went away: abort every engine request not yet finished. Strand only.
+  void OnClientGone();
+  // Whether choice `i` has had its first engine event (it left the queue).
+  bool started(size_t i) const { return choices_[i].started; }
+
+ private:
+  struct Choice {
+    ChoicePlan plan;
+    std::unique_ptr<IncrementalDetokenizer> detok;
+    StopStringMatcher stop;
+    std::string text;                 // non-streaming: accumulated visible text
+    std::vector<int32_t> lp_tokens;   // tokens with logprobs, in order
+    std::vector<SampledToken> lp;     // their logprobs
+    std::string finish_reason;        // "" until the text is complete
+    bool started = false;
+    bool engine_done = false;
+    bool role_sent = false;
+    int32_t completion_tokens = 0;
+    int32_t cached_tokens = 0;
+  };
+
+  void EmitText(size_t i, const std::string& text, const std::vector<int32_t>& lp_tokens,
+                const std::vector<SampledToken>& lp);
+  void FinishText(size_t i, const std::string& reason);
+  void Fail(const Status& error);
+  void MaybeComplete();
+  void EnsureStreamStarted();
+  std::string Chunk(size_t i, const std::string& text, const std::string* finish_reason,
+                    const std::vector<int32_t>& lp_tokens,
+                    const std::vector<SampledToken>& lp) const;
+  std::string LogprobsJson(const std::vector<int32_t>& tokens,
+                           const std::vector<SampledToken>& lp) const;
+  std::string UsageJson() const;
+
+  const OpenAiRequest request_;
+  const std::string id_;
+  const int64_t created_;
+  const std::string model_;
+  const std::vector<int32_t> prompt_lengths_;
+  const Tokenizer* tokenizer_;
+  Engine* engine_;
+  std::shared_ptr<ResponseChannel> channel_;
+  HeaderList extra_headers_;
+  OnDone on_done_;
+  std::vector<Choice> choices_;
+  bool stream_started_ = false;
+  bool done_ = false;
+  CallUsage usage_;
+};
+
+}  // namespace llmux::server
