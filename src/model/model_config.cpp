@@ -113,8 +113,9 @@ StatusOr<Architecture> ParseArchitecture(const json& j, const Reader& r) {
   if (name == "LlamaForCausalLM") return Architecture::kLlama;
   if (name == "MistralForCausalLM") return Architecture::kMistral;
   if (name == "Qwen2ForCausalLM") return Architecture::kQwen2;
-  return Unimplemented(std::string("unsupported architecture '") + name +
-                       "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  return Unimplemented(r.Error("architectures", "").message() + "'" + name +
+                       "' is not supported" +
+                       " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
 }
 
 StatusOr<RopeScaling> ParseRopeScaling(const json& j, const Reader& r) {
@@ -280,6 +281,18 @@ StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& dir) {
   return ParseModelConfig(text.str(), path.string());
 }
 
+namespace {
+
+// Rounds to float32 and keeps the compiler from fusing the surrounding multiply-add into an
+// FMA. NOTE: PyTorch evaluates each operator separately with float32 rounding; fused
+// rounding would differ from HF in the last bit for some frequencies.
+float Rounded(float x) {
+  volatile float v = x;
+  return v;
+}
+
+}  // namespace
+
 std::vector<float> RopeInvFreq(const ModelConfig& config) {
   const int dim = config.head_dim;
   std::vector<float> inv(static_cast<size_t>(dim / 2));
@@ -309,7 +322,7 @@ std::vector<float> RopeInvFreq(const ModelConfig& config) {
         } else if (wavelen >= high_freq_wavelen) {
           const float smooth = (old_ctx / wavelen - rs.low_freq_factor) /
                                (rs.high_freq_factor - rs.low_freq_factor);
-          f = (1.0f - smooth) * f / rs.factor + smooth * f;
+          f = Rounded(Rounded((1.0f - smooth) * f) / rs.factor) + Rounded(smooth * f);
         }  // high frequency: unchanged
       }
       break;
