@@ -43,8 +43,8 @@ uint64_t TensorKey(uint64_t seed, std::string_view name) {
 // keeps random-weight activations tame.
 inline float Sample(uint64_t key, uint64_t index) {
   const uint64_t r = Mix(key + (index + 1) * 0x9e3779b97f4a7c15ull);
-  const int64_t sum = static_cast<int64_t>((r & 0xffff) + ((r >> 16) & 0xffff) +
-                                           ((r >> 32) & 0xffff) + (r >> 48));
+  const int64_t sum =
+      static_cast<int64_t>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48));
   // Sum of 4 uniform 16-bit values: mean 131070, sd 65536 / sqrt(3).
   constexpr float kScale = 0.02f * 1.7320508f / 65536.0f;
   return static_cast<float>(sum - 131070) * kScale;
@@ -56,28 +56,32 @@ struct WorkItem {
   uint64_t count;
 };
 
+// Fills OUT with ITEM's elements converted by CONVERT (float -> the stored scalar type).
+template <typename T, typename Convert>
+void FillAs(const WorkItem& item, uint64_t key, float offset, Convert convert,
+            std::vector<std::byte>& out) {
+  out.resize(item.count * sizeof(T));
+  T* dst = reinterpret_cast<T*>(out.data());  // vector<byte> storage is suitably aligned
+  for (uint64_t i = 0; i < item.count; ++i) dst[i] = convert(offset + Sample(key, item.begin + i));
+}
+
 void Fill(const WorkItem& item, uint64_t key, bool norm, DType dtype, std::vector<std::byte>& out) {
-  out.resize(item.count * DTypeSize(dtype));
   const float offset = norm ? 1.0f : 0.0f;
-  for (uint64_t i = 0; i < item.count; ++i) {
-    const float v = offset + Sample(key, item.begin + i);
-    switch (dtype) {
-      case DType::kF32:
-        std::memcpy(out.data() + 4 * i, &v, 4);
-        break;
-      case DType::kF16: {
-        const uint16_t h = FloatToHalf(v);
-        std::memcpy(out.data() + 2 * i, &h, 2);
-        break;
-      }
-      case DType::kBF16: {
-        const uint16_t b = FloatToBf16(v);
-        std::memcpy(out.data() + 2 * i, &b, 2);
-        break;
-      }
-      case DType::kI32:
-        LLMUX_CHECK(false) << "make-model does not write I32 weights";
-    }
+  switch (dtype) {
+    case DType::kF32:
+      FillAs<float>(
+          item, key, offset, [](float v) { return v; }, out);
+      return;
+    case DType::kF16:
+      FillAs<uint16_t>(
+          item, key, offset, [](float v) { return FloatToHalf(v); }, out);
+      return;
+    case DType::kBF16:
+      FillAs<uint16_t>(
+          item, key, offset, [](float v) { return FloatToBf16(v); }, out);
+      return;
+    case DType::kI32:
+      LLMUX_CHECK(false) << "make-model does not write I32 weights";
   }
 }
 
@@ -98,10 +102,14 @@ double Decimal(float f) {
 
 std::string TorchDTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "float32";
-    case DType::kF16: return "float16";
-    case DType::kBF16: return "bfloat16";
-    case DType::kI32: return "int32";
+    case DType::kF32:
+      return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kI32:
+      return "int32";
   }
   return "?";
 }
@@ -121,12 +129,12 @@ ordered_json ConfigJson(const ModelShape& shape, const ModelConfig& c, DType dty
   j["rms_norm_eps"] = Decimal(c.rms_norm_eps);
   j["rope_theta"] = Decimal(c.rope_theta);
   if (c.rope_scaling.type == RopeScaling::Type::kLlama3) {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", Decimal(c.rope_scaling.factor)},
-                         {"low_freq_factor", Decimal(c.rope_scaling.low_freq_factor)},
-                         {"high_freq_factor", Decimal(c.rope_scaling.high_freq_factor)},
-                         {"original_max_position_embeddings",
-                          c.rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", Decimal(c.rope_scaling.factor)},
+        {"low_freq_factor", Decimal(c.rope_scaling.low_freq_factor)},
+        {"high_freq_factor", Decimal(c.rope_scaling.high_freq_factor)},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
   } else {
     j["rope_scaling"] = nullptr;
   }
@@ -188,8 +196,7 @@ Status WriteWeights(const fs::path& path, const std::vector<TensorSpec>& specs, 
   std::vector<uint64_t> keys(specs.size());
   for (size_t t = first; t < last; ++t) keys[t] = TensorKey(opt.seed, specs[t].name);
 
-  LLMUX_ASSIGN_OR_RETURN(auto writer,
-                         SafetensorsWriter::Create(path, headers, {{"format", "pt"}}));
+  LLMUX_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, headers, {{"format", "pt"}}));
   const size_t window = static_cast<size_t>(threads) * 2;
   std::vector<std::vector<std::byte>> buffers(window);
   for (size_t w0 = 0; w0 < items.size(); w0 += window) {
@@ -228,7 +235,8 @@ StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& opt) {
   const ModelShape* shape = FindModelShape(opt.shape);
   if (shape == nullptr) {
     std::string names;
-    for (const ModelShape& s : ModelShapes()) names += (names.empty() ? "" : ", ") + std::string(s.name);
+    for (const ModelShape& s : ModelShapes())
+      names += (names.empty() ? "" : ", ") + std::string(s.name);
     return InvalidArgument("unknown shape '" + opt.shape + "' (shapes: " + names + ")");
   }
   if (opt.dtype == DType::kI32) return InvalidArgument("dtype must be f32, f16 or bf16");
@@ -249,9 +257,11 @@ StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& opt) {
 
   // Tokenizer: byte-level BPE filling every id below the specials.
   const ByteLevelBpe bpe = BuildByteLevelBpe(v - static_cast<int>(specials.size()));
-  LLMUX_RETURN_IF_ERROR(WriteText(opt.out_dir / "tokenizer.json", TokenizerJson(bpe, specials, kBos)));
-  LLMUX_RETURN_IF_ERROR(WriteText(opt.out_dir / "tokenizer_config.json",
-                                  TokenizerConfigJson(specials, c.max_position_embeddings).dump(2)));
+  LLMUX_RETURN_IF_ERROR(
+      WriteText(opt.out_dir / "tokenizer.json", TokenizerJson(bpe, specials, kBos)));
+  LLMUX_RETURN_IF_ERROR(
+      WriteText(opt.out_dir / "tokenizer_config.json",
+                TokenizerConfigJson(specials, c.max_position_embeddings).dump(2)));
   LLMUX_RETURN_IF_ERROR(
       WriteText(opt.out_dir / "config.json", ConfigJson(*shape, c, opt.dtype, opt.seed).dump(2)));
   result.files = {"config.json", "tokenizer.json", "tokenizer_config.json"};
@@ -272,8 +282,9 @@ StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& opt) {
   shard_begin.push_back(specs.size());
   const size_t num_shards = shard_begin.size() - 1;
 
-  int threads = opt.threads > 0 ? opt.threads
-                                : static_cast<int>(std::min(16u, std::thread::hardware_concurrency()));
+  int threads = opt.threads > 0
+                    ? opt.threads
+                    : static_cast<int>(std::min(16u, std::thread::hardware_concurrency()));
   threads = std::max(threads, 1);
   const fs::path index_path = opt.out_dir / "model.safetensors.index.json";
   const fs::path single_path = opt.out_dir / "model.safetensors";

@@ -14,7 +14,7 @@
 namespace llmux {
 
 struct MakeModelOptions {
-  std::string shape;  // a ModelShapes() name
+  std::string shape;           // a ModelShapes() name
   DType dtype = DType::kBF16;  // F32, F16 or BF16
   uint64_t seed = 0;
   std::filesystem::path out_dir;  // created when missing; our files in it are replaced
@@ -26,8 +26,8 @@ struct MakeModelOptions {
 
 struct MakeModelResult {
   ModelConfig config;
-  uint64_t weight_bytes = 0;           // tensor data, all shards
-  std::vector<std::string> files;      // written, relative to out_dir
+  uint64_t weight_bytes = 0;       // tensor data, all shards
+  std::vector<std::string> files;  // written, relative to out_dir
 };
 
 // Writes config.json, tokenizer.json, tokenizer_config.json and the weights. The output is a

@@ -80,8 +80,8 @@ class Reader {
     const json list = v.is_array() ? v : json::array({v});
     for (const json& id : list) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) {
-        return Error(key, "must be a token id in [0, vocab_size) or a list of them, got " +
-                              v.dump());
+        return Error(key,
+                     "must be a token id in [0, vocab_size) or a list of them, got " + v.dump());
       }
       ids.push_back(static_cast<int>(id.get<int64_t>()));
     }
@@ -113,8 +113,7 @@ StatusOr<Architecture> ParseArchitecture(const json& j, const Reader& r) {
   if (name == "LlamaForCausalLM") return Architecture::kLlama;
   if (name == "MistralForCausalLM") return Architecture::kMistral;
   if (name == "Qwen2ForCausalLM") return Architecture::kQwen2;
-  return Unimplemented(r.Error("architectures", "").message() + "'" + name +
-                       "' is not supported" +
+  return Unimplemented(r.Error("architectures", "").message() + "'" + name + "' is not supported" +
                        " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
 }
 
@@ -159,8 +158,8 @@ StatusOr<RopeScaling> ParseRopeScaling(const json& j, const Reader& r) {
     }
     return rs;
   }
-  return Unimplemented(std::string(r.Error("rope_scaling.rope_type", "").message()) + "'" +
-                       type + "' is not supported (supported: linear, llama3, default)");
+  return Unimplemented(std::string(r.Error("rope_scaling.rope_type", "").message()) + "'" + type +
+                       "' is not supported (supported: linear, llama3, default)");
 }
 
 StatusOr<ModelConfig> Parse(const json& j, std::string_view source) {
@@ -190,8 +189,8 @@ StatusOr<ModelConfig> Parse(const json& j, std::string_view source) {
     c.head_dim = c.hidden_size / c.num_heads;
   }
   if (c.head_dim % 2 != 0) {
-    return r.Error("head_dim", "must be even for rotary embeddings, got " +
-                                   std::to_string(c.head_dim));
+    return r.Error("head_dim",
+                   "must be even for rotary embeddings, got " + std::to_string(c.head_dim));
   }
   LLMUX_ASSIGN_OR_RETURN(c.max_position_embeddings,
                          r.Int("max_position_embeddings", std::nullopt, 1));
@@ -247,9 +246,12 @@ StatusOr<ModelConfig> Parse(const json& j, std::string_view source) {
 
 std::string_view ArchitectureName(Architecture a) {
   switch (a) {
-    case Architecture::kLlama: return "LlamaForCausalLM";
-    case Architecture::kMistral: return "MistralForCausalLM";
-    case Architecture::kQwen2: return "Qwen2ForCausalLM";
+    case Architecture::kLlama:
+      return "LlamaForCausalLM";
+    case Architecture::kMistral:
+      return "MistralForCausalLM";
+    case Architecture::kQwen2:
+      return "Qwen2ForCausalLM";
   }
   return "?";
 }
@@ -299,8 +301,8 @@ std::vector<float> RopeInvFreq(const ModelConfig& config) {
   for (int i = 0; i < dim / 2; ++i) {
     // As HF: 1 / base ** (arange(0, dim, 2) / dim) in float32.
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
-    const float p = static_cast<float>(std::pow(static_cast<double>(config.rope_theta),
-                                                 static_cast<double>(exponent)));
+    const float p = static_cast<float>(
+        std::pow(static_cast<double>(config.rope_theta), static_cast<double>(exponent)));
     inv[i] = 1.0f / p;
   }
   const RopeScaling& rs = config.rope_scaling;
@@ -320,8 +322,8 @@ std::vector<float> RopeInvFreq(const ModelConfig& config) {
         if (wavelen > low_freq_wavelen) {
           f = f / rs.factor;  // low frequency: fully scaled
         } else if (wavelen >= high_freq_wavelen) {
-          const float smooth = (old_ctx / wavelen - rs.low_freq_factor) /
-                               (rs.high_freq_factor - rs.low_freq_factor);
+          const float smooth =
+              (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
           f = Rounded(Rounded((1.0f - smooth) * f) / rs.factor) + Rounded(smooth * f);
         }  // high frequency: unchanged
       }

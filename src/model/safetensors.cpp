@@ -87,7 +87,8 @@ Status ParseTensorEntry(const std::string& src, const std::string& name, const j
       return DataLoss(where + ": shape entries must be non-negative integers, got " + d.dump());
     }
     const uint64_t v = d.get<uint64_t>();
-    if (v > static_cast<uint64_t>(INT64_MAX)) return DataLoss(where + ": shape dimension too large");
+    if (v > static_cast<uint64_t>(INT64_MAX))
+      return DataLoss(where + ": shape dimension too large");
     shape.push_back(static_cast<int64_t>(v));
     overflow = overflow || __builtin_mul_overflow(numel, v, &numel);
   }
@@ -161,8 +162,7 @@ StatusOr<std::vector<HostTensor>> ParseImage(std::span<const std::byte> bytes,
   json header;
   try {
     header = json::parse(
-        text, text + header_len,
-        [&](int depth, json::parse_event_t event, json& parsed) {
+        text, text + header_len, [&](int depth, json::parse_event_t event, json& parsed) {
           if (event == json::parse_event_t::key && depth == 1 && duplicate.empty() &&
               !seen.insert(parsed.get<std::string>()).second) {
             duplicate = parsed.get<std::string>();

@@ -13,10 +13,14 @@ std::filesystem::path TempPath(const std::filesystem::path& path) {
 
 std::string SafetensorsDTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI32: return "I32";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI32:
+      return "I32";
   }
   return "?";
 }
@@ -55,7 +59,8 @@ StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   std::setvbuf(f, w->buffer_.data(), _IOFBF, w->buffer_.size());
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((text.size() >> (8 * i)) & 0xff);
-  if (std::fwrite(len, 1, 8, f) != 8 || std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
+  if (std::fwrite(len, 1, 8, f) != 8 ||
+      std::fwrite(text.data(), 1, text.size(), f) != text.size()) {
     return Internal(tmp.string() + ": write failed: " + std::strerror(errno));
   }
   return w;

@@ -126,8 +126,8 @@ StatusOr<std::unique_ptr<WeightStore>> OpenSharded(const std::filesystem::path& 
     auto file = SafetensorsFile::Open(dir / shard);
     if (!file.ok()) {
       if (file.status().code() == StatusCode::kNotFound) {
-        return NotFound(index_path.string() + ": shard '" + shard + "' is missing: " +
-                        file.status().message());
+        return NotFound(index_path.string() + ": shard '" + shard +
+                        "' is missing: " + file.status().message());
       }
       return file.status();
     }
@@ -136,8 +136,8 @@ StatusOr<std::unique_ptr<WeightStore>> OpenSharded(const std::filesystem::path& 
   }
   for (const auto& [name, shard] : weight_map) {
     if (by_name[shard]->Find(name) == nullptr) {
-      return DataLoss(index_path.string() + ": tensor '" + name + "' is listed in shard '" +
-                      shard + "' but absent from it");
+      return DataLoss(index_path.string() + ": tensor '" + name + "' is listed in shard '" + shard +
+                      "' but absent from it");
     }
   }
   auto store = std::make_unique<WeightStoreImpl>(std::move(files));

@@ -1,9 +1,10 @@
 // `llmux make-model`: writes an HF model directory with deterministic random weights.
+#include "model/make_model.h"
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 
-#include "model/make_model.h"
 #include "model/model_shapes.h"
 #include "tools/command.h"
 

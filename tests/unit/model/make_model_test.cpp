@@ -38,8 +38,8 @@ class MakeModelTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  MakeModelResult Make(const std::string& sub, const std::string& shape, DType dtype,
-                       uint64_t seed, int threads = 2, uint64_t shard = 5'000'000'000ull) {
+  MakeModelResult Make(const std::string& sub, const std::string& shape, DType dtype, uint64_t seed,
+                       int threads = 2, uint64_t shard = 5'000'000'000ull) {
     MakeModelOptions opt;
     opt.shape = shape;
     opt.dtype = dtype;
@@ -130,8 +130,8 @@ TEST_F(MakeModelTest, SameSeedSameBytesOtherwiseDifferent) {
   Make("a", "tiny", DType::kBF16, 1, /*threads=*/1);
   Make("b", "tiny", DType::kBF16, 1, /*threads=*/3);
   Make("c", "tiny", DType::kBF16, 2, /*threads=*/1);
-  for (const char* f : {"model.safetensors", "config.json", "tokenizer.json",
-                        "tokenizer_config.json"}) {
+  for (const char* f :
+       {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"}) {
     EXPECT_EQ(ReadAll(root_ / "a" / f), ReadAll(root_ / "b" / f)) << f;
   }
   EXPECT_NE(ReadAll(root_ / "a" / "model.safetensors"), ReadAll(root_ / "c" / "model.safetensors"));

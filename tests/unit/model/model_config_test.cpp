@@ -136,11 +136,13 @@ TEST(ModelConfigTest, RejectsBadConfigsNamingTheKey) {
       {"[1]", StatusCode::kInvalidArgument, "not a JSON object"},
       {R"({"vocab_size":1})", StatusCode::kInvalidArgument, "\"architectures\" is required"},
       {R"({"architectures":["GPT2LMHeadModel"]})", StatusCode::kUnimplemented,
-       "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"},
+       "'GPT2LMHeadModel' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
+       "Qwen2ForCausalLM)"},
       {R"({"architectures":"LlamaForCausalLM"})", StatusCode::kInvalidArgument, "architectures"},
       {R"({"architectures":["LlamaForCausalLM"]})", StatusCode::kInvalidArgument,
        "\"vocab_size\" is required"},
-      {Minimal(R"(,"hidden_size":0)"), StatusCode::kInvalidArgument, "\"hidden_size\" must be >= 1"},
+      {Minimal(R"(,"hidden_size":0)"), StatusCode::kInvalidArgument,
+       "\"hidden_size\" must be >= 1"},
       {Minimal(R"(,"vocab_size":-5)"), StatusCode::kInvalidArgument, "\"vocab_size\""},
       {Minimal(R"(,"num_hidden_layers":"2")"), StatusCode::kInvalidArgument,
        "\"num_hidden_layers\" must be an integer"},
@@ -161,8 +163,8 @@ TEST(ModelConfigTest, RejectsBadConfigsNamingTheKey) {
       {Minimal(R"(,"eos_token_id":100)"), StatusCode::kInvalidArgument, "\"eos_token_id\""},
       {Minimal(R"(,"torch_dtype":"float64")"), StatusCode::kInvalidArgument, "\"torch_dtype\""},
       {Minimal(R"(,"hidden_act":"gelu")"), StatusCode::kUnimplemented, "\"hidden_act\""},
-      {Minimal(R"(,"rope_scaling":{"rope_type":"yarn","factor":4.0})"),
-       StatusCode::kUnimplemented, "'yarn' is not supported (supported: linear, llama3, default)"},
+      {Minimal(R"(,"rope_scaling":{"rope_type":"yarn","factor":4.0})"), StatusCode::kUnimplemented,
+       "'yarn' is not supported (supported: linear, llama3, default)"},
       {Minimal(R"(,"rope_scaling":{"rope_type":"llama3","factor":8.0})"),
        StatusCode::kInvalidArgument, "\"rope_scaling.low_freq_factor\" is required"},
       {Minimal(R"(,"rope_scaling":{"type":"linear"})"), StatusCode::kInvalidArgument,
@@ -186,12 +188,12 @@ TEST(ModelConfigTest, RopeInvFreqDefault) {
   c.head_dim = 8;
   c.rope_theta = 10000.0f;
   // 1 / 10000^(i/8) for i = 0, 2, 4, 6, in float32.
-  EXPECT_EQ(RopeInvFreq(c), (std::vector<float>{1.0f, 0x1.99999ap-4f, 0x1.47ae14p-7f,
-                                                 0x1.0624dep-10f}));
+  EXPECT_EQ(RopeInvFreq(c),
+            (std::vector<float>{1.0f, 0x1.99999ap-4f, 0x1.47ae14p-7f, 0x1.0624dep-10f}));
   c.rope_scaling.type = RopeScaling::Type::kLinear;
   c.rope_scaling.factor = 2.0f;
-  EXPECT_EQ(RopeInvFreq(c), (std::vector<float>{0x1p-1f, 0x1.99999ap-5f, 0x1.47ae14p-8f,
-                                                 0x1.0624dep-11f}));
+  EXPECT_EQ(RopeInvFreq(c),
+            (std::vector<float>{0x1p-1f, 0x1.99999ap-5f, 0x1.47ae14p-8f, 0x1.0624dep-11f}));
 }
 
 // Expected values: transformers' _compute_llama3_parameters evaluated in float32
@@ -201,14 +203,14 @@ TEST(ModelConfigTest, RopeInvFreqLlama3MatchesHf) {
   ASSERT_TRUE(c.ok());
   const std::vector<float> inv = RopeInvFreq(*c);
   ASSERT_EQ(inv.size(), 64u);
-  EXPECT_EQ(inv[0], 1.0f);                // high frequency: unchanged
+  EXPECT_EQ(inv[0], 1.0f);  // high frequency: unchanged
   EXPECT_EQ(inv[1], 0x1.a11582p-1f);
   EXPECT_EQ(inv[20], 0x1.0f5386p-6f);
-  EXPECT_EQ(inv[28], 0x1.a4ee4p-9f);      // last high-frequency one
-  EXPECT_EQ(inv[29], 0x1.1bfa0cp-9f);     // smooth interpolation band: 29..34
+  EXPECT_EQ(inv[28], 0x1.a4ee4p-9f);   // last high-frequency one
+  EXPECT_EQ(inv[29], 0x1.1bfa0cp-9f);  // smooth interpolation band: 29..34
   EXPECT_EQ(inv[31], 0x1.c12f3cp-11f);
   EXPECT_EQ(inv[34], 0x1.765ba4p-13f);
-  EXPECT_EQ(inv[35], 0x1.90d10cp-14f);    // low frequency: divided by 8
+  EXPECT_EQ(inv[35], 0x1.90d10cp-14f);  // low frequency: divided by 8
   EXPECT_EQ(inv[40], 0x1.1f91fp-15f);
   EXPECT_EQ(inv[63], 0x1.4985fep-22f);
 }

@@ -30,12 +30,11 @@ Status OpenStatus(const std::vector<std::byte>& bytes) {
 }
 
 TEST(SafetensorsTest, ParsesValidImageInOffsetOrder) {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("b":{"dtype":"F16","shape":[2,3],"data_offsets":[8,20]},)"
-      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("s":{"dtype":"I32","shape":[],"data_offsets":[20,24]},)"
-      R"("e":{"dtype":"BF16","shape":[0,5],"data_offsets":[24,24]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt"},)"
+                             R"("b":{"dtype":"F16","shape":[2,3],"data_offsets":[8,20]},)"
+                             R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("s":{"dtype":"I32","shape":[],"data_offsets":[20,24]},)"
+                             R"("e":{"dtype":"BF16","shape":[0,5],"data_offsets":[24,24]}})";
   const auto bytes = Image(header, 24);
   auto file = SafetensorsFile::FromBytes(bytes, "ok.safetensors");
   ASSERT_TRUE(file.ok()) << file.status().ToString();
@@ -85,18 +84,24 @@ void ExpectBad(const BadCase& c) {
 }
 
 TEST(SafetensorsTest, RejectsTruncatedFiles) {
-  ExpectBad({"shorter than the length prefix", std::vector<std::byte>(5), StatusCode::kDataLoss,
+  ExpectBad({"shorter than the length prefix",
+             std::vector<std::byte>(5),
+             StatusCode::kDataLoss,
              {"too short"}});
-  ExpectBad({"header length beyond file", Image(R"({"x":1})", 0, 100), StatusCode::kDataLoss,
+  ExpectBad({"header length beyond file",
+             Image(R"({"x":1})", 0, 100),
+             StatusCode::kDataLoss,
              {"beyond the end", "100"}});
   const std::string h = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
-  ExpectBad({"data region short", Image(h, 15), StatusCode::kDataLoss,
+  ExpectBad({"data region short",
+             Image(h, 15),
+             StatusCode::kDataLoss,
              {"'w'", "beyond the data region", "truncated"}});
 }
 
 TEST(SafetensorsTest, RejectsHugeHeaderLength) {
-  ExpectBad({"cap", Image("{}", 0, kMaxSafetensorsHeaderBytes + 1), StatusCode::kDataLoss,
-             {"exceeds"}});
+  ExpectBad(
+      {"cap", Image("{}", 0, kMaxSafetensorsHeaderBytes + 1), StatusCode::kDataLoss, {"exceeds"}});
   ExpectBad({"2^64-1", Image("{}", 0, ~0ull), StatusCode::kDataLoss, {"exceeds"}});
 }
 
@@ -104,49 +109,71 @@ TEST(SafetensorsTest, RejectsHeaderThatIsNotAJsonObject) {
   ExpectBad({"not json", Image("{\"a\": ", 0), StatusCode::kDataLoss, {"not valid JSON"}});
   ExpectBad({"array", Image("[1,2]", 0), StatusCode::kDataLoss, {"not a JSON object"}});
   ExpectBad({"entry not object", Image(R"({"t":5})", 0), StatusCode::kDataLoss, {"'t'"}});
-  ExpectBad({"metadata not strings", Image(R"({"__metadata__":{"k":1}})", 0),
-             StatusCode::kDataLoss, {"__metadata__", "'k'"}});
+  ExpectBad({"metadata not strings",
+             Image(R"({"__metadata__":{"k":1}})", 0),
+             StatusCode::kDataLoss,
+             {"__metadata__", "'k'"}});
   ExpectBad({"duplicate name",
              Image(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                    R"("t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                    8),
-             StatusCode::kDataLoss, {"'t'", "twice"}});
+             StatusCode::kDataLoss,
+             {"'t'", "twice"}});
 }
 
 TEST(SafetensorsTest, RejectsMalformedEntries) {
-  ExpectBad({"missing dtype", Image(R"({"t":{"shape":[1],"data_offsets":[0,4]}})", 4),
-             StatusCode::kDataLoss, {"'t'", "dtype"}});
-  ExpectBad({"negative dim", Image(R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
-             StatusCode::kDataLoss, {"'t'", "non-negative"}});
-  ExpectBad({"float dim", Image(R"({"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4),
-             StatusCode::kDataLoss, {"'t'", "non-negative integers"}});
-  ExpectBad({"one offset", Image(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4),
-             StatusCode::kDataLoss, {"'t'", "data_offsets"}});
+  ExpectBad({"missing dtype",
+             Image(R"({"t":{"shape":[1],"data_offsets":[0,4]}})", 4),
+             StatusCode::kDataLoss,
+             {"'t'", "dtype"}});
+  ExpectBad({"negative dim",
+             Image(R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4),
+             StatusCode::kDataLoss,
+             {"'t'", "non-negative"}});
+  ExpectBad({"float dim",
+             Image(R"({"t":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4),
+             StatusCode::kDataLoss,
+             {"'t'", "non-negative integers"}});
+  ExpectBad({"one offset",
+             Image(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4),
+             StatusCode::kDataLoss,
+             {"'t'", "data_offsets"}});
 }
 
 TEST(SafetensorsTest, RejectsUnsupportedDtypeNamingIt) {
-  ExpectBad({"F64", Image(R"({"wq":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
-             StatusCode::kInvalidArgument, {"'wq'", "F64", "supported: F32, F16, BF16, I32"}});
-  ExpectBad({"lower case", Image(R"({"wq":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}})", 4),
-             StatusCode::kInvalidArgument, {"'wq'", "'f32'"}});
+  ExpectBad({"F64",
+             Image(R"({"wq":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
+             StatusCode::kInvalidArgument,
+             {"'wq'", "F64", "supported: F32, F16, BF16, I32"}});
+  ExpectBad({"lower case",
+             Image(R"({"wq":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}})", 4),
+             StatusCode::kInvalidArgument,
+             {"'wq'", "'f32'"}});
 }
 
 TEST(SafetensorsTest, RejectsSizeMismatch) {
   // 2x3 F32 is 24 bytes, not 12 (as if it were F16).
-  ExpectBad({"dtype size", Image(R"({"t":{"dtype":"F32","shape":[2,3],"data_offsets":[0,12]}})", 24),
-             StatusCode::kDataLoss, {"'t'", "12 bytes", "needs 24"}});
+  ExpectBad({"dtype size",
+             Image(R"({"t":{"dtype":"F32","shape":[2,3],"data_offsets":[0,12]}})", 24),
+             StatusCode::kDataLoss,
+             {"'t'", "12 bytes", "needs 24"}});
 }
 
 TEST(SafetensorsTest, RejectsOffsetsOutOfOrderOrRange) {
-  ExpectBad({"begin > end", Image(R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 8),
-             StatusCode::kDataLoss, {"'t'", "begin 8 > end 4"}});
-  ExpectBad({"end beyond", Image(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})", 8),
-             StatusCode::kDataLoss, {"'t'", "end 20"}});
+  ExpectBad({"begin > end",
+             Image(R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 8),
+             StatusCode::kDataLoss,
+             {"'t'", "begin 8 > end 4"}});
+  ExpectBad({"end beyond",
+             Image(R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})", 8),
+             StatusCode::kDataLoss,
+             {"'t'", "end 20"}});
   ExpectBad({"huge offset",
              Image(R"({"t":{"dtype":"F32","shape":[1],)"
                    R"("data_offsets":[18446744073709551612,18446744073709551615]}})",
                    8),
-             StatusCode::kDataLoss, {"'t'"}});
+             StatusCode::kDataLoss,
+             {"'t'"}});
 }
 
 TEST(SafetensorsTest, RejectsOverlap) {
@@ -154,28 +181,33 @@ TEST(SafetensorsTest, RejectsOverlap) {
              Image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                    R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                    12),
-             StatusCode::kDataLoss, {"'b'", "overlaps tensor 'a'"}});
+             StatusCode::kDataLoss,
+             {"'b'", "overlaps tensor 'a'"}});
   ExpectBad({"same range",
              Image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                    R"("b":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})",
                    4),
-             StatusCode::kDataLoss, {"overlaps"}});
+             StatusCode::kDataLoss,
+             {"overlaps"}});
 }
 
 TEST(SafetensorsTest, RejectsShapeProductOverflow) {
   // 2^32 * 2^32 overflows; so does 2^62 * 4 bytes.
-  ExpectBad({"numel",
-             Image(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})",
-                   0),
-             StatusCode::kDataLoss, {"'t'", "overflows"}});
-  ExpectBad({"bytes",
-             Image(R"({"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})",
-                   0),
-             StatusCode::kDataLoss, {"'t'", "overflows"}});
-  ExpectBad({"dim beyond int64",
-             Image(R"({"t":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})",
-                   0),
-             StatusCode::kDataLoss, {"'t'"}});
+  ExpectBad(
+      {"numel",
+       Image(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0),
+       StatusCode::kDataLoss,
+       {"'t'", "overflows"}});
+  ExpectBad(
+      {"bytes",
+       Image(R"({"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0),
+       StatusCode::kDataLoss,
+       {"'t'", "overflows"}});
+  ExpectBad(
+      {"dim beyond int64",
+       Image(R"({"t":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})", 0),
+       StatusCode::kDataLoss,
+       {"'t'"}});
 }
 
 TEST(SafetensorsTest, OpenReportsMissingFile) {

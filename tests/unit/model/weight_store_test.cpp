@@ -40,7 +40,8 @@ class WeightStoreTest : public ::testing::Test {
     }
     header += "}";
     std::string bytes;
-    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xff));
+    for (int i = 0; i < 8; ++i)
+      bytes.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xff));
     bytes += header;
     bytes += std::string(8 * names.size(), '\x01');
     Write(file, bytes);
@@ -111,8 +112,8 @@ TEST_F(WeightStoreTest, DuplicateTensorAcrossShards) {
 }
 
 TEST_F(WeightStoreTest, RejectsPathTraversal) {
-  for (const std::string bad : {"../model.safetensors", "/etc/passwd", "sub/a.safetensors",
-                                 "..", ""}) {
+  for (const std::string bad :
+       {"../model.safetensors", "/etc/passwd", "sub/a.safetensors", "..", ""}) {
     WriteIndex(R"({"x":")" + bad + R"("})");
     auto store = WeightStore::Open(dir_);
     EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << bad;
