@@ -227,6 +227,18 @@ std::string ShardName(size_t k, size_t n) {
 
 }  // namespace
 
+ModelConfig MakeModelConfig(const ModelShape& shape, DType dtype) {
+  ModelConfig c = ShapeConfig(shape);
+  c.torch_dtype = dtype;
+  c.bos_token_id = c.vocab_size - 4;                       // <|begin_of_text|>
+  c.eos_token_ids = {c.vocab_size - 3, c.vocab_size - 1};  // <|end_of_text|>, <|im_end|>
+  return c;
+}
+
+std::string MakeModelConfigJson(const ModelShape& shape, DType dtype, uint64_t seed) {
+  return ConfigJson(shape, MakeModelConfig(shape, dtype), dtype, seed).dump(2);
+}
+
 float MakeModelWeight(uint64_t seed, std::string_view name, bool norm, uint64_t index) {
   return (norm ? 1.0f : 0.0f) + Sample(TensorKey(seed, name), index);
 }
@@ -247,13 +259,10 @@ StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& opt) {
 
   MakeModelResult result;
   ModelConfig& c = result.config;
-  c = ShapeConfig(*shape);
-  c.torch_dtype = opt.dtype;
+  c = MakeModelConfig(*shape, opt.dtype);
   const int v = c.vocab_size;
   const std::vector<SpecialToken> specials = {
       {v - 4, kBos}, {v - 3, kEos}, {v - 2, kImStart}, {v - 1, kImEnd}};
-  c.bos_token_id = v - 4;
-  c.eos_token_ids = {v - 3, v - 1};
 
   // Tokenizer: byte-level BPE filling every id below the specials.
   const ByteLevelBpe bpe = BuildByteLevelBpe(v - static_cast<int>(specials.size()));
@@ -263,7 +272,7 @@ StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& opt) {
       WriteText(opt.out_dir / "tokenizer_config.json",
                 TokenizerConfigJson(specials, c.max_position_embeddings).dump(2)));
   LLMUX_RETURN_IF_ERROR(
-      WriteText(opt.out_dir / "config.json", ConfigJson(*shape, c, opt.dtype, opt.seed).dump(2)));
+      WriteText(opt.out_dir / "config.json", MakeModelConfigJson(*shape, opt.dtype, opt.seed)));
   result.files = {"config.json", "tokenizer.json", "tokenizer_config.json"};
 
   // Weights: consecutive tensors grouped into shards of at most max_shard_bytes.

@@ -38,6 +38,13 @@ struct MakeModelResult {
 // model size.
 StatusOr<MakeModelResult> MakeModel(const MakeModelOptions& options);
 
+struct ModelShape;
+
+// The config a generated model of SHAPE has (special token ids included), and its
+// config.json text.
+ModelConfig MakeModelConfig(const ModelShape& shape, DType dtype);
+std::string MakeModelConfigJson(const ModelShape& shape, DType dtype, uint64_t seed);
+
 // The deterministic value of element INDEX of the tensor named NAME (before dtype rounding):
 // mean 0, standard deviation 0.02, bounded by +-0.0693; RMSNorm weights add 1.
 float MakeModelWeight(uint64_t seed, std::string_view name, bool norm, uint64_t index);

@@ -221,6 +221,38 @@ TEST_F(MakeModelTest, TokenizerIsAFullByteLevelBpe) {
   EXPECT_EQ(cfg["bos_token"], "<|begin_of_text|>");
 }
 
+TEST(MakeModelConfigTest, EveryShapeRoundTripsThroughTheParser) {
+  for (const ModelShape& shape : ModelShapes()) {
+    const ModelConfig want = MakeModelConfig(shape, DType::kBF16);
+    auto got = ParseModelConfig(MakeModelConfigJson(shape, DType::kBF16, 9), shape.name);
+    ASSERT_TRUE(got.ok()) << shape.name << ": " << got.status().ToString();
+    EXPECT_EQ(got->arch, want.arch) << shape.name;
+    EXPECT_EQ(got->vocab_size, want.vocab_size) << shape.name;
+    EXPECT_EQ(got->hidden_size, want.hidden_size) << shape.name;
+    EXPECT_EQ(got->intermediate_size, want.intermediate_size) << shape.name;
+    EXPECT_EQ(got->num_layers, want.num_layers) << shape.name;
+    EXPECT_EQ(got->num_heads, want.num_heads) << shape.name;
+    EXPECT_EQ(got->num_kv_heads, want.num_kv_heads) << shape.name;
+    EXPECT_EQ(got->head_dim, want.head_dim) << shape.name;
+    EXPECT_EQ(got->max_position_embeddings, want.max_position_embeddings) << shape.name;
+    EXPECT_EQ(got->rms_norm_eps, want.rms_norm_eps) << shape.name;
+    EXPECT_EQ(got->rope_theta, want.rope_theta) << shape.name;
+    EXPECT_EQ(got->rope_scaling.type, want.rope_scaling.type) << shape.name;
+    EXPECT_EQ(got->rope_scaling.factor, want.rope_scaling.factor) << shape.name;
+    EXPECT_EQ(got->rope_scaling.original_max_position_embeddings,
+              want.rope_scaling.original_max_position_embeddings)
+        << shape.name;
+    EXPECT_EQ(got->tie_word_embeddings, want.tie_word_embeddings) << shape.name;
+    EXPECT_EQ(got->attention_bias, want.attention_bias) << shape.name;
+    EXPECT_EQ(got->bos_token_id, want.bos_token_id) << shape.name;
+    EXPECT_EQ(got->eos_token_ids, want.eos_token_ids) << shape.name;
+    EXPECT_EQ(got->torch_dtype, DType::kBF16) << shape.name;
+  }
+  const ModelConfig l3 = MakeModelConfig(*FindModelShape("llama3-8b"), DType::kBF16);
+  EXPECT_EQ(l3.bos_token_id, 128252);
+  EXPECT_EQ(l3.eos_token_ids, (std::vector<int>{128253, 128255}));
+}
+
 TEST(BpeBuilderTest, FillsLargeVocabulariesWithConstructedMerges) {
   const ByteLevelBpe bpe = BuildByteLevelBpe(32000 - 4);
   ASSERT_EQ(bpe.vocab.size(), 31996u);
