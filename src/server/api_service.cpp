@@ -1,0 +1,266 @@
+#include "server/api_service.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "server/api_error.h"
+
+namespace llmux::server {
+namespace {
+
+using json = nlohmann::json;
+
+void RespondJson(ResponseChannel& channel, int status, const json& body) {
+  channel.Respond(status, "application/json", body.dump());
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
+                       Authenticator authenticator, std::function<Status()> reload)
+    : options_(std::move(options)),
+      model_(std::move(model)),
+      policies_(policies),
+      authenticator_(std::move(authenticator)),
+      reload_(std::move(reload)),
+      rate_limiter_([] { return std::chrono::steady_clock::now(); }) {}
+
+bool ApiService::TryEnqueue(const std::string& tenant, int count, int limit) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  int& q = queued_[tenant];
+  if (q + count > limit) return false;
+  q += count;
+  return true;
+}
+
+void ApiService::Dequeue(const std::string& tenant, int count) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  queued_[tenant] -= count;
+}
+
+void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> channel) {
+  const std::string& path = req.path;
+  if (path == "/health") {
+    if (req.method != "GET") return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument("use GET /health")));
+    return HandleHealth(*channel);
+  }
+  if (path == "/ready") {
+    if (draining_) return RespondJson(*channel, 503, {{"status", "draining"}});
+    return RespondJson(*channel, 200, {{"status", "ready"}});
+  }
+  const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
+                     path == "/v1/models" || path == "/admin/reload";
+  if (!known) {
+    ApiError e = ApiErrorFromStatus(NotFound("no route " + req.method + " " + path));
+    return SendApiError(*channel, e);
+  }
+  std::shared_ptr<const TenantPolicy> policy = policies_->Current();
+  auto principal = authenticator_.Authenticate(req.Header("authorization"), *policy);
+  if (!principal.ok()) return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
+  const bool admin = principal->kind == Principal::Kind::kAdmin;
+  auto method_not_allowed = [&](const char* want) {
+    ApiError e = InvalidRequest("use " + std::string(want) + " " + path, "", "method_not_allowed");
+    e.http_status = 405;
+    SendApiError(*channel, e);
+  };
+
+  if (path == "/admin/reload") {
+    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (req.method != "POST") return method_not_allowed("POST");
+    Status s = reload_();
+    if (!s.ok()) return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument(s.message())));
+    return RespondJson(*channel, 200, {{"status", "reloaded"}});
+  }
+  if (admin) {
+    return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
+                                                            "the admin key cannot call tenant routes")));
+  }
+  const TenantConfig* tenant = policy->Find(principal->tenant);
+  if (tenant == nullptr) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kUnauthenticated, "unknown tenant")));
+  if (path == "/v1/models") {
+    if (req.method != "GET") return method_not_allowed("GET");
+    return HandleModels(tenant, *channel);
+  }
+  if (req.method != "POST") return method_not_allowed("POST");
+  const ApiKind kind = path == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion;
+  HandleCompletion(kind, std::move(req), principal->tenant, std::move(policy), std::move(channel));
+}
+
+void ApiService::HandleHealth(ResponseChannel& channel) {
+  const EngineStats s = model_.engine->Stats();
+  const bool pending = s.running + s.waiting + s.inbox > 0;
+  const int64_t since = NowUnixMs() - s.last_step_unix_ms;
+  if (pending && s.last_step_unix_ms > 0 && since > options_.health_stall_timeout.count()) {
+    return RespondJson(channel, 503, {{"status", "stalled"}, {"ms_since_last_step", since}});
+  }
+  RespondJson(channel, 200, {{"status", "ok"}, {"steps", s.steps}});
+}
+
+void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& channel) {
+  json data = json::array();
+  if (ModelAllowed(*tenant, model_.name)) {
+    data.push_back({{"id", model_.name},
+                    {"object", "model"},
+                    {"created", 0},
+                    {"owned_by", "llmux"},
+                    {"max_model_len", model_.max_model_len}});
+  }
+  RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
+}
+
+void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::string& tenant_name,
+                                  std::shared_ptr<const TenantPolicy> policy,
+                                  std::shared_ptr<ResponseChannel> channel) {
+  const TenantConfig& tenant = *policy->Find(tenant_name);
+  auto parsed = ParseOpenAiRequest(kind, http.body, options_.limits);
+  if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
+  OpenAiRequest& r = std::get<OpenAiRequest>(parsed);
+  if ((!r.model.empty() && r.model != model_.name) || !ModelAllowed(tenant, model_.name)) {
+    ApiError e = ApiErrorFromStatus(
+        NotFound("The model '" + (r.model.empty() ? model_.name : r.model) + "' does not exist"),
+        "model", "model_not_found");
+    return SendApiError(*channel, e);
+  }
+  const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
+
+  // Prompts -> token ids.
+  std::vector<std::vector<int32_t>> prompts;
+  const int32_t vocab = model_.tokenizer->vocab_size();
+  if (kind == ApiKind::kChat) {
+    auto text = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+    if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), "messages"));
+    // The template writes BOS and other specials itself.
+    prompts.push_back(model_.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
+  } else {
+    for (const PromptInput& p : r.prompts) {
+      if (const auto* s = std::get_if<std::string>(&p)) {
+        prompts.push_back(model_.tokenizer->Encode(*s, /*add_special_tokens=*/true));
+      } else {
+        const auto& ids = std::get<std::vector<int32_t>>(p);
+        for (int32_t id : ids) {
+          if (id >= vocab) {
+            return SendApiError(*channel, InvalidRequest("token id " + std::to_string(id) +
+                                                             " is outside the vocabulary (size " +
+                                                             std::to_string(vocab) + ")",
+                                                         "prompt"));
+          }
+        }
+        prompts.push_back(ids);
+      }
+    }
+  }
+
+  // max_tokens and the context.
+  std::vector<int32_t> prompt_lengths;
+  std::vector<int32_t> max_tokens;
+  int64_t charged_tokens = 0;
+  for (const auto& p : prompts) {
+    const int32_t len = static_cast<int32_t>(p.size());
+    if (len == 0) return SendApiError(*channel, InvalidRequest("the prompt is empty", prompt_param));
+    if (tenant.max_prompt_tokens && len > *tenant.max_prompt_tokens) {
+      return SendApiError(*channel, InvalidRequest("the prompt has " + std::to_string(len) +
+                                                       " tokens; this tenant allows at most " +
+                                                       std::to_string(*tenant.max_prompt_tokens),
+                                                   prompt_param, "prompt_too_long"));
+    }
+    int64_t mt = r.max_tokens ? *r.max_tokens
+                              : (kind == ApiKind::kCompletion ? 16 : model_.max_model_len - len);
+    if (tenant.max_tokens_per_request) mt = std::min<int64_t>(mt, *tenant.max_tokens_per_request);
+    if (mt < 1 || len + mt > model_.max_model_len) {
+      const int64_t asked = len + std::max<int64_t>(mt, 1);
+      return SendApiError(
+          *channel,
+          InvalidRequest("This model's maximum context length is " + std::to_string(model_.max_model_len) +
+                             " tokens. However, you requested " + std::to_string(asked) + " tokens (" +
+                             std::to_string(len) + " in the " + prompt_param + ", " +
+                             std::to_string(std::max<int64_t>(mt, 1)) +
+                             " in the completion). Please reduce the length of the " + prompt_param +
+                             " or completion.",
+                         prompt_param, "context_length_exceeded"));
+    }
+    prompt_lengths.push_back(len);
+    max_tokens.push_back(static_cast<int32_t>(mt));
+    charged_tokens += (len + mt) * r.n;
+  }
+  r.sampling.max_tokens = max_tokens[0];
+  if (auto bad = FindInvalidSamplingParam(r.sampling, vocab)) {
+    return SendApiError(*channel, InvalidRequest(bad->message, bad->field));
+  }
+
+  // Admission.
+  if (draining_) {
+    ApiError e = ApiErrorFromStatus(Unavailable("the server is draining; retry on another replica"));
+    e.retry_after_seconds = 5;
+    return SendApiError(*channel, e);
+  }
+  const RateDecision rate = rate_limiter_.Admit(tenant_name, tenant.rate_limit, charged_tokens);
+  if (!rate.admitted) {
+    if (rate.retry_after_seconds == RateDecision::kNever) {
+      return SendApiError(*channel, InvalidRequest("the request needs " + std::to_string(charged_tokens) +
+                                                       " tokens, more than this tenant's tokens_per_minute",
+                                                   "max_tokens", "rate_limit_exceeded"));
+    }
+    ApiError e = ApiErrorFromStatus(ResourceExhausted("rate limit exceeded for this tenant"), "",
+                                    "rate_limit_exceeded");
+    e.retry_after_seconds = static_cast<int>(rate.retry_after_seconds);
+    return SendApiError(*channel, e);
+  }
+  const int num_choices = static_cast<int>(prompts.size()) * r.n;
+  if (!TryEnqueue(tenant_name, num_choices, tenant.max_queued_requests)) {
+    ApiError e = ApiErrorFromStatus(ResourceExhausted("this tenant has " +
+                                                      std::to_string(tenant.max_queued_requests) +
+                                                      " requests queued already"),
+                                    "", "queue_full");
+    e.retry_after_seconds = 1;
+    return SendApiError(*channel, e);
+  }
+
+  std::vector<ChoicePlan> plans;
+  for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
+    for (int k = 0; k < r.n; ++k) plans.push_back({p, next_engine_id_.fetch_add(1)});
+  }
+  HeaderList headers;
+  if (const std::string& tp = http.Header("traceparent"); !tp.empty()) headers.emplace_back("traceparent", tp);
+  calls_in_flight_.fetch_add(1);
+  auto call = std::make_shared<CompletionCall>(
+      r, model_.name, prompt_lengths, plans, model_.tokenizer, model_.engine, channel, headers,
+      [this](const CallUsage&) { calls_in_flight_.fetch_sub(1); });
+  channel->OnClose([call] { call->OnClientGone(); });
+
+  const int64_t queue_timeout = std::min<int64_t>(tenant.max_queue_wait.count(), options_.max_queue_wait.count());
+  // One flag per choice: its first engine event (always sent, the final one at least) takes it
+  // off the tenant's queue count, on the engine thread, even when the connection is gone.
+  auto left_queue = std::make_shared<std::vector<std::atomic<bool>>>(plans.size());
+  for (size_t i = 0; i < plans.size(); ++i) {
+    EngineRequest er;
+    er.id = plans[i].engine_id;
+    er.tenant = tenant_name;
+    er.prompt = prompts[plans[i].prompt_index];
+    er.sampling = r.sampling;
+    er.sampling.max_tokens = max_tokens[plans[i].prompt_index];
+    // n > 1 with a seed: each choice gets its own stream (seed + index), like vLLM.
+    if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
+    er.queue_timeout_ms = queue_timeout;
+    Status s = model_.engine->Submit(
+        std::move(er), [this, channel, call, i, tenant_name, left_queue](EngineOutput&& out) {
+          if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);
+          auto shared = std::make_shared<EngineOutput>(std::move(out));
+          channel->Post([call, i, shared] { call->OnEngineOutput(i, *shared); });
+        });
+    if (!s.ok()) {
+      Dequeue(tenant_name, static_cast<int>(plans.size() - i));
+      ApiError e = ApiErrorFromStatus(s);
+      if (e.http_status == 503) e.retry_after_seconds = 1;
+      channel->Post([call] { call->OnClientGone(); });
+      return SendApiError(*channel, e);
+    }
+  }
+}
+
+}  // namespace llmux::server

@@ -1,0 +1,75 @@
+// The HTTP API: routing, authentication, admission (rate limits, queue caps, context length)
+// and the OpenAI routes. Handle() is the HttpServer's handler; it runs on I/O threads.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "llmux/chat_template.h"
+#include "llmux/config.h"
+#include "llmux/engine.h"
+#include "llmux/tenant_policy.h"
+#include "llmux/tokenizer.h"
+#include "server/completion_call.h"
+#include "server/http_types.h"
+#include "server/openai_request.h"
+
+namespace llmux::server {
+
+struct ServedModel {
+  std::string name;
+  int32_t max_model_len = 0;
+  const Tokenizer* tokenizer = nullptr;
+  const ChatTemplate* chat_template = nullptr;
+  Engine* engine = nullptr;
+};
+
+struct ApiServiceOptions {
+  RequestLimits limits;
+  Millis health_stall_timeout{30000};
+  Millis max_queue_wait{30000};  // server-wide cap; a tenant's own may be lower
+};
+
+class ApiService {
+ public:
+  // `policies`, the model's members and the authenticator's keys must outlive the service.
+  // `reload` runs POST /admin/reload (returns the reload's status).
+  ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
+             Authenticator authenticator, std::function<Status()> reload);
+
+  void Handle(HttpRequest&& request, std::shared_ptr<ResponseChannel> channel);
+
+  // Readiness goes 503 and new work is refused with 503 + Retry-After.
+  void StartDraining() { draining_ = true; }
+  bool draining() const { return draining_; }
+  // Calls in flight (for the drain).
+  int64_t calls_in_flight() const { return calls_in_flight_.load(); }
+
+ private:
+  void HandleCompletion(ApiKind kind, HttpRequest&& request, const std::string& tenant,
+                        std::shared_ptr<const TenantPolicy> policy,
+                        std::shared_ptr<ResponseChannel> channel);
+  void HandleModels(const TenantConfig* tenant, ResponseChannel& channel);
+  void HandleHealth(ResponseChannel& channel);
+  // Tenant queue accounting: requests submitted and not yet started.
+  bool TryEnqueue(const std::string& tenant, int count, int limit);
+  void Dequeue(const std::string& tenant, int count);
+
+  const ApiServiceOptions options_;
+  const ServedModel model_;
+  PolicyStore* policies_;
+  const Authenticator authenticator_;
+  const std::function<Status()> reload_;
+  TenantRateLimiter rate_limiter_;
+  std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> next_engine_id_{1};
+  std::atomic<int64_t> calls_in_flight_{0};
+  std::mutex queue_mutex_;
+  std::map<std::string, int> queued_;  // Guarded by queue_mutex_
+};
+
+}  // namespace llmux::server
