@@ -55,7 +55,7 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     return RespondJson(*channel, 200, {{"status", "ready"}});
   }
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
-                     path == "/v1/models" || path == "/admin/reload";
+                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats";
   if (!known) {
     ApiError e = ApiErrorFromStatus(NotFound("no route " + req.method + " " + path));
     return SendApiError(*channel, e);
@@ -76,6 +76,11 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     Status s = reload_();
     if (!s.ok()) return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument(s.message())));
     return RespondJson(*channel, 200, {{"status", "reloaded"}});
+  }
+  if (path == "/admin/stats") {
+    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (req.method != "GET") return method_not_allowed("GET");
+    return HandleStats(*policy, *channel);
   }
   if (admin) {
     return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
@@ -100,6 +105,33 @@ void ApiService::HandleHealth(ResponseChannel& channel) {
     return RespondJson(channel, 503, {{"status", "stalled"}, {"ms_since_last_step", since}});
   }
   RespondJson(channel, 200, {{"status", "ok"}, {"steps", s.steps}});
+}
+
+void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channel) {
+  const EngineStats s = model_.engine->Stats();
+  json tenants = json::object();
+  for (const auto& [name, t] : policy.tenants) {
+    json entry = {{"queued_http", 0}};
+    {
+      std::lock_guard<std::mutex> lock(queue_mutex_);
+      auto q = queued_.find(name);
+      if (q != queued_.end()) entry["queued_http"] = q->second;
+    }
+    if (auto ts = model_.engine->GetTenantStats(name)) {
+      entry["inflight_tokens"] = ts->inflight_tokens;
+      entry["inflight_high_water"] = ts->inflight_high_water;
+      entry["blocks_in_use"] = ts->blocks_in_use;
+      entry["reserved_blocks"] = ts->reserved_blocks;
+      entry["waiting"] = ts->waiting;
+      entry["running"] = ts->running;
+    }
+    tenants[name] = entry;
+  }
+  RespondJson(channel, 200,
+              {{"steps", s.steps}, {"running", s.running}, {"waiting", s.waiting},
+               {"kv_usage", s.kv_usage}, {"num_preemptions", s.num_preemptions},
+               {"prefix_query_tokens", s.prefix_query_tokens}, {"prefix_hit_tokens", s.prefix_hit_tokens},
+               {"calls_in_flight", calls_in_flight_.load()}, {"tenants", tenants}});
 }
 
 void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& channel) {

@@ -55,6 +55,8 @@ class ApiService {
                         std::shared_ptr<ResponseChannel> channel);
   void HandleModels(const TenantConfig* tenant, ResponseChannel& channel);
   void HandleHealth(ResponseChannel& channel);
+  // GET /admin/stats: engine and per-tenant figures (admin key).
+  void HandleStats(const TenantPolicy& policy, ResponseChannel& channel);
   // Tenant queue accounting: requests submitted and not yet started.
   bool TryEnqueue(const std::string& tenant, int count, int limit);
   void Dequeue(const std::string& tenant, int count);

@@ -1,0 +1,135 @@
+// Starts the real llmuxd on 127.0.0.1 (ephemeral port) with a generated config, for the
+// integration tests. Only loopback traffic.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const BUILD_DIR = process.env.LLMUX_BUILD_DIR;
+export const SHARED = process.env.LLMUX_TEST_DATA;
+export const STORIES = path.join(SHARED ?? '', 'models', 'stories260K-hf');
+
+// Whether the data the tests need exists; under CI=true a missing folder is a failure.
+export function requireData(t) {
+  if (fs.existsSync(path.join(STORIES, 'config.json'))) return true;
+  if (process.env.CI === 'true') throw new Error(`test data missing under CI=true: ${STORIES}`);
+  t.skip(`SKIPPED: test data missing: ${STORIES} (set LLMUX_TEST_DATA)`);
+  return false;
+}
+
+export const sha256 = (s) => createHash('sha256').update(s).digest('hex');
+
+export const KEYS = {
+  admin: 'sk-test-admin',
+  premium: 'sk-test-premium',
+  batch: 'sk-test-batch',
+  limited: 'sk-test-limited',
+};
+
+export function defaultTenants(extra = '') {
+  return `lanes: [ { name: premium }, { name: standard }, { name: batch } ]
+tenants:
+  premium:
+    api_keys: [ { sha256: "${sha256(KEYS.premium)}" } ]
+    lane: premium
+    weight: 2
+    max_inflight_tokens: 100000
+    max_queued_requests: 64
+  batch:
+    api_keys: [ { sha256: "${sha256(KEYS.batch)}" } ]
+    lane: batch
+    max_inflight_tokens: 100000
+    max_queued_requests: 64
+  limited:
+    api_keys: [ { sha256: "${sha256(KEYS.limited)}" } ]
+    lane: standard
+    rate_limit: { requests_per_minute: 1, tokens_per_minute: 100000 }
+${extra}`;
+}
+
+export function serverYaml({ model = STORIES, engine = '', server = '' } = {}) {
+  return `server:
+  listen: "127.0.0.1:0"
+  io_threads: 2
+  drain_timeout: 20s
+  admin_api_keys: [ { sha256: "${sha256(KEYS.admin)}" } ]
+${server}
+model: { path: "${model}", name: stories, max_model_len: 512 }
+engine:
+  backend: cpu
+  threads: 1
+  kv_cache_tokens: 16384
+  max_batched_tokens: 512
+  max_seqs: 16
+${engine}
+tenants_file: tenants.yaml
+`;
+}
+
+export async function startDaemon({ tenants = defaultTenants(), server = serverYaml() } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmuxd-test-'));
+  fs.writeFileSync(path.join(dir, 'llmux.yaml'), server);
+  fs.writeFileSync(path.join(dir, 'tenants.yaml'), tenants);
+  const proc = spawn(path.join(BUILD_DIR, 'llmuxd'), ['--config', path.join(dir, 'llmux.yaml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`llmuxd did not start:\n${logs}`)), 60000);
+    proc.stderr.on('data', (d) => {
+      logs += d.toString();
+      const m = logs.match(/serving \S+ on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.stdout.on('data', (d) => { logs += d.toString(); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`llmuxd exited ${code}:\n${logs}`)); });
+  });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    dir,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    proc,
+    exited,
+    logs: () => logs,
+    async stop() {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      const r = await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return r;
+    },
+  };
+}
+
+// Raw HTTP helper: returns { status, headers, body, json }.
+export async function http(d, method, p, { key, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (key) h.authorization = `Bearer ${key}`;
+  if (body !== undefined) h['content-type'] = 'application/json';
+  const res = await fetch(d.url + p, {
+    method,
+    headers: h,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, body: text, json };
+}
+
+export async function waitFor(fn, ms = 10000, what = 'condition') {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export const expectedGreedy = () =>
+  JSON.parse(fs.readFileSync(path.join(STORIES, 'expected_greedy.json'), 'utf8'));
