@@ -120,6 +120,9 @@ class Engine {
 #ifdef LLMUX_TEST_HOOKS
   // Test-only access to the backend (raw KV block reads). Engine thread / not started only.
   virtual Backend* backend_for_testing() = 0;
+  // Runs on the stepping thread after KV blocks were zeroed and before each forward pass.
+  virtual void SetBeforeForwardHookForTesting(
+      std::function<void(const SchedulerOutput&)> hook) = 0;
 #endif
 };
 

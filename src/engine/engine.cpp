@@ -80,6 +80,9 @@ class EngineImpl final : public Engine {
   Status RunUntilIdle() override;
 #ifdef LLMUX_TEST_HOOKS
   Backend* backend_for_testing() override { return backend_.get(); }
+  void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)> hook) override {
+    before_forward_hook_ = std::move(hook);
+  }
 #endif
 
  private:
@@ -109,6 +112,9 @@ class EngineImpl final : public Engine {
   BatchBuilder batch_builder_;
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler
+#ifdef LLMUX_TEST_HOOKS
+  std::function<void(const SchedulerOutput&)> before_forward_hook_;
+#endif
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
@@ -290,6 +296,9 @@ StatusOr<bool> EngineImpl::StepOnce() {
   if (!plan.blocks_to_zero.empty()) {
     LLMUX_RETURN_IF_ERROR(backend_->ZeroKvBlocks(plan.blocks_to_zero));
   }
+#ifdef LLMUX_TEST_HOOKS
+  if (before_forward_hook_) before_forward_hook_(plan);
+#endif
   const ForwardBatch& batch = batch_builder_.Build(plan);
   auto logits = model_->Forward(batch);
   if (!logits.ok()) return logits.status().WithContext("forward step " + std::to_string(steps_));
