@@ -78,8 +78,7 @@ const AddedToken* AddedVocab::FindByContent(std::string_view content) const {
   return it == by_content_.end() ? nullptr : &tokens_[it->second];
 }
 
-std::pair<const AddedToken*, size_t> AddedVocab::LongestAt(const Matcher& m,
-                                                           std::string_view text,
+std::pair<const AddedToken*, size_t> AddedVocab::LongestAt(const Matcher& m, std::string_view text,
                                                            size_t pos) const {
   if (!m.first_bytes.test(static_cast<unsigned char>(text[pos]))) return {nullptr, 0};
   for (size_t len : m.lengths) {

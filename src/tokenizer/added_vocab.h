@@ -68,7 +68,7 @@ class AddedVocab {
   std::vector<AddedToken> tokens_;
   std::unordered_map<int32_t, size_t> by_id_;
   std::unordered_map<std::string, size_t, StringHash, std::equal_to<>> by_content_;
-  Matcher matchers_[2];  // [0]: normalized=false (raw text), [1]: normalized=true
+  Matcher matchers_[2];               // [0]: normalized=false (raw text), [1]: normalized=true
   std::unique_ptr<Regex> word_char_;  // \w, as HF's single_word test
   int32_t max_id_ = -1;
 };

@@ -1,8 +1,7 @@
 #include "tokenizer/bpe_model.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <queue>
 
 #include "tokenizer/utf8.h"
@@ -19,9 +18,7 @@ struct Candidate {
   int32_t rank;
   int32_t pos;
   int32_t new_id;
-  bool operator<(const Candidate& o) const {
-    return rank != o.rank ? rank > o.rank : pos > o.pos;
-  }
+  bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
 };
 
 struct Symbol {
@@ -147,8 +144,7 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>& out) const
   };
   int32_t pending_unk = -1;  // an unk id not yet added (fused with the next unks)
   for (size_t i = 0; i < word.size();) {
-    const size_t len = std::min(Utf8CharLen(static_cast<unsigned char>(word[i])),
-                                word.size() - i);
+    const size_t len = std::min(Utf8CharLen(static_cast<unsigned char>(word[i])), word.size() - i);
     const std::string_view ch = word.substr(i, len);
     i += len;
     if (auto it = vocab_.find(ch); it != vocab_.end()) {

@@ -156,10 +156,8 @@ class FusedStripStage : public DecodeStage {
     // Hold back the trailing run of `content` chars: the end may strip it.
     pending_ += text;
     size_t keep = pending_.size();
-    while (keep >= content_utf8_.size() &&
-           pending_.compare(keep - content_utf8_.size(), content_utf8_.size(), content_utf8_) == 0) {
-      keep -= content_utf8_.size();
-    }
+    const size_t n = content_utf8_.size();
+    while (keep >= n && pending_.compare(keep - n, n, content_utf8_) == 0) keep -= n;
     if (keep > 0) out.push_back(pending_.substr(0, keep));
     pending_.erase(0, keep);
   }
@@ -203,9 +201,7 @@ class MetaspaceStage : public DecodeStage {
 // the map contributes its own UTF-8 bytes), then lossy UTF-8 over the whole byte string.
 class ByteLevelStage : public DecodeStage {
  public:
-  std::unique_ptr<DecodeStage> Clone() const override {
-    return std::make_unique<ByteLevelStage>();
-  }
+  std::unique_ptr<DecodeStage> Clone() const override { return std::make_unique<ByteLevelStage>(); }
   void Push(std::string token, std::vector<std::string>& out) override {
     std::string bytes;
     bool mapped = true;
@@ -298,13 +294,7 @@ Status AddStages(const nlohmann::json& j, DecoderSpec& spec, bool& fused) {
 // Whether a clean-up pattern can never include byte `c`: text up to and including such a
 // byte is final under clean-up, whatever follows.
 bool CleanUpBarrier(char c) {
-  switch (c) {
-    case ' ': case '.': case '?': case '!': case ',': case '\'':
-    case 'n': case 't': case 'm': case 's': case 'v': case 'e': case 'r':
-      return false;
-    default:
-      return true;
-  }
+  return std::string_view(" .?!,'ntmsver").find(c) == std::string_view::npos;
 }
 
 }  // namespace
@@ -320,7 +310,7 @@ StatusOr<DecoderSpec> ParseDecoder(const nlohmann::json& j) {
 std::string CleanUpTokenization(std::string_view text) {
   // Same replacements, in the same order, as transformers.
   static const std::pair<const char*, const char*> kRules[] = {
-      {" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},     {" ' ", "'"},
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   std::string s(text);
   for (const auto& [from, to] : kRules) s = ReplaceAll(s, from, to);

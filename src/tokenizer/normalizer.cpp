@@ -1,7 +1,6 @@
 #include "tokenizer/normalizer.h"
 
 #include <nlohmann/json.hpp>
-
 #include <vector>
 
 #include "tokenizer/regex.h"

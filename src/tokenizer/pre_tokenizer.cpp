@@ -1,8 +1,7 @@
 #include "tokenizer/pre_tokenizer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "tokenizer/regex.h"
@@ -112,11 +111,13 @@ class SplitPreTokenizer : public PreTokenizer {
  public:
   SplitPreTokenizer(std::string literal, std::unique_ptr<Regex> regex, Behavior behavior,
                     bool invert)
-      : literal_(std::move(literal)), regex_(std::move(regex)), behavior_(behavior),
+      : literal_(std::move(literal)),
+        regex_(std::move(regex)),
+        behavior_(behavior),
         invert_(invert) {}
   void Split(const Piece& in, std::vector<Piece>& out) const override {
-    auto cover = Cover(regex_ ? regex_->FindAll(in.text) : FindLiteral(in.text, literal_),
-                       in.text.size());
+    auto cover =
+        Cover(regex_ ? regex_->FindAll(in.text) : FindLiteral(in.text, literal_), in.text.size());
     if (invert_) {
       for (auto& c : cover) c.second = !c.second;
     }
@@ -182,8 +183,8 @@ class MetaspacePreTokenizer : public PreTokenizer {
       p.text = replacement_ + p.text;
     }
     if (split_) {
-      SplitBy(p, Cover(FindLiteral(p.text, replacement_), p.text.size()),
-              Behavior::kMergedWithNext, out);
+      SplitBy(p, Cover(FindLiteral(p.text, replacement_), p.text.size()), Behavior::kMergedWithNext,
+              out);
     } else if (!p.text.empty()) {
       out.push_back(std::move(p));
     }

@@ -99,8 +99,8 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special_t
     text = sanitized;
   }
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 4);
   if (add_special_tokens) ids = impl_->prefix_special;
+  ids.reserve(ids.size() + text.size() / 3 + 4);
   std::vector<Segment> segments;
   impl_->added->Split(text, /*normalized_set=*/false, parse_special, segments);
   for (const Segment& s : segments) {
@@ -150,8 +150,7 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return a != nullptr && a->special;
 }
 
-IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer,
-                                               bool skip_special_tokens)
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special_tokens)
     : tokenizer_(tokenizer),
       skip_special_tokens_(skip_special_tokens),
       stream_(std::make_unique<tokenizer_internal::DecodeStream>(tokenizer.impl_->decoder)) {}

@@ -18,7 +18,7 @@ namespace llmux::tokenizer_internal {
 
 struct TokenizerImpl {
   std::unique_ptr<BpeModel> model;
-  std::unique_ptr<Normalizer> normalizer;      // may be null
+  std::unique_ptr<Normalizer> normalizer;       // may be null
   std::unique_ptr<PreTokenizer> pre_tokenizer;  // may be null: the whole piece is one word
   std::unique_ptr<AddedVocab> added;
   DecoderSpec decoder;

@@ -1,7 +1,6 @@
 // Reading tokenizer.json and tokenizer_config.json into a TokenizerImpl.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "tokenizer/tokenizer_impl.h"
 
@@ -69,8 +68,7 @@ StatusOr<std::unique_ptr<TokenizerImpl>> LoadTokenizer(std::string_view tokenize
     }
     LLMUX_ASSIGN_OR_RETURN(impl->model, BpeModel::Parse(model));
     LLMUX_ASSIGN_OR_RETURN(impl->normalizer, ParseNormalizer(Field(j, "normalizer")));
-    LLMUX_ASSIGN_OR_RETURN(impl->pre_tokenizer,
-                           ParsePreTokenizer(Field(j, "pre_tokenizer")));
+    LLMUX_ASSIGN_OR_RETURN(impl->pre_tokenizer, ParsePreTokenizer(Field(j, "pre_tokenizer")));
     LLMUX_ASSIGN_OR_RETURN(impl->decoder, ParseDecoder(Field(j, "decoder")));
 
     std::vector<AddedToken> added;
@@ -86,12 +84,12 @@ StatusOr<std::unique_ptr<TokenizerImpl>> LoadTokenizer(std::string_view tokenize
       if (a.id < 0) return DataLoss("added token '" + a.content + "' has a negative id");
       added.push_back(std::move(a));
     }
-    LLMUX_ASSIGN_OR_RETURN(impl->added, AddedVocab::Build(std::move(added),
-                                                           impl->normalizer.get()));
+    LLMUX_ASSIGN_OR_RETURN(impl->added,
+                           AddedVocab::Build(std::move(added), impl->normalizer.get()));
     impl->vocab_size = std::max(impl->model->size(), impl->added->max_id() + 1);
 
-    LLMUX_RETURN_IF_ERROR(ParsePostProcessor(Field(j, "post_processor"),
-                                             impl->prefix_special, impl->suffix_special));
+    LLMUX_RETURN_IF_ERROR(
+        ParsePostProcessor(Field(j, "post_processor"), impl->prefix_special, impl->suffix_special));
 
     auto token_id = [&](const std::string& s) -> std::optional<int32_t> {
       if (s.empty()) return std::nullopt;

@@ -22,7 +22,8 @@ int Tokenize(const std::vector<std::string>& argv) {
   const std::string unknown =
       args.FirstUnknown({"--tokenizer", "--model"}, {"--bos", "--no-parse-special", "--help"});
   if (!unknown.empty() || args.Has("--help")) {
-    if (!unknown.empty()) std::fprintf(stderr, "llmux tokenize: unknown option '%s'\n", unknown.c_str());
+    if (!unknown.empty())
+      std::fprintf(stderr, "llmux tokenize: unknown option '%s'\n", unknown.c_str());
     std::fputs(kUsage, stderr);
     return unknown.empty() ? 0 : 2;
   }
@@ -33,8 +34,8 @@ int Tokenize(const std::vector<std::string>& argv) {
     return 2;
   }
   StatusOr<std::unique_ptr<Tokenizer>> tok =
-      path ? Tokenizer::FromFile(*path, std::filesystem::path(*path).parent_path() /
-                                            "tokenizer_config.json")
+      path ? Tokenizer::FromFile(
+                 *path, std::filesystem::path(*path).parent_path() / "tokenizer_config.json")
            : Tokenizer::FromModelDir(*dir);
   if (!tok.ok()) {
     std::fprintf(stderr, "llmux tokenize: %s\n", tok.status().ToString().c_str());

@@ -4,10 +4,9 @@
 // oracle ignores; those follow the Rust tokenizers rule: no word character on either side).
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "tokenizer_test_util.h"
@@ -51,7 +50,7 @@ std::vector<std::pair<int, std::string>> ByteOrder() {
 std::string TinyGpt2Json(bool with_added) {
   nlohmann::json vocab = nlohmann::json::object();
   for (const auto& [b, u] : ByteOrder()) vocab[u] = static_cast<int>(vocab.size());
-  const std::vector<std::string> merges = {"h e",    "l l", "he ll",   "hell o", "Ġ w", "o r",
+  const std::vector<std::string> merges = {"h e",   "l l", "he ll",   "hell o", "Ġ w",  "o r",
                                            "Ġw or", "l d", "Ġwor ld", "Ġ Ġ",    "ĠĠ ĠĠ"};
   for (const auto& m : merges) {
     const size_t sp = m.find(' ');
@@ -59,8 +58,8 @@ std::string TinyGpt2Json(bool with_added) {
   }
   auto added = [](int id, const char* content, bool special, bool strip, bool single_word,
                   bool normalized) {
-    return nlohmann::json{{"id", id},           {"content", content}, {"single_word", single_word},
-                          {"lstrip", strip},     {"rstrip", strip},    {"normalized", normalized},
+    return nlohmann::json{{"id", id},          {"content", content}, {"single_word", single_word},
+                          {"lstrip", strip},   {"rstrip", strip},    {"normalized", normalized},
                           {"special", special}};
   };
   nlohmann::json added_tokens = nlohmann::json::array();
@@ -74,17 +73,22 @@ std::string TinyGpt2Json(bool with_added) {
                                      {"add_prefix_space", false},
                                      {"trim_offsets", true},
                                      {"use_regex", true}};
-  nlohmann::json j = {
-      {"version", "1.0"},
-      {"added_tokens", added_tokens},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor", byte_level},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab}, {"merges", merges}}}};
+  nlohmann::json j = {{"version", "1.0"},
+                      {"added_tokens", added_tokens},
+                      {"normalizer", nullptr},
+                      {"pre_tokenizer", byte_level},
+                      {"post_processor", byte_level},
+                      {"decoder", byte_level},
+                      {"model",
+                       {{"type", "BPE"},
+                        {"dropout", nullptr},
+                        {"unk_token", nullptr},
+                        {"continuing_subword_prefix", nullptr},
+                        {"end_of_word_suffix", nullptr},
+                        {"fuse_unk", false},
+                        {"byte_fallback", false},
+                        {"vocab", vocab},
+                        {"merges", merges}}}};
   return j.dump();
 }
 
@@ -97,8 +101,8 @@ TEST(ByteLevelTokenizerTest, EncodesWithMergesAndRegexSplit) {
   EXPECT_EQ(tok->Encode("  hello    world", false),
             (std::vector<int32_t>{220, 220, 259, 265, 220, 264}));
   EXPECT_EQ(tok->Encode("héllo wörld 🦙", false),
-            (std::vector<int32_t>{71, 127, 102, 257, 78, 260, 127, 114, 81, 263, 220, 172, 253,
-                                  99, 247}));
+            (std::vector<int32_t>{71, 127, 102, 257, 78, 260, 127, 114, 81, 263, 220, 172, 253, 99,
+                                  247}));
   EXPECT_EQ(tok->IdToPiece(264), "Ġworld");
   EXPECT_EQ(tok->TokenToId("Ġworld"), 264);
   EXPECT_EQ(tok->TokenToId("nope"), std::nullopt);
@@ -117,8 +121,7 @@ TEST(ByteLevelTokenizerTest, AddedTokenFlags) {
   // single_word: only matched with no word character on either side.
   EXPECT_EQ(tok->Encode("x [WORD] y", false), (std::vector<int32_t>{87, 220, 269, 220, 88}));
   EXPECT_EQ(tok->Encode("[WORD]", false), (std::vector<int32_t>{269}));
-  EXPECT_EQ(tok->Encode("x[WORD]y", false),
-            (std::vector<int32_t>{87, 58, 54, 46, 49, 35, 60, 88}));
+  EXPECT_EQ(tok->Encode("x[WORD]y", false), (std::vector<int32_t>{87, 58, 54, 46, 49, 35, 60, 88}));
   // A normalized, non-special added token matches inside words too.
   EXPECT_EQ(tok->Encode("my dog, hotdog", false),
             (std::vector<int32_t>{76, 88, 220, 270, 11, 220, 71, 78, 83, 270}));
@@ -155,7 +158,10 @@ TEST(ByteLevelTokenizerTest, InvalidUtf8InputIsReplacedNotFatal) {
   auto tok = MustLoad(TinyGpt2Json(false), "");
   ASSERT_NE(tok, nullptr);
   // \xFF, the truncated \xE2\x82 and a lone continuation byte each become one U+FFFD.
-  const auto ids = tok->Encode("a\xFF" "b\xE2\x82 c\x80", false);
+  const auto ids = tok->Encode(
+      "a\xFF"
+      "b\xE2\x82 c\x80",
+      false);
   EXPECT_EQ(ids, tok->Encode("a\uFFFDb\uFFFD c\uFFFD", false));
   EXPECT_EQ(tok->Decode(ids, false), "a\uFFFDb\uFFFD c\uFFFD");
 }

@@ -31,7 +31,8 @@ TEST(Llama3TokenizerTest, OracleCases) {
   auto tok = LoadDir(json);
   ASSERT_NE(tok, nullptr);
   const Case cases[] = {
-      {"I'M DON'T you'll WE'VE it's", {40, 28703, 45373, 17773, 499, 3358, 20255, 6, 4592, 433, 596}},
+      {"I'M DON'T you'll WE'VE it's",
+       {40, 28703, 45373, 17773, 499, 3358, 20255, 6, 4592, 433, 596}},
       {"1234567 12 3.14159 1,000,000",
        {4513, 10961, 22, 220, 717, 220, 18, 13, 9335, 2946, 220, 16, 11, 931, 11, 931}},
       {"a\r\nb\r\n\r\n c", {64, 319, 65, 881, 272}},
@@ -81,8 +82,8 @@ TEST(Llama3TokenizerTest, DecodeAppliesCleanUpTokenizationSpaces) {
   LLMUX_REQUIRE_DATA(json, testing::FetchedDataDir() / "llama3/tokenizer.json");
   auto tok = LoadDir(json);
   ASSERT_NE(tok, nullptr);
-  const Ids ids = {9906, 11, 1917, 758, 220, 3639, 364, 82, 709, 949, 358, 364, 76, 7060, 1174,
-                   9523, 662};
+  const Ids ids = {9906, 11,  1917, 758, 220,  3639, 364,  82, 709,
+                   949,  358, 364,  76,  7060, 1174, 9523, 662};
   EXPECT_EQ(tok->Encode("Hello, world !  What 's up ? I 'm fine , thanks .", false), ids);
   const std::string expected = "Hello, world!  What's up? I'm fine, thanks.";
   EXPECT_EQ(tok->Decode(ids, false), expected);
@@ -100,8 +101,9 @@ TEST(Llama3TokenizerTest, StreamingEqualsDecodeOnAdversarialIds) {
   auto tok = LoadDir(json);
   ASSERT_NE(tok, nullptr);
   Ids alphabet;
-  for (const char* piece : {"Ġ", "'", "Ġ'", "s", "m", "n", "'t", "Ġn", ".", "Ġ.", "Ġ,", "Ġ?", "!",
-                            "ve", "re", "a", "Ġthe", "ð", "Ł", "¦", "Ļ", "<|eot_id|>"}) {
+  for (const char* piece :
+       {"Ġ",  "'", "Ġ'", "s",  "m", "n",    "'t", "Ġn", ".", "Ġ.", "Ġ,",
+        "Ġ?", "!", "ve", "re", "a", "Ġthe", "ð",  "Ł",  "¦", "Ļ",  "<|eot_id|>"}) {
     auto id = tok->TokenToId(piece);
     ASSERT_TRUE(id.has_value()) << piece;
     alphabet.push_back(*id);
@@ -127,8 +129,8 @@ TEST(Llama2TokenizerTest, OracleCases) {
   ASSERT_NE(tok, nullptr);
   const Case cases[] = {
       {"I'M DON'T you'll WE'VE it's",
-       {306, 29915, 29924, 360, 1164, 29915, 29911, 366, 29915, 645, 399, 29923, 29915, 12064,
-        372, 29915, 29879}},
+       {306, 29915, 29924, 360, 1164, 29915, 29911, 366, 29915, 645, 399, 29923, 29915, 12064, 372,
+        29915, 29879}},
       {"a\r\nb\r\n\r\n c", {263, 30004, 13, 29890, 30004, 13, 30004, 13, 274}},
       {"line1\n\n\nline2  \n  x", {1196, 29896, 13, 13, 13, 1220, 29906, 259, 13, 29871, 921}},
       {"<s>Hello</s> world <s>", {1, 15043, 2, 29871, 3186, 29871, 1}},
@@ -177,8 +179,9 @@ TEST(Llama2TokenizerTest, ByteFallbackRunsStreamWholeAndInvalidRunsBecomeReplace
   std::mt19937 rng(99);
   for (int round = 0; round < 300; ++round) {
     Ids r(1 + rng() % 24);
-    for (auto& id : r) id = rng() % 2 ? static_cast<int32_t>(3 + rng() % 256)
-                                      : static_cast<int32_t>(rng() % tok->vocab_size());
+    for (auto& id : r)
+      id = rng() % 2 ? static_cast<int32_t>(3 + rng() % 256)
+                     : static_cast<int32_t>(rng() % tok->vocab_size());
     const bool skip = rng() % 2 == 0;
     ASSERT_EQ(Streamed(*tok, r, skip), tok->Decode(r, skip)) << "round " << round;
   }

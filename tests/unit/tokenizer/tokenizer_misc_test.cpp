@@ -2,10 +2,9 @@
 // errors, and encode speed.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/test_data.h"
 #include "tokenizer_test_util.h"
@@ -46,18 +45,24 @@ std::string MetaspaceJson(const char* scheme) {
       {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", scheme}, {"split", true}};
   nlohmann::json j = {
       {"version", "1.0"},
-      {"added_tokens",
-       nlohmann::json::array({{{"id", 1}, {"content", "<s>"}, {"single_word", false},
-                               {"lstrip", false}, {"rstrip", false}, {"normalized", false},
-                               {"special", true}}})},
+      {"added_tokens", nlohmann::json::array({{{"id", 1},
+                                               {"content", "<s>"},
+                                               {"single_word", false},
+                                               {"lstrip", false},
+                                               {"rstrip", false},
+                                               {"normalized", false},
+                                               {"special", true}}})},
       {"normalizer", nullptr},
       {"pre_tokenizer", metaspace},
       {"post_processor", nullptr},
       {"decoder", metaspace},
       {"model",
-       {{"type", "BPE"}, {"unk_token", "<unk>"}, {"fuse_unk", true}, {"byte_fallback", false},
-        {"vocab", {{"<unk>", 0}, {"<s>", 1}, {"▁", 2}, {"a", 3}, {"b", 4}, {"▁a", 5}, {"▁b", 6},
-                   {"▁▁", 7}}},
+       {{"type", "BPE"},
+        {"unk_token", "<unk>"},
+        {"fuse_unk", true},
+        {"byte_fallback", false},
+        {"vocab",
+         {{"<unk>", 0}, {"<s>", 1}, {"▁", 2}, {"a", 3}, {"b", 4}, {"▁a", 5}, {"▁b", 6}, {"▁▁", 7}}},
         // NOTE: explicit arrays: nlohmann would read {{"▁", "a"}, ...} as an object.
         {"merges", nlohmann::json::array({nlohmann::json::array({"▁", "a"}),
                                           nlohmann::json::array({"▁", "b"}),
@@ -113,14 +118,15 @@ TEST(TokenizerLoadTest, Errors) {
   j["model"]["merges"].push_back(nlohmann::json::array({"b", "zz"}));
   EXPECT_EQ(Tokenizer::FromJson(j.dump(), "").status().code(), StatusCode::kDataLoss);
   j = nlohmann::json::parse(MetaspaceJson("first"));
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
-                        {"behavior", "Isolated"}, {"invert", false}};
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "(unclosed"}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}};
   EXPECT_EQ(Tokenizer::FromJson(j.dump(), "").status().code(), StatusCode::kInvalidArgument);
   // add_bos_token without a known bos_token is inconsistent.
-  EXPECT_EQ(Tokenizer::FromJson(MetaspaceJson("first"), R"({"add_bos_token": true})")
-                .status()
-                .code(),
-            StatusCode::kDataLoss);
+  EXPECT_EQ(
+      Tokenizer::FromJson(MetaspaceJson("first"), R"({"add_bos_token": true})").status().code(),
+      StatusCode::kDataLoss);
 }
 
 double SecondsToEncode(const Tokenizer& tok, const std::string& text, size_t* n) {
@@ -135,9 +141,13 @@ TEST(TokenizerSpeedTest, Encodes100KBWellUnderASecond) {
   LLMUX_REQUIRE_DATA(spm, testing::SharedDataDir() / "tokenizers/llama-spm/tokenizer.json");
   LLMUX_REQUIRE_DATA(bpe, testing::FetchedDataDir() / "llama3/tokenizer.json");
   std::string text;
-  const char* parts[] = {"The quick brown fox jumps over the lazy dog. ", "Once upon a time, ",
-                         "こんにちは世界 ", "1234567 + 89 = ?\n", "def f(x):\n    return x\n",
-                         "Привет, мир! ", "🦙 "};
+  const char* parts[] = {"The quick brown fox jumps over the lazy dog. ",
+                         "Once upon a time, ",
+                         "こんにちは世界 ",
+                         "1234567 + 89 = ?\n",
+                         "def f(x):\n    return x\n",
+                         "Привет, мир! ",
+                         "🦙 "};
   for (size_t i = 0; text.size() < 100 * 1024; ++i) text += parts[(i * 7 + i / 3) % 7];
   for (const auto& path : {spm, bpe}) {
     auto tok = Tokenizer::FromFile(path);

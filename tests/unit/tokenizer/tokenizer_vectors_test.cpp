@@ -57,8 +57,8 @@ class VectorsTest : public ::testing::Test {
  protected:
   void Check(const std::filesystem::path& tokenizer_json, const std::filesystem::path& stem,
              bool expect_round_trip) {
-    auto tok = Tokenizer::FromFile(tokenizer_json, tokenizer_json.parent_path() /
-                                                       "tokenizer_config.json");
+    auto tok =
+        Tokenizer::FromFile(tokenizer_json, tokenizer_json.parent_path() / "tokenizer_config.json");
     ASSERT_TRUE(tok.ok()) << tok.status().ToString();
     const Vectors v = LoadVectors(stem);
     ASSERT_EQ(v.inputs.size(), 46u);
