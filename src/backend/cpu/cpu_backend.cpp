@@ -1,0 +1,243 @@
+// CpuBackend: construction, memory, weights, the KV cache and batch validation.
+#include "backend/cpu/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace llmux {
+namespace cpu {
+
+std::unique_ptr<HostBuffer> HostBuffer::Create(size_t bytes) {
+  if (bytes > std::numeric_limits<size_t>::max() - 64) return nullptr;
+  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  void* p = std::aligned_alloc(64, rounded);
+  if (p == nullptr) return nullptr;
+  std::memset(p, 0, rounded);
+  return std::unique_ptr<HostBuffer>(new HostBuffer(p, bytes));
+}
+
+HostBuffer::~HostBuffer() { std::free(data_); }
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : options_(options), pool_(options.threads) {}
+
+StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
+  auto buf = HostBuffer::Create(bytes);
+  if (buf == nullptr) return ResourceExhausted("cpu: cannot allocate " + std::to_string(bytes) + " bytes");
+  return std::unique_ptr<DeviceBuffer>(std::move(buf));
+}
+
+StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) {
+  const std::string who = "cpu: weight '" + src.name + "'";
+  if (src.dtype != DType::kF32 && src.dtype != DType::kF16 && src.dtype != DType::kBF16) {
+    return InvalidArgument(who + ": dtype " + std::string(DTypeName(src.dtype)) +
+                           " is not a float type");
+  }
+  if (src.data == nullptr || src.numel() <= 0 ||
+      src.nbytes != static_cast<size_t>(src.numel()) * DTypeSize(src.dtype)) {
+    return InvalidArgument(who + ": empty or size does not match its shape");
+  }
+  switch (kind) {
+    case WeightKind::kMatrix:
+    case WeightKind::kEmbedding: {
+      if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
+      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract).
+      return Tensor::Dense(const_cast<std::byte*>(src.data), src.dtype, src.shape[0],
+                           src.shape[1]);
+    }
+    case WeightKind::kVector: {
+      if (src.shape.size() != 1) return InvalidArgument(who + ": a vector must be 1-D");
+      const int64_t n = src.shape[0];
+      auto buf = HostBuffer::Create(n * sizeof(float));
+      if (buf == nullptr) return ResourceExhausted(who + ": out of memory");
+      auto* dst = static_cast<float*>(buf->data());
+      for (int64_t i = 0; i < n; ++i) {
+        switch (src.dtype) {
+          case DType::kF32: std::memcpy(&dst[i], src.data + 4 * i, 4); break;
+          case DType::kF16:
+          case DType::kBF16: {
+            uint16_t h;
+            std::memcpy(&h, src.data + 2 * i, 2);
+            dst[i] = src.dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+            break;
+          }
+          case DType::kI32: break;  // rejected above
+        }
+      }
+      owned_.push_back(std::move(buf));
+      return Tensor::Dense(dst, DType::kF32, 1, n);
+    }
+  }
+  return InvalidArgument(who + ": unknown weight kind");
+}
+
+StatusOr<Tensor> CpuBackend::UploadF32(std::span<const float> values, int64_t rows,
+                                       int64_t cols) {
+  if (rows < 0 || cols < 0 || static_cast<int64_t>(values.size()) != rows * cols) {
+    return InvalidArgument("cpu: UploadF32 got " + std::to_string(values.size()) +
+                           " values for a [" + std::to_string(rows) + ", " +
+                           std::to_string(cols) + "] tensor");
+  }
+  auto buf = HostBuffer::Create(values.size() * sizeof(float));
+  if (buf == nullptr) return ResourceExhausted("cpu: UploadF32 out of memory");
+  if (!values.empty()) std::memcpy(buf->data(), values.data(), values.size() * sizeof(float));
+  Tensor t = Tensor::Dense(buf->data(), DType::kF32, rows, cols);
+  owned_.push_back(std::move(buf));
+  return t;
+}
+
+int64_t CpuBackend::LayerElems() const {
+  return static_cast<int64_t>(spec_.num_blocks) * spec_.block_size * spec_.num_kv_heads *
+         spec_.head_dim;
+}
+
+Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
+  if (kv_cache_ != nullptr) return FailedPrecondition("cpu: the KV cache is already allocated");
+  if (spec.num_layers <= 0 || spec.num_blocks <= 0 || spec.block_size <= 0 ||
+      spec.num_heads <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 ||
+      spec.num_heads % spec.num_kv_heads != 0 || spec.head_dim % 2 != 0) {
+    return InvalidArgument(
+        "cpu: KV spec needs positive sizes, num_heads a multiple of num_kv_heads and an even "
+        "head_dim");
+  }
+  if (spec.head_dim > 512) return InvalidArgument("cpu: head_dim above 512 is not supported");
+  if (spec.dtype != DType::kF32) {
+    return Unimplemented("cpu: KV cache dtype " + std::string(DTypeName(spec.dtype)) +
+                         " (only f32 is implemented)");
+  }
+  const double bytes = 2.0 * spec.num_layers * spec.num_blocks * static_cast<double>(spec.BlockBytes());
+  if (bytes > static_cast<double>(std::numeric_limits<int64_t>::max() / 2)) {
+    return ResourceExhausted("cpu: KV cache size overflows");
+  }
+  auto buf = HostBuffer::Create(static_cast<size_t>(bytes));
+  if (buf == nullptr) {
+    return ResourceExhausted("cpu: cannot allocate a " + std::to_string(bytes / (1 << 20)) +
+                             " MiB KV cache");
+  }
+  spec_ = spec;
+  kv_buffer_ = std::move(buf);
+  kv_cache_ = static_cast<float*>(kv_buffer_->data());
+  return Status::Ok();
+}
+
+Status CpuBackend::BeginBatch(const ForwardBatch& b) {
+  has_batch_ = false;
+  if (kv_cache_ == nullptr) return FailedPrecondition("cpu: BeginBatch before InitKvCache");
+  const int64_t T = b.num_tokens();
+  const int64_t S = b.num_seqs();
+  const int64_t bs = spec_.block_size;
+  const int64_t nslots = static_cast<int64_t>(spec_.num_blocks) * bs;
+  auto bad = [](const std::string& m) { return InvalidArgument("cpu: batch: " + m); };
+  if (static_cast<int64_t>(b.positions.size()) != T ||
+      static_cast<int64_t>(b.slot_mapping.size()) != T) {
+    return bad("token_ids, positions and slot_mapping differ in length");
+  }
+  if (static_cast<int64_t>(b.query_start_loc.size()) != S + 1 || b.query_start_loc[0] != 0 ||
+      b.query_start_loc[S] != T) {
+    return bad("query_start_loc must have num_seqs + 1 entries from 0 to num_tokens");
+  }
+  if (b.max_blocks_per_seq < 0 ||
+      static_cast<int64_t>(b.block_tables.size()) != S * b.max_blocks_per_seq) {
+    return bad("block_tables is not [num_seqs, max_blocks_per_seq]");
+  }
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t q0 = b.query_start_loc[s], q1 = b.query_start_loc[s + 1];
+    const int64_t len = b.seq_lens[s];
+    const std::string seq = "sequence " + std::to_string(s);
+    if (q1 <= q0 || len < q1 - q0) return bad(seq + ": needs 1..seq_len new tokens");
+    if (len > static_cast<int64_t>(b.max_blocks_per_seq) * bs) {
+      return bad(seq + ": seq_len exceeds its block table");
+    }
+    const int32_t* table = b.block_tables.data() + s * b.max_blocks_per_seq;
+    for (int64_t i = 0; i < (len + bs - 1) / bs; ++i) {
+      if (table[i] < 0 || table[i] >= spec_.num_blocks) {
+        return bad(seq + ": block id " + std::to_string(table[i]) + " outside the pool");
+      }
+    }
+    for (int64_t t = q0; t < q1; ++t) {
+      const int64_t pos = b.positions[t];
+      // The new tokens occupy positions [seq_len - num_new, seq_len) (forward_batch.h).
+      if (pos != len - (q1 - t)) return bad(seq + ": positions must be the last new tokens");
+      // NOTE: each token's KV slot must be the one its own block table names; this keeps a
+      // sequence from writing into a block it does not own.
+      if (b.slot_mapping[t] != static_cast<int64_t>(table[pos / bs]) * bs + pos % bs ||
+          b.slot_mapping[t] >= nslots) {
+        return bad(seq + ": slot_mapping disagrees with the block table at token " +
+                   std::to_string(t));
+      }
+      if (b.token_ids[t] < 0) return bad("negative token id");
+    }
+  }
+  for (int32_t i : b.logits_indices) {
+    if (i < 0 || i >= T) return bad("logits index " + std::to_string(i) + " out of range");
+  }
+  batch_.token_ids.assign(b.token_ids.begin(), b.token_ids.end());
+  batch_.positions.assign(b.positions.begin(), b.positions.end());
+  batch_.slot_mapping.assign(b.slot_mapping.begin(), b.slot_mapping.end());
+  batch_.query_start_loc.assign(b.query_start_loc.begin(), b.query_start_loc.end());
+  batch_.seq_lens.assign(b.seq_lens.begin(), b.seq_lens.end());
+  batch_.block_tables.assign(b.block_tables.begin(), b.block_tables.end());
+  batch_.max_blocks_per_seq = b.max_blocks_per_seq;
+  batch_.logits_indices.assign(b.logits_indices.begin(), b.logits_indices.end());
+  token_seq_.resize(T);
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t t = b.query_start_loc[s]; t < b.query_start_loc[s + 1]; ++t) token_seq_[t] = s;
+  }
+  rope_key_ = nullptr;
+  PlanAttention();
+  has_batch_ = true;
+  return Status::Ok();
+}
+
+Status CpuBackend::CopyToHostF32(const Tensor& src, float* dst) {
+  if (src.dtype != DType::kF32) return InvalidArgument("cpu: CopyToHostF32 needs an f32 tensor");
+  for (int64_t r = 0; r < src.rows; ++r) {
+    std::memcpy(dst + r * src.cols, static_cast<const float*>(src.data) + r * src.stride,
+                src.cols * sizeof(float));
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
+  if (kv_cache_ == nullptr) return FailedPrecondition("cpu: no KV cache");
+  for (int32_t b : blocks) {
+    if (b < 0 || b >= spec_.num_blocks) {
+      return InvalidArgument("cpu: ZeroKvBlocks: block " + std::to_string(b) + " outside the pool");
+    }
+  }
+  const size_t bytes = spec_.BlockBytes();
+  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
+  for (int layer = 0; layer < spec_.num_layers; ++layer) {
+    for (int32_t b : blocks) {
+      std::memset(KCache(layer) + b * per_block, 0, bytes);
+      std::memset(VCache(layer) + b * per_block, 0, bytes);
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
+                               std::vector<std::byte>* v) {
+  if (kv_cache_ == nullptr) return FailedPrecondition("cpu: no KV cache");
+  if (layer < 0 || layer >= spec_.num_layers || block < 0 || block >= spec_.num_blocks) {
+    return InvalidArgument("cpu: ReadKvBlock: layer or block out of range");
+  }
+  const size_t bytes = spec_.BlockBytes();
+  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
+  const auto* kp = reinterpret_cast<const std::byte*>(KCache(layer) + block * per_block);
+  const auto* vp = reinterpret_cast<const std::byte*>(VCache(layer) + block * per_block);
+  k->assign(kp, kp + bytes);
+  v->assign(vp, vp + bytes);
+  return Status::Ok();
+}
+
+}  // namespace cpu
+
+StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options) {
+  if (options.threads < 0) return InvalidArgument("cpu: threads must be >= 0");
+  return std::unique_ptr<Backend>(std::make_unique<cpu::CpuBackend>(options));
+}
+
+}  // namespace llmux

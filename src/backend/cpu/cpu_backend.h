@@ -1,0 +1,95 @@
+// The CPU backend: the reference implementation of every Backend op and a real serving path.
+//
+// Layouts: activations F32, row-major with a row stride (Tensor). Matrices and the embedding
+// alias the mapped weight file in their own dtype (F32/F16/BF16, any alignment); vectors are
+// owned F32 copies. KV cache: one 64-byte aligned F32 allocation; layer l's K is
+// [num_blocks, block_size, num_kv_heads, head_dim] at kv_ + 2 * l * LayerElems(), V follows it.
+//
+// Thread ownership: the engine thread calls every method; ops fan out to the ThreadPool and
+// return when done (no asynchrony). See docs/cpu_backend.md for the batch-invariance argument.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/thread_pool.h"
+#include "llmux/backend.h"
+
+namespace llmux::cpu {
+
+// An owned, 64-byte aligned, zero-initialised host allocation.
+class HostBuffer final : public DeviceBuffer {
+ public:
+  // nullptr when the allocation fails.
+  static std::unique_ptr<HostBuffer> Create(size_t bytes);
+  ~HostBuffer() override;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+
+  void* data() override { return data_; }
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  HostBuffer(void* data, size_t bytes) : data_(data), bytes_(bytes) {}
+  void* data_;
+  size_t bytes_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options);
+
+  std::string_view Name() const override { return "cpu"; }
+  DType ActivationDType() const override { return DType::kF32; }
+
+  StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
+  StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override;
+  StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
+  Status InitKvCache(const KvCacheSpec& spec) override;
+  const KvCacheSpec& kv_spec() const override { return spec_; }
+
+  Status BeginBatch(const ForwardBatch& batch) override;
+  void Embedding(const Tensor& table, Tensor out) override;
+  void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
+  void AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
+                  Tensor out) override;
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) override;
+  void Rope(Tensor q, Tensor k, const Tensor& inv_freq) override;
+  void WriteKv(int layer, const Tensor& k, const Tensor& v) override;
+  void Attention(int layer, const Tensor& q, float scale, Tensor out) override;
+  void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) override;
+  void GatherLogitsRows(const Tensor& x, Tensor out) override;
+  Status CopyToHostF32(const Tensor& src, float* dst) override;
+  Status ZeroKvBlocks(std::span<const int32_t> blocks) override;
+  Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
+                     std::vector<std::byte>* v) override;
+
+ private:
+  // Elements of one layer's K (or V): num_blocks * block_size * num_kv_heads * head_dim.
+  int64_t LayerElems() const;
+  float* KCache(int layer) { return kv_cache_ + 2 * layer * LayerElems(); }
+  float* VCache(int layer) { return KCache(layer) + LayerElems(); }
+  // Splits the current batch's (token, head) attention pairs into pool.threads() ranges of
+  // roughly equal cost (keys visited); fills attn_split_.
+  void PlanAttention();
+
+  CpuBackendOptions options_;
+  ThreadPool pool_;
+  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors and uploads
+
+  KvCacheSpec spec_;
+  std::unique_ptr<HostBuffer> kv_buffer_;
+  float* kv_cache_ = nullptr;
+
+  // The current batch (copied in BeginBatch; capacity is reused across steps).
+  ForwardBatch batch_;
+  bool has_batch_ = false;
+  std::vector<int32_t> token_seq_;      // [num_tokens] sequence index of each token
+  std::vector<int64_t> attn_split_;     // [threads + 1] pair index boundaries
+  // Rope cos/sin of the current batch, [num_tokens, head_dim / 2] each; valid for rope_key_.
+  std::vector<float> rope_cos_;
+  std::vector<float> rope_sin_;
+  const void* rope_key_ = nullptr;
+};
+
+}  // namespace llmux::cpu

@@ -1,0 +1,196 @@
+#include "backend/cpu/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cpu/simd.h"
+
+namespace llmux::cpu {
+namespace {
+
+// Weight loaders: 16 consecutive elements of one weight row as exact F32.
+struct F32W {
+  using T = float;
+  static __m512 Load(const T* p) { return Load16(p); }
+  static __m512 LoadTail(const T* p, __mmask16 m) { return LoadMasked(p, m); }
+};
+struct F16W {
+  using T = uint16_t;
+  static __m512 Load(const T* p) { return LoadF16x16(p); }
+  static __m512 LoadTail(const T* p, __mmask16 m) { return LoadF16Masked(p, m); }
+};
+struct Bf16W {
+  using T = uint16_t;
+  static __m512 Load(const T* p) { return LoadBf16x16(p); }
+  static __m512 LoadTail(const T* p, __mmask16 m) { return LoadBf16Masked(p, m); }
+};
+
+// NOTE: prefetch distance for streamed (unpacked) weight rows, in elements. Decode GEMV is bound
+// by memory bandwidth; the hardware prefetcher alone does not keep 6-8 row streams full.
+constexpr int64_t kPrefetchElems = 256;
+
+// out[i, j] for i < MR, j < NR: x rows x + i * xs, weight rows w + j * ws.
+template <int MR, int NR, class W, bool kPrefetch>
+void Tile(const float* x, int64_t xs, const typename W::T* w, int64_t ws, int64_t K,
+          const float* bias, float* out, int64_t os) {
+  __m512 acc[MR][NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) xv[i] = Load16(x + i * xs + k);
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      if constexpr (kPrefetch) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + j * ws + k + kPrefetchElems), _MM_HINT_T0);
+      }
+      __m512 wv = W::Load(w + j * ws + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+    }
+  }
+  if (k < K) {
+    __mmask16 m = TailMask(K - k);
+    __m512 xv[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) xv[i] = LoadMasked(x + i * xs + k, m);
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      __m512 wv = W::LoadTail(w + j * ws + k, m);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      float v = Hsum(acc[i][j]);
+      out[i * os + j] = bias != nullptr ? v + bias[j] : v;
+    }
+  }
+}
+
+template <class W, bool kPrefetch>
+using TileFn = void (*)(const float*, int64_t, const typename W::T*, int64_t, int64_t,
+                        const float*, float*, int64_t);
+
+constexpr int kMaxMr = 4;
+constexpr int kMaxNr = 8;
+
+// Table of Tile instantiations indexed [mr - 1][nr - 1].
+template <class W, bool kPrefetch>
+struct TileTable {
+  TileFn<W, kPrefetch> fn[kMaxMr][kMaxNr];
+  template <int MR, int NR>
+  constexpr void Fill() {
+    fn[MR - 1][NR - 1] = &Tile<MR, NR, W, kPrefetch>;
+    if constexpr (NR < kMaxNr) {
+      Fill<MR, NR + 1>();
+    } else if constexpr (MR < kMaxMr) {
+      Fill<MR + 1, 1>();
+    }
+  }
+  constexpr TileTable() : fn{} { Fill<1, 1>(); }
+};
+
+template <class W, bool kPrefetch>
+constexpr TileTable<W, kPrefetch> kTiles{};
+
+// Rows of w per block: the unit threads split N into, and the packed panel height.
+constexpr int64_t kBlockN = 48;
+// Packing F16/BF16 into an F32 panel pays off once the panel is reused by more than one m tile.
+constexpr int64_t kPackMinM = 5;
+
+// Computes rows [m0, m1) x columns [n0, n1) from weight rows `w` (row n0 at w, stride ws).
+template <class W, bool kPrefetch>
+void Block(const MatMulArgs& a, const typename W::T* w, int64_t ws, int64_t n0, int64_t n1) {
+  const int mr_max = a.M == 1 ? 1 : kMaxMr;
+  const int nr_max = a.M <= 2 ? 8 : 6;  // 24 accumulators at most, 4 x rows + 1 weight in regs
+  for (int64_t m = 0; m < a.M; m += mr_max) {
+    int mr = static_cast<int>(std::min<int64_t>(mr_max, a.M - m));
+    for (int64_t n = n0; n < n1; n += nr_max) {
+      int nr = static_cast<int>(std::min<int64_t>(nr_max, n1 - n));
+      kTiles<W, kPrefetch>.fn[mr - 1][nr - 1](a.x + m * a.x_stride, a.x_stride,
+                                                w + (n - n0) * ws, ws, a.K,
+                                                a.bias != nullptr ? a.bias + n : nullptr,
+                                                a.out + m * a.out_stride + n, a.out_stride);
+    }
+  }
+}
+
+// Converts rows [n0, n1) of a F16/BF16 weight into `panel` ([n1 - n0, kpad] F32, zero padded).
+template <class W>
+void Pack(const MatMulArgs& a, int64_t n0, int64_t n1, int64_t kpad, float* panel) {
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint16_t* src = w + n * a.w_stride;
+    float* dst = panel + (n - n0) * kpad;
+    int64_t k = 0;
+    for (; k + 16 <= a.K; k += 16) _mm512_storeu_ps(dst + k, W::Load(src + k));
+    for (; k < kpad; k += 16) {
+      __mmask16 m = k < a.K ? TailMask(a.K - k) : 0;
+      _mm512_storeu_ps(dst + k, W::LoadTail(src + k, m));
+    }
+  }
+}
+
+template <class W>
+void RunBlocks(const MatMulArgs& a, int64_t b0, int64_t b1) {
+  using T = typename W::T;
+  const auto* w = static_cast<const T*>(a.w);
+  if constexpr (std::is_same_v<W, F32W>) {
+    for (int64_t b = b0; b < b1; ++b) {
+      int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
+      if (a.M < kPackMinM) {
+        Block<F32W, true>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
+      } else {
+        Block<F32W, false>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
+      }
+    }
+  } else {
+    if (a.M < kPackMinM) {
+      for (int64_t b = b0; b < b1; ++b) {
+        int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
+        Block<W, true>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
+      }
+      return;
+    }
+    // NOTE: thread_local scratch grows to the largest panel once and is reused; no allocation
+    // per op after warm-up.
+    thread_local std::vector<float> panel;
+    const int64_t kpad = (a.K + 15) / 16 * 16;
+    if (panel.size() < static_cast<size_t>(kBlockN * kpad)) panel.resize(kBlockN * kpad);
+    for (int64_t b = b0; b < b1; ++b) {
+      int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
+      Pack<W>(a, n0, n1, kpad, panel.data());
+      Block<F32W, false>(a, panel.data(), kpad, n0, n1);
+    }
+  }
+}
+
+}  // namespace
+
+void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
+  if (a.M <= 0 || a.N <= 0) return;
+  const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
+  // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
+  const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : pool.threads();
+  pool.ParallelFor(
+      blocks,
+      [&](int64_t b0, int64_t b1) {
+        switch (a.w_dtype) {
+          case DType::kF32: RunBlocks<F32W>(a, b0, b1); break;
+          case DType::kF16: RunBlocks<F16W>(a, b0, b1); break;
+          case DType::kBF16: RunBlocks<Bf16W>(a, b0, b1); break;
+          case DType::kI32: break;  // rejected by the backend before it gets here
+        }
+      },
+      max_chunks);
+}
+
+}  // namespace llmux::cpu

@@ -1,0 +1,139 @@
+// MatMul: exactness against a double-precision reference and batch invariance (bit-identical
+// rows for any M and thread count) for F32, F16 and BF16 weights.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include "unit/backend/cpu/test_util.h"
+
+namespace llmux::cpu {
+namespace {
+
+using testing::MakeBackend;
+using testing::MakeWeight;
+using testing::RandomFloats;
+
+struct Case {
+  DType dtype;
+  int64_t n;
+  int64_t k;
+  bool bias;
+};
+
+std::string Name(const Case& c) {
+  std::ostringstream os;
+  os << DTypeName(c.dtype) << "_n" << c.n << "_k" << c.k << (c.bias ? "_bias" : "");
+  return os.str();
+}
+
+class MatMulTest : public ::testing::TestWithParam<Case> {};
+
+// out rows [first, first + m) of x computed as one MatMul call.
+std::vector<float> RunMatMul(Backend& be, const std::vector<float>& x, int64_t first, int64_t m,
+                       int64_t k, const Tensor& w, const Tensor* bias) {
+  std::vector<float> out(m * w.rows, -7.0f);
+  Tensor xt = Tensor::Dense(const_cast<float*>(x.data()) + first * k, DType::kF32, m, k);
+  be.MatMul(xt, w, bias, Tensor::Dense(out.data(), DType::kF32, m, w.rows));
+  return out;
+}
+
+TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
+  const Case c = GetParam();
+  constexpr int64_t kM = 64;
+  const auto x = RandomFloats(kM * c.k, 11);
+  auto img = MakeWeight(RandomFloats(c.n * c.k, 12), {c.n, c.k}, c.dtype);
+  const auto bias_values = RandomFloats(c.n, 13);
+
+  std::vector<std::vector<float>> single(kM);  // row m computed alone, 1 thread
+  std::vector<float> all_by_threads[2];
+  for (int threads : {1, 2}) {
+    auto be = MakeBackend(threads);
+    ASSERT_NE(be, nullptr);
+    auto w = be->LoadWeight(img->tensor, WeightKind::kMatrix);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    EXPECT_EQ(w->data, img->tensor.data) << "matrices are aliased, not copied";
+    auto b = be->UploadF32(bias_values, 1, c.n);
+    ASSERT_TRUE(b.ok());
+    const Tensor* bias = c.bias ? &b.value() : nullptr;
+
+    for (int64_t m = 0; m < kM; ++m) {
+      auto row = RunMatMul(*be, x, m, 1, c.k, *w, bias);
+      if (threads == 1) {
+        single[m] = row;
+      } else {
+        ASSERT_EQ(0, std::memcmp(row.data(), single[m].data(), 4 * c.n)) << "M=1 row " << m;
+      }
+    }
+    auto all = RunMatMul(*be, x, 0, kM, c.k, *w, bias);
+    all_by_threads[threads - 1] = all;
+    // Sub-batches of several sizes at several offsets.
+    for (auto [first, m] : {std::pair<int64_t, int64_t>{0, 8}, {3, 5}, {17, 13}, {50, 2},
+                            {40, 3}, {9, 4}, {0, 64}}) {
+      auto part = RunMatMul(*be, x, first, m, c.k, *w, bias);
+      for (int64_t r = 0; r < m; ++r) {
+        ASSERT_EQ(0, std::memcmp(part.data() + r * c.n, single[first + r].data(), 4 * c.n))
+            << "row " << first + r << " in a batch of " << m << " with " << threads
+            << " threads differs from the row alone";
+      }
+    }
+  }
+  ASSERT_EQ(0, std::memcmp(all_by_threads[0].data(), all_by_threads[1].data(), 4 * kM * c.n));
+
+  // Reference in double on the dtype-rounded weights. Stated tolerance: each of the 16 lanes
+  // sums ceil(K / 16) products and the horizontal tree adds 4 levels, so the error is below
+  // (K / 16 + 6) * 2^-24 * sum_k |x w| (+ |bias| * 2^-24); we allow twice that.
+  for (int64_t m = 0; m < kM; ++m) {
+    for (int64_t n = 0; n < c.n; ++n) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < c.k; ++k) {
+        double p = static_cast<double>(x[m * c.k + k]) * img->rounded[n * c.k + k];
+        ref += p;
+        mag += std::fabs(p);
+      }
+      if (c.bias) {
+        ref += bias_values[n];
+        mag += std::fabs(bias_values[n]);
+      }
+      const double tol = 2.0 * (c.k / 16.0 + 6.0) * std::ldexp(1.0, -24) * mag;
+      ASSERT_NEAR(single[m][n], ref, tol) << "m=" << m << " n=" << n;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, MatMulTest,
+    ::testing::Values(Case{DType::kF32, 77, 288, false}, Case{DType::kF16, 77, 288, true},
+                      Case{DType::kBF16, 77, 288, false}, Case{DType::kF32, 100, 100, true},
+                      Case{DType::kF16, 100, 100, false}, Case{DType::kBF16, 130, 37, true},
+                      Case{DType::kF32, 7, 5, false}, Case{DType::kF16, 96, 576, false}),
+    [](const auto& info) { return Name(info.param); });
+
+TEST(MatMulBlasTest, CloseToTheInvariantPath) {
+  constexpr int64_t kM = 40, kN = 300, kK = 200;
+  const auto x = RandomFloats(kM * kK, 21);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+    auto img = MakeWeight(RandomFloats(kN * kK, 22), {kN, kK}, dt);
+    auto bias_values = RandomFloats(kN, 23);
+    auto inv = MakeBackend(2, false);
+    auto blas = MakeBackend(2, true);
+    auto w1 = inv->LoadWeight(img->tensor, WeightKind::kMatrix);
+    auto w2 = blas->LoadWeight(img->tensor, WeightKind::kMatrix);
+    auto b1 = inv->UploadF32(bias_values, 1, kN);
+    auto b2 = blas->UploadF32(bias_values, 1, kN);
+    ASSERT_TRUE(w1.ok() && w2.ok() && b1.ok() && b2.ok());
+    auto r1 = RunMatMul(*inv, x, 0, kM, kK, *w1, &b1.value());
+    auto r2 = RunMatMul(*blas, x, 0, kM, kK, *w2, &b2.value());
+    // Both are within ~(K/16 + 6) ulps of sum |x w| <= K of the exact value; allow 1e-4.
+    for (size_t i = 0; i < r1.size(); ++i) ASSERT_NEAR(r1[i], r2[i], 1e-4) << DTypeName(dt) << i;
+    // M < 16 stays on the invariant path even with use_blas.
+    auto s1 = RunMatMul(*inv, x, 5, 3, kK, *w1, nullptr);
+    auto s2 = RunMatMul(*blas, x, 5, 3, kK, *w2, nullptr);
+    ASSERT_EQ(0, std::memcmp(s1.data(), s2.data(), 4 * s1.size()));
+  }
+}
+
+}  // namespace
+}  // namespace llmux::cpu
