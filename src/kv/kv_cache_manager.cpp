@@ -1,0 +1,270 @@
+#include "kv/kv_cache_manager.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "llmux/status.h"
+
+namespace llmux {
+namespace {
+
+inline uint64_t Mix64(uint64_t x) {  // splitmix64 finalizer
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+}  // namespace
+
+uint64_t HashBlock(uint64_t parent_hash, std::span<const int32_t> tokens) {
+  uint64_t h = Mix64(parent_hash ^ 0x9E3779B97F4A7C15ULL);
+  for (int32_t t : tokens) {
+    h = Mix64(h + static_cast<uint32_t>(t) + 0x632BE59BD9B4E019ULL);
+  }
+  return Mix64(h ^ tokens.size());
+}
+
+uint64_t HashSeed(std::string_view key) {
+  uint64_t h = 0xCBF29CE484222325ULL;  // FNV-1a, then mixed
+  for (unsigned char c : key) h = (h ^ c) * 0x100000001B3ULL;
+  return Mix64(h);
+}
+
+KvCacheManager::KvCacheManager(int32_t num_blocks, int32_t block_size)
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      ref_(num_blocks, 0),
+      owner_(num_blocks, -1),
+      needs_zero_(num_blocks, 0),
+      cached_(num_blocks, 0),
+      hash_(num_blocks, 0),
+      epoch_(num_blocks, 0),
+      seed_id_(num_blocks, -1),
+      parent_(num_blocks, -1),
+      parent_epoch_(num_blocks, 0),
+      cache_tokens_(static_cast<size_t>(num_blocks) * block_size, 0),
+      links_(std::make_shared<BlockLinks>(num_blocks)),
+      free_(links_, 1),
+      evictable_(links_, 2) {
+  LLMUX_CHECK(num_blocks > 0 && block_size > 0) << num_blocks << " blocks of " << block_size;
+  for (int32_t b = 0; b < num_blocks; ++b) free_.PushBack(b);
+}
+
+void KvCacheManager::EnsureTenant(int32_t t) {
+  LLMUX_CHECK(t >= 0) << "tenant " << t;
+  if (t >= NumTenants()) {
+    used_.resize(t + 1, 0);
+    reserved_.resize(t + 1, 0);
+  }
+}
+
+void KvCacheManager::AddUsed(int32_t t, int32_t delta) {
+  EnsureTenant(t);
+  total_slack_ -= Slack(t);
+  used_[t] += delta;
+  LLMUX_CHECK(used_[t] >= 0) << "tenant " << t << " used " << used_[t];
+  total_slack_ += Slack(t);
+}
+
+void KvCacheManager::SetReservedBlocks(int32_t t, int32_t blocks) {
+  EnsureTenant(t);
+  total_slack_ -= Slack(t);
+  total_reserved_ += blocks - reserved_[t];
+  reserved_[t] = blocks;
+  total_slack_ += Slack(t);
+}
+
+bool KvCacheManager::CanTake(int32_t t, int32_t n) const {
+  const int32_t own_slack = t < NumTenants() ? Slack(t) : 0;
+  return num_free_blocks() - n >= total_slack_ - own_slack;
+}
+
+bool KvCacheManager::Matches(int32_t block, int32_t seed_id, const PrefixChain& parent,
+                             std::span<const int32_t> tokens) const {
+  if (!cached_[block] || seed_id_[block] != seed_id || parent_[block] != parent.block) return false;
+  if (parent.block >= 0 && parent_epoch_[block] != parent.epoch) return false;
+  return std::equal(tokens.begin(), tokens.end(), CachedTokens(block).begin());
+}
+
+int32_t KvCacheManager::MatchPrefix(const PrefixRoot& root, std::span<const int32_t> tokens,
+                                    int32_t max_blocks, std::vector<int32_t>* blocks,
+                                    PrefixChain* chain, bool count_stats) {
+  *chain = PrefixChain{root.seed_hash, -1, 0, 0, false};
+  if (!root.enabled()) return 0;
+  if (count_stats) query_tokens_ += static_cast<int64_t>(tokens.size());
+  const int32_t limit =
+      std::min<int32_t>(max_blocks, static_cast<int32_t>(tokens.size()) / block_size_);
+  int32_t n = 0;
+  for (; n < limit; ++n) {
+    auto block_tokens = tokens.subspan(static_cast<size_t>(n) * block_size_, block_size_);
+    const uint64_t h = HashBlock(chain->hash, block_tokens);
+    auto it = by_hash_.find(h);
+    if (it == by_hash_.end() || !Matches(it->second, root.seed_id, *chain, block_tokens)) break;
+    blocks->push_back(it->second);
+    *chain = PrefixChain{h, it->second, epoch_[it->second], n + 1, false};
+  }
+  if (count_stats) hit_tokens_ += static_cast<int64_t>(n) * block_size_;
+  return n;
+}
+
+int32_t KvCacheManager::CountUnreferenced(std::span<const int32_t> hits) const {
+  int32_t n = 0;
+  for (int32_t b : hits) n += ref_[b] == 0 ? 1 : 0;
+  return n;
+}
+
+void KvCacheManager::Uncache(int32_t block) {
+  auto it = by_hash_.find(hash_[block]);
+  if (it != by_hash_.end() && it->second == block) by_hash_.erase(it);
+  cached_[block] = 0;
+  if (evictable_.contains(block)) {
+    evictable_.Remove(block);
+    free_.PushBack(block);
+  }
+}
+
+int32_t KvCacheManager::TakeFreshBlock() {
+  int32_t b;
+  if (!free_.empty()) {
+    b = free_.PopFront();
+  } else {
+    b = evictable_.PopFront();
+    auto it = by_hash_.find(hash_[b]);
+    if (it != by_hash_.end() && it->second == b) by_hash_.erase(it);
+    cached_[b] = 0;
+  }
+  if (needs_zero_[b]) {
+    to_zero_.push_back(b);
+    needs_zero_[b] = 0;
+  }
+  return b;
+}
+
+bool KvCacheManager::Allocate(int32_t t, bool sensitive, std::span<const int32_t> hits,
+                              int32_t num_fresh, std::vector<int32_t>* table) {
+  LLMUX_CHECK(num_fresh >= 0) << num_fresh;
+  if (!CanTake(t, num_fresh + CountUnreferenced(hits))) return false;
+  int32_t charged = num_fresh;
+  for (int32_t b : hits) {
+    LLMUX_CHECK(cached_[b]) << "hit block " << b << " is not cached";
+    if (ref_[b] == 0) {
+      evictable_.Remove(b);
+      owner_[b] = t;
+      ++charged;
+    }
+    ++ref_[b];
+    if (sensitive) needs_zero_[b] = 1;
+    table->push_back(b);
+  }
+  for (int32_t i = 0; i < num_fresh; ++i) {
+    const int32_t b = TakeFreshBlock();
+    ref_[b] = 1;
+    owner_[b] = t;
+    if (sensitive) needs_zero_[b] = 1;
+    table->push_back(b);
+  }
+  AddUsed(t, charged);
+  return true;
+}
+
+void KvCacheManager::Free(std::vector<int32_t>* table) {
+  for (auto it = table->rbegin(); it != table->rend(); ++it) {
+    const int32_t b = *it;
+    LLMUX_CHECK(ref_[b] > 0) << "double free of block " << b;
+    if (--ref_[b] == 0) {
+      AddUsed(owner_[b], -1);
+      owner_[b] = -1;
+      if (cached_[b]) evictable_.PushBack(b); else free_.PushBack(b);
+    }
+  }
+  table->clear();
+}
+
+int32_t KvCacheManager::CountFreeable(int32_t t, std::span<const int32_t> table) const {
+  int32_t n = 0;
+  for (int32_t b : table) n += (ref_[b] == 1 && owner_[b] == t) ? 1 : 0;
+  return n;
+}
+
+void KvCacheManager::RegisterFullBlock(const PrefixRoot& root,
+                                       std::span<const int32_t> block_tokens, int32_t block,
+                                       PrefixChain* chain) {
+  if (!root.enabled() || chain->broken) return;
+  LLMUX_CHECK(static_cast<int32_t>(block_tokens.size()) == block_size_) << block_tokens.size();
+  const uint64_t h = HashBlock(chain->hash, block_tokens);
+  int32_t rep = block;
+  auto it = by_hash_.find(h);
+  if (it != by_hash_.end()) {
+    const int32_t other = it->second;
+    if (Matches(other, root.seed_id, *chain, block_tokens)) {
+      rep = other;  // identical content already cached (computed twice concurrently)
+    } else {
+      const int32_t p = parent_[other];
+      const bool stale = p >= 0 && (!cached_[p] || epoch_[p] != parent_epoch_[other]);
+      if (!stale) {
+        chain->broken = true;  // a genuine 64-bit collision: keep the older entry
+        return;
+      }
+      Uncache(other);  // its parent was evicted: unreachable, so drop it
+    }
+  }
+  if (rep == block) {
+    LLMUX_CHECK(!cached_[block] && ref_[block] > 0) << "block " << block;
+    cached_[block] = 1;
+    hash_[block] = h;
+    epoch_[block] = next_epoch_++;
+    seed_id_[block] = root.seed_id;
+    parent_[block] = chain->block;
+    parent_epoch_[block] = chain->epoch;
+    std::memcpy(cache_tokens_.data() + static_cast<size_t>(block) * block_size_,
+                block_tokens.data(), sizeof(int32_t) * block_size_);
+    by_hash_[h] = block;
+  }
+  *chain = PrefixChain{h, rep, epoch_[rep], chain->num_blocks + 1, false};
+}
+
+std::vector<int32_t> KvCacheManager::TakeBlocksToZero() {
+  std::vector<int32_t> out;
+  out.swap(to_zero_);
+  return out;
+}
+
+void KvCacheManager::CheckInvariants() const {
+  int32_t nfree = 0, nevict = 0;
+  std::vector<int32_t> owned(used_.size(), 0);
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    LLMUX_CHECK(ref_[b] == 0 || (owner_[b] >= 0 && owner_[b] < NumTenants())) << "owner " << b;
+    LLMUX_CHECK(ref_[b] >= 0) << "block " << b;
+    const bool in_free = free_.contains(b), in_evict = evictable_.contains(b);
+    LLMUX_CHECK(!(in_free && in_evict)) << "block " << b << " in two lists";
+    if (ref_[b] > 0) ++owned[owner_[b]];
+    if (ref_[b] == 0) {
+      LLMUX_CHECK(owner_[b] == -1) << "free block " << b << " owned by " << owner_[b];
+      LLMUX_CHECK(in_free || in_evict) << "leaked block " << b;
+      LLMUX_CHECK(in_evict == (cached_[b] != 0)) << "block " << b << " cached/list mismatch";
+    } else {
+      LLMUX_CHECK(!in_free && !in_evict) << "referenced block " << b << " on a free list";
+    }
+    nfree += in_free;
+    nevict += in_evict;
+    if (cached_[b]) {
+      auto it = by_hash_.find(hash_[b]);
+      LLMUX_CHECK(it != by_hash_.end() && it->second == b) << "cached block " << b << " unmapped";
+    }
+  }
+  LLMUX_CHECK(nfree == free_.size() && nevict == evictable_.size()) << "list sizes";
+  for (const auto& [h, b] : by_hash_) LLMUX_CHECK(cached_[b] && hash_[b] == h) << "map " << b;
+  int32_t slack = 0, reserved = 0;
+  for (int32_t t = 0; t < NumTenants(); ++t) {
+    LLMUX_CHECK(owned[t] == used_[t]) << "tenant " << t << " owns " << owned[t] << " counted "
+                                      << used_[t];
+    slack += Slack(t);
+    reserved += reserved_[t];
+  }
+  LLMUX_CHECK(slack == total_slack_ && reserved == total_reserved_) << "tenant totals";
+}
+
+}  // namespace llmux
