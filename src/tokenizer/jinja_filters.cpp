@@ -423,7 +423,7 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v) {
   if (name == "string") return v.is_string();
   if (name == "number") return v.is_number();
   if (name == "integer") return v.kind == Kind::kInt;
-  if (name == "iterable") return v.is_list() || v.is_string();
+  if (name == "iterable") return (v.is_list() && !v.tuple) || v.is_string();
   if (name == "mapping") return v.kind == Kind::kDict;
   if (name == "sequence") return v.is_list() || v.kind == Kind::kDict || v.is_string();
   if (name == "lower") return v.is_string() && v.s == JsToLower(v.s);

@@ -289,7 +289,9 @@ StatusOr<Value> Interpreter::EvalInner(const Expr& e, Environment& env) {
         LLMUX_ASSIGN_OR_RETURN(Value v, Eval(*item, env));
         items.push_back(std::move(v));
       }
-      return Value::List(std::move(items));
+      Value list = Value::List(std::move(items));
+      list.tuple = e.kind == ExprKind::kTuple;
+      return list;
     }
     case ExprKind::kDict: {
       Dict d;

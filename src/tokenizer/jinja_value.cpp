@@ -223,6 +223,7 @@ Status AppendJson(std::string& out, const Value& v, const JsonOptions& o, int de
       out += JsonQuote(v.s, o.ensure_ascii);
       return Status::Ok();
     case Kind::kList: {
+      if (v.tuple) return InvalidArgument("Cannot convert to JSON: TupleValue");
       out.push_back('[');
       for (size_t k = 0; k < v.list->size(); ++k) {
         if (k > 0) out += item_sep;

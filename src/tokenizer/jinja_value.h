@@ -57,6 +57,9 @@ struct Value {
   std::shared_ptr<const std::vector<Value>> list;
   std::shared_ptr<Dict> dict;  // kDict (never mutated after construction) and kNamespace
   std::shared_ptr<const NativeFunction> fn;
+  // kList built by a tuple literal `(a, b)`: the reference neither serializes tuples to JSON
+  // nor counts them `iterable`; everything else treats them as lists.
+  bool tuple = false;
 
   static Value Undefined() { return {}; }
   static Value None();
