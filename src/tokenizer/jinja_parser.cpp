@@ -64,13 +64,14 @@ class Parser {
     ++cur_;
     return Expect(TokenType::kCloseStatement, "'%}'");
   }
-  // Parses statements until one of `names` opens the next tag.
+  // Parses statements until one of `names` opens the next tag (`names` ends with the
+  // closing tag, e.g. endif).
   Status Block(std::initializer_list<std::string_view> names, std::vector<StmtPtr>& out,
                size_t opener, std::string_view what) {
     while (!IsStatement(names)) {
       if (cur_ >= t_.size()) {
         return Error(opener, "{% " + std::string(what) + " %} is never closed (missing {% " +
-                                 std::string(*names.begin()) + " %})");
+                                 std::string(*(names.end() - 1)) + " %})");
       }
       if (IsEndTag()) return Error(cur_ + 1, "unexpected {% " + t_[cur_ + 1].value + " %}");
       LLMUX_ASSIGN_OR_RETURN(StmtPtr s, Any());
@@ -218,7 +219,7 @@ class Parser {
       s->expr = std::move(iterable);
     }
     LLMUX_RETURN_IF_ERROR(Expect(TokenType::kCloseStatement, "'%}'"));
-    LLMUX_RETURN_IF_ERROR(Block({"endfor", "else"}, s->body, opener, "for"));
+    LLMUX_RETURN_IF_ERROR(Block({"else", "endfor"}, s->body, opener, "for"));
     if (IsStatement({"else"})) {
       cur_ += 2;
       LLMUX_RETURN_IF_ERROR(Expect(TokenType::kCloseStatement, "'%}'"));
