@@ -176,7 +176,7 @@ class TokenBucket {
   std::int64_t per_minute() const { return per_minute_; }
   // Whole units available now (rounded down).
   std::int64_t Available(SteadyTime now);
-  // Keeps at most `units` (used when a reload lowers the rate).
+  // Keeps at most `units` (negative = none); used when a reload changes the rate.
   void ClampTo(std::int64_t units);
 
  private:

@@ -67,13 +67,19 @@ RateDecision TenantRateLimiter::Admit(std::string_view tenant, const RateLimit& 
                               TokenBucket(limit.tokens_per_minute, now)})
              .first;
   } else if (!(it->second.limit == limit)) {
-    // A reload changed the limits: start from the new capacity, minus what was consumed.
+    // A reload changed the limits: start from the new capacity minus what the last minute's
+    // window has consumed, so raising a limit gives headroom at once and lowering it cannot
+    // be dodged.
     Buckets& old = it->second;
-    TokenBucket requests(limit.requests_per_minute, now);
-    TokenBucket token_bucket(limit.tokens_per_minute, now);
-    if (old.limit.requests_per_minute > 0) requests.ClampTo(old.requests.Available(now));
-    if (old.limit.tokens_per_minute > 0) token_bucket.ClampTo(old.tokens.Available(now));
-    it->second = Buckets{limit, requests, token_bucket};
+    auto rebuilt = [&](TokenBucket& previous, std::int64_t per_minute) {
+      TokenBucket bucket(per_minute, now);
+      if (previous.per_minute() > 0) {
+        bucket.ClampTo(per_minute - (previous.per_minute() - previous.Available(now)));
+      }
+      return bucket;
+    };
+    it->second = Buckets{limit, rebuilt(old.requests, limit.requests_per_minute),
+                         rebuilt(old.tokens, limit.tokens_per_minute)};
   }
   Buckets& b = it->second;
   const RateDecision r = b.requests.Check(1, now);
