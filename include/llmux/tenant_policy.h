@@ -29,7 +29,7 @@ namespace llmux {
 
 struct Lane {
   std::string name;
-  Millis max_wait{0};  // aging: work waiting longer is admitted as if in the top lane; 0 = never
+  Millis max_wait{0};  // aging: work waiting longer is no longer held back by higher lanes; 0 = off
 };
 
 struct PrefixCachePolicy {
