@@ -36,8 +36,8 @@ struct ServerSection {
   Millis idle_timeout{60000};
   Millis drain_timeout{30000};
   int max_connections = 1024;
-  int max_n = 8;             // largest `n` a request may ask for
-  int max_stop_strings = 8;  // most `stop` strings per request
+  int max_n = 8;               // largest `n` a request may ask for
+  int max_stop_strings = 8;    // most `stop` strings per request
   std::string metrics_listen;  // "" = /metrics only on `listen`, behind an admin key
   Millis health_stall_timeout{30000};
   std::vector<AdminKey> admin_api_keys;
@@ -65,8 +65,8 @@ std::string_view BatchingModeName(BatchingMode mode);  // "continuous" | "static
 
 struct EngineSection {
   BackendKind backend = BackendKind::kCpu;
-  int threads = 2;  // CPU backend worker threads
-  std::vector<int> devices = {0};  // CUDA device ordinals
+  int threads = 2;                       // CPU backend worker threads
+  std::vector<int> devices = {0};        // CUDA device ordinals
   std::int64_t kv_cache_tokens = 65536;  // KV pool capacity in tokens
   int block_size = 16;                   // tokens per KV block
   int max_batched_tokens = 2048;         // token budget of one engine step

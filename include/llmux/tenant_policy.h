@@ -57,8 +57,8 @@ struct Prices {
 };
 
 struct Quota {
-  std::optional<std::int64_t> tokens_per_day;         // nullopt = unlimited
-  std::optional<std::int64_t> spend_per_month_nano;   // nano-units; nullopt = unlimited
+  std::optional<std::int64_t> tokens_per_day;        // nullopt = unlimited
+  std::optional<std::int64_t> spend_per_month_nano;  // nano-units; nullopt = unlimited
 };
 
 struct TenantConfig {

@@ -2,6 +2,7 @@
 #include <limits>
 #include <set>
 
+#include "config/quote.h"
 #include "config/yaml_reader.h"
 #include "llmux/config.h"
 
@@ -10,6 +11,7 @@ namespace {
 
 using config_internal::ErrorSink;
 using config_internal::MapReader;
+using config_internal::QuoteValue;
 using config_internal::Value;
 
 constexpr std::int64_t kInt32Max = std::numeric_limits<int>::max();
@@ -19,13 +21,13 @@ constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 std::optional<std::string> CheckListenAddress(std::string_view addr) {
   const size_t colon = addr.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
-    return "expected \"HOST:PORT\" (e.g. \"127.0.0.1:8080\"), got \"" + std::string(addr) + "\"";
+    return "expected \"HOST:PORT\" (e.g. \"127.0.0.1:8080\"), got " + QuoteValue(addr);
   }
   const std::string_view host = addr.substr(0, colon);
   const std::string_view port = addr.substr(colon + 1);
   if (host.front() == '[' ? host.back() != ']' || host.size() < 3
                           : host.find(':') != std::string_view::npos) {
-    return "an IPv6 host must be in brackets (\"[::1]:8080\"), got \"" + std::string(addr) + "\"";
+    return "an IPv6 host must be in brackets (\"[::1]:8080\"), got " + QuoteValue(addr);
   }
   int port_value = 0;
   bool port_ok = !port.empty() && port.size() <= 5;
@@ -34,7 +36,7 @@ std::optional<std::string> CheckListenAddress(std::string_view addr) {
     if (port_ok) port_value = port_value * 10 + (c - '0');
   }
   if (!port_ok || port_value < 1 || port_value > 65535) {
-    return "port must be 1..65535, got \"" + std::string(port) + "\"";
+    return "port must be 1..65535, got " + QuoteValue(port);
   }
   return std::nullopt;
 }
@@ -111,8 +113,8 @@ void ReadModel(MapReader& m, const std::filesystem::path& base, ModelSection& s)
     } else if (t.rfind("file:", 0) == 0 && t.size() > 5) {
       s.chat_template = {ChatTemplateSource::Kind::kFile, Resolve(base, t.substr(5)).string()};
     } else {
-      v->Error("expected \"\" (the model's own), \"builtin:NAME\" or \"file:PATH\", got \"" + t +
-               "\"");
+      v->Error("expected \"\" (the model's own), \"builtin:NAME\" or \"file:PATH\", got " +
+               QuoteValue(t));
     }
   }
   m.Finish();
@@ -126,7 +128,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     } else if (b == "cuda") {
       s.backend = BackendKind::kCuda;
     } else {
-      v->Error("expected \"cpu\" or \"cuda\", got \"" + b + "\"");
+      v->Error("expected \"cpu\" or \"cuda\", got " + QuoteValue(b));
     }
   }
   s.threads = static_cast<int>(m.Int("threads", s.threads, 1, 1024));
@@ -158,7 +160,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     } else if (b == "static") {
       s.batching = BatchingMode::kStatic;
     } else {
-      v->Error("expected \"continuous\" or \"static\", got \"" + b + "\"");
+      v->Error("expected \"continuous\" or \"static\", got " + QuoteValue(b));
     }
   }
   s.max_queue_wait = m.Duration("max_queue_wait", s.max_queue_wait);
@@ -223,6 +225,8 @@ StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view
     top.Finish();
   } catch (const YAML::Exception& e) {
     sink.Add(e.mark, "(document)", e.msg);
+  } catch (const std::exception& e) {
+    sink.Add(YAML::Mark::null_mark(), "(document)", e.what());
   }
   LLMUX_RETURN_IF_ERROR(sink.ToStatus());
   return cfg;

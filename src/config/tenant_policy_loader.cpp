@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "config/quote.h"
 #include "config/yaml_reader.h"
 #include "llmux/tenant_policy.h"
 
@@ -12,6 +13,7 @@ namespace {
 using config_internal::ErrorSink;
 using config_internal::IsValidName;
 using config_internal::MapReader;
+using config_internal::QuoteValue;
 using config_internal::Value;
 
 constexpr std::int64_t kMaxTokens = std::numeric_limits<std::int64_t>::max() / 4;
@@ -26,9 +28,9 @@ std::vector<Lane> ReadLanes(const Value& list) {
     if (auto v = m.Get("name")) {
       lane.name = v->String("");
       if (!IsValidName(lane.name)) {
-        v->Error(std::string("invalid lane name \"") + lane.name + "\" (" + kNameRule + ")");
+        v->Error("invalid lane name " + QuoteValue(lane.name) + " (" + kNameRule + ")");
       } else if (!seen.insert(lane.name).second) {
-        v->Error("duplicate lane \"" + lane.name + "\"");
+        v->Error("duplicate lane " + QuoteValue(lane.name));
       }
     } else {
       item.Error("missing required key \"name\"");
@@ -84,14 +86,15 @@ class TenantReader {
     if (auto v = m.Get("pool")) {
       t.pool = v->String(t.pool);
       if (!IsValidName(t.pool)) {
-        v->Error("invalid pool name \"" + t.pool + "\" (" + kNameRule + ")");
+        v->Error("invalid pool name " + QuoteValue(t.pool) + " (" + kNameRule + ")");
       }
     }
     if (auto v = m.Get("prices"); v && !v->is_null()) {
       MapReader p(*v);
       t.prices.input_nano_per_mtok = p.DecimalNano("input_per_mtok", 0);
       t.prices.output_nano_per_mtok = p.DecimalNano("output_per_mtok", 0);
-      t.prices.cached_nano_per_mtok = p.DecimalNano("cached_per_mtok", t.prices.input_nano_per_mtok);
+      t.prices.cached_nano_per_mtok =
+          p.DecimalNano("cached_per_mtok", t.prices.input_nano_per_mtok);
       p.Finish();
     }
     if (auto v = m.Get("quota"); v && !v->is_null()) {
@@ -143,7 +146,7 @@ class TenantReader {
         return;
       }
     }
-    v->Error("unknown lane \"" + lane + "\" (lanes: " + LaneList(lanes_) + ")");
+    v->Error("unknown lane " + QuoteValue(lane) + " (lanes: " + LaneList(lanes_) + ")");
   }
 
   void ReadPrefixCache(MapReader& m, TenantConfig& t) {
@@ -157,7 +160,7 @@ class TenantReader {
     } else if (s.rfind("shared:", 0) == 0 && IsValidName(s.substr(7))) {
       t.prefix_cache = {PrefixCachePolicy::Mode::kShared, s.substr(7)};
     } else {
-      v->Error("expected \"private\", \"off\" or \"shared:GROUP\", got \"" + s + "\"");
+      v->Error("expected \"private\", \"off\" or \"shared:GROUP\", got " + QuoteValue(s));
     }
   }
 
@@ -240,7 +243,7 @@ StatusOr<std::shared_ptr<const TenantPolicy>> Parse(std::string_view text,
       MapReader tenants(*v);
       for (auto& [name, value] : tenants.All()) {
         if (!IsValidName(name)) {
-          value.Error("invalid tenant name \"" + name + "\" (" + kNameRule + ")");
+          value.Error("invalid tenant name " + QuoteValue(name) + " (" + kNameRule + ")");
         }
         policy->tenants.emplace(name, reader.Read(name, value));
       }
@@ -248,6 +251,8 @@ StatusOr<std::shared_ptr<const TenantPolicy>> Parse(std::string_view text,
     top.Finish();
   } catch (const YAML::Exception& e) {
     sink.Add(e.mark, "(document)", e.msg);
+  } catch (const std::exception& e) {
+    sink.Add(YAML::Mark::null_mark(), "(document)", e.what());
   }
   LLMUX_RETURN_IF_ERROR(sink.ToStatus());
   return std::shared_ptr<const TenantPolicy>(std::move(policy));

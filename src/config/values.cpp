@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "config/quote.h"
 #include "llmux/config.h"
 
 namespace llmux {
@@ -18,17 +19,6 @@ constexpr std::int64_t kMaxDurationMs = 30LL * 24 * 3600 * 1000;  // 30 days
 constexpr std::int64_t kNanoPerUnit = 1000000000;
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// NOTE: built by append rather than `"\"" + std::string(s) + "\""`, which trips GCC 12's
-// -Wrestrict false positive.
-std::string Quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out.push_back('"');
-  out.append(s);
-  out.push_back('"');
-  return out;
-}
 
 // Non-empty all-digit string -> value; false on overflow past `max`.
 bool ParseDigits(std::string_view s, std::int64_t max, std::int64_t* out) {
@@ -55,29 +45,33 @@ int HexValue(char c) {
 
 std::string_view BackendKindName(BackendKind kind) {
   switch (kind) {
-    case BackendKind::kCpu: return "cpu";
-    case BackendKind::kCuda: return "cuda";
+    case BackendKind::kCpu:
+      return "cpu";
+    case BackendKind::kCuda:
+      return "cuda";
   }
   return "?";
 }
 
 std::string_view BatchingModeName(BatchingMode mode) {
   switch (mode) {
-    case BatchingMode::kContinuous: return "continuous";
-    case BatchingMode::kStatic: return "static";
+    case BatchingMode::kContinuous:
+      return "continuous";
+    case BatchingMode::kStatic:
+      return "static";
   }
   return "?";
 }
 
 StatusOr<Millis> ParseDuration(std::string_view text) {
-  const std::string quoted = Quote(text);
+  const std::string quoted = config_internal::QuoteValue(text);
   if (text == "0") return Millis(0);
   size_t digits = 0;
   while (digits < text.size() && IsDigit(text[digits])) ++digits;
   const std::string_view number = text.substr(0, digits);
   const std::string_view unit = text.substr(digits);
-  const bool unit_letters_only = unit.find_first_not_of("abcdefghijklmnopqrstuvwxyz") ==
-                                 std::string_view::npos;
+  const bool unit_letters_only =
+      unit.find_first_not_of("abcdefghijklmnopqrstuvwxyz") == std::string_view::npos;
   if (number.empty() || !unit_letters_only) {
     return InvalidArgument("invalid duration " + quoted +
                            ": expected a whole number and a unit (ms, s, m, h), e.g. \"30s\"");
@@ -96,8 +90,8 @@ StatusOr<Millis> ParseDuration(std::string_view text) {
   } else if (unit == "h") {
     per_unit = 3600 * 1000;
   } else {
-    return InvalidArgument("invalid duration " + quoted + ": unknown unit \"" +
-                           std::string(unit) + "\" (use ms, s, m or h)");
+    return InvalidArgument("invalid duration " + quoted + ": unknown unit " +
+                           config_internal::QuoteValue(unit) + " (use ms, s, m or h)");
   }
   std::int64_t n = 0;
   if (!ParseDigits(number, kMaxDurationMs, &n) || n > kMaxDurationMs / per_unit) {
@@ -107,7 +101,7 @@ StatusOr<Millis> ParseDuration(std::string_view text) {
 }
 
 StatusOr<std::int64_t> ParseDecimalNano(std::string_view text) {
-  const std::string quoted = Quote(text);
+  const std::string quoted = config_internal::QuoteValue(text);
   if (!text.empty() && text.front() == '-') {
     return InvalidArgument("must not be negative, got " + quoted);
   }
@@ -115,10 +109,9 @@ StatusOr<std::int64_t> ParseDecimalNano(std::string_view text) {
   const std::string_view whole = text.substr(0, dot);
   const std::string_view frac =
       dot == std::string_view::npos ? std::string_view() : text.substr(dot + 1);
-  const bool digits_only =
-      !whole.empty() && (dot == std::string_view::npos || !frac.empty()) &&
-      whole.find_first_not_of("0123456789") == std::string_view::npos &&
-      frac.find_first_not_of("0123456789") == std::string_view::npos;
+  const bool digits_only = !whole.empty() && (dot == std::string_view::npos || !frac.empty()) &&
+                           whole.find_first_not_of("0123456789") == std::string_view::npos &&
+                           frac.find_first_not_of("0123456789") == std::string_view::npos;
   if (!digits_only) {
     return InvalidArgument("expected a decimal number such as \"0.20\", got " + quoted);
   }

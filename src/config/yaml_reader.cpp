@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "config/quote.h"
+
 namespace llmux::config_internal {
 namespace {
 
@@ -112,6 +114,9 @@ std::optional<YAML::Node> ParseDocument(std::string_view text, ErrorSink& sink) 
   } catch (const YAML::Exception& e) {
     sink.Add(e.mark, "(syntax)", e.msg);
     return std::nullopt;
+  } catch (const std::exception& e) {
+    sink.Add(YAML::Mark::null_mark(), "(syntax)", e.what());
+    return std::nullopt;
   }
   try {
     YAML::Node root = YAML::Load(buffer);
@@ -128,10 +133,14 @@ std::optional<YAML::Node> ParseDocument(std::string_view text, ErrorSink& sink) 
 std::string_view NodeKindName(const YAML::Node& node) {
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null: return "null";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a sequence";
-    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a sequence";
+    case YAML::NodeType::Map:
+      return "a map";
   }
   return "an unknown node";
 }
@@ -146,8 +155,8 @@ std::optional<std::string> Value::PlainScalar(std::string_view expected) const {
   // NOTE: yaml-cpp tags quoted scalars "!" and plain ones "?": a quoted "64" is a string, and
   // accepting it where a number goes would hide a mistake.
   if (node_.Tag() == "!") {
-    Error("expected " + std::string(expected) + ", got a quoted string \"" + node_.Scalar() +
-          "\"");
+    Error("expected " + std::string(expected) + ", got a quoted string " +
+          QuoteValue(node_.Scalar()));
     return std::nullopt;
   }
   return node_.Scalar();
@@ -158,8 +167,8 @@ std::int64_t Value::Int(std::int64_t fallback, std::int64_t min, std::int64_t ma
   if (!s) return fallback;
   std::int64_t v = 0;
   if (!ParseInt64(*s, &v)) {
-    Error(LooksLikeInteger(*s) ? "integer \"" + *s + "\" is out of range"
-                               : "expected an integer, got \"" + *s + "\"");
+    Error(LooksLikeInteger(*s) ? "integer " + QuoteValue(*s) + " is out of range"
+                               : "expected an integer, got " + QuoteValue(*s));
     return fallback;
   }
   if (v < min) {
@@ -186,7 +195,7 @@ bool Value::Bool(bool fallback) const {
   if (!s) return fallback;
   if (*s == "true" || *s == "True" || *s == "TRUE") return true;
   if (*s == "false" || *s == "False" || *s == "FALSE") return false;
-  Error("expected true or false, got \"" + *s + "\"");
+  Error("expected true or false, got " + QuoteValue(*s));
   return fallback;
 }
 
@@ -270,7 +279,14 @@ MapReader::MapReader(const Value& value)
 }
 
 std::string MapReader::ChildPath(std::string_view key) const {
-  return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  // A key that is not a plain word is quoted, so the path stays readable and unambiguous
+  // (`tenants."bad:name"`).
+  const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+  const std::string shown = plain ? std::string(key) : QuoteValue(key);
+  return path_.empty() ? shown : path_ + "." + shown;
 }
 
 std::optional<Value> MapReader::Get(std::string_view key) {

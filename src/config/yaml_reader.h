@@ -95,15 +95,13 @@ class MapReader {
   // The value under `key` (marking the key as known), or nullopt when absent.
   std::optional<Value> Get(std::string_view key);
   // Typed shortcuts: the fallback when absent; explicit null is an error ("has no value").
-  std::int64_t Int(std::string_view key, std::int64_t fallback, std::int64_t min,
-                   std::int64_t max);
+  std::int64_t Int(std::string_view key, std::int64_t fallback, std::int64_t min, std::int64_t max);
   std::string String(std::string_view key, std::string fallback);
   bool Bool(std::string_view key, bool fallback);
   Millis Duration(std::string_view key, Millis fallback);
   std::int64_t DecimalNano(std::string_view key, std::int64_t fallback);
   // Absent or null -> nullopt.
-  std::optional<std::int64_t> OptionalInt(std::string_view key, std::int64_t min,
-                                          std::int64_t max);
+  std::optional<std::int64_t> OptionalInt(std::string_view key, std::int64_t min, std::int64_t max);
   std::optional<std::int64_t> OptionalDecimalNano(std::string_view key);
 
   // Every (key, value) in file order, marking all keys known (for maps keyed by name).

@@ -84,8 +84,8 @@ class PolicyFileWatcher::Impl {
     for (;;) {
       int timeout_ms = -1;
       if (pending) {
-        const auto left = std::chrono::duration_cast<Millis>(deadline -
-                                                             std::chrono::steady_clock::now());
+        const auto left =
+            std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
         timeout_ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0));
       }
       pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};

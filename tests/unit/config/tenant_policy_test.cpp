@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "llmux/tenant_policy.h"
+
+#include <gtest/gtest.h>
 
 namespace llmux {
 namespace {
@@ -57,7 +57,8 @@ TEST(TenantPolicyTest, ReadsEveryKey) {
 lanes: [ { name: premium }, { name: standard }, { name: batch, max_wait: 60s } ]
 tenants:
   acme:
-    api_keys: [ { sha256: )" + Hash("k1") + R"( }, { sha256: )" + Hash("k2") + R"( } ]
+    api_keys: [ { sha256: )" +
+                           Hash("k1") + R"( }, { sha256: )" + Hash("k2") + R"( } ]
     lane: premium
     weight: 2
     max_inflight_tokens: 32768
@@ -211,11 +212,17 @@ TEST(TenantPolicyTest, PricesParseExactly) {
 
 TEST(TenantPolicyTest, NamesAndPrefixCache) {
   EXPECT_EQ(Error("tenants:\n  bad/name: {}\n"),
-            "tenants.yaml:2:13: tenants.bad/name: invalid tenant name \"bad/name\" (1-64 of "
+            "tenants.yaml:2:13: tenants.\"bad/name\": invalid tenant name \"bad/name\" (1-64 of "
             "[A-Za-z0-9_-], starting with a letter or digit)");
   EXPECT_EQ(Error("tenants:\n  _unauthenticated: {}\n"),
             "tenants.yaml:2:21: tenants._unauthenticated: invalid tenant name "
             "\"_unauthenticated\" (1-64 of [A-Za-z0-9_-], starting with a letter or digit)");
+  // Odd characters are escaped so that one error stays on one line.
+  EXPECT_EQ(Error("tenants:\n  \"a\\nb\": {}\n"),
+            "tenants.yaml:2:11: tenants.\"a\\x0ab\": invalid tenant name \"a\\x0ab\" (1-64 of "
+            "[A-Za-z0-9_-], starting with a letter or digit)");
+  EXPECT_EQ(Error("tenants:\n  a: {lane: \"x\\ty\\\"\"}\n"),
+            "tenants.yaml:2:13: tenants.a.lane: unknown lane \"x\\x09y\\\"\" (lanes: standard)");
   EXPECT_EQ(Error("tenants:\n  a: {prefix_cache: shared}\n"),
             "tenants.yaml:2:21: tenants.a.prefix_cache: expected \"private\", \"off\" or "
             "\"shared:GROUP\", got \"shared\"");
@@ -238,8 +245,7 @@ TEST(TenantPolicyTest, LaneErrors) {
 TEST(TenantPolicyTest, EmptyFileAndSyntaxErrors) {
   EXPECT_EQ(Error(""), "tenants.yaml:1:1: (document): the file is empty");
   EXPECT_EQ(Error("# only a comment\n"), "tenants.yaml:1:1: (document): the file is empty");
-  EXPECT_EQ(Error("tenants:\n  a: {lane: [}\n"),
-            "tenants.yaml:2:14: (syntax): illegal flow end");
+  EXPECT_EQ(Error("tenants:\n  a: {lane: [}\n"), "tenants.yaml:2:14: (syntax): illegal flow end");
   EXPECT_NE(Error(std::string(50, '{')), "");
 }
 
@@ -251,8 +257,7 @@ TEST(TenantPolicyTest, RejectsDeepNesting) {
 }
 
 TEST(TenantPolicyTest, AnchorsAndAliasesWork) {
-  const std::string text =
-      "tenants:\n  a: &base {weight: 3, lane: standard}\n  b: *base\n";
+  const std::string text = "tenants:\n  a: &base {weight: 3, lane: standard}\n  b: *base\n";
   auto p = Parse(text);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->Find("b")->weight, 3);

@@ -22,15 +22,19 @@ TEST(ConstantTimeEqualsTest, EqualUnequalAndDifferentLengths) {
 class AuthenticatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto p = ParseTenantPolicy("tenants:\n"
-                               "  acme:\n"
-                               "    api_keys: [{sha256: " + KeyHashHex(HashApiKey("sk-acme-1")) +
-                                   "}, {sha256: " + KeyHashHex(HashApiKey("sk-acme-2")) + "}]\n"
-                               "  beta:\n"
-                               "    api_keys: [{sha256: " + KeyHashHex(HashApiKey("sk-beta")) +
-                                   "}]\n"
-                               "  nokeys: {}\n",
-                               "tenants.yaml");
+    auto p = ParseTenantPolicy(
+        "tenants:\n"
+        "  acme:\n"
+        "    api_keys: [{sha256: " +
+            KeyHashHex(HashApiKey("sk-acme-1")) +
+            "}, {sha256: " + KeyHashHex(HashApiKey("sk-acme-2")) +
+            "}]\n"
+            "  beta:\n"
+            "    api_keys: [{sha256: " +
+            KeyHashHex(HashApiKey("sk-beta")) +
+            "}]\n"
+            "  nokeys: {}\n",
+        "tenants.yaml");
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     policy_ = *p;
   }
@@ -76,8 +80,7 @@ TEST_F(AuthenticatorTest, RejectsWithoutRevealingTheKey) {
             "missing API key after \"Bearer\"");
   EXPECT_EQ(auth_.Authenticate("Basic c2stYmV0YQ==", *policy_).status().message(),
             "unsupported authorization scheme (send \"Authorization: Bearer KEY\")");
-  EXPECT_EQ(auth_.Authenticate("sk-beta", *policy_).status().code(),
-            StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth_.Authenticate("sk-beta", *policy_).status().code(), StatusCode::kUnauthenticated);
 }
 
 TEST_F(AuthenticatorTest, ANewPolicyChangesWhoIsWho) {
