@@ -52,6 +52,7 @@ class PolicyFileWatcher::Impl {
   // "..data" symlink swapped. A bare create is counted only for a symlink: a regular file is
   // still empty at creation and its CLOSE_WRITE follows.
   bool Relevant(const inotify_event& ev) const {
+    if ((ev.mask & IN_Q_OVERFLOW) != 0) return true;  // events were lost; re-read to be sure
     if (ev.len == 0) return false;
     const std::string name(ev.name);
     if (name != file_name_ && name != "..data") return false;
