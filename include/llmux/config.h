@@ -1,0 +1,136 @@
+// The server configuration (llmux.yaml): plain values, immutable once loaded.
+//
+// Every key, its default and its unit is documented in docs/configuration.md. Loading rejects
+// unknown keys, wrong types and out-of-range values with "FILE:LINE:COLUMN: KEY: message", so a
+// typo never silently becomes a default.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmux/status.h"
+
+namespace llmux {
+
+// SHA-256 digest of an API key. Keys themselves are never stored.
+using KeyHash = std::array<std::uint8_t, 32>;
+
+// Durations are kept in milliseconds ("250ms", "30s", "5m", "1h" in the files).
+using Millis = std::chrono::milliseconds;
+
+struct AdminKey {
+  KeyHash sha256{};
+};
+
+struct ServerSection {
+  std::string listen = "127.0.0.1:8080";  // "HOST:PORT" or "[IPV6]:PORT"
+  int io_threads = 2;
+  std::int64_t max_body_bytes = 4194304;
+  std::int64_t max_header_bytes = 16384;
+  Millis read_timeout{30000};
+  Millis idle_timeout{60000};
+  Millis drain_timeout{30000};
+  int max_connections = 1024;
+  int max_n = 8;               // largest `n` a request may ask for
+  int max_stop_strings = 8;    // most `stop` strings per request
+  std::string metrics_listen;  // "" = /metrics only on `listen`, behind an admin key
+  Millis health_stall_timeout{30000};
+  std::vector<AdminKey> admin_api_keys;
+};
+
+struct ChatTemplateSource {
+  enum class Kind { kModel, kBuiltin, kFile };
+  Kind kind = Kind::kModel;
+  // kBuiltin: the builtin's name ("chatml"); kFile: an absolute path; kModel: empty.
+  std::string value;
+};
+
+struct ModelSection {
+  std::filesystem::path path;  // absolute; empty = none given (the daemon picks its default)
+  std::string name;            // served model id; "" in the file = last component of `path`
+  int max_model_len = 0;       // 0 = the model's own max_position_embeddings
+  ChatTemplateSource chat_template;
+};
+
+enum class BackendKind { kCpu, kCuda };
+enum class BatchingMode { kContinuous, kStatic };
+
+std::string_view BackendKindName(BackendKind kind);    // "cpu" | "cuda"
+std::string_view BatchingModeName(BatchingMode mode);  // "continuous" | "static"
+
+struct EngineSection {
+  BackendKind backend = BackendKind::kCpu;
+  int threads = 2;                       // CPU backend worker threads
+  std::vector<int> devices = {0};        // CUDA device ordinals
+  std::int64_t kv_cache_tokens = 65536;  // KV pool capacity in tokens
+  int block_size = 16;                   // tokens per KV block
+  int max_batched_tokens = 2048;         // token budget of one engine step
+  int max_seqs = 64;                     // sequences in one engine step
+  BatchingMode batching = BatchingMode::kContinuous;
+  Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
+  int prefill_weight = 1;        // fair-share cost of one prefill token
+  int decode_weight = 2;         // fair-share cost of one decode token
+};
+
+struct TelemetrySection {
+  std::filesystem::path log_file;  // absolute; empty = stderr
+  std::int64_t log_max_bytes = 104857600;
+  int log_max_files = 5;
+  std::filesystem::path per_tenant_log_dir;  // absolute; empty = no per-tenant files
+  std::filesystem::path usage_db;            // absolute (default "llmux-usage.db")
+};
+
+struct ServerConfig {
+  std::filesystem::path source;  // the file it was loaded from ("" for ParseServerConfig)
+  ServerSection server;
+  ModelSection model;
+  EngineSection engine;
+  TelemetrySection telemetry;
+  std::filesystem::path tenants_file;  // absolute
+};
+
+// Caps that protect the loaders from hostile files.
+inline constexpr std::int64_t kMaxConfigFileBytes = 4 * 1024 * 1024;
+inline constexpr int kMaxConfigDepth = 64;  // nested maps/sequences
+
+// Reads and validates a server file. Relative paths inside it resolve against the folder of
+// `path` (made absolute against the working directory). Errors: NotFound (no such file),
+// InvalidArgument (too large, not a regular file, syntax or validation error; the message
+// starts with "PATH:LINE:COLUMN: KEY: ").
+StatusOr<ServerConfig> LoadServerConfig(const std::filesystem::path& path);
+
+// Parses `text` as if it were the file `source_name`: messages name `source_name`, and
+// relative paths resolve against `base_dir` (made absolute against the working directory).
+StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view source_name,
+                                         const std::filesystem::path& base_dir = ".");
+
+// ---- Value syntaxes shared by both files (exposed for tests and the admin API). ----
+
+// "250ms", "30s", "5m", "1h" (a non-negative integer and one unit). Returns InvalidArgument
+// naming the problem otherwise (a bare number has no unit and is rejected).
+StatusOr<Millis> ParseDuration(std::string_view text);
+
+// A non-negative decimal with at most 9 fractional digits, in nano-units: "0.20" ->
+// 200000000. Parsed from the digits, never through binary floating point. InvalidArgument on
+// a sign, exponent, more than 9 decimals or a value above INT64_MAX nano-units.
+StatusOr<std::int64_t> ParseDecimalNano(std::string_view text);
+
+// 64 hex digits (either case) -> digest. InvalidArgument otherwise.
+StatusOr<KeyHash> ParseKeyHashHex(std::string_view hex);
+// Lowercase hex of a digest.
+std::string KeyHashHex(const KeyHash& hash);
+// SHA-256 of an API key (OpenSSL EVP).
+KeyHash HashApiKey(std::string_view key);
+
+// Reads a whole file in one read sequence from one open descriptor (a file replaced or a
+// symlink swapped mid-read cannot produce a mix), refusing anything but a regular file of at
+// most `max_bytes`. NotFound when it does not exist; InvalidArgument when too large.
+StatusOr<std::string> ReadConfigFile(const std::filesystem::path& path,
+                                     std::int64_t max_bytes = kMaxConfigFileBytes);
+
+}  // namespace llmux

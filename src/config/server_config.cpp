@@ -1,0 +1,245 @@
+// llmux.yaml: parse, validate, apply defaults.
+#include <limits>
+#include <set>
+
+#include "config/quote.h"
+#include "config/yaml_reader.h"
+#include "llmux/config.h"
+
+namespace llmux {
+namespace {
+
+using config_internal::ErrorSink;
+using config_internal::MapReader;
+using config_internal::QuoteValue;
+using config_internal::Value;
+
+constexpr std::int64_t kInt32Max = std::numeric_limits<int>::max();
+constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+
+// "HOST:PORT" or "[IPV6]:PORT" with PORT in 1..65535; an error message otherwise.
+std::optional<std::string> CheckListenAddress(std::string_view addr) {
+  const size_t colon = addr.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return "expected \"HOST:PORT\" (e.g. \"127.0.0.1:8080\"), got " + QuoteValue(addr);
+  }
+  const std::string_view host = addr.substr(0, colon);
+  const std::string_view port = addr.substr(colon + 1);
+  if (host.front() == '[' ? host.back() != ']' || host.size() < 3
+                          : host.find(':') != std::string_view::npos) {
+    return "an IPv6 host must be in brackets (\"[::1]:8080\"), got " + QuoteValue(addr);
+  }
+  int port_value = 0;
+  bool port_ok = !port.empty() && port.size() <= 5;
+  for (char c : port) {
+    port_ok = port_ok && c >= '0' && c <= '9';
+    if (port_ok) port_value = port_value * 10 + (c - '0');
+  }
+  if (!port_ok || port_value < 1 || port_value > 65535) {
+    return "port must be 1..65535, got " + QuoteValue(port);
+  }
+  return std::nullopt;
+}
+
+std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& p) {
+  if (p.empty()) return {};
+  std::filesystem::path path(p);
+  return (path.is_absolute() ? path : base / path).lexically_normal();
+}
+
+std::vector<AdminKey> ReadKeyList(const Value& list, std::set<KeyHash>* seen) {
+  std::vector<AdminKey> keys;
+  for (const Value& item : list.Elements()) {
+    MapReader m(item);
+    AdminKey key;
+    if (auto v = m.Get("sha256")) {
+      key.sha256 = v->Sha256Hex();
+      if (!seen->insert(key.sha256).second) v->Error("duplicate key hash");
+    } else {
+      item.Error("missing required key \"sha256\"");
+    }
+    m.Finish();
+    keys.push_back(key);
+  }
+  return keys;
+}
+
+void ReadServer(MapReader& m, ServerSection& s) {
+  if (auto v = m.Get("listen")) {
+    s.listen = v->String(s.listen);
+    if (auto err = CheckListenAddress(s.listen)) v->Error(*err);
+  }
+  s.io_threads = static_cast<int>(m.Int("io_threads", s.io_threads, 1, 1024));
+  s.max_body_bytes = m.Int("max_body_bytes", s.max_body_bytes, 1, kInt64Max);
+  s.max_header_bytes = m.Int("max_header_bytes", s.max_header_bytes, 1, kInt32Max);
+  s.read_timeout = m.Duration("read_timeout", s.read_timeout);
+  s.idle_timeout = m.Duration("idle_timeout", s.idle_timeout);
+  s.drain_timeout = m.Duration("drain_timeout", s.drain_timeout);
+  s.max_connections = static_cast<int>(m.Int("max_connections", s.max_connections, 1, kInt32Max));
+  s.max_n = static_cast<int>(m.Int("max_n", s.max_n, 1, 1024));
+  s.max_stop_strings = static_cast<int>(m.Int("max_stop_strings", s.max_stop_strings, 0, 1024));
+  if (auto v = m.Get("metrics_listen")) {
+    s.metrics_listen = v->String("");
+    if (!s.metrics_listen.empty()) {
+      if (auto err = CheckListenAddress(s.metrics_listen)) {
+        v->Error(*err);
+      } else if (s.metrics_listen == s.listen) {
+        v->Error("must differ from server.listen (\"\" serves /metrics there, admin key only)");
+      }
+    }
+  }
+  s.health_stall_timeout = m.Duration("health_stall_timeout", s.health_stall_timeout);
+  if (auto v = m.Get("admin_api_keys"); v && !v->is_null()) {
+    std::set<KeyHash> seen;
+    s.admin_api_keys = ReadKeyList(*v, &seen);
+  }
+  m.Finish();
+}
+
+void ReadModel(MapReader& m, const std::filesystem::path& base, ModelSection& s) {
+  s.path = Resolve(base, m.String("path", ""));
+  s.name = m.String("name", "");
+  if (s.name.empty() && !s.path.empty()) {
+    s.name = s.path.has_filename() ? s.path.filename().string()
+                                   : s.path.parent_path().filename().string();
+  }
+  s.max_model_len = static_cast<int>(m.Int("max_model_len", 0, 0, kInt32Max));
+  if (auto v = m.Get("chat_template"); v && !v->is_null()) {
+    const std::string t = v->String("");
+    if (t.empty()) {
+      s.chat_template = {ChatTemplateSource::Kind::kModel, ""};
+    } else if (t.rfind("builtin:", 0) == 0 && config_internal::IsValidName(t.substr(8))) {
+      s.chat_template = {ChatTemplateSource::Kind::kBuiltin, t.substr(8)};
+    } else if (t.rfind("file:", 0) == 0 && t.size() > 5) {
+      s.chat_template = {ChatTemplateSource::Kind::kFile, Resolve(base, t.substr(5)).string()};
+    } else {
+      v->Error("expected \"\" (the model's own), \"builtin:NAME\" or \"file:PATH\", got " +
+               QuoteValue(t));
+    }
+  }
+  m.Finish();
+}
+
+void ReadEngine(MapReader& m, EngineSection& s) {
+  if (auto v = m.Get("backend")) {
+    const std::string b = v->String("cpu");
+    if (b == "cpu") {
+      s.backend = BackendKind::kCpu;
+    } else if (b == "cuda") {
+      s.backend = BackendKind::kCuda;
+    } else {
+      v->Error("expected \"cpu\" or \"cuda\", got " + QuoteValue(b));
+    }
+  }
+  s.threads = static_cast<int>(m.Int("threads", s.threads, 1, 1024));
+  if (auto v = m.Get("devices")) {
+    std::vector<Value> items = v->Elements();
+    if (v->node().IsSequence() && items.empty()) v->Error("must name at least one device");
+    s.devices.clear();
+    std::set<std::int64_t> seen;
+    for (const Value& item : items) {
+      const std::int64_t d = item.Int(-1, 0, 1023);
+      if (d >= 0 && !seen.insert(d).second) item.Error("duplicate device");
+      s.devices.push_back(static_cast<int>(d));
+    }
+  }
+  s.block_size = static_cast<int>(m.Int("block_size", s.block_size, 1, 1024));
+  if (auto v = m.Get("kv_cache_tokens")) {
+    s.kv_cache_tokens = v->Int(s.kv_cache_tokens, 1, kInt64Max / 2);
+    if (s.kv_cache_tokens < s.block_size) {
+      v->Error("must hold at least one block (block_size " + std::to_string(s.block_size) + ")");
+    }
+  }
+  s.max_batched_tokens =
+      static_cast<int>(m.Int("max_batched_tokens", s.max_batched_tokens, 1, kInt32Max));
+  s.max_seqs = static_cast<int>(m.Int("max_seqs", s.max_seqs, 1, 1 << 20));
+  if (auto v = m.Get("batching")) {
+    const std::string b = v->String("continuous");
+    if (b == "continuous") {
+      s.batching = BatchingMode::kContinuous;
+    } else if (b == "static") {
+      s.batching = BatchingMode::kStatic;
+    } else {
+      v->Error("expected \"continuous\" or \"static\", got " + QuoteValue(b));
+    }
+  }
+  s.max_queue_wait = m.Duration("max_queue_wait", s.max_queue_wait);
+  s.prefill_weight = static_cast<int>(m.Int("prefill_weight", s.prefill_weight, 0, 1000000));
+  if (auto v = m.Get("decode_weight")) {
+    s.decode_weight = static_cast<int>(v->Int(s.decode_weight, 0, 1000000));
+    if (s.decode_weight == 0 && s.prefill_weight == 0) {
+      v->Error("prefill_weight and decode_weight cannot both be 0");
+    }
+  }
+  m.Finish();
+}
+
+void ReadTelemetry(MapReader& m, const std::filesystem::path& base, TelemetrySection& s) {
+  s.log_file = Resolve(base, m.String("log_file", ""));
+  s.log_max_bytes = m.Int("log_max_bytes", s.log_max_bytes, 4096, kInt64Max);
+  s.log_max_files = static_cast<int>(m.Int("log_max_files", s.log_max_files, 1, 1000));
+  s.per_tenant_log_dir = Resolve(base, m.String("per_tenant_log_dir", ""));
+  if (auto v = m.Get("usage_db")) {
+    const std::string db = v->String("llmux-usage.db");
+    if (db.empty()) v->Error("must name a file (the usage ledger is always kept)");
+    s.usage_db = Resolve(base, db.empty() ? "llmux-usage.db" : db);
+  } else {
+    s.usage_db = Resolve(base, "llmux-usage.db");
+  }
+  m.Finish();
+}
+
+}  // namespace
+
+StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view source_name,
+                                         const std::filesystem::path& base_dir) {
+  ErrorSink sink{std::string(source_name)};
+  std::optional<YAML::Node> root = config_internal::ParseDocument(text, sink);
+  if (!root) return sink.ToStatus();
+  std::error_code ec;
+  const std::filesystem::path base = std::filesystem::absolute(base_dir, ec).lexically_normal();
+  if (ec) return Internal("cannot resolve " + base_dir.string() + ": " + ec.message());
+
+  ServerConfig cfg;
+  try {
+    MapReader top(Value(&sink, *root, ""));
+    auto section = [&](std::string_view key) {
+      auto v = top.Get(key);
+      return MapReader(v ? *v : Value(&sink, YAML::Node(YAML::NodeType::Null), std::string(key)));
+    };
+    MapReader server = section("server");
+    ReadServer(server, cfg.server);
+    MapReader model = section("model");
+    ReadModel(model, base, cfg.model);
+    MapReader engine = section("engine");
+    ReadEngine(engine, cfg.engine);
+    MapReader telemetry = section("telemetry");
+    ReadTelemetry(telemetry, base, cfg.telemetry);
+    if (auto v = top.Get("tenants_file")) {
+      const std::string f = v->String("tenants.yaml");
+      if (f.empty()) v->Error("must name a file");
+      cfg.tenants_file = Resolve(base, f.empty() ? "tenants.yaml" : f);
+    } else {
+      cfg.tenants_file = Resolve(base, "tenants.yaml");
+    }
+    top.Finish();
+  } catch (const YAML::Exception& e) {
+    sink.Add(e.mark, "(document)", e.msg);
+  } catch (const std::exception& e) {
+    sink.Add(YAML::Mark::null_mark(), "(document)", e.what());
+  }
+  LLMUX_RETURN_IF_ERROR(sink.ToStatus());
+  return cfg;
+}
+
+StatusOr<ServerConfig> LoadServerConfig(const std::filesystem::path& path) {
+  LLMUX_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  LLMUX_ASSIGN_OR_RETURN(ServerConfig cfg, ParseServerConfig(text, path.string(), dir));
+  std::error_code ec;
+  cfg.source = std::filesystem::absolute(path, ec).lexically_normal();
+  return cfg;
+}
+
+}  // namespace llmux

@@ -1,0 +1,289 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "llmux/config.h"
+
+namespace llmux {
+namespace {
+
+// Parses `text` as "llmux.yaml" and returns the error message ("" when it parsed).
+std::string Error(const std::string& text) {
+  auto cfg = ParseServerConfig(text, "llmux.yaml", "/etc/llmux");
+  return cfg.ok() ? "" : cfg.status().message();
+}
+
+TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
+  auto cfg = ParseServerConfig("", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(cfg->server.io_threads, 2);
+  EXPECT_EQ(cfg->server.max_body_bytes, 4194304);
+  EXPECT_EQ(cfg->server.max_header_bytes, 16384);
+  EXPECT_EQ(cfg->server.read_timeout, Millis(30000));
+  EXPECT_EQ(cfg->server.idle_timeout, Millis(60000));
+  EXPECT_EQ(cfg->server.drain_timeout, Millis(30000));
+  EXPECT_EQ(cfg->server.max_connections, 1024);
+  EXPECT_EQ(cfg->server.max_n, 8);
+  EXPECT_EQ(cfg->server.max_stop_strings, 8);
+  EXPECT_EQ(cfg->server.metrics_listen, "");
+  EXPECT_EQ(cfg->server.health_stall_timeout, Millis(30000));
+  EXPECT_TRUE(cfg->server.admin_api_keys.empty());
+  EXPECT_EQ(cfg->model.path, "");
+  EXPECT_EQ(cfg->model.name, "");
+  EXPECT_EQ(cfg->model.max_model_len, 0);
+  EXPECT_EQ(cfg->model.chat_template.kind, ChatTemplateSource::Kind::kModel);
+  EXPECT_EQ(cfg->engine.backend, BackendKind::kCpu);
+  EXPECT_EQ(cfg->engine.threads, 2);
+  EXPECT_EQ(cfg->engine.devices, std::vector<int>{0});
+  EXPECT_EQ(cfg->engine.kv_cache_tokens, 65536);
+  EXPECT_EQ(cfg->engine.block_size, 16);
+  EXPECT_EQ(cfg->engine.max_batched_tokens, 2048);
+  EXPECT_EQ(cfg->engine.max_seqs, 64);
+  EXPECT_EQ(cfg->engine.batching, BatchingMode::kContinuous);
+  EXPECT_EQ(cfg->engine.max_queue_wait, Millis(30000));
+  EXPECT_EQ(cfg->engine.prefill_weight, 1);
+  EXPECT_EQ(cfg->engine.decode_weight, 2);
+  EXPECT_EQ(cfg->telemetry.log_file, "");
+  EXPECT_EQ(cfg->telemetry.log_max_bytes, 104857600);
+  EXPECT_EQ(cfg->telemetry.log_max_files, 5);
+  EXPECT_EQ(cfg->telemetry.per_tenant_log_dir, "");
+  EXPECT_EQ(cfg->telemetry.usage_db, "/etc/llmux/llmux-usage.db");
+  EXPECT_EQ(cfg->tenants_file, "/etc/llmux/tenants.yaml");
+}
+
+TEST(ServerConfigTest, ReadsEveryKey) {
+  const std::string text = R"(
+server:
+  listen: "[::1]:9000"
+  io_threads: 4
+  max_body_bytes: 1000
+  max_header_bytes: 2000
+  read_timeout: 250ms
+  idle_timeout: 5m
+  drain_timeout: 1h
+  max_connections: 10
+  max_n: 2
+  max_stop_strings: 0
+  metrics_listen: "0.0.0.0:9090"
+  health_stall_timeout: 10s
+  admin_api_keys: [ { sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad } ]
+model: { path: models/llama/, name: "", max_model_len: 2048, chat_template: "file:t.jinja" }
+engine: { backend: cuda, threads: 8, devices: [1, 0], kv_cache_tokens: 1024, block_size: 32,
+          max_batched_tokens: 512, max_seqs: 8, batching: static, max_queue_wait: 2s,
+          prefill_weight: 0, decode_weight: 3 }
+telemetry: { log_file: /var/log/llmux.log, log_max_bytes: 4096, log_max_files: 1,
+             per_tenant_log_dir: logs, usage_db: ../usage.db }
+tenants_file: /srv/tenants.yaml
+)";
+  auto cfg = ParseServerConfig(text, "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->server.listen, "[::1]:9000");
+  EXPECT_EQ(cfg->server.io_threads, 4);
+  EXPECT_EQ(cfg->server.max_body_bytes, 1000);
+  EXPECT_EQ(cfg->server.max_header_bytes, 2000);
+  EXPECT_EQ(cfg->server.read_timeout, Millis(250));
+  EXPECT_EQ(cfg->server.idle_timeout, Millis(300000));
+  EXPECT_EQ(cfg->server.drain_timeout, Millis(3600000));
+  EXPECT_EQ(cfg->server.max_connections, 10);
+  EXPECT_EQ(cfg->server.max_n, 2);
+  EXPECT_EQ(cfg->server.max_stop_strings, 0);
+  EXPECT_EQ(cfg->server.metrics_listen, "0.0.0.0:9090");
+  EXPECT_EQ(cfg->server.health_stall_timeout, Millis(10000));
+  ASSERT_EQ(cfg->server.admin_api_keys.size(), 1u);
+  EXPECT_EQ(cfg->server.admin_api_keys[0].sha256, HashApiKey("abc"));
+  EXPECT_EQ(cfg->model.path, "/etc/llmux/models/llama/");
+  EXPECT_EQ(cfg->model.name, "llama");
+  EXPECT_EQ(cfg->model.max_model_len, 2048);
+  EXPECT_EQ(cfg->model.chat_template.kind, ChatTemplateSource::Kind::kFile);
+  EXPECT_EQ(cfg->model.chat_template.value, "/etc/llmux/t.jinja");
+  EXPECT_EQ(cfg->engine.backend, BackendKind::kCuda);
+  EXPECT_EQ(cfg->engine.threads, 8);
+  EXPECT_EQ(cfg->engine.devices, (std::vector<int>{1, 0}));
+  EXPECT_EQ(cfg->engine.kv_cache_tokens, 1024);
+  EXPECT_EQ(cfg->engine.block_size, 32);
+  EXPECT_EQ(cfg->engine.max_batched_tokens, 512);
+  EXPECT_EQ(cfg->engine.max_seqs, 8);
+  EXPECT_EQ(cfg->engine.batching, BatchingMode::kStatic);
+  EXPECT_EQ(cfg->engine.max_queue_wait, Millis(2000));
+  EXPECT_EQ(cfg->engine.prefill_weight, 0);
+  EXPECT_EQ(cfg->engine.decode_weight, 3);
+  EXPECT_EQ(cfg->telemetry.log_file, "/var/log/llmux.log");
+  EXPECT_EQ(cfg->telemetry.log_max_bytes, 4096);
+  EXPECT_EQ(cfg->telemetry.log_max_files, 1);
+  EXPECT_EQ(cfg->telemetry.per_tenant_log_dir, "/etc/llmux/logs");
+  EXPECT_EQ(cfg->telemetry.usage_db, "/etc/usage.db");
+  EXPECT_EQ(cfg->tenants_file, "/srv/tenants.yaml");
+}
+
+TEST(ServerConfigTest, ChatTemplateForms) {
+  auto builtin = ParseServerConfig("model: {chat_template: \"builtin:chatml\"}", "x", "/");
+  ASSERT_TRUE(builtin.ok());
+  EXPECT_EQ(builtin->model.chat_template.kind, ChatTemplateSource::Kind::kBuiltin);
+  EXPECT_EQ(builtin->model.chat_template.value, "chatml");
+  EXPECT_EQ(Error("model:\n  chat_template: chatml\n"),
+            "llmux.yaml:2:18: model.chat_template: expected \"\" (the model's own), "
+            "\"builtin:NAME\" or \"file:PATH\", got \"chatml\"");
+  EXPECT_NE(Error("model: {chat_template: \"builtin:\"}"), "");
+  EXPECT_NE(Error("model: {chat_template: \"file:\"}"), "");
+}
+
+TEST(ServerConfigTest, UnknownKeyIsAnError) {
+  EXPECT_EQ(Error("server:\n  listen: \"127.0.0.1:80\"\n  io_thread: 4\n"),
+            "llmux.yaml:3:3: server.io_thread: unknown key");
+  EXPECT_EQ(Error("servr: {}\n"), "llmux.yaml:1:1: servr: unknown key");
+  EXPECT_EQ(Error("engine: {backend: cpu, thread: 2}\n"),
+            "llmux.yaml:1:24: engine.thread: unknown key");
+}
+
+TEST(ServerConfigTest, WrongTypes) {
+  EXPECT_EQ(Error("engine:\n  max_seqs: many\n"),
+            "llmux.yaml:2:13: engine.max_seqs: expected an integer, got \"many\"");
+  EXPECT_EQ(Error("engine:\n  max_seqs: \"64\"\n"),
+            "llmux.yaml:2:13: engine.max_seqs: expected an integer, got a quoted string \"64\"");
+  EXPECT_EQ(Error("engine:\n  max_seqs: 1.5\n"),
+            "llmux.yaml:2:13: engine.max_seqs: expected an integer, got \"1.5\"");
+  EXPECT_EQ(Error("server:\n  listen: [a]\n"),
+            "llmux.yaml:2:11: server.listen: expected a string, got a sequence");
+  EXPECT_EQ(Error("server: 5\n"), "llmux.yaml:1:9: server: expected a map, got a scalar");
+  EXPECT_EQ(Error("engine: {devices: 0}\n"),
+            "llmux.yaml:1:19: engine.devices: expected a sequence, got a scalar");
+  EXPECT_EQ(Error("server:\n  io_threads:\n"), "llmux.yaml:2:3: server.io_threads: has no value");
+  EXPECT_EQ(Error("[1, 2]\n"), "llmux.yaml:1:1: (document): expected a map, got a sequence");
+}
+
+TEST(ServerConfigTest, RangesAndNegativeNumbers) {
+  EXPECT_EQ(Error("server:\n  max_body_bytes: -1\n"),
+            "llmux.yaml:2:19: server.max_body_bytes: must be >= 1, got -1");
+  EXPECT_EQ(Error("server: {io_threads: 0}"),
+            "llmux.yaml:1:22: server.io_threads: must be >= 1, got 0");
+  EXPECT_EQ(Error("server: {io_threads: 99999999999999999999}"),
+            "llmux.yaml:1:22: server.io_threads: integer \"99999999999999999999\" is out of "
+            "range");
+  EXPECT_EQ(Error("engine: {devices: [0, -1]}"),
+            "llmux.yaml:1:23: engine.devices[1]: must be >= 0, got -1");
+  EXPECT_EQ(Error("engine: {devices: [0, 0]}"),
+            "llmux.yaml:1:23: engine.devices[1]: duplicate device");
+  EXPECT_EQ(Error("engine: {block_size: 16, kv_cache_tokens: 8}"),
+            "llmux.yaml:1:43: engine.kv_cache_tokens: must hold at least one block "
+            "(block_size 16)");
+  EXPECT_EQ(Error("engine: {prefill_weight: 0, decode_weight: 0}"),
+            "llmux.yaml:1:44: engine.decode_weight: prefill_weight and decode_weight cannot "
+            "both be 0");
+}
+
+TEST(ServerConfigTest, EnumsAndAddresses) {
+  EXPECT_EQ(Error("engine: {backend: gpu}"),
+            "llmux.yaml:1:19: engine.backend: expected \"cpu\" or \"cuda\", got \"gpu\"");
+  EXPECT_EQ(Error("engine: {batching: dynamic}"),
+            "llmux.yaml:1:20: engine.batching: expected \"continuous\" or \"static\", got "
+            "\"dynamic\"");
+  EXPECT_EQ(Error("server: {listen: \"localhost\"}"),
+            "llmux.yaml:1:18: server.listen: expected \"HOST:PORT\" (e.g. \"127.0.0.1:8080\"), "
+            "got \"localhost\"");
+  EXPECT_EQ(Error("server: {listen: \"127.0.0.1:0\"}"),
+            "llmux.yaml:1:18: server.listen: port must be 1..65535, got \"0\"");
+  EXPECT_EQ(Error("server: {listen: \"::1:80\"}"),
+            "llmux.yaml:1:18: server.listen: an IPv6 host must be in brackets (\"[::1]:8080\"), "
+            "got \"::1:80\"");
+  EXPECT_EQ(Error("server: {metrics_listen: \"127.0.0.1:8080\"}"),
+            "llmux.yaml:1:26: server.metrics_listen: must differ from server.listen (\"\" "
+            "serves /metrics there, admin key only)");
+  EXPECT_EQ(Error("server: {listen: \"localhost:8080\"}"), "");
+}
+
+TEST(ServerConfigTest, DurationsMustCarryAUnit) {
+  EXPECT_EQ(Error("server:\n  read_timeout: 30\n"),
+            "llmux.yaml:2:17: server.read_timeout: invalid duration \"30\": needs a unit (ms, s, "
+            "m, h), e.g. \"30s\"");
+  EXPECT_EQ(Error("engine: {max_queue_wait: 2 days}"),
+            "llmux.yaml:1:26: engine.max_queue_wait: invalid duration \"2 days\": expected a "
+            "whole number and a unit (ms, s, m, h), e.g. \"30s\"");
+}
+
+TEST(ServerConfigTest, AdminKeys) {
+  EXPECT_EQ(Error("server:\n  admin_api_keys: [ { sha256: abc } ]\n"),
+            "llmux.yaml:2:31: server.admin_api_keys[0].sha256: expected a SHA-256 as 64 hex "
+            "digits, got 3 characters");
+  EXPECT_EQ(Error("server:\n  admin_api_keys: [ { sha: x } ]\n"),
+            "llmux.yaml:2:21: server.admin_api_keys[0]: missing required key \"sha256\"\n"
+            "llmux.yaml:2:23: server.admin_api_keys[0].sha: unknown key");
+  const std::string h = KeyHashHex(HashApiKey("k"));
+  EXPECT_EQ(Error("server:\n  admin_api_keys:\n    - sha256: " + h + "\n    - sha256: " + h + "\n"),
+            "llmux.yaml:4:15: server.admin_api_keys[1].sha256: duplicate key hash");
+}
+
+TEST(ServerConfigTest, DuplicateKeysAndSyntaxErrors) {
+  EXPECT_EQ(Error("server:\n  io_threads: 1\n  io_threads: 2\n"),
+            "llmux.yaml:3:3: server.io_threads: duplicate key");
+  EXPECT_EQ(Error("server: {listen: \"a:1\"\n"),
+            "llmux.yaml:2:1: (syntax): end of map flow not found");
+  EXPECT_EQ(Error("server:\n  listen: \"a\" b\n"),
+            "llmux.yaml:2:15: (syntax): end of map not found");
+  EXPECT_EQ(Error("a: 1\n---\nb: 2\n"),
+            "llmux.yaml:2:1: (document): more than one YAML document in the file");
+}
+
+TEST(ServerConfigTest, ReportsEveryErrorInFileOrder) {
+  EXPECT_EQ(Error("engine:\n  threads: 0\n  bogus: 1\nserver:\n  max_n: x\n"),
+            "llmux.yaml:2:12: engine.threads: must be >= 1, got 0\n"
+            "llmux.yaml:3:3: engine.bogus: unknown key\n"
+            "llmux.yaml:5:10: server.max_n: expected an integer, got \"x\"");
+}
+
+TEST(ServerConfigTest, RejectsDeepNesting) {
+  const std::string flow = "model: " + std::string(100, '[') + std::string(100, ']') + "\n";
+  EXPECT_EQ(Error(flow), "llmux.yaml:1:71: (document): nested deeper than 64 levels");
+  std::string block;
+  for (int i = 0; i < 80; ++i) block += std::string(i, ' ') + "k:\n";
+  EXPECT_EQ(Error(block), "llmux.yaml:65:65: (document): nested deeper than 64 levels");
+  // yaml-cpp's own recursion would overflow long before a file this deep became a problem for
+  // us; the depth check must stop it first.
+  EXPECT_NE(Error("a: " + std::string(100000, '[')), "");
+}
+
+class ServerConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("llmux_server_cfg_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ServerConfigFileTest, RelativePathsResolveAgainstTheFilesFolder) {
+  std::ofstream(dir_ / "llmux.yaml") << "tenants_file: t/tenants.yaml\nmodel: {path: m}\n";
+  auto cfg = LoadServerConfig(dir_ / "llmux.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->source, dir_ / "llmux.yaml");
+  EXPECT_EQ(cfg->tenants_file, dir_ / "t" / "tenants.yaml");
+  EXPECT_EQ(cfg->model.path, dir_ / "m");
+  EXPECT_EQ(cfg->model.name, "m");
+}
+
+TEST_F(ServerConfigFileTest, ErrorsNameThePath) {
+  const std::filesystem::path path = dir_ / "llmux.yaml";
+  std::ofstream(path) << "server:\n  max_n: 0\n";
+  EXPECT_EQ(LoadServerConfig(path).status().message(),
+            path.string() + ":2:10: server.max_n: must be >= 1, got 0");
+  EXPECT_EQ(LoadServerConfig(dir_ / "missing.yaml").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ServerConfigFileTest, RejectsHugeFile) {
+  const std::filesystem::path path = dir_ / "llmux.yaml";
+  {
+    std::ofstream out(path);
+    out << "# padding\n";
+    out << std::string(kMaxConfigFileBytes, '#') << "\n";
+  }
+  EXPECT_EQ(LoadServerConfig(path).status().message(),
+            path.string() + ": file larger than the 4194304-byte limit");
+}
+
+}  // namespace
+}  // namespace llmux
