@@ -78,6 +78,7 @@ StatusOr<TenantId> SchedulerImpl::UpsertTenant(std::string_view name, const Tena
     t = it->second;
   }
   TenantState& ts = tenants_[t];
+  if (reserved_blocks64 > old_blocks || limits.reserved_seqs > old_seqs) floors_catching_up_ = true;
   total_seq_slack_ -= SeqSlack(t);
   total_reserved_seqs_ += limits.reserved_seqs - ts.limits.reserved_seqs;
   ts.limits = limits;
@@ -261,7 +262,9 @@ UpdateResult SchedulerImpl::Update(const SchedulerOutput& output,
     LLMUX_CHECK(r.id == e.id && s->id == e.id) << "result " << i << " is for " << r.id
                                                << ", expected " << e.id;
     if (s->state != SeqState::kRunning) continue;  // aborted since Schedule
-    LLMUX_CHECK(s->num_computed == e.num_computed_tokens) << "request " << s->id;
+    LLMUX_CHECK(s->num_computed == e.num_computed_tokens)
+        << "request " << s->id << " computed " << s->num_computed << " planned from "
+        << e.num_computed_tokens << " entry " << i;
     s->num_computed += e.num_new_tokens;
     RegisterFullBlocks(s);
     if (!e.samples) {
@@ -378,6 +381,10 @@ void SchedulerImpl::CheckInvariants() const {
   LLMUX_CHECK(total_running == num_running_ && total_waiting == num_waiting_) << "counts";
   LLMUX_CHECK(num_running_ <= config_.max_seqs) << "running " << num_running_;
   LLMUX_CHECK(slack == total_seq_slack_) << "seq slack";
+  if (!floors_catching_up_) {
+    LLMUX_CHECK(kv_.FloorsCovered()) << "free blocks below the sum of unused reservations";
+    LLMUX_CHECK(num_running_ + total_seq_slack_ <= config_.max_seqs) << "slots below floors";
+  }
 }
 
 }  // namespace llmux

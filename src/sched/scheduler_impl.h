@@ -112,9 +112,10 @@ class SchedulerImpl final : public Scheduler {
   int32_t EffectiveLane(TenantId t) const;
   bool SlotAvailable(TenantId t) const;
   // The running sequence to preempt first among those allowed: for a running requester, those
-  // the victim policy ranks before it; for an admission (requester null), those in lanes
-  // below `lane`. Never crosses another tenant's floors. nullptr when none.
-  Seq* PickVictim(const Seq* requester, int32_t lane);
+  // the victim policy ranks before it; for an admission of tenant `admitting` (requester null),
+  // other tenants' sequences in lanes below `lane`. Never crosses another tenant's floors.
+  // nullptr when none.
+  Seq* PickVictim(const Seq* requester, TenantId admitting, int32_t lane);
   VictimCandidate Candidate(const Seq* s) const;
   void Preempt(Seq* s);
   void AddEntry(Seq* s, int32_t num_new);
@@ -138,6 +139,8 @@ class SchedulerImpl final : public Scheduler {
   int32_t total_reserved_seqs_ = 0;
   int64_t admit_counter_ = 0;
   int64_t num_preemptions_ = 0;
+  // A reservation was raised while the pool was busy: floors are restored as work finishes.
+  bool floors_catching_up_ = false;
   std::vector<std::pair<uint64_t, Status>> rejected_;
 
   // The step being built (valid inside Schedule), and the last plan awaiting Update.

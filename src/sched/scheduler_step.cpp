@@ -44,7 +44,7 @@ VictimCandidate SchedulerImpl::Candidate(const Seq* s) const {
                          s->admit_order};
 }
 
-Seq* SchedulerImpl::PickVictim(const Seq* requester, int32_t lane) {
+Seq* SchedulerImpl::PickVictim(const Seq* requester, TenantId admitting, int32_t lane) {
   Seq* best = nullptr;
   VictimCandidate best_c;
   VictimCandidate req_c;
@@ -53,6 +53,9 @@ Seq* SchedulerImpl::PickVictim(const Seq* requester, int32_t lane) {
     if (v->state != SeqState::kRunning || v == requester) continue;
     VictimCandidate c = Candidate(v);
     if (requester ? !victim_->PreemptFirst(c, req_c) : v->lane <= lane) continue;
+    // NOTE: an admission never preempts its own tenant's running work (an aged request could
+    // otherwise evict the same tenant's older, unaged one and only swap them).
+    if (!requester && v->tenant == admitting) continue;
     const bool same_tenant = requester && requester->tenant == v->tenant;
     if (!same_tenant) {
       // Floors: preemption never takes a tenant below its reserved blocks or slots.
@@ -101,6 +104,7 @@ void SchedulerImpl::Preempt(Seq* s) {
 }
 
 void SchedulerImpl::AddEntry(Seq* s, int32_t num_new) {
+  LLMUX_CHECK(s->out_index < 0) << "request " << s->id << " planned twice";
   const int32_t c = s->num_computed;
   const bool samples = c + num_new == s->len();
   const int32_t prompt_end = std::min(c + num_new, s->num_prompt_tokens);
@@ -118,7 +122,7 @@ bool SchedulerImpl::ScheduleRunning(Seq* s, int32_t num_new) {
                        static_cast<int32_t>(s->block_table.size());
   if (need > 0) {
     while (!kv_.CanTake(s->tenant, need)) {
-      Seq* v = PickVictim(s, 0);
+      Seq* v = PickVictim(s, s->tenant, 0);
       if (!v) {
         // Nothing ranks below it: it yields its own blocks (recompute later) rather than stall.
         Preempt(s);
@@ -139,7 +143,7 @@ bool SchedulerImpl::TryAdmit(Seq* s, int32_t lane, bool floors_only) {
   TenantState& ts = tenants_[t];
   if (floors_only && SeqSlack(t) == 0) return false;
   while (!SlotAvailable(t)) {
-    Seq* v = PickVictim(nullptr, lane);
+    Seq* v = PickVictim(nullptr, t, lane);
     if (!v) return false;
     Preempt(v);
   }
@@ -162,13 +166,14 @@ bool SchedulerImpl::TryAdmit(Seq* s, int32_t lane, bool floors_only) {
     return false;
   }
   while (!kv_.CanTake(t, fresh + kv_.CountUnreferenced(hits_))) {
-    Seq* v = PickVictim(nullptr, lane);
+    Seq* v = PickVictim(nullptr, t, lane);
     if (!v) return false;
     Preempt(v);
   }
   const bool ok = kv_.Allocate(t, ts.limits.zero_kv_on_free, hits_, fresh, &s->block_table);
   LLMUX_CHECK(ok) << "allocation after CanTake failed";
 
+  LLMUX_CHECK(ts.queue.front() == s) << "request " << s->id << " is not its queue's head";
   ts.queue.pop_front();
   --num_waiting_;
   s->state = SeqState::kRunning;
@@ -235,6 +240,10 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
   tokens_left_ = config_.max_batched_tokens;
   entries_.clear();
   CompactRunning();
+  if (floors_catching_up_ && kv_.FloorsCovered() &&
+      num_running_ + total_seq_slack_ <= config_.max_seqs) {
+    floors_catching_up_ = false;
+  }
   for (TenantState& ts : tenants_) ts.blocked = false;
   for (auto& v : by_lane_) v.clear();
   for (Seq* s : running_) by_lane_[s->lane].push_back(s);
