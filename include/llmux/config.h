@@ -58,10 +58,10 @@ struct ModelSection {
 };
 
 enum class BackendKind { kCpu, kCuda };
-enum class BatchingMode { kContinuous, kStatic };
+enum class EngineBatching { kContinuous, kStatic };
 
 std::string_view BackendKindName(BackendKind kind);    // "cpu" | "cuda"
-std::string_view BatchingModeName(BatchingMode mode);  // "continuous" | "static"
+std::string_view EngineBatchingName(EngineBatching mode);  // "continuous" | "static"
 
 struct EngineSection {
   BackendKind backend = BackendKind::kCpu;
@@ -71,7 +71,7 @@ struct EngineSection {
   int block_size = 16;                   // tokens per KV block
   int max_batched_tokens = 2048;         // token budget of one engine step
   int max_seqs = 64;                     // sequences in one engine step
-  BatchingMode batching = BatchingMode::kContinuous;
+  EngineBatching batching = EngineBatching::kContinuous;
   Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
   int prefill_weight = 1;        // fair-share cost of one prefill token
   int decode_weight = 2;         // fair-share cost of one decode token

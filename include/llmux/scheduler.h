@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "llmux/sampling.h"  // FinishReason
 #include "llmux/status.h"
 
 namespace llmux {
@@ -118,14 +119,10 @@ struct SampleResult {
   bool finished = false;     // the engine stopped it (EOS, stop string); only with a token
 };
 
-enum class FinishReason {
-  kStop,    // Update was told finished
-  kLength,  // max_new_tokens reached
-};
-
 struct FinishedSeq {
   uint64_t id = 0;
   TenantId tenant = 0;
+  // kStop: Update was told finished; kLength: max_new_tokens reached (never kAbort).
   FinishReason reason = FinishReason::kStop;
   int32_t num_output_tokens = 0;
 };

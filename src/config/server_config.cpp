@@ -156,9 +156,9 @@ void ReadEngine(MapReader& m, EngineSection& s) {
   if (auto v = m.Get("batching")) {
     const std::string b = v->String("continuous");
     if (b == "continuous") {
-      s.batching = BatchingMode::kContinuous;
+      s.batching = EngineBatching::kContinuous;
     } else if (b == "static") {
-      s.batching = BatchingMode::kStatic;
+      s.batching = EngineBatching::kStatic;
     } else {
       v->Error("expected \"continuous\" or \"static\", got " + QuoteValue(b));
     }

@@ -53,11 +53,11 @@ std::string_view BackendKindName(BackendKind kind) {
   return "?";
 }
 
-std::string_view BatchingModeName(BatchingMode mode) {
+std::string_view EngineBatchingName(EngineBatching mode) {
   switch (mode) {
-    case BatchingMode::kContinuous:
+    case EngineBatching::kContinuous:
       return "continuous";
-    case BatchingMode::kStatic:
+    case EngineBatching::kStatic:
       return "static";
   }
   return "?";

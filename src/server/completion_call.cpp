@@ -53,9 +53,9 @@ CompletionCall::CompletionCall(const OpenAiRequest& request, std::string model_n
       extra_headers_(std::move(extra_headers)),
       on_done_(std::move(on_done)) {
   for (const ChoicePlan& p : plans) {
-    Choice c{p, std::make_unique<IncrementalDetokenizer>(*tokenizer_, /*skip_special_tokens=*/true),
-             StopStringMatcher(request_.stop)};
-    choices_.push_back(std::move(c));
+    choices_.emplace_back(
+        p, std::make_unique<IncrementalDetokenizer>(*tokenizer_, /*skip_special_tokens=*/true),
+        request_.stop);
   }
   for (int32_t n : prompt_lengths_) usage_.prompt_tokens += n;
 }

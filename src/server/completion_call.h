@@ -50,6 +50,8 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
 
  private:
   struct Choice {
+    Choice(ChoicePlan p, std::unique_ptr<IncrementalDetokenizer> d, std::vector<std::string> stops)
+        : plan(p), detok(std::move(d)), stop(std::move(stops)) {}
     ChoicePlan plan;
     std::unique_ptr<IncrementalDetokenizer> detok;
     StopStringMatcher stop;

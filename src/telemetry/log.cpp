@@ -53,7 +53,7 @@ void LogEvent(LogLevel level, std::string_view event, const std::vector<LogField
   const auto now = std::chrono::system_clock::now();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   nlohmann::ordered_json j;
-  char time_buf[32];
+  char time_buf[64];
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);

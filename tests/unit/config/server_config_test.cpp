@@ -42,7 +42,7 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->engine.block_size, 16);
   EXPECT_EQ(cfg->engine.max_batched_tokens, 2048);
   EXPECT_EQ(cfg->engine.max_seqs, 64);
-  EXPECT_EQ(cfg->engine.batching, BatchingMode::kContinuous);
+  EXPECT_EQ(cfg->engine.batching, EngineBatching::kContinuous);
   EXPECT_EQ(cfg->engine.max_queue_wait, Millis(30000));
   EXPECT_EQ(cfg->engine.prefill_weight, 1);
   EXPECT_EQ(cfg->engine.decode_weight, 2);
@@ -106,7 +106,7 @@ tenants_file: /srv/tenants.yaml
   EXPECT_EQ(cfg->engine.block_size, 32);
   EXPECT_EQ(cfg->engine.max_batched_tokens, 512);
   EXPECT_EQ(cfg->engine.max_seqs, 8);
-  EXPECT_EQ(cfg->engine.batching, BatchingMode::kStatic);
+  EXPECT_EQ(cfg->engine.batching, EngineBatching::kStatic);
   EXPECT_EQ(cfg->engine.max_queue_wait, Millis(2000));
   EXPECT_EQ(cfg->engine.prefill_weight, 0);
   EXPECT_EQ(cfg->engine.decode_weight, 3);
