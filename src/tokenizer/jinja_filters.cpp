@@ -17,7 +17,7 @@ const std::set<std::string_view> kFilters = {
     "safe", "tojson", "list", "first", "last", "length", "reverse", "sort", "join", "string",
     "unique", "upper", "lower", "title", "capitalize", "trim", "indent", "int", "float", "abs",
     "items", "keys", "values", "dictsort", "bool", "default", "selectattr", "rejectattr", "map",
-    "replace"};
+    "replace", "select", "reject", "count"};
 
 const std::set<std::string_view> kTests = {
     "boolean", "callable", "odd", "even", "false", "true", "none", "string", "number",
@@ -135,6 +135,26 @@ StatusOr<Value> SortList(std::vector<Value> items, bool reverse, bool case_sensi
   return Value::List(std::move(items));
 }
 
+// select/reject (Python Jinja; the reference lacks them): keep the items that pass
+// `test` (with `arg` for equalto), or that are truthy without a test.
+StatusOr<Value> SelectItems(const Value& list, bool select, const CallArgs& args) {
+  std::vector<Value> out;
+  for (const Value& item : *list.list) {
+    bool pass = item.Truthy();
+    if (!args.positional.empty()) {
+      if (!args.positional[0].is_string()) return InvalidArgument("test name must be a string");
+      const std::string& test = args.positional[0].s;
+      if (test == "equalto" || test == "eq" || test == "==") {
+        pass = args.positional.size() > 1 && StrictEquals(item, args.positional[1]);
+      } else {
+        LLMUX_ASSIGN_OR_RETURN(pass, ApplyTest(test, item));
+      }
+    }
+    if (pass == select) out.push_back(item);
+  }
+  return Value::List(std::move(out));
+}
+
 StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
   if (name == "safe") return v;
   if (name == "tojson") {
@@ -147,7 +167,10 @@ StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
       if (name == "list") return v;
       if (name == "first") return items.empty() ? Value::Undefined() : items.front();
       if (name == "last") return items.empty() ? Value::Undefined() : items.back();
-      if (name == "length") return Value::Int(static_cast<int64_t>(items.size()));
+      if (name == "length" || name == "count") {
+        return Value::Int(static_cast<int64_t>(items.size()));
+      }
+      if (name == "select" || name == "reject") return SelectItems(v, name == "select", {});
       if (name == "reverse") return Value::List(std::vector<Value>(items.rbegin(), items.rend()));
       if (name == "sort") return SortList(items, false, false, Value::None());
       if (name == "join") {
@@ -170,7 +193,9 @@ StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
       return InvalidArgument("unknown ArrayValue filter: " + name);
     }
     case Kind::kString: {
-      if (name == "length") return Value::Int(static_cast<int64_t>(Utf16Length(v.s)));
+      if (name == "length" || name == "count") {
+        return Value::Int(static_cast<int64_t>(Utf16Length(v.s)));
+      }
       if (name == "upper") return Value::Str(JsToUpper(v.s));
       if (name == "lower") return Value::Str(JsToLower(v.s));
       if (name == "title") return Value::Str(JsTitle(v.s));
@@ -324,6 +349,7 @@ StatusOr<Value> FilterWithArgs(Interpreter& interp, const Value& v, const Expr& 
     return v;
   }
   if (v.is_list()) {
+    if (name == "select" || name == "reject") return SelectItems(v, name == "select", args);
     if (name == "sort") {
       const Value reverse = arg(0, "reverse", Value::Bool(false));
       const Value case_sensitive = arg(1, "case_sensitive", Value::Bool(false));

@@ -108,6 +108,15 @@ TEST(JinjaEngineTest, FiltersAndMethods) {
             " Hi ");
 }
 
+// Extensions over the reference (which rejects these filters when they run): Python Jinja's
+// select/reject/count, so that templates carrying them in rarely taken branches (Llama 3.1's
+// builtin_tools) load.
+TEST(JinjaEngineTest, SelectRejectCountExtensions) {
+  EXPECT_EQ(Ok("{{ [0, 1, 2, 'a', none]|select|list }}|{{ [1, 2, 3]|reject('odd')|list }}|"
+               "{{ ['x', 'y']|reject('equalto', 'x')|list }}|{{ messages|count }}"),
+            "[1, 2, \"a\"]|[2]|[\"y\"]|2");
+}
+
 TEST(JinjaEngineTest, MacrosAndFilterBlocks) {
   EXPECT_EQ(Ok("{% macro tag(name, end='>') %}<{{ name }}{{ end }}{% endmacro %}"
                "{{ tag('a') }}{{ tag('b', end='/>') }}"),
