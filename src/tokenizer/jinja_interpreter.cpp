@@ -7,6 +7,9 @@
 #include "tokenizer/jinja_lexer.h"
 
 namespace llmux::jinja {
+namespace {
+constexpr int kMaxMacroDepth = 100;
+}  // namespace
 
 Value Environment::Lookup(const std::string& name) const {
   for (const Environment* e = this; e != nullptr; e = e->parent_) {
@@ -213,6 +216,14 @@ void Interpreter::DefineMacro(const Stmt& s, Environment& env) {
   const Stmt* macro = &s;
   env.Set(s.text, Value::Function([this, macro](CallArgs args,
                                                  Environment& caller) -> StatusOr<Value> {
+    if (macro_depth_ >= kMaxMacroDepth) {
+      return InvalidArgument("macro calls nested deeper than " + std::to_string(kMaxMacroDepth));
+    }
+    ++macro_depth_;
+    struct DepthGuard {
+      int& depth;
+      ~DepthGuard() { --depth; }
+    } guard{macro_depth_};
     Environment scope(&caller);
     std::vector<std::pair<std::string, const Expr*>> pending_defaults;
     for (size_t k = 0; k < macro->params.size(); ++k) {

@@ -409,7 +409,7 @@ class Parser {
     LLMUX_ASSIGN_OR_RETURN(ExprPtr primary, Primary());
     LLMUX_ASSIGN_OR_RETURN(ExprPtr member, Member(std::move(primary)));
     while (Is(TokenType::kOpenParen)) {
-      auto call = NewExpr(ExprKind::kCall, Offset(cur_));
+      auto call = NewExpr(ExprKind::kCall, member->offset);
       call->a = std::move(member);
       LLMUX_ASSIGN_OR_RETURN(call->items, Args(false));
       LLMUX_ASSIGN_OR_RETURN(member, Member(std::move(call)));

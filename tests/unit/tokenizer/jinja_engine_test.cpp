@@ -124,6 +124,16 @@ TEST(JinjaEngineTest, MacrosAndFilterBlocks) {
   EXPECT_EQ(Ok("{% filter upper %}shout {{ bos_token }}{% endfilter %}"), "SHOUT <S>");
 }
 
+TEST(JinjaEngineTest, RecursiveMacroIsBounded) {
+  EXPECT_EQ(Ok("{% macro count(n) %}{{ n }}{% if n > 0 %}{{ count(n - 1) }}{% endif %}"
+               "{% endmacro %}{{ count(3) }}"),
+            "3210");
+  auto r = Render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "chat template error at line 1, column 19: macro calls nested deeper than 100");
+}
+
 TEST(JinjaEngineTest, StrftimeNowUsesInjectedClock) {
   EXPECT_EQ(Ok("{{ strftime_now('%d %b %Y %H:%M') }}|{{ strftime_now('%B %m %%d %j') }}"),
             "04 Jul 2024 09:05|July 07 %d %j");
@@ -199,6 +209,26 @@ TEST(JinjaEngineTest, UnsupportedConstructsFailAtParse) {
     ASSERT_FALSE(t.ok()) << source;
     EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(t.status().message(), message) << source;
+  }
+}
+
+// Every prefix of a template exercising most of the grammar either parses or fails with
+// InvalidArgument (never crashes); the full text renders. Run under ASan in CI.
+TEST(JinjaEngineTest, EveryPrefixParsesOrFailsCleanly) {
+  const std::string source =
+      "{%- set ns = namespace(a=[1, 2.5, 'x'], d={'k': {'n': none}}) -%}\n"
+      "{# comment #}{% for m in messages[::-1] if m.role is not none %}"
+      "{{- m['content']|trim|replace('a', \"b\") ~ (loop.index0 // 2) -}}"
+      "{% if not loop.last and 'x' in ns.a %}, {% elif m.role == 'user' %}u{% else %}"
+      "{% set ns.a = ns.a + [-1] %}{% endif %}{% else %}{{ raise_exception('none') }}"
+      "{% endfor %}{% macro f(a, b=2) %}{{ a * b }}{% endmacro %}{{ f(3) }}"
+      "{{ {'t': (1, 2)}['t'][0] if ns.d.k.n is none else 'z' }}{{ '\\u00e9\\n' }}";
+  ASSERT_EQ(Ok(source), "Hi0, Sys061é\n");  // as @huggingface/jinja renders it
+  for (size_t n = 0; n < source.size(); ++n) {
+    auto t = Template::Parse(source.substr(0, n));
+    if (!t.ok()) {
+      EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument) << n;
+    }
   }
 }
 
