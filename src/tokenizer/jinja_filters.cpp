@@ -14,19 +14,20 @@ namespace llmux::jinja {
 namespace {
 
 const std::set<std::string_view> kFilters = {
-    "safe", "tojson", "list", "first", "last", "length", "reverse", "sort", "join", "string",
-    "unique", "upper", "lower", "title", "capitalize", "trim", "indent", "int", "float", "abs",
-    "items", "keys", "values", "dictsort", "bool", "default", "selectattr", "rejectattr", "map",
-    "replace", "select", "reject", "count"};
+    "safe",       "tojson",  "list",     "first",  "last",    "length",     "reverse",
+    "sort",       "join",    "string",   "unique", "upper",   "lower",      "title",
+    "capitalize", "trim",    "indent",   "int",    "float",   "abs",        "items",
+    "keys",       "values",  "dictsort", "bool",   "default", "selectattr", "rejectattr",
+    "map",        "replace", "select",   "reject", "count"};
 
-const std::set<std::string_view> kTests = {
-    "boolean", "callable", "odd", "even", "false", "true", "none", "string", "number",
-    "integer", "iterable", "mapping", "sequence", "lower", "upper", "defined", "undefined",
-    "equalto", "eq"};
+const std::set<std::string_view> kTests = {"boolean",  "callable",  "odd",      "even",   "false",
+                                           "true",     "none",      "string",   "number", "integer",
+                                           "iterable", "mapping",   "sequence", "lower",  "upper",
+                                           "defined",  "undefined", "equalto",  "eq"};
 
 Status CannotApply(std::string_view filter, const Value& operand) {
-  return InvalidArgument("cannot apply filter \"" + std::string(filter) + "\" to type: " +
-                         std::string(KindName(operand.kind)));
+  return InvalidArgument("cannot apply filter \"" + std::string(filter) +
+                         "\" to type: " + std::string(KindName(operand.kind)));
 }
 
 // JS parseInt(s, 10): optional whitespace and sign, then the leading digits.
@@ -119,8 +120,8 @@ StatusOr<Value> SortList(std::vector<Value> items, bool reverse, bool case_sensi
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
     Value a = x, b = y;
     if (!attribute.is_none()) {
-      const std::string path = attribute.kind == Kind::kInt ? std::to_string(attribute.i)
-                                                            : attribute.s;
+      const std::string path =
+          attribute.kind == Kind::kInt ? std::to_string(attribute.i) : attribute.s;
       a = AttributePath(x, path);
       b = AttributePath(y, path);
     }
@@ -344,7 +345,8 @@ StatusOr<Value> FilterWithArgs(Interpreter& interp, const Value& v, const Expr& 
   if (name == "default") {
     const Value fallback = args.positional.empty() ? Value::Str("") : args.positional[0];
     const Value boolean = arg(1, "boolean", Value::Bool(false));
-    if (boolean.kind != Kind::kBool) return InvalidArgument("`default` filter flag must be a boolean");
+    if (boolean.kind != Kind::kBool)
+      return InvalidArgument("`default` filter flag must be a boolean");
     if (v.is_undefined() || (boolean.b && !v.Truthy())) return fallback;
     return v;
   }
@@ -371,7 +373,8 @@ StatusOr<Value> FilterWithArgs(Interpreter& interp, const Value& v, const Expr& 
       const Value* fallback = args.Keyword("default");
       std::vector<Value> out;
       for (const Value& item : *v.list) {
-        if (!item.is_attribute_container()) return InvalidArgument("items in map must be an object");
+        if (!item.is_attribute_container())
+          return InvalidArgument("items in map must be an object");
         Value x = AttributePath(item, attribute->s);
         out.push_back(x.is_undefined() && fallback ? *fallback : x);
       }
@@ -439,7 +442,8 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v) {
   if (name == "callable") return v.kind == Kind::kFunction;
   if (name == "odd" || name == "even") {
     if (v.kind != Kind::kInt) {
-      return InvalidArgument("cannot " + std::string(name) + " on " + std::string(KindName(v.kind)));
+      return InvalidArgument("cannot " + std::string(name) + " on " +
+                             std::string(KindName(v.kind)));
     }
     return (v.i % 2 != 0) == (name == "odd");
   }

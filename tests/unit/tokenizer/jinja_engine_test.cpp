@@ -85,8 +85,7 @@ TEST(JinjaEngineTest, ExpressionsAndValues) {
   EXPECT_EQ(Ok("{{ 'a' ~ 1 ~ 2.0 }}|{{ 'x' + 'y' }}|{{ 'y' if false else 'n' }}"), "a12|xy|n");
   EXPECT_EQ(Ok("{{ 'hello'[::-1] }}|{{ messages[1:]|length }}|{{ messages[-1].role }}"),
             "olleh|1|user");
-  EXPECT_EQ(Ok("{{ 'a' in 'cat' }}{{ 'z' not in ['z'] }}{{ 'k' in {'k': 1} }}"),
-            "truefalsetrue");
+  EXPECT_EQ(Ok("{{ 'a' in 'cat' }}{{ 'z' not in ['z'] }}{{ 'k' in {'k': 1} }}"), "truefalsetrue");
   EXPECT_EQ(Ok("{{ x is defined }}{{ none is none }}{{ 'a' is string }}{{ {} is mapping }}"),
             "falsetruetruetrue");
   EXPECT_EQ(Ok("[{{ missing }}][{{ missing.attr }}][{{ messages[7] }}]"), "[][][]");
@@ -140,8 +139,9 @@ TEST(JinjaEngineTest, StrftimeNowUsesInjectedClock) {
 }
 
 TEST(JinjaEngineTest, RaiseExceptionGivesItsMessage) {
-  auto r = Render("{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
-                  "supported') }}{% endif %}");
+  auto r = Render(
+      "{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
+      "supported') }}{% endif %}");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message(), "System role not supported");
