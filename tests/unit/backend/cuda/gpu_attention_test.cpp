@@ -30,7 +30,7 @@ class AttentionHarness {
  public:
   AttentionHarness(Backend* b, Shape shape, int num_seqs) : b_(b), dev_(b), shape_(shape) {
     spec_.num_layers = 2;
-    spec_.num_blocks = 160;
+    spec_.num_blocks = 320;  // ~106 scattered blocks per sequence
     spec_.block_size = 16;
     spec_.num_heads = shape.heads;
     spec_.num_kv_heads = shape.kv_heads;
