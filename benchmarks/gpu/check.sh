@@ -97,7 +97,8 @@ fi
 
 step "stories260K-hf greedy: CPU vs CUDA"
 model="$root/.gpu-prefix/models/stories260K-hf"
-gen_args=(${LLMUX_GENERATE_ARGS:---prompt "Once upon a time" --max-tokens 64 --temperature 0})
+gen_args=(--prompt "Once upon a time" --max-tokens 64 --temperature 0)
+if [[ -n "${LLMUX_GENERATE_ARGS:-}" ]]; then read -ra gen_args <<< "$LLMUX_GENERATE_ARGS"; fi
 if "$build/llmux" generate --help 2>&1 | grep -q -- "--backend"; then
   timeout 60 "$build/llmux" generate --model "$model" --backend cpu "${gen_args[@]}" \
     > "$out/generate_cpu.txt" 2> "$out/generate_cpu.err"
