@@ -118,10 +118,10 @@ Status BatchMetadata::Set(const ForwardBatch& b, const KvCacheSpec& spec, cudaSt
     }
     const int needed = (seq_len + spec.block_size - 1) / spec.block_size;
     for (int j = 0; j < needed; ++j) {
-      const int32_t blk = b.block_tables[static_cast<size_t>(s) * b.max_blocks_per_seq + j];
+      const size_t entry = static_cast<size_t>(s) * b.max_blocks_per_seq + j;
+      const int32_t blk = b.block_tables[entry];
       if (blk < 0 || blk >= spec.num_blocks) {
-        return InvalidArgument(At("block_tables", static_cast<size_t>(s) * b.max_blocks_per_seq + j) +
-                               " is not a block of the pool");
+        return InvalidArgument(At("block_tables", entry) + " is not a block of the pool");
       }
     }
   }

@@ -51,8 +51,8 @@ TEST(GpuElementwise, EmbeddingGathersRowsExactly) {
   DeviceTensors dev(b.get());
   const int vocab = 37, dim = 75;
   const auto table_vals = RandomBf16(vocab * dim, 1);
-  HostTensor h{"emb", DType::kF32, {vocab, dim}, reinterpret_cast<const std::byte*>(table_vals.data()),
-               table_vals.size() * 4};
+  HostTensor h{"emb", DType::kF32, {vocab, dim},
+               reinterpret_cast<const std::byte*>(table_vals.data()), table_vals.size() * 4};
   auto table = b->LoadWeight(h, WeightKind::kEmbedding);
   ASSERT_TRUE(table.ok());
   const std::vector<int32_t> ids = {36, 0, 5, 5, 17};
