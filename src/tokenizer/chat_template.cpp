@@ -1,8 +1,7 @@
 #include "llmux/chat_template.h"
 
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
@@ -113,8 +112,8 @@ StatusOr<std::string> TemplateFromConfig(const nlohmann::json& config,
       }
       names += (names.empty() ? "" : ", ") + name;
     }
-    return NotFound(path.string() + ": chat_template lists no \"default\" template (has: " +
-                    names + "); select one with model.chat_template");
+    return NotFound(path.string() + ": chat_template lists no \"default\" template (has: " + names +
+                    "); select one with model.chat_template");
   }
   return InvalidArgument(path.string() + ": chat_template must be a string or a list");
 }
@@ -143,8 +142,8 @@ StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Builtin(std::string_view n
   if (!source) {
     std::string known;
     for (const auto& n : BuiltinNames()) known += (known.empty() ? "" : ", ") + n;
-    return NotFound("unknown built-in chat template '" + std::string(name) + "' (known: " +
-                    known + ")");
+    return NotFound("unknown built-in chat template '" + std::string(name) + "' (known: " + known +
+                    ")");
   }
   return Create(std::move(*source), std::move(context));
 }

@@ -57,8 +57,8 @@ constexpr std::string_view kPlain =
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 
-constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kBuiltins = {{
-    {"chatml", kChatml}, {"llama3", kLlama3}, {"llama2", kLlama2}, {"plain", kPlain}}};
+constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kBuiltins = {
+    {{"chatml", kChatml}, {"llama3", kLlama3}, {"llama2", kLlama2}, {"plain", kPlain}}};
 
 }  // namespace
 

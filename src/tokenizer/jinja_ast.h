@@ -45,12 +45,12 @@ struct Expr {
 };
 
 enum class StmtKind {
-  kText,         // text
-  kOutput,       // {{ expr }}
-  kIf,           // expr, body, alternate (an elif is a nested kIf in alternate)
-  kFor,          // target in expr [if filter]: body, alternate (the for-else block)
-  kSet,          // target = expr, or target = rendered body ({% set x %}...{% endset %})
-  kMacro,        // name(params): body
+  kText,    // text
+  kOutput,  // {{ expr }}
+  kIf,      // expr, body, alternate (an elif is a nested kIf in alternate)
+  kFor,     // target in expr [if filter]: body, alternate (the for-else block)
+  kSet,     // target = expr, or target = rendered body ({% set x %}...{% endset %})
+  kMacro,   // name(params): body
   kBreak,
   kContinue,
   kFilterBlock,  // {% filter f %} body {% endfilter %}: filter is a kFilter with a null operand

@@ -1,20 +1,21 @@
 // Members, methods, slicing and global functions (filters and tests: jinja_filters.cpp).
+#include "tokenizer/jinja_builtins.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
 #include <utility>
 
-#include "tokenizer/jinja_builtins.h"
 #include "tokenizer/jinja_interpreter.h"
 #include "tokenizer/jinja_text.h"
 
 namespace llmux::jinja {
 namespace {
 
-const std::set<std::string_view> kStringMethods = {
-    "upper", "lower", "strip", "title", "capitalize", "rstrip", "lstrip", "startswith",
-    "endswith", "split", "replace"};
+const std::set<std::string_view> kStringMethods = {"upper",      "lower",  "strip",  "title",
+                                                   "capitalize", "rstrip", "lstrip", "startswith",
+                                                   "endswith",   "split",  "replace"};
 const std::set<std::string_view> kDictMethods = {"get", "items", "keys", "values", "dictsort"};
 
 Value Method(NativeFunction fn) { return Value::Function(std::move(fn)); }
@@ -139,7 +140,8 @@ StatusOr<Value> CallDictMethod(const std::shared_ptr<Dict>& dict, const std::str
   const Value case_sensitive = arg(0, "case_sensitive", Value::Bool(false));
   const Value by = arg(1, "by", Value::Str("key"));
   const Value reverse = arg(2, "reverse", Value::Bool(false));
-  if (case_sensitive.kind != Kind::kBool) return InvalidArgument("case_sensitive must be a boolean");
+  if (case_sensitive.kind != Kind::kBool)
+    return InvalidArgument("case_sensitive must be a boolean");
   if (!by.is_string() || (by.s != "key" && by.s != "value")) {
     return InvalidArgument("by must be either 'key' or 'value'");
   }
@@ -173,9 +175,8 @@ StatusOr<Value> GetMember(const Value& object, const Value& property) {
     if (object.kind == Kind::kDict && kDictMethods.count(property.s)) {
       auto dict = object.dict;
       const std::string name = property.s;
-      return Method([dict, name](CallArgs args, Environment&) {
-        return CallDictMethod(dict, name, args);
-      });
+      return Method(
+          [dict, name](CallArgs args, Environment&) { return CallDictMethod(dict, name, args); });
     }
     return Value::Undefined();
   }
@@ -284,7 +285,8 @@ StatusOr<Value> MakeNamespace(const CallArgs& args) {
     } else if (src.is_list()) {
       for (const Value& pair : *src.list) {
         if (!pair.is_list() || pair.list->size() != 2 || !(*pair.list)[0].is_string()) {
-          return InvalidArgument("namespace expected an object or an iterable of [key, value] pairs");
+          return InvalidArgument(
+              "namespace expected an object or an iterable of [key, value] pairs");
         }
         d.Set((*pair.list)[0].s, (*pair.list)[1]);
       }
@@ -297,8 +299,9 @@ StatusOr<Value> MakeNamespace(const CallArgs& args) {
 }
 
 std::string Strftime(const std::tm& t, const std::string& format) {
-  static const char* kLong[] = {"January", "February", "March", "April", "May", "June", "July",
-                                "August", "September", "October", "November", "December"};
+  static const char* kLong[] = {"January",   "February", "March",    "April",
+                                "May",       "June",     "July",     "August",
+                                "September", "October",  "November", "December"};
   static const char* kShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   auto pad2 = [](int v) {
@@ -314,14 +317,30 @@ std::string Strftime(const std::tm& t, const std::string& format) {
     }
     const int month = std::clamp(t.tm_mon, 0, 11);
     switch (format[k + 1]) {
-      case 'Y': out += std::to_string(t.tm_year + 1900); break;
-      case 'm': out += pad2(t.tm_mon + 1); break;
-      case 'd': out += pad2(t.tm_mday); break;
-      case 'b': out += kShort[month]; break;
-      case 'B': out += kLong[month]; break;
-      case 'H': out += pad2(t.tm_hour); break;
-      case 'M': out += pad2(t.tm_min); break;
-      case '%': out += '%'; break;
+      case 'Y':
+        out += std::to_string(t.tm_year + 1900);
+        break;
+      case 'm':
+        out += pad2(t.tm_mon + 1);
+        break;
+      case 'd':
+        out += pad2(t.tm_mday);
+        break;
+      case 'b':
+        out += kShort[month];
+        break;
+      case 'B':
+        out += kLong[month];
+        break;
+      case 'H':
+        out += pad2(t.tm_hour);
+        break;
+      case 'M':
+        out += pad2(t.tm_min);
+        break;
+      case '%':
+        out += '%';
+        break;
       default:
         out.push_back('%');  // other directives stay as written, as in the reference
         continue;
@@ -334,27 +353,27 @@ std::string Strftime(const std::tm& t, const std::string& format) {
 }  // namespace
 
 void InstallGlobalFunctions(Environment& env, std::function<std::tm()> local_time, bool* raised) {
-  env.Set("raise_exception", Value::Function([raised](CallArgs args, Environment&)
-                                                 -> StatusOr<Value> {
-    std::string message;
-    for (size_t k = 0; k < args.positional.size(); ++k) {
-      if (k > 0) message += ",";
-      auto part = JsPrimitiveString(args.positional[k]);
-      message += part.ok() ? *part : std::string(KindName(args.positional[k].kind));
-    }
-    *raised = true;
-    return InvalidArgument(message);
-  }));
+  env.Set("raise_exception",
+          Value::Function([raised](CallArgs args, Environment&) -> StatusOr<Value> {
+            std::string message;
+            for (size_t k = 0; k < args.positional.size(); ++k) {
+              if (k > 0) message += ",";
+              auto part = JsPrimitiveString(args.positional[k]);
+              message += part.ok() ? *part : std::string(KindName(args.positional[k].kind));
+            }
+            *raised = true;
+            return InvalidArgument(message);
+          }));
   env.Set("range", Value::Function([](CallArgs args, Environment&) { return Range(args); }));
   env.Set("namespace",
           Value::Function([](CallArgs args, Environment&) { return MakeNamespace(args); }));
-  env.Set("strftime_now", Value::Function([local_time](CallArgs args,
-                                                       Environment&) -> StatusOr<Value> {
-    if (args.positional.empty() || !args.positional[0].is_string()) {
-      return InvalidArgument("strftime_now() takes a format string");
-    }
-    return Value::Str(Strftime(local_time(), args.positional[0].s));
-  }));
+  env.Set("strftime_now",
+          Value::Function([local_time](CallArgs args, Environment&) -> StatusOr<Value> {
+            if (args.positional.empty() || !args.positional[0].is_string()) {
+              return InvalidArgument("strftime_now() takes a format string");
+            }
+            return Value::Str(Strftime(local_time(), args.positional[0].s));
+          }));
 }
 
 }  // namespace llmux::jinja

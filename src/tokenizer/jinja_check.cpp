@@ -38,17 +38,28 @@ class Checker {
                            DescribePosition(source_, offset) + ": " + what);
   }
 
+  // The literal test name of selectattr/rejectattr (2nd argument) or select/reject (1st).
+  static const Expr* TestNameArgument(const Expr& filter) {
+    size_t index = 0;
+    if (filter.name == "selectattr" || filter.name == "rejectattr") {
+      index = 1;
+    } else if (filter.name != "select" && filter.name != "reject") {
+      return nullptr;
+    }
+    if (filter.items.size() <= index) return nullptr;
+    const Expr* arg = filter.items[index].get();
+    return arg->kind == ExprKind::kLiteral && arg->literal.is_string() ? arg : nullptr;
+  }
+
   Status Check(const Expr& e) {
     switch (e.kind) {
       case ExprKind::kFilter:
         if (!IsSupportedFilter(e.name)) {
           return Unsupported(e.offset, "filter '" + e.name + "' is not supported");
         }
-        if ((e.name == "selectattr" || e.name == "rejectattr") && e.items.size() > 1 &&
-            e.items[1]->kind == ExprKind::kLiteral && e.items[1]->literal.is_string() &&
-            !IsSupportedTest(e.items[1]->literal.s)) {
-          return Unsupported(e.items[1]->offset,
-                             "test '" + e.items[1]->literal.s + "' is not supported");
+        if (const Expr* test = TestNameArgument(e);
+            test && !IsSupportedTest(test->literal.s) && test->literal.s != "==") {
+          return Unsupported(test->offset, "test '" + test->literal.s + "' is not supported");
         }
         break;
       case ExprKind::kTest:

@@ -14,19 +14,20 @@ namespace llmux::jinja {
 namespace {
 
 const std::set<std::string_view> kFilters = {
-    "safe", "tojson", "list", "first", "last", "length", "reverse", "sort", "join", "string",
-    "unique", "upper", "lower", "title", "capitalize", "trim", "indent", "int", "float", "abs",
-    "items", "keys", "values", "dictsort", "bool", "default", "selectattr", "rejectattr", "map",
-    "replace"};
+    "safe",       "tojson",  "list",     "first",  "last",    "length",     "reverse",
+    "sort",       "join",    "string",   "unique", "upper",   "lower",      "title",
+    "capitalize", "trim",    "indent",   "int",    "float",   "abs",        "items",
+    "keys",       "values",  "dictsort", "bool",   "default", "selectattr", "rejectattr",
+    "map",        "replace", "select",   "reject", "count"};
 
-const std::set<std::string_view> kTests = {
-    "boolean", "callable", "odd", "even", "false", "true", "none", "string", "number",
-    "integer", "iterable", "mapping", "sequence", "lower", "upper", "defined", "undefined",
-    "equalto", "eq"};
+const std::set<std::string_view> kTests = {"boolean",  "callable",  "odd",      "even",   "false",
+                                           "true",     "none",      "string",   "number", "integer",
+                                           "iterable", "mapping",   "sequence", "lower",  "upper",
+                                           "defined",  "undefined", "equalto",  "eq"};
 
 Status CannotApply(std::string_view filter, const Value& operand) {
-  return InvalidArgument("cannot apply filter \"" + std::string(filter) + "\" to type: " +
-                         std::string(KindName(operand.kind)));
+  return InvalidArgument("cannot apply filter \"" + std::string(filter) +
+                         "\" to type: " + std::string(KindName(operand.kind)));
 }
 
 // JS parseInt(s, 10): optional whitespace and sign, then the leading digits.
@@ -119,8 +120,8 @@ StatusOr<Value> SortList(std::vector<Value> items, bool reverse, bool case_sensi
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
     Value a = x, b = y;
     if (!attribute.is_none()) {
-      const std::string path = attribute.kind == Kind::kInt ? std::to_string(attribute.i)
-                                                            : attribute.s;
+      const std::string path =
+          attribute.kind == Kind::kInt ? std::to_string(attribute.i) : attribute.s;
       a = AttributePath(x, path);
       b = AttributePath(y, path);
     }
@@ -135,6 +136,26 @@ StatusOr<Value> SortList(std::vector<Value> items, bool reverse, bool case_sensi
   return Value::List(std::move(items));
 }
 
+// select/reject (Python Jinja; the reference lacks them): keep the items that pass
+// `test` (with `arg` for equalto), or that are truthy without a test.
+StatusOr<Value> SelectItems(const Value& list, bool select, const CallArgs& args) {
+  std::vector<Value> out;
+  for (const Value& item : *list.list) {
+    bool pass = item.Truthy();
+    if (!args.positional.empty()) {
+      if (!args.positional[0].is_string()) return InvalidArgument("test name must be a string");
+      const std::string& test = args.positional[0].s;
+      if (test == "equalto" || test == "eq" || test == "==") {
+        pass = args.positional.size() > 1 && StrictEquals(item, args.positional[1]);
+      } else {
+        LLMUX_ASSIGN_OR_RETURN(pass, ApplyTest(test, item));
+      }
+    }
+    if (pass == select) out.push_back(item);
+  }
+  return Value::List(std::move(out));
+}
+
 StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
   if (name == "safe") return v;
   if (name == "tojson") {
@@ -147,7 +168,10 @@ StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
       if (name == "list") return v;
       if (name == "first") return items.empty() ? Value::Undefined() : items.front();
       if (name == "last") return items.empty() ? Value::Undefined() : items.back();
-      if (name == "length") return Value::Int(static_cast<int64_t>(items.size()));
+      if (name == "length" || name == "count") {
+        return Value::Int(static_cast<int64_t>(items.size()));
+      }
+      if (name == "select" || name == "reject") return SelectItems(v, name == "select", {});
       if (name == "reverse") return Value::List(std::vector<Value>(items.rbegin(), items.rend()));
       if (name == "sort") return SortList(items, false, false, Value::None());
       if (name == "join") {
@@ -170,7 +194,9 @@ StatusOr<Value> FilterWithoutArgs(const std::string& name, const Value& v) {
       return InvalidArgument("unknown ArrayValue filter: " + name);
     }
     case Kind::kString: {
-      if (name == "length") return Value::Int(static_cast<int64_t>(Utf16Length(v.s)));
+      if (name == "length" || name == "count") {
+        return Value::Int(static_cast<int64_t>(Utf16Length(v.s)));
+      }
       if (name == "upper") return Value::Str(JsToUpper(v.s));
       if (name == "lower") return Value::Str(JsToLower(v.s));
       if (name == "title") return Value::Str(JsTitle(v.s));
@@ -319,11 +345,13 @@ StatusOr<Value> FilterWithArgs(Interpreter& interp, const Value& v, const Expr& 
   if (name == "default") {
     const Value fallback = args.positional.empty() ? Value::Str("") : args.positional[0];
     const Value boolean = arg(1, "boolean", Value::Bool(false));
-    if (boolean.kind != Kind::kBool) return InvalidArgument("`default` filter flag must be a boolean");
+    if (boolean.kind != Kind::kBool)
+      return InvalidArgument("`default` filter flag must be a boolean");
     if (v.is_undefined() || (boolean.b && !v.Truthy())) return fallback;
     return v;
   }
   if (v.is_list()) {
+    if (name == "select" || name == "reject") return SelectItems(v, name == "select", args);
     if (name == "sort") {
       const Value reverse = arg(0, "reverse", Value::Bool(false));
       const Value case_sensitive = arg(1, "case_sensitive", Value::Bool(false));
@@ -345,7 +373,8 @@ StatusOr<Value> FilterWithArgs(Interpreter& interp, const Value& v, const Expr& 
       const Value* fallback = args.Keyword("default");
       std::vector<Value> out;
       for (const Value& item : *v.list) {
-        if (!item.is_attribute_container()) return InvalidArgument("items in map must be an object");
+        if (!item.is_attribute_container())
+          return InvalidArgument("items in map must be an object");
         Value x = AttributePath(item, attribute->s);
         out.push_back(x.is_undefined() && fallback ? *fallback : x);
       }
@@ -413,7 +442,8 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v) {
   if (name == "callable") return v.kind == Kind::kFunction;
   if (name == "odd" || name == "even") {
     if (v.kind != Kind::kInt) {
-      return InvalidArgument("cannot " + std::string(name) + " on " + std::string(KindName(v.kind)));
+      return InvalidArgument("cannot " + std::string(name) + " on " +
+                             std::string(KindName(v.kind)));
     }
     return (v.i % 2 != 0) == (name == "odd");
   }

@@ -7,6 +7,9 @@
 #include "tokenizer/jinja_lexer.h"
 
 namespace llmux::jinja {
+namespace {
+constexpr int kMaxMacroDepth = 100;
+}  // namespace
 
 Value Environment::Lookup(const std::string& name) const {
   for (const Environment* e = this; e != nullptr; e = e->parent_) {
@@ -38,8 +41,7 @@ Status Interpreter::Positioned(const Status& s, size_t offset) {
                          s.message());
 }
 
-StatusOr<std::string> Interpreter::Render(const std::vector<StmtPtr>& program,
-                                          Environment& env) {
+StatusOr<std::string> Interpreter::Render(const std::vector<StmtPtr>& program, Environment& env) {
   std::string out;
   LLMUX_ASSIGN_OR_RETURN(Flow flow, Exec(program, env, out));
   if (flow != Flow::kNormal) {
@@ -48,8 +50,8 @@ StatusOr<std::string> Interpreter::Render(const std::vector<StmtPtr>& program,
   return out;
 }
 
-StatusOr<Interpreter::Flow> Interpreter::Exec(const std::vector<StmtPtr>& block,
-                                              Environment& env, std::string& out) {
+StatusOr<Interpreter::Flow> Interpreter::Exec(const std::vector<StmtPtr>& block, Environment& env,
+                                              std::string& out) {
   for (const auto& s : block) {
     LLMUX_ASSIGN_OR_RETURN(Flow flow, ExecOne(*s, env, out));
     if (flow != Flow::kNormal) return flow;
@@ -211,46 +213,56 @@ Status Interpreter::ExecSet(const Stmt& s, Environment& env) {
 
 void Interpreter::DefineMacro(const Stmt& s, Environment& env) {
   const Stmt* macro = &s;
-  env.Set(s.text, Value::Function([this, macro](CallArgs args,
-                                                 Environment& caller) -> StatusOr<Value> {
-    Environment scope(&caller);
-    std::vector<std::pair<std::string, const Expr*>> pending_defaults;
-    for (size_t k = 0; k < macro->params.size(); ++k) {
-      const Expr& param = *macro->params[k];
-      std::optional<Value> value;
-      if (k < args.positional.size()) {
-        value = args.positional[k];
-      } else {
-        for (auto it = args.keyword.begin(); it != args.keyword.end(); ++it) {
-          if (it->first == param.name) {
-            value = it->second;
-            args.keyword.erase(it);
-            break;
-          }
-        }
-      }
-      if (!value && param.kind == ExprKind::kKeywordArg) {
-        pending_defaults.emplace_back(param.name, param.a.get());
-      }
-      scope.Set(param.name, value ? *value : Value::Undefined());
-    }
-    Dict extra_kw;
-    for (auto& [k, v] : args.keyword) extra_kw.Set(k, v);
-    scope.Set("kwargs", Value::MakeDict(std::move(extra_kw)));
-    std::vector<Value> varargs;
-    for (size_t k = macro->params.size(); k < args.positional.size(); ++k) {
-      varargs.push_back(args.positional[k]);
-    }
-    scope.Set("varargs", Value::List(std::move(varargs)));
-    for (const auto& [name, expr] : pending_defaults) {
-      LLMUX_ASSIGN_OR_RETURN(Value v, Eval(*expr, scope));
-      scope.Set(name, std::move(v));
-    }
-    std::string out;
-    LLMUX_ASSIGN_OR_RETURN(Flow flow, Exec(macro->body, scope, out));
-    if (flow != Flow::kNormal) return InvalidArgument("{% break %} outside a loop in a macro");
-    return Value::Str(std::move(out));
-  }));
+  env.Set(s.text,
+          Value::Function([this, macro](CallArgs args, Environment& caller) -> StatusOr<Value> {
+            if (macro_depth_ >= kMaxMacroDepth) {
+              return InvalidArgument("macro calls nested deeper than " +
+                                     std::to_string(kMaxMacroDepth));
+            }
+            ++macro_depth_;
+            struct DepthGuard {
+              int& depth;
+              ~DepthGuard() { --depth; }
+            } guard{macro_depth_};
+            Environment scope(&caller);
+            std::vector<std::pair<std::string, const Expr*>> pending_defaults;
+            for (size_t k = 0; k < macro->params.size(); ++k) {
+              const Expr& param = *macro->params[k];
+              std::optional<Value> value;
+              if (k < args.positional.size()) {
+                value = args.positional[k];
+              } else {
+                for (auto it = args.keyword.begin(); it != args.keyword.end(); ++it) {
+                  if (it->first == param.name) {
+                    value = it->second;
+                    args.keyword.erase(it);
+                    break;
+                  }
+                }
+              }
+              if (!value && param.kind == ExprKind::kKeywordArg) {
+                pending_defaults.emplace_back(param.name, param.a.get());
+              }
+              scope.Set(param.name, value ? *value : Value::Undefined());
+            }
+            Dict extra_kw;
+            for (auto& [k, v] : args.keyword) extra_kw.Set(k, v);
+            scope.Set("kwargs", Value::MakeDict(std::move(extra_kw)));
+            std::vector<Value> varargs;
+            for (size_t k = macro->params.size(); k < args.positional.size(); ++k) {
+              varargs.push_back(args.positional[k]);
+            }
+            scope.Set("varargs", Value::List(std::move(varargs)));
+            for (const auto& [name, expr] : pending_defaults) {
+              LLMUX_ASSIGN_OR_RETURN(Value v, Eval(*expr, scope));
+              scope.Set(name, std::move(v));
+            }
+            std::string out;
+            LLMUX_ASSIGN_OR_RETURN(Flow flow, Exec(macro->body, scope, out));
+            if (flow != Flow::kNormal)
+              return InvalidArgument("{% break %} outside a loop in a macro");
+            return Value::Str(std::move(out));
+          }));
 }
 
 StatusOr<CallArgs> Interpreter::EvalArgs(const std::vector<ExprPtr>& args, Environment& env) {

@@ -68,6 +68,7 @@ class Interpreter {
   std::function<std::tm()> local_time_;
   bool raised_ = false;      // raise_exception was called: its message goes out untouched
   bool positioned_ = false;  // the pending error already names its position
+  int macro_depth_ = 0;      // nested macro calls, bounded so recursion cannot overflow
 };
 
 }  // namespace llmux::jinja

@@ -179,13 +179,12 @@ class Lexer {
     const std::string& s = m_.text;
     while (pos_ < s.size()) {
       const bool after_tag = tokens_.empty() || Last() == TokenType::kCloseStatement ||
-                             Last() == TokenType::kCloseExpression ||
-                             Last() == TokenType::kComment;
+                             Last() == TokenType::kCloseExpression || Last() == TokenType::kComment;
       if (after_tag) {
         const size_t start = pos_;
-        while (pos_ < s.size() && !(s[pos_] == '{' && pos_ + 1 < s.size() &&
-                                    (s[pos_ + 1] == '%' || s[pos_ + 1] == '{' ||
-                                     s[pos_ + 1] == '#'))) {
+        while (pos_ < s.size() &&
+               !(s[pos_] == '{' && pos_ + 1 < s.size() &&
+                 (s[pos_ + 1] == '%' || s[pos_ + 1] == '{' || s[pos_ + 1] == '#'))) {
           ++pos_;
         }
         if (pos_ > start) {
@@ -395,15 +394,33 @@ class Lexer {
       }
       flush_high();
       switch (e) {
-        case 'n': value.push_back('\n'); break;
-        case 't': value.push_back('\t'); break;
-        case 'r': value.push_back('\r'); break;
-        case 'b': value.push_back('\b'); break;
-        case 'f': value.push_back('\f'); break;
-        case 'v': value.push_back('\v'); break;
-        case '\'': value.push_back('\''); break;
-        case '"': value.push_back('"'); break;
-        case '\\': value.push_back('\\'); break;
+        case 'n':
+          value.push_back('\n');
+          break;
+        case 't':
+          value.push_back('\t');
+          break;
+        case 'r':
+          value.push_back('\r');
+          break;
+        case 'b':
+          value.push_back('\b');
+          break;
+        case 'f':
+          value.push_back('\f');
+          break;
+        case 'v':
+          value.push_back('\v');
+          break;
+        case '\'':
+          value.push_back('\'');
+          break;
+        case '"':
+          value.push_back('"');
+          break;
+        case '\\':
+          value.push_back('\\');
+          break;
         default:
           return Error(pos_ - 2, std::string("unexpected escaped character '") + e + "'");
       }

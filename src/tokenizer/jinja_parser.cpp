@@ -10,8 +10,7 @@ namespace {
 
 class Parser {
  public:
-  Parser(std::string_view source, const std::vector<Token>& tokens)
-      : source_(source), t_(tokens) {}
+  Parser(std::string_view source, const std::vector<Token>& tokens) : source_(source), t_(tokens) {}
 
   StatusOr<std::vector<StmtPtr>> Program() {
     std::vector<StmtPtr> body;
@@ -50,10 +49,9 @@ class Parser {
   }
   Status Expect(TokenType type, std::string_view what) {
     if (!Is(type)) {
-      return Error(cur_, cur_ < t_.size() ? "expected " + std::string(what) + ", got '" +
-                                                t_[cur_].value + "'"
-                                          : "expected " + std::string(what) +
-                                                " before the end of the template");
+      return Error(cur_, cur_ < t_.size()
+                             ? "expected " + std::string(what) + ", got '" + t_[cur_].value + "'"
+                             : "expected " + std::string(what) + " before the end of the template");
     }
     ++cur_;
     return Status::Ok();
@@ -129,8 +127,8 @@ class Parser {
     if (!Is(TokenType::kIdentifier)) return Error(cur_, "expected a statement name");
     const std::string name = t_[cur_].value;
     static const std::set<std::string_view> kUnsupported = {
-        "call", "include", "extends", "block", "import", "from", "raw", "with", "autoescape",
-        "do", "trans", "pluralize"};
+        "call", "include", "extends",    "block", "import", "from",
+        "raw",  "with",    "autoescape", "do",    "trans",  "pluralize"};
     if (kUnsupported.count(name)) {
       return InvalidArgument("chat template uses an unsupported construct at " +
                              DescribePosition(source_, Offset(cur_)) + ": {% " + name +
@@ -409,7 +407,7 @@ class Parser {
     LLMUX_ASSIGN_OR_RETURN(ExprPtr primary, Primary());
     LLMUX_ASSIGN_OR_RETURN(ExprPtr member, Member(std::move(primary)));
     while (Is(TokenType::kOpenParen)) {
-      auto call = NewExpr(ExprKind::kCall, Offset(cur_));
+      auto call = NewExpr(ExprKind::kCall, member->offset);
       call->a = std::move(member);
       LLMUX_ASSIGN_OR_RETURN(call->items, Args(false));
       LLMUX_ASSIGN_OR_RETURN(member, Member(std::move(call)));
@@ -434,7 +432,8 @@ class Parser {
       LLMUX_ASSIGN_OR_RETURN(ExprPtr arg, Expression());
       if (Is(TokenType::kEquals)) {
         ++cur_;
-        if (arg->kind != ExprKind::kIdentifier) return Error(cur_ - 1, "expected a name before '='");
+        if (arg->kind != ExprKind::kIdentifier)
+          return Error(cur_ - 1, "expected a name before '='");
         auto kw = NewExpr(ExprKind::kKeywordArg, at);
         kw->name = arg->name;
         LLMUX_ASSIGN_OR_RETURN(kw->a, Expression());

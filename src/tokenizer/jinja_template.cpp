@@ -13,9 +13,8 @@ StatusOr<std::unique_ptr<Template>> Template::Parse(std::string source) {
   return std::unique_ptr<Template>(new Template(std::move(source), std::move(program)));
 }
 
-StatusOr<std::string> Template::Render(
-    const std::vector<std::pair<std::string, Value>>& variables,
-    const std::function<std::tm()>& local_time) const {
+StatusOr<std::string> Template::Render(const std::vector<std::pair<std::string, Value>>& variables,
+                                       const std::function<std::tm()>& local_time) const {
   Interpreter interp(source_, local_time);
   Environment globals(nullptr);
   interp.InstallGlobals(globals);

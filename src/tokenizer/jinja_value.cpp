@@ -155,7 +155,9 @@ std::string JsNumberToString(double v) {
   if (k <= n && n <= 21) {
     out.append(digits).append(static_cast<size_t>(n - k), '0');
   } else if (0 < n && n <= 21) {
-    out.append(digits, 0, static_cast<size_t>(n)).append(".").append(digits, static_cast<size_t>(n));
+    out.append(digits, 0, static_cast<size_t>(n))
+        .append(".")
+        .append(digits, static_cast<size_t>(n));
   } else if (-6 < n && n <= 0) {
     out.append("0.").append(static_cast<size_t>(-n), '0').append(digits);
   } else {

@@ -23,8 +23,18 @@ namespace llmux::jinja {
 class Environment;
 struct Value;
 
-enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kNamespace,
-                  kFunction };
+enum class Kind {
+  kUndefined,
+  kNone,
+  kBool,
+  kInt,
+  kFloat,
+  kString,
+  kList,
+  kDict,
+  kNamespace,
+  kFunction
+};
 
 // Insertion-ordered string-keyed map. NOTE: linear lookup; template dicts hold a handful of
 // keys (role, content, ...), where this beats hashing.

@@ -8,13 +8,12 @@
 //   LLMUX_UPDATE_GOLDENS=1 build/tests/unit_tokenizer --gtest_filter='ChatTemplateGolden*'
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -52,13 +51,17 @@ std::vector<Conversation> Conversations() {
          "He said \"hi\" and 'bye'.\nLine two\twith a tab\\backslash.\n\n{{ not a tag }} "
          "{% if %}"}}},
       {"unicode",
-       {{"system", "Réponds en français."},
-        {"user", "Grüße, 世界! 🚀 naïve café — Привет"}}},
+       {{"system", "Réponds en français."}, {"user", "Grüße, 世界! 🚀 naïve café — Привет"}}},
       {"padded_content", {{"user", "  padded content \n"}, {"assistant", "\n answer\t "}}},
       {"empty_content", {{"user", ""}}},
       {"assistant_first", {{"assistant", "I speak first."}, {"user", "OK."}}},
       {"tool_role", {{"user", "Weather?"}, {"tool", "{\"temp\": 21}"}}},
       {"no_messages", {}},
+      {"think_tags",
+       {{"user", "Q1"},
+        {"assistant", "<think>\nreasoning\n</think>\n\nA1"},
+        {"user", "Q2"},
+        {"assistant", "<think>more</think>A2"}}},
   };
 }
 
@@ -111,7 +114,8 @@ json ConversationsJson(const std::vector<Conversation>& conversations) {
   for (const auto& conv : conversations) {
     for (bool agp : {false, true}) {
       json messages = json::array();
-      for (const auto& m : conv.messages) messages.push_back({{"role", m.role}, {"content", m.content}});
+      for (const auto& m : conv.messages)
+        messages.push_back({{"role", m.role}, {"content", m.content}});
       out.push_back({{"name", conv.name + (agp ? "/gen" : "/nogen")},
                      {"messages", messages},
                      {"add_generation_prompt", agp}});
@@ -213,8 +217,8 @@ TEST(ChatTemplateGoldenTest, Llama3FromNpmPackage) {
 }
 
 TEST(ChatTemplateGoldenTest, Stories260K) {
-  CheckTemplate(FromConfig("stories260K",
-                           testing::SharedDataDir() / "models/stories260K-hf/tokenizer_config.json"));
+  CheckTemplate(FromConfig(
+      "stories260K", testing::SharedDataDir() / "models/stories260K-hf/tokenizer_config.json"));
 }
 
 TEST(ChatTemplateGoldenTest, BuiltinChatml) {
@@ -232,6 +236,191 @@ TEST(ChatTemplateGoldenTest, BuiltinLlama2) {
 
 TEST(ChatTemplateGoldenTest, BuiltinPlain) {
   CheckTemplate({"plain", *BuiltinChatTemplateSource("plain"), "", "</s>", ""});
+}
+
+// Multi-line templates written in the style of real model templates (Llama 3.1, Mistral,
+// Qwen3, Gemma): {%- -%} everywhere, namespaces, slicing, branches never taken.
+constexpr const char* kLlama31Style = R"TPL({{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{%- if builtin_tools is defined %}
+    {{- "Tools: " + builtin_tools | reject('equalto', 'code_interpreter') | join(", ") + "\n\n"}}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+)TPL";
+
+constexpr const char* kMistralStyle = R"TPL({%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.first and system_message is defined %}
+            {{- ' [INST] ' + system_message + '\n\n' + message['content'] + ' [/INST]' }}
+        {%- else %}
+            {{- ' [INST] ' + message['content'] + ' [/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] + eos_token}}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+)TPL";
+
+constexpr const char* kQwen3Style = R"TPL({%- if messages[0].role == 'system' %}
+    {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if '</think>' in content %}
+            {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+            {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}
+)TPL";
+
+constexpr const char* kGemmaStyle = R"TPL({{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+)TPL";
+
+TEST(ChatTemplateGoldenTest, RealisticLlama31Style) {
+  CheckTemplate({"llama31_style", kLlama31Style, "<|begin_of_text|>", "<|eot_id|>", ""});
+}
+
+TEST(ChatTemplateGoldenTest, RealisticMistralStyle) {
+  CheckTemplate({"mistral_style", kMistralStyle, "<s>", "</s>", ""});
+}
+
+TEST(ChatTemplateGoldenTest, RealisticQwen3Style) {
+  CheckTemplate({"qwen3_style", kQwen3Style, "", "<|im_end|>", ""});
+}
+
+TEST(ChatTemplateGoldenTest, RealisticGemmaStyle) {
+  CheckTemplate({"gemma_style", kGemmaStyle, "<bos>", "<eos>", ""});
 }
 
 // Small templates exercising one feature each, rendered over one rich conversation. A name
@@ -252,7 +441,8 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
       {"loop_vars",
        "{% for m in messages %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}"
        "{{ loop.length }}{{ loop.revindex }}{{ loop.revindex0 }}|{% endfor %}"},
-      {"loop_prev_next", "{% for x in [1,2,3] %}{{ loop.previtem }}-{{ loop.nextitem }};{% endfor %}"},
+      {"loop_prev_next",
+       "{% for x in [1,2,3] %}{{ loop.previtem }}-{{ loop.nextitem }};{% endfor %}"},
       {"for_else", "{% for x in [] %}x{% else %}empty{% endfor %}"},
       {"for_filter", "{% for m in messages if m.role != 'system' %}{{ m.role }},{% endfor %}"},
       {"for_items", "{% for k, v in {'a': 1, 'b': [1, 2]}.items() %}{{ k }}={{ v }};{% endfor %}"},
@@ -269,7 +459,8 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
        "{% set ns = namespace(found=false, n=0) %}{% for m in messages %}{% if m.role == 'user' "
        "%}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.found }} "
        "{{ ns.n }} {{ ns }}"},
-      {"set_scoping", "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"},
+      {"set_scoping",
+       "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"},
       {"set_in_if_leaks", "{% if true %}{% set y = 'in' %}{% endif %}{{ y }}"},
       {"set_block", "{% set b %}hello {{ 'world' }}{% endset %}[{{ b }}]"},
       {"set_tuple", "{% set a, b = [1, 2] %}{{ a + b }}"},
@@ -285,11 +476,13 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
       {"concat", "{{ 'a' ~ 1 ~ 2.0 ~ true }}|{{ 'n' + 1 }}|{{ 'x' + 'y' }}|{{ [1] + [2, 3] }}"},
       {"comparisons",
        "{{ 1 < 2 }}{{ 2 <= 2 }}{{ 'a' == 'a' }}{{ 1 == 1.0 }}{{ 1 == true }}{{ none == none }}"
-       "{{ undefined_var == none }}{{ 'a' != 'b' }}{{ 3 > 4 }}{{ '1' == 1 }}{{ messages == messages }}"},
+       "{{ undefined_var == none }}{{ 'a' != 'b' }}{{ 3 > 4 }}{{ '1' == 1 }}{{ messages == "
+       "messages }}"},
       {"membership",
        "{{ 'a' in 'cat' }}{{ 'x' in ['x', 'y'] }}{{ 'k' in {'k': 1} }}{{ 3 not in [1, 2] }}"
        "{{ 'z' in undefined_var }}{{ 1 in [1.0] }}"},
-      {"logic_values", "{{ 0 or 'x' }}|{{ 'a' and 'b' }}|{{ [] or 'empty' }}|{{ not none }}|{{ not 'a' }}"},
+      {"logic_values",
+       "{{ 0 or 'x' }}|{{ 'a' and 'b' }}|{{ [] or 'empty' }}|{{ not none }}|{{ not 'a' }}"},
       {"tests",
        "{{ x is defined }}{{ messages is defined }}{{ none is none }}{{ 'a' is string }}"
        "{{ 1 is number }}{{ 1.5 is integer }}{{ {} is mapping }}{{ [] is iterable }}{{ 3 is odd }}"
@@ -309,9 +502,11 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
        "{{ 'abc'.length }}"},
       {"string_filters",
        "{{ '  x  '|trim }}|{{ 'Hello World'|lower }}|{{ 'hello world-foo bar_baz 2x'|title }}|"
-       "{{ 'hELLO'|capitalize }}|{{ 'abc'|upper }}|{{ 'héllo🚀'|length }}|{{ 'a,b'|replace(',', ';') }}"
+       "{{ 'hELLO'|capitalize }}|{{ 'abc'|upper }}|{{ 'héllo🚀'|length }}|{{ 'a,b'|replace(',', "
+       "';') }}"
        "|{{ '12abc'|int }}|{{ 'x'|int }}|{{ '3.5'|float }}|{{ 'abc'|string }}|{{ 'x'|int(7) }}"},
-      {"unicode_case", "{{ 'Grüße'|upper }}|{{ 'ΑΒΓ Σ'|lower }}|{{ 'straße'|upper }}|{{ 'Привет'|upper }}"},
+      {"unicode_case",
+       "{{ 'Grüße'|upper }}|{{ 'ΑΒΓ Σ'|lower }}|{{ 'straße'|upper }}|{{ 'Привет'|upper }}"},
       {"list_filters",
        "{{ [3, 1, 2]|sort }}|{{ [3, 1, 2]|reverse|list }}|{{ [1, 2]|first }}{{ [1, 2]|last }}|"
        "{{ ['a', 'b']|join(', ') }}|{{ ['a', 'b']|join }}|{{ [1, 1, 2]|unique|list }}|"
@@ -332,22 +527,28 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
        "{{ d.get('a') }}{{ d.get('z', 'dz') }}[{{ d.get('z') }}]|{{ d|length }}{{ d|items|list }}"
        "{{ {'b': 1, 'a': 2}|dictsort }}"},
       {"string_methods",
-       "{{ '  ab  '.strip() }}|{{ '  ab  '.lstrip() }}|{{ '  ab  '.rstrip() }}|{{ ' a b  c '.split() }}"
+       "{{ '  ab  '.strip() }}|{{ '  ab  '.lstrip() }}|{{ '  ab  '.rstrip() }}|{{ ' a b  c "
+       "'.split() }}"
        "|{{ 'a,b,c'.split(',') }}|{{ 'a,b,c'.split(',', 1) }}|{{ 'abc'.startswith('ab') }}"
        "{{ 'abc'.endswith(('x', 'c')) }}|{{ 'aaa'.replace('a', 'b', 2) }}|{{ 'MiXed'.upper() }}"
-       "{{ 'MiXed'.lower() }}|{{ 'the cat'.title() }}|{{ 'x y'.capitalize() }}|{{ 'ab'.replace('', '-') }}"},
+       "{{ 'MiXed'.lower() }}|{{ 'the cat'.title() }}|{{ 'x y'.capitalize() }}|{{ 'ab'.replace('', "
+       "'-') }}"},
       {"selectattr_map",
        "{{ messages|selectattr('role', 'equalto', 'user')|list|length }}|"
        "{{ messages|rejectattr('role', 'equalto', 'user')|map(attribute='role')|list }}|"
-       "{{ messages|map(attribute='content')|join('/') }}|{{ messages|selectattr('missing')|list }}|"
+       "{{ messages|map(attribute='content')|join('/') }}|{{ messages|selectattr('missing')|list "
+       "}}|"
        "{{ messages|selectattr('content', 'string')|list|length }}"},
       {"macros",
        "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('A') }} "
        "{{ greet('B', '?') }} {{ greet(name='C', punct='.') }}"},
       {"macro_sees_caller_scope",
-       "{% macro show() %}{{ who }}{% endmacro %}{% for who in ['x', 'y'] %}{{ show() }}{% endfor %}"},
-      {"string_escapes", "{{ 'tab\\there' }}|{{ \"dq 'single'\" }}|{{ 'a' 'b' }}|{{ '\\u00e9\\x41' }}"},
-      {"unary", "{{ -1 }}|{{ - 2 + 3 }}|{{ -(1 + 2) }}|{{ +5 }}|{{ not true }}|{{ [1, -2] }}|{{ 5 - -1 }}"},
+       "{% macro show() %}{{ who }}{% endmacro %}{% for who in ['x', 'y'] %}{{ show() }}{% endfor "
+       "%}"},
+      {"string_escapes",
+       "{{ 'tab\\there' }}|{{ \"dq 'single'\" }}|{{ 'a' 'b' }}|{{ '\\u00e9\\x41' }}"},
+      {"unary",
+       "{{ -1 }}|{{ - 2 + 3 }}|{{ -(1 + 2) }}|{{ +5 }}|{{ not true }}|{{ [1, -2] }}|{{ 5 - -1 }}"},
       {"nested_dict_braces", "{{ {'a': {'b': 1}} }}|{{ {'a': {'b': {'c': 'd'}}}['a']['b'] }}"},
       {"filter_block", "{% filter upper %}hello {{ 'world' }}{% endfilter %}"},
       {"indent_filter", "{{ 'a\nb\n\nc'|indent }}|{{ 'a\nb'|indent(2, true) }}"},
@@ -360,7 +561,9 @@ std::vector<std::pair<std::string, std::string>> Snippets() {
        "{% for m in messages %}{% if m.role == 'system' %}S{% elif m.role == 'user' %}U{% elif "
        "m.role == 'assistant' %}A{% else %}?{% endif %}{% endfor %}"},
       {"content_escaping", "{% for m in messages %}{{ m.content }}\n{% endfor %}"},
-      {"raise_system", "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok"},
+      {"raise_system",
+       "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% "
+       "endif %}ok"},
       {"raise_concat", "{{ raise_exception('bad role: ' + messages[0].role) }}"},
       {"fail_include", "{% include 'other.jinja' %}"},
       {"fail_extends", "{% extends 'base' %}"},
@@ -380,12 +583,11 @@ json Normalize(const std::string& name, const json& result) {
 }
 
 TEST(ChatTemplateGoldenTest, EngineSnippets) {
-  const std::vector<Conversation> rich = {
-      {"rich",
-       {{"system", "You are \"helpful\".\nBe brief."},
-        {"user", "Héllo 🚀 {{ x }}"},
-        {"assistant", "Hi!"},
-        {"user", "  bye  "}}}};
+  const std::vector<Conversation> rich = {{"rich",
+                                           {{"system", "You are \"helpful\".\nBe brief."},
+                                            {"user", "Héllo 🚀 {{ x }}"},
+                                            {"assistant", "Hi!"},
+                                            {"user", "  bye  "}}}};
   json conversations = ConversationsJson(rich);
   conversations.erase(conversations.begin());  // only add_generation_prompt = true
   const std::string conv = "rich/gen";
@@ -395,7 +597,8 @@ TEST(ChatTemplateGoldenTest, EngineSnippets) {
   json ours = json::object();
   for (const auto& t : cases) {
     auto tmpl = ChatTemplate::Create(t.source, {t.bos_token, t.eos_token, {}, {}});
-    json r = tmpl.ok() ? RenderOurs(**tmpl, conversations[0]) : json{{"parse_error", tmpl.status().message()}};
+    json r = tmpl.ok() ? RenderOurs(**tmpl, conversations[0])
+                       : json{{"parse_error", tmpl.status().message()}};
     if (t.name.rfind("fail_", 0) == 0) {
       EXPECT_TRUE(r.contains("error") || r.contains("parse_error")) << t.name << ": " << r.dump();
     }
@@ -410,8 +613,9 @@ TEST(ChatTemplateGoldenTest, EngineSnippets) {
     json expected = json::object();
     for (const auto& t : cases) {
       const json& r = oracle.at(t.name);
-      expected[t.name] = {{"template", t.source},
-                          {"result", Normalize(t.name, r.contains("parse_error") ? r : r.at(conv))}};
+      expected[t.name] = {
+          {"template", t.source},
+          {"result", Normalize(t.name, r.contains("parse_error") ? r : r.at(conv))}};
       EXPECT_EQ(ours[t.name].dump(), expected[t.name]["result"].dump()) << t.name << " (live)";
     }
     if (std::getenv("LLMUX_UPDATE_GOLDENS") != nullptr) {

@@ -91,9 +91,10 @@ TEST(ChatTemplateTest, TemplateForbiddingSystemRaises) {
 }
 
 TEST(ChatTemplateTest, UnsupportedConstructFailsAtCreate) {
-  auto t = ChatTemplate::Create("{{ bos_token }}\n{% for m in messages %}\n  {% include 'turn' %}"
-                                "\n{% endfor %}",
-                                {});
+  auto t = ChatTemplate::Create(
+      "{{ bos_token }}\n{% for m in messages %}\n  {% include 'turn' %}"
+      "\n{% endfor %}",
+      {});
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(t.status().message(),
@@ -109,9 +110,10 @@ TEST(ChatTemplateTest, ContextVariablesAndClock) {
                             t.tm_mday = 31;
                             return t;
                           }};
-  auto t = ChatTemplate::Create("{{ bos_token }}{{ eos_token }}{{ pad_token }} "
-                                "{{ strftime_now('%d %B %Y') }}",
-                                ctx);
+  auto t = ChatTemplate::Create(
+      "{{ bos_token }}{{ eos_token }}{{ pad_token }} "
+      "{{ strftime_now('%d %B %Y') }}",
+      ctx);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(MustRender(**t, {}, false), "<s></s><pad> 31 January 2025");
 }
@@ -136,8 +138,8 @@ TEST(ChatTemplateTest, FromTokenizerConfigListPicksDefault) {
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(MustRender(**t, kSystemUser, false), "DEFAULT2");
 
-  const fs::path no_default = WriteFile("tc_nodefault.json",
-                                        R"({"chat_template": [{"name": "rag", "template": "x"}]})");
+  const fs::path no_default =
+      WriteFile("tc_nodefault.json", R"({"chat_template": [{"name": "rag", "template": "x"}]})");
   auto missing = ChatTemplate::FromTokenizerConfig(no_default);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
@@ -201,7 +203,8 @@ TEST(ChatTemplateTest, Llama3TokenizerConfigFromNpm) {
 }
 
 TEST(ChatTemplateTest, Stories260KTokenizerConfig) {
-  LLMUX_REQUIRE_DATA(path, testing::SharedDataDir() / "models/stories260K-hf/tokenizer_config.json");
+  LLMUX_REQUIRE_DATA(path,
+                     testing::SharedDataDir() / "models/stories260K-hf/tokenizer_config.json");
   auto t = ChatTemplate::FromTokenizerConfig(path);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(MustRender(**t, kSystemUser, true), "<s>Be brief.Hi");
@@ -217,7 +220,8 @@ TEST(ChatTemplateTest, RenderIsThreadSafe) {
   std::vector<std::string> expected;
   for (int k = 0; k < 8; ++k) {
     std::vector<ChatMessage> conv;
-    for (int j = 0; j <= k; ++j) conv.push_back({j % 2 ? "assistant" : "user", std::string(j, 'x')});
+    for (int j = 0; j <= k; ++j)
+      conv.push_back({j % 2 ? "assistant" : "user", std::string(j, 'x')});
     inputs.push_back(conv);
     expected.push_back(MustRender(**t, conv, false));
   }

@@ -85,8 +85,7 @@ TEST(JinjaEngineTest, ExpressionsAndValues) {
   EXPECT_EQ(Ok("{{ 'a' ~ 1 ~ 2.0 }}|{{ 'x' + 'y' }}|{{ 'y' if false else 'n' }}"), "a12|xy|n");
   EXPECT_EQ(Ok("{{ 'hello'[::-1] }}|{{ messages[1:]|length }}|{{ messages[-1].role }}"),
             "olleh|1|user");
-  EXPECT_EQ(Ok("{{ 'a' in 'cat' }}{{ 'z' not in ['z'] }}{{ 'k' in {'k': 1} }}"),
-            "truefalsetrue");
+  EXPECT_EQ(Ok("{{ 'a' in 'cat' }}{{ 'z' not in ['z'] }}{{ 'k' in {'k': 1} }}"), "truefalsetrue");
   EXPECT_EQ(Ok("{{ x is defined }}{{ none is none }}{{ 'a' is string }}{{ {} is mapping }}"),
             "falsetruetruetrue");
   EXPECT_EQ(Ok("[{{ missing }}][{{ missing.attr }}][{{ messages[7] }}]"), "[][][]");
@@ -108,11 +107,30 @@ TEST(JinjaEngineTest, FiltersAndMethods) {
             " Hi ");
 }
 
+// Extensions over the reference (which rejects these filters when they run): Python Jinja's
+// select/reject/count, so that templates carrying them in rarely taken branches (Llama 3.1's
+// builtin_tools) load.
+TEST(JinjaEngineTest, SelectRejectCountExtensions) {
+  EXPECT_EQ(Ok("{{ [0, 1, 2, 'a', none]|select|list }}|{{ [1, 2, 3]|reject('odd')|list }}|"
+               "{{ ['x', 'y']|reject('equalto', 'x')|list }}|{{ messages|count }}"),
+            "[1, 2, \"a\"]|[2]|[\"y\"]|2");
+}
+
 TEST(JinjaEngineTest, MacrosAndFilterBlocks) {
   EXPECT_EQ(Ok("{% macro tag(name, end='>') %}<{{ name }}{{ end }}{% endmacro %}"
                "{{ tag('a') }}{{ tag('b', end='/>') }}"),
             "<a><b/>");
   EXPECT_EQ(Ok("{% filter upper %}shout {{ bos_token }}{% endfilter %}"), "SHOUT <S>");
+}
+
+TEST(JinjaEngineTest, RecursiveMacroIsBounded) {
+  EXPECT_EQ(Ok("{% macro count(n) %}{{ n }}{% if n > 0 %}{{ count(n - 1) }}{% endif %}"
+               "{% endmacro %}{{ count(3) }}"),
+            "3210");
+  auto r = Render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "chat template error at line 1, column 19: macro calls nested deeper than 100");
 }
 
 TEST(JinjaEngineTest, StrftimeNowUsesInjectedClock) {
@@ -121,8 +139,9 @@ TEST(JinjaEngineTest, StrftimeNowUsesInjectedClock) {
 }
 
 TEST(JinjaEngineTest, RaiseExceptionGivesItsMessage) {
-  auto r = Render("{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
-                  "supported') }}{% endif %}");
+  auto r = Render(
+      "{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
+      "supported') }}{% endif %}");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message(), "System role not supported");
@@ -190,6 +209,26 @@ TEST(JinjaEngineTest, UnsupportedConstructsFailAtParse) {
     ASSERT_FALSE(t.ok()) << source;
     EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
     EXPECT_EQ(t.status().message(), message) << source;
+  }
+}
+
+// Every prefix of a template exercising most of the grammar either parses or fails with
+// InvalidArgument (never crashes); the full text renders. Run under ASan in CI.
+TEST(JinjaEngineTest, EveryPrefixParsesOrFailsCleanly) {
+  const std::string source =
+      "{%- set ns = namespace(a=[1, 2.5, 'x'], d={'k': {'n': none}}) -%}\n"
+      "{# comment #}{% for m in messages[::-1] if m.role is not none %}"
+      "{{- m['content']|trim|replace('a', \"b\") ~ (loop.index0 // 2) -}}"
+      "{% if not loop.last and 'x' in ns.a %}, {% elif m.role == 'user' %}u{% else %}"
+      "{% set ns.a = ns.a + [-1] %}{% endif %}{% else %}{{ raise_exception('none') }}"
+      "{% endfor %}{% macro f(a, b=2) %}{{ a * b }}{% endmacro %}{{ f(3) }}"
+      "{{ {'t': (1, 2)}['t'][0] if ns.d.k.n is none else 'z' }}{{ '\\u00e9\\n' }}";
+  ASSERT_EQ(Ok(source), "Hi0, Sys061é\n");  // as @huggingface/jinja renders it
+  for (size_t n = 0; n < source.size(); ++n) {
+    auto t = Template::Parse(source.substr(0, n));
+    if (!t.ok()) {
+      EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument) << n;
+    }
   }
 }
 

@@ -1,0 +1,42 @@
+// How paged attention splits one query's keys into independently reduced parts.
+//
+// NOTE: batch invariance. The split of a query's key range depends on its context length
+// alone (never on the batch size, the number of sequences or the grid), and the parts are
+// combined in a fixed order. A token's attention output is therefore bit-identical whatever
+// batch it is computed in. Shared by the kernel and the host (grid sizing).
+#pragma once
+
+#ifdef __CUDACC__
+#define LLMUX_HD __host__ __device__ __forceinline__
+#else
+#define LLMUX_HD inline
+#endif
+
+namespace llmux::kernels {
+
+inline constexpr int kAttnTileKeys = 64;       // keys staged in shared memory at once
+inline constexpr int kAttnSplitKeys = 512;     // target keys per split
+inline constexpr int kAttnMaxSplits = 32;      // longer contexts get longer splits
+inline constexpr int kAttnMaxGroup = 16;       // query heads per kv head
+inline constexpr int kAttnMaxHeadDim = 256;
+
+struct AttnSplit {
+  int num_splits;  // >= 1
+  int split_len;   // keys per split (a multiple of kAttnTileKeys), the last one may be shorter
+};
+
+// context_len >= 1.
+LLMUX_HD AttnSplit AttnSplitFor(int context_len) {
+  int n = (context_len + kAttnSplitKeys - 1) / kAttnSplitKeys;
+  if (n > kAttnMaxSplits) n = kAttnMaxSplits;
+  int len = (context_len + n - 1) / n;
+  len = (len + kAttnTileKeys - 1) / kAttnTileKeys * kAttnTileKeys;
+  AttnSplit s;
+  s.split_len = len;
+  s.num_splits = (context_len + len - 1) / len;
+  return s;
+}
+
+}  // namespace llmux::kernels
+
+#undef LLMUX_HD

@@ -1,0 +1,74 @@
+// Shared helpers for the CUDA kernels: bf16 <-> f32, reductions, launch checks.
+// Device code only sees plain pointers; the host launchers check shapes before launching.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace llmux::kernels {
+
+// Aborts with a message when a launcher's precondition does not hold. Launchers are called
+// by the backend after it validated user input, so a failure here is a bug (an invariant).
+#define LLMUX_KCHECK(cond, msg)                                                         \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: kernel precondition failed: %s (%s)\n", __FILE__,   \
+                   __LINE__, #cond, msg);                                               \
+      std::abort();                                                                     \
+    }                                                                                   \
+  } while (0)
+
+inline int CeilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+__device__ __forceinline__ float Bf16ToF32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ __nv_bfloat16 F32ToBf16(float x) { return __float2bfloat16_rn(x); }
+
+// Butterfly sum / max over a warp. The shuffle pattern is fixed, so the order of the
+// additions for a given lane's value set is fixed too.
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over a block of kThreads threads (multiple of 32). All threads get the result.
+// `scratch` holds at least 32 floats. Fixed order: per-warp butterflies, then warp 0 adds
+// the warp totals in a butterfly too.
+template <int kThreads>
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "block size");
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  v = WarpSum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < kWarps ? scratch[lane] : 0.0f;
+  t = WarpSum(t);
+  return t;
+}
+
+template <int kThreads>
+__device__ __forceinline__ float BlockMax(float v, float* scratch) {
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  v = WarpMax(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < kWarps ? scratch[lane] : -INFINITY;
+  return WarpMax(t);
+}
+
+}  // namespace llmux::kernels

@@ -1,0 +1,214 @@
+#include "backend/cuda/cublas_gemm.h"
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "backend/cuda/cuda_check.h"
+#include "gemm_fallback.cuh"
+#include "llmux/dtype.h"
+
+namespace llmux::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32ull << 20;  // NOTE: cuBLAS' recommendation for Hopper
+constexpr int kCandidates = 16;
+// Output bytes the invariance check may allocate (bounds the largest M tried for wide N).
+constexpr size_t kCheckOutBytes = 256ull << 20;
+
+uint32_t ConfigU32(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  uint32_t v = 0;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof(v), &written) !=
+      CUBLAS_STATUS_SUCCESS) {
+    return 0;
+  }
+  return v;
+}
+
+}  // namespace
+
+GemmPlan::~GemmPlan() {
+  if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+  if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+  if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+  if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+}
+
+StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(cudaStream_t stream,
+                                                         bool batch_invariant) {
+  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant));
+  LLMUX_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&r->handle_), "cublasLtCreate"));
+  LLMUX_ASSIGN_OR_RETURN(r->workspace_, CudaBuffer::Create(kWorkspaceBytes));
+  return r;
+}
+
+GemmRunner::~GemmRunner() {
+  plans_.clear();
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+std::unique_ptr<GemmPlan> GemmRunner::MakePlan(const GemmShape& s) const {
+  auto p = std::make_unique<GemmPlan>();
+  p->shape = s;
+  LLMUX_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = CUBLAS_OP_T;
+  const cublasOperation_t tb = CUBLAS_OP_N;
+  LLMUX_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+                                                    sizeof(ta)));
+  LLMUX_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+                                                    sizeof(tb)));
+  // Row-major out[M, N] = x[M, K] w[N, K]^T is column-major out^T[N, M] = w^T x^T.
+  LLMUX_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, s.k, s.n, s.w_stride));
+  LLMUX_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, s.k, s.m, s.x_stride));
+  LLMUX_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, s.out_f32 ? CUDA_R_32F : CUDA_R_16BF,
+                                                s.n, s.m, s.out_stride));
+  return p;
+}
+
+bool GemmRunner::Heuristic(const GemmPlan& p, int max_results, cublasLtMatmulAlgo_t* algos,
+                           int* count) const {
+  cublasLtMatmulPreference_t pref = nullptr;
+  LLMUX_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t ws = kWorkspaceBytes;
+  LLMUX_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  std::vector<cublasLtMatmulHeuristicResult_t> results(max_results);
+  int returned = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      handle_, p.desc, p.a, p.b, p.c, p.c, pref, max_results, results.data(), &returned);
+  cublasLtMatmulPreferenceDestroy(pref);
+  *count = 0;
+  if (st != CUBLAS_STATUS_SUCCESS) return false;
+  for (int i = 0; i < returned; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) algos[(*count)++] = results[i].algo;
+  }
+  return *count > 0;
+}
+
+void GemmRunner::RunOn(const GemmPlan& p, const cublasLtMatmulAlgo_t* algo, const void* x,
+                       const void* w, void* out) {
+  const GemmShape& s = p.shape;
+  if (algo == nullptr) {
+    LLMUX_CUDA_CHECK(kernels::LaunchGemmFallback(x, s.x_stride, w, s.w_stride, out,
+                                                 s.out_stride, s.out_f32, s.m, s.n, s.k,
+                                                 stream_));
+    return;
+  }
+  const float alpha = 1.0f;
+  const float beta = 0.0f;
+  LLMUX_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c,
+                                    out, p.c, algo, workspace_->data(), workspace_->bytes(),
+                                    stream_));
+}
+
+bool GemmRunner::RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape& ref,
+                               const void* w) {
+  const size_t esize = ref.out_f32 ? 4 : 2;
+  int m_big = 2085;
+  while (m_big > 64 && static_cast<size_t>(m_big) * ref.n * esize > kCheckOutBytes) m_big /= 2;
+  const int ms[] = {1, 7, 64, 300, m_big};
+  // Deterministic pseudo-random activations in [-1, 1).
+  std::vector<uint16_t> hx(static_cast<size_t>(m_big) * ref.k);
+  uint64_t state = 0x2545f4914f6cdd1dull;
+  for (auto& v : hx) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    v = FloatToBf16(static_cast<float>(static_cast<int32_t>(state >> 40) - (1 << 23)) /
+                    static_cast<float>(1 << 23));
+  }
+  auto x = CudaBuffer::Create(hx.size() * 2);
+  auto out = CudaBuffer::Create(static_cast<size_t>(m_big) * ref.n * esize);
+  if (!x.ok() || !out.ok()) return false;
+  LLMUX_CUDA_CHECK(cudaMemcpy((*x)->data(), hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+  const size_t row_bytes = static_cast<size_t>(ref.n) * esize;
+  std::vector<std::vector<std::byte>> rows_by_m;
+  for (int m : ms) {
+    if (m > m_big) continue;
+    GemmShape s{m, ref.n, ref.k, ref.k, ref.w_stride, ref.n, ref.out_f32};
+    auto plan = MakePlan(s);
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(handle_, plan->desc, plan->a, plan->b, plan->c, plan->c, &algo,
+                                &check) != CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > kWorkspaceBytes) {
+      return false;
+    }
+    RunOn(*plan, &algo, (*x)->data(), w, (*out)->data());
+    std::vector<std::byte> host(static_cast<size_t>(m) * row_bytes);
+    LLMUX_CUDA_CHECK(cudaMemcpyAsync(host.data(), (*out)->data(), host.size(),
+                                     cudaMemcpyDeviceToHost, stream_));
+    LLMUX_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    rows_by_m.push_back(std::move(host));
+  }
+  const std::vector<std::byte>& big = rows_by_m.back();
+  for (const auto& rows : rows_by_m) {
+    if (std::memcmp(rows.data(), big.data(), rows.size()) != 0) return false;
+  }
+  return true;
+}
+
+const cublasLtMatmulAlgo_t* GemmRunner::PinnedAlgo(const GemmShape& s, const void* w) {
+  const auto key = std::make_tuple(s.n, s.k, s.out_f32);
+  auto it = pinned_.find(key);
+  if (it != pinned_.end()) return it->second.get();
+  GemmShape ref{128, s.n, s.k, s.k, s.w_stride, s.n, s.out_f32};
+  auto plan = MakePlan(ref);
+  cublasLtMatmulAlgo_t algos[kCandidates];
+  int count = 0;
+  std::unique_ptr<cublasLtMatmulAlgo_t> chosen;
+  if (Heuristic(*plan, kCandidates, algos, &count)) {
+    for (int i = 0; i < count && !chosen; ++i) {
+      if (ConfigU32(algos[i], CUBLASLT_ALGO_CONFIG_SPLITK_NUM) > 1) continue;
+      if (ConfigU32(algos[i], CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) != 0) continue;
+      if (RowsInvariant(algos[i], s, w)) {
+        chosen = std::make_unique<cublasLtMatmulAlgo_t>(algos[i]);
+      }
+    }
+  }
+  if (!chosen) {
+    ++fallback_shapes_;
+    std::fprintf(stderr,
+                 "llmux cuda: no batch-invariant cuBLASLt algorithm for N=%d K=%d; using the "
+                 "fallback GEMM kernel\n",
+                 s.n, s.k);
+  }
+  return pinned_.emplace(key, std::move(chosen)).first->second.get();
+}
+
+const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
+  auto it = plans_.find(s);
+  if (it != plans_.end()) return it->second.get();
+  auto plan = MakePlan(s);
+  if (batch_invariant_) {
+    const cublasLtMatmulAlgo_t* pinned = PinnedAlgo(s, w);
+    cublasLtMatmulHeuristicResult_t check{};
+    if (pinned != nullptr &&
+        cublasLtMatmulAlgoCheck(handle_, plan->desc, plan->a, plan->b, plan->c, plan->c, pinned,
+                                &check) == CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= kWorkspaceBytes) {
+      plan->algo = *pinned;
+    } else {
+      // NOTE: the pinned algorithm rejects this layout (not seen for the M values verified in
+      // RowsInvariant). The plan falls back to the fixed-order kernel; its rows are still a
+      // function of the row alone, but they round differently from this weight's cuBLASLt
+      // rows at other M, which breaks invariance for this layout. Logged so it is visible.
+      std::fprintf(stderr, "llmux cuda: pinned GEMM algorithm rejects M=%d N=%d K=%d\n", s.m,
+                   s.n, s.k);
+      plan->use_fallback = true;
+    }
+  } else {
+    cublasLtMatmulAlgo_t algo;
+    int count = 0;
+    if (Heuristic(*plan, 1, &algo, &count)) {
+      plan->algo = algo;
+    } else {
+      plan->use_fallback = true;
+    }
+  }
+  return plans_.emplace(s, std::move(plan)).first->second.get();
+}
+
+void GemmRunner::Run(const GemmPlan& plan, const void* x, const void* w, void* out) {
+  RunOn(plan, plan.use_fallback ? nullptr : &plan.algo, x, w, out);
+}
+
+}  // namespace llmux::cuda

@@ -1,0 +1,50 @@
+#include "backend/cuda/cuda_access.h"
+
+#include "backend/cuda/cuda_backend.h"
+#include "sampling.cuh"
+
+namespace llmux::cuda {
+namespace {
+
+StatusOr<CudaBackend*> AsCuda(Backend& backend) {
+  auto* b = dynamic_cast<CudaBackend*>(&backend);
+  if (b == nullptr) return InvalidArgument("not the CUDA backend");
+  return b;
+}
+
+}  // namespace
+
+Status CopyTensorToHost(Backend& backend, const Tensor& src, void* dst) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->CopyToHost(src, dst);
+}
+
+Status CopyTensorFromHost(Backend& backend, Tensor dst, const void* src) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->CopyFromHost(dst, src);
+}
+
+Status Synchronize(Backend& backend) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->Synchronize();
+}
+
+StatusOr<std::vector<int32_t>> SampleOnDevice(Backend& backend, const Tensor& logits,
+                                              std::span<const DeviceSamplingParams> params) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->Sample(logits, params);
+}
+
+float SamplingUniformForSeed(uint64_t seed) { return kernels::SamplingUniform(seed); }
+
+StatusOr<GraphStats> GetGraphStats(Backend& backend) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->graph_stats();
+}
+
+StatusOr<int> GemmFallbackShapes(Backend& backend) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->gemm_fallback_shapes();
+}
+
+}  // namespace llmux::cuda

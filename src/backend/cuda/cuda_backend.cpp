@@ -1,0 +1,317 @@
+// CudaBackend: creation, memory, weights, the KV pool, batches and host copies. The per-op
+// launches are in cuda_backend_ops.cpp.
+#include "backend/cuda/cuda_backend.h"
+
+#include <cstring>
+#include <string>
+
+#include "attention_split.h"
+#include "backend/cuda/cuda_check.h"
+#include "paged_attention.cuh"
+#include "sampling.cuh"
+
+namespace llmux::cuda {
+
+StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOptions& options) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return Unavailable(std::string("no CUDA device: ") +
+                       (err != cudaSuccess ? cudaGetErrorString(err) : "device count is 0"));
+  }
+  if (options.device < 0 || options.device >= count) {
+    return Unavailable("no CUDA device: index " + std::to_string(options.device) + " of " +
+                       std::to_string(count));
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options.device), "cudaSetDevice");
+  cudaStream_t stream = nullptr;
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+                             "cudaStreamCreate");
+  std::unique_ptr<CudaBackend> b(new CudaBackend(options, stream));
+  LLMUX_RETURN_IF_CUDA_ERROR(kernels::PagedAttentionInit(), "paged attention init");
+  LLMUX_ASSIGN_OR_RETURN(b->gemm_, GemmRunner::Create(stream, options.batch_invariant));
+  return b;
+}
+
+CudaBackend::~CudaBackend() {
+  graphs_.Flush();
+  cudaStreamSynchronize(stream_);
+  graphs_.Clear();
+  gemm_.reset();
+  cudaStreamDestroy(stream_);
+}
+
+StatusOr<std::unique_ptr<DeviceBuffer>> CudaBackend::Allocate(size_t bytes) {
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  LLMUX_ASSIGN_OR_RETURN(auto buf, CudaBuffer::Create(bytes));
+  return std::unique_ptr<DeviceBuffer>(std::move(buf));
+}
+
+StatusOr<Tensor> CudaBackend::LoadWeight(const HostTensor& src, WeightKind kind) {
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  int64_t rows = 1;
+  int64_t cols = 0;
+  if (src.shape.size() == 1) {
+    cols = src.shape[0];
+  } else if (src.shape.size() == 2) {
+    rows = src.shape[0];
+    cols = src.shape[1];
+  } else {
+    return InvalidArgument("weight " + src.name + ": expected 1 or 2 dimensions");
+  }
+  if (src.dtype == DType::kI32) return InvalidArgument("weight " + src.name + ": i32 weight");
+  const int64_t n = rows * cols;
+  if (src.nbytes != static_cast<size_t>(n) * DTypeSize(src.dtype) || src.data == nullptr) {
+    return InvalidArgument("weight " + src.name + ": byte size does not match its shape");
+  }
+  auto element = [&](int64_t i) -> float {
+    switch (src.dtype) {
+      case DType::kF32: {
+        float f;
+        std::memcpy(&f, src.data + 4 * i, 4);
+        return f;
+      }
+      case DType::kF16: {
+        uint16_t h;
+        std::memcpy(&h, src.data + 2 * i, 2);
+        return HalfToFloat(h);
+      }
+      case DType::kBF16: {
+        uint16_t h;
+        std::memcpy(&h, src.data + 2 * i, 2);
+        return Bf16ToFloat(h);
+      }
+      case DType::kI32:
+        break;
+    }
+    return 0.0f;
+  };
+  const DType dtype = kind == WeightKind::kVector ? DType::kF32 : DType::kBF16;
+  LLMUX_ASSIGN_OR_RETURN(auto buf, CudaBuffer::Create(static_cast<size_t>(n) * DTypeSize(dtype)));
+  if (dtype == src.dtype) {
+    LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpy(buf->data(), src.data, src.nbytes,
+                                          cudaMemcpyHostToDevice),
+                               "weight upload");
+  } else if (dtype == DType::kBF16) {
+    std::vector<uint16_t> host(n);
+    for (int64_t i = 0; i < n; ++i) host[i] = FloatToBf16(element(i));
+    LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpy(buf->data(), host.data(), host.size() * 2,
+                                          cudaMemcpyHostToDevice),
+                               "weight upload");
+  } else {
+    std::vector<float> host(n);
+    for (int64_t i = 0; i < n; ++i) host[i] = element(i);
+    LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpy(buf->data(), host.data(), host.size() * 4,
+                                          cudaMemcpyHostToDevice),
+                               "weight upload");
+  }
+  Tensor t = Tensor::Dense(buf->data(), dtype, rows, cols);
+  owned_.push_back(std::move(buf));
+  return t;
+}
+
+StatusOr<Tensor> CudaBackend::UploadF32(std::span<const float> values, int64_t rows,
+                                        int64_t cols) {
+  if (rows < 0 || cols < 0 || static_cast<int64_t>(values.size()) != rows * cols) {
+    return InvalidArgument("UploadF32: " + std::to_string(values.size()) + " values for [" +
+                           std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  LLMUX_ASSIGN_OR_RETURN(auto buf, CudaBuffer::Create(values.size() * 4));
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpy(buf->data(), values.data(), values.size() * 4,
+                                        cudaMemcpyHostToDevice),
+                             "UploadF32");
+  Tensor t = Tensor::Dense(buf->data(), DType::kF32, rows, cols);
+  owned_.push_back(std::move(buf));
+  return t;
+}
+
+Status CudaBackend::InitKvCache(const KvCacheSpec& spec) {
+  if (kv_ != nullptr) return FailedPrecondition("KV cache already initialised");
+  if (spec.num_layers <= 0 || spec.num_blocks <= 0 || spec.block_size <= 0 ||
+      spec.num_heads <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0) {
+    return InvalidArgument("KV cache spec: every size must be positive");
+  }
+  if (spec.num_heads % spec.num_kv_heads != 0 ||
+      spec.num_heads / spec.num_kv_heads > kernels::kAttnMaxGroup) {
+    return InvalidArgument("KV cache spec: num_heads must be a multiple of num_kv_heads, at "
+                           "most 16 times it");
+  }
+  if (spec.head_dim % 8 != 0 || spec.head_dim > kernels::kAttnMaxHeadDim) {
+    return InvalidArgument("KV cache spec: head_dim must be a multiple of 8 and at most 256");
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  KvCacheSpec s = spec;
+  s.dtype = DType::kBF16;
+  const size_t layer_bytes = static_cast<size_t>(s.num_blocks) * s.BlockBytes();
+  LLMUX_ASSIGN_OR_RETURN(auto kv, CudaBuffer::Create(layer_bytes * 2 * s.num_layers));
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemset(kv->data(), 0, kv->bytes()), "KV cache zeroing");
+  LLMUX_ASSIGN_OR_RETURN(
+      attn_workspace_,
+      CudaBuffer::Create(4 * kernels::PagedAttentionWorkspaceFloats(kAttnChunkTokens,
+                                                                    s.num_heads, s.head_dim)));
+  kv_ = std::move(kv);
+  kv_layer_bytes_ = layer_bytes;
+  spec_ = s;
+  graphs_.Clear();
+  return Status::Ok();
+}
+
+void* CudaBackend::KCache(int layer) const {
+  return static_cast<char*>(kv_->data()) + (2 * static_cast<size_t>(layer)) * kv_layer_bytes_;
+}
+void* CudaBackend::VCache(int layer) const {
+  return static_cast<char*>(kv_->data()) + (2 * static_cast<size_t>(layer) + 1) * kv_layer_bytes_;
+}
+
+Status CudaBackend::BeginBatch(const ForwardBatch& batch) {
+  if (kv_ == nullptr) return FailedPrecondition("BeginBatch before InitKvCache");
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  graphs_.Flush();
+  have_batch_ = false;
+  LLMUX_RETURN_IF_ERROR(meta_.Set(batch, spec_, stream_));
+  if (meta_.generation() != meta_generation_) {
+    graphs_.Clear();
+    meta_generation_ = meta_.generation();
+  }
+  have_batch_ = true;
+  if (options_.cuda_graphs && meta_.is_decode() && meta_.num_seqs() <= kMaxGraphBatch) {
+    graphs_.BeginRecording();
+  }
+  return Status::Ok();
+}
+
+Status CudaBackend::CopyToHost(const Tensor& src, void* dst) {
+  graphs_.Flush();
+  const size_t es = DTypeSize(src.dtype);
+  if (src.rows > 0 && src.cols > 0) {
+    LLMUX_RETURN_IF_CUDA_ERROR(
+        cudaMemcpy2DAsync(dst, src.cols * es, src.data, src.stride * es, src.cols * es,
+                          src.rows, cudaMemcpyDeviceToHost, stream_),
+        "copy to host");
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "copy to host");
+  return Status::Ok();
+}
+
+Status CudaBackend::CopyFromHost(Tensor dst, const void* src) {
+  graphs_.Flush();
+  const size_t es = DTypeSize(dst.dtype);
+  if (dst.rows > 0 && dst.cols > 0) {
+    LLMUX_RETURN_IF_CUDA_ERROR(
+        cudaMemcpy2DAsync(dst.data, dst.stride * es, src, dst.cols * es, dst.cols * es,
+                          dst.rows, cudaMemcpyHostToDevice, stream_),
+        "copy from host");
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "copy from host");
+  return Status::Ok();
+}
+
+Status CudaBackend::CopyToHostF32(const Tensor& src, float* dst) {
+  if (src.dtype != DType::kF32) return InvalidArgument("CopyToHostF32: tensor is not F32");
+  return CopyToHost(src, dst);
+}
+
+Status CudaBackend::Synchronize() {
+  graphs_.Flush();
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "synchronize");
+  return Status::Ok();
+}
+
+Status CudaBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
+  if (kv_ == nullptr) return FailedPrecondition("ZeroKvBlocks before InitKvCache");
+  for (int32_t b : blocks) {
+    if (b < 0 || b >= spec_.num_blocks) {
+      return InvalidArgument("ZeroKvBlocks: block " + std::to_string(b) + " is not in the pool");
+    }
+  }
+  graphs_.Flush();
+  const size_t bb = spec_.BlockBytes();
+  for (int layer = 0; layer < spec_.num_layers; ++layer) {
+    for (int32_t b : blocks) {
+      LLMUX_RETURN_IF_CUDA_ERROR(
+          cudaMemsetAsync(static_cast<char*>(KCache(layer)) + b * bb, 0, bb, stream_), "zero KV");
+      LLMUX_RETURN_IF_CUDA_ERROR(
+          cudaMemsetAsync(static_cast<char*>(VCache(layer)) + b * bb, 0, bb, stream_), "zero KV");
+    }
+  }
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "zero KV");
+  return Status::Ok();
+}
+
+Status CudaBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
+                                std::vector<std::byte>* v) {
+  if (kv_ == nullptr) return FailedPrecondition("ReadKvBlock before InitKvCache");
+  if (layer < 0 || layer >= spec_.num_layers || block < 0 || block >= spec_.num_blocks) {
+    return InvalidArgument("ReadKvBlock: layer or block out of range");
+  }
+  graphs_.Flush();
+  const size_t bb = spec_.BlockBytes();
+  k->resize(bb);
+  v->resize(bb);
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(k->data(), static_cast<char*>(KCache(layer)) +
+                                                            block * bb,
+                                             bb, cudaMemcpyDeviceToHost, stream_),
+                             "read KV");
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(v->data(), static_cast<char*>(VCache(layer)) +
+                                                            block * bb,
+                                             bb, cudaMemcpyDeviceToHost, stream_),
+                             "read KV");
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "read KV");
+  return Status::Ok();
+}
+
+StatusOr<std::vector<int32_t>> CudaBackend::Sample(const Tensor& logits,
+                                                   std::span<const DeviceSamplingParams> params) {
+  if (logits.dtype != DType::kF32) return InvalidArgument("SampleOnDevice: logits must be F32");
+  if (static_cast<int64_t>(params.size()) != logits.rows) {
+    return InvalidArgument("SampleOnDevice: one parameter set per logits row");
+  }
+  graphs_.Flush();
+  const size_t rows = params.size();
+  std::vector<kernels::SamplingRow> host(rows);
+  for (size_t i = 0; i < rows; ++i) {
+    host[i].temperature = params[i].temperature;
+    host[i].top_k = params[i].top_k;
+    host[i].top_p = params[i].top_p;
+    host[i].seed = params[i].seed;
+  }
+  LLMUX_ASSIGN_OR_RETURN(auto d_params,
+                         CudaBuffer::Create(sizeof(kernels::SamplingRow) * rows));
+  LLMUX_ASSIGN_OR_RETURN(auto d_out, CudaBuffer::Create(sizeof(int32_t) * rows));
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(d_params->data(), host.data(),
+                                             sizeof(kernels::SamplingRow) * rows,
+                                             cudaMemcpyHostToDevice, stream_),
+                             "sampling params");
+  LLMUX_RETURN_IF_CUDA_ERROR(
+      kernels::LaunchSampling(static_cast<const float*>(logits.data), logits.stride,
+                              d_params->as<kernels::SamplingRow>(), d_out->as<int32_t>(),
+                              static_cast<int>(rows), static_cast<int>(logits.cols), stream_),
+      "sampling");
+  std::vector<int32_t> out(rows);
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(out.data(), d_out->data(), sizeof(int32_t) * rows,
+                                             cudaMemcpyDeviceToHost, stream_),
+                             "sampling result");
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "sampling");
+  return out;
+}
+
+GraphStats CudaBackend::graph_stats() const {
+  GraphStats s;
+  s.captures = graphs_.captures();
+  s.replays = graphs_.replays();
+  s.cached = static_cast<int64_t>(graphs_.size());
+  return s;
+}
+
+}  // namespace llmux::cuda
+
+namespace llmux {
+
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options) {
+  LLMUX_ASSIGN_OR_RETURN(auto b, cuda::CudaBackend::Create(options));
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+}  // namespace llmux

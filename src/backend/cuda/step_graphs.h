@@ -1,0 +1,75 @@
+// CUDA graphs for decode steps, captured from inside the Backend interface.
+//
+// The forward pass issues ops one by one; the backend cannot see a whole step in advance. So
+// during a graph-eligible step (decode only, batch size <= kMaxGraphBatch) each op is not
+// launched but recorded: a closure that enqueues it, plus a signature of everything the
+// launch depends on that is not read from device memory (op kind, every pointer, every shape
+// and scalar argument). At the step's sync point (CopyToHostF32 and the other flush points)
+// the recorded ops are replayed from a graph with the same signature when one exists; on the
+// second sight of a signature the closures run under stream capture and the graph is kept;
+// otherwise they run eagerly. Metadata (token ids, positions, slots, block tables) lives in
+// persistent device buffers (BatchMetadata) that BeginBatch refills outside the graph, so one
+// graph serves every step with the same shapes.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "llmux/status.h"
+
+namespace llmux::cuda {
+
+inline constexpr int kMaxGraphBatch = 256;
+
+class StepGraphs {
+ public:
+  using Launch = std::function<void(cudaStream_t)>;
+
+  explicit StepGraphs(cudaStream_t stream) : stream_(stream) {}
+  ~StepGraphs();
+  StepGraphs(const StepGraphs&) = delete;
+  StepGraphs& operator=(const StepGraphs&) = delete;
+
+  // Starts recording a graph-eligible step. Any previous recording must have been flushed.
+  void BeginRecording();
+  bool recording() const { return recording_; }
+
+  // Records `launch` with its signature words while recording; otherwise runs it now.
+  void Enqueue(std::initializer_list<uint64_t> signature, Launch launch);
+
+  // Ends the recording (if any): replays, captures or runs the recorded ops. Aborts when a
+  // CUDA call fails (the device is unusable then).
+  void Flush();
+
+  // Drops every graph (metadata buffers moved, or the KV pool changed).
+  void Clear();
+
+  // Counters for tests and benchmarks.
+  int64_t replays() const { return replays_; }
+  int64_t captures() const { return captures_; }
+  size_t size() const { return graphs_.size(); }
+
+ private:
+  struct Graph {
+    std::vector<uint64_t> signature;
+    cudaGraphExec_t exec = nullptr;
+  };
+  static uint64_t Hash(const std::vector<uint64_t>& words);
+
+  cudaStream_t stream_;
+  bool recording_ = false;
+  std::vector<uint64_t> signature_;
+  std::vector<Launch> launches_;
+  std::multimap<uint64_t, Graph> graphs_;
+  std::map<uint64_t, int> seen_;  // signature hash -> eager runs so far
+  int64_t replays_ = 0;
+  int64_t captures_ = 0;
+};
+
+}  // namespace llmux::cuda
