@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: generates text with $MODEL (an HF model directory) or, when unset, the `tiny`
-# model made by `llmux make-model` under build/models/tiny.
+# `make run`: starts llmuxd on 127.0.0.1:8080 with config/llmux.yaml and config/tenants.yaml,
+# serving $MODEL (an HF model directory) when set, else the `tiny` model that
+# `llmux make-model` writes under build/models/tiny (random weights: the machinery is real,
+# the text is not).
 set -euo pipefail
 build_dir="$1"
 model="${2:-}"
@@ -10,5 +12,5 @@ if [ -z "$model" ]; then
     "$build_dir/llmux" make-model --shape tiny --dtype f32 --seed 1 --out "$model"
   fi
 fi
-exec "$build_dir/llmux" generate --model "$model" --prompt "Once upon a time" --max-tokens 64 \
-  --temperature 0.8 --seed 42
+echo "llmux: demo keys: sk-llmux-demo-premium, sk-llmux-demo-batch (tenants), sk-llmux-demo-admin (admin)"
+exec "$build_dir/llmuxd" --config config/llmux.yaml --model "$model"

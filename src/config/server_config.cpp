@@ -17,7 +17,8 @@ using config_internal::Value;
 constexpr std::int64_t kInt32Max = std::numeric_limits<int>::max();
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 
-// "HOST:PORT" or "[IPV6]:PORT" with PORT in 1..65535; an error message otherwise.
+// "HOST:PORT" or "[IPV6]:PORT" with PORT in 0..65535 (0 = an ephemeral port, for tests and
+// for a launcher that reads the bound port from the log); an error message otherwise.
 std::optional<std::string> CheckListenAddress(std::string_view addr) {
   const size_t colon = addr.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
@@ -35,8 +36,8 @@ std::optional<std::string> CheckListenAddress(std::string_view addr) {
     port_ok = port_ok && c >= '0' && c <= '9';
     if (port_ok) port_value = port_value * 10 + (c - '0');
   }
-  if (!port_ok || port_value < 1 || port_value > 65535) {
-    return "port must be 1..65535, got " + QuoteValue(port);
+  if (!port_ok || port_value > 65535) {
+    return "port must be 0..65535, got " + QuoteValue(port);
   }
   return std::nullopt;
 }

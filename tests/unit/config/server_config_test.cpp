@@ -183,8 +183,8 @@ TEST(ServerConfigTest, EnumsAndAddresses) {
   EXPECT_EQ(Error("server: {listen: \"localhost\"}"),
             "llmux.yaml:1:18: server.listen: expected \"HOST:PORT\" (e.g. \"127.0.0.1:8080\"), "
             "got \"localhost\"");
-  EXPECT_EQ(Error("server: {listen: \"127.0.0.1:0\"}"),
-            "llmux.yaml:1:18: server.listen: port must be 1..65535, got \"0\"");
+  EXPECT_EQ(Error("server: {listen: \"127.0.0.1:65536\"}"),
+            "llmux.yaml:1:18: server.listen: port must be 0..65535, got \"65536\"");
   EXPECT_EQ(Error("server: {listen: \"::1:80\"}"),
             "llmux.yaml:1:18: server.listen: an IPv6 host must be in brackets (\"[::1]:8080\"), "
             "got \"::1:80\"");
