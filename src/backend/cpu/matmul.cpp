@@ -179,7 +179,7 @@ void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
   if (a.M <= 0 || a.N <= 0) return;
   const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
   // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
-  const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : pool.threads();
+  const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;
   pool.ParallelFor(
       blocks,
       [&](int64_t b0, int64_t b1) {
