@@ -1,5 +1,6 @@
 // CpuBackend's row-wise ops: embedding, norms, matmul dispatch, RoPE, KV writes, SiLU-mul,
 // logits gather. Each row is computed from its own inputs in a fixed order (simd.h).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -13,9 +14,8 @@ namespace {
 float* RowF(const Tensor& t, int64_t r) { return static_cast<float*>(t.data) + r * t.stride; }
 
 // Rows per parallel chunk so that a chunk has at least ~16K elements of work.
-int MaxChunksFor(int64_t rows, int64_t cols, int threads) {
-  int64_t chunks = rows * cols / (16 << 10);
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(chunks, threads)));
+int MaxChunksFor(int64_t rows, int64_t cols) {
+  return static_cast<int>(std::clamp<int64_t>(rows * cols / (16 << 10), 1, 1 << 15));
 }
 
 // out = (x * inv_rms(x)) * w over n elements; sum of squares in the Dot order.
@@ -81,7 +81,7 @@ void CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tenso
       [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) NormRow(RowF(x, r), w, eps, x.cols, RowF(out, r));
       },
-      MaxChunksFor(x.rows, x.cols, pool_.threads()));
+      MaxChunksFor(x.rows, x.cols));
 }
 
 void CpuBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
@@ -107,7 +107,7 @@ void CpuBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weig
           NormRow(res, w, eps, n, RowF(out, r));
         }
       },
-      MaxChunksFor(x.rows, x.cols, pool_.threads()));
+      MaxChunksFor(x.rows, x.cols));
 }
 
 void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) {
@@ -188,7 +188,7 @@ void CpuBackend::Rope(Tensor q, Tensor k, const Tensor& inv_freq) {
           rotate(k, t);
         }
       },
-      MaxChunksFor(T, q.cols + k.cols, pool_.threads()));
+      MaxChunksFor(T, q.cols + k.cols));
 }
 
 void CpuBackend::WriteKv(int layer, const Tensor& k, const Tensor& v) {
@@ -233,7 +233,7 @@ void CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor out) {
           }
         }
       },
-      MaxChunksFor(gate.rows, gate.cols, pool_.threads()));
+      MaxChunksFor(gate.rows, gate.cols));
 }
 
 void CpuBackend::GatherLogitsRows(const Tensor& x, Tensor out) {

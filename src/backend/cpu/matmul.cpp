@@ -103,7 +103,7 @@ constexpr TileTable<W, kPrefetch> kTiles{};
 
 // Rows of w per block: the unit threads split N into, and the packed panel height.
 constexpr int64_t kBlockN = 48;
-// Packing F16/BF16 into an F32 panel pays off once the panel is reused by more than one m tile.
+// Packing into an F32 panel pays off once the panel is reused by more than one m tile.
 constexpr int64_t kPackMinM = 5;
 
 // Computes rows [m0, m1) x columns [n0, n1) from weight rows `w` (row n0 at w, stride ws).
@@ -123,12 +123,12 @@ void Block(const MatMulArgs& a, const typename W::T* w, int64_t ws, int64_t n0, 
   }
 }
 
-// Converts rows [n0, n1) of a F16/BF16 weight into `panel` ([n1 - n0, kpad] F32, zero padded).
+// Converts rows [n0, n1) of the weight into `panel` ([n1 - n0, kpad] F32, zero padded).
 template <class W>
 void Pack(const MatMulArgs& a, int64_t n0, int64_t n1, int64_t kpad, float* panel) {
-  const auto* w = static_cast<const uint16_t*>(a.w);
+  const auto* w = static_cast<const typename W::T*>(a.w);
   for (int64_t n = n0; n < n1; ++n) {
-    const uint16_t* src = w + n * a.w_stride;
+    const typename W::T* src = w + n * a.w_stride;
     float* dst = panel + (n - n0) * kpad;
     int64_t k = 0;
     for (; k + 16 <= a.K; k += 16) _mm512_storeu_ps(dst + k, W::Load(src + k));
@@ -141,35 +141,27 @@ void Pack(const MatMulArgs& a, int64_t n0, int64_t n1, int64_t kpad, float* pane
 
 template <class W>
 void RunBlocks(const MatMulArgs& a, int64_t b0, int64_t b1) {
-  using T = typename W::T;
-  const auto* w = static_cast<const T*>(a.w);
-  if constexpr (std::is_same_v<W, F32W>) {
+  const auto* w = static_cast<const typename W::T*>(a.w);
+  if (a.M < kPackMinM) {
+    // Decode: stream the weight straight from (mapped) memory, converting on the fly.
     for (int64_t b = b0; b < b1; ++b) {
       int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
-      if (a.M < kPackMinM) {
-        Block<F32W, true>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
-      } else {
-        Block<F32W, false>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
-      }
+      Block<W, true>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
     }
-  } else {
-    if (a.M < kPackMinM) {
-      for (int64_t b = b0; b < b1; ++b) {
-        int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
-        Block<W, true>(a, w + n0 * a.w_stride, a.w_stride, n0, n1);
-      }
-      return;
-    }
-    // NOTE: thread_local scratch grows to the largest panel once and is reused; no allocation
-    // per op after warm-up.
-    thread_local std::vector<float> panel;
-    const int64_t kpad = (a.K + 15) / 16 * 16;
-    if (panel.size() < static_cast<size_t>(kBlockN * kpad)) panel.resize(kBlockN * kpad);
-    for (int64_t b = b0; b < b1; ++b) {
-      int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
-      Pack<W>(a, n0, n1, kpad, panel.data());
-      Block<F32W, false>(a, panel.data(), kpad, n0, n1);
-    }
+    return;
+  }
+  // Prefill: copy/convert each block once into an aligned F32 panel reused by every m tile.
+  // NOTE: F32 is packed too: a mapped weight may sit at any byte offset, and loads that split
+  // cache lines cost ~30% of GEMM throughput. The panel is thread_local and grows once.
+  thread_local std::vector<float> storage;
+  const int64_t kpad = (a.K + 15) / 16 * 16;
+  if (storage.size() < static_cast<size_t>(kBlockN * kpad + 16)) storage.resize(kBlockN * kpad + 16);
+  float* panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) &
+                                          ~uintptr_t{63});
+  for (int64_t b = b0; b < b1; ++b) {
+    int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
+    Pack<W>(a, n0, n1, kpad, panel);
+    Block<F32W, false>(a, panel, kpad, n0, n1);
   }
 }
 
@@ -179,7 +171,7 @@ void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
   if (a.M <= 0 || a.N <= 0) return;
   const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
   // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
-  const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : pool.threads();
+  const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;
   pool.ParallelFor(
       blocks,
       [&](int64_t b0, int64_t b1) {

@@ -6,17 +6,18 @@
 
 namespace llmux::cpu {
 namespace {
-// NOTE: ~50-100 us of polling before sleeping. Ops of one forward step follow each other within
-// microseconds, and a futex wake-up costs more than a small op, so workers stay hot across a
-// step but do not burn a core between steps.
+// NOTE: ~0.1-0.5 ms of polling before sleeping. Ops of one forward step follow each other
+// within microseconds and a futex wake-up costs more than a small op, so workers stay hot
+// across a step but do not burn a core between steps.
 constexpr int kSpinIterations = 20000;
+constexpr int kChunksPerThread = 4;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads_ = threads;
   workers_.reserve(threads_ - 1);
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -26,36 +27,49 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::RunChunk(int chunk) {
-  int64_t begin = n_ * chunk / chunks_;
-  int64_t end = n_ * (chunk + 1) / chunks_;
-  if (begin < end) (*fn_)(begin, end);
+void ThreadPool::Work(uint32_t job) {
+  uint64_t s = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint32_t chunks = (s >> 16) & 0xffff, next = s & 0xffff;
+    if ((s >> 32) != job || next >= chunks) return;
+    if (!claim_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      continue;
+    }
+    const int64_t begin = n_ * next / chunks, end = n_ * (next + 1) / chunks;
+    if (begin < end) (*fn_)(begin, end);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    s = claim_.load(std::memory_order_acquire);
+  }
 }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                              int max_chunks) {
   if (n <= 0) return;
-  int chunks = static_cast<int>(std::min<int64_t>({threads_, n, max_chunks}));
-  if (chunks <= 1) {
+  const int chunks =
+      static_cast<int>(std::min<int64_t>({n, max_chunks, kChunksPerThread * threads_, 0xffff}));
+  if (chunks <= 1 || threads_ == 1) {
     fn(0, n);
     return;
   }
   fn_ = &fn;
   n_ = n;
-  chunks_ = chunks;
-  // NOTE: every worker acknowledges every job (even one without a chunk for it), so no worker
-  // can still be reading this job's parameters when the next job overwrites them.
-  pending_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t job = generation_.load(std::memory_order_relaxed) + 1;
+  claim_.store((static_cast<uint64_t>(job) << 32) | (static_cast<uint64_t>(chunks) << 16),
+               std::memory_order_release);
+  generation_.store(job, std::memory_order_release);
   generation_.notify_all();
-  RunChunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  Work(job);
+  while (done_.load(std::memory_order_acquire) != chunks) _mm_pause();
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::WorkerLoop() {
+  // NOTE: 0, not a fresh load: the pool may already have run (or be destroying) a job by the
+  // time this thread starts, and it must see that generation as new.
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
+    uint32_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
       _mm_pause();
       g = generation_.load(std::memory_order_acquire);
@@ -66,8 +80,7 @@ void ThreadPool::WorkerLoop(int index) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    if (index < chunks_) RunChunk(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    Work(g);
   }
 }
 

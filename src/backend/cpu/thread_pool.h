@@ -1,9 +1,14 @@
 // A small persistent thread pool for the CPU backend's ops.
 //
-// ParallelFor(n, fn) splits [0, n) into at most threads() contiguous chunks, runs fn(begin, end)
-// on each (the calling thread takes chunk 0) and returns when all are done. No allocation per
-// call. Workers spin briefly after a job (ops come back-to-back during a forward step), then
-// sleep on an atomic wait, so an idle pool costs no CPU.
+// ParallelFor(n, fn) splits [0, n) into contiguous chunks, runs fn(begin, end) on each and
+// returns when all are done. The calling thread works too, and chunks are claimed dynamically,
+// so a worker that the OS has descheduled (2 cores shared with other processes) delays a job
+// by at most one chunk instead of stalling it. No allocation per call. Workers spin briefly
+// after a job (ops come back-to-back within a forward step), then sleep on an atomic wait, so
+// an idle pool costs no CPU.
+//
+// Which chunk runs on which thread never matters for results: every op computes each output
+// element in one fixed order (batch invariance does not depend on the split).
 //
 // Thread ownership: ParallelFor is called from one thread at a time (the engine thread that
 // owns the backend); fn runs concurrently on the workers and must only write disjoint data.
@@ -27,25 +32,30 @@ class ThreadPool {
 
   int threads() const { return threads_; }
 
-  // Runs fn(begin, end) over contiguous chunks of [0, n): chunk i is
-  // [n * i / c, n * (i + 1) / c) with c = min(threads(), n, max_chunks).
+  // Runs fn(begin, end) over c contiguous chunks of [0, n): chunk i is [n * i / c,
+  // n * (i + 1) / c) with c = min(n, max_chunks, 4 * threads()). max_chunks = 1 runs fn(0, n)
+  // on the calling thread.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                   int max_chunks = 1 << 30);
+                   int max_chunks = 1 << 15);
 
  private:
-  void WorkerLoop(int index);
-  void RunChunk(int chunk);
+  void WorkerLoop();
+  // Claims and runs chunks of job `job` until none is left.
+  void Work(uint32_t job);
 
   int threads_;
   std::vector<std::thread> workers_;
 
-  // The current job; written by the caller before `generation_` is bumped.
+  // The current job's parameters: written by the caller before `claim_` names the job, read
+  // by a thread only after it has claimed one of the job's chunks (so the job is not over).
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
-  int chunks_ = 0;
 
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};  // workers that have not finished the current job
+  // (job id << 32) | (chunks << 16) | next unclaimed chunk. One word, so a thread that wakes
+  // late can never claim a chunk of a finished job or mix two jobs' parameters.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};           // chunks finished in the current job
+  std::atomic<uint32_t> generation_{0};  // job id, for waking workers
   std::atomic<bool> stop_{false};
 };
 
