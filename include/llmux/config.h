@@ -38,6 +38,9 @@ struct ServerSection {
   int max_connections = 1024;
   int max_n = 8;               // largest `n` a request may ask for
   int max_stop_strings = 8;    // most `stop` strings per request
+  // Failed authentications one client address may make per minute before it gets 429; 0 = no
+  // throttling.
+  int max_auth_failures_per_minute = 20;
   std::string metrics_listen;  // "" = /metrics only on `listen`, behind an admin key
   Millis health_stall_timeout{30000};
   std::vector<AdminKey> admin_api_keys;

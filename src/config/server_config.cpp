@@ -79,6 +79,8 @@ void ReadServer(MapReader& m, ServerSection& s) {
   s.max_connections = static_cast<int>(m.Int("max_connections", s.max_connections, 1, kInt32Max));
   s.max_n = static_cast<int>(m.Int("max_n", s.max_n, 1, 1024));
   s.max_stop_strings = static_cast<int>(m.Int("max_stop_strings", s.max_stop_strings, 0, 1024));
+  s.max_auth_failures_per_minute = static_cast<int>(
+      m.Int("max_auth_failures_per_minute", s.max_auth_failures_per_minute, 0, 1000000));
   if (auto v = m.Get("metrics_listen")) {
     s.metrics_listen = v->String("");
     if (!s.metrics_listen.empty()) {

@@ -29,7 +29,8 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       policies_(policies),
       authenticator_(std::move(authenticator)),
       reload_(std::move(reload)),
-      rate_limiter_([] { return std::chrono::steady_clock::now(); }) {}
+      rate_limiter_([] { return std::chrono::steady_clock::now(); }),
+      auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)) {}
 
 bool ApiService::TryEnqueue(const std::string& tenant, int count, int limit) {
   std::lock_guard<std::mutex> lock(queue_mutex_);
@@ -61,8 +62,21 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     return SendApiError(*channel, e);
   }
   std::shared_ptr<const TenantPolicy> policy = policies_->Current();
+  const auto now = std::chrono::steady_clock::now();
+  if (const int64_t wait = options_.max_auth_failures_per_minute > 0
+                               ? auth_throttle_.RetryAfter(req.remote_address, now)
+                               : 0;
+      wait > 0) {
+    ApiError e = ApiErrorFromStatus(ResourceExhausted("too many failed authentication attempts from this address"),
+                                    "", "auth_throttled");
+    e.retry_after_seconds = static_cast<int>(wait);
+    return SendApiError(*channel, e);
+  }
   auto principal = authenticator_.Authenticate(req.Header("authorization"), *policy);
-  if (!principal.ok()) return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
+  if (!principal.ok()) {
+    auth_throttle_.RecordFailure(req.remote_address, now);
+    return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
+  }
   const bool admin = principal->kind == Principal::Kind::kAdmin;
   auto method_not_allowed = [&](const char* want) {
     ApiError e = InvalidRequest("use " + std::string(want) + " " + path, "", "method_not_allowed");

@@ -14,6 +14,7 @@
 #include "llmux/engine.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
+#include "server/auth_throttle.h"
 #include "server/completion_call.h"
 #include "server/http_types.h"
 #include "server/openai_request.h"
@@ -32,6 +33,7 @@ struct ApiServiceOptions {
   RequestLimits limits;
   Millis health_stall_timeout{30000};
   Millis max_queue_wait{30000};  // server-wide cap; a tenant's own may be lower
+  int max_auth_failures_per_minute = 20;  // per client address; 0 = no throttle
 };
 
 class ApiService {
@@ -67,6 +69,7 @@ class ApiService {
   const Authenticator authenticator_;
   const std::function<Status()> reload_;
   TenantRateLimiter rate_limiter_;
+  AuthThrottle auth_throttle_;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_engine_id_{1};
   std::atomic<int64_t> calls_in_flight_{0};

@@ -166,6 +166,7 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.limits.max_n = config.server.max_n;
   api_options.limits.max_stop_strings = config.server.max_stop_strings;
   api_options.health_stall_timeout = config.server.health_stall_timeout;
+  api_options.max_auth_failures_per_minute = config.server.max_auth_failures_per_minute;
   api_options.max_queue_wait = config.engine.max_queue_wait;
   ServedModel served;
   served.name = config.model.name.empty() ? model_dir.filename().string() : config.model.name;

@@ -235,3 +235,22 @@ test('SIGTERM drains: in-flight streams finish, readiness and new requests get 5
     await own.stop();
   }
 });
+
+test('repeated failed authentication from one address is throttled with Retry-After', async (t) => {
+  if (!requireData(t)) return;
+  const own = await startDaemon({ server: serverYaml({ server: '  max_auth_failures_per_minute: 3' }) });
+  try {
+    for (let i = 0; i < 3; ++i) {
+      assert.equal((await http(own, 'GET', '/v1/models', { key: 'sk-guess-' + i })).status, 401);
+    }
+    const blocked = await http(own, 'GET', '/v1/models', { key: 'sk-guess-4' });
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.json.error.code, 'auth_throttled');
+    const retry = Number(blocked.headers.get('retry-after'));
+    assert.ok(retry >= 59 && retry <= 60, `retry-after ${retry}`);
+    // The address is throttled, whatever key it now presents.
+    assert.equal((await http(own, 'GET', '/v1/models', { key: KEYS.premium })).status, 429);
+  } finally {
+    await own.stop();
+  }
+});
