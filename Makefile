@@ -7,6 +7,10 @@ JOBS ?= $(shell nproc)
 MODEL ?=
 CMAKE_FLAGS ?=
 
+# ccache: hash paths relative to the checkout so a fresh clone (CI) reuses earlier objects.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
 .PHONY: all deps configure build run test bench clean
 
 all: build
