@@ -78,6 +78,9 @@ struct EngineSection {
   Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
   int prefill_weight = 1;        // fair-share cost of one prefill token
   int decode_weight = 2;         // fair-share cost of one decode token
+  // Batch-invariant kernels (a sequence's logits do not depend on its batch). false selects the
+  // faster batch-dependent paths (CPU: OpenBLAS GEMMs for prefill; CUDA: free GEMM algorithms).
+  bool batch_invariant = true;
 };
 
 struct TelemetrySection {

@@ -167,6 +167,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     }
   }
   s.max_queue_wait = m.Duration("max_queue_wait", s.max_queue_wait);
+  s.batch_invariant = m.Bool("batch_invariant", s.batch_invariant);
   s.prefill_weight = static_cast<int>(m.Int("prefill_weight", s.prefill_weight, 0, 1000000));
   if (auto v = m.Get("decode_weight")) {
     s.decode_weight = static_cast<int>(v->Int(s.decode_weight, 0, 1000000));

@@ -124,10 +124,12 @@ int RunDaemon(const DaemonArgs& args) {
   if (config.engine.backend == BackendKind::kCpu) {
     CpuBackendOptions o;
     o.threads = config.engine.threads;
+    o.use_blas = !config.engine.batch_invariant;
     backend = CreateCpuBackend(o);
   } else {
     CudaBackendOptions o;
     o.device = config.engine.devices.empty() ? 0 : config.engine.devices[0];
+    o.batch_invariant = config.engine.batch_invariant;
     backend = CreateCudaBackend(o);
   }
   if (!backend.ok()) return StartupFailure("backend", backend.status());
