@@ -13,6 +13,7 @@ PACKAGES=(
   prometheus-cpp-dev
   libsqlite3-dev
   libpcre2-dev          # Unicode-aware regex for byte-level BPE pre-tokenizers
+  libicu-dev            # Unicode normalization forms (NFC for Qwen2 tokenizers)
   libopenblas-dev       # optional batch-dependent GEMM path (off by default)
   libgtest-dev libgmock-dev
   libbenchmark-dev

@@ -1,5 +1,10 @@
 #include "tokenizer/normalizer.h"
 
+#include <unicode/bytestream.h>
+#include <unicode/locid.h>
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
+
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -66,6 +71,50 @@ class ReplaceNormalizer : public Normalizer {
   std::string content_;
 };
 
+// Unicode normalization forms (Qwen2 ships NFC) through ICU, on UTF-8 directly.
+class UnicodeFormNormalizer : public Normalizer {
+ public:
+  explicit UnicodeFormNormalizer(const icu::Normalizer2* form) : form_(form) {}
+  void Normalize(std::string& text) const override {
+    UErrorCode status = U_ZERO_ERROR;
+    if (form_->isNormalizedUTF8(text, status) && U_SUCCESS(status)) return;
+    std::string out;
+    icu::StringByteSink<std::string> sink(&out);
+    status = U_ZERO_ERROR;
+    form_->normalizeUTF8(0, text, sink, nullptr, status);
+    // NOTE: input is valid UTF-8 (the tokenizer replaces invalid sequences first), so ICU
+    // cannot fail here; if it ever did, the text stays unnormalized rather than lost.
+    if (U_SUCCESS(status)) text = std::move(out);
+  }
+
+ private:
+  const icu::Normalizer2* form_;  // owned by ICU (process-lifetime singleton)
+};
+
+// HF's Lowercase: Unicode full lowercase mapping (root locale, like Rust's to_lowercase).
+class LowercaseNormalizer : public Normalizer {
+ public:
+  void Normalize(std::string& text) const override {
+    icu::UnicodeString u = icu::UnicodeString::fromUTF8(text);
+    u.toLower(icu::Locale::getRoot());
+    text.clear();
+    u.toUTF8String(text);
+  }
+};
+
+StatusOr<const icu::Normalizer2*> UnicodeForm(const std::string& type) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* form = nullptr;
+  if (type == "NFC") form = icu::Normalizer2::getNFCInstance(status);
+  if (type == "NFD") form = icu::Normalizer2::getNFDInstance(status);
+  if (type == "NFKC") form = icu::Normalizer2::getNFKCInstance(status);
+  if (type == "NFKD") form = icu::Normalizer2::getNFKDInstance(status);
+  if (form == nullptr || U_FAILURE(status)) {
+    return Internal("ICU could not provide the " + type + " normalizer: " + u_errorName(status));
+  }
+  return form;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& j) {
@@ -92,7 +141,14 @@ StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& j) {
     LLMUX_ASSIGN_OR_RETURN(auto regex, Regex::Compile(pattern.at("Regex").get<std::string>()));
     return std::unique_ptr<Normalizer>(new ReplaceNormalizer("", std::move(regex), content));
   }
-  return Unimplemented("tokenizer.json normalizer type '" + type + "' is not supported");
+  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+    LLMUX_ASSIGN_OR_RETURN(const icu::Normalizer2* form, UnicodeForm(type));
+    return std::unique_ptr<Normalizer>(new UnicodeFormNormalizer(form));
+  }
+  if (type == "Lowercase") return std::unique_ptr<Normalizer>(new LowercaseNormalizer());
+  return Unimplemented("tokenizer.json normalizer type '" + type +
+                       "' is not supported (supported: Sequence, Prepend, Replace, NFC, NFD, "
+                       "NFKC, NFKD, Lowercase)");
 }
 
 }  // namespace llmux::tokenizer_internal

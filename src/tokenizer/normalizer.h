@@ -17,8 +17,9 @@ class Normalizer {
   virtual void Normalize(std::string& text) const = 0;
 };
 
-// Supported: Sequence, Prepend, Replace (String or Regex pattern). Null JSON yields nullptr
-// (no normalization). Unimplemented for other types (NFC, NFKC, Lowercase, BertNormalizer...).
+// Supported: Sequence, Prepend, Replace (String or Regex pattern), NFC/NFD/NFKC/NFKD and
+// Lowercase (ICU). Null JSON yields nullptr (no normalization). Unimplemented for other types
+// (BertNormalizer, Strip, StripAccents, Precompiled...).
 StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& j);
 
 }  // namespace llmux::tokenizer_internal

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/normalizer.h"
 #include "tokenizer_test_util.h"
 
 namespace llmux {
@@ -82,3 +83,28 @@ TEST(DecoderTest, StripAfterFuseHoldsBackTrailingContent) {
 
 }  // namespace
 }  // namespace llmux
+
+namespace llmux::tokenizer_internal {
+namespace {
+
+TEST(UnicodeNormalizerTest, NfcComposesAndLowercaseFollowsUnicode) {
+  auto nfc = ParseNormalizer(nlohmann::json::parse(R"({"type": "NFC"})"));
+  ASSERT_TRUE(nfc.ok()) << nfc.status().ToString();
+  std::string text = "Cafe\xCC\x81 A\xCC\x8A";  // "Café Å" with combining accents
+  (*nfc)->Normalize(text);
+  EXPECT_EQ(text, "Caf\xC3\xA9 \xC3\x85");        // precomposed é, Å
+  auto nfkd = ParseNormalizer(nlohmann::json::parse(R"({"type": "NFKD"})"));
+  ASSERT_TRUE(nfkd.ok());
+  std::string lig = "\xEF\xAC\x81";  // U+FB01 "ﬁ" ligature
+  (*nfkd)->Normalize(lig);
+  EXPECT_EQ(lig, "fi");
+  auto lower = ParseNormalizer(nlohmann::json::parse(R"({"type": "Lowercase"})"));
+  ASSERT_TRUE(lower.ok());
+  std::string mixed = "HeLLo \xC3\x89T\xC3\x89 \xCE\xA3";  // "HeLLo ÉTÉ Σ"
+  (*lower)->Normalize(mixed);
+  EXPECT_EQ(mixed, "hello \xC3\xA9t\xC3\xA9 \xCF\x83");
+  EXPECT_FALSE(ParseNormalizer(nlohmann::json::parse(R"({"type": "BertNormalizer"})")).ok());
+}
+
+}  // namespace
+}  // namespace llmux::tokenizer_internal
