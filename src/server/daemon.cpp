@@ -171,7 +171,10 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.max_auth_failures_per_minute = config.server.max_auth_failures_per_minute;
   api_options.max_queue_wait = config.engine.max_queue_wait;
   ServedModel served;
-  served.name = config.model.name.empty() ? model_dir.filename().string() : config.model.name;
+  // The model id defaults to the model folder's name ("/models/tiny/" -> "tiny").
+  std::filesystem::path folder = model_dir.lexically_normal();
+  if (!folder.has_filename()) folder = folder.parent_path();
+  served.name = config.model.name.empty() ? folder.filename().string() : config.model.name;
   served.max_model_len = engine->model_config().max_position_embeddings;
   if (config.model.max_model_len > 0) served.max_model_len = std::min(served.max_model_len, config.model.max_model_len);
   served.tokenizer = tokenizer->get();
