@@ -199,6 +199,10 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                   &prefix_hits_}) {
     f->Add(m);
   }
+  ttft_.Add(m, kTtftBuckets);
+  itl_.Add(m, kItlBuckets);
+  e2e_.Add(m, kLatencyBuckets);
+  queue_time_.Add(m, kLatencyBuckets);
   for (const char* reason : {"stop", "length", "abort"}) {
     success_.Add({{"model_name", model_}, {"finished_reason", reason}});
   }
