@@ -18,11 +18,19 @@ struct LogField {
   bool raw = false;
 };
 
-inline LogField F(std::string key, std::string value) { return {std::move(key), std::move(value), false}; }
+inline LogField F(std::string key, std::string value) {
+  return {std::move(key), std::move(value), false};
+}
 inline LogField F(std::string key, const char* value) { return {std::move(key), value, false}; }
-inline LogField F(std::string key, long long value) { return {std::move(key), std::to_string(value), true}; }
-inline LogField F(std::string key, int value) { return {std::move(key), std::to_string(value), true}; }
-inline LogField F(std::string key, double value) { return {std::move(key), std::to_string(value), true}; }
+inline LogField F(std::string key, long long value) {
+  return {std::move(key), std::to_string(value), true};
+}
+inline LogField F(std::string key, int value) {
+  return {std::move(key), std::to_string(value), true};
+}
+inline LogField F(std::string key, double value) {
+  return {std::move(key), std::to_string(value), true};
+}
 
 // Sends logs to `file` (rotating at max_bytes, keeping max_files) or stderr when `file` is "".
 // When `per_tenant_dir` is not empty, a line whose "tenant" field names a tenant (a valid

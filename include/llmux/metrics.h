@@ -54,8 +54,8 @@ struct MetricsSnapshot {
   EngineStats engine;
   struct Tenant {
     std::string name;
-    int64_t inflight_budget = 0;  // max_inflight_tokens
-    int64_t queued = 0;           // submitted, not yet started (the HTTP layer's count)
+    int64_t inflight_budget = 0;       // max_inflight_tokens
+    int64_t queued = 0;                // submitted, not yet started (the HTTP layer's count)
     std::optional<TenantStats> stats;  // nullopt before the engine knows the tenant
   };
   std::vector<Tenant> tenants;

@@ -91,7 +91,8 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   const bool admin = principal->kind == Principal::Kind::kAdmin;
   if (!admin) channel->SetTenant(principal->tenant);
   auto admin_only = [&] {
-    SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    SendApiError(*channel,
+                 ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
   };
   auto method_not_allowed = [&](const char* want) {
     ApiError e = InvalidRequest("use " + std::string(want) + " " + path, "", "method_not_allowed");
@@ -113,7 +114,9 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   if (path == "/admin/usage") {
     if (!admin) return admin_only();
     if (req.method != "GET") return method_not_allowed("GET");
-    if (telemetry_.ledger == nullptr) return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    if (telemetry_.ledger == nullptr) {
+      return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    }
     return ServeAdminUsage(req, *telemetry_.ledger, *channel);
   }
   if (path == "/admin/stats") {
@@ -133,7 +136,9 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   }
   if (path == "/v1/usage") {
     if (req.method != "GET") return method_not_allowed("GET");
-    if (telemetry_.ledger == nullptr) return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    if (telemetry_.ledger == nullptr) {
+      return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    }
     return ServeTenantUsage(req, principal->tenant, *telemetry_.ledger, *channel);
   }
   if (req.method != "POST") return method_not_allowed("POST");
@@ -280,7 +285,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     const QuotaDecision quota = telemetry_.quota->Check(tenant_name, tenant.quota);
     if (!quota.allowed) {
       ApiError e = ApiErrorFromStatus(ResourceExhausted(quota.message), "", "quota_exceeded");
-      e.retry_after_seconds = static_cast<int>(std::min<int64_t>(quota.retry_after_seconds, INT32_MAX));
+      e.retry_after_seconds =
+          static_cast<int>(std::min<int64_t>(quota.retry_after_seconds, INT32_MAX));
       return SendApiError(*channel, e);
     }
   }
@@ -313,7 +319,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   if (tenant.log_prompts) {
     std::string text;
     if (kind == ApiKind::kChat) {
-      if (auto rendered = model_.chat_template->Render(r.messages, r.add_generation_prompt); rendered.ok()) text = *rendered;
+      auto rendered = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+      if (rendered.ok()) text = *rendered;
     } else {
       for (const PromptInput& p : r.prompts) {
         if (const auto* str = std::get_if<std::string>(&p)) text += *str;
@@ -355,7 +362,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
     Status s = model_.engine->Submit(
-        std::move(er), [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {
+        std::move(er),
+        [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {
           if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);
           accounting->OnEngineEvent(i, out);
           auto shared = std::make_shared<EngineOutput>(std::move(out));

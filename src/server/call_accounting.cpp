@@ -138,8 +138,8 @@ void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
     telemetry_.quota->Record(r.tenant, r.finished_unix_ms, r.prompt_tokens + r.completion_tokens,
                              r.cost_nano);
   }
-  AccessUsage access{r.request_id, r.outcome,  r.prompt_tokens, r.cached_tokens,
-                     r.completion_tokens, r.queue_ms, r.ttft_ms,   r.cost_nano};
+  AccessUsage access{r.request_id,        r.outcome,  r.prompt_tokens, r.cached_tokens,
+                     r.completion_tokens, r.queue_ms, r.ttft_ms,       r.cost_nano};
   auto committed = [channel = channel_, access, outcome, finish](const Status& s) {
     if (!s.ok()) {
       LogEvent(LogLevel::kError, "usage_row_lost",

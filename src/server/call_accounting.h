@@ -69,12 +69,12 @@ class CallAccounting {
   std::string request_id_;
 
   std::mutex mutex_;
-  std::vector<Choice> choices_;        // Guarded by mutex_
-  size_t submitted_;                   // Guarded by mutex_
-  bool call_done_ = false;             // Guarded by mutex_
-  bool recorded_ = false;              // Guarded by mutex_
-  std::string outcome_;                // Guarded by mutex_
-  std::function<void()> deliver_;      // Guarded by mutex_
+  std::vector<Choice> choices_;    // Guarded by mutex_
+  size_t submitted_;               // Guarded by mutex_
+  bool call_done_ = false;         // Guarded by mutex_
+  bool recorded_ = false;          // Guarded by mutex_
+  std::string outcome_;            // Guarded by mutex_
+  std::function<void()> deliver_;  // Guarded by mutex_
 };
 
 }  // namespace llmux::server

@@ -262,8 +262,8 @@ int RunDaemon(const DaemonArgs& args) {
            {F("address", host), F("port", (*server)->port()), F("model", served.name)});
   if (metrics_server) {
     const std::string& ml = config.server.metrics_listen;
-    std::fprintf(stderr, "llmuxd: metrics on http://%s:%d/metrics\n", ml.substr(0, ml.rfind(':')).c_str(),
-                 metrics_server->port());
+    std::fprintf(stderr, "llmuxd: metrics on http://%s:%d/metrics\n",
+                 ml.substr(0, ml.rfind(':')).c_str(), metrics_server->port());
     std::fflush(stderr);
   }
 

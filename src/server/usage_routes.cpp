@@ -31,12 +31,9 @@ std::string PercentDecode(std::string_view s) {
 }
 
 json TotalsJson(const UsageTotals& t) {
-  return {{"requests", t.requests},
-          {"prompt_tokens", t.prompt_tokens},
-          {"cached_tokens", t.cached_tokens},
-          {"completion_tokens", t.completion_tokens},
-          {"cost_nano", t.cost_nano},
-          {"cost", FormatNano(t.cost_nano)}};
+  return {{"requests", t.requests},           {"prompt_tokens", t.prompt_tokens},
+          {"cached_tokens", t.cached_tokens}, {"completion_tokens", t.completion_tokens},
+          {"cost_nano", t.cost_nano},         {"cost", FormatNano(t.cost_nano)}};
 }
 
 json TenantJson(const TenantUsage& u) {
@@ -107,9 +104,8 @@ void ServeTenantUsage(const HttpRequest& req, const std::string& tenant, UsageLe
   for (TenantUsage& u : *usage) {
     if (u.tenant == tenant) mine = std::move(u);
   }
-  json body = {{"object", "usage"},
-               {"start", FormatRfc3339(q.start_ms)},
-               {"end", FormatRfc3339(q.end_ms)}};
+  json body = {
+      {"object", "usage"}, {"start", FormatRfc3339(q.start_ms)}, {"end", FormatRfc3339(q.end_ms)}};
   body.update(TenantJson(mine));
   Respond(channel, body);
 }

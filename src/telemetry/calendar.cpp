@@ -156,8 +156,8 @@ int64_t StartOfNextMonthMs(int64_t unix_ms) {
 
 std::string FormatNano(int64_t nano) {
   const bool neg = nano < 0;
-  const unsigned long long v = neg ? 0ULL - static_cast<unsigned long long>(nano)
-                                   : static_cast<unsigned long long>(nano);
+  const unsigned long long v =
+      neg ? 0ULL - static_cast<unsigned long long>(nano) : static_cast<unsigned long long>(nano);
   char buf[48];
   std::snprintf(buf, sizeof(buf), "%s%llu.%09llu", neg ? "-" : "", v / 1000000000ULL,
                 v % 1000000000ULL);

@@ -55,8 +55,7 @@ std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<spdlog::logger>> Logg
     if (!slot) {
       try {
         slot = MakeLogger(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
-            g_state.per_tenant_dir + "/" + *tenant + ".log", g_state.max_bytes,
-            g_state.max_files));
+            g_state.per_tenant_dir + "/" + *tenant + ".log", g_state.max_bytes, g_state.max_files));
       } catch (const spdlog::spdlog_ex&) {
         g_state.tenants.erase(*tenant);  // unwritable folder: the main log still has the line
       }
@@ -69,10 +68,14 @@ std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<spdlog::logger>> Logg
 
 std::string_view LevelName(LogLevel l) {
   switch (l) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }
@@ -128,8 +131,7 @@ void LogEvent(LogLevel level, std::string_view event, const std::vector<LogField
     }
     if (f.key == "tenant" && !f.raw) tenant = &f.value;
   }
-  const std::string line =
-      j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  const std::string line = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   auto [main, per_tenant] = Loggers(tenant);
   main->info(line);
   if (per_tenant) per_tenant->info(line);
@@ -148,7 +150,9 @@ bool IsValidTraceparent(std::string_view h) {
     }
     return true;
   };
-  auto zeros = [](std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; };
+  auto zeros = [](std::string_view s) {
+    return s.find_first_not_of('0') == std::string_view::npos;
+  };
   if (h.size() < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-') return false;
   const std::string_view version = h.substr(0, 2), trace = h.substr(3, 32),
                          parent = h.substr(36, 16), flags = h.substr(53, 2);

@@ -26,23 +26,23 @@ using prometheus::Histogram;
 using Buckets = prometheus::Histogram::BucketBoundaries;
 
 // vLLM's bucket boundaries, extended below 1 ms for the CPU backend's tiny models.
-const Buckets kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5, 0.75,
+const Buckets kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,  0.75,
                               1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160., 640., 2560.};
-const Buckets kItlBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15,
-                             0.2,    0.3,   0.4,    0.5,   0.75, 1.0,   2.5,  5.0,   7.5, 10.0,
-                             20.0,   40.0,  80.0};
-const Buckets kLatencyBuckets = {0.001, 0.01, 0.05, 0.1,  0.3,  0.5,   0.8,   1.0,   1.5,  2.0,
-                                 2.5,   5.0,  10.0, 15.0, 20.0, 30.0,  40.0,  50.0,  60.0, 120.0,
-                                 240.,  480., 960., 1920., 7680.};
+const Buckets kItlBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+                             0.1,    0.15,  0.2,    0.3,   0.4,  0.5,   0.75, 1.0,
+                             2.5,    5.0,   7.5,    10.0,  20.0, 40.0,  80.0};
+const Buckets kLatencyBuckets = {0.001, 0.01,  0.05, 0.1,  0.3,  0.5,   0.8,  1.0,  1.5,
+                                 2.0,   2.5,   5.0,  10.0, 15.0, 20.0,  30.0, 40.0, 50.0,
+                                 60.0,  120.0, 240., 480., 960., 1920., 7680.};
 const Buckets kStepBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                               0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 const Buckets kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 const Buckets kBatchTokenBuckets = {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
 
-const RejectReason kAllReasons[] = {
-    RejectReason::kAuth,     RejectReason::kInvalid,   RejectReason::kRateLimit,
-    RejectReason::kQuota,    RejectReason::kQueueFull, RejectReason::kBudget,
-    RejectReason::kQueueTimeout, RejectReason::kUnavailable};
+const RejectReason kAllReasons[] = {RejectReason::kAuth,         RejectReason::kInvalid,
+                                    RejectReason::kRateLimit,    RejectReason::kQuota,
+                                    RejectReason::kQueueFull,    RejectReason::kBudget,
+                                    RejectReason::kQueueTimeout, RejectReason::kUnavailable};
 
 class PrometheusMetrics final : public Metrics {
  public:
@@ -148,14 +148,14 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                    "Finished engine requests (choices) by finish reason.", *registry_)),
       requests_(Reg(BuildCounter(), "llmux_requests_total",
                     "HTTP completion calls that reached the engine, by outcome.", *registry_)),
-      rejections_(Reg(BuildCounter(), "llmux_rejections_total",
-                      "Requests refused, by reason.", *registry_)),
+      rejections_(Reg(BuildCounter(), "llmux_rejections_total", "Requests refused, by reason.",
+                      *registry_)),
       t_prompt_(Reg(BuildCounter(), "llmux_prompt_tokens_total",
                     "Billed prompt tokens (cached included).", *registry_)),
       t_cached_(Reg(BuildCounter(), "llmux_cached_prompt_tokens_total",
                     "Billed prompt tokens served from the prefix cache.", *registry_)),
-      t_completion_(Reg(BuildCounter(), "llmux_completion_tokens_total",
-                        "Billed generated tokens.", *registry_)),
+      t_completion_(Reg(BuildCounter(), "llmux_completion_tokens_total", "Billed generated tokens.",
+                        *registry_)),
       t_preemptions_(Reg(BuildCounter(), "llmux_tenant_preemptions_total",
                          "Preemptions of the tenant's finished requests.", *registry_)),
       t_inflight_(Reg(BuildGauge(), "llmux_tenant_inflight_tokens",
@@ -169,8 +169,8 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                     "Requests submitted and not yet started.", *registry_)),
       t_waiting_(Reg(BuildGauge(), "llmux_tenant_waiting_requests",
                      "Engine requests waiting (preempted included).", *registry_)),
-      t_running_(Reg(BuildGauge(), "llmux_tenant_running_requests",
-                     "Engine requests running.", *registry_)),
+      t_running_(Reg(BuildGauge(), "llmux_tenant_running_requests", "Engine requests running.",
+                     *registry_)),
       t_blocks_(Reg(BuildGauge(), "llmux_tenant_kv_blocks_in_use",
                     "KV blocks held by the tenant's sequences.", *registry_)),
       t_reserved_(Reg(BuildGauge(), "llmux_tenant_kv_blocks_reserved",
@@ -179,24 +179,24 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                   "Seconds from arrival at the engine to the first token.", *registry_)),
       t_itl_(Reg(BuildHistogram(), "llmux_inter_token_latency_seconds",
                  "Seconds between consecutive tokens.", *registry_)),
-      t_queue_(Reg(BuildHistogram(), "llmux_queue_time_seconds",
-                   "Seconds before first scheduled.", *registry_)),
+      t_queue_(Reg(BuildHistogram(), "llmux_queue_time_seconds", "Seconds before first scheduled.",
+                   *registry_)),
       t_e2e_(Reg(BuildHistogram(), "llmux_e2e_request_latency_seconds",
                  "Seconds from the HTTP request to its final event.", *registry_)),
       step_seconds_(Reg(BuildHistogram(), "llmux_engine_step_seconds",
                         "Engine step duration (schedule, forward, sample, emit).", *registry_)),
-      batch_size_(Reg(BuildHistogram(), "llmux_engine_batch_size",
-                      "Sequences per engine step.", *registry_)),
-      batch_tokens_(Reg(BuildHistogram(), "llmux_engine_batch_tokens",
-                        "Tokens per engine step.", *registry_)),
+      batch_size_(Reg(BuildHistogram(), "llmux_engine_batch_size", "Sequences per engine step.",
+                      *registry_)),
+      batch_tokens_(Reg(BuildHistogram(), "llmux_engine_batch_tokens", "Tokens per engine step.",
+                        *registry_)),
       reloads_(Reg(BuildCounter(), "llmux_policy_reloads_total",
                    "Tenant policy reloads, by result.", *registry_)) {
   const prometheus::Labels m = {{"model_name", model_}};
   running_.Add(m);
   waiting_.Add(m);
   kv_usage_.Add(m);
-  for (auto* f : {&prompt_tokens_, &generation_tokens_, &preemptions_, &prefix_queries_,
-                  &prefix_hits_}) {
+  for (auto* f :
+       {&prompt_tokens_, &generation_tokens_, &preemptions_, &prefix_queries_, &prefix_hits_}) {
     f->Add(m);
   }
   ttft_.Add(m, kTtftBuckets);
@@ -229,7 +229,8 @@ void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
     for (RejectReason r : kAllReasons) {
       rejections_.Add({{"tenant", t}, {"reason", std::string(RejectReasonName(r))}});
     }
-    for (auto* f : {&t_prompt_, &t_cached_, &t_completion_, &t_preemptions_}) f->Add({{"tenant", t}});
+    for (auto* f : {&t_prompt_, &t_cached_, &t_completion_, &t_preemptions_})
+      f->Add({{"tenant", t}});
   }
 }
 
@@ -320,14 +321,22 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
 
 std::string_view RejectReasonName(RejectReason reason) {
   switch (reason) {
-    case RejectReason::kAuth: return "auth";
-    case RejectReason::kInvalid: return "invalid";
-    case RejectReason::kRateLimit: return "rate_limit";
-    case RejectReason::kQuota: return "quota";
-    case RejectReason::kQueueFull: return "queue_full";
-    case RejectReason::kBudget: return "budget";
-    case RejectReason::kQueueTimeout: return "queue_timeout";
-    case RejectReason::kUnavailable: return "unavailable";
+    case RejectReason::kAuth:
+      return "auth";
+    case RejectReason::kInvalid:
+      return "invalid";
+    case RejectReason::kRateLimit:
+      return "rate_limit";
+    case RejectReason::kQuota:
+      return "quota";
+    case RejectReason::kQueueFull:
+      return "queue_full";
+    case RejectReason::kBudget:
+      return "budget";
+    case RejectReason::kQueueTimeout:
+      return "queue_timeout";
+    case RejectReason::kUnavailable:
+      return "unavailable";
   }
   return "invalid";
 }

@@ -3,6 +3,8 @@
 // Thread ownership: `write_db_` belongs to the writer thread (and to Close after it joined);
 // `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking (with a busy
 // timeout) orders the writer's transactions against Prune on the read connection.
+#include "llmux/usage_ledger.h"
+
 #include <sqlite3.h>
 
 #include <condition_variable>
@@ -12,7 +14,6 @@
 #include <thread>
 
 #include "llmux/log.h"
-#include "llmux/usage_ledger.h"
 #include "telemetry/sqlite_util.h"
 
 namespace llmux {
@@ -144,8 +145,8 @@ Status SqliteLedger::WriteBatch(const std::deque<Pending>& batch) {
     sqlite::BindText(stmt.get(), 3, r.model);
     sqlite::BindText(stmt.get(), 4, r.lane);
     sqlite::BindText(stmt.get(), 5, r.pool);
-    const int64_t ints[] = {r.finished_unix_ms, r.prompt_tokens, r.cached_tokens,
-                            r.completion_tokens, r.queue_ms,     r.ttft_ms,
+    const int64_t ints[] = {r.finished_unix_ms,  r.prompt_tokens, r.cached_tokens,
+                            r.completion_tokens, r.queue_ms,      r.ttft_ms,
                             r.duration_ms};
     for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt.get(), 6 + k, ints[k]);
     sqlite::BindText(stmt.get(), 13, r.outcome);
@@ -180,11 +181,11 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
   std::lock_guard<std::mutex> lock(read_mutex_);
   sqlite3* db = read_db_.get();
   // NOTE: integer division floors for the non-negative times a ledger holds.
-  const std::string sql =
-      std::string("SELECT tenant, finished_unix_ms / 86400000 AS day, COUNT(*), "
-                  "SUM(prompt_tokens), SUM(cached_tokens), SUM(completion_tokens), "
-                  "SUM(cost_nano) FROM usage WHERE ") +
-      TenantFilter(q) + " GROUP BY tenant, day ORDER BY tenant, day";
+  const std::string sql = std::string(
+                              "SELECT tenant, finished_unix_ms / 86400000 AS day, COUNT(*), "
+                              "SUM(prompt_tokens), SUM(cached_tokens), SUM(completion_tokens), "
+                              "SUM(cost_nano) FROM usage WHERE ") +
+                          TenantFilter(q) + " GROUP BY tenant, day ORDER BY tenant, day";
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
   BindQuery(stmt.get(), q);
@@ -216,9 +217,10 @@ StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
   std::lock_guard<std::mutex> lock(read_mutex_);
   sqlite3* db = read_db_.get();
   const std::string sql =
-      std::string("SELECT request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
-                  "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, "
-                  "cost_nano FROM usage WHERE ") +
+      std::string(
+          "SELECT request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
+          "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, "
+          "cost_nano FROM usage WHERE ") +
       TenantFilter(q) + " ORDER BY finished_unix_ms, id";
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));

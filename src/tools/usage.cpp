@@ -11,7 +11,8 @@ namespace llmux::tools {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: llmux usage export --db FILE --format csv|json [--tenant T] [--start TIME] [--end TIME]\n"
+    "usage: llmux usage export --db FILE --format csv|json [--tenant T] [--start TIME] [--end "
+    "TIME]\n"
     "       llmux usage prune --db FILE --before TIME\n"
     "TIME: RFC 3339 (2024-05-01T00:00:00Z), a date (2024-05-01, midnight UTC) or Unix seconds.\n"
     "export writes the rows finished in [start, end) to stdout; prune deletes rows finished\n"
@@ -46,7 +47,8 @@ int Export(const Args& args) {
   if (!ledger.ok()) return Fail(ledger.status().message());
   auto rows = (*ledger)->Records(q);
   if (!rows.ok()) return Fail(rows.status().message());
-  const std::string out = *format == "csv" ? UsageRecordsCsv(*rows) : UsageRecordsJson(*rows) + "\n";
+  const std::string out =
+      *format == "csv" ? UsageRecordsCsv(*rows) : UsageRecordsJson(*rows) + "\n";
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }

@@ -119,14 +119,19 @@ TEST(Metrics, RequestsCountPerTenantAndUnknownTenantsFoldIntoOneLabel) {
   EXPECT_EQ(Line(text, R"(llmux_rejections_total{reason="auth",tenant="_unauthenticated"})"),
             R"(llmux_rejections_total{reason="auth",tenant="_unauthenticated"} 2)");
   EXPECT_EQ(text.find("not-in-policy"), std::string::npos);
-  EXPECT_EQ(Line(text, R"(vllm:request_success_total{finished_reason="length",model_name="stories"})"),
-            R"(vllm:request_success_total{finished_reason="length",model_name="stories"} 2)");
+  EXPECT_EQ(
+      Line(text, R"(vllm:request_success_total{finished_reason="length",model_name="stories"})"),
+      R"(vllm:request_success_total{finished_reason="length",model_name="stories"} 2)");
   EXPECT_EQ(Line(text, R"(llmux_time_to_first_token_seconds_count{lane="premium",tenant="acme"})"),
             R"(llmux_time_to_first_token_seconds_count{lane="premium",tenant="acme"} 2)");
-  EXPECT_EQ(Line(text, R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"})"),
-            R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"} 0)");
-  EXPECT_EQ(Line(text, R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"})"),
-            R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"} 2)");
+  EXPECT_EQ(
+      Line(text,
+           R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"})"),
+      R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"} 0)");
+  EXPECT_EQ(
+      Line(text,
+           R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"})"),
+      R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"} 2)");
 }
 
 TEST(Metrics, EngineStepsAndPolicyReloads) {

@@ -78,9 +78,10 @@ TEST_F(QuotaTest, LoadsTodayAndThisMonthFromTheLedger) {
     r.outcome = "ok";
     return r;
   };
-  ASSERT_TRUE(ledger->AppendSync(row("2024-04-30T23:59:59Z", 1000, 1000, 1000)).ok());  // last month
-  ASSERT_TRUE(ledger->AppendSync(row("2024-05-02T00:00:00Z", 7, 3, 40)).ok());          // this month
-  ASSERT_TRUE(ledger->AppendSync(row("2024-05-31T01:00:00Z", 5, 6, 2)).ok());           // today
+  ASSERT_TRUE(
+      ledger->AppendSync(row("2024-04-30T23:59:59Z", 1000, 1000, 1000)).ok());  // last month
+  ASSERT_TRUE(ledger->AppendSync(row("2024-05-02T00:00:00Z", 7, 3, 40)).ok());  // this month
+  ASSERT_TRUE(ledger->AppendSync(row("2024-05-31T01:00:00Z", 5, 6, 2)).ok());   // today
   ASSERT_TRUE(tracker_.LoadFrom(*ledger).ok());
   EXPECT_EQ(tracker_.TokensToday("a"), 11);
   EXPECT_EQ(tracker_.SpendThisMonth("a"), 42);

@@ -76,7 +76,8 @@ TEST_F(UsageLedgerTest, UsesWalAndKeepsRowsAcrossReopen) {
 TEST_F(UsageLedgerTest, SummarizesPerTenantWithDailyBucketsInTheRange) {
   auto ledger = std::move(UsageLedger::Open(path_)).value();
   for (const UsageRecord& r :
-       {Row("a", "2024-05-01T00:00:00Z", 10, 0, 5, 100), Row("a", "2024-05-01T23:59:59.999Z", 20, 4, 6, 200),
+       {Row("a", "2024-05-01T00:00:00Z", 10, 0, 5, 100),
+        Row("a", "2024-05-01T23:59:59.999Z", 20, 4, 6, 200),
         Row("a", "2024-05-02T00:00:00Z", 1, 1, 1, 7), Row("b", "2024-05-01T12:00:00Z", 3, 0, 3, 9),
         Row("a", "2024-05-03T00:00:00Z", 99, 0, 99, 999)}) {
     ASSERT_TRUE(ledger->AppendSync(r).ok());
