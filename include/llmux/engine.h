@@ -19,6 +19,20 @@
 
 namespace llmux {
 
+// One forward step, as seen by an EngineObserver.
+struct StepInfo {
+  double seconds = 0;      // Schedule through emit (forward pass and sampling included)
+  int32_t num_seqs = 0;    // sequences in the batch
+  int32_t num_tokens = 0;  // tokens in the batch (prefill chunks + decodes)
+};
+
+// Receives engine-thread events (metrics). Implementations must not block.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  virtual void OnStep(const StepInfo& step) = 0;
+};
+
 struct EngineConfig {
   // Scheduler settings; num_kv_blocks == 0 derives it from kv_cache_tokens / block_size.
   SchedulerConfig scheduler;
@@ -26,6 +40,8 @@ struct EngineConfig {
   // Bound of the inbox (submits + aborts not yet seen by the engine thread); Submit beyond it
   // returns Unavailable.
   int32_t max_inbox = 4096;
+  // Not owned; must outlive the engine. Called on the engine thread after each forward step.
+  EngineObserver* observer = nullptr;
 };
 
 struct EngineRequest {
@@ -54,6 +70,9 @@ struct EngineOutput {
   int32_t cached_tokens = 0;   // prompt tokens served from the prefix cache
   int32_t completion_tokens = 0;
   int32_t preemptions = 0;
+  // On the final event: whether the request was ever scheduled (its prefill began), i.e.
+  // whether its prompt was processed at all.
+  bool started = false;
   // Engine step counter when this event was produced (tests assert scheduling latency in steps).
   int64_t step = 0;
   // Timings in seconds since the request reached the engine.

@@ -238,6 +238,7 @@ void EngineImpl::Finish(LiveRequest& live, FinishReason reason, std::optional<in
   out.cached_tokens = live.cached_tokens;
   out.completion_tokens = static_cast<int32_t>(live.output.size());
   out.preemptions = live.preemptions;
+  out.started = live.first_scheduled.has_value();
   out.step = steps_;
   const auto now = Clock::now();
   out.queue_seconds = SecondsBetween(live.arrival, live.first_scheduled.value_or(now));
@@ -275,6 +276,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
     PublishStats();
     return false;
   }
+  const auto step_start = Clock::now();
   SchedulerOutput plan = scheduler_->Schedule(NowMs());
   const auto now = Clock::now();
   for (const AdmittedSeq& a : plan.admitted) {
@@ -358,6 +360,13 @@ StatusOr<bool> EngineImpl::StepOnce() {
     out.step = steps_;
     if (live.output.size() == 1) out.first_token_seconds = SecondsBetween(live.arrival, now);
     live.sink(std::move(out));
+  }
+  if (config_.observer != nullptr) {
+    StepInfo info;
+    info.seconds = SecondsBetween(step_start, Clock::now());
+    info.num_seqs = static_cast<int32_t>(plan.seqs.size());
+    for (const ScheduledSeq& seq : plan.seqs) info.num_tokens += seq.num_new_tokens;
+    config_.observer->OnStep(info);
   }
   PublishStats();
   return true;

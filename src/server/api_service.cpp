@@ -4,6 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
+#include "server/call_accounting.h"
+#include "server/metrics_routes.h"
+#include "server/usage_routes.h"
 
 namespace llmux::server {
 namespace {
@@ -23,12 +26,14 @@ int64_t NowUnixMs() {
 }  // namespace
 
 ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
-                       Authenticator authenticator, std::function<Status()> reload)
+                       Authenticator authenticator, std::function<Status()> reload,
+                       ServerTelemetry telemetry)
     : options_(std::move(options)),
       model_(std::move(model)),
       policies_(policies),
       authenticator_(std::move(authenticator)),
       reload_(std::move(reload)),
+      telemetry_(telemetry),
       rate_limiter_([] { return std::chrono::steady_clock::now(); }),
       auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)) {}
 
@@ -45,8 +50,27 @@ void ApiService::Dequeue(const std::string& tenant, int count) {
   queued_[tenant] -= count;
 }
 
-void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> channel) {
+int64_t ApiService::queued(const std::string& tenant) {
+  std::lock_guard<std::mutex> lock(queue_mutex_);
+  auto it = queued_.find(tenant);
+  return it == queued_.end() ? 0 : it->second;
+}
+
+void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& policy,
+                               ResponseChannel& channel) {
+  if (telemetry_.metrics == nullptr) {
+    return SendApiError(channel, ApiErrorFromStatus(NotFound("metrics are off")));
+  }
+  ServeMetrics(req, *telemetry_.metrics,
+               BuildMetricsSnapshot(*model_.engine, policy,
+                                    [this](const std::string& t) { return queued(t); }),
+               channel);
+}
+
+void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_channel) {
+  auto channel = std::make_shared<ObservedChannel>(std::move(raw_channel), req, telemetry_.metrics);
   const std::string& path = req.path;
+  if (path == "/health" || path == "/ready") channel->CountRejections(false);
   if (path == "/health") {
     if (req.method != "GET") return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument("use GET /health")));
     return HandleHealth(*channel);
@@ -56,7 +80,8 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     return RespondJson(*channel, 200, {{"status", "ready"}});
   }
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
-                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats";
+                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats" ||
+                     path == "/metrics" || path == "/v1/usage" || path == "/admin/usage";
   if (!known) {
     ApiError e = ApiErrorFromStatus(NotFound("no route " + req.method + " " + path));
     return SendApiError(*channel, e);
@@ -78,6 +103,11 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
   }
   const bool admin = principal->kind == Principal::Kind::kAdmin;
+  if (!admin) channel->SetTenant(principal->tenant);
+  auto admin_only = [&] {
+    SendApiError(*channel,
+                 ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+  };
   auto method_not_allowed = [&](const char* want) {
     ApiError e = InvalidRequest("use " + std::string(want) + " " + path, "", "method_not_allowed");
     e.http_status = 405;
@@ -90,6 +120,18 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     Status s = reload_();
     if (!s.ok()) return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument(s.message())));
     return RespondJson(*channel, 200, {{"status", "reloaded"}});
+  }
+  if (path == "/metrics") {
+    if (!admin) return admin_only();
+    return HandleMetrics(req, *policy, *channel);
+  }
+  if (path == "/admin/usage") {
+    if (!admin) return admin_only();
+    if (req.method != "GET") return method_not_allowed("GET");
+    if (telemetry_.ledger == nullptr) {
+      return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    }
+    return ServeAdminUsage(req, *telemetry_.ledger, *channel);
   }
   if (path == "/admin/stats") {
     if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
@@ -105,6 +147,13 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
   if (path == "/v1/models") {
     if (req.method != "GET") return method_not_allowed("GET");
     return HandleModels(tenant, *channel);
+  }
+  if (path == "/v1/usage") {
+    if (req.method != "GET") return method_not_allowed("GET");
+    if (telemetry_.ledger == nullptr) {
+      return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    }
+    return ServeTenantUsage(req, principal->tenant, *telemetry_.ledger, *channel);
   }
   if (req.method != "POST") return method_not_allowed("POST");
   const ApiKind kind = path == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion;
@@ -162,7 +211,8 @@ void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& chann
 
 void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::string& tenant_name,
                                   std::shared_ptr<const TenantPolicy> policy,
-                                  std::shared_ptr<ResponseChannel> channel) {
+                                  std::shared_ptr<ObservedChannel> channel) {
+  const auto call_start = std::chrono::steady_clock::now();
   const TenantConfig& tenant = *policy->Find(tenant_name);
   auto parsed = ParseOpenAiRequest(kind, http.body, options_.limits);
   if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
@@ -245,6 +295,15 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     e.retry_after_seconds = 5;
     return SendApiError(*channel, e);
   }
+  if (telemetry_.quota != nullptr) {
+    const QuotaDecision quota = telemetry_.quota->Check(tenant_name, tenant.quota);
+    if (!quota.allowed) {
+      ApiError e = ApiErrorFromStatus(ResourceExhausted(quota.message), "", "quota_exceeded");
+      e.retry_after_seconds =
+          static_cast<int>(std::min<int64_t>(quota.retry_after_seconds, INT32_MAX));
+      return SendApiError(*channel, e);
+    }
+  }
   const RateDecision rate = rate_limiter_.Admit(tenant_name, tenant.rate_limit, charged_tokens);
   if (!rate.admitted) {
     if (rate.retry_after_seconds == RateDecision::kNever) {
@@ -271,12 +330,35 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
     for (int k = 0; k < r.n; ++k) plans.push_back({p, next_engine_id_.fetch_add(1)});
   }
-  HeaderList headers;
-  if (const std::string& tp = http.Header("traceparent"); !tp.empty()) headers.emplace_back("traceparent", tp);
+  if (tenant.log_prompts) {
+    std::string text;
+    if (kind == ApiKind::kChat) {
+      auto rendered = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+      if (rendered.ok()) text = *rendered;
+    } else {
+      for (const PromptInput& p : r.prompts) {
+        if (const auto* str = std::get_if<std::string>(&p)) text += *str;
+      }
+    }
+    channel->SetPromptForLog(std::move(text));
+  }
+  CallContext context;
+  context.tenant = tenant_name;
+  context.lane = tenant.lane;
+  context.pool = tenant.pool;
+  context.model = model_.name;
+  context.prices = tenant.prices;
+  context.n = r.n;
+  context.start = call_start;
   calls_in_flight_.fetch_add(1);
+  auto accounting = std::make_shared<CallAccounting>(context, plans.size(), telemetry_, channel,
+                                                     [this] { calls_in_flight_.fetch_sub(1); });
   auto call = std::make_shared<CompletionCall>(
-      r, model_.name, prompt_lengths, plans, model_.tokenizer, model_.engine, channel, headers,
-      [this](const CallUsage&) { calls_in_flight_.fetch_sub(1); });
+      r, model_.name, prompt_lengths, plans, model_.tokenizer, model_.engine, channel, HeaderList{},
+      [accounting](const std::string& outcome, std::function<void()> deliver) {
+        accounting->OnCallDone(outcome, std::move(deliver));
+      });
+  accounting->set_request_id(call->id());
   channel->OnClose([call] { call->OnClientGone(); });
 
   const int64_t queue_timeout = std::min<int64_t>(tenant.max_queue_wait.count(), options_.max_queue_wait.count());
@@ -294,13 +376,16 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
     Status s = model_.engine->Submit(
-        std::move(er), [this, channel, call, i, tenant_name, left_queue](EngineOutput&& out) {
+        std::move(er),
+        [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {
           if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);
+          accounting->OnEngineEvent(i, out);
           auto shared = std::make_shared<EngineOutput>(std::move(out));
           channel->Post([call, i, shared] { call->OnEngineOutput(i, *shared); });
         });
     if (!s.ok()) {
       Dequeue(tenant_name, static_cast<int>(plans.size() - i));
+      accounting->SetSubmitted(i);
       ApiError e = ApiErrorFromStatus(s);
       if (e.http_status == 503) e.retry_after_seconds = 1;
       channel->Post([call] { call->OnClientGone(); });

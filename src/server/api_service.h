@@ -16,6 +16,8 @@
 #include "llmux/tokenizer.h"
 #include "server/auth_throttle.h"
 #include "server/completion_call.h"
+#include "server/observed_channel.h"
+#include "server/server_telemetry.h"
 #include "server/http_types.h"
 #include "server/openai_request.h"
 
@@ -39,22 +41,29 @@ struct ApiServiceOptions {
 class ApiService {
  public:
   // `policies`, the model's members and the authenticator's keys must outlive the service.
-  // `reload` runs POST /admin/reload (returns the reload's status).
+  // `reload` runs POST /admin/reload (returns the reload's status). `telemetry`'s services
+  // (each optional) must outlive the service.
   ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
-             Authenticator authenticator, std::function<Status()> reload);
+             Authenticator authenticator, std::function<Status()> reload,
+             ServerTelemetry telemetry = {});
 
   void Handle(HttpRequest&& request, std::shared_ptr<ResponseChannel> channel);
 
   // Readiness goes 503 and new work is refused with 503 + Retry-After.
   void StartDraining() { draining_ = true; }
   bool draining() const { return draining_; }
-  // Calls in flight (for the drain).
+  // Calls in flight (for the drain): a call leaves once its usage row committed.
   int64_t calls_in_flight() const { return calls_in_flight_.load(); }
+  // Requests of `tenant` submitted and not yet started. Any thread.
+  int64_t queued(const std::string& tenant);
 
  private:
   void HandleCompletion(ApiKind kind, HttpRequest&& request, const std::string& tenant,
                         std::shared_ptr<const TenantPolicy> policy,
-                        std::shared_ptr<ResponseChannel> channel);
+                        std::shared_ptr<ObservedChannel> channel);
+  // GET /metrics, /v1/usage, /admin/usage (the caller checked the principal).
+  void HandleMetrics(const HttpRequest& request, const TenantPolicy& policy,
+                     ResponseChannel& channel);
   void HandleModels(const TenantConfig* tenant, ResponseChannel& channel);
   void HandleHealth(ResponseChannel& channel);
   // GET /admin/stats: engine and per-tenant figures (admin key).
@@ -68,6 +77,7 @@ class ApiService {
   PolicyStore* policies_;
   const Authenticator authenticator_;
   const std::function<Status()> reload_;
+  const ServerTelemetry telemetry_;
   TenantRateLimiter rate_limiter_;
   AuthThrottle auth_throttle_;
   std::atomic<bool> draining_{false};

@@ -122,7 +122,15 @@ void CompletionCall::OnClientGone() {
   }
   usage_.outcome = "aborted";
   for (const Choice& c : choices_) usage_.completion_tokens += c.completion_tokens;
-  if (on_done_) on_done_(usage_);
+  if (on_done_) on_done_(usage_.outcome, nullptr);
+}
+
+void CompletionCall::Done(const std::string& outcome, std::function<void()> deliver) {
+  if (on_done_) {
+    on_done_(outcome, std::move(deliver));
+  } else {
+    deliver();
+  }
 }
 
 void CompletionCall::EnsureStreamStarted() {
@@ -239,15 +247,19 @@ void CompletionCall::Fail(const Status& error) {
   }
   usage_.outcome = "error";
   for (const Choice& c : choices_) usage_.completion_tokens += c.completion_tokens;
-  ApiError e = ApiErrorFromStatus(error);
+  ApiError e = ApiErrorFromStatus(
+      error, "", error.code() == StatusCode::kDeadlineExceeded ? "queue_timeout" : "");
   if (e.http_status == 429 || e.http_status == 503) e.retry_after_seconds = 1;
+  Done(usage_.outcome, [self = shared_from_this(), e] { self->SendError(e); });
+}
+
+void CompletionCall::SendError(const ApiError& e) {
   if (stream_started_) {
     channel_->Write("data: " + e.ToJson() + "\n\n");
     channel_->End();
   } else {
     SendApiError(*channel_, e);
   }
-  if (on_done_) on_done_(usage_);
 }
 
 void CompletionCall::MaybeComplete() {
@@ -263,6 +275,10 @@ void CompletionCall::MaybeComplete() {
     // Prompt tokens are charged once per prompt; its first choice reports the cache hit.
     if (i % static_cast<size_t>(request_.n) == 0) usage_.cached_tokens += c.cached_tokens;
   }
+  Done(usage_.outcome, [self = shared_from_this()] { self->SendFinal(); });
+}
+
+void CompletionCall::SendFinal() {
   if (request_.stream) {
     EnsureStreamStarted();
     if (request_.include_usage) {
@@ -298,7 +314,6 @@ void CompletionCall::MaybeComplete() {
                  {"usage", json::parse(UsageJson())}};
     channel_->Respond(200, "application/json", Dump(body), extra_headers_);
   }
-  if (on_done_) on_done_(usage_);
 }
 
 }  // namespace llmux::server

@@ -9,6 +9,7 @@
 
 #include "llmux/engine.h"
 #include "llmux/tokenizer.h"
+#include "server/api_error.h"
 #include "server/http_types.h"
 #include "server/openai_request.h"
 #include "server/stop_strings.h"
@@ -32,7 +33,11 @@ struct CallUsage {
 
 class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
  public:
-  using OnDone = std::function<void(const CallUsage&)>;
+  // Runs once when the call ends, with its outcome ("ok" | "error" | "aborted") and the
+  // closure that sends its final response event (null when the client is gone). The owner
+  // runs `deliver` on the strand (via the channel's Post) once the usage row is durable.
+  // Without an OnDone, the final event is sent at once.
+  using OnDone = std::function<void(const std::string& outcome, std::function<void()> deliver)>;
 
   // `prompt_lengths[i]` is the token count of prompt i. Choices are indexed as OpenAI does:
   // prompt_index * n + k.
@@ -45,6 +50,8 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
   void OnEngineOutput(size_t choice, const EngineOutput& out);
   // The client went away: abort every engine request not yet finished. Strand only.
   void OnClientGone();
+  // The response id ("chatcmpl-..." / "cmpl-..."), also the usage ledger's request id.
+  const std::string& id() const { return id_; }
   // Whether choice `i` has had its first engine event (it left the queue).
   bool started(size_t i) const { return choices_[i].started; }
 
@@ -71,6 +78,10 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
   void FinishText(size_t i, const std::string& reason);
   void Fail(const Status& error);
   void MaybeComplete();
+  // The final response event of a completed call / of a failed one. Strand.
+  void SendFinal();
+  void SendError(const ApiError& error);
+  void Done(const std::string& outcome, std::function<void()> deliver);
   void EnsureStreamStarted();
   std::string Chunk(size_t i, const std::string& text, const std::string* finish_reason,
                     const std::vector<int32_t>& lp_tokens,

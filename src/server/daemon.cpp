@@ -13,11 +13,15 @@
 #include "llmux/config.h"
 #include "llmux/engine.h"
 #include "llmux/log.h"
+#include "llmux/metrics.h"
+#include "llmux/quota.h"
+#include "llmux/usage_ledger.h"
 #include "llmux/model.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
 #include "server/api_service.h"
 #include "server/http_server.h"
+#include "server/metrics_routes.h"
 
 namespace llmux::server {
 namespace {
@@ -43,6 +47,18 @@ TenantLimits LimitsOf(const TenantConfig& t) {
   l.prefix_cache_group = t.prefix_cache.group;
   l.zero_kv_on_free = t.zero_kv_on_free;
   return l;
+}
+
+std::vector<std::string> TenantNames(const TenantPolicy& policy) {
+  std::vector<std::string> names;
+  for (const auto& [name, t] : policy.tenants) names.push_back(name);
+  return names;
+}
+
+int64_t UnixMsNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 Status ApplyPolicy(Engine& engine, const TenantPolicy& policy) {
@@ -88,7 +104,8 @@ int RunDaemon(const DaemonArgs& args) {
   if (!args.model_override.empty()) config.model.path = std::filesystem::absolute(args.model_override);
   if (!args.listen_override.empty()) config.server.listen = args.listen_override;
   InitLogging(config.telemetry.log_file.string(), static_cast<size_t>(config.telemetry.log_max_bytes),
-              static_cast<size_t>(config.telemetry.log_max_files));
+              static_cast<size_t>(config.telemetry.log_max_files),
+              config.telemetry.per_tenant_log_dir.string());
   if (config.model.path.empty()) {
     return StartupFailure("config", InvalidArgument("model.path is empty and no --model was given"));
   }
@@ -136,7 +153,22 @@ int RunDaemon(const DaemonArgs& args) {
   auto model = Model::Load(model_dir, backend->get(), config.engine.max_batched_tokens);
   if (!model.ok()) return StartupFailure("model", model.status());
 
+  // Telemetry outlives the engine (its observer) and the servers (their handlers).
+  // The model id defaults to the model folder's name ("/models/tiny/" -> "tiny").
+  std::filesystem::path folder = model_dir.lexically_normal();
+  if (!folder.has_filename()) folder = folder.parent_path();
+  const std::string model_name =
+      config.model.name.empty() ? folder.filename().string() : config.model.name;
+  std::unique_ptr<Metrics> metrics = Metrics::Create(model_name, "shared");
+  metrics->SetTenants(TenantNames(*store->Current()));
+  auto ledger_or = UsageLedger::Open(config.telemetry.usage_db);
+  if (!ledger_or.ok()) return StartupFailure("usage ledger", ledger_or.status());
+  std::unique_ptr<UsageLedger> ledger = std::move(ledger_or).value();
+  QuotaTracker quota(UnixMsNow);
+  if (Status q = quota.LoadFrom(*ledger); !q.ok()) return StartupFailure("usage ledger", q);
+
   EngineConfig ec;
+  ec.observer = metrics.get();
   ec.kv_cache_tokens = config.engine.kv_cache_tokens;
   ec.scheduler.block_size = config.engine.block_size;
   ec.scheduler.max_batched_tokens = config.engine.max_batched_tokens;
@@ -158,6 +190,8 @@ int RunDaemon(const DaemonArgs& args) {
   auto reload = [&]() -> Status {
     Status s = store->Reload();
     if (s.ok()) s = ApplyPolicy(*engine, *store->Current());
+    if (s.ok()) metrics->SetTenants(TenantNames(*store->Current()));
+    metrics->CountPolicyReload(s.ok());
     LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("result", s.ok() ? "ok" : "rejected"), F("error", s.ok() ? "" : s.message()),
               F("generation", static_cast<long long>(store->generation()))});
@@ -171,10 +205,7 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.max_auth_failures_per_minute = config.server.max_auth_failures_per_minute;
   api_options.max_queue_wait = config.engine.max_queue_wait;
   ServedModel served;
-  // The model id defaults to the model folder's name ("/models/tiny/" -> "tiny").
-  std::filesystem::path folder = model_dir.lexically_normal();
-  if (!folder.has_filename()) folder = folder.parent_path();
-  served.name = config.model.name.empty() ? folder.filename().string() : config.model.name;
+  served.name = model_name;
   served.max_model_len = engine->model_config().max_position_embeddings;
   if (config.model.max_model_len > 0) served.max_model_len = std::min(served.max_model_len, config.model.max_model_len);
   served.tokenizer = tokenizer->get();
@@ -184,7 +215,8 @@ int RunDaemon(const DaemonArgs& args) {
                  [&] {
                    LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
                    return reload();
-                 });
+                 },
+                 ServerTelemetry{metrics.get(), ledger.get(), &quota});
 
   HttpServerOptions http;
   http.listen = config.server.listen;
@@ -198,9 +230,28 @@ int RunDaemon(const DaemonArgs& args) {
     api.Handle(std::move(r), std::move(c));
   });
   if (!server.ok()) return StartupFailure("listen", server.status());
+  std::unique_ptr<HttpServer> metrics_server;
+  if (!config.server.metrics_listen.empty()) {
+    HttpServerOptions mo = http;
+    mo.listen = config.server.metrics_listen;
+    mo.io_threads = 1;
+    auto ms = HttpServer::Start(mo, [&](HttpRequest&& r, std::shared_ptr<ResponseChannel> c) {
+      if (r.path != "/metrics") {
+        return c->Respond(404, "text/plain", "only /metrics is served here\n");
+      }
+      ServeMetrics(r, *metrics,
+                   BuildMetricsSnapshot(*engine, *store->Current(),
+                                        [&api](const std::string& t) { return api.queued(t); }),
+                   *c);
+    });
+    if (!ms.ok()) return StartupFailure("metrics listen", ms.status());
+    metrics_server = std::move(ms).value();
+  }
 
   auto watcher = PolicyFileWatcher::Start(store.get(), [&](const Status& s) {
     Status applied_now = s.ok() ? ApplyPolicy(*engine, *store->Current()) : s;
+    if (applied_now.ok()) metrics->SetTenants(TenantNames(*store->Current()));
+    metrics->CountPolicyReload(applied_now.ok());
     LogEvent(applied_now.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("trigger", "file"), F("result", applied_now.ok() ? "ok" : "rejected"),
               F("error", applied_now.ok() ? "" : applied_now.message())});
@@ -215,6 +266,12 @@ int RunDaemon(const DaemonArgs& args) {
   std::fflush(stderr);
   LogEvent(LogLevel::kInfo, "listening",
            {F("address", host), F("port", (*server)->port()), F("model", served.name)});
+  if (metrics_server) {
+    const std::string& ml = config.server.metrics_listen;
+    std::fprintf(stderr, "llmuxd: metrics on http://%s:%d/metrics\n",
+                 ml.substr(0, ml.rfind(':')).c_str(), metrics_server->port());
+    std::fflush(stderr);
+  }
 
   for (;;) {
     int sig = 0;
@@ -235,7 +292,9 @@ int RunDaemon(const DaemonArgs& args) {
   if (watcher.ok()) (*watcher)->Stop();
   (*server)->StopAccepting();
   engine->Stop();  // ends what is left (after the drain timeout) with 503
+  ledger->Close();  // commits the last rows and releases their final events
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let final writes go out
+  if (metrics_server) metrics_server->Shutdown();
   (*server)->Shutdown();
   LogEvent(LogLevel::kInfo, "stopped", {F("clean", clean ? "true" : "false")});
   return 0;

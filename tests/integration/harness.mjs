@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -48,7 +49,19 @@ tenants:
 ${extra}`;
 }
 
-export function serverYaml({ model = STORIES, engine = '', server = '' } = {}) {
+// A TCP port free on 127.0.0.1 right now (for listeners that cannot take port 0).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function serverYaml({ model = STORIES, engine = '', server = '', extra = '' } = {}) {
   return `server:
   listen: "127.0.0.1:0"
   io_threads: 2
@@ -64,7 +77,7 @@ engine:
   max_seqs: 16
 ${engine}
 tenants_file: tenants.yaml
-`;
+${extra}`;
 }
 
 export async function startDaemon({ tenants = defaultTenants(), server = serverYaml() } = {}) {

@@ -1,0 +1,83 @@
+// Prometheus metrics: vLLM-compatible `vllm:*` series (labelled model_name) and per-tenant
+// `llmux_*` series. Every series is listed in docs/metrics.md. No prometheus types here: the
+// implementation (src/telemetry/metrics.cpp) uses prometheus-cpp.
+//
+// Cardinality is bounded: a `tenant` label only carries names given to SetTenants (the tenants
+// of the policy file); anything else is counted under kUnauthenticatedTenant.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llmux/engine.h"
+#include "llmux/scheduler.h"
+
+namespace llmux {
+
+inline constexpr std::string_view kUnauthenticatedTenant = "_unauthenticated";
+
+// Why a request was refused before or by the engine (llmux_rejections_total{reason}).
+enum class RejectReason {
+  kAuth,          // 401 / 403
+  kInvalid,       // 400 / 404 / 405 / 413: a malformed or unsupported request
+  kRateLimit,     // the tenant's rate limit
+  kQuota,         // the tenant's tokens_per_day / spend_per_month
+  kQueueFull,     // the tenant's max_queued_requests
+  kBudget,        // can never fit the tenant's max_inflight_tokens or the KV pool
+  kQueueTimeout,  // waited longer than max_queue_wait
+  kUnavailable,   // draining, engine inbox full or stopped
+};
+std::string_view RejectReasonName(RejectReason reason);
+
+// One finished HTTP completion call that reached the engine.
+struct RequestObservation {
+  std::string tenant;
+  std::string lane;
+  std::string outcome;  // "ok" | "aborted" | "error"
+  // One per choice that finished: "stop" | "length" | "abort" (vllm:request_success_total).
+  std::vector<std::string> finish_reasons;
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;
+  int64_t completion_tokens = 0;
+  int32_t preemptions = 0;
+  double queue_seconds = 0;
+  std::optional<double> first_token_seconds;  // nullopt when no token was produced
+  double e2e_seconds = 0;
+};
+
+// Figures read at scrape time.
+struct MetricsSnapshot {
+  EngineStats engine;
+  struct Tenant {
+    std::string name;
+    int64_t inflight_budget = 0;       // max_inflight_tokens
+    int64_t queued = 0;                // submitted, not yet started (the HTTP layer's count)
+    std::optional<TenantStats> stats;  // nullopt before the engine knows the tenant
+  };
+  std::vector<Tenant> tenants;
+};
+
+class Metrics : public EngineObserver {
+ public:
+  // `model_name` labels the vllm:* series; `pool` labels the engine series.
+  static std::unique_ptr<Metrics> Create(std::string model_name, std::string pool = "shared");
+
+  // The tenants that may appear as label values (the policy's). Any thread.
+  virtual void SetTenants(const std::vector<std::string>& tenants) = 0;
+  // Any thread (I/O threads, the ledger's writer).
+  virtual void ObserveRequest(const RequestObservation& request) = 0;
+  // One gap between consecutive tokens of a request. Any thread (the engine's sink).
+  virtual void ObserveInterTokenLatency(std::string_view tenant, std::string_view lane,
+                                        double seconds) = 0;
+  virtual void CountRejection(std::string_view tenant, RejectReason reason) = 0;
+  virtual void CountPolicyReload(bool ok) = 0;
+  // Updates gauges and the engine's cumulative counters from `snapshot` and returns the text
+  // exposition format 0.0.4. Any thread (serialized internally).
+  virtual std::string Render(const MetricsSnapshot& snapshot) = 0;
+};
+
+}  // namespace llmux

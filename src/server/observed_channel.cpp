@@ -1,0 +1,129 @@
+#include "server/observed_channel.h"
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "llmux/log.h"
+
+namespace llmux::server {
+namespace {
+
+std::string NewRequestId() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "req-%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// The refusal reason of an error response, from its status and OpenAI error code; nullopt
+// for server errors (they are failures, not refusals).
+std::optional<RejectReason> Classify(int status, const std::string& body) {
+  std::string code;
+  const auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+      j["error"].contains("code") && j["error"]["code"].is_string()) {
+    code = j["error"]["code"].get<std::string>();
+  }
+  if (code == "rate_limit_exceeded") return RejectReason::kRateLimit;
+  if (code == "quota_exceeded") return RejectReason::kQuota;
+  if (code == "queue_full") return RejectReason::kQueueFull;
+  if (code == "queue_timeout") return RejectReason::kQueueTimeout;
+  if (status == 401 || status == 403) return RejectReason::kAuth;
+  if (status == 429) return RejectReason::kBudget;  // the engine's "never fits"
+  if (status == 503) return RejectReason::kUnavailable;
+  if (status >= 400 && status < 500) return RejectReason::kInvalid;
+  return std::nullopt;
+}
+
+}  // namespace
+
+ObservedChannel::ObservedChannel(std::shared_ptr<ResponseChannel> inner, const HttpRequest& request,
+                                 Metrics* metrics)
+    : inner_(std::move(inner)),
+      metrics_(metrics),
+      method_(request.method),
+      path_(request.path),
+      remote_(request.remote_address),
+      traceparent_(IsValidTraceparent(request.Header("traceparent")) ? request.Header("traceparent")
+                                                                     : std::string()),
+      request_id_(NewRequestId()),
+      start_(std::chrono::steady_clock::now()) {}
+
+void ObservedChannel::SetTenant(const std::string& tenant) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  tenant_ = tenant;
+}
+
+void ObservedChannel::SetUsage(const AccessUsage& usage) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  usage_ = usage;
+}
+
+void ObservedChannel::SetPromptForLog(std::string prompt) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prompt_ = std::move(prompt);
+}
+
+void ObservedChannel::CountRefusal(int status, const std::string& body) {
+  if (metrics_ == nullptr || !count_rejections_ || status < 400) return;
+  const std::optional<RejectReason> reason = Classify(status, body);
+  if (!reason) return;
+  std::string tenant;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tenant = tenant_;
+  }
+  metrics_->CountRejection(tenant.empty() ? kUnauthenticatedTenant : tenant, *reason);
+}
+
+void ObservedChannel::Respond(int status, std::string content_type, std::string body,
+                              HeaderList headers) {
+  if (!traceparent_.empty()) headers.emplace_back("traceparent", traceparent_);
+  CountRefusal(status, body);
+  inner_->Respond(status, std::move(content_type), std::move(body), std::move(headers));
+  Finish(status);
+}
+
+void ObservedChannel::BeginStream(HeaderList headers) {
+  if (!traceparent_.empty()) {
+    bool has = false;
+    for (const auto& [k, v] : headers) has = has || k == "traceparent";
+    if (!has) headers.emplace_back("traceparent", traceparent_);
+  }
+  inner_->BeginStream(std::move(headers));
+}
+
+void ObservedChannel::End() {
+  inner_->End();
+  Finish(stream_status_.load());
+}
+
+void ObservedChannel::Finish(int status) {
+  if (finished_.exchange(true)) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start_)
+                      .count();
+  std::vector<LogField> f;
+  std::lock_guard<std::mutex> lock(mutex_);
+  f.push_back(F("tenant", tenant_.empty() ? std::string(kUnauthenticatedTenant) : tenant_));
+  f.push_back(F("request_id", usage_ ? usage_->request_id : request_id_));
+  if (!traceparent_.empty()) f.push_back(F("traceparent", traceparent_));
+  f.push_back(F("method", method_));
+  f.push_back(F("path", path_));
+  f.push_back(F("status", status));
+  f.push_back(F("remote", remote_));
+  f.push_back(F("duration_ms", static_cast<long long>(ms)));
+  if (usage_) {
+    f.push_back(F("outcome", usage_->outcome));
+    f.push_back(F("prompt_tokens", static_cast<long long>(usage_->prompt_tokens)));
+    f.push_back(F("cached_tokens", static_cast<long long>(usage_->cached_tokens)));
+    f.push_back(F("completion_tokens", static_cast<long long>(usage_->completion_tokens)));
+    f.push_back(F("queue_ms", static_cast<long long>(usage_->queue_ms)));
+    f.push_back(F("ttft_ms", static_cast<long long>(usage_->ttft_ms)));
+    f.push_back(F("cost_nano", static_cast<long long>(usage_->cost_nano)));
+  }
+  if (prompt_) f.push_back(F("prompt", *prompt_));
+  LogEvent(status >= 500 ? LogLevel::kError : LogLevel::kInfo, "access", f);
+}
+
+}  // namespace llmux::server

@@ -1,0 +1,80 @@
+// A ResponseChannel decorator that observes one request: echoes a valid W3C traceparent on
+// every response (errors included), counts refusals by reason, and writes the request's
+// access-log line when the response completes. Thread-safe like the channel it wraps.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "llmux/metrics.h"
+#include "server/http_types.h"
+
+namespace llmux::server {
+
+// What the access-log line reports about a completion call's usage.
+struct AccessUsage {
+  std::string request_id;
+  std::string outcome;
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t queue_ms = 0;
+  int64_t ttft_ms = 0;
+  int64_t cost_nano = 0;
+};
+
+class ObservedChannel final : public ResponseChannel {
+ public:
+  // `metrics` may be null. The traceparent header of `request` is kept only when valid.
+  ObservedChannel(std::shared_ptr<ResponseChannel> inner, const HttpRequest& request,
+                  Metrics* metrics);
+
+  // The authenticated tenant ("" = unauthenticated) for labels and logs.
+  void SetTenant(const std::string& tenant);
+  // Whether error responses count in llmux_rejections_total (off for /health and /ready).
+  void CountRejections(bool on) { count_rejections_ = on; }
+  void SetUsage(const AccessUsage& usage);
+  // Only for tenants with log_prompts: the prompt text to include in the access line.
+  void SetPromptForLog(std::string prompt);
+  // Writes the access line now with `status` (e.g. 499 for a client that went away) unless
+  // it was written already.
+  void Finish(int status);
+
+  const std::string& traceparent() const { return traceparent_; }
+  const std::string& request_id() const { return request_id_; }
+
+  void Respond(int status, std::string content_type, std::string body,
+               HeaderList headers = {}) override;
+  void BeginStream(HeaderList headers = {}) override;
+  void Write(std::string data) override { inner_->Write(std::move(data)); }
+  void End() override;
+  void OnClose(std::function<void()> fn) override { inner_->OnClose(std::move(fn)); }
+  bool closed() const override { return inner_->closed(); }
+  void Post(std::function<void()> fn) override { inner_->Post(std::move(fn)); }
+
+ private:
+  void CountRefusal(int status, const std::string& body);
+
+  const std::shared_ptr<ResponseChannel> inner_;
+  Metrics* const metrics_;
+  const std::string method_;
+  const std::string path_;
+  const std::string remote_;
+  const std::string traceparent_;  // "" when absent or invalid
+  const std::string request_id_;
+  const std::chrono::steady_clock::time_point start_;
+  std::atomic<bool> count_rejections_{true};
+  std::atomic<bool> finished_{false};
+  std::atomic<int> stream_status_{200};
+
+  std::mutex mutex_;
+  std::string tenant_;                 // Guarded by mutex_
+  std::optional<AccessUsage> usage_;   // Guarded by mutex_
+  std::optional<std::string> prompt_;  // Guarded by mutex_
+};
+
+}  // namespace llmux::server

@@ -1,0 +1,17 @@
+// The telemetry services the HTTP layer feeds (all optional; null = off). Owned by the daemon,
+// which keeps them alive until the server has shut down.
+#pragma once
+
+#include "llmux/metrics.h"
+#include "llmux/quota.h"
+#include "llmux/usage_ledger.h"
+
+namespace llmux::server {
+
+struct ServerTelemetry {
+  Metrics* metrics = nullptr;
+  UsageLedger* ledger = nullptr;
+  QuotaTracker* quota = nullptr;
+};
+
+}  // namespace llmux::server

@@ -1,0 +1,348 @@
+// The Metrics implementation on prometheus-cpp: one registry, families built once, label sets
+// added on first use (bounded by SetTenants). Engine figures that are cumulative in
+// EngineStats become counters by adding the difference since the previous scrape.
+#include "llmux/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+
+namespace llmux {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Histogram;
+using Buckets = prometheus::Histogram::BucketBoundaries;
+
+// vLLM's bucket boundaries, extended below 1 ms for the CPU backend's tiny models.
+const Buckets kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,  0.75,
+                              1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160., 640., 2560.};
+const Buckets kItlBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+                             0.1,    0.15,  0.2,    0.3,   0.4,  0.5,   0.75, 1.0,
+                             2.5,    5.0,   7.5,    10.0,  20.0, 40.0,  80.0};
+const Buckets kLatencyBuckets = {0.001, 0.01,  0.05, 0.1,  0.3,  0.5,   0.8,  1.0,  1.5,
+                                 2.0,   2.5,   5.0,  10.0, 15.0, 20.0,  30.0, 40.0, 50.0,
+                                 60.0,  120.0, 240., 480., 960., 1920., 7680.};
+const Buckets kStepBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                              0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+const Buckets kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+const Buckets kBatchTokenBuckets = {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+
+const RejectReason kAllReasons[] = {RejectReason::kAuth,         RejectReason::kInvalid,
+                                    RejectReason::kRateLimit,    RejectReason::kQuota,
+                                    RejectReason::kQueueFull,    RejectReason::kBudget,
+                                    RejectReason::kQueueTimeout, RejectReason::kUnavailable};
+
+class PrometheusMetrics final : public Metrics {
+ public:
+  PrometheusMetrics(std::string model_name, std::string pool);
+
+  void SetTenants(const std::vector<std::string>& tenants) override;
+  void ObserveRequest(const RequestObservation& r) override;
+  void ObserveInterTokenLatency(std::string_view tenant, std::string_view lane,
+                                double seconds) override;
+  void CountRejection(std::string_view tenant, RejectReason reason) override;
+  void CountPolicyReload(bool ok) override;
+  std::string Render(const MetricsSnapshot& snapshot) override;
+  void OnStep(const StepInfo& step) override;
+
+ private:
+  std::string Label(std::string_view tenant) const;
+  // Adds `now - *last` to `counter` when positive and remembers `now`.
+  static void Advance(Counter& counter, int64_t now, int64_t* last);
+
+  const std::string model_;
+  const std::string pool_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+
+  mutable std::shared_mutex tenants_mutex_;
+  std::set<std::string, std::less<>> tenants_;  // Guarded by tenants_mutex_
+
+  // vLLM-compatible.
+  Family<Gauge>& running_;
+  Family<Gauge>& waiting_;
+  Family<Gauge>& kv_usage_;
+  Family<Counter>& prompt_tokens_;
+  Family<Counter>& generation_tokens_;
+  Family<Counter>& preemptions_;
+  Family<Counter>& prefix_queries_;
+  Family<Counter>& prefix_hits_;
+  Family<Histogram>& ttft_;
+  Family<Histogram>& itl_;
+  Family<Histogram>& e2e_;
+  Family<Histogram>& queue_time_;
+  Family<Counter>& success_;
+  // Per tenant.
+  Family<Counter>& requests_;
+  Family<Counter>& rejections_;
+  Family<Counter>& t_prompt_;
+  Family<Counter>& t_cached_;
+  Family<Counter>& t_completion_;
+  Family<Counter>& t_preemptions_;
+  Family<Gauge>& t_inflight_;
+  Family<Gauge>& t_budget_;
+  Family<Gauge>& t_high_water_;
+  Family<Gauge>& t_queued_;
+  Family<Gauge>& t_waiting_;
+  Family<Gauge>& t_running_;
+  Family<Gauge>& t_blocks_;
+  Family<Gauge>& t_reserved_;
+  Family<Histogram>& t_ttft_;
+  Family<Histogram>& t_itl_;
+  Family<Histogram>& t_queue_;
+  Family<Histogram>& t_e2e_;
+  // Engine and control plane.
+  Family<Histogram>& step_seconds_;
+  Family<Histogram>& batch_size_;
+  Family<Histogram>& batch_tokens_;
+  Family<Counter>& reloads_;
+
+  std::mutex render_mutex_;
+  EngineStats last_;  // Guarded by render_mutex_: the engine counters already exported
+};
+
+template <typename B>
+auto& Reg(B builder, const char* name, const char* help, prometheus::Registry& r) {
+  return builder.Name(name).Help(help).Register(r);
+}
+
+PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
+    : model_(std::move(model_name)),
+      pool_(std::move(pool)),
+      running_(Reg(BuildGauge(), "vllm:num_requests_running",
+                   "Requests in the running batch (engine).", *registry_)),
+      waiting_(Reg(BuildGauge(), "vllm:num_requests_waiting",
+                   "Requests waiting to be scheduled, preempted ones included.", *registry_)),
+      kv_usage_(Reg(BuildGauge(), "vllm:kv_cache_usage_perc",
+                    "Fraction of KV cache blocks in use (0 to 1).", *registry_)),
+      prompt_tokens_(Reg(BuildCounter(), "vllm:prompt_tokens_total",
+                         "Prompt tokens admitted to the engine.", *registry_)),
+      generation_tokens_(Reg(BuildCounter(), "vllm:generation_tokens_total",
+                             "Tokens generated by the engine.", *registry_)),
+      preemptions_(Reg(BuildCounter(), "vllm:num_preemptions_total",
+                       "Sequences preempted (recompute).", *registry_)),
+      prefix_queries_(Reg(BuildCounter(), "vllm:prefix_cache_queries_total",
+                          "Prompt tokens looked up in the prefix cache.", *registry_)),
+      prefix_hits_(Reg(BuildCounter(), "vllm:prefix_cache_hits_total",
+                       "Prompt tokens served from the prefix cache.", *registry_)),
+      ttft_(Reg(BuildHistogram(), "vllm:time_to_first_token_seconds",
+                "Seconds from arrival at the engine to the first token.", *registry_)),
+      itl_(Reg(BuildHistogram(), "vllm:inter_token_latency_seconds",
+               "Seconds between consecutive tokens of a request.", *registry_)),
+      e2e_(Reg(BuildHistogram(), "vllm:e2e_request_latency_seconds",
+               "Seconds from the HTTP request to its final event.", *registry_)),
+      queue_time_(Reg(BuildHistogram(), "vllm:request_queue_time_seconds",
+                      "Seconds a request waited before it was first scheduled.", *registry_)),
+      success_(Reg(BuildCounter(), "vllm:request_success_total",
+                   "Finished engine requests (choices) by finish reason.", *registry_)),
+      requests_(Reg(BuildCounter(), "llmux_requests_total",
+                    "HTTP completion calls that reached the engine, by outcome.", *registry_)),
+      rejections_(Reg(BuildCounter(), "llmux_rejections_total", "Requests refused, by reason.",
+                      *registry_)),
+      t_prompt_(Reg(BuildCounter(), "llmux_prompt_tokens_total",
+                    "Billed prompt tokens (cached included).", *registry_)),
+      t_cached_(Reg(BuildCounter(), "llmux_cached_prompt_tokens_total",
+                    "Billed prompt tokens served from the prefix cache.", *registry_)),
+      t_completion_(Reg(BuildCounter(), "llmux_completion_tokens_total", "Billed generated tokens.",
+                        *registry_)),
+      t_preemptions_(Reg(BuildCounter(), "llmux_tenant_preemptions_total",
+                         "Preemptions of the tenant's finished requests.", *registry_)),
+      t_inflight_(Reg(BuildGauge(), "llmux_tenant_inflight_tokens",
+                      "In-flight tokens (prompt + max new tokens of admitted requests).",
+                      *registry_)),
+      t_budget_(Reg(BuildGauge(), "llmux_tenant_inflight_tokens_budget",
+                    "The tenant's max_inflight_tokens.", *registry_)),
+      t_high_water_(Reg(BuildGauge(), "llmux_tenant_inflight_tokens_high_water",
+                        "Highest in-flight tokens seen since start.", *registry_)),
+      t_queued_(Reg(BuildGauge(), "llmux_tenant_queued_requests",
+                    "Requests submitted and not yet started.", *registry_)),
+      t_waiting_(Reg(BuildGauge(), "llmux_tenant_waiting_requests",
+                     "Engine requests waiting (preempted included).", *registry_)),
+      t_running_(Reg(BuildGauge(), "llmux_tenant_running_requests", "Engine requests running.",
+                     *registry_)),
+      t_blocks_(Reg(BuildGauge(), "llmux_tenant_kv_blocks_in_use",
+                    "KV blocks held by the tenant's sequences.", *registry_)),
+      t_reserved_(Reg(BuildGauge(), "llmux_tenant_kv_blocks_reserved",
+                      "KV blocks reserved for the tenant.", *registry_)),
+      t_ttft_(Reg(BuildHistogram(), "llmux_time_to_first_token_seconds",
+                  "Seconds from arrival at the engine to the first token.", *registry_)),
+      t_itl_(Reg(BuildHistogram(), "llmux_inter_token_latency_seconds",
+                 "Seconds between consecutive tokens.", *registry_)),
+      t_queue_(Reg(BuildHistogram(), "llmux_queue_time_seconds", "Seconds before first scheduled.",
+                   *registry_)),
+      t_e2e_(Reg(BuildHistogram(), "llmux_e2e_request_latency_seconds",
+                 "Seconds from the HTTP request to its final event.", *registry_)),
+      step_seconds_(Reg(BuildHistogram(), "llmux_engine_step_seconds",
+                        "Engine step duration (schedule, forward, sample, emit).", *registry_)),
+      batch_size_(Reg(BuildHistogram(), "llmux_engine_batch_size", "Sequences per engine step.",
+                      *registry_)),
+      batch_tokens_(Reg(BuildHistogram(), "llmux_engine_batch_tokens", "Tokens per engine step.",
+                        *registry_)),
+      reloads_(Reg(BuildCounter(), "llmux_policy_reloads_total",
+                   "Tenant policy reloads, by result.", *registry_)) {
+  const prometheus::Labels m = {{"model_name", model_}};
+  running_.Add(m);
+  waiting_.Add(m);
+  kv_usage_.Add(m);
+  for (auto* f :
+       {&prompt_tokens_, &generation_tokens_, &preemptions_, &prefix_queries_, &prefix_hits_}) {
+    f->Add(m);
+  }
+  ttft_.Add(m, kTtftBuckets);
+  itl_.Add(m, kItlBuckets);
+  e2e_.Add(m, kLatencyBuckets);
+  queue_time_.Add(m, kLatencyBuckets);
+  for (const char* reason : {"stop", "length", "abort"}) {
+    success_.Add({{"model_name", model_}, {"finished_reason", reason}});
+  }
+  reloads_.Add({{"result", "ok"}});
+  reloads_.Add({{"result", "rejected"}});
+  const prometheus::Labels p = {{"pool", pool_}};
+  step_seconds_.Add(p, kStepBuckets);
+  batch_size_.Add(p, kBatchSizeBuckets);
+  batch_tokens_.Add(p, kBatchTokenBuckets);
+  for (RejectReason r : kAllReasons) {
+    rejections_.Add({{"tenant", std::string(kUnauthenticatedTenant)},
+                     {"reason", std::string(RejectReasonName(r))}});
+  }
+}
+
+void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
+  {
+    std::unique_lock<std::shared_mutex> lock(tenants_mutex_);
+    tenants_.insert(tenants.begin(), tenants.end());
+  }
+  // Counters of every configured tenant exist from the start (at 0), so rate() and exact
+  // queries work before its first request.
+  for (const std::string& t : tenants) {
+    for (RejectReason r : kAllReasons) {
+      rejections_.Add({{"tenant", t}, {"reason", std::string(RejectReasonName(r))}});
+    }
+    for (auto* f : {&t_prompt_, &t_cached_, &t_completion_, &t_preemptions_})
+      f->Add({{"tenant", t}});
+  }
+}
+
+std::string PrometheusMetrics::Label(std::string_view tenant) const {
+  std::shared_lock<std::shared_mutex> lock(tenants_mutex_);
+  return tenants_.count(tenant) ? std::string(tenant) : std::string(kUnauthenticatedTenant);
+}
+
+void PrometheusMetrics::ObserveRequest(const RequestObservation& r) {
+  const std::string tenant = Label(r.tenant);
+  const prometheus::Labels m = {{"model_name", model_}};
+  const prometheus::Labels tl = {{"tenant", tenant}, {"lane", r.lane}};
+  const prometheus::Labels t = {{"tenant", tenant}};
+  requests_.Add({{"tenant", tenant}, {"lane", r.lane}, {"outcome", r.outcome}}).Increment();
+  t_prompt_.Add(t).Increment(static_cast<double>(r.prompt_tokens));
+  t_cached_.Add(t).Increment(static_cast<double>(r.cached_tokens));
+  t_completion_.Add(t).Increment(static_cast<double>(r.completion_tokens));
+  t_preemptions_.Add(t).Increment(r.preemptions);
+  for (const std::string& reason : r.finish_reasons) {
+    success_.Add({{"model_name", model_}, {"finished_reason", reason}}).Increment();
+  }
+  queue_time_.Add(m, kLatencyBuckets).Observe(r.queue_seconds);
+  t_queue_.Add(tl, kLatencyBuckets).Observe(r.queue_seconds);
+  e2e_.Add(m, kLatencyBuckets).Observe(r.e2e_seconds);
+  t_e2e_.Add(tl, kLatencyBuckets).Observe(r.e2e_seconds);
+  if (r.first_token_seconds) {
+    ttft_.Add(m, kTtftBuckets).Observe(*r.first_token_seconds);
+    t_ttft_.Add(tl, kTtftBuckets).Observe(*r.first_token_seconds);
+  }
+}
+
+void PrometheusMetrics::ObserveInterTokenLatency(std::string_view tenant, std::string_view lane,
+                                                 double seconds) {
+  itl_.Add({{"model_name", model_}}, kItlBuckets).Observe(seconds);
+  t_itl_.Add({{"tenant", Label(tenant)}, {"lane", std::string(lane)}}, kItlBuckets)
+      .Observe(seconds);
+}
+
+void PrometheusMetrics::CountRejection(std::string_view tenant, RejectReason reason) {
+  rejections_.Add({{"tenant", Label(tenant)}, {"reason", std::string(RejectReasonName(reason))}})
+      .Increment();
+}
+
+void PrometheusMetrics::CountPolicyReload(bool ok) {
+  reloads_.Add({{"result", ok ? "ok" : "rejected"}}).Increment();
+}
+
+void PrometheusMetrics::OnStep(const StepInfo& step) {
+  const prometheus::Labels p = {{"pool", pool_}};
+  step_seconds_.Add(p, kStepBuckets).Observe(step.seconds);
+  batch_size_.Add(p, kBatchSizeBuckets).Observe(step.num_seqs);
+  batch_tokens_.Add(p, kBatchTokenBuckets).Observe(step.num_tokens);
+}
+
+void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {
+  if (now > *last) counter.Increment(static_cast<double>(now - *last));
+  *last = std::max(*last, now);
+}
+
+std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
+  std::lock_guard<std::mutex> lock(render_mutex_);
+  const prometheus::Labels m = {{"model_name", model_}};
+  running_.Add(m).Set(s.engine.running);
+  waiting_.Add(m).Set(s.engine.waiting);
+  kv_usage_.Add(m).Set(s.engine.kv_usage);
+  Advance(prompt_tokens_.Add(m), s.engine.prompt_tokens_total, &last_.prompt_tokens_total);
+  Advance(generation_tokens_.Add(m), s.engine.generation_tokens_total,
+          &last_.generation_tokens_total);
+  Advance(preemptions_.Add(m), s.engine.num_preemptions, &last_.num_preemptions);
+  Advance(prefix_queries_.Add(m), s.engine.prefix_query_tokens, &last_.prefix_query_tokens);
+  Advance(prefix_hits_.Add(m), s.engine.prefix_hit_tokens, &last_.prefix_hit_tokens);
+  for (const MetricsSnapshot::Tenant& t : s.tenants) {
+    const prometheus::Labels l = {{"tenant", Label(t.name)}};
+    t_budget_.Add(l).Set(static_cast<double>(t.inflight_budget));
+    t_queued_.Add(l).Set(static_cast<double>(t.queued));
+    const TenantStats ts = t.stats.value_or(TenantStats{});
+    t_inflight_.Add(l).Set(static_cast<double>(ts.inflight_tokens));
+    t_high_water_.Add(l).Set(static_cast<double>(ts.inflight_high_water));
+    t_waiting_.Add(l).Set(ts.waiting);
+    t_running_.Add(l).Set(ts.running);
+    t_blocks_.Add(l).Set(ts.blocks_in_use);
+    t_reserved_.Add(l).Set(ts.reserved_blocks);
+  }
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace
+
+std::string_view RejectReasonName(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::kAuth:
+      return "auth";
+    case RejectReason::kInvalid:
+      return "invalid";
+    case RejectReason::kRateLimit:
+      return "rate_limit";
+    case RejectReason::kQuota:
+      return "quota";
+    case RejectReason::kQueueFull:
+      return "queue_full";
+    case RejectReason::kBudget:
+      return "budget";
+    case RejectReason::kQueueTimeout:
+      return "queue_timeout";
+    case RejectReason::kUnavailable:
+      return "unavailable";
+  }
+  return "invalid";
+}
+
+std::unique_ptr<Metrics> Metrics::Create(std::string model_name, std::string pool) {
+  return std::make_unique<PrometheusMetrics>(std::move(model_name), std::move(pool));
+}
+
+}  // namespace llmux

@@ -1,0 +1,60 @@
+// Export formats of usage rows: CSV (RFC 4180) and JSON.
+#include <nlohmann/json.hpp>
+
+#include "llmux/usage_ledger.h"
+
+namespace llmux {
+namespace {
+
+constexpr const char* kHeader =
+    "request_id,tenant,model,lane,pool,finished_at,prompt_tokens,cached_tokens,"
+    "completion_tokens,queue_ms,ttft_ms,duration_ms,outcome,cost_nano";
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string UsageRecordsCsv(const std::vector<UsageRecord>& records) {
+  std::string out = std::string(kHeader) + "\r\n";
+  for (const UsageRecord& r : records) {
+    out += CsvField(r.request_id) + ',' + CsvField(r.tenant) + ',' + CsvField(r.model) + ',' +
+           CsvField(r.lane) + ',' + CsvField(r.pool) + ',' + FormatRfc3339(r.finished_unix_ms);
+    for (int64_t v : {r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.queue_ms, r.ttft_ms,
+                      r.duration_ms}) {
+      out += ',' + std::to_string(v);
+    }
+    out += ',' + CsvField(r.outcome) + ',' + std::to_string(r.cost_nano) + "\r\n";
+  }
+  return out;
+}
+
+std::string UsageRecordsJson(const std::vector<UsageRecord>& records) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (const UsageRecord& r : records) {
+    a.push_back({{"request_id", r.request_id},
+                 {"tenant", r.tenant},
+                 {"model", r.model},
+                 {"lane", r.lane},
+                 {"pool", r.pool},
+                 {"finished_at", FormatRfc3339(r.finished_unix_ms)},
+                 {"prompt_tokens", r.prompt_tokens},
+                 {"cached_tokens", r.cached_tokens},
+                 {"completion_tokens", r.completion_tokens},
+                 {"queue_ms", r.queue_ms},
+                 {"ttft_ms", r.ttft_ms},
+                 {"duration_ms", r.duration_ms},
+                 {"outcome", r.outcome},
+                 {"cost_nano", r.cost_nano}});
+  }
+  return a.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace llmux

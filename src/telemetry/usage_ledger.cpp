@@ -1,0 +1,276 @@
+// SQLite usage ledger: WAL, synchronous=FULL, one writer thread doing group commits.
+//
+// Thread ownership: `write_db_` belongs to the writer thread (and to Close after it joined);
+// `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking (with a busy
+// timeout) orders the writer's transactions against Prune on the read connection.
+#include "llmux/usage_ledger.h"
+
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "llmux/log.h"
+#include "telemetry/sqlite_util.h"
+
+namespace llmux {
+namespace {
+
+constexpr int kMaxBatch = 512;  // rows per group commit
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS usage (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  model TEXT NOT NULL,
+  lane TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  finished_unix_ms INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  cached_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  queue_ms INTEGER NOT NULL,
+  ttft_ms INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  cost_nano INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage(tenant, finished_unix_ms);
+CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
+)sql";
+
+constexpr const char* kInsert =
+    "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
+    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+class SqliteLedger final : public UsageLedger {
+ public:
+  SqliteLedger(sqlite::Db write_db, sqlite::Db read_db)
+      : write_db_(std::move(write_db)), read_db_(std::move(read_db)) {
+    writer_ = std::thread([this] { WriterMain(); });
+  }
+  ~SqliteLedger() override { Close(); }
+
+  void Append(UsageRecord record, OnCommitted on_committed) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!closed_) {
+        queue_.push_back({std::move(record), std::move(on_committed)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    if (on_committed) on_committed(Unavailable("usage ledger closed"));
+  }
+
+  Status AppendSync(UsageRecord record) override {
+    auto done = std::make_shared<std::promise<Status>>();
+    std::future<Status> f = done->get_future();
+    Append(std::move(record), [done](const Status& s) { done->set_value(s); });
+    return f.get();
+  }
+
+  StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override;
+  StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override;
+  StatusOr<int64_t> Prune(int64_t before_ms) override;
+
+  void Close() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+    }
+    cv_.notify_one();
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  struct Pending {
+    UsageRecord record;
+    OnCommitted on_committed;
+  };
+
+  void WriterMain();
+  Status WriteBatch(const std::deque<Pending>& batch);
+
+  sqlite::Db write_db_;  // writer thread only
+  std::mutex read_mutex_;
+  sqlite::Db read_db_;  // Guarded by read_mutex_
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;  // Guarded by mutex_
+  bool closed_ = false;        // Guarded by mutex_
+  std::thread writer_;
+};
+
+void SqliteLedger::WriterMain() {
+  for (;;) {
+    std::deque<Pending> batch;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // closed and drained
+      while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxBatch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    const Status s = WriteBatch(batch);
+    if (!s.ok()) {
+      LogEvent(LogLevel::kError, "usage_write_failed",
+               {F("rows", static_cast<long long>(batch.size())), F("error", s.message())});
+    }
+    for (Pending& p : batch) {
+      if (p.on_committed) p.on_committed(s);
+    }
+  }
+}
+
+Status SqliteLedger::WriteBatch(const std::deque<Pending>& batch) {
+  sqlite3* db = write_db_.get();
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(db, "BEGIN IMMEDIATE"));
+  sqlite::Stmt stmt;
+  Status s = sqlite::Prepare(db, kInsert, &stmt);
+  for (size_t i = 0; s.ok() && i < batch.size(); ++i) {
+    const UsageRecord& r = batch[i].record;
+    sqlite3_reset(stmt.get());
+    sqlite::BindText(stmt.get(), 1, r.request_id);
+    sqlite::BindText(stmt.get(), 2, r.tenant);
+    sqlite::BindText(stmt.get(), 3, r.model);
+    sqlite::BindText(stmt.get(), 4, r.lane);
+    sqlite::BindText(stmt.get(), 5, r.pool);
+    const int64_t ints[] = {r.finished_unix_ms,  r.prompt_tokens, r.cached_tokens,
+                            r.completion_tokens, r.queue_ms,      r.ttft_ms,
+                            r.duration_ms};
+    for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt.get(), 6 + k, ints[k]);
+    sqlite::BindText(stmt.get(), 13, r.outcome);
+    sqlite3_bind_int64(stmt.get(), 14, r.cost_nano);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = sqlite::Error(db, "insert usage row");
+  }
+  stmt.reset();
+  if (!s.ok()) {
+    (void)sqlite::Exec(db, "ROLLBACK");
+    return s;
+  }
+  return sqlite::Exec(db, "COMMIT");
+}
+
+// Binds ?1..?3 (tenant or NULL, start, end) shared by both queries.
+const char* TenantFilter(const UsageQuery& q) {
+  return q.tenant ? "tenant = ?1 AND finished_unix_ms >= ?2 AND finished_unix_ms < ?3"
+                  : "?1 IS NULL AND finished_unix_ms >= ?2 AND finished_unix_ms < ?3";
+}
+
+void BindQuery(sqlite3_stmt* stmt, const UsageQuery& q) {
+  if (q.tenant) {
+    sqlite::BindText(stmt, 1, *q.tenant);
+  } else {
+    sqlite3_bind_null(stmt, 1);
+  }
+  sqlite3_bind_int64(stmt, 2, q.start_ms);
+  sqlite3_bind_int64(stmt, 3, q.end_ms);
+}
+
+StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) {
+  std::lock_guard<std::mutex> lock(read_mutex_);
+  sqlite3* db = read_db_.get();
+  // NOTE: integer division floors for the non-negative times a ledger holds.
+  const std::string sql = std::string(
+                              "SELECT tenant, finished_unix_ms / 86400000 AS day, COUNT(*), "
+                              "SUM(prompt_tokens), SUM(cached_tokens), SUM(completion_tokens), "
+                              "SUM(cost_nano) FROM usage WHERE ") +
+                          TenantFilter(q) + " GROUP BY tenant, day ORDER BY tenant, day";
+  sqlite::Stmt stmt;
+  LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
+  BindQuery(stmt.get(), q);
+  std::vector<TenantUsage> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    const std::string tenant = sqlite::ColumnText(stmt.get(), 0);
+    if (out.empty() || out.back().tenant != tenant) out.push_back(TenantUsage{tenant, {}, {}});
+    DailyUsage d;
+    d.date = FormatDate(sqlite3_column_int64(stmt.get(), 1) * 86400000);
+    d.totals.requests = sqlite3_column_int64(stmt.get(), 2);
+    d.totals.prompt_tokens = sqlite3_column_int64(stmt.get(), 3);
+    d.totals.cached_tokens = sqlite3_column_int64(stmt.get(), 4);
+    d.totals.completion_tokens = sqlite3_column_int64(stmt.get(), 5);
+    d.totals.cost_nano = sqlite3_column_int64(stmt.get(), 6);
+    UsageTotals& t = out.back().totals;
+    t.requests += d.totals.requests;
+    t.prompt_tokens += d.totals.prompt_tokens;
+    t.cached_tokens += d.totals.cached_tokens;
+    t.completion_tokens += d.totals.completion_tokens;
+    t.cost_nano += d.totals.cost_nano;
+    out.back().daily.push_back(std::move(d));
+  }
+  if (rc != SQLITE_DONE) return sqlite::Error(db, "summarize usage");
+  return out;
+}
+
+StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
+  std::lock_guard<std::mutex> lock(read_mutex_);
+  sqlite3* db = read_db_.get();
+  const std::string sql =
+      std::string(
+          "SELECT request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
+          "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, "
+          "cost_nano FROM usage WHERE ") +
+      TenantFilter(q) + " ORDER BY finished_unix_ms, id";
+  sqlite::Stmt stmt;
+  LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
+  BindQuery(stmt.get(), q);
+  std::vector<UsageRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = stmt.get();
+    UsageRecord r;
+    r.request_id = sqlite::ColumnText(s, 0);
+    r.tenant = sqlite::ColumnText(s, 1);
+    r.model = sqlite::ColumnText(s, 2);
+    r.lane = sqlite::ColumnText(s, 3);
+    r.pool = sqlite::ColumnText(s, 4);
+    r.finished_unix_ms = sqlite3_column_int64(s, 5);
+    r.prompt_tokens = sqlite3_column_int64(s, 6);
+    r.cached_tokens = sqlite3_column_int64(s, 7);
+    r.completion_tokens = sqlite3_column_int64(s, 8);
+    r.queue_ms = sqlite3_column_int64(s, 9);
+    r.ttft_ms = sqlite3_column_int64(s, 10);
+    r.duration_ms = sqlite3_column_int64(s, 11);
+    r.outcome = sqlite::ColumnText(s, 12);
+    r.cost_nano = sqlite3_column_int64(s, 13);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return sqlite::Error(db, "read usage rows");
+  return out;
+}
+
+StatusOr<int64_t> SqliteLedger::Prune(int64_t before_ms) {
+  std::lock_guard<std::mutex> lock(read_mutex_);
+  sqlite3* db = read_db_.get();
+  sqlite::Stmt stmt;
+  LLMUX_RETURN_IF_ERROR(
+      sqlite::Prepare(db, "DELETE FROM usage WHERE finished_unix_ms < ?1", &stmt));
+  sqlite3_bind_int64(stmt.get(), 1, before_ms);
+  if (sqlite3_step(stmt.get()) != SQLITE_DONE) return sqlite::Error(db, "prune usage");
+  return static_cast<int64_t>(sqlite3_changes(db));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<UsageLedger>> UsageLedger::Open(const std::filesystem::path& path) {
+  LLMUX_ASSIGN_OR_RETURN(sqlite::Db write_db, sqlite::OpenDb(path));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA journal_mode=WAL"));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA synchronous=FULL"));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), kSchema));
+  LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(read_db.get(), "PRAGMA synchronous=FULL"));
+  return std::unique_ptr<UsageLedger>(new SqliteLedger(std::move(write_db), std::move(read_db)));
+}
+
+}  // namespace llmux

@@ -1,0 +1,94 @@
+// `llmux usage export|prune`: reads the usage ledger (telemetry.usage_db) offline. Safe while
+// llmuxd runs (SQLite WAL: readers do not block the daemon's writer).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "llmux/usage_ledger.h"
+#include "tools/command.h"
+
+namespace llmux::tools {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: llmux usage export --db FILE --format csv|json [--tenant T] [--start TIME] [--end "
+    "TIME]\n"
+    "       llmux usage prune --db FILE --before TIME\n"
+    "TIME: RFC 3339 (2024-05-01T00:00:00Z), a date (2024-05-01, midnight UTC) or Unix seconds.\n"
+    "export writes the rows finished in [start, end) to stdout; prune deletes rows finished\n"
+    "before TIME and prints how many.\n";
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "llmux usage: %s\n", message.c_str());
+  return 1;
+}
+
+int Export(const Args& args) {
+  if (std::string u = args.FirstUnknown({"--db", "--format", "--tenant", "--start", "--end"}, {});
+      !u.empty()) {
+    return Fail("unknown option " + u);
+  }
+  const auto db = args.Get("--db");
+  const auto format = args.Get("--format");
+  if (!db || !format || (*format != "csv" && *format != "json")) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  UsageQuery q;
+  if (auto t = args.Get("--tenant")) q.tenant = *t;
+  for (const char* flag : {"--start", "--end"}) {
+    if (auto v = args.Get(flag)) {
+      auto t = ParseTimeArg(*v);
+      if (!t.ok()) return Fail(t.status().message());
+      (std::string(flag) == "--start" ? q.start_ms : q.end_ms) = *t;
+    }
+  }
+  auto ledger = UsageLedger::Open(*db);
+  if (!ledger.ok()) return Fail(ledger.status().message());
+  auto rows = (*ledger)->Records(q);
+  if (!rows.ok()) return Fail(rows.status().message());
+  const std::string out =
+      *format == "csv" ? UsageRecordsCsv(*rows) : UsageRecordsJson(*rows) + "\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+int Prune(const Args& args) {
+  if (std::string u = args.FirstUnknown({"--db", "--before"}, {}); !u.empty()) {
+    return Fail("unknown option " + u);
+  }
+  const auto db = args.Get("--db");
+  const auto before = args.Get("--before");
+  if (!db || !before) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto t = ParseTimeArg(*before);
+  if (!t.ok()) return Fail(t.status().message());
+  auto ledger = UsageLedger::Open(*db);
+  if (!ledger.ok()) return Fail(ledger.status().message());
+  auto n = (*ledger)->Prune(*t);
+  if (!n.ok()) return Fail(n.status().message());
+  std::printf("pruned %lld rows finished before %s\n", static_cast<long long>(*n),
+              FormatRfc3339(*t).c_str());
+  return 0;
+}
+
+int UsageCommand(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0] == "--help") {
+    std::fputs(kUsage, argv.empty() ? stderr : stdout);
+    return argv.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  const Args args(rest);
+  if (argv[0] == "export") return Export(args);
+  if (argv[0] == "prune") return Prune(args);
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+}  // namespace
+
+LLMUX_REGISTER_COMMAND("usage", "export or prune the usage ledger (billing)", UsageCommand);
+
+}  // namespace llmux::tools

@@ -1,0 +1,153 @@
+#include "llmux/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace llmux {
+namespace {
+
+// The exposition line for `series` (name{labels}), or "" when absent.
+std::string Line(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return line;
+  }
+  return "";
+}
+
+MetricsSnapshot Snapshot() {
+  MetricsSnapshot s;
+  s.engine.running = 3;
+  s.engine.waiting = 2;
+  s.engine.kv_usage = 0.25;
+  s.engine.prompt_tokens_total = 100;
+  s.engine.generation_tokens_total = 40;
+  s.engine.num_preemptions = 1;
+  s.engine.prefix_query_tokens = 80;
+  s.engine.prefix_hit_tokens = 32;
+  MetricsSnapshot::Tenant a;
+  a.name = "acme";
+  a.inflight_budget = 32768;
+  a.queued = 4;
+  TenantStats ts;
+  ts.inflight_tokens = 1200;
+  ts.inflight_high_water = 5000;
+  ts.blocks_in_use = 7;
+  ts.reserved_blocks = 8;
+  ts.waiting = 1;
+  ts.running = 2;
+  a.stats = ts;
+  s.tenants.push_back(a);
+  return s;
+}
+
+TEST(Metrics, ExposesEngineFiguresUnderVllmNames) {
+  auto m = Metrics::Create("stories");
+  const std::string text = m->Render(Snapshot());
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_running{model_name="stories"})"),
+            R"(vllm:num_requests_running{model_name="stories"} 3)");
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_waiting{model_name="stories"})"),
+            R"(vllm:num_requests_waiting{model_name="stories"} 2)");
+  EXPECT_EQ(Line(text, R"(vllm:kv_cache_usage_perc{model_name="stories"})"),
+            R"(vllm:kv_cache_usage_perc{model_name="stories"} 0.25)");
+  EXPECT_EQ(Line(text, R"(vllm:prompt_tokens_total{model_name="stories"})"),
+            R"(vllm:prompt_tokens_total{model_name="stories"} 100)");
+  EXPECT_EQ(Line(text, R"(vllm:prefix_cache_hits_total{model_name="stories"})"),
+            R"(vllm:prefix_cache_hits_total{model_name="stories"} 32)");
+  EXPECT_NE(text.find("# TYPE vllm:prompt_tokens_total counter"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE vllm:time_to_first_token_seconds histogram"), std::string::npos);
+}
+
+TEST(Metrics, EngineCountersAdvanceByTheDifferenceBetweenScrapes) {
+  auto m = Metrics::Create("stories");
+  MetricsSnapshot s = Snapshot();
+  (void)m->Render(s);
+  s.engine.generation_tokens_total = 55;
+  const std::string text = m->Render(s);
+  EXPECT_EQ(Line(text, R"(vllm:generation_tokens_total{model_name="stories"})"),
+            R"(vllm:generation_tokens_total{model_name="stories"} 55)");
+}
+
+TEST(Metrics, TenantGaugesIncludingTheHighWaterMark) {
+  auto m = Metrics::Create("stories");
+  m->SetTenants({"acme"});
+  const std::string text = m->Render(Snapshot());
+  EXPECT_EQ(Line(text, R"(llmux_tenant_inflight_tokens_high_water{tenant="acme"})"),
+            R"(llmux_tenant_inflight_tokens_high_water{tenant="acme"} 5000)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_inflight_tokens{tenant="acme"})"),
+            R"(llmux_tenant_inflight_tokens{tenant="acme"} 1200)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_inflight_tokens_budget{tenant="acme"})"),
+            R"(llmux_tenant_inflight_tokens_budget{tenant="acme"} 32768)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_queued_requests{tenant="acme"})"),
+            R"(llmux_tenant_queued_requests{tenant="acme"} 4)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_kv_blocks_reserved{tenant="acme"})"),
+            R"(llmux_tenant_kv_blocks_reserved{tenant="acme"} 8)");
+}
+
+TEST(Metrics, RequestsCountPerTenantAndUnknownTenantsFoldIntoOneLabel) {
+  auto m = Metrics::Create("stories");
+  m->SetTenants({"acme"});
+  RequestObservation r;
+  r.tenant = "acme";
+  r.lane = "premium";
+  r.outcome = "ok";
+  r.finish_reasons = {"length", "stop"};
+  r.prompt_tokens = 10;
+  r.cached_tokens = 4;
+  r.completion_tokens = 7;
+  r.queue_seconds = 0.002;
+  r.first_token_seconds = 0.003;
+  r.e2e_seconds = 0.5;
+  m->ObserveRequest(r);
+  m->ObserveRequest(r);
+  m->CountRejection("acme", RejectReason::kRateLimit);
+  m->CountRejection("not-in-policy", RejectReason::kAuth);
+  m->CountRejection(kUnauthenticatedTenant, RejectReason::kAuth);
+  const std::string text = m->Render(MetricsSnapshot{});
+  EXPECT_EQ(Line(text, R"(llmux_requests_total{lane="premium",outcome="ok",tenant="acme"})"),
+            R"(llmux_requests_total{lane="premium",outcome="ok",tenant="acme"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_prompt_tokens_total{tenant="acme"})"),
+            R"(llmux_prompt_tokens_total{tenant="acme"} 20)");
+  EXPECT_EQ(Line(text, R"(llmux_cached_prompt_tokens_total{tenant="acme"})"),
+            R"(llmux_cached_prompt_tokens_total{tenant="acme"} 8)");
+  EXPECT_EQ(Line(text, R"(llmux_completion_tokens_total{tenant="acme"})"),
+            R"(llmux_completion_tokens_total{tenant="acme"} 14)");
+  EXPECT_EQ(Line(text, R"(llmux_rejections_total{reason="rate_limit",tenant="acme"})"),
+            R"(llmux_rejections_total{reason="rate_limit",tenant="acme"} 1)");
+  EXPECT_EQ(Line(text, R"(llmux_rejections_total{reason="auth",tenant="_unauthenticated"})"),
+            R"(llmux_rejections_total{reason="auth",tenant="_unauthenticated"} 2)");
+  EXPECT_EQ(text.find("not-in-policy"), std::string::npos);
+  EXPECT_EQ(
+      Line(text, R"(vllm:request_success_total{finished_reason="length",model_name="stories"})"),
+      R"(vllm:request_success_total{finished_reason="length",model_name="stories"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_time_to_first_token_seconds_count{lane="premium",tenant="acme"})"),
+            R"(llmux_time_to_first_token_seconds_count{lane="premium",tenant="acme"} 2)");
+  EXPECT_EQ(
+      Line(text,
+           R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"})"),
+      R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.001"} 0)");
+  EXPECT_EQ(
+      Line(text,
+           R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"})"),
+      R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"} 2)");
+}
+
+TEST(Metrics, EngineStepsAndPolicyReloads) {
+  auto m = Metrics::Create("stories", "shared");
+  m->OnStep(StepInfo{0.004, 3, 40});
+  m->CountPolicyReload(true);
+  m->CountPolicyReload(false);
+  m->CountPolicyReload(false);
+  const std::string text = m->Render(MetricsSnapshot{});
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_sum{pool="shared"})"),
+            R"(llmux_engine_batch_size_sum{pool="shared"} 3)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_tokens_bucket{pool="shared",le="64"})"),
+            R"(llmux_engine_batch_tokens_bucket{pool="shared",le="64"} 1)");
+  EXPECT_EQ(Line(text, R"(llmux_policy_reloads_total{result="rejected"})"),
+            R"(llmux_policy_reloads_total{result="rejected"} 2)");
+}
+
+}  // namespace
+}  // namespace llmux
