@@ -32,6 +32,17 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       rate_limiter_([] { return std::chrono::steady_clock::now(); }),
       auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)) {}
 
+void ApiService::SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set) {
+  pool_models_ = std::move(pools);
+  pool_set_ = pool_set;
+}
+
+const ServedModel* ApiService::ServedFor(const TenantConfig& tenant) const {
+  if (pool_models_.empty()) return tenant.pool == "shared" ? &model_ : nullptr;
+  auto it = pool_models_.find(tenant.pool);
+  return it == pool_models_.end() ? nullptr : &it->second;
+}
+
 bool ApiService::TryEnqueue(const std::string& tenant, int count, int limit) {
   std::lock_guard<std::mutex> lock(queue_mutex_);
   int& q = queued_[tenant];
@@ -56,7 +67,8 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     return RespondJson(*channel, 200, {{"status", "ready"}});
   }
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
-                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats";
+                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats" ||
+                     path == "/admin/pools";
   if (!known) {
     ApiError e = ApiErrorFromStatus(NotFound("no route " + req.method + " " + path));
     return SendApiError(*channel, e);
@@ -95,6 +107,11 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> chan
     if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
     if (req.method != "GET") return method_not_allowed("GET");
     return HandleStats(*policy, *channel);
+  }
+  if (path == "/admin/pools") {
+    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (req.method != "GET") return method_not_allowed("GET");
+    return HandlePools(*policy, *channel);
   }
   if (admin) {
     return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
@@ -148,14 +165,41 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
                {"calls_in_flight", calls_in_flight_.load()}, {"tenants", tenants}});
 }
 
+void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channel) {
+  json pools = json::array();
+  if (pool_set_ != nullptr) {
+    for (Pool* p : pool_set_->pools()) {
+      const PoolStatus s = p->Describe();
+      json tenants = json::array();
+      for (const auto& [name, t] : policy.tenants) {
+        if (t.pool == s.name) tenants.push_back(name);
+      }
+      pools.push_back({{"name", s.name},
+                       {"isolation", PoolIsolationName(s.isolation)},
+                       {"state", PoolStateName(s.state)},
+                       {"pid", s.pid},
+                       {"model", s.model},
+                       {"restarts", s.restarts},
+                       {"worker_deaths", s.worker_deaths},
+                       {"last_error", s.last_error},
+                       {"tenants", tenants},
+                       {"running", s.stats.running},
+                       {"waiting", s.stats.waiting},
+                       {"kv_usage", s.stats.kv_usage}});
+    }
+  }
+  RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});
+}
+
 void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& channel) {
   json data = json::array();
-  if (ModelAllowed(*tenant, model_.name)) {
-    data.push_back({{"id", model_.name},
+  const ServedModel* served = ServedFor(*tenant);
+  if (served != nullptr && ModelAllowed(*tenant, served->name)) {
+    data.push_back({{"id", served->name},
                     {"object", "model"},
                     {"created", 0},
                     {"owned_by", "llmux"},
-                    {"max_model_len", model_.max_model_len}});
+                    {"max_model_len", served->max_model_len}});
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
 }
@@ -164,12 +208,19 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                   std::shared_ptr<const TenantPolicy> policy,
                                   std::shared_ptr<ResponseChannel> channel) {
   const TenantConfig& tenant = *policy->Find(tenant_name);
+  const ServedModel* served_or = ServedFor(tenant);
+  if (served_or == nullptr) {
+    ApiError e = ApiErrorFromStatus(Unavailable("pool " + tenant.pool + " is not served"));
+    e.retry_after_seconds = 5;
+    return SendApiError(*channel, e);
+  }
+  const ServedModel& served = *served_or;
   auto parsed = ParseOpenAiRequest(kind, http.body, options_.limits);
   if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
   OpenAiRequest& r = std::get<OpenAiRequest>(parsed);
-  if ((!r.model.empty() && r.model != model_.name) || !ModelAllowed(tenant, model_.name)) {
+  if ((!r.model.empty() && r.model != served.name) || !ModelAllowed(tenant, served.name)) {
     ApiError e = ApiErrorFromStatus(
-        NotFound("The model '" + (r.model.empty() ? model_.name : r.model) + "' does not exist"),
+        NotFound("The model '" + (r.model.empty() ? served.name : r.model) + "' does not exist"),
         "model", "model_not_found");
     return SendApiError(*channel, e);
   }
@@ -177,16 +228,16 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
 
   // Prompts -> token ids.
   std::vector<std::vector<int32_t>> prompts;
-  const int32_t vocab = model_.tokenizer->vocab_size();
+  const int32_t vocab = served.tokenizer->vocab_size();
   if (kind == ApiKind::kChat) {
-    auto text = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+    auto text = served.chat_template->Render(r.messages, r.add_generation_prompt);
     if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), "messages"));
     // The template writes BOS and other specials itself.
-    prompts.push_back(model_.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
+    prompts.push_back(served.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
   } else {
     for (const PromptInput& p : r.prompts) {
       if (const auto* s = std::get_if<std::string>(&p)) {
-        prompts.push_back(model_.tokenizer->Encode(*s, /*add_special_tokens=*/true));
+        prompts.push_back(served.tokenizer->Encode(*s, /*add_special_tokens=*/true));
       } else {
         const auto& ids = std::get<std::vector<int32_t>>(p);
         for (int32_t id : ids) {
@@ -216,13 +267,13 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                                    prompt_param, "prompt_too_long"));
     }
     int64_t mt = r.max_tokens ? *r.max_tokens
-                              : (kind == ApiKind::kCompletion ? 16 : model_.max_model_len - len);
+                              : (kind == ApiKind::kCompletion ? 16 : served.max_model_len - len);
     if (tenant.max_tokens_per_request) mt = std::min<int64_t>(mt, *tenant.max_tokens_per_request);
-    if (mt < 1 || len + mt > model_.max_model_len) {
+    if (mt < 1 || len + mt > served.max_model_len) {
       const int64_t asked = len + std::max<int64_t>(mt, 1);
       return SendApiError(
           *channel,
-          InvalidRequest("This model's maximum context length is " + std::to_string(model_.max_model_len) +
+          InvalidRequest("This model's maximum context length is " + std::to_string(served.max_model_len) +
                              " tokens. However, you requested " + std::to_string(asked) + " tokens (" +
                              std::to_string(len) + " in the " + prompt_param + ", " +
                              std::to_string(std::max<int64_t>(mt, 1)) +
@@ -273,9 +324,13 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   }
   HeaderList headers;
   if (const std::string& tp = http.Header("traceparent"); !tp.empty()) headers.emplace_back("traceparent", tp);
+  if (served.pool != nullptr) {
+    headers.emplace_back("x-llmux-pool", served.pool->name());
+    headers.emplace_back("x-llmux-pid", std::to_string(served.pool->Describe().pid));
+  }
   calls_in_flight_.fetch_add(1);
   auto call = std::make_shared<CompletionCall>(
-      r, model_.name, prompt_lengths, plans, model_.tokenizer, model_.engine, channel, headers,
+      r, served.name, prompt_lengths, plans, served.tokenizer, served.engine, channel, headers,
       [this](const CallUsage&) { calls_in_flight_.fetch_sub(1); });
   channel->OnClose([call] { call->OnClientGone(); });
 
@@ -293,7 +348,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     // n > 1 with a seed: each choice gets its own stream (seed + index), like vLLM.
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
-    Status s = model_.engine->Submit(
+    Status s = served.engine->Submit(
         std::move(er), [this, channel, call, i, tenant_name, left_queue](EngineOutput&& out) {
           if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);
           auto shared = std::make_shared<EngineOutput>(std::move(out));

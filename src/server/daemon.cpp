@@ -14,6 +14,7 @@
 #include "llmux/engine.h"
 #include "llmux/log.h"
 #include "llmux/model.h"
+#include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
 #include "server/api_service.h"
@@ -26,39 +27,6 @@ int StartupFailure(const std::string& what, const Status& s) {
   std::fprintf(stderr, "llmuxd: %s: %s\n", what.c_str(), s.ToString().c_str());
   LogEvent(LogLevel::kError, "startup_failed", {F("stage", what), F("error", s.ToString())});
   return 1;
-}
-
-TenantLimits LimitsOf(const TenantConfig& t) {
-  TenantLimits l;
-  l.lane = t.lane_index;
-  l.weight = t.weight;
-  l.max_inflight_tokens = t.max_inflight_tokens;
-  l.reserved_kv_tokens = t.reserved.kv_tokens;
-  l.reserved_seqs = static_cast<int32_t>(t.reserved.seqs);
-  switch (t.prefix_cache.mode) {
-    case PrefixCachePolicy::Mode::kPrivate: l.prefix_cache = PrefixCacheMode::kPrivate; break;
-    case PrefixCachePolicy::Mode::kShared: l.prefix_cache = PrefixCacheMode::kShared; break;
-    case PrefixCachePolicy::Mode::kOff: l.prefix_cache = PrefixCacheMode::kOff; break;
-  }
-  l.prefix_cache_group = t.prefix_cache.group;
-  l.zero_kv_on_free = t.zero_kv_on_free;
-  return l;
-}
-
-Status ApplyPolicy(Engine& engine, const TenantPolicy& policy) {
-  for (const auto& [name, t] : policy.tenants) {
-    LLMUX_RETURN_IF_ERROR(engine.UpsertTenant(name, LimitsOf(t)));
-  }
-  return Status::Ok();
-}
-
-std::string ChatTemplateSpec(const ChatTemplateSource& s) {
-  switch (s.kind) {
-    case ChatTemplateSource::Kind::kModel: return "";
-    case ChatTemplateSource::Kind::kBuiltin: return "builtin:" + s.value;
-    case ChatTemplateSource::Kind::kFile: return "file:" + s.value;
-  }
-  return "";
 }
 
 bool SameLanes(const std::vector<Lane>& a, const std::vector<Lane>& b) {
@@ -85,7 +53,12 @@ int RunDaemon(const DaemonArgs& args) {
   auto config_or = LoadServerConfig(args.config_path);
   if (!config_or.ok()) return StartupFailure("config", config_or.status());
   ServerConfig config = std::move(config_or).value();
-  if (!args.model_override.empty()) config.model.path = std::filesystem::absolute(args.model_override);
+  if (!args.model_override.empty()) {
+    config.model.path = std::filesystem::absolute(args.model_override);
+    for (PoolSection& p : config.pools) {
+      if (!p.own_model) p.model.path = config.model.path;
+    }
+  }
   if (!args.listen_override.empty()) config.server.listen = args.listen_override;
   InitLogging(config.telemetry.log_file.string(), static_cast<size_t>(config.telemetry.log_max_bytes),
               static_cast<size_t>(config.telemetry.log_max_files));
@@ -96,7 +69,7 @@ int RunDaemon(const DaemonArgs& args) {
   // Tenant policy first: a bad tenants file should fail before minutes of model loading.
   std::vector<Lane> start_lanes;
   auto store_or = PolicyStore::Create(config.tenants_file, [&](const TenantPolicy& p) -> Status {
-    LLMUX_RETURN_IF_ERROR(CheckPolicyFitsEngine(p, config.engine));
+    LLMUX_RETURN_IF_ERROR(CheckPolicyFitsPools(p, config));
     LLMUX_RETURN_IF_ERROR(CheckNoAdminKeyReuse(p, config.server.admin_api_keys));
     if (!start_lanes.empty() && !SameLanes(start_lanes, p.lanes)) {
       return FailedPrecondition("lanes cannot change on reload (restart llmuxd to change them)");
@@ -107,55 +80,20 @@ int RunDaemon(const DaemonArgs& args) {
   std::unique_ptr<PolicyStore> store = std::move(store_or).value();
   start_lanes = store->Current()->lanes;
 
-  const std::filesystem::path model_dir = config.model.path;
-  auto tokenizer = Tokenizer::FromModelDir(model_dir);
-  if (!tokenizer.ok()) return StartupFailure("tokenizer", tokenizer.status());
-  auto chat_template = ChatTemplate::FromSpec(ChatTemplateSpec(config.model.chat_template),
-                                              model_dir / "tokenizer_config.json");
-  if (!chat_template.ok() && chat_template.status().code() == StatusCode::kNotFound &&
-      config.model.chat_template.kind == ChatTemplateSource::Kind::kModel) {
-    LogEvent(LogLevel::kWarn, "chat_template_missing",
-             {F("model", model_dir.string()), F("fallback", "builtin:chatml")});
-    chat_template = ChatTemplate::FromSpec("builtin:chatml", model_dir / "tokenizer_config.json");
-  }
-  if (!chat_template.ok()) return StartupFailure("chat template", chat_template.status());
-
-  StatusOr<std::unique_ptr<Backend>> backend = Unavailable("no backend");
-  if (config.engine.backend == BackendKind::kCpu) {
-    CpuBackendOptions o;
-    o.threads = config.engine.threads;
-    backend = CreateCpuBackend(o);
-  } else {
-    CudaBackendOptions o;
-    o.device = config.engine.devices.empty() ? 0 : config.engine.devices[0];
-    backend = CreateCudaBackend(o);
-  }
-  if (!backend.ok()) return StartupFailure("backend", backend.status());
-  auto model = Model::Load(model_dir, backend->get(), config.engine.max_batched_tokens);
-  if (!model.ok()) return StartupFailure("model", model.status());
-
-  EngineConfig ec;
-  ec.kv_cache_tokens = config.engine.kv_cache_tokens;
-  ec.scheduler.block_size = config.engine.block_size;
-  ec.scheduler.max_batched_tokens = config.engine.max_batched_tokens;
-  ec.scheduler.max_seqs = config.engine.max_seqs;
-  ec.scheduler.max_model_len = config.model.max_model_len;
-  ec.scheduler.batching = config.engine.batching == EngineBatching::kStatic ? BatchingMode::kStatic
-                                                                            : BatchingMode::kContinuous;
-  ec.scheduler.vtc_prefill_weight = config.engine.prefill_weight;
-  ec.scheduler.vtc_decode_weight = config.engine.decode_weight;
-  ec.scheduler.lanes.clear();
-  for (const Lane& l : start_lanes) ec.scheduler.lanes.push_back(LaneConfig{l.name, l.max_wait.count()});
-  auto engine_or = Engine::Create(ec, std::move(*backend), std::move(*model));
-  if (!engine_or.ok()) return StartupFailure("engine", engine_or.status());
-  std::unique_ptr<Engine> engine = std::move(engine_or).value();
-  Status applied = ApplyPolicy(*engine, *store->Current());
+  PoolSetOptions pool_options;
+  pool_options.worker_executable = "/proc/self/exe";
+  pool_options.config_path = std::filesystem::absolute(args.config_path).string();
+  pool_options.model_override = config.model.path.string();
+  if (args.model_override.empty()) pool_options.model_override.clear();
+  auto pools_or = PoolSet::Create(config, start_lanes, pool_options);
+  if (!pools_or.ok()) return StartupFailure("pools", pools_or.status());
+  std::unique_ptr<PoolSet> pools = std::move(pools_or).value();
+  Status applied = pools->ApplyPolicy(*store->Current());
   if (!applied.ok()) return StartupFailure("tenants", applied);
-  engine->Start();
 
   auto reload = [&]() -> Status {
     Status s = store->Reload();
-    if (s.ok()) s = ApplyPolicy(*engine, *store->Current());
+    if (s.ok()) s = pools->ApplyPolicy(*store->Current());
     LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("result", s.ok() ? "ok" : "rejected"), F("error", s.ok() ? "" : s.message()),
               F("generation", static_cast<long long>(store->generation()))});
@@ -168,18 +106,18 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.health_stall_timeout = config.server.health_stall_timeout;
   api_options.max_auth_failures_per_minute = config.server.max_auth_failures_per_minute;
   api_options.max_queue_wait = config.engine.max_queue_wait;
-  ServedModel served;
-  served.name = config.model.name.empty() ? model_dir.filename().string() : config.model.name;
-  served.max_model_len = engine->model_config().max_position_embeddings;
-  if (config.model.max_model_len > 0) served.max_model_len = std::min(served.max_model_len, config.model.max_model_len);
-  served.tokenizer = tokenizer->get();
-  served.chat_template = chat_template->get();
-  served.engine = engine.get();
+  std::map<std::string, ServedModel> served_pools;
+  for (Pool* p : pools->pools()) {
+    served_pools[p->name()] = ServedModel{p->model_name(), p->max_model_len(), &p->tokenizer(),
+                                          &p->chat_template(), p->engine(), p};
+  }
+  const ServedModel served = served_pools.at("shared");
   ApiService api(api_options, served, store.get(), Authenticator(config.server.admin_api_keys),
                  [&] {
                    LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
                    return reload();
                  });
+  api.SetPools(served_pools, pools.get());
 
   HttpServerOptions http;
   http.listen = config.server.listen;
@@ -195,7 +133,7 @@ int RunDaemon(const DaemonArgs& args) {
   if (!server.ok()) return StartupFailure("listen", server.status());
 
   auto watcher = PolicyFileWatcher::Start(store.get(), [&](const Status& s) {
-    Status applied_now = s.ok() ? ApplyPolicy(*engine, *store->Current()) : s;
+    Status applied_now = s.ok() ? pools->ApplyPolicy(*store->Current()) : s;
     LogEvent(applied_now.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("trigger", "file"), F("result", applied_now.ok() ? "ok" : "rejected"),
               F("error", applied_now.ok() ? "" : applied_now.message())});
@@ -229,7 +167,7 @@ int RunDaemon(const DaemonArgs& args) {
   const bool clean = api.calls_in_flight() == 0;
   if (watcher.ok()) (*watcher)->Stop();
   (*server)->StopAccepting();
-  engine->Stop();  // ends what is left (after the drain timeout) with 503
+  pools->Stop();  // ends what is left (after the drain timeout) with 503
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let final writes go out
   (*server)->Shutdown();
   LogEvent(LogLevel::kInfo, "stopped", {F("clean", clean ? "true" : "false")});
