@@ -55,14 +55,25 @@ ProcessEngine::ProcessEngine(const PoolSection& pool, std::vector<LaneConfig> la
 
 ProcessEngine::~ProcessEngine() { Stop(); }
 
+ProcessEngine::Connection::~Connection() { ::close(fd); }
+
+std::shared_ptr<ProcessEngine::Connection> ProcessEngine::ReadyConnection() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ != PoolState::kReady || worker_ == nullptr || worker_->dead) return nullptr;
+  return worker_->conn;
+}
+
 Status ProcessEngine::UpsertTenant(const std::string& name, const TenantLimits& limits) {
   if (name.empty()) return InvalidArgument("tenant name is empty");
   if (!(limits.weight > 0)) return InvalidArgument("tenant '" + name + "': weight must be > 0");
-  std::lock_guard<std::mutex> lock(mutex_);
-  tenants_[name] = limits;
-  if (worker_ != nullptr && !worker_->dead) {
-    // A lost connection is noticed by the reader; the next worker gets every tenant anyway.
-    (void)worker_->writer->Write({{"t", "upsert"}, {"tenant", name}, {"limits", EncodeLimits(limits)}});
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tenants_[name] = limits;
+  }
+  // A lost connection is noticed by the reader; the next worker gets every tenant anyway.
+  // NOTE: a worker becoming ready meanwhile gets the new limits from tenants_ (ReaderMain).
+  if (auto conn = ReadyConnection()) {
+    (void)conn->writer.Write({{"t", "upsert"}, {"tenant", name}, {"limits", EncodeLimits(limits)}});
   }
   return Status::Ok();
 }
@@ -78,26 +89,38 @@ Status ProcessEngine::Submit(EngineRequest request, OutputSink sink) {
   }
   LLMUX_RETURN_IF_ERROR(Validate(request.sampling, vocab));
   if (!sink) return InvalidArgument("no output sink");
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (state_ != PoolState::kReady || worker_ == nullptr || worker_->dead) {
-    return Unavailable("pool " + pool_.name + " is " + std::string(PoolStateName(state_)) +
-                       " its worker; retry shortly");
-  }
-  if (inflight_.count(request.id) != 0) {
-    return InvalidArgument("duplicate request id " + std::to_string(request.id));
-  }
   const uint64_t id = request.id;
-  Inflight entry{std::move(sink), static_cast<int32_t>(request.prompt.size()), 0};
-  Status s = worker_->writer->Write({{"t", "submit"}, {"request", EncodeRequest(request)}});
-  if (!s.ok()) return Unavailable("pool " + pool_.name + " worker is not reachable");
-  inflight_.emplace(id, std::move(entry));
-  return Status::Ok();
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (state_ != PoolState::kReady || worker_ == nullptr || worker_->dead) {
+      return Unavailable("pool " + pool_.name + " is " + std::string(PoolStateName(state_)) +
+                         " its worker; retry shortly");
+    }
+    if (inflight_.count(id) != 0) {
+      return InvalidArgument("duplicate request id " + std::to_string(id));
+    }
+    // Registered before the frame goes out: the first output may arrive before Write returns.
+    inflight_.emplace(id, Inflight{std::move(sink), static_cast<int32_t>(request.prompt.size()), 0});
+    conn = worker_->conn;
+  }
+  if (conn->writer.Write({{"t", "submit"}, {"request", EncodeRequest(request)}}).ok()) {
+    return Status::Ok();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Still ours: nothing was queued. Gone: the worker's death already ended it via the sink.
+  if (inflight_.erase(id) == 0) return Status::Ok();
+  return Unavailable("pool " + pool_.name + " worker is not reachable; retry shortly");
 }
 
 void ProcessEngine::Abort(uint64_t id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (inflight_.count(id) == 0 || worker_ == nullptr || worker_->dead) return;
-  (void)worker_->writer->Write({{"t", "abort"}, {"id", id}});
+  std::shared_ptr<Connection> conn;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (inflight_.count(id) == 0 || worker_ == nullptr || worker_->dead) return;
+    conn = worker_->conn;
+  }
+  (void)conn->writer.Write({{"t", "abort"}, {"id", id}});
 }
 
 EngineStats ProcessEngine::Stats() const {
@@ -120,7 +143,7 @@ void ProcessEngine::Stop() {
     if (stopping_) return;
     stopping_ = true;
     // Closing our end makes the worker see EOF and exit; the reader then sees EOF too.
-    if (worker_ != nullptr) ::shutdown(worker_->fd, SHUT_RDWR);
+    if (worker_ != nullptr) ::shutdown(worker_->conn->fd, SHUT_RDWR);
   }
   cv_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
@@ -201,17 +224,16 @@ StatusOr<std::unique_ptr<ProcessEngine::Worker>> ProcessEngine::Spawn() {
   }
   auto w = std::make_unique<Worker>();
   w->pid = pid;
-  w->fd = sv[0];
-  w->writer = std::make_unique<FrameWriter>(sv[0]);
+  w->conn = std::make_shared<Connection>(sv[0]);
   json lanes = json::array();
   for (const LaneConfig& l : lanes_) lanes.push_back({{"name", l.name}, {"max_wait", l.max_wait}});
-  (void)w->writer->Write({{"t", "init"}, {"lanes", lanes}});
+  (void)w->conn->writer.Write({{"t", "init"}, {"lanes", lanes}});
   return w;
 }
 
 void ProcessEngine::ReaderMain(Worker* worker) {
   for (;;) {
-    std::optional<json> frame = ReadFrame(worker->fd);
+    std::optional<json> frame = ReadFrame(worker->conn->fd);
     if (!frame) break;
     const std::string& type = (*frame)["t"].get_ref<const std::string&>();
     try {
@@ -238,8 +260,10 @@ void ProcessEngine::ReaderMain(Worker* worker) {
       } else if (type == "ready") {
         std::lock_guard<std::mutex> lock(mutex_);
         // Every tenant known so far, before the first request can reach the worker.
+        // NOTE: written under mutex_ so no UpsertTenant is lost in between; the worker is
+        // idle and reading at this point (it has just sent `ready`).
         for (const auto& [name, limits] : tenants_) {
-          (void)worker->writer->Write(
+          (void)worker->conn->writer.Write(
               {{"t", "upsert"}, {"tenant", name}, {"limits", EncodeLimits(limits)}});
         }
         state_ = PoolState::kReady;
@@ -260,7 +284,7 @@ void ProcessEngine::ReaderMain(Worker* worker) {
 }
 
 void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& error) {
-  ::shutdown(worker->fd, SHUT_RDWR);
+  ::shutdown(worker->conn->fd, SHUT_RDWR);
   if (worker->reader.joinable()) worker->reader.join();
   // The socket is closed: the worker exits on EOF; one that does not is killed.
   int wstatus = 0;
@@ -287,7 +311,7 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
       cv_.notify_all();
     }
   }
-  ::close(worker->fd);
+  worker->conn.reset();  // closed once no writer holds it
   if (!failed.empty() || !stopping_) {
     LogEvent(stopping_ ? LogLevel::kInfo : LogLevel::kError, "pool_worker_ended",
              {F("pool", pool_.name), F("pid", static_cast<long long>(worker->pid)), F("why", why),
@@ -340,14 +364,15 @@ void ProcessEngine::SupervisorMain() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       worker_ = w;
-      if (stopping_) ::shutdown(w->fd, SHUT_RDWR);
+      if (stopping_) ::shutdown(w->conn->fd, SHUT_RDWR);
     }
     w->reader = std::thread([this, w] { ReaderMain(w); });
     std::string error;
     Clock::time_point ready_since{};
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      for (;;) {
+    for (;;) {
+      uint64_t seq = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
         cv_.wait_for(lock, ping_every, [&] { return stopping_ || w->dead; });
         if (stopping_ || w->dead) break;
         if (state_ != PoolState::kReady) continue;  // loading its model: no pings yet
@@ -358,8 +383,9 @@ void ProcessEngine::SupervisorMain() {
           ::kill(w->pid, SIGKILL);
           break;
         }
-        (void)w->writer->Write({{"t", "ping"}, {"seq", ++ping_seq_}});
+        seq = ++ping_seq_;
       }
+      (void)w->conn->writer.Write({{"t", "ping"}, {"seq", seq}});
     }
     const bool stable = ready_since != Clock::time_point{} && Clock::now() - ready_since > kStableRun;
     Retire(std::move(worker), error);

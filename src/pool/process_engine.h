@@ -63,14 +63,25 @@ class ProcessEngine final : public Engine {
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
   };
-  // One worker process and its connection.
+  // The daemon's end of a worker's socket; closed when the last holder lets go.
+  // NOTE: writers copy the shared_ptr under mutex_ and write without it, so a worker that
+  // stops reading blocks (up to the send timeout) only the writing thread, never the reader
+  // or other pools, and the descriptor cannot be closed and reused under a writer.
+  struct Connection {
+    explicit Connection(int fd_in) : fd(fd_in), writer(fd_in) {}
+    ~Connection();
+    const int fd;
+    FrameWriter writer;
+  };
+  // One worker process.
   struct Worker {
     int pid = 0;
-    int fd = -1;
-    std::unique_ptr<FrameWriter> writer;
+    std::shared_ptr<Connection> conn;
     std::thread reader;
     bool dead = false;  // Guarded by mutex_
   };
+  // The live worker's connection, or null when none is ready. Takes mutex_.
+  std::shared_ptr<Connection> ReadyConnection() const;
 
   ProcessEngine(const PoolSection& pool, std::vector<LaneConfig> lanes, PoolSetOptions options,
                 ModelConfig model_config);
