@@ -83,6 +83,21 @@ struct EngineSection {
   bool batch_invariant = true;
 };
 
+enum class PoolIsolation { kThread, kProcess };
+std::string_view PoolIsolationName(PoolIsolation isolation);  // "thread" | "process"
+
+// One inference pool (a trust domain): its own engine (scheduler, KV cache, model copy) and,
+// with isolation kProcess, its own worker process. Tenants name their pool in tenants.yaml.
+struct PoolSection {
+  std::string name;
+  PoolIsolation isolation = PoolIsolation::kThread;
+  EngineSection engine;  // the top-level `engine:` with the pool's own keys applied on top
+  ModelSection model;    // the top-level `model:` unless the pool has its own
+  bool own_model = false;
+  // kProcess: a worker that answers no health ping for this long is killed and restarted.
+  Millis health_timeout{5000};
+};
+
 struct TelemetrySection {
   std::filesystem::path log_file;  // absolute; empty = stderr
   std::int64_t log_max_bytes = 104857600;
@@ -98,7 +113,13 @@ struct ServerConfig {
   EngineSection engine;
   TelemetrySection telemetry;
   std::filesystem::path tenants_file;  // absolute
+  // Never empty once loaded: the `pools:` map in file order, plus "shared" (first) built from
+  // `engine:` and `model:` when the map does not name it.
+  std::vector<PoolSection> pools;
 };
+
+// The pool named `name`, or nullptr.
+const PoolSection* FindPool(const ServerConfig& config, std::string_view name);
 
 // Caps that protect the loaders from hostile files.
 inline constexpr std::int64_t kMaxConfigFileBytes = 4 * 1024 * 1024;

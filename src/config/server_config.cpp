@@ -193,7 +193,65 @@ void ReadTelemetry(MapReader& m, const std::filesystem::path& base, TelemetrySec
   m.Finish();
 }
 
+// `pools:` -> config.pools. Each pool starts from the top-level engine and model.
+void ReadPools(const Value& value, const std::filesystem::path& base, ServerConfig& cfg) {
+  MapReader pools(value);
+  for (auto& [name, item] : pools.All()) {
+    if (!config_internal::IsValidName(name)) {
+      item.Error("invalid pool name " + QuoteValue(name) + " (1-64 of [A-Za-z0-9_-])");
+    }
+    PoolSection p;
+    p.name = name;
+    p.engine = cfg.engine;
+    p.model = cfg.model;
+    MapReader m(item);
+    if (auto v = m.Get("isolation")) {
+      const std::string iso = v->String("thread");
+      if (iso == "thread") {
+        p.isolation = PoolIsolation::kThread;
+      } else if (iso == "process") {
+        p.isolation = PoolIsolation::kProcess;
+      } else {
+        v->Error("expected \"thread\" or \"process\", got " + QuoteValue(iso));
+      }
+    }
+    if (auto v = m.Get("engine"); v && !v->is_null()) {
+      MapReader e(*v);
+      ReadEngine(e, p.engine);
+    }
+    if (auto v = m.Get("model"); v && !v->is_null()) {
+      MapReader mm(*v);
+      p.model = ModelSection{};
+      ReadModel(mm, base, p.model);
+      p.own_model = true;
+      if (p.model.path.empty()) v->Error("a pool's own model needs a path");
+    }
+    if (auto v = m.Get("health_timeout")) {
+      p.health_timeout = v->Duration(p.health_timeout);
+      if (p.health_timeout.count() < 100) v->Error("must be at least 100ms");
+    }
+    m.Finish();
+    cfg.pools.push_back(std::move(p));
+  }
+  pools.Finish();
+}
+
 }  // namespace
+
+std::string_view PoolIsolationName(PoolIsolation isolation) {
+  switch (isolation) {
+    case PoolIsolation::kThread: return "thread";
+    case PoolIsolation::kProcess: return "process";
+  }
+  return "thread";
+}
+
+const PoolSection* FindPool(const ServerConfig& config, std::string_view name) {
+  for (const PoolSection& p : config.pools) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
 
 StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view source_name,
                                          const std::filesystem::path& base_dir) {
@@ -225,6 +283,14 @@ StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view
       cfg.tenants_file = Resolve(base, f.empty() ? "tenants.yaml" : f);
     } else {
       cfg.tenants_file = Resolve(base, "tenants.yaml");
+    }
+    if (auto v = top.Get("pools"); v && !v->is_null()) ReadPools(*v, base, cfg);
+    if (FindPool(cfg, "shared") == nullptr) {
+      PoolSection shared;
+      shared.name = "shared";
+      shared.engine = cfg.engine;
+      shared.model = cfg.model;
+      cfg.pools.insert(cfg.pools.begin(), std::move(shared));
     }
     top.Finish();
   } catch (const YAML::Exception& e) {

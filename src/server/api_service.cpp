@@ -37,6 +37,17 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       rate_limiter_([] { return std::chrono::steady_clock::now(); }),
       auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)) {}
 
+void ApiService::SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set) {
+  pool_models_ = std::move(pools);
+  pool_set_ = pool_set;
+}
+
+const ServedModel* ApiService::ServedFor(const TenantConfig& tenant) const {
+  if (pool_models_.empty()) return tenant.pool == "shared" ? &model_ : nullptr;
+  auto it = pool_models_.find(tenant.pool);
+  return it == pool_models_.end() ? nullptr : &it->second;
+}
+
 bool ApiService::TryEnqueue(const std::string& tenant, int count, int limit) {
   std::lock_guard<std::mutex> lock(queue_mutex_);
   int& q = queued_[tenant];
@@ -81,7 +92,8 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   }
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
                      path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats" ||
-                     path == "/metrics" || path == "/v1/usage" || path == "/admin/usage";
+                     path == "/metrics" || path == "/v1/usage" || path == "/admin/usage" ||
+                     path == "/admin/pools";
   if (!known) {
     ApiError e = ApiErrorFromStatus(NotFound("no route " + req.method + " " + path));
     return SendApiError(*channel, e);
@@ -137,6 +149,11 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
     if (req.method != "GET") return method_not_allowed("GET");
     return HandleStats(*policy, *channel);
+  }
+  if (path == "/admin/pools") {
+    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (req.method != "GET") return method_not_allowed("GET");
+    return HandlePools(*policy, *channel);
   }
   if (admin) {
     return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
@@ -197,14 +214,41 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
                {"calls_in_flight", calls_in_flight_.load()}, {"tenants", tenants}});
 }
 
+void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channel) {
+  json pools = json::array();
+  if (pool_set_ != nullptr) {
+    for (Pool* p : pool_set_->pools()) {
+      const PoolStatus s = p->Describe();
+      json tenants = json::array();
+      for (const auto& [name, t] : policy.tenants) {
+        if (t.pool == s.name) tenants.push_back(name);
+      }
+      pools.push_back({{"name", s.name},
+                       {"isolation", PoolIsolationName(s.isolation)},
+                       {"state", PoolStateName(s.state)},
+                       {"pid", s.pid},
+                       {"model", s.model},
+                       {"restarts", s.restarts},
+                       {"worker_deaths", s.worker_deaths},
+                       {"last_error", s.last_error},
+                       {"tenants", tenants},
+                       {"running", s.stats.running},
+                       {"waiting", s.stats.waiting},
+                       {"kv_usage", s.stats.kv_usage}});
+    }
+  }
+  RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});
+}
+
 void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& channel) {
   json data = json::array();
-  if (ModelAllowed(*tenant, model_.name)) {
-    data.push_back({{"id", model_.name},
+  const ServedModel* served = ServedFor(*tenant);
+  if (served != nullptr && ModelAllowed(*tenant, served->name)) {
+    data.push_back({{"id", served->name},
                     {"object", "model"},
                     {"created", 0},
                     {"owned_by", "llmux"},
-                    {"max_model_len", model_.max_model_len}});
+                    {"max_model_len", served->max_model_len}});
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
 }
@@ -214,12 +258,19 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                   std::shared_ptr<ObservedChannel> channel) {
   const auto call_start = std::chrono::steady_clock::now();
   const TenantConfig& tenant = *policy->Find(tenant_name);
+  const ServedModel* served_or = ServedFor(tenant);
+  if (served_or == nullptr) {
+    ApiError e = ApiErrorFromStatus(Unavailable("pool " + tenant.pool + " is not served"));
+    e.retry_after_seconds = 5;
+    return SendApiError(*channel, e);
+  }
+  const ServedModel& served = *served_or;
   auto parsed = ParseOpenAiRequest(kind, http.body, options_.limits);
   if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
   OpenAiRequest& r = std::get<OpenAiRequest>(parsed);
-  if ((!r.model.empty() && r.model != model_.name) || !ModelAllowed(tenant, model_.name)) {
+  if ((!r.model.empty() && r.model != served.name) || !ModelAllowed(tenant, served.name)) {
     ApiError e = ApiErrorFromStatus(
-        NotFound("The model '" + (r.model.empty() ? model_.name : r.model) + "' does not exist"),
+        NotFound("The model '" + (r.model.empty() ? served.name : r.model) + "' does not exist"),
         "model", "model_not_found");
     return SendApiError(*channel, e);
   }
@@ -227,16 +278,16 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
 
   // Prompts -> token ids.
   std::vector<std::vector<int32_t>> prompts;
-  const int32_t vocab = model_.tokenizer->vocab_size();
+  const int32_t vocab = served.tokenizer->vocab_size();
   if (kind == ApiKind::kChat) {
-    auto text = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+    auto text = served.chat_template->Render(r.messages, r.add_generation_prompt);
     if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), "messages"));
     // The template writes BOS and other specials itself.
-    prompts.push_back(model_.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
+    prompts.push_back(served.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
   } else {
     for (const PromptInput& p : r.prompts) {
       if (const auto* s = std::get_if<std::string>(&p)) {
-        prompts.push_back(model_.tokenizer->Encode(*s, /*add_special_tokens=*/true));
+        prompts.push_back(served.tokenizer->Encode(*s, /*add_special_tokens=*/true));
       } else {
         const auto& ids = std::get<std::vector<int32_t>>(p);
         for (int32_t id : ids) {
@@ -266,13 +317,13 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                                    prompt_param, "prompt_too_long"));
     }
     int64_t mt = r.max_tokens ? *r.max_tokens
-                              : (kind == ApiKind::kCompletion ? 16 : model_.max_model_len - len);
+                              : (kind == ApiKind::kCompletion ? 16 : served.max_model_len - len);
     if (tenant.max_tokens_per_request) mt = std::min<int64_t>(mt, *tenant.max_tokens_per_request);
-    if (mt < 1 || len + mt > model_.max_model_len) {
+    if (mt < 1 || len + mt > served.max_model_len) {
       const int64_t asked = len + std::max<int64_t>(mt, 1);
       return SendApiError(
           *channel,
-          InvalidRequest("This model's maximum context length is " + std::to_string(model_.max_model_len) +
+          InvalidRequest("This model's maximum context length is " + std::to_string(served.max_model_len) +
                              " tokens. However, you requested " + std::to_string(asked) + " tokens (" +
                              std::to_string(len) + " in the " + prompt_param + ", " +
                              std::to_string(std::max<int64_t>(mt, 1)) +
@@ -333,7 +384,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   if (tenant.log_prompts) {
     std::string text;
     if (kind == ApiKind::kChat) {
-      auto rendered = model_.chat_template->Render(r.messages, r.add_generation_prompt);
+      auto rendered = served.chat_template->Render(r.messages, r.add_generation_prompt);
       if (rendered.ok()) text = *rendered;
     } else {
       for (const PromptInput& p : r.prompts) {
@@ -346,15 +397,20 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   context.tenant = tenant_name;
   context.lane = tenant.lane;
   context.pool = tenant.pool;
-  context.model = model_.name;
+  context.model = served.name;
   context.prices = tenant.prices;
   context.n = r.n;
   context.start = call_start;
+  HeaderList headers;  // traceparent is echoed by the observed channel
+  if (served.pool != nullptr) {
+    headers.emplace_back("x-llmux-pool", served.pool->name());
+    headers.emplace_back("x-llmux-pid", std::to_string(served.pool->Describe().pid));
+  }
   calls_in_flight_.fetch_add(1);
   auto accounting = std::make_shared<CallAccounting>(context, plans.size(), telemetry_, channel,
                                                      [this] { calls_in_flight_.fetch_sub(1); });
   auto call = std::make_shared<CompletionCall>(
-      r, model_.name, prompt_lengths, plans, model_.tokenizer, model_.engine, channel, HeaderList{},
+      r, served.name, prompt_lengths, plans, served.tokenizer, served.engine, channel, headers,
       [accounting](const std::string& outcome, std::function<void()> deliver) {
         accounting->OnCallDone(outcome, std::move(deliver));
       });
@@ -375,7 +431,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     // n > 1 with a seed: each choice gets its own stream (seed + index), like vLLM.
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
-    Status s = model_.engine->Submit(
+    Status s = served.engine->Submit(
         std::move(er),
         [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {
           if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);

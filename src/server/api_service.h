@@ -12,6 +12,7 @@
 #include "llmux/chat_template.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
+#include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
 #include "server/auth_throttle.h"
@@ -29,6 +30,7 @@ struct ServedModel {
   const Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat_template = nullptr;
   Engine* engine = nullptr;
+  Pool* pool = nullptr;  // the pool serving it (for x-llmux-pool / x-llmux-pid); may be null
 };
 
 struct ApiServiceOptions {
@@ -49,6 +51,10 @@ class ApiService {
 
   void Handle(HttpRequest&& request, std::shared_ptr<ResponseChannel> channel);
 
+  // Routes each tenant to the ServedModel of its pool (TenantConfig::pool); `pool_set` answers
+  // GET /admin/pools. Call before serving. Without it every tenant uses `model`.
+  void SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set);
+
   // Readiness goes 503 and new work is refused with 503 + Retry-After.
   void StartDraining() { draining_ = true; }
   bool draining() const { return draining_; }
@@ -65,6 +71,10 @@ class ApiService {
   void HandleMetrics(const HttpRequest& request, const TenantPolicy& policy,
                      ResponseChannel& channel);
   void HandleModels(const TenantConfig* tenant, ResponseChannel& channel);
+  // GET /admin/pools (admin key).
+  void HandlePools(const TenantPolicy& policy, ResponseChannel& channel);
+  // The model of the tenant's pool; nullptr when that pool is not served.
+  const ServedModel* ServedFor(const TenantConfig& tenant) const;
   void HandleHealth(ResponseChannel& channel);
   // GET /admin/stats: engine and per-tenant figures (admin key).
   void HandleStats(const TenantPolicy& policy, ResponseChannel& channel);
@@ -74,6 +84,8 @@ class ApiService {
 
   const ApiServiceOptions options_;
   const ServedModel model_;
+  std::map<std::string, ServedModel> pool_models_;  // set before serving, then read-only
+  PoolSet* pool_set_ = nullptr;
   PolicyStore* policies_;
   const Authenticator authenticator_;
   const std::function<Status()> reload_;

@@ -71,6 +71,7 @@ void CompletionCall::OnEngineOutput(size_t i, const EngineOutput& out) {
   }
   if (!out.error.ok()) {
     c.engine_done = true;
+    c.completion_tokens = out.completion_tokens;  // tokens delivered before the failure count
     return Fail(out.error);
   }
   if (out.first_token_seconds > 0 && usage_.first_token_seconds == 0) {

@@ -61,7 +61,7 @@ export function freePort() {
   });
 }
 
-export function serverYaml({ model = STORIES, engine = '', server = '', extra = '' } = {}) {
+export function serverYaml({ model = STORIES, engine = '', server = '', extra = '', pools = '' } = {}) {
   return `server:
   listen: "127.0.0.1:0"
   io_threads: 2
@@ -77,7 +77,25 @@ engine:
   max_seqs: 16
 ${engine}
 tenants_file: tenants.yaml
-${extra}`;
+${extra}${pools}`;
+}
+
+// Starts llmuxd and resolves when it exits (for start-up failures): { code, logs }.
+export async function daemonStartFailure({ tenants, server }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmuxd-test-'));
+  fs.writeFileSync(path.join(dir, 'llmux.yaml'), server);
+  fs.writeFileSync(path.join(dir, 'tenants.yaml'), tenants);
+  const proc = spawn(path.join(BUILD_DIR, 'llmuxd'), ['--config', path.join(dir, 'llmux.yaml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  proc.stderr.on('data', (d) => { logs += d.toString(); });
+  proc.stdout.on('data', (d) => { logs += d.toString(); });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60000);
+  const code = await new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { code, logs };
 }
 
 export async function startDaemon({ tenants = defaultTenants(), server = serverYaml() } = {}) {

@@ -1,0 +1,51 @@
+#include "pool/local_engine.h"
+
+#include "llmux/backend.h"
+#include "llmux/model.h"
+
+namespace llmux::pool {
+
+StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
+                                                    const std::vector<LaneConfig>& lanes,
+                                                    EngineObserver* observer) {
+  const std::string context = "pool " + pool.name;
+  const EngineSection& e = pool.engine;
+  StatusOr<std::unique_ptr<Backend>> backend = Unavailable("no backend");
+  switch (e.backend) {
+    case BackendKind::kCpu: {
+      CpuBackendOptions o;
+      o.threads = e.threads;
+      o.use_blas = !e.batch_invariant;
+      backend = CreateCpuBackend(o);
+      break;
+    }
+    case BackendKind::kCuda: {
+      CudaBackendOptions o;
+      o.device = e.devices.empty() ? 0 : e.devices[0];
+      o.batch_invariant = e.batch_invariant;
+      backend = CreateCudaBackend(o);
+      break;
+    }
+  }
+  if (!backend.ok()) return backend.status().WithContext(context + ": backend");
+  auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens);
+  if (!model.ok()) return model.status().WithContext(context + ": model");
+
+  EngineConfig ec;
+  ec.observer = observer;
+  ec.kv_cache_tokens = e.kv_cache_tokens;
+  ec.scheduler.block_size = e.block_size;
+  ec.scheduler.max_batched_tokens = e.max_batched_tokens;
+  ec.scheduler.max_seqs = e.max_seqs;
+  ec.scheduler.max_model_len = pool.model.max_model_len;
+  ec.scheduler.batching =
+      e.batching == EngineBatching::kStatic ? BatchingMode::kStatic : BatchingMode::kContinuous;
+  ec.scheduler.vtc_prefill_weight = e.prefill_weight;
+  ec.scheduler.vtc_decode_weight = e.decode_weight;
+  ec.scheduler.lanes = lanes;
+  auto engine = Engine::Create(ec, std::move(*backend), std::move(*model));
+  if (!engine.ok()) return engine.status().WithContext(context + ": engine");
+  return engine;
+}
+
+}  // namespace llmux::pool

@@ -1,0 +1,21 @@
+// Builds a pool's in-process engine: backend, model and Engine from its PoolSection. Used by
+// thread pools in the daemon and by the worker process of a process pool.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "llmux/config.h"
+#include "llmux/engine.h"
+#include "llmux/scheduler.h"
+
+namespace llmux::pool {
+
+// The engine is not started. `observer` (may be null; must outlive the engine) receives its
+// step figures (metrics). Errors of the backend, the model load or Engine::Create, with the
+// pool's name as context.
+StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
+                                                    const std::vector<LaneConfig>& lanes,
+                                                    EngineObserver* observer = nullptr);
+
+}  // namespace llmux::pool

@@ -1,0 +1,242 @@
+#include "pool/wire.h"
+
+#include <cerrno>
+#include <unistd.h>
+
+namespace llmux::pool {
+namespace {
+
+using json = nlohmann::json;
+
+bool WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::read(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+Status FrameWriter::Write(const json& message) {
+  std::string payload;
+  try {
+    payload = message.dump(-1, ' ', false, json::error_handler_t::replace);
+  } catch (const json::exception& e) {
+    return Internal(std::string("cannot encode frame: ") + e.what());
+  }
+  if (payload.size() > kMaxFrameBytes) return Internal("frame too large");
+  const uint32_t n = static_cast<uint32_t>(payload.size());
+  const char header[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+                          static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!WriteAll(fd_, header, 4) || !WriteAll(fd_, payload.data(), payload.size())) {
+    return Unavailable("pool worker connection lost");
+  }
+  return Status::Ok();
+}
+
+std::optional<json> ReadFrame(int fd) {
+  unsigned char header[4];
+  if (!ReadAll(fd, reinterpret_cast<char*>(header), 4)) return std::nullopt;
+  const uint32_t n = static_cast<uint32_t>(header[0]) | (static_cast<uint32_t>(header[1]) << 8) |
+                     (static_cast<uint32_t>(header[2]) << 16) |
+                     (static_cast<uint32_t>(header[3]) << 24);
+  if (n > kMaxFrameBytes) return std::nullopt;
+  std::string payload(n, '\0');
+  if (!ReadAll(fd, payload.data(), n)) return std::nullopt;
+  try {
+    json j = json::parse(payload);
+    if (!j.is_object() || !j.contains("t") || !j["t"].is_string()) return std::nullopt;
+    return j;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+json EncodeSampling(const SamplingParams& p) {
+  json bias = json::array();
+  for (const LogitBias& b : p.logit_bias) bias.push_back({b.token, b.bias});
+  json j = {{"temperature", p.temperature},
+            {"top_p", p.top_p},
+            {"top_k", p.top_k},
+            {"min_p", p.min_p},
+            {"repetition_penalty", p.repetition_penalty},
+            {"presence_penalty", p.presence_penalty},
+            {"frequency_penalty", p.frequency_penalty},
+            {"logit_bias", bias},
+            {"max_tokens", p.max_tokens},
+            {"min_tokens", p.min_tokens},
+            {"stop_token_ids", p.stop_token_ids},
+            {"ignore_eos", p.ignore_eos}};
+  if (p.seed) j["seed"] = *p.seed;
+  if (p.logprobs) j["logprobs"] = *p.logprobs;
+  return j;
+}
+
+SamplingParams DecodeSampling(const json& j) {
+  SamplingParams p;
+  p.temperature = j.at("temperature").get<float>();
+  p.top_p = j.at("top_p").get<float>();
+  p.top_k = j.at("top_k").get<int32_t>();
+  p.min_p = j.at("min_p").get<float>();
+  p.repetition_penalty = j.at("repetition_penalty").get<float>();
+  p.presence_penalty = j.at("presence_penalty").get<float>();
+  p.frequency_penalty = j.at("frequency_penalty").get<float>();
+  for (const json& b : j.at("logit_bias")) p.logit_bias.push_back({b[0].get<int32_t>(), b[1].get<float>()});
+  p.max_tokens = j.at("max_tokens").get<int32_t>();
+  p.min_tokens = j.at("min_tokens").get<int32_t>();
+  p.stop_token_ids = j.at("stop_token_ids").get<std::vector<int32_t>>();
+  p.ignore_eos = j.at("ignore_eos").get<bool>();
+  if (j.contains("seed")) p.seed = j["seed"].get<uint64_t>();
+  if (j.contains("logprobs")) p.logprobs = j["logprobs"].get<int32_t>();
+  return p;
+}
+
+json EncodeRequest(const EngineRequest& r) {
+  return {{"id", r.id},
+          {"tenant", r.tenant},
+          {"prompt", r.prompt},
+          {"sampling", EncodeSampling(r.sampling)},
+          {"queue_timeout_ms", r.queue_timeout_ms}};
+}
+
+EngineRequest DecodeRequest(const json& j) {
+  EngineRequest r;
+  r.id = j.at("id").get<uint64_t>();
+  r.tenant = j.at("tenant").get<std::string>();
+  r.prompt = j.at("prompt").get<std::vector<int32_t>>();
+  r.sampling = DecodeSampling(j.at("sampling"));
+  r.queue_timeout_ms = j.at("queue_timeout_ms").get<int64_t>();
+  return r;
+}
+
+json EncodeOutput(const EngineOutput& o) {
+  json lps = json::array();
+  for (const SampledToken& s : o.logprobs) {
+    json top = json::array();
+    for (const TokenLogprob& t : s.top) top.push_back({t.token, t.logprob});
+    lps.push_back({s.token, s.logprob, top});
+  }
+  json j = {{"id", o.id},
+            {"tokens", o.tokens},
+            {"logprobs", lps},
+            {"finished", o.finished},
+            {"finish_reason", static_cast<int>(o.finish_reason)},
+            {"prompt_tokens", o.prompt_tokens},
+            {"cached_tokens", o.cached_tokens},
+            {"completion_tokens", o.completion_tokens},
+            {"preemptions", o.preemptions},
+            {"step", o.step},
+            {"queue_seconds", o.queue_seconds},
+            {"first_token_seconds", o.first_token_seconds}};
+  if (o.stop_token) j["stop_token"] = *o.stop_token;
+  if (!o.error.ok()) j["error"] = {static_cast<int>(o.error.code()), o.error.message()};
+  return j;
+}
+
+EngineOutput DecodeOutput(const json& j) {
+  EngineOutput o;
+  o.id = j.at("id").get<uint64_t>();
+  o.tokens = j.at("tokens").get<std::vector<int32_t>>();
+  for (const json& s : j.at("logprobs")) {
+    SampledToken t;
+    t.token = s[0].get<int32_t>();
+    t.logprob = s[1].get<float>();
+    for (const json& a : s[2]) t.top.push_back({a[0].get<int32_t>(), a[1].get<float>()});
+    o.logprobs.push_back(std::move(t));
+  }
+  o.finished = j.at("finished").get<bool>();
+  const int reason = j.at("finish_reason").get<int>();
+  o.finish_reason = reason == static_cast<int>(FinishReason::kLength)  ? FinishReason::kLength
+                    : reason == static_cast<int>(FinishReason::kAbort) ? FinishReason::kAbort
+                                                                       : FinishReason::kStop;
+  if (j.contains("stop_token")) o.stop_token = j["stop_token"].get<int32_t>();
+  if (j.contains("error")) {
+    const int code = j["error"][0].get<int>();
+    const bool known = code > 0 && code <= static_cast<int>(StatusCode::kInternal);
+    o.error = Status(known ? static_cast<StatusCode>(code) : StatusCode::kInternal,
+                     j["error"][1].get<std::string>());
+  }
+  o.prompt_tokens = j.at("prompt_tokens").get<int32_t>();
+  o.cached_tokens = j.at("cached_tokens").get<int32_t>();
+  o.completion_tokens = j.at("completion_tokens").get<int32_t>();
+  o.preemptions = j.at("preemptions").get<int32_t>();
+  o.step = j.at("step").get<int64_t>();
+  o.queue_seconds = j.at("queue_seconds").get<double>();
+  o.first_token_seconds = j.at("first_token_seconds").get<double>();
+  return o;
+}
+
+json EncodeLimits(const TenantLimits& l) {
+  return {{"lane", l.lane},
+          {"weight", l.weight},
+          {"max_inflight_tokens", l.max_inflight_tokens},
+          {"reserved_kv_tokens", l.reserved_kv_tokens},
+          {"reserved_seqs", l.reserved_seqs},
+          {"prefix_cache", static_cast<int>(l.prefix_cache)},
+          {"prefix_cache_group", l.prefix_cache_group},
+          {"zero_kv_on_free", l.zero_kv_on_free}};
+}
+
+TenantLimits DecodeLimits(const json& j) {
+  TenantLimits l;
+  l.lane = j.at("lane").get<int32_t>();
+  l.weight = j.at("weight").get<double>();
+  l.max_inflight_tokens = j.at("max_inflight_tokens").get<int64_t>();
+  l.reserved_kv_tokens = j.at("reserved_kv_tokens").get<int64_t>();
+  l.reserved_seqs = j.at("reserved_seqs").get<int32_t>();
+  const int mode = j.at("prefix_cache").get<int>();
+  l.prefix_cache = mode == static_cast<int>(PrefixCacheMode::kShared) ? PrefixCacheMode::kShared
+                   : mode == static_cast<int>(PrefixCacheMode::kOff)  ? PrefixCacheMode::kOff
+                                                                      : PrefixCacheMode::kPrivate;
+  l.prefix_cache_group = j.at("prefix_cache_group").get<std::string>();
+  l.zero_kv_on_free = j.at("zero_kv_on_free").get<bool>();
+  return l;
+}
+
+json EncodeStats(const EngineStats& s) {
+  return {{"steps", s.steps},
+          {"last_step_unix_ms", s.last_step_unix_ms},
+          {"running", s.running},
+          {"waiting", s.waiting},
+          {"inbox", s.inbox},
+          {"kv_usage", s.kv_usage},
+          {"num_preemptions", s.num_preemptions},
+          {"prefix_query_tokens", s.prefix_query_tokens},
+          {"prefix_hit_tokens", s.prefix_hit_tokens},
+          {"prompt_tokens_total", s.prompt_tokens_total},
+          {"generation_tokens_total", s.generation_tokens_total}};
+}
+
+EngineStats DecodeStats(const json& j) {
+  EngineStats s;
+  s.steps = j.at("steps").get<int64_t>();
+  s.last_step_unix_ms = j.at("last_step_unix_ms").get<int64_t>();
+  s.running = j.at("running").get<int32_t>();
+  s.waiting = j.at("waiting").get<int32_t>();
+  s.inbox = j.at("inbox").get<int32_t>();
+  s.kv_usage = j.at("kv_usage").get<double>();
+  s.num_preemptions = j.at("num_preemptions").get<int64_t>();
+  s.prefix_query_tokens = j.at("prefix_query_tokens").get<int64_t>();
+  s.prefix_hit_tokens = j.at("prefix_hit_tokens").get<int64_t>();
+  s.prompt_tokens_total = j.at("prompt_tokens_total").get<int64_t>();
+  s.generation_tokens_total = j.at("generation_tokens_total").get<int64_t>();
+  return s;
+}
+
+}  // namespace llmux::pool

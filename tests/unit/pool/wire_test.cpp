@@ -1,0 +1,175 @@
+// The daemon <-> worker frames: exact round trips and framing over a real socketpair.
+#include "pool/wire.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace llmux::pool {
+namespace {
+
+TEST(WireTest, RequestRoundTripsEveryField) {
+  EngineRequest r;
+  r.id = 18446744073709551615ull;
+  r.tenant = "acme";
+  r.prompt = {1, 403, 407};
+  r.sampling.temperature = 0.7f;
+  r.sampling.top_p = 0.9f;
+  r.sampling.top_k = 40;
+  r.sampling.min_p = 0.05f;
+  r.sampling.repetition_penalty = 1.1f;
+  r.sampling.presence_penalty = -0.5f;
+  r.sampling.frequency_penalty = 0.25f;
+  r.sampling.logit_bias = {{5, -100.0f}, {7, 2.5f}};
+  r.sampling.seed = 12345678901234ull;
+  r.sampling.max_tokens = 33;
+  r.sampling.min_tokens = 2;
+  r.sampling.stop_token_ids = {9, 10};
+  r.sampling.ignore_eos = true;
+  r.sampling.logprobs = 3;
+  r.queue_timeout_ms = 2500;
+  const EngineRequest d = DecodeRequest(EncodeRequest(r));
+  EXPECT_EQ(d.id, r.id);
+  EXPECT_EQ(d.tenant, "acme");
+  EXPECT_EQ(d.prompt, r.prompt);
+  EXPECT_EQ(d.sampling.temperature, 0.7f);
+  EXPECT_EQ(d.sampling.top_p, 0.9f);
+  EXPECT_EQ(d.sampling.top_k, 40);
+  EXPECT_EQ(d.sampling.min_p, 0.05f);
+  EXPECT_EQ(d.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(d.sampling.presence_penalty, -0.5f);
+  EXPECT_EQ(d.sampling.frequency_penalty, 0.25f);
+  ASSERT_EQ(d.sampling.logit_bias.size(), 2u);
+  EXPECT_EQ(d.sampling.logit_bias[1].token, 7);
+  EXPECT_EQ(d.sampling.logit_bias[1].bias, 2.5f);
+  EXPECT_EQ(d.sampling.seed, std::optional<uint64_t>(12345678901234ull));
+  EXPECT_EQ(d.sampling.max_tokens, 33);
+  EXPECT_EQ(d.sampling.min_tokens, 2);
+  EXPECT_EQ(d.sampling.stop_token_ids, (std::vector<int32_t>{9, 10}));
+  EXPECT_TRUE(d.sampling.ignore_eos);
+  EXPECT_EQ(d.sampling.logprobs, std::optional<int32_t>(3));
+  EXPECT_EQ(d.queue_timeout_ms, 2500);
+
+  EngineRequest plain;
+  plain.prompt = {1};
+  const EngineRequest p = DecodeRequest(EncodeRequest(plain));
+  EXPECT_FALSE(p.sampling.seed.has_value());
+  EXPECT_FALSE(p.sampling.logprobs.has_value());
+}
+
+TEST(WireTest, OutputRoundTripsLogprobsBitExactAndErrors) {
+  EngineOutput o;
+  o.id = 42;
+  o.tokens = {17};
+  SampledToken s;
+  s.token = 17;
+  s.logprob = -0.123456789f;
+  s.top = {{17, -0.123456789f}, {3, -2.75f}};
+  o.logprobs = {s};
+  o.finished = true;
+  o.finish_reason = FinishReason::kLength;
+  o.stop_token = 2;
+  o.error = Unavailable("pool acme worker died");
+  o.prompt_tokens = 5;
+  o.cached_tokens = 32;
+  o.completion_tokens = 7;
+  o.preemptions = 1;
+  o.step = 99;
+  o.queue_seconds = 0.25;
+  o.first_token_seconds = 0.5;
+  const EngineOutput d = DecodeOutput(EncodeOutput(o));
+  EXPECT_EQ(d.id, 42u);
+  EXPECT_EQ(d.tokens, o.tokens);
+  ASSERT_EQ(d.logprobs.size(), 1u);
+  EXPECT_EQ(d.logprobs[0].logprob, s.logprob);  // bit-exact through JSON
+  ASSERT_EQ(d.logprobs[0].top.size(), 2u);
+  EXPECT_EQ(d.logprobs[0].top[1].token, 3);
+  EXPECT_EQ(d.logprobs[0].top[1].logprob, -2.75f);
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(d.stop_token, std::optional<int32_t>(2));
+  EXPECT_EQ(d.error.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(d.error.message(), "pool acme worker died");
+  EXPECT_EQ(d.prompt_tokens, 5);
+  EXPECT_EQ(d.cached_tokens, 32);
+  EXPECT_EQ(d.completion_tokens, 7);
+  EXPECT_EQ(d.preemptions, 1);
+  EXPECT_EQ(d.step, 99);
+  EXPECT_EQ(d.queue_seconds, 0.25);
+  EXPECT_EQ(d.first_token_seconds, 0.5);
+  EXPECT_TRUE(DecodeOutput(EncodeOutput(EngineOutput{})).error.ok());
+}
+
+TEST(WireTest, LimitsAndStatsRoundTrip) {
+  TenantLimits l;
+  l.lane = 2;
+  l.weight = 1.5;
+  l.max_inflight_tokens = 1000;
+  l.reserved_kv_tokens = 64;
+  l.reserved_seqs = 3;
+  l.prefix_cache = PrefixCacheMode::kOff;
+  l.prefix_cache_group = "g";
+  l.zero_kv_on_free = true;
+  const TenantLimits d = DecodeLimits(EncodeLimits(l));
+  EXPECT_EQ(d.lane, 2);
+  EXPECT_EQ(d.weight, 1.5);
+  EXPECT_EQ(d.max_inflight_tokens, 1000);
+  EXPECT_EQ(d.reserved_kv_tokens, 64);
+  EXPECT_EQ(d.reserved_seqs, 3);
+  EXPECT_EQ(d.prefix_cache, PrefixCacheMode::kOff);
+  EXPECT_EQ(d.prefix_cache_group, "g");
+  EXPECT_TRUE(d.zero_kv_on_free);
+
+  EngineStats s;
+  s.steps = 10;
+  s.running = 3;
+  s.waiting = 4;
+  s.kv_usage = 0.5;
+  s.prefix_hit_tokens = 48;
+  s.generation_tokens_total = 77;
+  const EngineStats e = DecodeStats(EncodeStats(s));
+  EXPECT_EQ(e.steps, 10);
+  EXPECT_EQ(e.running, 3);
+  EXPECT_EQ(e.waiting, 4);
+  EXPECT_EQ(e.kv_usage, 0.5);
+  EXPECT_EQ(e.prefix_hit_tokens, 48);
+  EXPECT_EQ(e.generation_tokens_total, 77);
+}
+
+TEST(WireTest, FramesCrossASocketInOrderAndEofEndsTheSession) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  FrameWriter w(sv[0]);
+  ASSERT_TRUE(w.Write({{"t", "ping"}, {"seq", 1}}).ok());
+  const std::string big(100000, 'x');  // larger than one read
+  ASSERT_TRUE(w.Write({{"t", "blob"}, {"data", big}}).ok());
+  auto a = ReadFrame(sv[1]);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ((*a)["t"], "ping");
+  EXPECT_EQ((*a)["seq"], 1);
+  auto b = ReadFrame(sv[1]);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ((*b)["data"].get<std::string>().size(), 100000u);
+  ::close(sv[0]);
+  EXPECT_FALSE(ReadFrame(sv[1]).has_value());
+  ::close(sv[1]);
+}
+
+TEST(WireTest, MalformedFramesAreRejected) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  const char not_json[] = {3, 0, 0, 0, 'a', 'b', 'c'};
+  ASSERT_EQ(::write(sv[0], not_json, sizeof(not_json)), 7);
+  EXPECT_FALSE(ReadFrame(sv[1]).has_value());
+  const char no_type[] = {2, 0, 0, 0, '{', '}'};
+  ASSERT_EQ(::write(sv[0], no_type, sizeof(no_type)), 6);
+  EXPECT_FALSE(ReadFrame(sv[1]).has_value());
+  const char huge[] = {0, 0, 0, 0x7f};  // 2 GiB > kMaxFrameBytes
+  ASSERT_EQ(::write(sv[0], huge, sizeof(huge)), 4);
+  EXPECT_FALSE(ReadFrame(sv[1]).has_value());
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+}  // namespace
+}  // namespace llmux::pool
