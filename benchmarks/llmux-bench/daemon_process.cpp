@@ -62,6 +62,9 @@ StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string&
   LLMUX_RETURN_IF_ERROR(WriteFile(dir + "/tenants.yaml", sc.tenants_yaml));
   // A fresh usage ledger per run: the daemon's numbers start from zero.
   std::filesystem::remove(dir + "/llmux-usage.db", ec);
+  // NOTE: the old log must go before the fork: the child truncates it only after exec setup,
+  // and a previous run's "serving" line would send us to a dead port.
+  std::filesystem::remove(log, ec);
 
   const pid_t pid = fork();
   if (pid < 0) return Internal("fork failed");

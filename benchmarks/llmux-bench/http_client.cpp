@@ -5,6 +5,8 @@
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <optional>
 
 namespace llmux::bench {
@@ -51,7 +53,9 @@ class HttpClient::Exchange : public std::enable_shared_from_this<HttpClient::Exc
     http::async_write(*socket_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->RetryOrFail("write: " + ec.message());
       self->parser_.emplace();
-      self->parser_->body_limit(boost::none);
+      // NOTE: not boost::none: Boost 1.74 compares a Content-Length against an empty
+      // optional as "exceeded".
+      self->parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
       http::async_read_header(*self->socket_, self->buffer_, *self->parser_,
                               [self](beast::error_code ec2, size_t) { self->OnHeader(ec2); });
     });

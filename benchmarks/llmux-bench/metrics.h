@@ -38,6 +38,7 @@ inline LatencyStats Latency(const std::vector<double>& ms) {
 struct Summary {
   int64_t completed = 0, failed = 0;
   std::map<std::string, int64_t> failures;  // "429", "503", "transport", "stream_error"...
+  std::vector<std::string> failure_examples;  // the first few error messages
   int64_t prompt_tokens = 0, output_tokens = 0;
   double duration_s = 0;
   double request_throughput = 0, output_throughput = 0, total_throughput = 0;
@@ -82,6 +83,7 @@ Summary Summarize(const std::vector<RequestRecord>& records, double duration_s,
     if (!r.ok()) {
       ++s.failed;
       ++s.failures[FailureKind(r)];
+      if (s.failure_examples.size() < 3) s.failure_examples.push_back(r.error);
       continue;
     }
     ++s.completed;

@@ -82,6 +82,7 @@ json SummaryJson(const Summary& s) {
   return {{"successful_requests", s.completed},
           {"failed_requests", s.failed},
           {"failures", s.failures},
+          {"failure_examples", s.failure_examples},
           {"duration_s", s.duration_s},
           {"total_input_tokens", s.prompt_tokens},
           {"total_output_tokens", s.output_tokens},
