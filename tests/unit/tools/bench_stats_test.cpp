@@ -35,7 +35,8 @@ TEST(BenchStats, CommonBackloggedWindowIsTheLongestCommonStretch) {
   EXPECT_DOUBLE_EQ(w.end, 4);
   // Overlapping requests of one tenant merge; a gap of 0.01 s is bridged only with join_gap.
   const std::vector<std::vector<Interval>> loop = {{{0, 2}, {2.01, 5}}, {{0, 5}}};
-  EXPECT_DOUBLE_EQ(CommonBackloggedWindow(loop).end, 2);
+  EXPECT_DOUBLE_EQ(CommonBackloggedWindow(loop).start, 2.01);  // the longer of two pieces
+  EXPECT_DOUBLE_EQ(CommonBackloggedWindow(loop, 0.05).start, 0);
   EXPECT_DOUBLE_EQ(CommonBackloggedWindow(loop, 0.05).end, 5);
   EXPECT_DOUBLE_EQ(CommonBackloggedWindow({{{0, 1}}, {{2, 3}}}).end, 0);  // never together
 }
