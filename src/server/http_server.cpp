@@ -187,6 +187,10 @@ Session::Session(tcp::socket&& socket, ServerImpl* server)
       strand_(stream_.get_executor()),  // the accept handed us a strand executor
       server_(server) {
   server_->connections_.fetch_add(1);
+  // NOTE: without TCP_NODELAY, the second small write of a response (an SSE chunk after the
+  // headers) waits for the client's delayed ACK: ~40 ms added to every short request.
+  beast::error_code ec;
+  beast::get_lowest_layer(stream_).socket().set_option(tcp::no_delay(true), ec);
 }
 
 Session::~Session() { server_->connections_.fetch_sub(1); }

@@ -109,7 +109,7 @@ TEST(TokenizerLoadTest, Errors) {
             StatusCode::kDataLoss);
 
   auto j = nlohmann::json::parse(MetaspaceJson("first"));
-  j["normalizer"] = {{"type", "NFC"}};
+  j["normalizer"] = {{"type", "BertNormalizer"}};
   EXPECT_EQ(Tokenizer::FromJson(j.dump(), "").status().code(), StatusCode::kUnimplemented);
   j = nlohmann::json::parse(MetaspaceJson("first"));
   j["model"]["type"] = "Unigram";
