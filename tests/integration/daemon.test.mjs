@@ -2,11 +2,13 @@
 // 127.0.0.1, serving stories260K-hf on the CPU backend.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import {
-  KEYS, STORIES, defaultTenants, expectedGreedy, http, requireData, serverYaml, sha256,
+  BUILD_DIR, KEYS, STORIES, defaultTenants, expectedGreedy, http, requireData, serverYaml, sha256,
   startDaemon, waitFor,
 } from './harness.mjs';
 
@@ -207,12 +209,18 @@ test('hot reload: a good file takes effect, a bad file is rejected and the old p
 
 test('SIGTERM drains: in-flight streams finish, readiness and new requests get 503, exit 0', async (t) => {
   if (!requireData(t)) return;
-  const own = await startDaemon();
+  // A model big enough (stories15M shape, random weights) that a 400-token stream outlasts
+  // the checks below on any machine this runs on; stories260K would finish in milliseconds.
+  const modelDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmux-drain-model-'));
+  execFileSync(path.join(BUILD_DIR, 'llmux'), ['make-model', '--shape', 'stories15m', '--dtype', 'f32',
+    '--seed', '1', '--out', modelDir], { stdio: 'ignore' });
+  t.after(() => fs.rmSync(modelDir, { recursive: true, force: true }));
+  const own = await startDaemon({ server: serverYaml({ model: modelDir }) });
   try {
     const res = await fetch(`${own.url}/v1/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${KEYS.premium}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories', prompt: PROMPT, max_tokens: 300, ignore_eos: true, stream: true }),
+      body: JSON.stringify({ model: 'stories', prompt: PROMPT, max_tokens: 400, ignore_eos: true, stream: true }),
     });
     const reader = res.body.getReader();
     const first = await reader.read();
