@@ -55,6 +55,10 @@ bool ParseNumber(const std::optional<std::string>& s, T* out, const char* flag, 
 
 int RunGenerate(const std::vector<std::string>& argv) {
   Args args(argv);
+  if (args.Has("--help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   const std::string unknown = args.FirstUnknown(
       {"--model", "--prompt", "--max-tokens", "--temperature", "--top-p", "--top-k", "--seed",
        "--backend", "--threads", "--kv-tokens"},
