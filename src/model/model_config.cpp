@@ -13,6 +13,8 @@
 #include <sstream>
 #include <string>
 
+#include "common/file_util.h"
+
 namespace llmux {
 namespace {
 
@@ -272,15 +274,8 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
 
 StatusOr<ModelConfig> LoadModelConfig(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return NotFound(path.string() + ": not found");
-    return Internal(path.string() + ": cannot read");
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return ParseModelConfig(text.str(), path.string());
+  LLMUX_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseModelConfig(text, path.string());
 }
 
 namespace {

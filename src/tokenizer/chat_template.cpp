@@ -5,6 +5,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/file_util.h"
 #include "tokenizer/chat_template_builtins.h"
 #include "tokenizer/jinja_template.h"
 
@@ -53,17 +54,9 @@ class JinjaChatTemplate final : public ChatTemplate {
   ChatTemplateContext context_;
 };
 
-StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return DataLoss("cannot read " + path.string());
-  return ss.str();
-}
 
 StatusOr<nlohmann::json> ReadJson(const std::filesystem::path& path) {
-  LLMUX_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  LLMUX_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
@@ -161,7 +154,7 @@ StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromSpec(
   if (spec.starts_with("builtin:")) return Builtin(spec.substr(8), std::move(context));
   if (spec.starts_with("file:")) {
     const std::filesystem::path path(std::string(spec.substr(5)));
-    LLMUX_ASSIGN_OR_RETURN(std::string source, ReadFile(path));
+    LLMUX_ASSIGN_OR_RETURN(std::string source, ReadFileToString(path));
     auto created = Create(std::move(source), std::move(context));
     if (!created.ok()) return created.status().WithContext(path.string());
     return created;

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/file_util.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 
@@ -53,14 +54,6 @@ void TokenizerImpl::EncodeText(std::string_view text, bool at_origin,
 
 namespace {
 
-StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return DataLoss("cannot read " + path.string());
-  return ss.str();
-}
 
 }  // namespace
 
@@ -77,10 +70,10 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(
     const std::filesystem::path& tokenizer_json,
     std::optional<std::filesystem::path> tokenizer_config_json) {
-  LLMUX_ASSIGN_OR_RETURN(std::string json, ReadFile(tokenizer_json));
+  LLMUX_ASSIGN_OR_RETURN(std::string json, ReadFileToString(tokenizer_json));
   std::string config;
   if (tokenizer_config_json && std::filesystem::exists(*tokenizer_config_json)) {
-    LLMUX_ASSIGN_OR_RETURN(config, ReadFile(*tokenizer_config_json));
+    LLMUX_ASSIGN_OR_RETURN(config, ReadFileToString(*tokenizer_config_json));
   }
   auto t = FromJson(json, config);
   if (!t.ok()) return t.status().WithContext(tokenizer_json.string());
