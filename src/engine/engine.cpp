@@ -106,6 +106,9 @@ class EngineImpl final : public Engine {
   };
   StatusOr<Emitted> SampleOne(LiveRequest& live, std::span<const float> row);
   void FailAll(const Status& status);
+  // After a step-wide failure (KV zeroing, forward pass): fails every request and closes the
+  // step with an Update, so the next Schedule is legal. Returns `status`.
+  Status FailStep(const SchedulerOutput& plan, Status status);
   void ExpireQueued();
   void PublishStats();
   void ThreadMain();
@@ -308,14 +311,17 @@ StatusOr<bool> EngineImpl::StepOnce() {
     return false;  // work is waiting on capacity that only a finishing request can free
   }
   if (!plan.blocks_to_zero.empty()) {
-    LLMUX_RETURN_IF_ERROR(backend_->ZeroKvBlocks(plan.blocks_to_zero));
+    Status zeroed = backend_->ZeroKvBlocks(plan.blocks_to_zero);
+    if (!zeroed.ok()) return FailStep(plan, zeroed.WithContext("zeroing KV blocks"));
   }
 #ifdef LLMUX_TEST_HOOKS
   if (before_forward_hook_) before_forward_hook_(plan);
 #endif
   const ForwardBatch& batch = batch_builder_.Build(plan);
   auto logits = model_->Forward(batch);
-  if (!logits.ok()) return logits.status().WithContext("forward step " + std::to_string(steps_));
+  if (!logits.ok()) {
+    return FailStep(plan, logits.status().WithContext("forward step " + std::to_string(steps_)));
+  }
   ++steps_;
 
   // Sample every sequence whose step ended its known tokens, in plan order.
@@ -461,6 +467,15 @@ void EngineImpl::FailAll(const Status& status) {
     scheduler_->Abort(id);
     Finish(live_.at(id), FinishReason::kAbort, std::nullopt, status, {}, {});
   }
+}
+
+Status EngineImpl::FailStep(const SchedulerOutput& plan, Status status) {
+  FailAll(Internal(status.message()));
+  std::vector<SampleResult> results(plan.seqs.size());
+  for (size_t i = 0; i < plan.seqs.size(); ++i) results[i].id = plan.seqs[i].id;
+  (void)scheduler_->Update(plan, results);  // every entry was aborted: nothing finishes
+  PublishStats();
+  return status;
 }
 
 void EngineImpl::ThreadMain() {
