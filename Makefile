@@ -15,7 +15,7 @@ TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 SAN_CMAKE = -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMUX_CUDA=OFF -DLLMUX_BENCHMARKS=OFF \
-	-DLLMUX_NATIVE=OFF $(CMAKE_FLAGS)
+	$(CMAKE_FLAGS)
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1

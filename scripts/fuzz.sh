@@ -15,7 +15,7 @@ if ! command -v clang++-14 >/dev/null || ! ls /usr/lib/llvm-14/lib/clang/*/lib/l
 fi
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DLLMUX_CUDA=OFF -DLLMUX_BENCHMARKS=OFF -DLLMUX_NATIVE=OFF -DLLMUX_FUZZ=ON \
+    -DLLMUX_CUDA=OFF -DLLMUX_BENCHMARKS=OFF -DLLMUX_FUZZ=ON \
     -DLLMUX_SANITIZE=address,undefined
 fi
 targets=()
