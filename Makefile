@@ -11,7 +11,18 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test test-asan sanitize fuzz bench clean
+
+# Sanitizer and fuzzing trees (docs/reliability.md): ASan+UBSan, TSan, clang libFuzzer.
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+SAN_CMAKE = -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMUX_CUDA=OFF -DLLMUX_BENCHMARKS=OFF \
+	$(CMAKE_FLAGS)
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS ?= halt_on_error=1:second_deadlock_stack=1
 
 all: build
 
@@ -33,6 +44,30 @@ run: build
 test: build
 	@scripts/test_data.sh
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory test-asan
+
+# The unit tests and the fuzz corpora replayed once under ASan+UBSan (g++; no clang needed).
+test-asan: deps
+	@if [ ! -f $(ASAN_DIR)/build.ninja ]; then \
+	  cmake -S . -B $(ASAN_DIR) $(SAN_CMAKE) -DLLMUX_SANITIZE=address,undefined; \
+	fi
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target sanitizer_checks
+	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 -L '^(unit_.*|fuzz)$$' -LE gpu
+
+# The integration suite (daemon under ASan+UBSan) and the engine/tenancy concurrency tests
+# under TSan.
+sanitize: test-asan
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target llmuxd llmux
+	cd $(ASAN_DIR) && ctest --output-on-failure --timeout 900 -L integration
+	@if [ ! -f $(TSAN_DIR)/build.ninja ]; then \
+	  cmake -S . -B $(TSAN_DIR) $(SAN_CMAKE) -DLLMUX_SANITIZE=thread; \
+	fi
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target unit_engine unit_tenancy unit_sched
+	cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 -L '^unit_(engine|tenancy|sched)$$'
+
+# libFuzzer: every target for FUZZ_SECONDS seconds (clang-14; installed when missing).
+fuzz:
+	@scripts/fuzz.sh "$(FUZZ_DIR)" "$(FUZZ_SECONDS)" "$(JOBS)"
 
 bench: build
 	@scripts/bench.sh "$(BUILD_DIR)"

@@ -142,6 +142,13 @@ class Engine {
   // Runs on the stepping thread after KV blocks were zeroed and before each forward pass.
   virtual void SetBeforeForwardHookForTesting(
       std::function<void(const SchedulerOutput&)> hook) = 0;
+  // Fault injection: runs before each sample of each sequence (arguments: the request and
+  // the number of tokens it has generated so far); a non-OK result fails that sequence alone
+  // (its sink gets a final event with that error), as any per-sequence sampling failure does.
+  // Engine created with the environment variable LLMUX_TEST_FAIL_TENANT=NAME[:AFTER] get a
+  // hook that fails NAME's sequences once they have AFTER (default 0) tokens.
+  virtual void SetSequenceFaultHookForTesting(
+      std::function<Status(const EngineRequest&, int32_t num_output)> hook) = 0;
 #endif
 };
 

@@ -4,6 +4,7 @@
 #include "llmux/engine.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -83,6 +84,10 @@ class EngineImpl final : public Engine {
   void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)> hook) override {
     before_forward_hook_ = std::move(hook);
   }
+  void SetSequenceFaultHookForTesting(
+      std::function<Status(const EngineRequest&, int32_t)> hook) override {
+    sequence_fault_hook_ = std::move(hook);
+  }
 #endif
 
  private:
@@ -92,7 +97,18 @@ class EngineImpl final : public Engine {
   void Finish(LiveRequest& live, FinishReason reason, std::optional<int32_t> stop_token,
               Status error, std::vector<int32_t> last_tokens,
               std::vector<SampledToken> last_logprobs);
+  // One sequence's sample and stop check. A failure (an exception from the sampler, stop
+  // checker or allocator, or an injected fault) concerns that sequence only; the caller fails
+  // it alone.
+  struct Emitted {
+    SampledToken sampled;
+    std::optional<StopDecision> stop;
+  };
+  StatusOr<Emitted> SampleOne(LiveRequest& live, std::span<const float> row);
   void FailAll(const Status& status);
+  // After a step-wide failure (KV zeroing, forward pass): fails every request and closes the
+  // step with an Update, so the next Schedule is legal. Returns `status`.
+  Status FailStep(const SchedulerOutput& plan, Status status);
   void ExpireQueued();
   void PublishStats();
   void ThreadMain();
@@ -114,6 +130,7 @@ class EngineImpl final : public Engine {
   std::set<std::string> tenants_;  // registered with the scheduler
 #ifdef LLMUX_TEST_HOOKS
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
+  std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
 #endif
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
@@ -296,24 +313,24 @@ StatusOr<bool> EngineImpl::StepOnce() {
     return false;  // work is waiting on capacity that only a finishing request can free
   }
   if (!plan.blocks_to_zero.empty()) {
-    LLMUX_RETURN_IF_ERROR(backend_->ZeroKvBlocks(plan.blocks_to_zero));
+    Status zeroed = backend_->ZeroKvBlocks(plan.blocks_to_zero);
+    if (!zeroed.ok()) return FailStep(plan, zeroed.WithContext("zeroing KV blocks"));
   }
 #ifdef LLMUX_TEST_HOOKS
   if (before_forward_hook_) before_forward_hook_(plan);
 #endif
   const ForwardBatch& batch = batch_builder_.Build(plan);
   auto logits = model_->Forward(batch);
-  if (!logits.ok()) return logits.status().WithContext("forward step " + std::to_string(steps_));
+  if (!logits.ok()) {
+    return FailStep(plan, logits.status().WithContext("forward step " + std::to_string(steps_)));
+  }
   ++steps_;
 
   // Sample every sequence whose step ended its known tokens, in plan order.
   const int32_t vocab = model_->config().vocab_size;
   std::vector<SampleResult> results(plan.seqs.size());
-  struct Emitted {
-    SampledToken sampled;
-    std::optional<StopDecision> stop;
-  };
   std::vector<std::optional<Emitted>> emitted(plan.seqs.size());
+  std::vector<std::pair<uint64_t, Status>> failed;
   size_t logit_row = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSeq& seq = plan.seqs[i];
@@ -322,16 +339,24 @@ StatusOr<bool> EngineImpl::StepOnce() {
     LiveRequest& live = live_.at(seq.id);
     const std::span<const float> row = logits->subspan(logit_row * vocab, vocab);
     ++logit_row;
-    SequenceView view{live.request.prompt, live.output, live.seed};
-    Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
-    live.output.push_back(e.sampled.token);
-    e.stop = stop_checker_.Check(live.request.sampling,
-                                 static_cast<int32_t>(live.request.prompt.size()), live.output);
-    results[i].token = e.sampled.token;
-    results[i].finished = e.stop.has_value();
+    StatusOr<Emitted> e = SampleOne(live, row);
+    if (!e.ok()) {
+      // NOTE: the scheduler skips sequences aborted between Schedule and Update.
+      failed.emplace_back(seq.id, e.status());
+      continue;
+    }
+    results[i].token = e->sampled.token;
+    results[i].finished = e->stop.has_value();
     ++generation_tokens_total_;
     if (!live.first_token) live.first_token = now;
-    emitted[i] = std::move(e);
+    emitted[i] = std::move(e).value();
+  }
+  for (auto& [id, status] : failed) {
+    scheduler_->Abort(id);
+    Finish(live_.at(id), FinishReason::kAbort, std::nullopt,
+           Internal("request " + std::to_string(id) + " failed in step " +
+                    std::to_string(steps_) + ": " + status.message()),
+           {}, {});
   }
   UpdateResult update = scheduler_->Update(plan, results);
 
@@ -370,6 +395,26 @@ StatusOr<bool> EngineImpl::StepOnce() {
   }
   PublishStats();
   return true;
+}
+
+StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
+                                                     std::span<const float> row) {
+#ifdef LLMUX_TEST_HOOKS
+  if (sequence_fault_hook_) {
+    LLMUX_RETURN_IF_ERROR(
+        sequence_fault_hook_(live.request, static_cast<int32_t>(live.output.size())));
+  }
+#endif
+  try {
+    SequenceView view{live.request.prompt, live.output, live.seed};
+    Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
+    live.output.push_back(e.sampled.token);
+    e.stop = stop_checker_.Check(live.request.sampling,
+                                 static_cast<int32_t>(live.request.prompt.size()), live.output);
+    return e;
+  } catch (const std::exception& ex) {
+    return Internal(std::string("sampling failed: ") + ex.what());
+  }
 }
 
 void EngineImpl::PublishStats() {
@@ -431,6 +476,15 @@ void EngineImpl::FailAll(const Status& status) {
     scheduler_->Abort(id);
     Finish(live_.at(id), FinishReason::kAbort, std::nullopt, status, {}, {});
   }
+}
+
+Status EngineImpl::FailStep(const SchedulerOutput& plan, Status status) {
+  FailAll(Internal(status.message()));
+  std::vector<SampleResult> results(plan.seqs.size());
+  for (size_t i = 0; i < plan.seqs.size(); ++i) results[i].id = plan.seqs[i].id;
+  (void)scheduler_->Update(plan, results);  // every entry was aborted: nothing finishes
+  PublishStats();
+  return status;
 }
 
 void EngineImpl::ThreadMain() {
@@ -506,8 +560,26 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   spec.dtype = backend->ActivationDType();
   LLMUX_RETURN_IF_ERROR(backend->InitKvCache(spec));
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));
-  return std::unique_ptr<Engine>(
+  auto engine = std::unique_ptr<Engine>(
       new EngineImpl(c, std::move(backend), std::move(model), std::move(scheduler)));
+#ifdef LLMUX_TEST_HOOKS
+  if (const char* spec = std::getenv("LLMUX_TEST_FAIL_TENANT"); spec != nullptr && *spec) {
+    std::string tenant = spec;
+    int32_t after = 0;
+    if (const size_t colon = tenant.find(':'); colon != std::string::npos) {
+      after = std::atoi(tenant.c_str() + colon + 1);
+      tenant.resize(colon);
+    }
+    engine->SetSequenceFaultHookForTesting(
+        [tenant, after](const EngineRequest& r, int32_t num_output) -> Status {
+          if (r.tenant == tenant && num_output >= after) {
+            return Internal("injected fault (LLMUX_TEST_FAIL_TENANT) for tenant '" + tenant + "'");
+          }
+          return Status::Ok();
+        });
+  }
+#endif
+  return engine;
 }
 
 }  // namespace llmux

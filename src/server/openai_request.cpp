@@ -259,12 +259,33 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
   return r;
 }
 
+// The DOM parser, remembering which top-level field was being read, so that a syntax error
+// or a number out of range (1e999) names that field as the error's `param`.
+class FieldTrackingSax : public nlohmann::detail::json_sax_dom_parser<json> {
+ public:
+  using Base = nlohmann::detail::json_sax_dom_parser<json>;
+  explicit FieldTrackingSax(json& root) : Base(root, /*allow_exceptions_=*/true) {}
+  bool start_object(std::size_t n) { ++depth_; return Base::start_object(n); }
+  bool end_object() { --depth_; return Base::end_object(); }
+  bool start_array(std::size_t n) { ++depth_; return Base::start_array(n); }
+  bool end_array() { --depth_; return Base::end_array(); }
+  bool key(json::string_t& k) {
+    if (depth_ == 1) field_ = k;
+    return Base::key(k);
+  }
+  const std::string& field() const { return field_; }
+
+ private:
+  int depth_ = 0;
+  std::string field_;
+};
+
 }  // namespace
 
 std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                                          const RequestLimits& limits) {
   json parsed;
-  try {
+  {
     // NOTE: nlohmann's parser recurses per nesting level; cap depth before parsing so a body
     // of 1,000,000 '[' cannot exhaust the I/O thread's stack.
     int depth = 0, max_depth = 0;
@@ -283,9 +304,12 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::stri
         --depth;
       }
     }
-    parsed = json::parse(body);
+  }
+  FieldTrackingSax sax(parsed);
+  try {
+    json::sax_parse(body, &sax);
   } catch (const json::exception& e) {
-    return InvalidRequest(std::string("the request body is not valid JSON: ") + e.what(), "");
+    return InvalidRequest(std::string("the request body is not valid JSON: ") + e.what(), sax.field());
   }
   try {
     return Parse(kind, parsed, limits);

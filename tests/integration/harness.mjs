@@ -98,12 +98,14 @@ export async function daemonStartFailure({ tenants, server }) {
   return { code, logs };
 }
 
-export async function startDaemon({ tenants = defaultTenants(), server = serverYaml() } = {}) {
+// `env`: extra environment variables for llmuxd (e.g. the test-only LLMUX_TEST_FAIL_TENANT).
+export async function startDaemon({ tenants = defaultTenants(), server = serverYaml(), env = {} } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmuxd-test-'));
   fs.writeFileSync(path.join(dir, 'llmux.yaml'), server);
   fs.writeFileSync(path.join(dir, 'tenants.yaml'), tenants);
   const proc = spawn(path.join(BUILD_DIR, 'llmuxd'), ['--config', path.join(dir, 'llmux.yaml')], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let logs = '';
   const port = await new Promise((resolve, reject) => {
@@ -164,3 +166,61 @@ export async function waitFor(fn, ms = 10000, what = 'condition') {
 
 export const expectedGreedy = () =>
   JSON.parse(fs.readFileSync(path.join(STORIES, 'expected_greedy.json'), 'utf8'));
+
+// Sends raw bytes on a fresh TCP connection to the daemon and collects what comes back until
+// the server closes or `ms` passes.
+// Returns { status, head, body, closed, error } (status 0 when no status line came).
+export async function rawHttp(d, bytes, { ms = 5000 } = {}) {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const chunks = [];
+    let closed = false;
+    let error = null;
+    const sock = net.connect(d.port, '127.0.0.1', () => {
+      sock.write(bytes, () => {});
+    });
+    const done = () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('latin1');
+      const sep = text.indexOf('\r\n\r\n');
+      const head = sep < 0 ? text : text.slice(0, sep);
+      const m = head.match(/^HTTP\/1\.1 (\d{3})/);
+      sock.destroy();
+      resolve({ status: m ? Number(m[1]) : 0, head, body: sep < 0 ? '' : text.slice(sep + 4), closed, error });
+    };
+    const timer = setTimeout(done, ms);
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('error', (e) => { error = e.code; });
+    sock.on('close', () => { closed = true; done(); });
+  });
+}
+
+// GET /admin/stats with the admin key (JSON).
+export async function adminStats(d) {
+  const r = await http(d, 'GET', '/admin/stats', { key: KEYS.admin });
+  if (r.status !== 200) throw new Error(`/admin/stats: ${r.status} ${r.body}`);
+  return r.json;
+}
+
+// Whether the engine and the HTTP layer hold nothing for any tenant: no running or waiting
+// sequence, no KV block, no in-flight token, nothing queued, no call in flight.
+export function statsIdle(s) {
+  if (s.running !== 0 || s.waiting !== 0 || s.calls_in_flight !== 0) return false;
+  for (const t of Object.values(s.tenants)) {
+    if ((t.blocks_in_use ?? 0) !== 0 || (t.inflight_tokens ?? 0) !== 0 || t.queued_http !== 0) return false;
+    if ((t.running ?? 0) !== 0 || (t.waiting ?? 0) !== 0) return false;
+  }
+  return true;
+}
+
+// Deterministic PRNG (mulberry32) for reproducible fault schedules.
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
