@@ -50,6 +50,10 @@ class ProcessEngine final : public Engine {
 #ifdef LLMUX_TEST_HOOKS
   Backend* backend_for_testing() override { return nullptr; }
   void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)>) override {}
+  // NOTE: the worker's engine reads LLMUX_TEST_FAIL_TENANT from its own environment, which it
+  // inherits from the daemon; an in-process hook cannot reach it.
+  void SetSequenceFaultHookForTesting(
+      std::function<Status(const EngineRequest&, int32_t)>) override {}
 #endif
 
   // Blocks until the first worker is ready (OK) or has died before becoming ready (its error),
