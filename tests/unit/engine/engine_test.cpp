@@ -110,6 +110,34 @@ TEST_F(EngineTest, PremiumRequestRunsWithinTwoStepsWhileBatchSaturates) {
   }
 }
 
+TEST_F(EngineTest, EightPromptsTogetherEqualEachAlone) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
+  auto prompt = [&](int i) {
+    // Different prompts: reference prefixes with one token changed per prompt.
+    std::vector<int32_t> p(seq.begin(), seq.begin() + 4 + 3 * i);
+    p[1 + i % 3] = 300 + 11 * i;
+    return p;
+  };
+  std::map<uint64_t, std::vector<int32_t>> alone;
+  for (int i = 0; i < 8; ++i) {
+    Make(dir, 128, 8);
+    Tenant("t", 1);
+    Submit(i, "t", prompt(i), 40);
+    ASSERT_TRUE(engine_->RunUntilIdle().ok());
+    alone[i] = results_[i].tokens;
+    results_.clear();
+  }
+  Make(dir, 128, 8, /*max_batched_tokens=*/64);  // chunked prefill mixes with decodes
+  Tenant("t", 1);
+  for (int i = 0; i < 8; ++i) Submit(i, "t", prompt(i), 40);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(results_[i].tokens.size(), 40u);
+    EXPECT_EQ(results_[i].tokens, alone[i]) << "prompt " << i;
+  }
+}
+
 TEST_F(EngineTest, PreemptedRequestsResumeWithIdenticalGreedyOutput) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
   // KV for ~2 full sequences: six requests of 150 tokens force preemption (recompute).
