@@ -34,6 +34,11 @@ struct ServerSection {
   std::int64_t max_header_bytes = 16384;
   Millis read_timeout{30000};
   Millis idle_timeout{60000};
+  // A response write that makes no progress this long closes the connection.
+  Millis write_timeout{30000};
+  // A stream whose unsent output exceeds this (the client stopped reading) is closed and its
+  // request aborted.
+  std::int64_t max_stream_queue_bytes = 1048576;
   Millis drain_timeout{30000};
   int max_connections = 1024;
   int max_n = 8;               // largest `n` a request may ask for

@@ -75,6 +75,9 @@ void ReadServer(MapReader& m, ServerSection& s) {
   s.max_header_bytes = m.Int("max_header_bytes", s.max_header_bytes, 1, kInt32Max);
   s.read_timeout = m.Duration("read_timeout", s.read_timeout);
   s.idle_timeout = m.Duration("idle_timeout", s.idle_timeout);
+  s.write_timeout = m.Duration("write_timeout", s.write_timeout);
+  s.max_stream_queue_bytes =
+      m.Int("max_stream_queue_bytes", s.max_stream_queue_bytes, 4096, kInt64Max / 2);
   s.drain_timeout = m.Duration("drain_timeout", s.drain_timeout);
   s.max_connections = static_cast<int>(m.Int("max_connections", s.max_connections, 1, kInt32Max));
   s.max_n = static_cast<int>(m.Int("max_n", s.max_n, 1, 1024));

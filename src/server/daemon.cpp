@@ -157,6 +157,8 @@ int RunDaemon(const DaemonArgs& args) {
   http.max_header_bytes = config.server.max_header_bytes;
   http.read_timeout = config.server.read_timeout;
   http.idle_timeout = config.server.idle_timeout;
+  http.write_timeout = config.server.write_timeout;
+  http.max_stream_queue_bytes = config.server.max_stream_queue_bytes;
   http.max_connections = config.server.max_connections;
   auto server = HttpServer::Start(http, [&api](HttpRequest&& r, std::shared_ptr<ResponseChannel> c) {
     api.Handle(std::move(r), std::move(c));
