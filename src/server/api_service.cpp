@@ -127,7 +127,7 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   };
 
   if (path == "/admin/reload") {
-    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (!admin) return admin_only();
     if (req.method != "POST") return method_not_allowed("POST");
     Status s = reload_();
     if (!s.ok()) return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument(s.message())));
@@ -146,12 +146,12 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     return ServeAdminUsage(req, *telemetry_.ledger, *channel);
   }
   if (path == "/admin/stats") {
-    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (!admin) return admin_only();
     if (req.method != "GET") return method_not_allowed("GET");
     return HandleStats(*policy, *channel);
   }
   if (path == "/admin/pools") {
-    if (!admin) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kPermissionDenied, "admin key required")));
+    if (!admin) return admin_only();
     if (req.method != "GET") return method_not_allowed("GET");
     return HandlePools(*policy, *channel);
   }
