@@ -1,5 +1,7 @@
 #include "tokenizer/jinja_text.h"
 
+#include "tokenizer/utf8.h"
+
 namespace llmux::jinja {
 namespace {
 
@@ -58,21 +60,9 @@ char32_t DecodeUtf8(std::string_view s, size_t& pos) {
 void AppendUtf8(std::string& out, char32_t cp) {
   if (cp >= kInvalidByteBase + 0x80 && cp <= kInvalidByteBase + 0xFF) {
     out.push_back(static_cast<char>(cp - kInvalidByteBase));  // an invalid byte kept as is
-  } else if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    return;
   }
+  tokenizer_internal::AppendUtf8(out, cp);
 }
 
 std::vector<std::string> SplitCodePoints(std::string_view s) {
