@@ -273,9 +273,12 @@ void Session::StartWatch() {
 void Session::OnWatch(beast::error_code ec, size_t bytes) {
   watching_ = false;
   if (closed_) return;
+  // Once the response is fully written, the next request is read here, or by OnWrite when it
+  // finishes after this (it sees watching_ == false). Exactly one of the two calls DoRead.
+  const bool response_sent = response_complete_ && !writing_ && write_queue_.empty();
   if (ec == asio::error::operation_aborted) {
     // Cancelled because the response completed: read the next request.
-    if (response_complete_ && keep_alive_) DoRead();
+    if (response_sent && keep_alive_) DoRead();
     return;
   }
   if (ec) return Close();  // the client went away mid-request
@@ -287,7 +290,10 @@ void Session::OnWatch(beast::error_code ec, size_t bytes) {
                                            server_->options().max_header_bytes)) {
     return Close();
   }
-  if (!response_complete_) StartWatch();
+  if (!response_complete_) return StartWatch();
+  // NOTE: the watch may complete with the next request's bytes just as the response finishes
+  // (its completion was already queued when OnWrite cancelled it): read that request now.
+  if (response_sent && keep_alive_) DoRead();
 }
 
 void Session::QueueResponse(uint64_t seq, std::string bytes, bool complete) {
