@@ -18,6 +18,10 @@ if(LLMUX_SANITIZE AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-Wno-maybe-uninitialized>)
 endif()
 
+if(NOT LLMUX_SERVER)
+  return()  # the targets reach into the HTTP server
+endif()
+
 function(llmux_fuzz_targets)
   set(dir ${CMAKE_SOURCE_DIR}/tests/fuzz)
   set(shared_dir "$ENV{LLMUX_TEST_DATA}")

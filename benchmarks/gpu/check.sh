@@ -31,34 +31,9 @@ export PATH="/usr/local/cuda/bin:$PATH"
 
 step "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
 
-# Stand-in package configs: the targets built here use neither Boost nor prometheus-cpp, but
-# the top-level CMake requires both (see cmake/Dependencies.cmake).
+# The HTTP server is not built here (LLMUX_SERVER=OFF: no Boost on the device machine); the
+# engine, the CLI and the kernels link prometheus-cpp and the rest from .gpu-prefix.
 build=build-gpu
-stubs="$root/$build/stubs"
-mkdir -p "$stubs/boost" "$stubs/prometheus"
-cat > "$stubs/boost/BoostConfig.cmake" <<'CMAKE'
-if(NOT TARGET Boost::boost)
-  add_library(Boost::boost INTERFACE IMPORTED)
-  add_library(Boost::headers INTERFACE IMPORTED)
-endif()
-set(Boost_FOUND TRUE)
-set(Boost_INCLUDE_DIRS "")
-CMAKE
-cat > "$stubs/boost/BoostConfigVersion.cmake" <<'CMAKE'
-set(PACKAGE_VERSION 1.74.0)
-set(PACKAGE_VERSION_COMPATIBLE TRUE)
-if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
-  set(PACKAGE_VERSION_COMPATIBLE FALSE)
-endif()
-CMAKE
-cat > "$stubs/prometheus/prometheus-cppConfig.cmake" <<'CMAKE'
-foreach(t core pull push)
-  if(NOT TARGET prometheus-cpp::${t})
-    add_library(prometheus-cpp::${t} INTERFACE IMPORTED)
-  endif()
-endforeach()
-set(prometheus-cpp_FOUND TRUE)
-CMAKE
 
 step "configure"
 if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -66,7 +41,7 @@ if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLLMUX_BENCHMARKS=ON \
     -DCMAKE_PREFIX_PATH="$P/usr" -DOPENSSL_ROOT_DIR="$P/usr" \
     -DPKG_CONFIG_EXECUTABLE="$pkg_config" \
-    -DBoost_DIR="$stubs/boost" -Dprometheus-cpp_DIR="$stubs/prometheus" \
+    -DLLMUX_SERVER=OFF \
     > "$out/configure.log" 2>&1; then
   tail -40 "$out/configure.log"
   echo "check: FAILED at configure (full log: configure.log)"

@@ -21,9 +21,10 @@ prefix=.gpu-prefix
 rm -rf "$prefix"
 mkdir -p "$prefix/debs" "$prefix/root" "$prefix/models"
 
-# NOTE: Boost and prometheus-cpp are not needed by the targets the check builds (llmux_core
-# includes neither); check.sh gives CMake small stand-in package configs for them instead of
-# carrying ~150 MB of Boost headers. pkgconf is carried because the GPU image may lack it.
+# NOTE: the check builds with LLMUX_SERVER=OFF, so Boost (~150 MB of headers) is not carried;
+# ICU is optional and left out (30 MB of data). prometheus-cpp's CMake package config checks
+# for its pull/push libraries and finds civetweb, CURL and ZLIB, so those small -dev packages
+# come too. pkgconf is carried because the GPU image may lack it.
 packages=(
   nlohmann-json3-dev
   libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
@@ -34,6 +35,9 @@ packages=(
   libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
   libsqlite3-dev libsqlite3-0
   libssl-dev libssl3
+  prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
+  libprometheus-cpp-push1.0 civetweb libcivetweb-dev libcivetweb1 libcurl4-openssl-dev libcurl4
+  zlib1g-dev
   pkgconf pkgconf-bin libpkgconf3
 )
 echo "prepare: downloading ${#packages[@]} packages"

@@ -1,9 +1,11 @@
 #include "tokenizer/normalizer.h"
 
+#ifdef LLMUX_HAVE_ICU
 #include <unicode/bytestream.h>
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/unistr.h>
+#endif
 
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -71,6 +73,7 @@ class ReplaceNormalizer : public Normalizer {
   std::string content_;
 };
 
+#ifdef LLMUX_HAVE_ICU
 // Unicode normalization forms (Qwen2 ships NFC) through ICU, on UTF-8 directly.
 class UnicodeFormNormalizer : public Normalizer {
  public:
@@ -115,6 +118,8 @@ StatusOr<const icu::Normalizer2*> UnicodeForm(const std::string& type) {
   return form;
 }
 
+#endif  // LLMUX_HAVE_ICU
+
 }  // namespace
 
 StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& j) {
@@ -141,11 +146,16 @@ StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& j) {
     LLMUX_ASSIGN_OR_RETURN(auto regex, Regex::Compile(pattern.at("Regex").get<std::string>()));
     return std::unique_ptr<Normalizer>(new ReplaceNormalizer("", std::move(regex), content));
   }
-  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+  if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase") {
+#ifdef LLMUX_HAVE_ICU
+    if (type == "Lowercase") return std::unique_ptr<Normalizer>(new LowercaseNormalizer());
     LLMUX_ASSIGN_OR_RETURN(const icu::Normalizer2* form, UnicodeForm(type));
     return std::unique_ptr<Normalizer>(new UnicodeFormNormalizer(form));
+#else
+    return Unimplemented("tokenizer.json normalizer '" + type +
+                         "' needs ICU, which this build of llmux was configured without");
+#endif
   }
-  if (type == "Lowercase") return std::unique_ptr<Normalizer>(new LowercaseNormalizer());
   return Unimplemented("tokenizer.json normalizer type '" + type +
                        "' is not supported (supported: Sequence, Prepend, Replace, NFC, NFD, "
                        "NFKC, NFKD, Lowercase)");
