@@ -18,6 +18,11 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libbenchmark-dev
   nodejs npm            # integration tests use the official openai npm client
+  libhiredis-dev        # cluster mode: tenant state shared by replicas in Redis
+  libpqxx-dev libpq-dev # optional PostgreSQL usage ledger shared by replicas
+  libzmq3-dev libmsgpack-cxx-dev   # KV-cache events for prefix-aware routers (vLLM's format)
+  redis-server postgresql haproxy  # real servers the cluster tests start on loopback
+  python3-zmq python3-msgpack      # the KV-event subscriber in the gateway tests
 )
 
 missing=()
