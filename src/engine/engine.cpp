@@ -3,8 +3,8 @@
 // and the stats snapshot are the only state shared with other threads, each under its mutex.
 #include "llmux/engine.h"
 
+#include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -79,7 +79,6 @@ class EngineImpl final : public Engine {
   void Stop() override;
   StatusOr<bool> StepOnce() override;
   Status RunUntilIdle() override;
-#ifdef LLMUX_TEST_HOOKS
   Backend* backend_for_testing() override { return backend_.get(); }
   void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)> hook) override {
     before_forward_hook_ = std::move(hook);
@@ -88,7 +87,6 @@ class EngineImpl final : public Engine {
       std::function<Status(const EngineRequest&, int32_t)> hook) override {
     sequence_fault_hook_ = std::move(hook);
   }
-#endif
 
  private:
   Status Push(InboxItem item, bool bounded);
@@ -128,10 +126,8 @@ class EngineImpl final : public Engine {
   BatchBuilder batch_builder_;
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler
-#ifdef LLMUX_TEST_HOOKS
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
-#endif
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
@@ -316,9 +312,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
     Status zeroed = backend_->ZeroKvBlocks(plan.blocks_to_zero);
     if (!zeroed.ok()) return FailStep(plan, zeroed.WithContext("zeroing KV blocks"));
   }
-#ifdef LLMUX_TEST_HOOKS
   if (before_forward_hook_) before_forward_hook_(plan);
-#endif
   const ForwardBatch& batch = batch_builder_.Build(plan);
   auto logits = model_->Forward(batch);
   if (!logits.ok()) {
@@ -399,12 +393,10 @@ StatusOr<bool> EngineImpl::StepOnce() {
 
 StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
                                                      std::span<const float> row) {
-#ifdef LLMUX_TEST_HOOKS
   if (sequence_fault_hook_) {
     LLMUX_RETURN_IF_ERROR(
         sequence_fault_hook_(live.request, static_cast<int32_t>(live.output.size())));
   }
-#endif
   try {
     SequenceView view{live.request.prompt, live.output, live.seed};
     Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
@@ -532,7 +524,11 @@ void EngineImpl::Stop() {
   }
 }
 
+std::atomic<EngineCreatedHook> engine_created_hook{nullptr};
+
 }  // namespace
+
+void SetEngineCreatedHookForTesting(EngineCreatedHook hook) { engine_created_hook.store(hook); }
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
                                                  std::unique_ptr<Backend> backend,
@@ -562,23 +558,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));
   auto engine = std::unique_ptr<Engine>(
       new EngineImpl(c, std::move(backend), std::move(model), std::move(scheduler)));
-#ifdef LLMUX_TEST_HOOKS
-  if (const char* spec = std::getenv("LLMUX_TEST_FAIL_TENANT"); spec != nullptr && *spec) {
-    std::string tenant = spec;
-    int32_t after = 0;
-    if (const size_t colon = tenant.find(':'); colon != std::string::npos) {
-      after = std::atoi(tenant.c_str() + colon + 1);
-      tenant.resize(colon);
-    }
-    engine->SetSequenceFaultHookForTesting(
-        [tenant, after](const EngineRequest& r, int32_t num_output) -> Status {
-          if (r.tenant == tenant && num_output >= after) {
-            return Internal("injected fault (LLMUX_TEST_FAIL_TENANT) for tenant '" + tenant + "'");
-          }
-          return Status::Ok();
-        });
-  }
-#endif
+  if (EngineCreatedHook hook = engine_created_hook.load()) hook(*engine);
   return engine;
 }
 
