@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <thread>
 
-#include "llmux/backend.h"
 #include "llmux/chat_template.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
@@ -16,7 +15,6 @@
 #include "llmux/metrics.h"
 #include "llmux/quota.h"
 #include "llmux/usage_ledger.h"
-#include "llmux/model.h"
 #include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
