@@ -1,5 +1,5 @@
 // `llmux make-model`: writes an HF model directory with deterministic random weights.
-#include "model/make_model.h"
+#include "fixtures/make_model.h"
 
 #include <chrono>
 #include <cstdio>
