@@ -254,8 +254,12 @@ int RunDaemon(const DaemonArgs& args) {
   LogEvent(LogLevel::kInfo, "drain_grace_over",
            {F("calls_in_flight", static_cast<long long>(api.calls_in_flight())),
             F("open_connections", (*server)->open_connections())});
+  // NOTE: connections count too: one that was mid-request when the grace ended gets its 503
+  // `draining` answer (and every response now closes its connection) instead of being cut
+  // by the exit. Idle ones were closed above, so this ends as soon as the last response is out.
   const auto deadline = drain_start + config.server.drain_timeout;
-  while (api.calls_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((api.calls_in_flight() > 0 || (*server)->open_connections() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const bool clean = api.calls_in_flight() == 0;
