@@ -39,7 +39,7 @@ def cpu_seconds(pid):
 
 
 def scrape(port, path, rate, seconds):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.2", port, timeout=10)
     lat = []
     size = 0
     period = 1.0 / rate
@@ -79,7 +79,7 @@ def main():
         with open(os.path.join(d, "llmux.yaml"), "w") as f:
             f.write(f"""server:
   listen: "127.0.0.1:0"
-  metrics_listen: "127.0.0.1:0"
+  metrics_listen: "127.0.0.2:0"  # must differ from listen as text
 model: {{ path: "{os.path.abspath(args.model)}", name: bench }}
 engine: {{ backend: cpu, threads: 1, kv_cache_tokens: 16384 }}
 telemetry: {{ usage_db: "{d}/usage.db" }}
@@ -88,12 +88,14 @@ tenants_file: tenants.yaml
         proc = subprocess.Popen([args.llmuxd, "--config", os.path.join(d, "llmux.yaml")],
                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         port = None
+        seen = []
         deadline = time.time() + 120
         while port is None and time.time() < deadline:
             line = proc.stderr.readline()
+            seen.append(line)
             if not line:
-                raise SystemExit("llmuxd exited during start-up")
-            m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
+                raise SystemExit("llmuxd exited during start-up:\n" + "".join(seen))
+            m = re.search(r"metrics on http://127\.0\.0\.2:(\d+)/metrics", line)
             if m:
                 port = int(m.group(1))
         if port is None:
