@@ -231,6 +231,32 @@ test('tenant header: honoured from the trusted proxy with the tenant\'s own limi
   assert.equal(trusted.json.tenant, 'batch');
 });
 
+test('router metrics: /metrics?scope=engine has the vLLM engine series and no tenant series; operator-only', async (t) => {
+  if (!need(t)) return;
+  const r = replicas[1];
+  const engine = await request(r.url, { path: '/metrics?scope=engine', headers: { authorization: `Bearer ${KEYS.admin}` } });
+  assert.equal(engine.status, 200);
+  assert.match(engine.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+  for (const [name, type] of [['vllm:num_requests_waiting', 'gauge'], ['vllm:num_requests_running', 'gauge'],
+    ['vllm:kv_cache_usage_perc', 'gauge'], ['vllm:num_preemptions_total', 'counter'], ['vllm:cache_config_info', 'gauge']]) {
+    assert.ok(engine.body.includes(`# TYPE ${name} ${type}\n`), `${name} ${type}`);
+  }
+  // kv_cache_tokens 16384 / block_size 16 (harness serverYaml).
+  assert.ok(engine.body.includes('vllm:cache_config_info{block_size="16",enable_prefix_caching="True",num_gpu_blocks="1024"} 1\n'), engine.body);
+  assert.ok(!engine.body.includes('tenant='));
+  assert.ok(!engine.body.includes('_bucket'));
+  // The full page carries the same cache_config_info line and the tenant series.
+  const full = await request(r.url, { path: '/metrics', headers: { authorization: `Bearer ${KEYS.admin}` } });
+  assert.equal(full.status, 200);
+  assert.ok(full.body.includes('vllm:cache_config_info{block_size="16",enable_prefix_caching="True",num_gpu_blocks="1024"} 1'));
+  assert.ok(full.body.includes('tenant="premium"'));
+  const tenant = await request(r.url, { path: '/metrics?scope=engine', headers: { authorization: `Bearer ${KEYS.premium}` } });
+  assert.equal(tenant.status, 403);
+  const bad = await request(r.url, { path: '/metrics?scope=tenants', headers: { authorization: `Bearer ${KEYS.admin}` } });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'scope');
+});
+
 test('SIGTERM of one replica under load through HAProxy: zero failed client requests', { timeout: 120000 }, async (t) => {
   if (!need(t)) return;
   const client = new OpenAI({ apiKey: KEYS.premium, baseURL: `${proxy.url}/v1`, maxRetries: 0, timeout: 30000 });
