@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "llmux/ip_network.h"
 #include "llmux/status.h"
 
 namespace llmux {
@@ -39,7 +40,25 @@ struct ServerSection {
   // A stream whose unsent output exceeds this (the client stopped reading) is closed and its
   // request aborted.
   std::int64_t max_stream_queue_bytes = 1048576;
+  // SIGTERM -> exit: /ready answers 503 at once; requests that still arrive during
+  // `drain_grace` are served (with `Connection: close`) while load balancers notice; after it,
+  // idle connections close and new requests get 503 `draining`; in-flight calls finish until
+  // `drain_timeout` (counted from SIGTERM, grace included) ends them. drain_grace <= drain_timeout.
   Millis drain_timeout{30000};
+  Millis drain_grace{5000};
+  // Peers whose X-Forwarded-For / Forwarded headers are believed (load balancers, gateways).
+  // A request from one of them is attributed to the rightmost address in those headers that is
+  // not itself trusted; from any other peer the headers are ignored. Empty = trust none.
+  std::vector<IpNetwork> trusted_proxies;
+  // Which header the trusted proxies set: X-Forwarded-For (HAProxy `option forwardfor`, nginx
+  // `proxy_add_x_forwarded_for`, Envoy) or the standard Forwarded (RFC 7239). Only that one is
+  // read: a client could send the other, and a proxy that does not set it would pass it through.
+  enum class ForwardedHeader { kXForwardedFor, kForwarded };
+  ForwardedHeader forwarded_header = ForwardedHeader::kXForwardedFor;
+  // e.g. "X-Tenant-ID": a request from a trusted proxy carrying this header is served as that
+  // tenant without an API key (the gateway authenticated it); from any other peer the header
+  // is refused with 401. "" = off.
+  std::string tenant_header;
   int max_connections = 1024;
   int max_n = 8;               // largest `n` a request may ask for
   int max_stop_strings = 8;    // most `stop` strings per request

@@ -61,6 +61,14 @@ struct MetricsSnapshot {
   std::vector<Tenant> tenants;
 };
 
+// The KV cache's shape, exported as vLLM's `vllm:cache_config_info` (a gauge of 1 whose labels
+// carry the values, as routers such as llm-d's read them).
+struct CacheConfigInfo {
+  int32_t block_size = 0;
+  int64_t num_gpu_blocks = 0;  // blocks in the pool (device or host memory alike)
+  bool enable_prefix_caching = true;
+};
+
 class Metrics : public EngineObserver {
  public:
   // `model_name` labels the vllm:* series; `pool` labels the engine series.
@@ -75,9 +83,16 @@ class Metrics : public EngineObserver {
                                         double seconds) = 0;
   virtual void CountRejection(std::string_view tenant, RejectReason reason) = 0;
   virtual void CountPolicyReload(bool ok) = 0;
+  // Set once at start-up (before serving). Any thread.
+  virtual void SetCacheConfig(const CacheConfigInfo& info) = 0;
   // Updates gauges and the engine's cumulative counters from `snapshot` and returns the text
   // exposition format 0.0.4. Any thread (serialized internally).
   virtual std::string Render(const MetricsSnapshot& snapshot) = 0;
+  // The router-facing subset (`/metrics?scope=engine`): the engine's vllm:* gauges and
+  // counters and vllm:cache_config_info, nothing per tenant and no histograms, so a scrape
+  // costs a few microseconds whatever the number of tenants. Same names, types, labels and
+  // values as in Render(). Any thread; takes no lock Render() holds.
+  virtual std::string RenderEngine(const EngineStats& stats) const = 0;
 };
 
 }  // namespace llmux

@@ -1,4 +1,6 @@
 // llmux.yaml: parse, validate, apply defaults.
+#include <algorithm>
+#include <cctype>
 #include <limits>
 #include <set>
 
@@ -42,6 +44,24 @@ std::optional<std::string> CheckListenAddress(std::string_view addr) {
   return std::nullopt;
 }
 
+// "" or an HTTP field name (RFC 9110 token) that is not one llmux reads itself; an error
+// message otherwise.
+std::optional<std::string> CheckHeaderName(std::string_view name) {
+  if (name.empty()) return std::nullopt;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return "expected an HTTP header name (e.g. \"X-Tenant-ID\"), got " + QuoteValue(name);
+  }
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* reserved : {"authorization", "host", "content-length", "content-type",
+                               "connection", "transfer-encoding", "x-forwarded-for", "forwarded"}) {
+    if (lower == reserved) return "cannot be " + QuoteValue(name) + " (llmux reads it itself)";
+  }
+  return std::nullopt;
+}
+
 std::filesystem::path Resolve(const std::filesystem::path& base, const std::string& p) {
   if (p.empty()) return {};
   std::filesystem::path path(p);
@@ -79,6 +99,45 @@ void ReadServer(MapReader& m, ServerSection& s) {
   s.max_stream_queue_bytes =
       m.Int("max_stream_queue_bytes", s.max_stream_queue_bytes, 4096, kInt64Max / 2);
   s.drain_timeout = m.Duration("drain_timeout", s.drain_timeout);
+  if (auto v = m.Get("drain_grace")) {
+    s.drain_grace = v->Duration(s.drain_grace);
+    if (s.drain_grace > s.drain_timeout) {
+      v->Error("must not exceed server.drain_timeout (" +
+               std::to_string(s.drain_timeout.count()) + "ms)");
+    }
+  } else {
+    s.drain_grace = std::min(s.drain_grace, s.drain_timeout);
+  }
+  if (auto v = m.Get("trusted_proxies"); v && !v->is_null()) {
+    for (const Value& item : v->Elements()) {
+      auto net = ParseIpNetwork(item.String(""));
+      if (net.ok()) {
+        s.trusted_proxies.push_back(*net);
+      } else {
+        item.Error(net.status().message());
+      }
+    }
+  }
+  if (auto v = m.Get("forwarded_header")) {
+    const std::string h = v->String("");
+    std::string lower = h;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "x-forwarded-for") {
+      s.forwarded_header = ServerSection::ForwardedHeader::kXForwardedFor;
+    } else if (lower == "forwarded") {
+      s.forwarded_header = ServerSection::ForwardedHeader::kForwarded;
+    } else {
+      v->Error("expected \"X-Forwarded-For\" or \"Forwarded\", got " + QuoteValue(h));
+    }
+  }
+  if (auto v = m.Get("tenant_header")) {
+    s.tenant_header = v->String("");
+    if (auto err = CheckHeaderName(s.tenant_header)) {
+      v->Error(*err);
+    } else if (!s.tenant_header.empty() && s.trusted_proxies.empty()) {
+      v->Error("needs server.trusted_proxies: the header is believed only from those peers");
+    }
+  }
   s.max_connections = static_cast<int>(m.Int("max_connections", s.max_connections, 1, kInt32Max));
   s.max_n = static_cast<int>(m.Int("max_n", s.max_n, 1, 1024));
   s.max_stop_strings = static_cast<int>(m.Int("max_stop_strings", s.max_stop_strings, 0, 1024));

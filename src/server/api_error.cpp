@@ -72,9 +72,12 @@ ApiError InvalidRequest(std::string message, std::string param, std::string code
 
 void SendApiError(ResponseChannel& channel, const ApiError& error) {
   HeaderList headers;
-  if (error.retry_after_seconds > 0) {
-    headers.emplace_back("Retry-After", std::to_string(error.retry_after_seconds));
-  }
+  // NOTE: gateways and endpoint pickers read 429 as "this tenant is over its own limits" and
+  // 503 as "this replica cannot take work now"; both always carry Retry-After (1 s when the
+  // caller knew no better figure) so a retrying client or gateway never spins.
+  int retry_after = error.retry_after_seconds;
+  if (retry_after <= 0 && (error.http_status == 429 || error.http_status == 503)) retry_after = 1;
+  if (retry_after > 0) headers.emplace_back("Retry-After", std::to_string(retry_after));
   channel.Respond(error.http_status, "application/json", error.ToJson(), std::move(headers));
 }
 

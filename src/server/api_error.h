@@ -30,7 +30,8 @@ ApiError ApiErrorFromStatus(const Status& status, std::string param = "", std::s
 
 ApiError InvalidRequest(std::string message, std::string param, std::string code = "");
 
-// Sends `error` on `channel` (with Retry-After when set).
+// Sends `error` on `channel` with Retry-After when set; a 429 or 503 always carries one
+// (1 second when `retry_after_seconds` is 0).
 void SendApiError(ResponseChannel& channel, const ApiError& error);
 
 }  // namespace llmux::server

@@ -35,7 +35,8 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       reload_(std::move(reload)),
       telemetry_(telemetry),
       rate_limiter_([] { return std::chrono::steady_clock::now(); }),
-      auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)) {}
+      auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)),
+      client_resolver_(options_.trusted_proxies, options_.forwarded_header) {}
 
 void ApiService::SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set) {
   pool_models_ = std::move(pools);
@@ -72,13 +73,39 @@ void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& polic
   if (telemetry_.metrics == nullptr) {
     return SendApiError(channel, ApiErrorFromStatus(NotFound("metrics are off")));
   }
-  ServeMetrics(req, *telemetry_.metrics,
-               BuildMetricsSnapshot(*model_.engine, policy,
-                                    [this](const std::string& t) { return queued(t); }),
+  ServeMetrics(req, *telemetry_.metrics, *model_.engine,
+               [&] {
+                 return BuildMetricsSnapshot(*model_.engine, policy,
+                                             [this](const std::string& t) { return queued(t); });
+               },
                channel);
 }
 
+StatusOr<Principal> ApiService::Authenticate(const HttpRequest& req, bool peer_trusted,
+                                             const TenantPolicy& policy) const {
+  if (!options_.tenant_header.empty()) {
+    auto it = req.headers.find(options_.tenant_header);
+    if (it != req.headers.end()) {
+      if (!peer_trusted) {
+        return Status(StatusCode::kUnauthenticated,
+                      "the " + options_.tenant_header +
+                          " header is accepted only from a trusted proxy (server.trusted_proxies)");
+      }
+      if (policy.Find(it->second) == nullptr) {
+        return Status(StatusCode::kUnauthenticated,
+                      "the " + options_.tenant_header + " header names no known tenant");
+      }
+      return Principal{Principal::Kind::kTenant, it->second};
+    }
+  }
+  return authenticator_.Authenticate(req.Header("authorization"), policy);
+}
+
 void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_channel) {
+  // Before anything reads remote_address (the observed channel's logs, the auth throttle).
+  const ClientAddress client = client_resolver_.Resolve(
+      req.peer_address.empty() ? req.remote_address : req.peer_address, req);
+  req.remote_address = client.address;
   auto channel = std::make_shared<ObservedChannel>(std::move(raw_channel), req, telemetry_.metrics);
   const std::string& path = req.path;
   if (path == "/health" || path == "/ready") channel->CountRejections(false);
@@ -96,19 +123,24 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     return SendApiError(*channel, e);
   }
   std::shared_ptr<const TenantPolicy> policy = policies_->Current();
-  const auto now = std::chrono::steady_clock::now();
-  if (const int64_t wait = options_.max_auth_failures_per_minute > 0
-                               ? auth_throttle_.RetryAfter(req.remote_address, now)
-                               : 0;
-      wait > 0) {
-    ApiError e = ApiErrorFromStatus(ResourceExhausted("too many failed authentication attempts from this address"),
-                                    "", "auth_throttled");
-    e.retry_after_seconds = static_cast<int>(wait);
-    return SendApiError(*channel, e);
-  }
-  auto principal = authenticator_.Authenticate(req.Header("authorization"), *policy);
+  // NOTE: the key is checked first and a valid one is always served: the throttle exists to
+  // cut the cost and noise of floods of wrong keys, which must never lock out a client that
+  // shares an address (a NAT, a proxy that does not forward the client address) with the
+  // flood. Keys are 256-bit random values stored hashed, so letting a correct guess through a
+  // throttled address gives an attacker nothing. Only failures are counted and refused.
+  auto principal = Authenticate(req, client.peer_trusted, *policy);
   if (!principal.ok()) {
-    auth_throttle_.RecordFailure(req.remote_address, now);
+    const auto now = std::chrono::steady_clock::now();
+    if (options_.max_auth_failures_per_minute > 0) {
+      if (const int64_t wait = auth_throttle_.RetryAfter(req.remote_address, now); wait > 0) {
+        ApiError e = ApiErrorFromStatus(
+            ResourceExhausted("too many failed authentication attempts from this address"), "",
+            "auth_throttled");
+        e.retry_after_seconds = static_cast<int>(wait);
+        return SendApiError(*channel, e);
+      }
+      auth_throttle_.RecordFailure(req.remote_address, now);
+    }
     return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
   }
   const bool admin = principal->kind == Principal::Kind::kAdmin;
@@ -411,7 +443,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   }
 
   // Admission.
-  if (draining_) {
+  if (refusing_) {
     ApiError e = ApiErrorFromStatus(Unavailable("the server is draining; retry on another replica"));
     e.retry_after_seconds = 5;
     return SendApiError(*channel, e);

@@ -17,6 +17,7 @@
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
 #include "server/auth_throttle.h"
+#include "server/client_address.h"
 #include "server/completion_call.h"
 #include "server/observed_channel.h"
 #include "server/server_telemetry.h"
@@ -39,6 +40,11 @@ struct ApiServiceOptions {
   Millis health_stall_timeout{30000};
   Millis max_queue_wait{30000};  // server-wide cap; a tenant's own may be lower
   int max_auth_failures_per_minute = 20;  // per client address; 0 = no throttle
+  // server.trusted_proxies / forwarded_header: who the client of a request is.
+  std::vector<IpNetwork> trusted_proxies;
+  ServerSection::ForwardedHeader forwarded_header = ServerSection::ForwardedHeader::kXForwardedFor;
+  // server.tenant_header, lower-cased; "" = off.
+  std::string tenant_header;
 };
 
 class ApiService {
@@ -56,8 +62,11 @@ class ApiService {
   // GET /admin/pools. Call before serving. Without it every tenant uses `model`.
   void SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set);
 
-  // Readiness goes 503 and new work is refused with 503 + Retry-After.
+  // The drain, in two steps (daemon.cpp times them). StartDraining: /ready answers 503 at
+  // once so balancers stop sending; requests that still arrive are served. RefuseNewWork (after
+  // server.drain_grace): new completions get 503 `draining` with Retry-After. Any thread.
   void StartDraining() { draining_ = true; }
+  void RefuseNewWork() { refusing_ = true; }
   bool draining() const { return draining_; }
   // Calls in flight (for the drain): a call leaves once its usage row committed.
   int64_t calls_in_flight() const { return calls_in_flight_.load(); }
@@ -82,6 +91,11 @@ class ApiService {
   // Sets *problem to the first failing pool's reason (an engine with work that has not
   // stepped for health_stall_timeout, or a pool not ready for longer than its max_down).
   nlohmann::json PoolHealth(std::string* problem) const;
+  // The caller's principal: from server.tenant_header when the peer is a trusted proxy and
+  // sent it, otherwise from the API key. Unauthenticated when the header comes from an
+  // untrusted peer, names an unknown tenant, or the key is wrong.
+  StatusOr<Principal> Authenticate(const HttpRequest& request, bool peer_trusted,
+                                   const TenantPolicy& policy) const;
   // GET /admin/stats: engine and per-tenant figures (admin key).
   void HandleStats(const TenantPolicy& policy, ResponseChannel& channel);
   // The engine of the tenant's pool; nullptr when that pool is not served.
@@ -100,7 +114,9 @@ class ApiService {
   const ServerTelemetry telemetry_;
   TenantRateLimiter rate_limiter_;
   AuthThrottle auth_throttle_;
+  const ClientAddressResolver client_resolver_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> refusing_{false};
   std::atomic<uint64_t> next_engine_id_{1};
   std::atomic<int64_t> calls_in_flight_{0};
   std::mutex queue_mutex_;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -103,6 +104,8 @@ int RunDaemon(const DaemonArgs& args) {
   const std::string model_name = ServedModelName(config.model);
   std::unique_ptr<Metrics> metrics = Metrics::Create(model_name, "shared");
   metrics->SetTenants(TenantNames(*store->Current()));
+  metrics->SetCacheConfig(CacheConfigInfo{
+      config.engine.block_size, config.engine.kv_cache_tokens / config.engine.block_size, true});
   auto ledger_or = UsageLedger::Open(config.telemetry.usage_db);
   if (!ledger_or.ok()) return StartupFailure("usage ledger", ledger_or.status());
   std::unique_ptr<UsageLedger> ledger = std::move(ledger_or).value();
@@ -140,6 +143,12 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.health_stall_timeout = config.server.health_stall_timeout;
   api_options.max_auth_failures_per_minute = config.server.max_auth_failures_per_minute;
   api_options.max_queue_wait = config.engine.max_queue_wait;
+  api_options.trusted_proxies = config.server.trusted_proxies;
+  api_options.forwarded_header = config.server.forwarded_header;
+  api_options.tenant_header = config.server.tenant_header;
+  for (char& c : api_options.tenant_header) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
   std::map<std::string, ServedModel> served_pools;
   for (Pool* p : pools->pools()) {
     served_pools[p->name()] = ServedModel{p->model_name(), p->max_model_len(), &p->tokenizer(),
@@ -177,9 +186,12 @@ int RunDaemon(const DaemonArgs& args) {
       if (r.path != "/metrics") {
         return c->Respond(404, "text/plain", "only /metrics is served here\n");
       }
-      ServeMetrics(r, *metrics,
-                   BuildMetricsSnapshot(*served.engine, *store->Current(),
-                                        [&api](const std::string& t) { return api.queued(t); }),
+      ServeMetrics(r, *metrics, *served.engine,
+                   [&] {
+                     return BuildMetricsSnapshot(
+                         *served.engine, *store->Current(),
+                         [&api](const std::string& t) { return api.queued(t); });
+                   },
                    *c);
     });
     if (!ms.ok()) return StartupFailure("metrics listen", ms.status());
@@ -211,6 +223,7 @@ int RunDaemon(const DaemonArgs& args) {
     std::fflush(stderr);
   }
 
+  int stop_signal = 0;
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
@@ -218,17 +231,43 @@ int RunDaemon(const DaemonArgs& args) {
       (void)reload("signal");
       continue;
     }
-    break;  // SIGTERM / SIGINT: drain
+    stop_signal = sig;  // SIGTERM / SIGINT: drain
+    break;
   }
-  LogEvent(LogLevel::kInfo, "draining", {F("timeout_ms", static_cast<long long>(config.server.drain_timeout.count()))});
+  // NOTE: SIGINT (Ctrl-C at a terminal, test harnesses) drains without the grace: nothing
+  // routes to an interactive daemon. Orchestrators and init systems send SIGTERM.
+  const Millis grace = stop_signal == SIGINT ? Millis(0) : config.server.drain_grace;
+  // The drain (docs/deployment.md): readiness 503 at once; during drain_grace requests that
+  // still arrive are served with `Connection: close` while balancers notice; then idle
+  // connections close, the listener stops, new requests get 503; in-flight calls run until
+  // drain_timeout (counted from the signal).
+  LogEvent(LogLevel::kInfo, "draining",
+           {F("signal", stop_signal == SIGINT ? "SIGINT" : "SIGTERM"),
+            F("grace_ms", static_cast<long long>(grace.count())),
+            F("timeout_ms", static_cast<long long>(config.server.drain_timeout.count()))});
+  const auto drain_start = std::chrono::steady_clock::now();
   api.StartDraining();
-  const auto deadline = std::chrono::steady_clock::now() + config.server.drain_timeout;
-  while (api.calls_in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+  (*server)->BeginDrain();
+  const auto grace_end = drain_start + grace;
+  while (std::chrono::steady_clock::now() < grace_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  api.RefuseNewWork();
+  (*server)->StopAccepting();
+  (*server)->CloseIdleConnections();
+  LogEvent(LogLevel::kInfo, "drain_grace_over",
+           {F("calls_in_flight", static_cast<long long>(api.calls_in_flight())),
+            F("open_connections", (*server)->open_connections())});
+  // NOTE: connections count too: one that was mid-request when the grace ended gets its 503
+  // `draining` answer (and every response now closes its connection) instead of being cut
+  // by the exit. Idle ones were closed above, so this ends as soon as the last response is out.
+  const auto deadline = drain_start + config.server.drain_timeout;
+  while ((api.calls_in_flight() > 0 || (*server)->open_connections() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const bool clean = api.calls_in_flight() == 0;
   if (watcher.ok()) (*watcher)->Stop();
-  (*server)->StopAccepting();
   pools->Stop();  // ends what is left (after the drain timeout) with 503
   ledger->Close();  // commits the last rows and releases their final events
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let final writes go out

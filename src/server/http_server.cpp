@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <deque>
+#include <unordered_map>
 #include <mutex>
 #include <thread>
 
@@ -33,11 +34,16 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, ServerImpl* server);
   ~Session();
-  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); }); }
+  void Run();
   void RejectBusy();
 
   // ---- called on the strand by Channel ----
-  void QueueResponse(uint64_t request_seq, std::string bytes, bool complete);
+  // `close_after`: the bytes announce `Connection: close`; the connection closes once the
+  // response is written.
+  void QueueResponse(uint64_t request_seq, std::string bytes, bool complete,
+                     bool close_after = false);
+  // Closes the connection when it waits for a next request with nothing of it received.
+  void CloseIfIdle();
   void AddCloseHandler(uint64_t request_seq, std::function<void()> fn);
   bool closed() const { return closed_.load(); }
 
@@ -48,7 +54,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWatch(beast::error_code ec, size_t bytes);
   void DoWrite();
   void OnWrite(beast::error_code ec, size_t bytes);
-  void SendError(int status, const std::string& message);
+  void SendError(int status, const std::string& message, int retry_after_seconds = 0);
   void Close();
   void FireClose();
 
@@ -74,27 +80,30 @@ class Session : public std::enable_shared_from_this<Session> {
 class Channel final : public ResponseChannel {
  public:
   Channel(std::weak_ptr<Session> session, asio::any_io_executor strand, uint64_t seq,
-          bool keep_alive)
-      : session_(std::move(session)), strand_(std::move(strand)), seq_(seq), keep_alive_(keep_alive) {}
+          bool keep_alive, std::shared_ptr<const std::atomic<bool>> draining)
+      : session_(std::move(session)), strand_(std::move(strand)), seq_(seq),
+        keep_alive_(keep_alive), draining_(std::move(draining)) {}
 
   void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
+    const bool keep = KeepAlive();
     std::string out = StatusLine(status);
     out += "Content-Type: " + content_type + "\r\n";
     out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-    out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    out += keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
     for (auto& [k, v] : headers) out += k + ": " + v + "\r\n";
     out += "\r\n";
     out += body;
-    Post(std::move(out), /*complete=*/true);
+    Post(std::move(out), /*complete=*/true, !keep);
   }
   void BeginStream(HeaderList headers) override {
+    const bool keep = KeepAlive();
     std::string out = StatusLine(200);
     out += "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n";
     out += "Transfer-Encoding: chunked\r\n";
-    out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    out += keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
     for (auto& [k, v] : headers) out += k + ": " + v + "\r\n";
     out += "\r\n";
-    Post(std::move(out), false);
+    Post(std::move(out), false, !keep);
   }
   void Write(std::string data) override {
     if (data.empty()) return;
@@ -126,15 +135,20 @@ class Channel final : public ResponseChannel {
   }
 
  private:
-  void Post(std::string bytes, bool complete) {
-    asio::post(strand_, [s = session_, seq = seq_, b = std::move(bytes), complete]() mutable {
-      if (auto p = s.lock()) p->QueueResponse(seq, std::move(b), complete);
+  // NOTE: decided when the headers are written, not when the request arrived, so a response
+  // still in the engine when the drain begins tells its client to go elsewhere next time.
+  bool KeepAlive() const { return keep_alive_ && !draining_->load(); }
+  void Post(std::string bytes, bool complete, bool close_after = false) {
+    asio::post(strand_, [s = session_, seq = seq_, b = std::move(bytes), complete,
+                         close_after]() mutable {
+      if (auto p = s.lock()) p->QueueResponse(seq, std::move(b), complete, close_after);
     });
   }
   std::weak_ptr<Session> session_;
   asio::any_io_executor strand_;
   uint64_t seq_;
   bool keep_alive_;
+  std::shared_ptr<const std::atomic<bool>> draining_;
 };
 
 class ServerImpl final : public HttpServer {
@@ -154,6 +168,27 @@ class ServerImpl final : public HttpServer {
       acceptor_.close(ec);
     });
   }
+  void BeginDrain() override { draining_->store(true); }
+  void CloseIdleConnections() override {
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      std::lock_guard<std::mutex> lock(sessions_mutex_);
+      for (auto& [raw, weak] : sessions_) {
+        if (auto s = weak.lock()) live.push_back(std::move(s));
+      }
+    }
+    for (auto& s : live) s->CloseIfIdle();
+  }
+  void Register(Session* raw, std::weak_ptr<Session> session) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    sessions_[raw] = std::move(session);
+  }
+  void Unregister(Session* raw) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    sessions_.erase(raw);
+  }
+  bool draining() const { return draining_->load(); }
+  const std::shared_ptr<std::atomic<bool>>& draining_flag() const { return draining_; }
   void Shutdown() override {
     std::lock_guard<std::mutex> lock(shutdown_mutex_);
     if (threads_.empty()) return;
@@ -175,6 +210,11 @@ class ServerImpl final : public HttpServer {
  private:
   HttpServerOptions options_;
   Handler handler_;
+  // NOTE: declared before ioc_: sessions still owned by its handlers unregister themselves
+  // while ioc_ is destroyed.
+  std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);
+  std::mutex sessions_mutex_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // Guarded by sessions_mutex_
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
   int port_ = 0;
@@ -193,13 +233,29 @@ Session::Session(tcp::socket&& socket, ServerImpl* server)
   beast::get_lowest_layer(stream_).socket().set_option(tcp::no_delay(true), ec);
 }
 
-Session::~Session() { server_->connections_.fetch_sub(1); }
+Session::~Session() {
+  server_->Unregister(this);
+  server_->connections_.fetch_sub(1);
+}
+
+void Session::CloseIfIdle() {
+  asio::dispatch(strand_, [self = shared_from_this()] {
+    if (self->closed_ || self->in_request_) return;
+    if (self->buffer_.size() > 0 || (self->parser_ && self->parser_->got_some())) return;
+    self->Close();
+  });
+}
+
+void Session::Run() {
+  server_->Register(this, weak_from_this());
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+}
 
 void Session::RejectBusy() {
   keep_alive_ = false;
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
     self->in_request_ = true;
-    self->SendError(503, "too many open connections");
+    self->SendError(503, "too many open connections", /*retry_after_seconds=*/1);
   });
 }
 
@@ -240,7 +296,7 @@ void Session::OnRead(beast::error_code ec, size_t) {
   first_request_ = false;
   stream_.expires_never();
   auto msg = parser_->release();
-  keep_alive_ = msg.keep_alive();
+  keep_alive_ = msg.keep_alive() && !server_->draining();
   HttpRequest req;
   req.method = std::string(msg.method_string());
   req.target = std::string(msg.target());
@@ -250,14 +306,32 @@ void Session::OnRead(beast::error_code ec, size_t) {
   for (const auto& field : msg) {
     std::string name(field.name_string());
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    req.headers[name] = std::string(field.value());
+    auto [it, inserted] = req.headers.emplace(name, std::string(field.value()));
+    if (!inserted) {
+      // NOTE: the forwarding lists may arrive as several fields (one per proxy); they are one
+      // list in order (RFC 9110 5.3). Any other repeated field keeps its last value.
+      if (name == "x-forwarded-for" || name == "forwarded") {
+        it->second += ", " + std::string(field.value());
+      } else {
+        it->second = std::string(field.value());
+      }
+    }
   }
   req.body = std::move(msg.body());
   beast::error_code rec;
   auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
-  if (!rec) req.remote_address = ep.address().to_string();
+  if (!rec) {
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; log them as a.b.c.d.
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    req.peer_address = addr.to_string();
+    req.remote_address = req.peer_address;
+  }
   ++request_seq_;
-  auto channel = std::make_shared<Channel>(weak_from_this(), strand_, request_seq_, keep_alive_);
+  auto channel = std::make_shared<Channel>(weak_from_this(), strand_, request_seq_, keep_alive_,
+                                           server_->draining_flag());
   StartWatch();
   server_->handler()(std::move(req), channel);
 }
@@ -296,8 +370,9 @@ void Session::OnWatch(beast::error_code ec, size_t bytes) {
   if (response_sent && keep_alive_) DoRead();
 }
 
-void Session::QueueResponse(uint64_t seq, std::string bytes, bool complete) {
+void Session::QueueResponse(uint64_t seq, std::string bytes, bool complete, bool close_after) {
   if (closed_ || seq != request_seq_ || response_complete_) return;
+  if (close_after) keep_alive_ = false;
   queued_bytes_ += static_cast<int64_t>(bytes.size());
   write_queue_.push_back(std::move(bytes));
   if (complete) response_complete_ = true;
@@ -349,11 +424,13 @@ void Session::OnWrite(beast::error_code ec, size_t) {
   }
 }
 
-void Session::SendError(int status, const std::string& message) {
+void Session::SendError(int status, const std::string& message, int retry_after_seconds) {
   std::string body = R"({"error":{"message":")" + message +
                      R"(","type":"invalid_request_error","param":null,"code":null}})";
   std::string out = StatusLine(status) + "Content-Type: application/json\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+                    std::to_string(body.size()) + "\r\nConnection: close\r\n";
+  if (retry_after_seconds > 0) out += "Retry-After: " + std::to_string(retry_after_seconds) + "\r\n";
+  out += "\r\n" + body;
   ++request_seq_;
   keep_alive_ = false;
   QueueResponse(request_seq_, std::move(out), true);

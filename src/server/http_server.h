@@ -37,6 +37,14 @@ class HttpServer {
   virtual int open_connections() const = 0;
   // Stops accepting new connections (in-flight requests continue).
   virtual void StopAccepting() = 0;
+  // The first step of a drain. From now on every response that has not sent its headers yet
+  // says `Connection: close` and its connection closes once it is written; a request that still
+  // arrives (new connection or an idle keep-alive one) is served the same way. Any thread.
+  virtual void BeginDrain() = 0;
+  // Closes every connection that is waiting for its next request with no byte of it received
+  // (a keep-alive connection between requests). Connections in the middle of a request or a
+  // response are left alone. Any thread; returns at once (the closes run on the strands).
+  virtual void CloseIdleConnections() = 0;
   // Closes everything and joins the I/O threads.
   virtual void Shutdown() = 0;
 };

@@ -19,6 +19,9 @@ struct HttpRequest {
   std::string query;   // after '?', "" when none
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
+  std::string peer_address;    // the TCP peer (set by the HTTP server)
+  // The client: the peer, or behind a trusted proxy the forwarded client (set by ApiService
+  // from peer_address and server.trusted_proxies before anything else reads it).
   std::string remote_address;
 
   // Header value or "" when absent (name lower-case).

@@ -19,14 +19,29 @@ MetricsSnapshot BuildMetricsSnapshot(const Engine& engine, const TenantPolicy& p
   return s;
 }
 
-void ServeMetrics(const HttpRequest& request, Metrics& metrics, const MetricsSnapshot& snapshot,
-                  ResponseChannel& channel) {
+void ServeMetrics(const HttpRequest& request, Metrics& metrics, const Engine& engine,
+                  const SnapshotFn& snapshot, ResponseChannel& channel) {
   if (request.method != "GET" && request.method != "HEAD") {
     ApiError e = InvalidRequest("use GET /metrics", "", "method_not_allowed");
     e.http_status = 405;
     return SendApiError(channel, e);
   }
-  channel.Respond(200, "text/plain; version=0.0.4; charset=utf-8", metrics.Render(snapshot));
+  std::string scope = "all";
+  for (size_t start = 0; start < request.query.size();) {
+    size_t end = request.query.find('&', start);
+    if (end == std::string::npos) end = request.query.size();
+    const std::string_view pair = std::string_view(request.query).substr(start, end - start);
+    if (pair.substr(0, 6) == "scope=") scope = std::string(pair.substr(6));
+    start = end + 1;
+  }
+  constexpr const char* kType = "text/plain; version=0.0.4; charset=utf-8";
+  if (scope == "engine") return channel.Respond(200, kType, metrics.RenderEngine(engine.Stats()));
+  if (scope != "all") {
+    return SendApiError(channel, InvalidRequest("scope must be \"engine\" or \"all\", got \"" +
+                                                    scope.substr(0, 64) + "\"",
+                                                "scope"));
+  }
+  channel.Respond(200, kType, metrics.Render(snapshot()));
 }
 
 }  // namespace llmux::server

@@ -20,8 +20,13 @@ using QueuedCountFn = std::function<int64_t(const std::string& tenant)>;
 MetricsSnapshot BuildMetricsSnapshot(const Engine& engine, const TenantPolicy& policy,
                                      const QueuedCountFn& queued);
 
-// Responds 200 with the text exposition (version 0.0.4); 405 for methods other than GET.
-void ServeMetrics(const HttpRequest& request, Metrics& metrics, const MetricsSnapshot& snapshot,
-                  ResponseChannel& channel);
+// Builds the full snapshot (only called for the full exposition).
+using SnapshotFn = std::function<MetricsSnapshot()>;
+
+// Responds 200 with the text exposition (version 0.0.4): everything, or with `?scope=engine`
+// only the router-facing engine series (Metrics::RenderEngine; no tenant is looked at).
+// 405 for methods other than GET/HEAD; 400 naming `scope` for another scope value.
+void ServeMetrics(const HttpRequest& request, Metrics& metrics, const Engine& engine,
+                  const SnapshotFn& snapshot, ResponseChannel& channel);
 
 }  // namespace llmux::server

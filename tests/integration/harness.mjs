@@ -132,7 +132,8 @@ export async function startDaemon({ tenants = defaultTenants(), server = serverY
     exited,
     logs: () => logs,
     async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
+      // SIGINT drains without server.drain_grace (SIGTERM would wait it out, 5 s by default).
+      if (proc.exitCode === null) proc.kill('SIGINT');
       const r = await exited;
       fs.rmSync(dir, { recursive: true, force: true });
       return r;

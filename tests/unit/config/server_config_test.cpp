@@ -287,3 +287,69 @@ TEST_F(ServerConfigFileTest, RejectsHugeFile) {
 
 }  // namespace
 }  // namespace llmux
+
+namespace llmux {
+namespace {
+
+TEST(ServerConfigGatewayTest, TrustedProxiesTenantHeaderAndDrainGrace) {
+  auto cfg = ParseServerConfig(
+      "server:\n"
+      "  trusted_proxies: [\"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.1\"]\n"
+      "  tenant_header: X-Tenant-ID\n"
+      "  forwarded_header: Forwarded\n"
+      "  drain_grace: 2s\n"
+      "  drain_timeout: 20s\n",
+      "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_EQ(cfg->server.trusted_proxies.size(), 3u);
+  EXPECT_EQ(cfg->server.trusted_proxies[0].ToString(), "10.0.0.0/8");
+  EXPECT_EQ(cfg->server.trusted_proxies[1].ToString(), "2001:db8::/32");
+  EXPECT_EQ(cfg->server.trusted_proxies[2].ToString(), "127.0.0.1/32");
+  EXPECT_EQ(cfg->server.tenant_header, "X-Tenant-ID");
+  EXPECT_EQ(cfg->server.forwarded_header, ServerSection::ForwardedHeader::kForwarded);
+  EXPECT_EQ(cfg->server.drain_grace, Millis(2000));
+  EXPECT_EQ(cfg->server.drain_timeout, Millis(20000));
+
+  auto defaults = ParseServerConfig("", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_TRUE(defaults->server.trusted_proxies.empty());
+  EXPECT_EQ(defaults->server.tenant_header, "");
+  EXPECT_EQ(defaults->server.forwarded_header, ServerSection::ForwardedHeader::kXForwardedFor);
+  EXPECT_EQ(defaults->server.drain_grace, Millis(5000));
+  // A drain_timeout below the default grace shortens the grace rather than failing.
+  auto short_drain = ParseServerConfig("server: {drain_timeout: 1s}", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(short_drain.ok());
+  EXPECT_EQ(short_drain->server.drain_grace, Millis(1000));
+}
+
+TEST(ServerConfigGatewayTest, ErrorsNameFileLineAndValue) {
+  auto error = [](const std::string& text) {
+    auto cfg = ParseServerConfig(text, "llmux.yaml", "/etc/llmux");
+    return cfg.ok() ? std::string() : cfg.status().message();
+  };
+  EXPECT_EQ(error("server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\n"),
+            "llmux.yaml:4:7: server.trusted_proxies[1]: \"10.0.0.1/8\" has host bits set; write "
+            "\"10.0.0.0/8\" (or a /32 for one host)");
+  EXPECT_EQ(error("server:\n  trusted_proxies: [\"lb.internal\"]\n"),
+            "llmux.yaml:2:21: server.trusted_proxies[0]: \"lb.internal\" is not an IP address or "
+            "CIDR range");
+  EXPECT_EQ(error("server:\n  trusted_proxies: [\"::/200\"]\n"),
+            "llmux.yaml:2:21: server.trusted_proxies[0]: \"::/200\": prefix length must be 0..128");
+  EXPECT_EQ(error("server:\n  tenant_header: X-Tenant-ID\n"),
+            "llmux.yaml:2:18: server.tenant_header: needs server.trusted_proxies: the header is "
+            "believed only from those peers");
+  EXPECT_EQ(error("server:\n  trusted_proxies: [\"10.0.0.0/8\"]\n  tenant_header: \"X Tenant\"\n"),
+            "llmux.yaml:3:18: server.tenant_header: expected an HTTP header name (e.g. "
+            "\"X-Tenant-ID\"), got \"X Tenant\"");
+  EXPECT_EQ(error("server:\n  trusted_proxies: [\"10.0.0.0/8\"]\n  tenant_header: Authorization\n"),
+            "llmux.yaml:3:18: server.tenant_header: cannot be \"Authorization\" (llmux reads it "
+            "itself)");
+  EXPECT_EQ(error("server:\n  forwarded_header: X-Real-IP\n"),
+            "llmux.yaml:2:21: server.forwarded_header: expected \"X-Forwarded-For\" or "
+            "\"Forwarded\", got \"X-Real-IP\"");
+  EXPECT_EQ(error("server:\n  drain_timeout: 10s\n  drain_grace: 11s\n"),
+            "llmux.yaml:3:16: server.drain_grace: must not exceed server.drain_timeout (10000ms)");
+}
+
+}  // namespace
+}  // namespace llmux

@@ -151,3 +151,60 @@ TEST(Metrics, EngineStepsAndPolicyReloads) {
 
 }  // namespace
 }  // namespace llmux
+
+namespace llmux {
+namespace {
+
+TEST(MetricsEngineScopeTest, RouterSeriesMatchTheFullExposition) {
+  auto m = Metrics::Create("stories", "shared");
+  m->SetTenants({"acme"});
+  m->SetCacheConfig(CacheConfigInfo{16, 4096, true});
+  MetricsSnapshot s;
+  s.engine.running = 3;
+  s.engine.waiting = 2;
+  s.engine.kv_usage = 0.25;
+  s.engine.num_preemptions = 7;
+  s.engine.prompt_tokens_total = 100;
+  s.engine.generation_tokens_total = 40;
+  s.engine.prefix_query_tokens = 80;
+  s.engine.prefix_hit_tokens = 32;
+  MetricsSnapshot::Tenant t;
+  t.name = "acme";
+  s.tenants.push_back(t);
+  const std::string full = m->Render(s);
+  const std::string engine = m->RenderEngine(s.engine);
+  auto line = [](const std::string& text, const std::string& prefix) {
+    std::istringstream in(text);
+    std::string l;
+    while (std::getline(in, l)) {
+      if (l.rfind(prefix, 0) == 0) return l;
+    }
+    return std::string();
+  };
+  EXPECT_EQ(line(engine, "vllm:num_requests_running{"),
+            "vllm:num_requests_running{model_name=\"stories\"} 3");
+  EXPECT_EQ(line(engine, "vllm:num_requests_waiting{"),
+            "vllm:num_requests_waiting{model_name=\"stories\"} 2");
+  EXPECT_EQ(line(engine, "vllm:kv_cache_usage_perc{"),
+            "vllm:kv_cache_usage_perc{model_name=\"stories\"} 0.25");
+  EXPECT_EQ(line(engine, "vllm:num_preemptions_total{"),
+            "vllm:num_preemptions_total{model_name=\"stories\"} 7");
+  EXPECT_EQ(line(engine, "# TYPE vllm:num_preemptions_total"),
+            "# TYPE vllm:num_preemptions_total counter");
+  EXPECT_EQ(line(engine, "# TYPE vllm:num_requests_waiting"),
+            "# TYPE vllm:num_requests_waiting gauge");
+  EXPECT_EQ(line(engine, "vllm:cache_config_info{"),
+            "vllm:cache_config_info{block_size=\"16\",enable_prefix_caching=\"True\","
+            "num_gpu_blocks=\"4096\"} 1");
+  // The full exposition carries the same cache_config_info series and values.
+  EXPECT_EQ(line(full, "vllm:cache_config_info{"), line(engine, "vllm:cache_config_info{"));
+  EXPECT_EQ(line(full, "vllm:num_preemptions_total{"), line(engine, "vllm:num_preemptions_total{"));
+  EXPECT_EQ(line(full, "vllm:num_requests_running{"), line(engine, "vllm:num_requests_running{"));
+  // Nothing per tenant, no histograms.
+  EXPECT_EQ(engine.find("tenant="), std::string::npos);
+  EXPECT_EQ(engine.find("_bucket"), std::string::npos);
+  EXPECT_NE(full.find("tenant=\"acme\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace llmux
