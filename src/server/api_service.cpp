@@ -74,7 +74,8 @@ void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& polic
   }
   ServeMetrics(req, *telemetry_.metrics,
                BuildMetricsSnapshot(*model_.engine, policy,
-                                    [this](const std::string& t) { return queued(t); }),
+                                    [this](const std::string& t) { return queued(t); },
+                                    telemetry_.ledger),
                channel);
 }
 
