@@ -273,6 +273,37 @@ TEST_F(PgLedgerTest, OpensWhilePostgresIsDownAndReplaysWhenItStarts) {
   EXPECT_EQ(ledger->Records(UsageQuery{})->size(), 3u);
 }
 
+TEST_F(PgLedgerTest, StatementTimeoutSpoolsTheRowAndReplaysItOnceTheLockIsGone) {
+  LedgerOptions o = Options("spool.db");
+  o.statement_timeout_ms = 300;
+  auto ledger = std::move(UsageLedger::Open(o)).value();
+  ASSERT_TRUE(ledger->AppendSync(Row("before", "a", "2024-05-01T00:00:00Z", 1, 1, 1)).ok());
+  // Another session holds the table locked for 3 s: the insert waits past statement_timeout.
+  std::thread locker([&] {
+    cluster_->Psql("BEGIN; LOCK TABLE llmux_usage IN ACCESS EXCLUSIVE MODE; "
+                   "SELECT pg_sleep(3); COMMIT;");
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return cluster_->Psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
+                          "AND relation = 'llmux_usage'::regclass") == "1";
+  }));
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = ledger->AppendSync(Row("blocked", "a", "2024-05-01T00:00:00Z", 1, 1, 1));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_LT(waited, std::chrono::milliseconds(2500)) << "the timeout did not cut the wait";
+  EXPECT_EQ(ledger->Health().spooled_rows, 1);
+  EXPECT_FALSE(ledger->Health().store_up);
+  locker.join();
+  ASSERT_TRUE(WaitFor([&] { return ledger->Health().spooled_rows == 0; }));
+  EXPECT_TRUE(ledger->Health().store_up);
+  auto rows = ledger->Records(UsageQuery{});
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].request_id, "before");
+  EXPECT_EQ((*rows)[1].request_id, "blocked");
+}
+
 TEST_F(PgLedgerTest, QuotaTotalsLoadFromPostgres) {
   auto ledger = std::move(UsageLedger::Open(Options("spool.db"))).value();
   ASSERT_TRUE(ledger->AppendSync(Row("q1", "a", "2024-04-30T23:59:59Z", 1000, 1000, 1000)).ok());

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -97,6 +98,25 @@ class PgCluster {
                " -o '-k " + dir_.string() + " -p " + std::to_string(port_) +
                " -c listen_addresses=127.0.0.1' -w -t 30 start");
   }
+  // Runs `sql` with psql as a client (any user) and returns its unaligned, tuples-only output;
+  // "" with *ok = false on failure.
+  std::string Psql(const std::string& sql, bool* ok = nullptr) {
+    const std::string cmd = (bin_ / "psql").string() + " -X -q -A -t -d '" + url() + "' -c \"" +
+                            sql + "\" 2>/dev/null";
+    std::string out;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (p == nullptr) {
+      if (ok) *ok = false;
+      return out;
+    }
+    char buf[256];
+    while (std::fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+    const int rc = ::pclose(p);
+    if (ok) *ok = rc == 0;
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+  }
+
   // Fast shutdown: open sessions are terminated, as when the server goes away.
   bool StopServer() {
     return Run("pg_ctl -D " + (dir_ / "data").string() + " -m fast -w -t 30 stop");
