@@ -2,10 +2,13 @@
 // throwaway PostgreSQL cluster; /v1/usage, /admin/usage and `llmux usage export` through either
 // show the sum. PostgreSQL stopped: calls still complete (rows spooled locally), reads answer
 // 503, the metrics say so; restarted: the spool is replayed, every call has exactly one row.
+// kill -9 of a replica while PostgreSQL is down: its spool survives and is replayed by the
+// replica restarted on it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   BUILD_DIR, KEYS, STORIES, http, serverYaml, sha256, startDaemon, waitFor,
@@ -129,4 +132,44 @@ test('PostgreSQL down: calls complete into the spool, reads say 503; back up: re
   assert.deepEqual(got, [...ids, ...during].sort());
   assert.equal(new Set(got).size, got.length);
   assert.equal((a.logs().match(/usage_store_down/g) ?? []).length, 1, 'one log line per transition');
+});
+
+test('kill -9 while PostgreSQL is down: the spool keeps every released call; a restart replays it', async (t) => {
+  if (skip(t)) return;
+  const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmux-spool-'));
+  t.after(() => fs.rmSync(spoolDir, { recursive: true, force: true }));
+  const yaml = serverYaml({
+    extra: `telemetry: { usage_db: "${pg.url}", usage_spool: "${path.join(spoolDir, 'spool.db')}" }\n`,
+  });
+  const k = await startDaemon({ tenants: tenantsYaml, server: yaml });
+  pg.stop();
+  const done = [];
+  let stop = false;
+  const worker = async (w) => {
+    for (let i = 0; !stop; ++i) {
+      try {
+        const r = await complete(k, 1000 + w * 1000 + i);
+        if (r.status === 200 && r.json?.id) done.push(r.json.id);
+      } catch { /* the daemon died mid-request */ }
+    }
+  };
+  const workers = Array.from({ length: 4 }, (_, w) => worker(w));
+  await waitFor(() => done.length >= 20, 60000, '20 completed calls');
+  k.proc.kill('SIGKILL');
+  await k.exited;
+  stop = true;
+  await Promise.all(workers);
+  fs.rmSync(k.dir, { recursive: true, force: true });
+
+  pg.start();
+  const k2 = await startDaemon({ tenants: tenantsYaml, server: yaml });
+  t.after(() => k2.stop());
+  await waitFor(async () => (await metric(k2, 'llmux_ledger_spooled_rows')) === 0, 30000, 'spool replayed');
+  assert.ok(await metric(k2, 'llmux_ledger_replayed_rows_total') >= done.length);
+  assert.match(k2.logs(), /usage_spool_pending/);
+  const rows = JSON.parse(execFileSync(path.join(BUILD_DIR, 'llmux'),
+    ['usage', 'export', '--db', pg.url, '--format', 'json']).toString());
+  const got = new Set(rows.map((r) => r.request_id));
+  assert.equal(got.size, rows.length, 'no duplicate rows');
+  assert.deepEqual(done.filter((id) => !got.has(id)), []);
 });
