@@ -9,7 +9,9 @@ import path from 'node:path';
 import { freePort } from './harness.mjs';
 
 export function findPgBin() {
-  if (process.env.LLMUX_PG_BIN) return process.env.LLMUX_PG_BIN;
+  if (process.env.LLMUX_PG_BIN) {
+    return fs.existsSync(path.join(process.env.LLMUX_PG_BIN, 'initdb')) ? process.env.LLMUX_PG_BIN : null;
+  }
   const root = '/usr/lib/postgresql';
   if (!fs.existsSync(root)) return null;
   const versions = fs.readdirSync(root)

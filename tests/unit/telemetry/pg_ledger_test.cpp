@@ -1,7 +1,8 @@
 // The PostgreSQL usage ledger against a real throwaway cluster (pg_test_cluster.h): rows
 // written, read and exported; two ledgers ("replicas") sharing one database; PostgreSQL
 // stopped under load (every call still committed, spooled, replayed once, no duplicates).
-// Without PostgreSQL binaries the tests skip, and fail under CI=true.
+// Without PostgreSQL binaries the tests skip, and fail under CI=true; binaries that fail to
+// start a cluster are a failure.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -75,8 +76,10 @@ class PgLedgerTest : public ::testing::Test {
   void SetUp() override {
     const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::string error;
-    cluster_ = PgCluster::Start(name, &error);
+    bool missing = false;
+    cluster_ = PgCluster::Start(name, &error, &missing);
     if (!cluster_) {
+      if (!missing) FAIL() << "PostgreSQL did not start: " << error;
       if (InCi()) FAIL() << "PostgreSQL is required under CI=true: " << error;
       GTEST_SKIP() << "PostgreSQL unavailable: " << error;
     }

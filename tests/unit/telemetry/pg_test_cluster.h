@@ -19,8 +19,11 @@ namespace llmux::testing_pg {
 
 namespace fs = std::filesystem;
 
+// Empty when no initdb is found.
 inline fs::path FindPgBin() {
-  if (const char* env = std::getenv("LLMUX_PG_BIN"); env && *env) return env;
+  if (const char* env = std::getenv("LLMUX_PG_BIN"); env && *env) {
+    return fs::exists(fs::path(env) / "initdb") ? fs::path(env) : fs::path();
+  }
   fs::path best;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
@@ -49,11 +52,16 @@ inline int FreePort() {
 
 class PgCluster {
  public:
-  // Returns null and sets `error` when PostgreSQL is missing or fails to start.
-  static std::unique_ptr<PgCluster> Start(const std::string& name, std::string* error) {
+  // Returns null and sets `error` when PostgreSQL is missing (`*missing` = true) or fails to
+  // start (false; `error` then carries initdb's / pg_ctl's output).
+  static std::unique_ptr<PgCluster> Start(const std::string& name, std::string* error,
+                                          bool* missing) {
+    *missing = false;
     const fs::path bin = FindPgBin();
     if (bin.empty()) {
-      *error = "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin; apt-get install postgresql)";
+      *missing = true;
+      *error = "no PostgreSQL server binaries (LLMUX_PG_BIN, /usr/lib/postgresql/*/bin; "
+               "apt-get install postgresql)";
       return nullptr;
     }
     auto c = std::unique_ptr<PgCluster>(new PgCluster());
@@ -72,11 +80,11 @@ class PgCluster {
     }
     if (!c->Run("initdb -D " + (c->dir_ / "data").string() +
                 " -U llmux --auth=trust -E UTF8 --locale=C -N")) {
-      *error = "initdb failed; see " + (c->dir_ / "cmd.log").string();
+      *error = "initdb failed: " + c->Log("cmd.log");
       return nullptr;
     }
     if (!c->StartServer()) {
-      *error = "pg_ctl start failed; see " + (c->dir_ / "server.log").string();
+      *error = "pg_ctl start failed: " + c->Log("cmd.log") + c->Log("server.log");
       return nullptr;
     }
     return c;
@@ -124,6 +132,17 @@ class PgCluster {
 
  private:
   PgCluster() = default;
+  // The contents of `file` in the cluster's dir (removed with it), for error messages.
+  std::string Log(const char* file) const {
+    std::string out;
+    if (FILE* f = std::fopen((dir_ / file).c_str(), "r")) {
+      char buf[512];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+      std::fclose(f);
+    }
+    return out;
+  }
   bool Run(const std::string& cmd) {
     const std::string full = as_ + (bin_ / "").string() + cmd + " >>" +
                              (dir_ / "cmd.log").string() + " 2>&1";
