@@ -99,9 +99,9 @@ struct LedgerOptions {
 
 // State for /metrics (llmux_ledger_*).
 struct LedgerHealth {
-  bool store_up = true;        // the ledger's store answered its last statement
-  int64_t spooled_rows = 0;    // rows committed to the local spool, not yet in PostgreSQL
-  int64_t replayed_rows = 0;   // rows moved from the spool to PostgreSQL since start
+  bool store_up = true;       // the ledger's store answered its last statement
+  int64_t spooled_rows = 0;   // rows committed to the local spool, not yet in PostgreSQL
+  int64_t replayed_rows = 0;  // rows moved from the spool to PostgreSQL since start
 };
 
 class UsageLedger {

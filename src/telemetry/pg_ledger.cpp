@@ -37,8 +37,8 @@ constexpr int kMaxBatch = 512;  // rows per group commit, and per replay transac
 
 class PgLedger final : public UsageLedger {
  public:
-  PgLedger(LedgerOptions options, std::unique_ptr<PgStore> first,
-           std::unique_ptr<UsageSpool> spool, int64_t spooled)
+  PgLedger(LedgerOptions options, std::unique_ptr<PgStore> first, std::unique_ptr<UsageSpool> spool,
+           int64_t spooled)
       : options_(std::move(options)),
         redacted_url_(RedactUrl(options_.target)),
         spool_(std::move(spool)),
@@ -125,9 +125,9 @@ class PgLedger final : public UsageLedger {
   // Connects `store` when it is null. Unavailable when PostgreSQL cannot be reached.
   Status EnsureStore(std::unique_ptr<PgStore>& store) {
     if (store) return Status::Ok();
-    LLMUX_ASSIGN_OR_RETURN(store, PgStore::Connect(options_.target, options_.sync,
-                                                   options_.statement_timeout_ms,
-                                                   options_.connect_timeout_s));
+    LLMUX_ASSIGN_OR_RETURN(
+        store, PgStore::Connect(options_.target, options_.sync, options_.statement_timeout_ms,
+                                options_.connect_timeout_s));
     return Status::Ok();
   }
   static void DropIfBroken(std::unique_ptr<PgStore>& store) {
@@ -246,7 +246,8 @@ void PgLedger::Replay() {
   while (s.ok()) {
     auto oldest = spool_->Oldest(kMaxBatch);
     if (!oldest.ok()) {
-      LogEvent(LogLevel::kError, "usage_spool_read_failed", {F("error", oldest.status().message())});
+      LogEvent(LogLevel::kError, "usage_spool_read_failed",
+               {F("error", oldest.status().message())});
       return;
     }
     if (oldest->empty()) {

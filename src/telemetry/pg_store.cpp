@@ -99,8 +99,8 @@ struct PgStore::Impl {
                          OneLine(e.what()));
     } catch (const pqxx::in_doubt_error& e) {
       broken = true;
-      return Unavailable(std::string("usage store (PostgreSQL) commit uncertain: ") + what +
-                         ": " + OneLine(e.what()));
+      return Unavailable(std::string("usage store (PostgreSQL) commit uncertain: ") + what + ": " +
+                         OneLine(e.what()));
     } catch (const pqxx::sql_error& e) {
       if (!conn->is_open()) broken = true;
       if (IsConnectionState(e.sqlstate()) || broken) {
@@ -108,8 +108,7 @@ struct PgStore::Impl {
         return Unavailable(std::string("usage store (PostgreSQL) unavailable: ") + what + ": " +
                            OneLine(e.what()));
       }
-      return Internal(std::string("usage store (PostgreSQL): ") + what + ": " +
-                      OneLine(e.what()));
+      return Internal(std::string("usage store (PostgreSQL): ") + what + ": " + OneLine(e.what()));
     } catch (const std::exception& e) {
       if (!conn->is_open()) broken = true;
       return (broken ? Unavailable : Internal)(std::string("usage store (PostgreSQL): ") + what +
@@ -148,8 +147,7 @@ StatusOr<std::unique_ptr<PgStore>> PgStore::Connect(const std::string& url, Ledg
   Status s = raw->Guard("session settings", [&] {
     pqxx::nontransaction n(*raw->conn);
     n.exec("SET statement_timeout = " + std::to_string(statement_timeout_ms));
-    n.exec(std::string("SET synchronous_commit = ") +
-           (sync == LedgerSync::kFull ? "on" : "off"));
+    n.exec(std::string("SET synchronous_commit = ") + (sync == LedgerSync::kFull ? "on" : "off"));
   });
   if (!s.ok()) return s;
   return std::unique_ptr<PgStore>(new PgStore(std::move(impl)));
@@ -204,8 +202,8 @@ Status PgStore::Insert(const std::vector<const UsageRecord*>& rows) {
 namespace {
 
 std::string Filter(pqxx::transaction_base& t, const UsageQuery& q) {
-  std::string f = "finished_unix_ms >= " + std::to_string(q.start_ms) +
-                  " AND finished_unix_ms < " + std::to_string(q.end_ms);
+  std::string f = "finished_unix_ms >= " + std::to_string(q.start_ms) + " AND finished_unix_ms < " +
+                  std::to_string(q.end_ms);
   if (q.tenant) {
     f += " AND tenant = ";
     AppendQuoted(t, *q.tenant, &f);
@@ -253,9 +251,8 @@ StatusOr<std::vector<UsageRecord>> PgStore::Records(const UsageQuery& q) {
   std::vector<UsageRecord> out;
   Status s = impl_->Guard("read usage rows", [&] {
     pqxx::read_transaction t(*impl_->conn);
-    const pqxx::result r = t.exec(std::string("SELECT ") + kColumns +
-                                  " FROM llmux_usage WHERE " + Filter(t, q) +
-                                  " ORDER BY finished_unix_ms, id");
+    const pqxx::result r = t.exec(std::string("SELECT ") + kColumns + " FROM llmux_usage WHERE " +
+                                  Filter(t, q) + " ORDER BY finished_unix_ms, id");
     out.reserve(r.size());
     for (const pqxx::row& row : r) {
       UsageRecord u;

@@ -36,7 +36,8 @@ class UsageSpool {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  UsageSpool(std::filesystem::path path, sqlite::Db db) : path_(std::move(path)), db_(std::move(db)) {}
+  UsageSpool(std::filesystem::path path, sqlite::Db db)
+      : path_(std::move(path)), db_(std::move(db)) {}
 
   const std::filesystem::path path_;
   std::mutex mutex_;

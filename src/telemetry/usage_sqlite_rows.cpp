@@ -41,9 +41,8 @@ void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
   BindText(stmt, 3, r.model);
   BindText(stmt, 4, r.lane);
   BindText(stmt, 5, r.pool);
-  const int64_t ints[] = {r.finished_unix_ms,  r.prompt_tokens, r.cached_tokens,
-                          r.completion_tokens, r.queue_ms,      r.ttft_ms,
-                          r.duration_ms};
+  const int64_t ints[] = {r.finished_unix_ms, r.prompt_tokens, r.cached_tokens, r.completion_tokens,
+                          r.queue_ms,         r.ttft_ms,       r.duration_ms};
   for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt, 6 + k, ints[k]);
   BindText(stmt, 13, r.outcome);
   sqlite3_bind_int64(stmt, 14, r.cost_nano);

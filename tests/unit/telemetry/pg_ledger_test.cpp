@@ -83,7 +83,8 @@ class PgLedgerTest : public ::testing::Test {
       if (InCi()) FAIL() << "PostgreSQL is required under CI=true: " << error;
       GTEST_SKIP() << "PostgreSQL unavailable: " << error;
     }
-    dir_ = fs::temp_directory_path() / ("llmux-pgledger-" + std::to_string(::getpid()) + "-" + name);
+    dir_ =
+        fs::temp_directory_path() / ("llmux-pgledger-" + std::to_string(::getpid()) + "-" + name);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -155,14 +156,13 @@ TEST_F(PgLedgerTest, TwoReplicasWriteOneLedgerAndEachReadsTheSum) {
   auto r2 = std::move(UsageLedger::Open(Options("spool2.db", LedgerSync::kNormal))).value();
   std::thread t1([&] {
     for (int i = 0; i < 50; ++i) {
-      ASSERT_TRUE(r1->AppendSync(Row(Named("r1-", i), "t", "2024-05-01T00:00:01Z", 1,
-                                     2, 3)).ok());
+      ASSERT_TRUE(r1->AppendSync(Row(Named("r1-", i), "t", "2024-05-01T00:00:01Z", 1, 2, 3)).ok());
     }
   });
   std::thread t2([&] {
     for (int i = 0; i < 30; ++i) {
-      ASSERT_TRUE(r2->AppendSync(Row(Named("r2-", i), "t", "2024-05-01T00:00:02Z", 10,
-                                     20, 30)).ok());
+      ASSERT_TRUE(
+          r2->AppendSync(Row(Named("r2-", i), "t", "2024-05-01T00:00:02Z", 10, 20, 30)).ok());
     }
   });
   t1.join();
@@ -283,12 +283,14 @@ TEST_F(PgLedgerTest, StatementTimeoutSpoolsTheRowAndReplaysItOnceTheLockIsGone) 
   ASSERT_TRUE(ledger->AppendSync(Row("before", "a", "2024-05-01T00:00:00Z", 1, 1, 1)).ok());
   // Another session holds the table locked for 3 s: the insert waits past statement_timeout.
   std::thread locker([&] {
-    cluster_->Psql("BEGIN; LOCK TABLE llmux_usage IN ACCESS EXCLUSIVE MODE; "
-                   "SELECT pg_sleep(3); COMMIT;");
+    cluster_->Psql(
+        "BEGIN; LOCK TABLE llmux_usage IN ACCESS EXCLUSIVE MODE; "
+        "SELECT pg_sleep(3); COMMIT;");
   });
   ASSERT_TRUE(WaitFor([&] {
-    return cluster_->Psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
-                          "AND relation = 'llmux_usage'::regclass") == "1";
+    return cluster_->Psql(
+               "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
+               "AND relation = 'llmux_usage'::regclass") == "1";
   }));
   const auto start = std::chrono::steady_clock::now();
   const Status s = ledger->AppendSync(Row("blocked", "a", "2024-05-01T00:00:00Z", 1, 1, 1));

@@ -27,7 +27,8 @@ inline fs::path FindPgBin() {
   fs::path best;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
-    if (fs::exists(e.path() / "bin" / "initdb") && (best.empty() || e.path() > best.parent_path())) {
+    if (fs::exists(e.path() / "bin" / "initdb") &&
+        (best.empty() || e.path() > best.parent_path())) {
       best = e.path() / "bin";
     }
   }
@@ -60,8 +61,9 @@ class PgCluster {
     const fs::path bin = FindPgBin();
     if (bin.empty()) {
       *missing = true;
-      *error = "no PostgreSQL server binaries (LLMUX_PG_BIN, /usr/lib/postgresql/*/bin; "
-               "apt-get install postgresql)";
+      *error =
+          "no PostgreSQL server binaries (LLMUX_PG_BIN, /usr/lib/postgresql/*/bin; "
+          "apt-get install postgresql)";
       return nullptr;
     }
     auto c = std::unique_ptr<PgCluster>(new PgCluster());
@@ -109,8 +111,8 @@ class PgCluster {
   // Runs `sql` with psql as a client (any user) and returns its unaligned, tuples-only output;
   // "" with *ok = false on failure.
   std::string Psql(const std::string& sql, bool* ok = nullptr) {
-    const std::string cmd = (bin_ / "psql").string() + " -X -q -A -t -d '" + url() + "' -c \"" +
-                            sql + "\" 2>/dev/null";
+    const std::string cmd =
+        (bin_ / "psql").string() + " -X -q -A -t -d '" + url() + "' -c \"" + sql + "\" 2>/dev/null";
     std::string out;
     FILE* p = ::popen(cmd.c_str(), "r");
     if (p == nullptr) {
@@ -144,8 +146,8 @@ class PgCluster {
     return out;
   }
   bool Run(const std::string& cmd) {
-    const std::string full = as_ + (bin_ / "").string() + cmd + " >>" +
-                             (dir_ / "cmd.log").string() + " 2>&1";
+    const std::string full =
+        as_ + (bin_ / "").string() + cmd + " >>" + (dir_ / "cmd.log").string() + " 2>&1";
     return std::system(full.c_str()) == 0;
   }
 

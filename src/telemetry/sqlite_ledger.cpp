@@ -180,9 +180,8 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
 StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
   std::lock_guard<std::mutex> lock(read_mutex_);
   sqlite3* db = read_db_.get();
-  const std::string sql =
-      std::string("SELECT ") + sqlite::kUsageColumns + " FROM usage WHERE " +
-      TenantFilter(q) + " ORDER BY finished_unix_ms, id";
+  const std::string sql = std::string("SELECT ") + sqlite::kUsageColumns + " FROM usage WHERE " +
+                          TenantFilter(q) + " ORDER BY finished_unix_ms, id";
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
   BindQuery(stmt.get(), q);
