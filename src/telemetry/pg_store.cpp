@@ -290,6 +290,17 @@ StatusOr<int64_t> PgStore::Prune(int64_t before_ms) {
   return n;
 }
 
+StatusOr<std::string> PgStore::Show(const std::string& setting) {
+  std::string value;
+  Status s = impl_->Guard("show setting", [&] {
+    pqxx::nontransaction n(*impl_->conn);
+    const pqxx::result r = n.exec("SHOW " + n.quote_name(setting));
+    value = r[0][0].c_str();
+  });
+  if (!s.ok()) return s;
+  return value;
+}
+
 std::string RedactUrl(std::string_view url) {
   const size_t scheme = url.find("://");
   if (scheme == std::string_view::npos) return std::string(url);

@@ -36,6 +36,9 @@ class PgStore {
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& query);
   StatusOr<int64_t> Prune(int64_t before_ms);
 
+  // The session's value of a run-time setting (SHOW), e.g. "synchronous_commit" -> "off".
+  StatusOr<std::string> Show(const std::string& setting);
+
   // False once the connection was lost; the owner then drops this store and connects anew.
   bool usable() const;
 

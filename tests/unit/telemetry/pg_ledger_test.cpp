@@ -309,6 +309,17 @@ TEST_F(PgLedgerTest, StatementTimeoutSpoolsTheRowAndReplaysItOnceTheLockIsGone) 
   EXPECT_EQ((*rows)[1].request_id, "blocked");
 }
 
+TEST_F(PgLedgerTest, LedgerSyncSetsSynchronousCommitAndTheStatementTimeout) {
+  for (const auto& [sync, want] : {std::pair{LedgerSync::kFull, "on"},
+                                   std::pair{LedgerSync::kNormal, "off"}}) {
+    auto store = PgStore::Connect(cluster_->url(), sync, 1234, 2);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    EXPECT_EQ(*(*store)->Show("synchronous_commit"), want);
+    EXPECT_EQ(*(*store)->Show("statement_timeout"), "1234ms");
+    EXPECT_EQ(*(*store)->Show("application_name"), "llmuxd");
+  }
+}
+
 TEST_F(PgLedgerTest, QuotaTotalsLoadFromPostgres) {
   auto ledger = std::move(UsageLedger::Open(Options("spool.db"))).value();
   ASSERT_TRUE(ledger->AppendSync(Row("q1", "a", "2024-04-30T23:59:59Z", 1000, 1000, 1000)).ok());
