@@ -310,8 +310,8 @@ TEST_F(PgLedgerTest, StatementTimeoutSpoolsTheRowAndReplaysItOnceTheLockIsGone) 
 }
 
 TEST_F(PgLedgerTest, LedgerSyncSetsSynchronousCommitAndTheStatementTimeout) {
-  for (const auto& [sync, want] : {std::pair{LedgerSync::kFull, "on"},
-                                   std::pair{LedgerSync::kNormal, "off"}}) {
+  for (const auto& [sync, want] :
+       {std::pair{LedgerSync::kFull, "on"}, std::pair{LedgerSync::kNormal, "off"}}) {
     auto store = PgStore::Connect(cluster_->url(), sync, 1234, 2);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     EXPECT_EQ(*(*store)->Show("synchronous_commit"), want);
