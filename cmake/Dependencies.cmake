@@ -13,6 +13,11 @@ find_package(ICU COMPONENTS uc)
 find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(SQLite3 REQUIRED)
+# The shared PostgreSQL usage ledger (telemetry.usage_db: postgresql://...). Installed everywhere
+# by install_deps.sh; optional like ICU so an offline prefix can build without it (a postgresql://
+# usage_db then fails to open with UNIMPLEMENTED).
+pkg_check_modules(PQXX IMPORTED_TARGET libpqxx)
+pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)  # URI validation (PQconninfoParse)
 if(LLMUX_SERVER)
   find_package(Boost 1.74 REQUIRED)
 endif()

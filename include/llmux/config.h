@@ -128,12 +128,29 @@ struct PoolSection {
   Millis max_down{60000};
 };
 
+// How durable a row is when its OnCommitted runs (telemetry.ledger_sync; docs/billing.md).
+enum class LedgerSync {
+  // SQLite synchronous=FULL (fsync of the WAL at every commit) / PostgreSQL
+  // synchronous_commit=on: the row survives a crash of the process, of the OS and power loss.
+  kFull,
+  // SQLite synchronous=NORMAL (the WAL is fsynced at checkpoints only) / PostgreSQL
+  // synchronous_commit=off: the row survives a crash of llmuxd (kill -9), but the last commits
+  // (SQLite: since the last checkpoint; PostgreSQL: up to 3 x wal_writer_delay) can be lost on
+  // an OS crash or power loss. Never corrupts the ledger.
+  kNormal,
+};
 struct TelemetrySection {
   std::filesystem::path log_file;  // absolute; empty = stderr
   std::int64_t log_max_bytes = 104857600;
   int log_max_files = 5;
   std::filesystem::path per_tenant_log_dir;  // absolute; empty = no per-tenant files
-  std::filesystem::path usage_db;            // absolute (default "llmux-usage.db")
+  // Absolute SQLite path (default "llmux-usage.db"), or a PostgreSQL URI kept verbatim
+  // ("postgresql://..."; every replica then shares one ledger).
+  std::filesystem::path usage_db;
+  // PostgreSQL ledger only: the local spool holding rows while PostgreSQL is unreachable
+  // (absolute; default "llmux-usage-spool.db" next to the config file).
+  std::filesystem::path usage_spool;
+  LedgerSync ledger_sync = LedgerSync::kFull;
 };
 
 struct ServerConfig {

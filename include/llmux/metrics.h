@@ -15,6 +15,7 @@
 
 #include "llmux/engine.h"
 #include "llmux/scheduler.h"
+#include "llmux/usage_ledger.h"
 
 namespace llmux {
 
@@ -59,6 +60,7 @@ struct MetricsSnapshot {
     std::optional<TenantStats> stats;  // nullopt before the engine knows the tenant
   };
   std::vector<Tenant> tenants;
+  std::optional<LedgerHealth> ledger;  // nullopt: no ledger (llmux_ledger_* not exported)
 };
 
 // The KV cache's shape, exported as vLLM's `vllm:cache_config_info` (a gauge of 1 whose labels

@@ -1,5 +1,7 @@
-// The usage ledger (billing): one durable SQLite row per HTTP completion call that reached the
-// engine, priced in integer nano-units of the currency. See docs/billing.md.
+// The usage ledger (billing): one durable row per HTTP completion call that reached the engine,
+// priced in integer nano-units of the currency. Kept in a SQLite file per replica (the default)
+// or in one PostgreSQL database shared by every replica, with a local SQLite spool that holds
+// rows while PostgreSQL is unreachable. See docs/billing.md.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +72,38 @@ struct UsageQuery {
   int64_t end_ms = INT64_MAX;
 };
 
+// LedgerSync (how durable a committed row is) is declared in llmux/config.h.
+// "full" | "normal".
+std::string_view LedgerSyncName(LedgerSync sync);
+
+// True for "postgresql://..." and "postgres://..." (libpq connection URIs).
+bool IsPostgresUrl(std::string_view target);
+
+struct LedgerOptions {
+  // A SQLite file path, or a PostgreSQL URI ("postgresql://user@host:5432/db?...").
+  std::string target;
+  LedgerSync sync = LedgerSync::kFull;
+  // PostgreSQL only: the local SQLite spool that holds rows while PostgreSQL is unreachable.
+  // Empty = no spool: Append fails (OnCommitted gets Unavailable) while it is unreachable;
+  // fine for readers such as `llmux usage export`, not for llmuxd.
+  std::filesystem::path spool;
+  // PostgreSQL only: statement_timeout of every statement, and the connect timeout.
+  int statement_timeout_ms = 5000;
+  int connect_timeout_s = 3;
+  // PostgreSQL only: how often the replay thread retries an unreachable PostgreSQL.
+  int retry_interval_ms = 1000;
+  // PostgreSQL only: runs on the replay thread each time PostgreSQL became reachable again and
+  // the spool was drained into it (e.g. to reload quota totals). May be empty.
+  std::function<void()> on_store_up;
+};
+
+// State for /metrics (llmux_ledger_*).
+struct LedgerHealth {
+  bool store_up = true;       // the ledger's store answered its last statement
+  int64_t spooled_rows = 0;   // rows committed to the local spool, not yet in PostgreSQL
+  int64_t replayed_rows = 0;  // rows moved from the spool to PostgreSQL since start
+};
+
 class UsageLedger {
  public:
   // Called on the ledger's writer thread once the row's transaction committed (OK) or failed.
@@ -77,9 +111,14 @@ class UsageLedger {
 
   virtual ~UsageLedger() = default;
 
-  // Opens (creating when missing) the database in WAL mode with synchronous=FULL, and starts
-  // the writer thread. Internal naming the file and SQLite's message on failure.
+  // Opens (creating when missing) the SQLite database in WAL mode with synchronous=FULL, and
+  // starts the writer thread. Internal naming the file and SQLite's message on failure.
   static StatusOr<std::unique_ptr<UsageLedger>> Open(const std::filesystem::path& path);
+  // Opens the ledger `options.target` names. SQLite: as above with `options.sync`. PostgreSQL:
+  // connects, creates or migrates the schema, opens the spool and starts the writer and replay
+  // threads; an unreachable PostgreSQL is not an error when there is a spool (rows go there
+  // until it returns), and is Unavailable otherwise. InvalidArgument for a bad target.
+  static StatusOr<std::unique_ptr<UsageLedger>> Open(const LedgerOptions& options);
 
   // Queues a row; the writer thread commits queued rows in one transaction (group commit),
   // then runs each row's `on_committed`. Any thread. After Close, `on_committed` runs at once
@@ -88,12 +127,16 @@ class UsageLedger {
   // Append and wait for the commit. Any thread but the writer's.
   virtual Status AppendSync(UsageRecord record) = 0;
 
-  // Per-tenant totals and daily buckets (tenants in name order). Any thread.
+  // Per-tenant totals and daily buckets (tenants in name order). Any thread. PostgreSQL:
+  // Unavailable while it is unreachable (rows spooled by this replica are not in the answer).
   virtual StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& query) = 0;
   // The rows themselves, in (finished_unix_ms, id) order. Any thread.
   virtual StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& query) = 0;
   // Deletes rows finished before `before_ms`; returns how many. Any thread.
   virtual StatusOr<int64_t> Prune(int64_t before_ms) = 0;
+
+  // Store reachability and spool state. Any thread.
+  virtual LedgerHealth Health() const { return {}; }
 
   // Commits what is queued, runs its callbacks and stops the writer. Idempotent.
   virtual void Close() = 0;

@@ -243,6 +243,11 @@ void ReadEngine(MapReader& m, EngineSection& s) {
   m.Finish();
 }
 
+// "postgresql://..." / "postgres://..." (the ledger's own IsPostgresUrl lives above config).
+bool IsPostgresUrlText(const std::string& s) {
+  return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
+}
+
 void ReadTelemetry(MapReader& m, const std::filesystem::path& base, TelemetrySection& s) {
   s.log_file = Resolve(base, m.String("log_file", ""));
   s.log_max_bytes = m.Int("log_max_bytes", s.log_max_bytes, 4096, kInt64Max);
@@ -251,9 +256,30 @@ void ReadTelemetry(MapReader& m, const std::filesystem::path& base, TelemetrySec
   if (auto v = m.Get("usage_db")) {
     const std::string db = v->String("llmux-usage.db");
     if (db.empty()) v->Error("must name a file (the usage ledger is always kept)");
-    s.usage_db = Resolve(base, db.empty() ? "llmux-usage.db" : db);
+    if (db.find("://") != std::string::npos && !IsPostgresUrlText(db)) {
+      v->Error("expected a SQLite file or a postgresql:// URI, got " + QuoteValue(db));
+    }
+    s.usage_db = IsPostgresUrlText(db) ? std::filesystem::path(db)
+                                       : Resolve(base, db.empty() ? "llmux-usage.db" : db);
   } else {
     s.usage_db = Resolve(base, "llmux-usage.db");
+  }
+  if (auto v = m.Get("usage_spool")) {
+    const std::string spool = v->String("llmux-usage-spool.db");
+    if (spool.empty()) v->Error("must name a file");
+    s.usage_spool = Resolve(base, spool.empty() ? "llmux-usage-spool.db" : spool);
+  } else {
+    s.usage_spool = Resolve(base, "llmux-usage-spool.db");
+  }
+  if (auto v = m.Get("ledger_sync")) {
+    const std::string sync = v->String("full");
+    if (sync == "full") {
+      s.ledger_sync = LedgerSync::kFull;
+    } else if (sync == "normal") {
+      s.ledger_sync = LedgerSync::kNormal;
+    } else {
+      v->Error("expected \"full\" or \"normal\", got " + QuoteValue(sync));
+    }
   }
   m.Finish();
 }

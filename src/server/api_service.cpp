@@ -76,7 +76,8 @@ void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& polic
   ServeMetrics(req, *telemetry_.metrics, *model_.engine,
                [&] {
                  return BuildMetricsSnapshot(*model_.engine, policy,
-                                             [this](const std::string& t) { return queued(t); });
+                                             [this](const std::string& t) { return queued(t); },
+                                             telemetry_.ledger);
                },
                channel);
 }

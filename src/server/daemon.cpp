@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cctype>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -106,11 +107,30 @@ int RunDaemon(const DaemonArgs& args) {
   metrics->SetTenants(TenantNames(*store->Current()));
   metrics->SetCacheConfig(CacheConfigInfo{
       config.engine.block_size, config.engine.kv_cache_tokens / config.engine.block_size, true});
-  auto ledger_or = UsageLedger::Open(config.telemetry.usage_db);
+  QuotaTracker quota(UnixMsNow);  // declared first: the ledger's replay thread reloads it
+  std::atomic<UsageLedger*> ledger_for_reload{nullptr};
+  LedgerOptions ledger_options;
+  ledger_options.target = config.telemetry.usage_db.string();
+  ledger_options.sync = config.telemetry.ledger_sync;
+  ledger_options.spool = config.telemetry.usage_spool;
+  ledger_options.on_store_up = [&quota, &ledger_for_reload] {
+    // Totals from the shared ledger again, now that it holds what this replica spooled.
+    UsageLedger* l = ledger_for_reload.load();
+    if (l == nullptr) return;
+    if (Status q = quota.LoadFrom(*l); !q.ok()) {
+      LogEvent(LogLevel::kWarn, "quota_reload_failed", {F("error", q.message())});
+    }
+  };
+  auto ledger_or = UsageLedger::Open(ledger_options);
   if (!ledger_or.ok()) return StartupFailure("usage ledger", ledger_or.status());
   std::unique_ptr<UsageLedger> ledger = std::move(ledger_or).value();
-  QuotaTracker quota(UnixMsNow);
-  if (Status q = quota.LoadFrom(*ledger); !q.ok()) return StartupFailure("usage ledger", q);
+  ledger_for_reload.store(ledger.get());
+  if (Status q = quota.LoadFrom(*ledger); !q.ok()) {
+    // A shared ledger that is down at startup: rows are spooled and the totals load once it
+    // returns (on_store_up). Anything else is fatal.
+    if (q.code() != StatusCode::kUnavailable) return StartupFailure("usage ledger", q);
+    LogEvent(LogLevel::kWarn, "quota_load_deferred", {F("error", q.message())});
+  }
 
   PoolSetOptions pool_options;
   pool_options.shared_observer = metrics.get();
@@ -190,7 +210,7 @@ int RunDaemon(const DaemonArgs& args) {
                    [&] {
                      return BuildMetricsSnapshot(
                          *served.engine, *store->Current(),
-                         [&api](const std::string& t) { return api.queued(t); });
+                         [&api](const std::string& t) { return api.queued(t); }, ledger.get());
                    },
                    *c);
     });

@@ -5,8 +5,9 @@
 namespace llmux::server {
 
 MetricsSnapshot BuildMetricsSnapshot(const Engine& engine, const TenantPolicy& policy,
-                                     const QueuedCountFn& queued) {
+                                     const QueuedCountFn& queued, const UsageLedger* ledger) {
   MetricsSnapshot s;
+  if (ledger != nullptr) s.ledger = ledger->Health();
   s.engine = engine.Stats();
   for (const auto& [name, t] : policy.tenants) {
     MetricsSnapshot::Tenant entry;

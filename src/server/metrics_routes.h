@@ -8,6 +8,7 @@
 #include "llmux/engine.h"
 #include "llmux/metrics.h"
 #include "llmux/tenant_policy.h"
+#include "llmux/usage_ledger.h"
 #include "server/http_types.h"
 
 namespace llmux::server {
@@ -16,9 +17,10 @@ namespace llmux::server {
 using QueuedCountFn = std::function<int64_t(const std::string& tenant)>;
 
 // The scrape-time snapshot: engine stats, and for every tenant of `policy` its budget,
-// queue count and engine stats.
+// queue count and engine stats; the ledger's health when `ledger` is not null.
 MetricsSnapshot BuildMetricsSnapshot(const Engine& engine, const TenantPolicy& policy,
-                                     const QueuedCountFn& queued);
+                                     const QueuedCountFn& queued,
+                                     const UsageLedger* ledger = nullptr);
 
 // Builds the full snapshot (only called for the full exposition).
 using SnapshotFn = std::function<MetricsSnapshot()>;

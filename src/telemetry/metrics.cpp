@@ -114,9 +114,14 @@ class PrometheusMetrics final : public Metrics {
   Family<Histogram>& batch_size_;
   Family<Histogram>& batch_tokens_;
   Family<Counter>& reloads_;
+  // Usage ledger (set from the snapshot's LedgerHealth when it has one).
+  Family<Gauge>& ledger_up_;
+  Family<Gauge>& ledger_spooled_;
+  Family<Counter>& ledger_replayed_;
 
   std::mutex render_mutex_;
   EngineStats last_;  // Guarded by render_mutex_: the engine counters already exported
+  int64_t last_replayed_ = 0;  // Guarded by render_mutex_
 };
 
 template <typename B>
@@ -200,7 +205,17 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
       batch_tokens_(Reg(BuildHistogram(), "llmux_engine_batch_tokens", "Tokens per engine step.",
                         *registry_)),
       reloads_(Reg(BuildCounter(), "llmux_policy_reloads_total",
-                   "Tenant policy reloads, by result.", *registry_)) {
+                   "Tenant policy reloads, by result.", *registry_)),
+      ledger_up_(Reg(BuildGauge(), "llmux_ledger_store_up",
+                     "1 when the usage ledger's store (PostgreSQL or SQLite) answered its last "
+                     "statement, else 0 (rows then go to the local spool).",
+                     *registry_)),
+      ledger_spooled_(Reg(BuildGauge(), "llmux_ledger_spooled_rows",
+                          "Usage rows in the local spool, not yet replayed to PostgreSQL.",
+                          *registry_)),
+      ledger_replayed_(Reg(BuildCounter(), "llmux_ledger_replayed_rows_total",
+                           "Usage rows replayed from the local spool to PostgreSQL.",
+                           *registry_)) {
   const prometheus::Labels m = {{"model_name", model_}};
   running_.Add(m);
   waiting_.Add(m);
@@ -323,6 +338,11 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     t_running_.Add(l).Set(ts.running);
     t_blocks_.Add(l).Set(ts.blocks_in_use);
     t_reserved_.Add(l).Set(ts.reserved_blocks);
+  }
+  if (s.ledger) {
+    ledger_up_.Add({}).Set(s.ledger->store_up ? 1 : 0);
+    ledger_spooled_.Add({}).Set(static_cast<double>(s.ledger->spooled_rows));
+    Advance(ledger_replayed_.Add({}), s.ledger->replayed_rows, &last_replayed_);
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -1,5 +1,7 @@
-// `llmux usage export|prune`: reads the usage ledger (telemetry.usage_db) offline. Safe while
-// llmuxd runs (SQLite WAL: readers do not block the daemon's writer).
+// `llmux usage export|prune`: reads the usage ledger (telemetry.usage_db: a SQLite file or a
+// postgresql:// URI) offline. Safe while llmuxd runs (SQLite WAL: readers do not block the
+// daemon's writer; PostgreSQL: ordinary concurrent transactions). A shared PostgreSQL ledger
+// gives every replica's rows; rows still in a replica's local spool are not included.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -11,9 +13,10 @@ namespace llmux::tools {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: llmux usage export --db FILE --format csv|json [--tenant T] [--start TIME] [--end "
+    "usage: llmux usage export --db FILE|URI --format csv|json [--tenant T] [--start TIME] [--end "
     "TIME]\n"
-    "       llmux usage prune --db FILE --before TIME\n"
+    "       llmux usage prune --db FILE|URI --before TIME\n"
+    "FILE|URI: the SQLite ledger file or a postgresql:// URI (telemetry.usage_db).\n"
     "TIME: RFC 3339 (2024-05-01T00:00:00Z), a date (2024-05-01, midnight UTC) or Unix seconds.\n"
     "export writes the rows finished in [start, end) to stdout; prune deletes rows finished\n"
     "before TIME and prints how many.\n";
@@ -21,6 +24,13 @@ constexpr const char* kUsage =
 int Fail(const std::string& message) {
   std::fprintf(stderr, "llmux usage: %s\n", message.c_str());
   return 1;
+}
+
+// No spool: a reader never writes, and must not replay a daemon's spool behind its back.
+StatusOr<std::unique_ptr<UsageLedger>> OpenLedger(const std::string& db) {
+  LedgerOptions options;
+  options.target = db;
+  return UsageLedger::Open(options);
 }
 
 int Export(const Args& args) {
@@ -43,7 +53,7 @@ int Export(const Args& args) {
       (std::string(flag) == "--start" ? q.start_ms : q.end_ms) = *t;
     }
   }
-  auto ledger = UsageLedger::Open(*db);
+  auto ledger = OpenLedger(*db);
   if (!ledger.ok()) return Fail(ledger.status().message());
   auto rows = (*ledger)->Records(q);
   if (!rows.ok()) return Fail(rows.status().message());
@@ -65,7 +75,7 @@ int Prune(const Args& args) {
   }
   auto t = ParseTimeArg(*before);
   if (!t.ok()) return Fail(t.status().message());
-  auto ledger = UsageLedger::Open(*db);
+  auto ledger = OpenLedger(*db);
   if (!ledger.ok()) return Fail(ledger.status().message());
   auto n = (*ledger)->Prune(*t);
   if (!n.ok()) return Fail(n.status().message());

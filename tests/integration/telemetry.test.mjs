@@ -278,37 +278,41 @@ test('logs: JSON lines, no API key anywhere, prompts only where log_prompts allo
   assert.deepEqual(fs.readdirSync(path.join(d.dir, 'tenant-logs')).sort(), ['alpha.log', 'beta.log', 'gamma.log']);
 });
 
-test('kill -9 under load: every call whose client got its final event has its row', async (t) => {
-  if (skipWithoutData(t)) return;
-  const k = await startDaemon({
-    tenants: tenantsYaml,
-    server: serverYaml({ extra: 'telemetry: { usage_db: usage.db }\n' }),
+// ledger_sync full (fsync per commit) and normal (WAL, no fsync per commit) both keep every row
+// whose final event went out across kill -9: the process dies, the OS keeps the page cache.
+for (const sync of ['full', 'normal']) {
+  test(`kill -9 under load (ledger_sync ${sync}): every call whose client got its final event has its row`, async (t) => {
+    if (skipWithoutData(t)) return;
+    const k = await startDaemon({
+      tenants: tenantsYaml,
+      server: serverYaml({ extra: `telemetry: { usage_db: usage.db, ledger_sync: ${sync} }\n` }),
+    });
+    const done = [];
+    let stop = false;
+    const worker = async (w) => {
+      for (let i = 0; !stop; ++i) {
+        try {
+          const r = await http(k, 'POST', '/v1/completions', {
+            key: w % 2 ? T_KEYS.alpha : T_KEYS.beta,
+            body: { model: 'stories', prompt: `Once upon a time ${w} ${i}`, max_tokens: 4 + (i % 5) },
+          });
+          if (r.status === 200 && r.json?.id) done.push(r.json.id);
+        } catch { /* the daemon died mid-request */ }
+      }
+    };
+    const workers = Array.from({ length: 8 }, (_, w) => worker(w));
+    await waitFor(() => done.length >= 40, 60000, '40 completed calls');
+    k.proc.kill('SIGKILL');
+    await k.exited;
+    stop = true;
+    await Promise.all(workers);
+    const db = path.join(k.dir, 'usage.db');
+    const integrity = execFileSync('sqlite3', [db, 'PRAGMA integrity_check;']).toString().trim();
+    assert.equal(integrity, 'ok');
+    const rows = JSON.parse(execFileSync(path.join(BUILD_DIR, 'llmux'), ['usage', 'export', '--db', db, '--format', 'json']).toString());
+    const ids = new Set(rows.map((r) => r.request_id));
+    const missing = done.filter((id) => !ids.has(id));
+    assert.deepEqual(missing, []);
+    fs.rmSync(k.dir, { recursive: true, force: true });
   });
-  const done = [];
-  let stop = false;
-  const worker = async (w) => {
-    for (let i = 0; !stop; ++i) {
-      try {
-        const r = await http(k, 'POST', '/v1/completions', {
-          key: w % 2 ? T_KEYS.alpha : T_KEYS.beta,
-          body: { model: 'stories', prompt: `Once upon a time ${w} ${i}`, max_tokens: 4 + (i % 5) },
-        });
-        if (r.status === 200 && r.json?.id) done.push(r.json.id);
-      } catch { /* the daemon died mid-request */ }
-    }
-  };
-  const workers = Array.from({ length: 8 }, (_, w) => worker(w));
-  await waitFor(() => done.length >= 40, 60000, '40 completed calls');
-  k.proc.kill('SIGKILL');
-  await k.exited;
-  stop = true;
-  await Promise.all(workers);
-  const db = path.join(k.dir, 'usage.db');
-  const integrity = execFileSync('sqlite3', [db, 'PRAGMA integrity_check;']).toString().trim();
-  assert.equal(integrity, 'ok');
-  const rows = JSON.parse(execFileSync(path.join(BUILD_DIR, 'llmux'), ['usage', 'export', '--db', db, '--format', 'json']).toString());
-  const ids = new Set(rows.map((r) => r.request_id));
-  const missing = done.filter((id) => !ids.has(id));
-  assert.deepEqual(missing, []);
-  fs.rmSync(k.dir, { recursive: true, force: true });
-});
+}

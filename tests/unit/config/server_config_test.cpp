@@ -51,7 +51,26 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->telemetry.log_max_files, 5);
   EXPECT_EQ(cfg->telemetry.per_tenant_log_dir, "");
   EXPECT_EQ(cfg->telemetry.usage_db, "/etc/llmux/llmux-usage.db");
+  EXPECT_EQ(cfg->telemetry.usage_spool, "/etc/llmux/llmux-usage-spool.db");
+  EXPECT_EQ(cfg->telemetry.ledger_sync, LedgerSync::kFull);
   EXPECT_EQ(cfg->tenants_file, "/etc/llmux/tenants.yaml");
+}
+
+TEST(ServerConfigTest, SharedPostgresLedgerSpoolAndSync) {
+  auto cfg = ParseServerConfig(
+      "telemetry: {usage_db: \"postgresql://llmux@db:5432/usage?sslmode=require\", "
+      "usage_spool: spool/u.db, ledger_sync: normal}",
+      "x", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->telemetry.usage_db.string(), "postgresql://llmux@db:5432/usage?sslmode=require");
+  EXPECT_EQ(cfg->telemetry.usage_spool, "/etc/llmux/spool/u.db");
+  EXPECT_EQ(cfg->telemetry.ledger_sync, LedgerSync::kNormal);
+  EXPECT_EQ(Error("telemetry: {ledger_sync: always}"),
+            "llmux.yaml:1:26: telemetry.ledger_sync: expected \"full\" or \"normal\", got "
+            "\"always\"");
+  EXPECT_EQ(Error("telemetry: {usage_db: \"mysql://db/usage\"}"),
+            "llmux.yaml:1:23: telemetry.usage_db: expected a SQLite file or a postgresql:// URI, "
+            "got \"mysql://db/usage\"");
 }
 
 TEST(ServerConfigTest, ReadsEveryKey) {

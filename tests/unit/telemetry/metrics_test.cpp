@@ -149,6 +149,22 @@ TEST(Metrics, EngineStepsAndPolicyReloads) {
             R"(llmux_policy_reloads_total{result="rejected"} 2)");
 }
 
+TEST(Metrics, LedgerHealthOnlyWhenTheSnapshotHasALedger) {
+  auto m = Metrics::Create("stories");
+  EXPECT_EQ(m->Render(MetricsSnapshot{}).find("\nllmux_ledger_store_up "), std::string::npos);
+  MetricsSnapshot s;
+  s.ledger = LedgerHealth{false, 7, 3};
+  std::string text = m->Render(s);
+  EXPECT_NE(text.find("\nllmux_ledger_store_up 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nllmux_ledger_spooled_rows 7\n"), std::string::npos);
+  EXPECT_NE(text.find("\nllmux_ledger_replayed_rows_total 3\n"), std::string::npos);
+  s.ledger = LedgerHealth{true, 0, 10};  // the counter advances by the difference
+  text = m->Render(s);
+  EXPECT_NE(text.find("\nllmux_ledger_store_up 1\n"), std::string::npos);
+  EXPECT_NE(text.find("\nllmux_ledger_spooled_rows 0\n"), std::string::npos);
+  EXPECT_NE(text.find("\nllmux_ledger_replayed_rows_total 10\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace llmux
 

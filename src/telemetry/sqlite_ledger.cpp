@@ -1,9 +1,10 @@
-// SQLite usage ledger: WAL, synchronous=FULL, one writer thread doing group commits.
+// SQLite usage ledger: WAL, synchronous=FULL or NORMAL (ledger_sync), one writer thread doing
+// group commits.
 //
 // Thread ownership: `write_db_` belongs to the writer thread (and to Close after it joined);
 // `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking (with a busy
 // timeout) orders the writer's transactions against Prune on the read connection.
-#include "llmux/usage_ledger.h"
+#include "telemetry/sqlite_ledger.h"
 
 #include <sqlite3.h>
 
@@ -15,38 +16,12 @@
 
 #include "llmux/log.h"
 #include "telemetry/sqlite_util.h"
+#include "telemetry/usage_sqlite_rows.h"
 
 namespace llmux {
 namespace {
 
 constexpr int kMaxBatch = 512;  // rows per group commit
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS usage (
-  id INTEGER PRIMARY KEY,
-  request_id TEXT NOT NULL,
-  tenant TEXT NOT NULL,
-  model TEXT NOT NULL,
-  lane TEXT NOT NULL,
-  pool TEXT NOT NULL,
-  finished_unix_ms INTEGER NOT NULL,
-  prompt_tokens INTEGER NOT NULL,
-  cached_tokens INTEGER NOT NULL,
-  completion_tokens INTEGER NOT NULL,
-  queue_ms INTEGER NOT NULL,
-  ttft_ms INTEGER NOT NULL,
-  duration_ms INTEGER NOT NULL,
-  outcome TEXT NOT NULL,
-  cost_nano INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage(tenant, finished_unix_ms);
-CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
-)sql";
-
-constexpr const char* kInsert =
-    "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
-    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 class SqliteLedger final : public UsageLedger {
  public:
@@ -136,21 +111,10 @@ Status SqliteLedger::WriteBatch(const std::deque<Pending>& batch) {
   sqlite3* db = write_db_.get();
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(db, "BEGIN IMMEDIATE"));
   sqlite::Stmt stmt;
-  Status s = sqlite::Prepare(db, kInsert, &stmt);
+  Status s = sqlite::Prepare(db, sqlite::kUsageInsert, &stmt);
   for (size_t i = 0; s.ok() && i < batch.size(); ++i) {
-    const UsageRecord& r = batch[i].record;
     sqlite3_reset(stmt.get());
-    sqlite::BindText(stmt.get(), 1, r.request_id);
-    sqlite::BindText(stmt.get(), 2, r.tenant);
-    sqlite::BindText(stmt.get(), 3, r.model);
-    sqlite::BindText(stmt.get(), 4, r.lane);
-    sqlite::BindText(stmt.get(), 5, r.pool);
-    const int64_t ints[] = {r.finished_unix_ms,  r.prompt_tokens, r.cached_tokens,
-                            r.completion_tokens, r.queue_ms,      r.ttft_ms,
-                            r.duration_ms};
-    for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt.get(), 6 + k, ints[k]);
-    sqlite::BindText(stmt.get(), 13, r.outcome);
-    sqlite3_bind_int64(stmt.get(), 14, r.cost_nano);
+    sqlite::BindUsageRow(stmt.get(), batch[i].record);
     if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = sqlite::Error(db, "insert usage row");
   }
   stmt.reset();
@@ -216,35 +180,15 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
 StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
   std::lock_guard<std::mutex> lock(read_mutex_);
   sqlite3* db = read_db_.get();
-  const std::string sql =
-      std::string(
-          "SELECT request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
-          "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, "
-          "cost_nano FROM usage WHERE ") +
-      TenantFilter(q) + " ORDER BY finished_unix_ms, id";
+  const std::string sql = std::string("SELECT ") + sqlite::kUsageColumns + " FROM usage WHERE " +
+                          TenantFilter(q) + " ORDER BY finished_unix_ms, id";
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
   BindQuery(stmt.get(), q);
   std::vector<UsageRecord> out;
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    sqlite3_stmt* s = stmt.get();
-    UsageRecord r;
-    r.request_id = sqlite::ColumnText(s, 0);
-    r.tenant = sqlite::ColumnText(s, 1);
-    r.model = sqlite::ColumnText(s, 2);
-    r.lane = sqlite::ColumnText(s, 3);
-    r.pool = sqlite::ColumnText(s, 4);
-    r.finished_unix_ms = sqlite3_column_int64(s, 5);
-    r.prompt_tokens = sqlite3_column_int64(s, 6);
-    r.cached_tokens = sqlite3_column_int64(s, 7);
-    r.completion_tokens = sqlite3_column_int64(s, 8);
-    r.queue_ms = sqlite3_column_int64(s, 9);
-    r.ttft_ms = sqlite3_column_int64(s, 10);
-    r.duration_ms = sqlite3_column_int64(s, 11);
-    r.outcome = sqlite::ColumnText(s, 12);
-    r.cost_nano = sqlite3_column_int64(s, 13);
-    out.push_back(std::move(r));
+    out.push_back(sqlite::ReadUsageRow(stmt.get(), 0));
   }
   if (rc != SQLITE_DONE) return sqlite::Error(db, "read usage rows");
   return out;
@@ -263,14 +207,18 @@ StatusOr<int64_t> SqliteLedger::Prune(int64_t before_ms) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<UsageLedger>> UsageLedger::Open(const std::filesystem::path& path) {
+StatusOr<std::unique_ptr<UsageLedger>> OpenSqliteLedger(const std::filesystem::path& path,
+                                                        LedgerSync sync) {
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db write_db, sqlite::OpenDb(path));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA journal_mode=WAL"));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA synchronous=FULL"));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), kSchema));
+  LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(write_db.get(), sync));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kUsageSchema));
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(read_db.get(), "PRAGMA synchronous=FULL"));
+  LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(read_db.get(), sync));
   return std::unique_ptr<UsageLedger>(new SqliteLedger(std::move(write_db), std::move(read_db)));
+}
+
+StatusOr<std::unique_ptr<UsageLedger>> UsageLedger::Open(const std::filesystem::path& path) {
+  return OpenSqliteLedger(path, LedgerSync::kFull);
 }
 
 }  // namespace llmux

@@ -1,0 +1,81 @@
+#include "telemetry/usage_sqlite_rows.h"
+
+#include "telemetry/sqlite_util.h"
+
+namespace llmux::sqlite {
+
+const char* const kUsageSchema = R"sql(
+CREATE TABLE IF NOT EXISTS usage (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  model TEXT NOT NULL,
+  lane TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  finished_unix_ms INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  cached_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  queue_ms INTEGER NOT NULL,
+  ttft_ms INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  cost_nano INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage(tenant, finished_unix_ms);
+CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
+)sql";
+
+const char* const kUsageInsert =
+    "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
+    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+const char* const kUsageColumns =
+    "request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, cached_tokens, "
+    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano";
+
+void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
+  BindText(stmt, 1, r.request_id);
+  BindText(stmt, 2, r.tenant);
+  BindText(stmt, 3, r.model);
+  BindText(stmt, 4, r.lane);
+  BindText(stmt, 5, r.pool);
+  const int64_t ints[] = {r.finished_unix_ms, r.prompt_tokens, r.cached_tokens, r.completion_tokens,
+                          r.queue_ms,         r.ttft_ms,       r.duration_ms};
+  for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt, 6 + k, ints[k]);
+  BindText(stmt, 13, r.outcome);
+  sqlite3_bind_int64(stmt, 14, r.cost_nano);
+}
+
+UsageRecord ReadUsageRow(sqlite3_stmt* s, int first) {
+  UsageRecord r;
+  r.request_id = ColumnText(s, first + 0);
+  r.tenant = ColumnText(s, first + 1);
+  r.model = ColumnText(s, first + 2);
+  r.lane = ColumnText(s, first + 3);
+  r.pool = ColumnText(s, first + 4);
+  r.finished_unix_ms = sqlite3_column_int64(s, first + 5);
+  r.prompt_tokens = sqlite3_column_int64(s, first + 6);
+  r.cached_tokens = sqlite3_column_int64(s, first + 7);
+  r.completion_tokens = sqlite3_column_int64(s, first + 8);
+  r.queue_ms = sqlite3_column_int64(s, first + 9);
+  r.ttft_ms = sqlite3_column_int64(s, first + 10);
+  r.duration_ms = sqlite3_column_int64(s, first + 11);
+  r.outcome = ColumnText(s, first + 12);
+  r.cost_nano = sqlite3_column_int64(s, first + 13);
+  return r;
+}
+
+Status ApplySync(sqlite3* db, LedgerSync sync) {
+  LLMUX_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL"));
+  switch (sync) {
+    case LedgerSync::kFull:
+      return Exec(db, "PRAGMA synchronous=FULL");
+    case LedgerSync::kNormal:
+      return Exec(db, "PRAGMA synchronous=NORMAL");
+  }
+  return Internal("unknown ledger_sync");
+}
+
+}  // namespace llmux::sqlite
