@@ -13,6 +13,8 @@ find_package(ICU COMPONENTS uc)
 find_package(yaml-cpp REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(SQLite3 REQUIRED)
+# Redis client for cluster mode (src/cluster/): tenant state shared by the replicas.
+pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 if(LLMUX_SERVER)
   find_package(Boost 1.74 REQUIRED)
 endif()

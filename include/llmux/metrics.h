@@ -59,6 +59,16 @@ struct MetricsSnapshot {
     std::optional<TenantStats> stats;  // nullopt before the engine knows the tenant
   };
   std::vector<Tenant> tenants;
+  // Cluster mode (llmux_cluster_* series; absent when `enabled` is false).
+  struct ClusterStore {
+    bool enabled = false;
+    bool up = false;
+    int64_t live_replicas = 0;
+    int64_t local_decisions = 0;   // admissions decided without the store (local_share)
+    int64_t unavailable_refusals = 0;  // refused with 503 (reject)
+    int64_t errors = 0;            // store calls failed or timed out
+  };
+  ClusterStore cluster;
 };
 
 class Metrics : public EngineObserver {
