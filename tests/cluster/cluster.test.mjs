@@ -37,7 +37,7 @@ tenants:
   lease:
     api_keys: [ { sha256: "${sha256(K.lease)}" } ]
     lane: standard
-    max_inflight_tokens: 4000
+    max_inflight_tokens: 3500
   share:
     api_keys: [ { sha256: "${sha256(K.share)}" } ]
     lane: standard
@@ -156,7 +156,7 @@ test("a SIGKILLed replica's leases come back within lease_ttl", async (t) => {
   if (!ready) return t.skip('fleet not started');
   const victim = await startReplica(redis, 'r4', TENANTS);
   try {
-    // A long call (8 choices x ~410 tokens) streaming from the victim; kill it once admitted.
+    // A long call (8 choices x ~405 tokens) streaming from the victim; kill it once admitted.
     let held = 0;
     for (let attempt = 0; attempt < 5 && held === 0; attempt++) {
       const stream = await client(K.lease, victim.url).completions.create({
@@ -174,11 +174,11 @@ test("a SIGKILLed replica's leases come back within lease_ttl", async (t) => {
     assert.ok(held > 3200, `r4 holds ${held}`);
     victim.proc.kill('SIGKILL');
     const killedAt = Date.now();
-    // The budget (4000) cannot take another 1000 while r4's lease lives.
-    const blocked = await complete(K.lease, { baseURL: replicas[0].url, maxTokens: 990 });
+    // The budget (3500) cannot take another ~405 while r4's lease lives.
+    const blocked = await complete(K.lease, { baseURL: replicas[0].url, maxTokens: 400 });
     assert.equal(blocked.code, 'inflight_budget_exceeded', JSON.stringify(blocked));
     await waitFor(async () => {
-      const r = await complete(K.lease, { baseURL: replicas[0].url, maxTokens: 990 });
+      const r = await complete(K.lease, { baseURL: replicas[0].url, maxTokens: 400 });
       return r.ok;
     }, 6000, 'the dead replica lease to expire');
     const elapsed = Date.now() - killedAt;
@@ -191,48 +191,61 @@ test("a SIGKILLed replica's leases come back within lease_ttl", async (t) => {
 
 test('Redis down under load: local_share holds, nothing hangs, counters reconcile', async (t) => {
   if (!ready) return t.skip('fleet not started');
+  // Every replica's N is the three live replicas (a killed one has expired).
+  for (const d of replicas) {
+    await waitFor(async () => {
+      const m = await http(d, 'GET', '/metrics', { key: KEYS.admin });
+      return /llmux_cluster_live_replicas 3\b/.test(m.body);
+    }, 5000, 'three live replicas');
+  }
   // Background load through HAProxy for the whole outage.
   let loading = true;
   const loadResults = [];
   const load = (async () => {
     while (loading) loadResults.push(await complete(K.load, { maxTokens: 4 }));
   })();
-  await redis.stop();
-  const downAt = Date.now();
-  // Every replica notices (next heartbeat or call) and reports it.
-  for (const d of replicas) {
-    await waitFor(async () => {
-      const m = await http(d, 'GET', '/metrics', { key: KEYS.admin });
-      return /llmux_cluster_store_up 0/.test(m.body);
-    }, 4000, 'store_up 0');
-  }
-  // 6 rpm over 3 live replicas: each admits 2 on its own.
-  const shared = [];
-  for (const d of replicas) {
-    const here = [];
-    for (let i = 0; i < 4; i++) here.push(await complete(K.share, { baseURL: d.url }));
-    assert.equal(here.filter((r) => r.ok).length, 2, JSON.stringify(here));
-    for (const r of here.filter((x) => !x.ok)) assert.equal(r.code, 'rate_limit_exceeded');
-    shared.push(...here);
-  }
-  const billed = shared.filter((r) => r.ok).reduce((s, r) => s + r.usage.total_tokens, 0);
-  await new Promise((r) => setTimeout(r, Math.max(0, 5000 - (Date.now() - downAt))));
-  await redis.start();
-  for (const d of replicas) {
-    await waitFor(async () => {
-      const m = await http(d, 'GET', '/metrics', { key: KEYS.admin });
-      return /llmux_cluster_store_up 1/.test(m.body) && /llmux_cluster_store_fallbacks_total [1-9]/.test(m.body);
-    }, 5000, 'store_up 1');
-  }
-  loading = false;
-  await load;
-  assert.ok(loadResults.length > 0);
-  assert.deepEqual(loadResults.filter((r) => !r.ok), [], 'load calls failed during the outage');
-  // The outage's usage reached the new Redis: the fleet counter equals what was billed.
-  await waitFor(async () => (await redisInt(SUM_FIELDS, `t:used:share:${todayUtc()}`)) === billed,
-    5000, `share usage ${billed} in redis`);
-  for (const d of replicas) {
-    const h = await http(d, 'GET', '/health');
-    assert.equal(h.status, 200);
+  try {
+    await redis.stop();
+    const downAt = Date.now();
+    // Every replica notices (next heartbeat or call) and reports it.
+    for (const d of replicas) {
+      await waitFor(async () => {
+        const m = await http(d, 'GET', '/metrics', { key: KEYS.admin });
+        return /llmux_cluster_store_up 0/.test(m.body);
+      }, 4000, 'store_up 0');
+    }
+    // 6 rpm over 3 live replicas: each admits 2 on its own.
+    const shared = [];
+    for (const d of replicas) {
+      const here = [];
+      for (let i = 0; i < 4; i++) here.push(await complete(K.share, { baseURL: d.url }));
+      assert.equal(here.filter((r) => r.ok).length, 2, JSON.stringify(here));
+      for (const r of here.filter((x) => !x.ok)) assert.equal(r.code, 'rate_limit_exceeded');
+      shared.push(...here);
+    }
+    const billed = shared.filter((r) => r.ok).reduce((s, r) => s + r.usage.total_tokens, 0);
+    await new Promise((r) => setTimeout(r, Math.max(0, 5000 - (Date.now() - downAt))));
+    await redis.start();
+    for (const d of replicas) {
+      await waitFor(async () => {
+        const m = await http(d, 'GET', '/metrics', { key: KEYS.admin });
+        return /llmux_cluster_store_up 1/.test(m.body) && /llmux_cluster_store_fallbacks_total [1-9]/.test(m.body);
+      }, 5000, 'store_up 1');
+    }
+    loading = false;
+    await load;
+    assert.ok(loadResults.length > 0);
+    assert.deepEqual(loadResults.filter((r) => !r.ok), [], 'load calls failed during the outage');
+    // The outage's usage reached the new Redis: the fleet counter equals what was billed.
+    await waitFor(async () => (await redisInt(SUM_FIELDS, `t:used:share:${todayUtc()}`)) === billed,
+      5000, `share usage ${billed} in redis`);
+    for (const d of replicas) {
+      const h = await http(d, 'GET', '/health');
+      assert.equal(h.status, 200);
+    }
+  } finally {
+    loading = false;
+    await load;
+    if (redis.proc?.exitCode !== null) await redis.start().catch(() => {});
   }
 });
