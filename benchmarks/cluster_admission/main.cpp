@@ -86,9 +86,10 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   const pid_t redis = fork();
   if (redis == 0) {
+    if (std::freopen("/dev/null", "w", stdout) == nullptr) _exit(127);
     const std::string p = std::to_string(port);
     execl(redis_bin.c_str(), redis_bin.c_str(), "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
-          "", "--appendonly", "no", "--dir", dir.c_str(), nullptr);
+          "", "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning", nullptr);
     _exit(127);
   }
   llmux::ClusterSection cluster;

@@ -378,7 +378,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   }
   calls_in_flight_.fetch_add(1);
   // Each choice's latest usage; the call settles its admission with their sum once recorded.
-  auto usage = std::make_shared<CallUsageTally>(plans.size(), tenant.prices);
+  auto usage = std::make_shared<CallUsageTally>(plans.size(), r.n, tenant.prices);
   auto accounting = std::make_shared<CallAccounting>(context, plans.size(), telemetry_, channel,
                                                      [this, ticket, usage] {
                                                        admission_->Finish(*ticket, usage->Total());

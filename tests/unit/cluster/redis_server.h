@@ -58,7 +58,7 @@ class RedisServer {
     if (bin.empty()) return false;
     pid_ = fork();
     if (pid_ == 0) {
-      freopen("/dev/null", "w", stdout);
+      if (std::freopen("/dev/null", "w", stdout) == nullptr) _exit(127);
       const std::string port = std::to_string(port_);
       execl(bin.c_str(), bin.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", dir_.c_str(), "--loglevel", "warning", nullptr);
