@@ -73,6 +73,20 @@ TEST(ClusterAdmissionTest, RequestsPerMinuteAreExactAcrossReplicas) {
   EXPECT_EQ(admitted, 2);
 }
 
+TEST(ClusterAdmissionTest, AFlushedScriptCacheIsReloaded) {
+  RedisServer redis;
+  LLMUX_START_REDIS(redis);
+  auto a = Replica(redis, "a");
+  TenantConfig t = Tenant();
+  ASSERT_NE(Ticket(a->Admit("acme", t, Req(10))), nullptr);
+  ASSERT_TRUE(redis.Client()->Command({"SCRIPT", "FLUSH"}).ok());
+  // NOSCRIPT -> EVAL with the source: still decided in Redis.
+  ASSERT_NE(Ticket(a->Admit("acme", t, Req(10))), nullptr);
+  EXPECT_TRUE(a->Stats().store_up);
+  EXPECT_EQ(a->Stats().local_decisions, 0);
+  EXPECT_EQ(HGet(redis, "test:hold:acme", "a|tok"), 20);
+}
+
 TEST(ClusterAdmissionTest, TokensPerMinuteAndTooLargeRequests) {
   RedisServer redis;
   LLMUX_START_REDIS(redis);
