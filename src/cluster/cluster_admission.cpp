@@ -412,6 +412,26 @@ class RedisClusterAdmission final : public ClusterAdmission {
         next_heartbeat = std::chrono::steady_clock::now() + heartbeat_every;
         continue;
       }
+      // NOTE: the heartbeat goes first, so a steady stream of writes never starves the lease.
+      if (std::chrono::steady_clock::now() >= next_heartbeat) {
+        lock.unlock();
+        auto r = conn->Eval(heartbeat_, {prefix_ + "replicas"},
+                            {replica_, std::to_string(cluster_.lease_ttl.count())});
+        lock.lock();
+        next_heartbeat = std::chrono::steady_clock::now() + heartbeat_every;
+        if (!r.ok() || r->values.size() != 2) {
+          MarkDownLocked(r.ok() ? Internal("HEARTBEAT returned an unexpected reply") : r.status());
+          continue;
+        }
+        live_replicas_ = std::max<int64_t>(1, r->values[0]);
+        if (r->values[1] == 1) {
+          // Our lease lapsed (Redis paused or lost its data): others may have dropped our
+          // holds, so write them all again.
+          MarkDownLocked(Unavailable("this replica's lease lapsed in the cluster store"));
+          --stats_.store_errors;
+        }
+        continue;
+      }
       if (!pending_.empty()) {
         std::deque<PendingWrite> batch;
         batch.swap(pending_);
@@ -432,25 +452,6 @@ class RedisClusterAdmission final : public ClusterAdmission {
         continue;
       }
       FinishReconcileLocked();
-      if (std::chrono::steady_clock::now() >= next_heartbeat) {
-        lock.unlock();
-        auto r = conn->Eval(heartbeat_, {prefix_ + "replicas"},
-                            {replica_, std::to_string(cluster_.lease_ttl.count())});
-        lock.lock();
-        next_heartbeat = std::chrono::steady_clock::now() + heartbeat_every;
-        if (!r.ok() || r->values.size() != 2) {
-          MarkDownLocked(r.ok() ? Internal("HEARTBEAT returned an unexpected reply") : r.status());
-          continue;
-        }
-        live_replicas_ = std::max<int64_t>(1, r->values[0]);
-        if (r->values[1] == 1) {
-          // Our lease lapsed (Redis paused or lost its data): others may have dropped our
-          // holds, so write them all again.
-          MarkDownLocked(Unavailable("this replica's lease lapsed in the cluster store"));
-          --stats_.store_errors;
-        }
-        continue;
-      }
       cv_.wait_until(lock, next_heartbeat, [&] { return stopping_ || !pending_.empty() ||
                                                         state_ == StoreState::kDown; });
     }
