@@ -17,7 +17,11 @@ class ClusterAdmission : public Admission {
   // LeaveQueue/Finish). Redis need not be reachable yet: until it is, admission runs as
   // `cluster.on_store_failure` says. `cluster.replica_id` must be set (the daemon defaults it to
   // HOSTNAME:PORT). InvalidArgument when `cluster` is not enabled or has no replica id.
-  static StatusOr<std::unique_ptr<ClusterAdmission>> Create(const ClusterSection& cluster);
+  // `ledger_totals` (may be null; must outlive the admission): this replica's usage from its
+  // own ledger, read once per tenant to seed the replica's share of the fleet's quota counters
+  // when Redis has none for the period (cluster mode just enabled, or Redis lost its data).
+  static StatusOr<std::unique_ptr<ClusterAdmission>> Create(const ClusterSection& cluster,
+                                                            QuotaTracker* ledger_totals = nullptr);
 
   // Blocks until the store is up and every change made before the call has been written to
   // it, or `timeout` passed; true when it got there. Any thread but an I/O thread (tests,

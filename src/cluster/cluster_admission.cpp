@@ -50,8 +50,9 @@ enum class StoreState {
 
 class RedisClusterAdmission final : public ClusterAdmission {
  public:
-  explicit RedisClusterAdmission(const ClusterSection& cluster)
+  RedisClusterAdmission(const ClusterSection& cluster, QuotaTracker* ledger_totals)
       : cluster_(cluster),
+        ledger_totals_(ledger_totals),
         prefix_(cluster.key_prefix),
         replica_(cluster.replica_id),
         pool_(cluster) {
@@ -101,7 +102,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = tickets_.find(ticket.id);
     if (it == tickets_.end()) return;
-    Tenant& t = tenants_[ticket.tenant];
+    Tenant& t = TenantFor(ticket.tenant);
     const Held held = it->second;
     tickets_.erase(it);
     t.held_tokens -= held.tokens;
@@ -153,6 +154,10 @@ class RedisClusterAdmission final : public ClusterAdmission {
     int64_t fleet_used_nano = 0;
     int64_t own_tokens_then = 0;
     int64_t own_nano_then = 0;
+    // This replica's usage before this process (its ledger), for a period Redis has no figure
+    // of this replica for; 0 once the period rolls over.
+    int64_t seed_tokens = 0;
+    int64_t seed_nano = 0;
   };
   struct Held {
     int64_t tokens = 0;
@@ -175,9 +180,22 @@ class RedisClusterAdmission final : public ClusterAdmission {
     return prefix_ + kind + ":" + tenant;
   }
 
+  // Called with mutex_ held: the tenant's entry, created (and seeded from the ledger) on first use.
+  Tenant& TenantFor(const std::string& name) {
+    auto it = tenants_.find(name);
+    if (it != tenants_.end()) return it->second;
+    Tenant& t = tenants_[name];
+    if (ledger_totals_ != nullptr) {
+      t.seed_tokens = ledger_totals_->TokensToday(name);
+      t.seed_nano = ledger_totals_->SpendThisMonth(name);
+    }
+    return t;
+  }
+
   static void RollPeriods(Tenant& t, int64_t now_ms) {
     const std::string day = FormatDate(now_ms);
     if (t.day != day) {
+      if (!t.day.empty()) t.seed_tokens = 0;
       t.day = day;
       t.used_tokens = 0;
       t.own_tokens_then = 0;
@@ -185,6 +203,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
     }
     const std::string month = day.substr(0, 7);
     if (t.month != month) {
+      if (!t.month.empty()) t.seed_nano = 0;
       t.month = month;
       t.used_nano = 0;
       t.own_nano_then = 0;
@@ -205,7 +224,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
   AdmissionTicket Take(const std::string& tenant, const AdmissionRequest& request) {
     AdmissionTicket ticket{next_id_++, tenant, request};
     tickets_[ticket.id] = Held{request.charged_tokens, request.charged_cost_nano, request.num_choices};
-    Tenant& t = tenants_[tenant];
+    Tenant& t = TenantFor(tenant);
     t.held_tokens += request.charged_tokens;
     t.held_nano += request.charged_cost_nano;
     t.queued += request.num_choices;
@@ -247,7 +266,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
     const int64_t code = v[0], wait_ms = v[1], used_tok = v[2], held_tok = v[3], used_nano = v[4],
                   held_nano = v[5];
     std::lock_guard<std::mutex> lock(mutex_);
-    Tenant& t = tenants_[tenant];
+    Tenant& t = TenantFor(tenant);
     RollPeriods(t, now_ms);
     if (tpd >= 0) {
       t.fleet_used_tokens = used_tok;
@@ -317,7 +336,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
     }
     ++stats_.local_decisions;
     const int64_t n = std::max<int64_t>(live_replicas_, 1);
-    Tenant& t = tenants_[tenant];
+    Tenant& t = TenantFor(tenant);
     RollPeriods(t, now_ms);
     if (config.quota && config.quota->tokens_per_day) {
       // The fleet's usage last seen, plus ours since then as every replica's.
@@ -543,7 +562,9 @@ class RedisClusterAdmission final : public ClusterAdmission {
             std::to_string(queued),
             has_day ? std::to_string(usage->used_tokens) : "-1",
             has_day ? std::to_string(usage->used_nano) : "-1",
-            epoch_};
+            epoch_,
+            std::to_string(usage != nullptr ? usage->seed_tokens : 0),
+            std::to_string(usage != nullptr ? usage->seed_nano : 0)};
   }
 
   // Sends a batch of deltas, merged per tenant (hold deltas add up; usage is the latest total).
@@ -577,6 +598,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   const ClusterSection cluster_;
+  QuotaTracker* const ledger_totals_;  // may be null
   const std::string prefix_;
   const std::string replica_;
   std::string epoch_;
@@ -603,13 +625,14 @@ class RedisClusterAdmission final : public ClusterAdmission {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ClusterAdmission>> ClusterAdmission::Create(const ClusterSection& cluster) {
+StatusOr<std::unique_ptr<ClusterAdmission>> ClusterAdmission::Create(const ClusterSection& cluster,
+                                                                    QuotaTracker* ledger_totals) {
   if (!cluster.enabled) return InvalidArgument("cluster mode is not configured");
   if (cluster.replica_id.empty()) return InvalidArgument("cluster.replica_id is empty");
   if (cluster.replica_id.find('|') != std::string::npos) {
     return InvalidArgument("cluster.replica_id must not contain '|'");
   }
-  return std::unique_ptr<ClusterAdmission>(new RedisClusterAdmission(cluster));
+  return std::unique_ptr<ClusterAdmission>(new RedisClusterAdmission(cluster, ledger_totals));
 }
 
 }  // namespace llmux

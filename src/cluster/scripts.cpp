@@ -120,8 +120,9 @@ for i = 1, 3 do
   end
 end
 redis.call('SADD', KEYS[4], KEYS[1])
--- This process's total for the period on top of what earlier processes of the replica left.
-local function put_used(key, total, ttl_ms)
+-- This process's total for the period on top of what earlier processes of the replica left
+-- (or, when Redis has no figure of this replica for the period, on top of its ledger's `seed`).
+local function put_used(key, total, ttl_ms, seed)
   if total < 0 then return end
   local mark = redis.call('HGET', key, R .. '|e')
   local base = nil
@@ -130,14 +131,15 @@ local function put_used(key, total, ttl_ms)
     if sep and string.sub(mark, 1, sep - 1) == epoch then base = tonumber(string.sub(mark, sep + 1)) end
   end
   if base == nil then
-    base = tonumber(redis.call('HGET', key, R) or '0')
+    local cur = redis.call('HGET', key, R)
+    if cur then base = tonumber(cur) else base = seed end
     redis.call('HSET', key, R .. '|e', epoch .. ':' .. int(base))
   end
   redis.call('HSET', key, R, int(base + total))
   redis.call('PEXPIRE', key, ttl_ms)
 end
-put_used(KEYS[2], tonumber(ARGV[6]), 2 * 86400000)
-put_used(KEYS[3], tonumber(ARGV[7]), 40 * 86400000)
+put_used(KEYS[2], tonumber(ARGV[6]), 2 * 86400000, tonumber(ARGV[9]))
+put_used(KEYS[3], tonumber(ARGV[7]), 40 * 86400000, tonumber(ARGV[10]))
 return 0
 )lua";
   return kScript;

@@ -19,10 +19,12 @@ const std::string& AdmitScript();
 // SYNC: applies one replica's holds and usage for one tenant.
 //   KEYS: hold hash, used-day hash, used-month hash, replica-keys set
 //   ARGV: replica, "add"|"set", tokens, cost_nano, queued, used_tokens_today (-1 skip),
-//         used_nano_month (-1 skip), epoch (this process's id)
+//         used_nano_month (-1 skip), epoch (this process's id), seed_tokens_today,
+//         seed_nano_month (the replica's ledger figures before this process)
 //   The hold fields are added to ("add") or replaced ("set"); the usage figures are this
 //   process's totals for the period, stored on top of what earlier processes with the same
-//   replica id left (remembered per epoch), so repeating a SYNC is harmless.
+//   replica id left (remembered per epoch), so repeating a SYNC is harmless; when Redis has no
+//   figure of the replica for the period, on top of the seed.
 const std::string& SyncScript();
 
 // HEARTBEAT: renews the replica's registration for ttl_ms and drops expired ones.

@@ -166,7 +166,7 @@ int RunDaemon(const DaemonArgs& args) {
   if (config.cluster.enabled) {
     ClusterSection cluster = config.cluster;
     if (cluster.replica_id.empty()) cluster.replica_id = DefaultReplicaId(config.server.listen);
-    auto created = ClusterAdmission::Create(cluster);
+    auto created = ClusterAdmission::Create(cluster, &quota);
     if (!created.ok()) return StartupFailure("cluster", created.status());
     cluster_admission = std::move(created).value();
     api.SetAdmission(cluster_admission.get());

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "llmux/cluster.h"
+#include "llmux/usage_ledger.h"
 #include "unit/cluster/redis_server.h"
 
 namespace llmux {
@@ -71,6 +72,43 @@ TEST(ClusterAdmissionTest, RequestsPerMinuteAreExactAcrossReplicas) {
     }
   }
   EXPECT_EQ(admitted, 2);
+}
+
+TEST(ClusterAdmissionTest, LedgerUsageSeedsAPeriodRedisDoesNotKnow) {
+  RedisServer redis;
+  LLMUX_START_REDIS(redis);
+  // This replica's ledger already holds 30 tokens of today (before cluster mode was enabled).
+  QuotaTracker ledger([] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  });
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  ledger.Record("acme", now_ms, 30, 0);
+  ClusterSection c = redis.Config("a");
+  auto a = ClusterAdmission::Create(c, &ledger);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Flush(Millis(3000)));
+  TenantConfig t = Tenant();
+  t.quota = Quota{100, std::nullopt};
+  AdmissionResult r = (*a)->Admit("acme", t, Req(10));
+  ASSERT_NE(Ticket(r), nullptr);
+  (*a)->Finish(*Ticket(r), AdmissionUsage{5, 0});
+  ASSERT_TRUE((*a)->Flush(Millis(2000)));
+  EXPECT_EQ(HGet(redis, "test:used:acme:" + FormatDate(now_ms), "a"), 35);
+  // A second process of the same replica adds to what Redis has, not to its ledger again.
+  a->reset();
+  ledger.Record("acme", now_ms, 5, 0);  // the first process's call, committed to the ledger
+  auto again = ClusterAdmission::Create(c, &ledger);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->Flush(Millis(3000)));
+  AdmissionResult r2 = (*again)->Admit("acme", t, Req(10));
+  ASSERT_NE(Ticket(r2), nullptr);
+  (*again)->Finish(*Ticket(r2), AdmissionUsage{7, 0});
+  ASSERT_TRUE((*again)->Flush(Millis(2000)));
+  EXPECT_EQ(HGet(redis, "test:used:acme:" + FormatDate(now_ms), "a"), 42);
 }
 
 TEST(ClusterAdmissionTest, AFlushedScriptCacheIsReloaded) {
