@@ -19,6 +19,11 @@ find_package(SQLite3 REQUIRED)
 pkg_check_modules(PQXX IMPORTED_TARGET libpqxx)
 pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)  # URI validation (PQconninfoParse)
 if(LLMUX_SERVER)
+  # Redis client for cluster mode (src/cluster/, linked by the server): tenant state shared by
+  # the replicas.
+  pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
+endif()
+if(LLMUX_SERVER)
   find_package(Boost 1.74 REQUIRED)
 endif()
 find_package(prometheus-cpp CONFIG REQUIRED)

@@ -153,12 +153,39 @@ struct TelemetrySection {
   LedgerSync ledger_sync = LedgerSync::kFull;
 };
 
+// What a replica does while the cluster store (Redis) is unreachable.
+enum class StoreFailureMode {
+  kLocalShare,  // enforce each fleet-wide limit / live replicas locally
+  kReject,      // refuse new completions with 503 + Retry-After
+};
+std::string_view StoreFailureModeName(StoreFailureMode mode);  // "local_share" | "reject"
+
+// `cluster:`: tenant state shared by the replicas of a fleet (docs/deployment.md). Absent =
+// every limit is this replica's own and no Redis is needed.
+struct ClusterSection {
+  bool enabled = false;
+  // redis.url: "redis://[:PASSWORD@]HOST[:PORT][/DB]", "unix:///PATH[?db=DB]" or "/PATH" (a unix
+  // socket). Parsed into the fields below.
+  std::string redis_url;
+  std::string redis_host;         // "" when redis_socket is set
+  int redis_port = 6379;
+  std::string redis_socket;       // absolute path of a unix socket, or ""
+  int redis_db = 0;
+  std::string redis_password;     // "" = no AUTH
+  std::string key_prefix = "llmux:";
+  Millis timeout{50};             // bound on every Redis connect and command
+  std::string replica_id;         // "" = "HOSTNAME:PORT" of the listener (set by the daemon)
+  Millis lease_ttl{10000};        // a dead replica's holds return within this
+  StoreFailureMode on_store_failure = StoreFailureMode::kLocalShare;
+};
+
 struct ServerConfig {
   std::filesystem::path source;  // the file it was loaded from ("" for ParseServerConfig)
   ServerSection server;
   ModelSection model;
   EngineSection engine;
   TelemetrySection telemetry;
+  ClusterSection cluster;
   std::filesystem::path tenants_file;  // absolute
   // Never empty once loaded: the `pools:` map in file order, plus "shared" (first) built from
   // `engine:` and `model:` when the map does not name it.

@@ -61,6 +61,16 @@ struct MetricsSnapshot {
   };
   std::vector<Tenant> tenants;
   std::optional<LedgerHealth> ledger;  // nullopt: no ledger (llmux_ledger_* not exported)
+  // Cluster mode (llmux_cluster_* series; absent when `enabled` is false).
+  struct ClusterStore {
+    bool enabled = false;
+    bool up = false;
+    int64_t live_replicas = 0;
+    int64_t local_decisions = 0;   // admissions decided without the store (local_share)
+    int64_t unavailable_refusals = 0;  // refused with 503 (reject)
+    int64_t errors = 0;            // store calls failed or timed out
+  };
+  ClusterStore cluster;
 };
 
 // The KV cache's shape, exported as vLLM's `vllm:cache_config_info` (a gauge of 1 whose labels

@@ -284,6 +284,116 @@ void ReadTelemetry(MapReader& m, const std::filesystem::path& base, TelemetrySec
   m.Finish();
 }
 
+// Parses a redis.url into `c`; an error message otherwise.
+std::optional<std::string> ParseRedisUrl(const std::string& url, ClusterSection& c) {
+  auto parse_int = [](std::string_view text, int max, int* out) {
+    if (text.empty() || text.size() > 9) return false;
+    int v = 0;
+    for (char ch : text) {
+      if (ch < '0' || ch > '9') return false;
+      v = v * 10 + (ch - '0');
+    }
+    if (v > max) return false;
+    *out = v;
+    return true;
+  };
+  const std::string expected =
+      "expected \"redis://HOST:PORT/DB\", \"unix:///PATH\" or an absolute socket path, got " +
+      QuoteValue(url);
+  if (url.rfind("/", 0) == 0 || url.rfind("unix://", 0) == 0) {
+    std::string path = url.rfind("unix://", 0) == 0 ? url.substr(7) : url;
+    if (const size_t q = path.find("?db="); q != std::string::npos) {
+      if (!parse_int(std::string_view(path).substr(q + 4), 1 << 20, &c.redis_db)) return expected;
+      path.resize(q);
+    }
+    if (path.empty() || path.front() != '/') return expected;
+    c.redis_socket = path;
+    c.redis_host.clear();
+    return std::nullopt;
+  }
+  if (url.rfind("redis://", 0) != 0) return expected;
+  std::string rest = url.substr(8);
+  if (const size_t at = rest.rfind('@'); at != std::string::npos) {
+    std::string auth = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    // "[USER]:PASSWORD"; only the default user is supported.
+    const size_t colon = auth.find(':');
+    if (colon == std::string::npos || colon != 0) {
+      return "only \"redis://:PASSWORD@HOST\" (the default user) is supported, got a user name";
+    }
+    c.redis_password = auth.substr(1);
+  }
+  if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+    const std::string db = rest.substr(slash + 1);
+    if (!db.empty() && !parse_int(db, 1 << 20, &c.redis_db)) return expected;
+    rest.resize(slash);
+  }
+  if (rest.empty()) return expected;
+  if (rest.front() == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string::npos) return expected;
+    c.redis_host = rest.substr(1, close - 1);
+    rest = rest.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || !parse_int(std::string_view(rest).substr(1), 65535, &c.redis_port)) {
+        return expected;
+      }
+    }
+  } else if (const size_t colon = rest.find(':'); colon != std::string::npos) {
+    c.redis_host = rest.substr(0, colon);
+    if (!parse_int(std::string_view(rest).substr(colon + 1), 65535, &c.redis_port)) return expected;
+  } else {
+    c.redis_host = rest;
+  }
+  if (c.redis_host.empty() || c.redis_port == 0) return expected;
+  return std::nullopt;
+}
+
+void ReadCluster(MapReader& m, ClusterSection& c) {
+  c.enabled = true;
+  if (auto v = m.Get("redis"); v && !v->is_null()) {
+    MapReader r(*v);
+    if (auto u = r.Get("url")) {
+      c.redis_url = u->String("");
+      if (auto err = ParseRedisUrl(c.redis_url, c)) u->Error(*err);
+    } else {
+      v->Error("missing required key \"url\"");
+    }
+    if (auto p = r.Get("key_prefix")) {
+      c.key_prefix = p->String(c.key_prefix);
+      if (c.key_prefix.size() > 128) p->Error("must be at most 128 characters");
+    }
+    if (auto t = r.Get("timeout")) {
+      c.timeout = t->Duration(c.timeout);
+      if (c.timeout.count() < 1 || c.timeout.count() > 10000) t->Error("must be 1ms..10s");
+    }
+    r.Finish();
+  } else {
+    m.sink()->Add(m.mark(), m.path(), "missing required key \"redis\"");
+  }
+  if (auto v = m.Get("replica_id")) {
+    c.replica_id = v->String("");
+    if (c.replica_id.size() > 128 || c.replica_id.find('|') != std::string::npos) {
+      v->Error("must be at most 128 characters without '|'");
+    }
+  }
+  if (auto v = m.Get("lease_ttl")) {
+    c.lease_ttl = v->Duration(c.lease_ttl);
+    if (c.lease_ttl.count() < 300) v->Error("must be at least 300ms");
+  }
+  if (auto v = m.Get("on_store_failure")) {
+    const std::string mode = v->String("local_share");
+    if (mode == "local_share") {
+      c.on_store_failure = StoreFailureMode::kLocalShare;
+    } else if (mode == "reject") {
+      c.on_store_failure = StoreFailureMode::kReject;
+    } else {
+      v->Error("expected \"local_share\" or \"reject\", got " + QuoteValue(mode));
+    }
+  }
+  m.Finish();
+}
+
 // `pools:` -> config.pools. Each pool starts from the top-level engine and model.
 void ReadPools(const Value& value, const std::filesystem::path& base, ServerConfig& cfg) {
   MapReader pools(value);
@@ -347,6 +457,14 @@ std::string_view PoolIsolationName(PoolIsolation isolation) {
   return "thread";
 }
 
+std::string_view StoreFailureModeName(StoreFailureMode mode) {
+  switch (mode) {
+    case StoreFailureMode::kLocalShare: return "local_share";
+    case StoreFailureMode::kReject: return "reject";
+  }
+  return "local_share";
+}
+
 const PoolSection* FindPool(const ServerConfig& config, std::string_view name) {
   for (const PoolSection& p : config.pools) {
     if (p.name == name) return &p;
@@ -378,6 +496,10 @@ StatusOr<ServerConfig> ParseServerConfig(std::string_view text, std::string_view
     ReadEngine(engine, cfg.engine);
     MapReader telemetry = section("telemetry");
     ReadTelemetry(telemetry, base, cfg.telemetry);
+    if (auto v = top.Get("cluster"); v && !v->is_null()) {
+      MapReader cluster(*v);
+      ReadCluster(cluster, cfg.cluster);
+    }
     if (auto v = top.Get("tenants_file")) {
       const std::string f = v->String("tenants.yaml");
       if (f.empty()) v->Error("must name a file");

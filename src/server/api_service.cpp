@@ -5,6 +5,7 @@
 
 #include "server/api_error.h"
 #include "server/call_accounting.h"
+#include "server/call_usage_tally.h"
 #include "server/metrics_routes.h"
 #include "server/usage_routes.h"
 
@@ -34,7 +35,9 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       authenticator_(std::move(authenticator)),
       reload_(std::move(reload)),
       telemetry_(telemetry),
-      rate_limiter_([] { return std::chrono::steady_clock::now(); }),
+      local_admission_(NewLocalAdmission([] { return std::chrono::steady_clock::now(); },
+                                         telemetry_.quota)),
+      admission_(local_admission_.get()),
       auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)),
       client_resolver_(options_.trusted_proxies, options_.forwarded_header) {}
 
@@ -49,37 +52,24 @@ const ServedModel* ApiService::ServedFor(const TenantConfig& tenant) const {
   return it == pool_models_.end() ? nullptr : &it->second;
 }
 
-bool ApiService::TryEnqueue(const std::string& tenant, int count, int limit) {
-  std::lock_guard<std::mutex> lock(queue_mutex_);
-  int& q = queued_[tenant];
-  if (q + count > limit) return false;
-  q += count;
-  return true;
-}
-
-void ApiService::Dequeue(const std::string& tenant, int count) {
-  std::lock_guard<std::mutex> lock(queue_mutex_);
-  queued_[tenant] -= count;
-}
-
-int64_t ApiService::queued(const std::string& tenant) {
-  std::lock_guard<std::mutex> lock(queue_mutex_);
-  auto it = queued_.find(tenant);
-  return it == queued_.end() ? 0 : it->second;
-}
+int64_t ApiService::queued(const std::string& tenant) { return admission_->Queued(tenant); }
 
 void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& policy,
                                ResponseChannel& channel) {
   if (telemetry_.metrics == nullptr) {
     return SendApiError(channel, ApiErrorFromStatus(NotFound("metrics are off")));
   }
-  ServeMetrics(req, *telemetry_.metrics, *model_.engine,
-               [&] {
-                 return BuildMetricsSnapshot(*model_.engine, policy,
-                                             [this](const std::string& t) { return queued(t); },
-                                             telemetry_.ledger);
-               },
+  ServeMetrics(req, *telemetry_.metrics, *model_.engine, [&] { return BuildSnapshot(policy); },
                channel);
+}
+
+MetricsSnapshot ApiService::BuildSnapshot(const TenantPolicy& policy) {
+  MetricsSnapshot s = BuildMetricsSnapshot(
+      *model_.engine, policy, [this](const std::string& t) { return queued(t); }, telemetry_.ledger);
+  const AdmissionStats a = admission_->Stats();
+  s.cluster = {a.shared_store,  a.store_up,   a.live_replicas, a.local_decisions,
+               a.store_unavailable_refusals, a.store_errors};
+  return s;
 }
 
 StatusOr<Principal> ApiService::Authenticate(const HttpRequest& req, bool peer_trusted,
@@ -287,12 +277,7 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
   }
   json tenants = json::object();
   for (const auto& [name, t] : policy.tenants) {
-    json entry = {{"queued_http", 0}};
-    {
-      std::lock_guard<std::mutex> lock(queue_mutex_);
-      auto q = queued_.find(name);
-      if (q != queued_.end()) entry["queued_http"] = q->second;
-    }
+    json entry = {{"queued_http", queued(name)}};
     entry["pool"] = t.pool;
     const Engine* engine = EngineOf(t);
     if (auto ts = engine == nullptr ? std::nullopt : engine->GetTenantStats(name)) {
@@ -449,36 +434,19 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     e.retry_after_seconds = 5;
     return SendApiError(*channel, e);
   }
-  if (telemetry_.quota != nullptr) {
-    const QuotaDecision quota = telemetry_.quota->Check(tenant_name, tenant.quota);
-    if (!quota.allowed) {
-      ApiError e = ApiErrorFromStatus(ResourceExhausted(quota.message), "", "quota_exceeded");
-      e.retry_after_seconds =
-          static_cast<int>(std::min<int64_t>(quota.retry_after_seconds, INT32_MAX));
-      return SendApiError(*channel, e);
-    }
-  }
-  const RateDecision rate = rate_limiter_.Admit(tenant_name, tenant.rate_limit, charged_tokens);
-  if (!rate.admitted) {
-    if (rate.retry_after_seconds == RateDecision::kNever) {
-      return SendApiError(*channel, InvalidRequest("the request needs " + std::to_string(charged_tokens) +
-                                                       " tokens, more than this tenant's tokens_per_minute",
-                                                   "max_tokens", "rate_limit_exceeded"));
-    }
-    ApiError e = ApiErrorFromStatus(ResourceExhausted("rate limit exceeded for this tenant"), "",
-                                    "rate_limit_exceeded");
-    e.retry_after_seconds = static_cast<int>(rate.retry_after_seconds);
-    return SendApiError(*channel, e);
-  }
   const int num_choices = static_cast<int>(prompts.size()) * r.n;
-  if (!TryEnqueue(tenant_name, num_choices, tenant.max_queued_requests)) {
-    ApiError e = ApiErrorFromStatus(ResourceExhausted("this tenant has " +
-                                                      std::to_string(tenant.max_queued_requests) +
-                                                      " requests queued already"),
-                                    "", "queue_full");
-    e.retry_after_seconds = 1;
+  AdmissionRequest admission_request{charged_tokens, 0, num_choices};
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    admission_request.charged_cost_nano +=
+        CostNano(tenant.prices, prompt_lengths[p], 0, max_tokens[p]) * r.n;
+  }
+  AdmissionResult admitted = admission_->Admit(tenant_name, tenant, admission_request);
+  if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
+    ApiError e = ApiErrorFromStatus(refusal->status, refusal->param, refusal->code);
+    e.retry_after_seconds = static_cast<int>(std::min<int64_t>(refusal->retry_after_seconds, INT32_MAX));
     return SendApiError(*channel, e);
   }
+  auto ticket = std::make_shared<const AdmissionTicket>(std::get<AdmissionTicket>(std::move(admitted)));
 
   std::vector<ChoicePlan> plans;
   for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
@@ -513,8 +481,13 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                          served.pool->config().engine.batch_invariant ? "true" : "false");
   }
   calls_in_flight_.fetch_add(1);
+  // Each choice's latest usage; the call settles its admission with their sum once recorded.
+  auto usage = std::make_shared<CallUsageTally>(plans.size(), r.n, tenant.prices);
   auto accounting = std::make_shared<CallAccounting>(context, plans.size(), telemetry_, channel,
-                                                     [this] { calls_in_flight_.fetch_sub(1); });
+                                                     [this, ticket, usage] {
+                                                       admission_->Finish(*ticket, usage->Total());
+                                                       calls_in_flight_.fetch_sub(1);
+                                                     });
   auto call = std::make_shared<CompletionCall>(
       r, served.name, prompt_lengths, plans, served.tokenizer, served.engine, channel, headers,
       [accounting](const std::string& outcome, std::function<void()> deliver) {
@@ -539,14 +512,15 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     er.queue_timeout_ms = queue_timeout;
     Status s = served.engine->Submit(
         std::move(er),
-        [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {
-          if (!(*left_queue)[i].exchange(true)) Dequeue(tenant_name, 1);
+        [this, channel, call, i, ticket, usage, left_queue, accounting](EngineOutput&& out) {
+          if (!(*left_queue)[i].exchange(true)) admission_->LeaveQueue(*ticket, 1);
+          usage->Observe(i, out);
           accounting->OnEngineEvent(i, out);
           auto shared = std::make_shared<EngineOutput>(std::move(out));
           channel->Post([call, i, shared] { call->OnEngineOutput(i, *shared); });
         });
     if (!s.ok()) {
-      Dequeue(tenant_name, static_cast<int>(plans.size() - i));
+      admission_->LeaveQueue(*ticket, static_cast<int>(plans.size() - i));
       accounting->SetSubmitted(i);
       ApiError e = ApiErrorFromStatus(s);
       if (e.http_status == 503) e.retry_after_seconds = 1;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "llmux/admission.h"
 #include "llmux/chat_template.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
@@ -62,6 +63,11 @@ class ApiService {
   // GET /admin/pools. Call before serving. Without it every tenant uses `model`.
   void SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set);
 
+  // Decides admission (rate limits, queue caps, quotas, fleet budgets) with `admission` instead
+  // of the built-in local one (NewLocalAdmission on the telemetry's quota tracker). Call before
+  // serving; `admission` must outlive the service.
+  void SetAdmission(Admission* admission) { admission_ = admission; }
+
   // The drain, in two steps (daemon.cpp times them). StartDraining: /ready answers 503 at
   // once so balancers stop sending; requests that still arrive are served. RefuseNewWork (after
   // server.drain_grace): new completions get 503 `draining` with Retry-After. Any thread.
@@ -72,6 +78,8 @@ class ApiService {
   int64_t calls_in_flight() const { return calls_in_flight_.load(); }
   // Requests of `tenant` submitted and not yet started. Any thread.
   int64_t queued(const std::string& tenant);
+  // The /metrics snapshot of the shared pool's engine under `policy`, admission figures included.
+  MetricsSnapshot BuildSnapshot(const TenantPolicy& policy);
 
  private:
   void HandleCompletion(ApiKind kind, HttpRequest&& request, const std::string& tenant,
@@ -100,9 +108,6 @@ class ApiService {
   void HandleStats(const TenantPolicy& policy, ResponseChannel& channel);
   // The engine of the tenant's pool; nullptr when that pool is not served.
   Engine* EngineOf(const TenantConfig& tenant) const;
-  // Tenant queue accounting: requests submitted and not yet started.
-  bool TryEnqueue(const std::string& tenant, int count, int limit);
-  void Dequeue(const std::string& tenant, int count);
 
   const ApiServiceOptions options_;
   const ServedModel model_;
@@ -112,15 +117,14 @@ class ApiService {
   const Authenticator authenticator_;
   const std::function<Status()> reload_;
   const ServerTelemetry telemetry_;
-  TenantRateLimiter rate_limiter_;
+  const std::unique_ptr<Admission> local_admission_;
+  Admission* admission_;  // local_admission_ unless SetAdmission
   AuthThrottle auth_throttle_;
   const ClientAddressResolver client_resolver_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> refusing_{false};
   std::atomic<uint64_t> next_engine_id_{1};
   std::atomic<int64_t> calls_in_flight_{0};
-  std::mutex queue_mutex_;
-  std::map<std::string, int> queued_;  // Guarded by queue_mutex_
 };
 
 }  // namespace llmux::server

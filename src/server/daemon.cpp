@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "llmux/chat_template.h"
+#include "llmux/cluster.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
 #include "llmux/log.h"
@@ -43,6 +45,15 @@ int64_t UnixMsNow() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// HOSTNAME:PORT of `listen`; HOSTNAME:pidPID when the port is chosen by the kernel (0).
+std::string DefaultReplicaId(const std::string& listen) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "localhost");
+  const std::string port = listen.substr(listen.rfind(':') + 1);
+  if (port == "0") return std::string(host) + ":pid" + std::to_string(getpid());
+  return std::string(host) + ":" + port;
 }
 
 bool SameLanes(const std::vector<Lane>& a, const std::vector<Lane>& b) {
@@ -182,6 +193,26 @@ int RunDaemon(const DaemonArgs& args) {
                  },
                  ServerTelemetry{metrics.get(), ledger.get(), &quota});
   api.SetPools(served_pools, pools.get());
+  // Cluster mode: admission against the fleet's state in Redis (the replica id defaults to
+  // HOSTNAME:PORT of the listener, known once it is bound; see below).
+  std::unique_ptr<ClusterAdmission> cluster_admission;
+  if (config.cluster.enabled) {
+    ClusterSection cluster = config.cluster;
+    if (cluster.replica_id.empty()) cluster.replica_id = DefaultReplicaId(config.server.listen);
+    auto created = ClusterAdmission::Create(cluster, &quota);
+    if (!created.ok()) return StartupFailure("cluster", created.status());
+    cluster_admission = std::move(created).value();
+    api.SetAdmission(cluster_admission.get());
+    // Start with the fleet's state when Redis answers now; otherwise on_store_failure applies
+    // until it does (a fleet restart must not wait for Redis).
+    const bool up = cluster_admission->Flush(std::max<Millis>(config.cluster.timeout * 4, Millis(200)));
+    LogEvent(up ? LogLevel::kInfo : LogLevel::kWarn, "cluster_mode",
+             {F("replica", cluster.replica_id), F("store_up", up ? "true" : "false"),
+              F("redis", cluster.redis_socket.empty()
+                             ? cluster.redis_host + ":" + std::to_string(cluster.redis_port)
+                             : cluster.redis_socket),
+              F("on_store_failure", std::string(StoreFailureModeName(cluster.on_store_failure)))});
+  }
 
   HttpServerOptions http;
   http.listen = config.server.listen;
@@ -207,12 +238,7 @@ int RunDaemon(const DaemonArgs& args) {
         return c->Respond(404, "text/plain", "only /metrics is served here\n");
       }
       ServeMetrics(r, *metrics, *served.engine,
-                   [&] {
-                     return BuildMetricsSnapshot(
-                         *served.engine, *store->Current(),
-                         [&api](const std::string& t) { return api.queued(t); }, ledger.get());
-                   },
-                   *c);
+                   [&] { return api.BuildSnapshot(*store->Current()); }, *c);
     });
     if (!ms.ok()) return StartupFailure("metrics listen", ms.status());
     metrics_server = std::move(ms).value();

@@ -119,9 +119,17 @@ class PrometheusMetrics final : public Metrics {
   Family<Gauge>& ledger_spooled_;
   Family<Counter>& ledger_replayed_;
 
+  // Cluster mode (series added at the first scrape that reports it enabled).
+  Family<Gauge>& cluster_up_;
+  Family<Gauge>& cluster_replicas_;
+  Family<Counter>& cluster_fallbacks_;
+  Family<Counter>& cluster_refusals_;
+  Family<Counter>& cluster_errors_;
+
   std::mutex render_mutex_;
   EngineStats last_;  // Guarded by render_mutex_: the engine counters already exported
   int64_t last_replayed_ = 0;  // Guarded by render_mutex_
+  MetricsSnapshot::ClusterStore last_cluster_;  // Guarded by render_mutex_
 };
 
 template <typename B>
@@ -215,7 +223,20 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                           *registry_)),
       ledger_replayed_(Reg(BuildCounter(), "llmux_ledger_replayed_rows_total",
                            "Usage rows replayed from the local spool to PostgreSQL.",
-                           *registry_)) {
+                           *registry_)),
+      cluster_up_(Reg(BuildGauge(), "llmux_cluster_store_up",
+                      "1 when the cluster store (Redis) answers, 0 while it does not.", *registry_)),
+      cluster_replicas_(Reg(BuildGauge(), "llmux_cluster_live_replicas",
+                            "Replicas with a live heartbeat in the cluster store, last seen.",
+                            *registry_)),
+      cluster_fallbacks_(Reg(BuildCounter(), "llmux_cluster_store_fallbacks_total",
+                             "Admissions decided locally (local_share) without the cluster store.",
+                             *registry_)),
+      cluster_refusals_(Reg(BuildCounter(), "llmux_cluster_store_refusals_total",
+                            "Requests refused with 503 because the cluster store was down (reject).",
+                            *registry_)),
+      cluster_errors_(Reg(BuildCounter(), "llmux_cluster_store_errors_total",
+                          "Cluster store calls that failed or timed out.", *registry_)) {
   const prometheus::Labels m = {{"model_name", model_}};
   running_.Add(m);
   waiting_.Add(m);
@@ -343,6 +364,14 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     ledger_up_.Add({}).Set(s.ledger->store_up ? 1 : 0);
     ledger_spooled_.Add({}).Set(static_cast<double>(s.ledger->spooled_rows));
     Advance(ledger_replayed_.Add({}), s.ledger->replayed_rows, &last_replayed_);
+  }
+  if (s.cluster.enabled) {
+    cluster_up_.Add({}).Set(s.cluster.up ? 1 : 0);
+    cluster_replicas_.Add({}).Set(static_cast<double>(s.cluster.live_replicas));
+    Advance(cluster_fallbacks_.Add({}), s.cluster.local_decisions, &last_cluster_.local_decisions);
+    Advance(cluster_refusals_.Add({}), s.cluster.unavailable_refusals,
+            &last_cluster_.unavailable_refusals);
+    Advance(cluster_errors_.Add({}), s.cluster.errors, &last_cluster_.errors);
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -1,0 +1,103 @@
+// Admission: the tenant limits a request must pass before it reaches an engine (rate limits
+// requests_per_minute / tokens_per_minute, the queue cap max_queued_requests, the quotas
+// tokens_per_day / spend_per_month and, in cluster mode, the fleet-wide in-flight token budget
+// max_inflight_tokens), behind one interface with two implementations:
+//   - local (NewLocalAdmission, src/tenancy/): every figure is this replica's own;
+//   - cluster (src/cluster/, include/llmux/cluster.h): the figures are the whole fleet's,
+//     kept in Redis and updated atomically.
+// The HTTP layer calls Admit once per completion call, LeaveQueue as each choice starts, and
+// Finish once when the call's usage is known.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "llmux/quota.h"
+#include "llmux/status.h"
+#include "llmux/tenant_policy.h"
+
+namespace llmux {
+
+// What one completion call asks for.
+struct AdmissionRequest {
+  // prompt + max new tokens, summed over every choice (what rate limits, quotas and the
+  // in-flight budget charge until the call settles).
+  std::int64_t charged_tokens = 0;
+  // The cost of `charged_tokens` at the tenant's prices (prompt at the input price, max new
+  // tokens at the output price): what spend_per_month reserves until the call settles.
+  std::int64_t charged_cost_nano = 0;
+  int num_choices = 1;  // engine requests the call submits (prompts x n)
+};
+
+// An admitted call. Hand it back to LeaveQueue / Finish; it owns nothing.
+struct AdmissionTicket {
+  std::uint64_t id = 0;
+  std::string tenant;
+  AdmissionRequest request;
+};
+
+// Why a call was refused, ready for the HTTP layer: `status` decides the HTTP status
+// (InvalidArgument 400, ResourceExhausted 429, Unavailable 503), `code` is the OpenAI error
+// code ("rate_limit_exceeded", "queue_full", "quota_exceeded", "inflight_budget_exceeded",
+// "store_unavailable"), `param` the request field at fault ("" when none) and
+// `retry_after_seconds` the truthful Retry-After (0 = send none).
+struct AdmissionRefusal {
+  Status status;
+  std::string code;
+  std::string param;
+  std::int64_t retry_after_seconds = 0;
+};
+
+using AdmissionResult = std::variant<AdmissionTicket, AdmissionRefusal>;
+
+// The usage a finished call is settled with.
+struct AdmissionUsage {
+  std::int64_t tokens = 0;  // prompt + completion over every choice, as billed
+  std::int64_t cost_nano = 0;
+};
+
+// Figures for /metrics (cluster mode only; the local implementation reports shared_store false).
+struct AdmissionStats {
+  bool shared_store = false;   // cluster mode
+  bool store_up = false;       // the last call to the store succeeded
+  std::int64_t live_replicas = 1;       // replicas with a live heartbeat, last seen
+  std::int64_t local_decisions = 0;     // calls decided without the store (local_share)
+  std::int64_t store_unavailable_refusals = 0;  // calls refused because the store was down
+  std::int64_t store_errors = 0;        // store calls that failed or timed out
+};
+
+// Thread-safe. Admit runs on I/O threads and returns within the store timeout (cluster) or at
+// once (local); LeaveQueue and Finish never block (engine thread, ledger thread).
+class Admission {
+ public:
+  virtual ~Admission() = default;
+
+  // Decides one call of `tenant` under its current `config`. On admission the call holds its
+  // rate-limit units, `num_choices` queue places, and (cluster) its charge against the quota
+  // counters and the in-flight budget until Finish.
+  virtual AdmissionResult Admit(const std::string& tenant, const TenantConfig& config,
+                                const AdmissionRequest& request) = 0;
+  // `count` of the ticket's choices left the queue (the engine started them, or they ended
+  // before starting). The sum over calls must not exceed num_choices.
+  virtual void LeaveQueue(const AdmissionTicket& ticket, int count) = 0;
+  // The call ended with `usage`: releases what it still holds (queue places not yet left, the
+  // in-flight lease) and settles the quota reservation to the real usage. Once per ticket.
+  virtual void Finish(const AdmissionTicket& ticket, const AdmissionUsage& usage) = 0;
+
+  // Calls of `tenant` queued on this replica (choices admitted, not yet started).
+  virtual std::int64_t Queued(const std::string& tenant) = 0;
+  virtual AdmissionStats Stats() = 0;
+};
+
+// The refusals both implementations give (same messages and codes): a rate limit (`rate` not
+// admitted; kNever -> 400 on max_tokens) and a full queue.
+AdmissionRefusal AdmissionRateRefusal(const RateDecision& rate, std::int64_t charged_tokens);
+AdmissionRefusal AdmissionQueueFullRefusal(int limit);
+
+// This replica's limits only: a token-bucket TenantRateLimiter on `clock`, queue counts, and
+// `quota` (may be null = no quotas; must outlive the admission; fed by the usage ledger).
+std::unique_ptr<Admission> NewLocalAdmission(ClockFn clock, QuotaTracker* quota);
+
+}  // namespace llmux
