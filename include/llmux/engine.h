@@ -52,6 +52,9 @@ struct EngineRequest {
   // A request still waiting (never scheduled) this long after Submit ends with
   // DeadlineExceeded. 0 = no limit.
   int64_t queue_timeout_ms = 0;
+  // Scheduler lane for this request (OpenAI service_tier mapped by the tenant's
+  // service_tiers); -1 = the tenant's lane.
+  int32_t lane = -1;
 };
 
 // What a request's sink receives. Every accepted request gets zero or more token events and

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -131,6 +132,13 @@ class EngineImpl final : public Engine {
 #ifdef LLMUX_TEST_HOOKS
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
+
+ public:
+  // Test-only (LLMUX_TEST_FORCE_TOKENS): replaces the token sampled for a request at output
+  // position k by forced_tokens_[tenant][k] while k is within the list.
+  std::map<std::string, std::vector<int32_t>> forced_tokens_;
+
+ private:
 #endif
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
@@ -226,6 +234,7 @@ void EngineImpl::HandleSubmit(SubmitItem&& item) {
   sr.prompt = item.request.prompt;
   sr.max_new_tokens = item.request.sampling.max_tokens;
   sr.arrival = NowMs();
+  sr.lane = item.request.lane;
   Status s = scheduler_->Submit(std::move(sr));
   if (!s.ok()) {
     reject.error = s;
@@ -408,6 +417,12 @@ StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
   try {
     SequenceView view{live.request.prompt, live.output, live.seed};
     Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
+#ifdef LLMUX_TEST_HOOKS
+    if (auto f = forced_tokens_.find(live.request.tenant);
+        f != forced_tokens_.end() && live.output.size() < f->second.size()) {
+      e.sampled.token = f->second[live.output.size()];
+    }
+#endif
     live.output.push_back(e.sampled.token);
     e.stop = stop_checker_.Check(live.request.sampling,
                                  static_cast<int32_t>(live.request.prompt.size()), live.output);
@@ -560,8 +575,28 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   spec.dtype = backend->ActivationDType();
   LLMUX_RETURN_IF_ERROR(backend->InitKvCache(spec));
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));
-  auto engine = std::unique_ptr<Engine>(
-      new EngineImpl(c, std::move(backend), std::move(model), std::move(scheduler)));
+  auto impl = std::make_unique<EngineImpl>(c, std::move(backend), std::move(model),
+                                           std::move(scheduler));
+#ifdef LLMUX_TEST_HOOKS
+  // LLMUX_TEST_FORCE_TOKENS=TENANT:ID,ID,... makes TENANT's requests generate exactly those
+  // tokens first (integration tests of output parsing, e.g. tool calls, on a tiny model).
+  if (const char* spec = std::getenv("LLMUX_TEST_FORCE_TOKENS"); spec != nullptr && *spec) {
+    const std::string text = spec;
+    const size_t colon = text.find(':');
+    if (colon != std::string::npos) {
+      std::vector<int32_t> ids;
+      for (size_t p = colon + 1; p < text.size();) {
+        size_t comma = text.find(',', p);
+        if (comma == std::string::npos) comma = text.size();
+        const int32_t id = std::atoi(text.substr(p, comma - p).c_str());
+        if (id >= 0 && id < impl->model_config().vocab_size) ids.push_back(id);
+        p = comma + 1;
+      }
+      impl->forced_tokens_[text.substr(0, colon)] = std::move(ids);
+    }
+  }
+#endif
+  std::unique_ptr<Engine> engine = std::move(impl);
 #ifdef LLMUX_TEST_HOOKS
   if (const char* spec = std::getenv("LLMUX_TEST_FAIL_TENANT"); spec != nullptr && *spec) {
     std::string tenant = spec;

@@ -45,8 +45,15 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
 
 constexpr const char* kInsert =
     "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
-    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, "
+    "x_request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+// Migration 1: the x_request_id column (nullable) on ledgers created before it existed.
+Status AddRequestIdColumn(sqlite3* db) {
+  Status s = sqlite::Exec(db, "ALTER TABLE usage ADD COLUMN x_request_id TEXT");
+  if (!s.ok() && s.message().find("duplicate column") != std::string::npos) return Status::Ok();
+  return s;
+}
 
 class SqliteLedger final : public UsageLedger {
  public:
@@ -151,6 +158,11 @@ Status SqliteLedger::WriteBatch(const std::deque<Pending>& batch) {
     for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt.get(), 6 + k, ints[k]);
     sqlite::BindText(stmt.get(), 13, r.outcome);
     sqlite3_bind_int64(stmt.get(), 14, r.cost_nano);
+    if (r.x_request_id.empty()) {
+      sqlite3_bind_null(stmt.get(), 15);
+    } else {
+      sqlite::BindText(stmt.get(), 15, r.x_request_id);
+    }
     if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = sqlite::Error(db, "insert usage row");
   }
   stmt.reset();
@@ -220,7 +232,7 @@ StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
       std::string(
           "SELECT request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
           "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, "
-          "cost_nano FROM usage WHERE ") +
+          "cost_nano, x_request_id FROM usage WHERE ") +
       TenantFilter(q) + " ORDER BY finished_unix_ms, id";
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, sql.c_str(), &stmt));
@@ -244,6 +256,7 @@ StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
     r.duration_ms = sqlite3_column_int64(s, 11);
     r.outcome = sqlite::ColumnText(s, 12);
     r.cost_nano = sqlite3_column_int64(s, 13);
+    if (sqlite3_column_type(s, 14) != SQLITE_NULL) r.x_request_id = sqlite::ColumnText(s, 14);
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return sqlite::Error(db, "read usage rows");
@@ -268,6 +281,7 @@ StatusOr<std::unique_ptr<UsageLedger>> UsageLedger::Open(const std::filesystem::
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA journal_mode=WAL"));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), "PRAGMA synchronous=FULL"));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), kSchema));
+  LLMUX_RETURN_IF_ERROR(AddRequestIdColumn(write_db.get()));
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(read_db.get(), "PRAGMA synchronous=FULL"));
   return std::unique_ptr<UsageLedger>(new SqliteLedger(std::move(write_db), std::move(read_db)));
