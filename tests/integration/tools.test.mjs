@@ -187,3 +187,35 @@ test('tool_choice none leaves the text alone; required/named are refused until s
     assert.match(res.json.error.message, /structured outputs/);
   }
 });
+
+test('Responses API: a generated call becomes a function_call item, streamed as typed events', async (t) => {
+  if (!haveData(t)) return;
+  const tools = [{ type: 'function', name: 'get_weather', parameters: TOOLS[0].function.parameters }];
+  const r = await client(CALLER_KEY).responses.create({ model: 'stories', input: 'Hi', tools, max_output_tokens: 80 });
+  assert.equal(r.status, 'completed');
+  assert.equal(r.output.length, 1, JSON.stringify(r.output));
+  const item = r.output[0];
+  assert.equal(item.type, 'function_call');
+  assert.equal(item.name, 'get_weather');
+  assert.equal(item.arguments, '{"city": "Paris"}');
+  assert.match(item.call_id, /^call_[A-Za-z0-9]{24}$/);
+  assert.match(item.id, /^fc_/);
+  assert.deepEqual(r.tools, tools);
+
+  const stream = client(CALLER_KEY).responses.stream({ model: 'stories', input: 'Hi', tools, max_output_tokens: 80 });
+  const types = [];
+  let args = '';
+  for await (const e of stream) {
+    types.push(e.type);
+    if (e.type === 'response.function_call_arguments.delta') args += e.delta;
+  }
+  const collapsed = types.filter((x, i) => x !== types[i - 1]);
+  assert.deepEqual(collapsed, [
+    'response.created', 'response.in_progress', 'response.output_item.added',
+    'response.function_call_arguments.delta', 'response.function_call_arguments.done',
+    'response.output_item.done', 'response.completed',
+  ]);
+  assert.equal(args, '{"city": "Paris"}');
+  const final = await stream.finalResponse();
+  assert.equal(final.output[0].arguments, '{"city": "Paris"}');
+});
