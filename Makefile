@@ -57,7 +57,7 @@ test-asan: deps
 # The integration suite (daemon under ASan+UBSan) and the engine/tenancy concurrency tests
 # under TSan.
 sanitize: test-asan
-	cmake --build $(ASAN_DIR) -j $(JOBS) --target llmuxd llmux
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target llmuxd llmuxd-test llmux
 	cd $(ASAN_DIR) && ctest --output-on-failure --timeout 900 -L integration
 	@if [ ! -f $(TSAN_DIR)/build.ninja ]; then \
 	  cmake -S . -B $(TSAN_DIR) $(SAN_CMAKE) -DLLMUX_SANITIZE=thread; \

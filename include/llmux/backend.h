@@ -17,7 +17,7 @@
 
 #include "llmux/dtype.h"
 #include "llmux/forward_batch.h"
-#include "llmux/safetensors.h"
+#include "llmux/host_tensor.h"
 #include "llmux/status.h"
 
 namespace llmux {

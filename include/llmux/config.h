@@ -60,6 +60,7 @@ struct ChatTemplateSource {
 
 struct ModelSection {
   std::filesystem::path path;  // absolute; empty = none given (the daemon picks its default)
+  std::string path_origin;     // where `path` was set ("llmux.yaml:12:9", "--model"), for messages
   std::string name;            // served model id; "" in the file = last component of `path`
   int max_model_len = 0;       // 0 = the model's own max_position_embeddings
   ChatTemplateSource chat_template;
@@ -101,6 +102,11 @@ struct PoolSection {
   bool own_model = false;
   // kProcess: a worker that answers no health ping for this long is killed and restarted.
   Millis health_timeout{5000};
+  // kProcess: the wait before restarting a dead worker; doubles after each quick death up to
+  // max(10s, restart_backoff), back to this after a worker that served 10s.
+  Millis restart_backoff{500};
+  // A pool not ready (starting or restarting) for longer than this fails /health and /ready.
+  Millis max_down{60000};
 };
 
 struct TelemetrySection {

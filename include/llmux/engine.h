@@ -139,7 +139,7 @@ class Engine {
   // Steps until no request is waiting or running.
   virtual Status RunUntilIdle() = 0;
 
-#ifdef LLMUX_TEST_HOOKS
+  // ---- test seams (no effect unless a test calls them; see SetEngineCreatedHookForTesting) ----
   // Test-only access to the backend (raw KV block reads). Engine thread / not started only.
   virtual Backend* backend_for_testing() = 0;
   // Runs on the stepping thread after KV blocks were zeroed and before each forward pass.
@@ -148,11 +148,20 @@ class Engine {
   // Fault injection: runs before each sample of each sequence (arguments: the request and
   // the number of tokens it has generated so far); a non-OK result fails that sequence alone
   // (its sink gets a final event with that error), as any per-sequence sampling failure does.
-  // Engine created with the environment variable LLMUX_TEST_FAIL_TENANT=NAME[:AFTER] get a
-  // hook that fails NAME's sequences once they have AFTER (default 0) tokens.
   virtual void SetSequenceFaultHookForTesting(
       std::function<Status(const EngineRequest&, int32_t num_output)> hook) = 0;
-#endif
+  // Forced output: runs after each sample of each sequence; a token id it returns replaces the
+  // sampled token at that output position (tests of output parsing, e.g. tool calls, on a tiny
+  // model that would never write one). Stop checks and everything after see the forced token.
+  virtual void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t num_output)> hook) = 0;
 };
+
+// Test binaries only: `hook` runs on every engine that Engine::Create makes from now on, before
+// it is returned (the test daemon `llmuxd-test` installs fault injection from its environment
+// this way). Production binaries never set it, so no environment variable can reach the
+// engine's test seams there. Call before any engine is created; nullptr clears it.
+using EngineCreatedHook = void (*)(Engine& engine);
+void SetEngineCreatedHookForTesting(EngineCreatedHook hook);
 
 }  // namespace llmux

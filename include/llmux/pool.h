@@ -47,7 +47,13 @@ struct PoolStatus {
   std::string model;        // served model id
   std::string last_error;   // why the last worker ended ("" when none did)
   EngineStats stats;        // the pool engine's figures (the worker's, last health ping)
+  // How long the pool has not been ready (starting or restarting); 0 while ready.
+  int64_t down_ms = 0;
 };
+
+// OK when `model.path` is an existing folder with a config.json; otherwise NotFound /
+// InvalidArgument naming `model.path`, where it was set (path_origin) and what is wrong.
+Status CheckModelFolder(const ModelSection& model);
 
 // The scheduler limits a tenant's policy gives it inside its pool's engine.
 TenantLimits TenantLimitsOf(const TenantConfig& tenant);

@@ -14,24 +14,10 @@
 #include <vector>
 
 #include "llmux/dtype.h"
+#include "llmux/host_tensor.h"
 #include "llmux/status.h"
 
 namespace llmux {
-
-// A tensor inside a mapped file. `data` stays valid while its SafetensorsFile/WeightStore lives.
-struct HostTensor {
-  std::string name;
-  DType dtype = DType::kF32;
-  std::vector<int64_t> shape;
-  const std::byte* data = nullptr;
-  size_t nbytes = 0;
-
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
-};
 
 // Largest accepted JSON header (bytes). Real headers are well under 1 MiB.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;

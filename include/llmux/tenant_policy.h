@@ -253,6 +253,8 @@ class PolicyStore {
   const std::filesystem::path& path() const { return path_; }
   // Number of policies installed so far (1 after Create).
   std::uint64_t generation() const;
+  // SHA-256 of the file bytes the installed policy was parsed from (one whole read of the file).
+  KeyHash content_hash() const;
 
  private:
   PolicyStore(std::filesystem::path path, Validator validator);

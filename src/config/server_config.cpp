@@ -103,7 +103,10 @@ void ReadServer(MapReader& m, ServerSection& s) {
 }
 
 void ReadModel(MapReader& m, const std::filesystem::path& base, ModelSection& s) {
-  s.path = Resolve(base, m.String("path", ""));
+  if (auto v = m.Get("path")) {
+    s.path = Resolve(base, v->String(""));
+    s.path_origin = v->Where();
+  }
   s.name = m.String("name", "");
   if (s.name.empty() && !s.path.empty()) {
     s.name = s.path.has_filename() ? s.path.filename().string()
@@ -232,6 +235,16 @@ void ReadPools(const Value& value, const std::filesystem::path& base, ServerConf
     if (auto v = m.Get("health_timeout")) {
       p.health_timeout = v->Duration(p.health_timeout);
       if (p.health_timeout.count() < 100) v->Error("must be at least 100ms");
+    }
+    if (auto v = m.Get("restart_backoff")) {
+      p.restart_backoff = v->Duration(p.restart_backoff);
+      if (p.restart_backoff.count() < 10 || p.restart_backoff.count() > 600000) {
+        v->Error("must be between 10ms and 10m");
+      }
+    }
+    if (auto v = m.Get("max_down")) {
+      p.max_down = v->Duration(p.max_down);
+      if (p.max_down.count() < 1000) v->Error("must be at least 1s");
     }
     m.Finish();
     cfg.pools.push_back(std::move(p));

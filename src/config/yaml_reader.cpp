@@ -182,6 +182,11 @@ std::int64_t Value::Int(std::int64_t fallback, std::int64_t min, std::int64_t ma
   return v;
 }
 
+std::string Value::Where() const {
+  return sink_->source() + ":" + std::to_string(mark_.line < 0 ? 0 : mark_.line + 1) + ":" +
+         std::to_string(mark_.column < 0 ? 0 : mark_.column + 1);
+}
+
 std::string Value::String(std::string fallback) const {
   if (!node_.IsScalar()) {
     Error("expected a string, got " + std::string(NodeKindName(node_)));
@@ -290,6 +295,7 @@ std::string MapReader::ChildPath(std::string_view key) const {
 }
 
 std::optional<Value> MapReader::Get(std::string_view key) {
+  if (std::find(asked_.begin(), asked_.end(), key) == asked_.end()) asked_.emplace_back(key);
   for (Entry& e : entries_) {
     if (e.key == key) {
       e.used = true;
@@ -357,9 +363,45 @@ std::vector<std::pair<std::string, Value>> MapReader::All() {
   return out;
 }
 
+namespace {
+
+// Levenshtein distance with adjacent transpositions counted as one edit.
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
 void MapReader::Finish() {
   for (const Entry& e : entries_) {
-    if (!e.used) sink_->Add(e.key_mark, ChildPath(e.key), "unknown key");
+    if (e.used) continue;
+    // Suggest the nearest known key within a third of its length (at least one edit), or a
+    // known key that differs only in case or '-' for '_'.
+    std::string best;
+    size_t best_distance = std::max<size_t>(1, e.key.size() / 3) + 1;
+    if (e.key.size() <= 64) {
+      for (const std::string& known : asked_) {
+        const size_t distance = EditDistance(e.key, known);
+        if (distance < best_distance) {
+          best = known;
+          best_distance = distance;
+        }
+      }
+    }
+    sink_->Add(e.key_mark, ChildPath(e.key),
+               best.empty() ? "unknown key" : "unknown key (did you mean \"" + best + "\"?)");
   }
 }
 

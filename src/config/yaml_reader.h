@@ -64,6 +64,8 @@ class Value {
   const YAML::Node& node() const { return node_; }
   const std::string& path() const { return path_; }
   YAML::Mark mark() const { return mark_; }
+  // "FILE:LINE:COLUMN" of this value (for messages raised after loading).
+  std::string Where() const;
   bool is_null() const { return node_.IsNull(); }
   void Error(std::string_view message) const { sink_->Add(mark_, path_, message); }
 
@@ -106,7 +108,8 @@ class MapReader {
 
   // Every (key, value) in file order, marking all keys known (for maps keyed by name).
   std::vector<std::pair<std::string, Value>> All();
-  // Records "unknown key" for each key nobody asked for.
+  // Records "unknown key" for each key nobody asked for, with the nearest key that was asked
+  // for as a suggestion when one is close ("did you mean \"max_seqs\"?").
   void Finish();
 
   ErrorSink* sink() const { return sink_; }
@@ -127,6 +130,7 @@ class MapReader {
   std::string path_;
   YAML::Mark mark_;
   std::vector<Entry> entries_;
+  std::vector<std::string> asked_;  // every key asked for: the keys this map knows
 };
 
 // Whether `name` is 1-64 of [A-Za-z0-9_-], starting with a letter or digit. Tenant, lane,

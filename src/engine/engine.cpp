@@ -3,11 +3,10 @@
 // and the stats snapshot are the only state shared with other threads, each under its mutex.
 #include "llmux/engine.h"
 
+#include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -80,7 +79,6 @@ class EngineImpl final : public Engine {
   void Stop() override;
   StatusOr<bool> StepOnce() override;
   Status RunUntilIdle() override;
-#ifdef LLMUX_TEST_HOOKS
   Backend* backend_for_testing() override { return backend_.get(); }
   void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)> hook) override {
     before_forward_hook_ = std::move(hook);
@@ -89,7 +87,10 @@ class EngineImpl final : public Engine {
       std::function<Status(const EngineRequest&, int32_t)> hook) override {
     sequence_fault_hook_ = std::move(hook);
   }
-#endif
+  void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> hook) override {
+    sample_override_hook_ = std::move(hook);
+  }
 
  private:
   Status Push(InboxItem item, bool bounded);
@@ -129,17 +130,9 @@ class EngineImpl final : public Engine {
   BatchBuilder batch_builder_;
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler
-#ifdef LLMUX_TEST_HOOKS
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
-
- public:
-  // Test-only (LLMUX_TEST_FORCE_TOKENS): replaces the token sampled for a request at output
-  // position k by forced_tokens_[tenant][k] while k is within the list.
-  std::map<std::string, std::vector<int32_t>> forced_tokens_;
-
- private:
-#endif
+  std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
@@ -325,9 +318,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
     Status zeroed = backend_->ZeroKvBlocks(plan.blocks_to_zero);
     if (!zeroed.ok()) return FailStep(plan, zeroed.WithContext("zeroing KV blocks"));
   }
-#ifdef LLMUX_TEST_HOOKS
   if (before_forward_hook_) before_forward_hook_(plan);
-#endif
   const ForwardBatch& batch = batch_builder_.Build(plan);
   auto logits = model_->Forward(batch);
   if (!logits.ok()) {
@@ -408,21 +399,18 @@ StatusOr<bool> EngineImpl::StepOnce() {
 
 StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
                                                      std::span<const float> row) {
-#ifdef LLMUX_TEST_HOOKS
   if (sequence_fault_hook_) {
     LLMUX_RETURN_IF_ERROR(
         sequence_fault_hook_(live.request, static_cast<int32_t>(live.output.size())));
   }
-#endif
   try {
     SequenceView view{live.request.prompt, live.output, live.seed};
     Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
-#ifdef LLMUX_TEST_HOOKS
-    if (auto f = forced_tokens_.find(live.request.tenant);
-        f != forced_tokens_.end() && live.output.size() < f->second.size()) {
-      e.sampled.token = f->second[live.output.size()];
+    if (sample_override_hook_) {
+      const std::optional<int32_t> forced =
+          sample_override_hook_(live.request, static_cast<int32_t>(live.output.size()));
+      if (forced && *forced >= 0 && *forced < model_->config().vocab_size) e.sampled.token = *forced;
     }
-#endif
     live.output.push_back(e.sampled.token);
     e.stop = stop_checker_.Check(live.request.sampling,
                                  static_cast<int32_t>(live.request.prompt.size()), live.output);
@@ -547,7 +535,11 @@ void EngineImpl::Stop() {
   }
 }
 
+std::atomic<EngineCreatedHook> engine_created_hook{nullptr};
+
 }  // namespace
+
+void SetEngineCreatedHookForTesting(EngineCreatedHook hook) { engine_created_hook.store(hook); }
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
                                                  std::unique_ptr<Backend> backend,
@@ -575,45 +567,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   spec.dtype = backend->ActivationDType();
   LLMUX_RETURN_IF_ERROR(backend->InitKvCache(spec));
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));
-  auto impl = std::make_unique<EngineImpl>(c, std::move(backend), std::move(model),
-                                           std::move(scheduler));
-#ifdef LLMUX_TEST_HOOKS
-  // LLMUX_TEST_FORCE_TOKENS=TENANT:ID,ID,... makes TENANT's requests generate exactly those
-  // tokens first (integration tests of output parsing, e.g. tool calls, on a tiny model).
-  if (const char* spec = std::getenv("LLMUX_TEST_FORCE_TOKENS"); spec != nullptr && *spec) {
-    const std::string text = spec;
-    const size_t colon = text.find(':');
-    if (colon != std::string::npos) {
-      std::vector<int32_t> ids;
-      for (size_t p = colon + 1; p < text.size();) {
-        size_t comma = text.find(',', p);
-        if (comma == std::string::npos) comma = text.size();
-        const int32_t id = std::atoi(text.substr(p, comma - p).c_str());
-        if (id >= 0 && id < impl->model_config().vocab_size) ids.push_back(id);
-        p = comma + 1;
-      }
-      impl->forced_tokens_[text.substr(0, colon)] = std::move(ids);
-    }
-  }
-#endif
-  std::unique_ptr<Engine> engine = std::move(impl);
-#ifdef LLMUX_TEST_HOOKS
-  if (const char* spec = std::getenv("LLMUX_TEST_FAIL_TENANT"); spec != nullptr && *spec) {
-    std::string tenant = spec;
-    int32_t after = 0;
-    if (const size_t colon = tenant.find(':'); colon != std::string::npos) {
-      after = std::atoi(tenant.c_str() + colon + 1);
-      tenant.resize(colon);
-    }
-    engine->SetSequenceFaultHookForTesting(
-        [tenant, after](const EngineRequest& r, int32_t num_output) -> Status {
-          if (r.tenant == tenant && num_output >= after) {
-            return Internal("injected fault (LLMUX_TEST_FAIL_TENANT) for tenant '" + tenant + "'");
-          }
-          return Status::Ok();
-        });
-  }
-#endif
+  auto engine = std::unique_ptr<Engine>(
+      new EngineImpl(c, std::move(backend), std::move(model), std::move(scheduler)));
+  if (EngineCreatedHook hook = engine_created_hook.load()) hook(*engine);
   return engine;
 }
 

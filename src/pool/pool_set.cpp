@@ -119,6 +119,26 @@ std::string ServedModelName(const ModelSection& model) {
   return folder.filename().string();
 }
 
+Status CheckModelFolder(const ModelSection& model) {
+  const std::string& dir = model.path.string();
+  const std::string key =
+      "model.path" + (model.path_origin.empty() ? "" : " (" + model.path_origin + ")");
+  std::error_code ec;
+  if (!std::filesystem::exists(model.path, ec)) {
+    return NotFound(key + ": the model folder " + dir + " does not exist");
+  }
+  if (!std::filesystem::is_directory(model.path, ec)) {
+    return InvalidArgument(key + ": " + dir +
+                           " is not a folder; model.path names a Hugging Face model folder");
+  }
+  if (!std::filesystem::exists(model.path / "config.json", ec)) {
+    return InvalidArgument(key + ": " + dir +
+                           " is not a model folder: it has no config.json (a Hugging Face model "
+                           "folder holds config.json, model.safetensors and tokenizer.json)");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<PoolSet>> PoolSet::Create(const ServerConfig& config,
                                                    const std::vector<Lane>& lanes,
                                                    const PoolSetOptions& options) {
@@ -128,6 +148,7 @@ StatusOr<std::unique_ptr<PoolSet>> PoolSet::Create(const ServerConfig& config,
   for (const PoolSection& section : config.pools) {
     const std::string context = "pool " + section.name;
     if (section.model.path.empty()) return InvalidArgument(context + ": model.path is empty");
+    LLMUX_RETURN_IF_ERROR(CheckModelFolder(section.model).WithContext(context));
     const std::filesystem::path dir = section.model.path;
     auto tokenizer = Tokenizer::FromModelDir(dir);
     if (!tokenizer.ok()) return tokenizer.status().WithContext(context + ": tokenizer");

@@ -21,7 +21,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr milliseconds kFirstBackoff{500};
 constexpr milliseconds kMaxBackoff{10000};
 // A worker that served this long before dying restarts after the first backoff again.
 constexpr milliseconds kStableRun{10000};
@@ -128,8 +127,11 @@ EngineStats ProcessEngine::Stats() const {
   return stats_;
 }
 
-std::optional<TenantStats> ProcessEngine::GetTenantStats(const std::string&) const {
-  return std::nullopt;
+std::optional<TenantStats> ProcessEngine::GetTenantStats(const std::string& tenant) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = tenant_stats_.find(tenant);
+  if (it == tenant_stats_.end()) return std::nullopt;
+  return it->second;
 }
 
 void ProcessEngine::Start() {
@@ -180,6 +182,9 @@ PoolStatus ProcessEngine::Describe() const {
   s.worker_deaths = deaths_;
   s.last_error = last_error_;
   s.stats = stats_;
+  if (state_ != PoolState::kReady && state_ != PoolState::kStopped) {
+    s.down_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - down_since_).count();
+  }
   return s;
 }
 
@@ -256,6 +261,7 @@ void ProcessEngine::ReaderMain(Worker* worker) {
       } else if (type == "pong") {
         std::lock_guard<std::mutex> lock(mutex_);
         stats_ = DecodeStats(frame->at("stats"));
+        tenant_stats_ = DecodeTenantStats(frame->at("tenants"));
         last_pong_ = Clock::now();
       } else if (type == "ready") {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -307,6 +313,7 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
       ++deaths_;
       last_error_ = why;
       state_ = PoolState::kRestarting;
+      down_since_ = Clock::now();
       if (!first_start_) first_start_ = Unavailable("pool " + pool_.name + " worker " + why);
       cv_.notify_all();
     }
@@ -338,7 +345,9 @@ bool ProcessEngine::SleepUnlessStopping(milliseconds d) {
 }
 
 void ProcessEngine::SupervisorMain() {
-  milliseconds backoff = kFirstBackoff;
+  const milliseconds first_backoff = pool_.restart_backoff;
+  const milliseconds max_backoff = std::max(kMaxBackoff, first_backoff);
+  milliseconds backoff = first_backoff;
   const milliseconds ping_every =
       std::clamp(milliseconds(pool_.health_timeout.count() / 5), milliseconds(50), milliseconds(1000));
   for (;;) {
@@ -356,7 +365,7 @@ void ProcessEngine::SupervisorMain() {
         cv_.notify_all();
       }
       if (!SleepUnlessStopping(backoff)) break;
-      backoff = std::min(backoff * 2, kMaxBackoff);
+      backoff = std::min(backoff * 2, max_backoff);
       continue;
     }
     std::unique_ptr<Worker> worker = std::move(spawned).value();
@@ -389,9 +398,9 @@ void ProcessEngine::SupervisorMain() {
     }
     const bool stable = ready_since != Clock::time_point{} && Clock::now() - ready_since > kStableRun;
     Retire(std::move(worker), error);
-    if (stable) backoff = kFirstBackoff;
+    if (stable) backoff = first_backoff;
     if (!SleepUnlessStopping(backoff)) break;
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    backoff = std::min(backoff * 2, max_backoff);
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) break;
     ++restarts_;

@@ -39,7 +39,8 @@ class ProcessEngine final : public Engine {
   void Abort(uint64_t id) override;
   // The worker's figures as of its last health ping.
   EngineStats Stats() const override;
-  // NOTE: per-tenant figures stay in the worker; not reported (nullopt).
+  // The worker's per-tenant figures as of its last health ping (nullopt before the worker
+  // has reported the tenant).
   std::optional<TenantStats> GetTenantStats(const std::string& tenant) const override;
   // Starts the supervisor (and so the first worker).
   void Start() override;
@@ -47,14 +48,14 @@ class ProcessEngine final : public Engine {
   // FailedPrecondition: a process pool steps in its worker only.
   StatusOr<bool> StepOnce() override;
   Status RunUntilIdle() override;
-#ifdef LLMUX_TEST_HOOKS
   Backend* backend_for_testing() override { return nullptr; }
   void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)>) override {}
-  // NOTE: the worker's engine reads LLMUX_TEST_FAIL_TENANT from its own environment, which it
-  // inherits from the daemon; an in-process hook cannot reach it.
+  // NOTE: an in-process hook cannot reach the worker's engine; the test daemon's worker (the
+  // same `llmuxd-test` binary) installs its own from the environment it inherits.
   void SetSequenceFaultHookForTesting(
       std::function<Status(const EngineRequest&, int32_t)>) override {}
-#endif
+  void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t)>) override {}
 
   // Blocks until the first worker is ready (OK) or has died before becoming ready (its error),
   // or `timeout` passes (DeadlineExceeded).
@@ -111,8 +112,11 @@ class ProcessEngine final : public Engine {
   std::map<uint64_t, Inflight> inflight_;        // Guarded by mutex_
   std::map<std::string, TenantLimits> tenants_;  // Guarded by mutex_
   EngineStats stats_;                            // Guarded by mutex_
+  std::map<std::string, TenantStats> tenant_stats_;  // Guarded by mutex_
   std::chrono::steady_clock::time_point last_pong_;  // Guarded by mutex_
   int32_t restarts_ = 0;                         // Guarded by mutex_
+  // When the pool last stopped being ready (construction: starting). Guarded by mutex_
+  std::chrono::steady_clock::time_point down_since_ = std::chrono::steady_clock::now();
   int32_t deaths_ = 0;                           // Guarded by mutex_
   std::string last_error_;                       // Guarded by mutex_
   uint64_t ping_seq_ = 0;                        // Guarded by mutex_

@@ -241,4 +241,34 @@ EngineStats DecodeStats(const json& j) {
   return s;
 }
 
+json EncodeTenantStats(const std::map<std::string, TenantStats>& stats) {
+  json out = json::object();
+  for (const auto& [name, t] : stats) {
+    out[name] = {{"inflight_tokens", t.inflight_tokens},
+                 {"inflight_high_water", t.inflight_high_water},
+                 {"blocks_in_use", t.blocks_in_use},
+                 {"reserved_blocks", t.reserved_blocks},
+                 {"waiting", t.waiting},
+                 {"running", t.running},
+                 {"fair_share_counter", t.fair_share_counter}};
+  }
+  return out;
+}
+
+std::map<std::string, TenantStats> DecodeTenantStats(const json& j) {
+  std::map<std::string, TenantStats> out;
+  for (const auto& [name, v] : j.items()) {
+    TenantStats t;
+    t.inflight_tokens = v.at("inflight_tokens").get<int64_t>();
+    t.inflight_high_water = v.at("inflight_high_water").get<int64_t>();
+    t.blocks_in_use = v.at("blocks_in_use").get<int32_t>();
+    t.reserved_blocks = v.at("reserved_blocks").get<int32_t>();
+    t.waiting = v.at("waiting").get<int32_t>();
+    t.running = v.at("running").get<int32_t>();
+    t.fair_share_counter = v.at("fair_share_counter").get<double>();
+    out.emplace(name, t);
+  }
+  return out;
+}
+
 }  // namespace llmux::pool

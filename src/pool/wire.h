@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -49,5 +50,8 @@ nlohmann::json EncodeLimits(const TenantLimits& l);
 TenantLimits DecodeLimits(const nlohmann::json& j);
 nlohmann::json EncodeStats(const EngineStats& s);
 EngineStats DecodeStats(const nlohmann::json& j);
+// A worker's per-tenant figures, sent with each pong: {"<tenant>": {...}}.
+nlohmann::json EncodeTenantStats(const std::map<std::string, TenantStats>& stats);
+std::map<std::string, TenantStats> DecodeTenantStats(const nlohmann::json& j);
 
 }  // namespace llmux::pool

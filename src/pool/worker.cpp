@@ -7,6 +7,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <set>
+#include <string>
 
 #include "llmux/log.h"
 #include "llmux/pool.h"
@@ -72,6 +75,7 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
     // NOTE: a lost daemon shows up as EOF in the loop below; nothing to do here.
     (void)writer.Write({{"t", "output"}, {"output", pool::EncodeOutput(out)}});
   };
+  std::set<std::string> tenants;  // every tenant upserted so far (reported with each pong)
   for (;;) {
     std::optional<json> frame = pool::ReadFrame(fd);
     if (!frame) break;
@@ -92,13 +96,19 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
       } else if (type == "abort") {
         engine->Abort(frame->at("id").get<uint64_t>());
       } else if (type == "upsert") {
-        Status s = engine->UpsertTenant(frame->at("tenant").get<std::string>(),
-                                        pool::DecodeLimits(frame->at("limits")));
+        const std::string tenant = frame->at("tenant").get<std::string>();
+        Status s = engine->UpsertTenant(tenant, pool::DecodeLimits(frame->at("limits")));
+        if (s.ok()) tenants.insert(tenant);
         if (!s.ok()) LogEvent(LogLevel::kError, "pool_worker_upsert", {F("error", s.message())});
       } else if (type == "ping") {
+        std::map<std::string, TenantStats> tenant_stats;
+        for (const std::string& t : tenants) {
+          if (auto ts = engine->GetTenantStats(t)) tenant_stats.emplace(t, *ts);
+        }
         (void)writer.Write({{"t", "pong"},
                             {"seq", frame->at("seq")},
-                            {"stats", pool::EncodeStats(engine->Stats())}});
+                            {"stats", pool::EncodeStats(engine->Stats())},
+                            {"tenants", pool::EncodeTenantStats(tenant_stats)}});
       }
     } catch (const json::exception& e) {
       LogEvent(LogLevel::kError, "pool_worker_bad_frame", {F("pool", pool.name), F("error", e.what())});

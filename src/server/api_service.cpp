@@ -106,10 +106,7 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     if (req.method != "GET") return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument("use GET /health")));
     return HandleHealth(*channel);
   }
-  if (path == "/ready") {
-    if (draining_) return RespondJson(*channel, 503, {{"status", "draining"}});
-    return RespondJson(*channel, 200, {{"status", "ready"}});
-  }
+  if (path == "/ready") return HandleReady(*channel);
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
                      path == "/v1/responses" || path == "/v1/models" ||
                      (path.starts_with("/v1/models/") && path.size() > 11) || path == "/admin/reload" || path == "/admin/stats" ||
@@ -152,7 +149,12 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     if (req.method != "POST") return method_not_allowed("POST");
     Status s = reload_();
     if (!s.ok()) return SendApiError(*channel, ApiErrorFromStatus(InvalidArgument(s.message())));
-    return RespondJson(*channel, 200, {{"status", "reloaded"}});
+    // The installed file's digest lets an operator (and the symlink-swap test) check which
+    // whole file is in force.
+    return RespondJson(*channel, 200,
+                       {{"status", "reloaded"},
+                        {"generation", policies_->generation()},
+                        {"sha256", KeyHashHex(policies_->content_hash())}});
   }
   if (path == "/metrics") {
     if (!admin) return admin_only();
@@ -199,18 +201,79 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
                    path == "/v1/responses");
 }
 
-void ApiService::HandleHealth(ResponseChannel& channel) {
-  const EngineStats s = model_.engine->Stats();
-  const bool pending = s.running + s.waiting + s.inbox > 0;
-  const int64_t since = NowUnixMs() - s.last_step_unix_ms;
-  if (pending && s.last_step_unix_ms > 0 && since > options_.health_stall_timeout.count()) {
-    return RespondJson(channel, 503, {{"status", "stalled"}, {"ms_since_last_step", since}});
+json ApiService::PoolHealth(std::string* problem) const {
+  json pools = json::object();
+  auto check = [&](const std::string& name, const PoolStatus& p, Millis max_down) {
+    const EngineStats& s = p.stats;
+    json entry = {{"state", PoolStateName(p.state)}, {"steps", s.steps}, {"running", s.running},
+                  {"waiting", s.waiting}, {"down_ms", p.down_ms}};
+    std::string why;
+    const bool pending = s.running + s.waiting + s.inbox > 0;
+    const int64_t since = NowUnixMs() - s.last_step_unix_ms;
+    if (p.state == PoolState::kReady && pending && s.last_step_unix_ms > 0 &&
+        since > options_.health_stall_timeout.count()) {
+      why = "stalled: no engine step for " + std::to_string(since) + " ms with work pending";
+    } else if (p.down_ms > max_down.count()) {
+      why = "not ready for " + std::to_string(p.down_ms) + " ms (max_down " +
+            std::to_string(max_down.count()) + " ms)" +
+            (p.last_error.empty() ? "" : ": " + p.last_error);
+    }
+    if (!why.empty()) {
+      entry["problem"] = why;
+      if (problem->empty()) *problem = "pool " + name + " " + why;
+    }
+    pools[name] = entry;
+  };
+  if (pool_set_ != nullptr) {
+    for (Pool* p : pool_set_->pools()) check(p->name(), p->Describe(), p->config().max_down);
+  } else {
+    PoolStatus shared;
+    shared.name = "shared";
+    shared.state = PoolState::kReady;
+    shared.stats = model_.engine->Stats();
+    check(shared.name, shared, PoolSection{}.max_down);
   }
-  RespondJson(channel, 200, {{"status", "ok"}, {"steps", s.steps}});
+  return pools;
+}
+
+void ApiService::HandleHealth(ResponseChannel& channel) {
+  std::string problem;
+  json pools = PoolHealth(&problem);
+  if (!problem.empty()) {
+    return RespondJson(channel, 503, {{"status", "unhealthy"}, {"problem", problem}, {"pools", pools}});
+  }
+  RespondJson(channel, 200, {{"status", "ok"}, {"pools", pools}});
+}
+
+void ApiService::HandleReady(ResponseChannel& channel) {
+  if (draining_) return RespondJson(channel, 503, {{"status", "draining"}});
+  std::string problem;
+  json pools = PoolHealth(&problem);
+  if (!problem.empty()) {
+    return RespondJson(channel, 503, {{"status", "unready"}, {"problem", problem}, {"pools", pools}});
+  }
+  RespondJson(channel, 200, {{"status", "ready"}, {"pools", pools}});
+}
+
+Engine* ApiService::EngineOf(const TenantConfig& tenant) const {
+  if (pool_set_ == nullptr) return model_.engine;
+  Pool* pool = pool_set_->Find(tenant.pool);
+  return pool == nullptr ? nullptr : pool->engine();
 }
 
 void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channel) {
+  // Top level: the shared pool's engine (as before pools existed); "pools": every pool's.
   const EngineStats s = model_.engine->Stats();
+  json pools = json::object();
+  if (pool_set_ != nullptr) {
+    for (Pool* p : pool_set_->pools()) {
+      const EngineStats ps = p->engine()->Stats();
+      pools[p->name()] = {{"steps", ps.steps}, {"running", ps.running}, {"waiting", ps.waiting},
+                          {"kv_usage", ps.kv_usage}, {"num_preemptions", ps.num_preemptions},
+                          {"prefix_query_tokens", ps.prefix_query_tokens},
+                          {"prefix_hit_tokens", ps.prefix_hit_tokens}};
+    }
+  }
   json tenants = json::object();
   for (const auto& [name, t] : policy.tenants) {
     json entry = {{"queued_http", 0}};
@@ -219,7 +282,9 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
       auto q = queued_.find(name);
       if (q != queued_.end()) entry["queued_http"] = q->second;
     }
-    if (auto ts = model_.engine->GetTenantStats(name)) {
+    entry["pool"] = t.pool;
+    const Engine* engine = EngineOf(t);
+    if (auto ts = engine == nullptr ? std::nullopt : engine->GetTenantStats(name)) {
       entry["inflight_tokens"] = ts->inflight_tokens;
       entry["inflight_high_water"] = ts->inflight_high_water;
       entry["blocks_in_use"] = ts->blocks_in_use;
@@ -233,7 +298,8 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
               {{"steps", s.steps}, {"running", s.running}, {"waiting", s.waiting},
                {"kv_usage", s.kv_usage}, {"num_preemptions", s.num_preemptions},
                {"prefix_query_tokens", s.prefix_query_tokens}, {"prefix_hit_tokens", s.prefix_hit_tokens},
-               {"calls_in_flight", calls_in_flight_.load()}, {"tenants", tenants}});
+               {"calls_in_flight", calls_in_flight_.load()}, {"pools", pools},
+               {"tenants", tenants}});
 }
 
 void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channel) {
@@ -256,7 +322,8 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"tenants", tenants},
                        {"running", s.stats.running},
                        {"waiting", s.stats.waiting},
-                       {"kv_usage", s.stats.kv_usage}});
+                       {"kv_usage", s.stats.kv_usage},
+                       {"batch_invariant", p->config().engine.batch_invariant}});
     }
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});
@@ -272,6 +339,9 @@ void ApiService::HandleModels(const TenantConfig* tenant, const std::string& id,
                     {"created", created_unix_},
                     {"owned_by", "llmux"},
                     {"max_model_len", served->max_model_len}});
+    if (served->pool != nullptr) {
+      data.back()["batch_invariant"] = served->pool->config().engine.batch_invariant;
+    }
   }
   if (id.empty()) return RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
   for (const json& m : data) {
@@ -493,6 +563,9 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   if (served.pool != nullptr) {
     headers.emplace_back("x-llmux-pool", served.pool->name());
     headers.emplace_back("x-llmux-pid", std::to_string(served.pool->Describe().pid));
+    // Which isolation guarantee this call had (docs/isolation.md, batch invariance).
+    headers.emplace_back("x-llmux-batch-invariant",
+                         served.pool->config().engine.batch_invariant ? "true" : "false");
   }
   calls_in_flight_.fetch_add(1);
   auto accounting = std::make_shared<CallAccounting>(context, plans.size(), telemetry_, channel,

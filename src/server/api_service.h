@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "llmux/chat_template.h"
@@ -79,8 +80,15 @@ class ApiService {
   // The model of the tenant's pool; nullptr when that pool is not served.
   const ServedModel* ServedFor(const TenantConfig& tenant) const;
   void HandleHealth(ResponseChannel& channel);
+  void HandleReady(ResponseChannel& channel);
+  // Every pool's liveness: {"<pool>": {state, steps, running, waiting, down_ms[, problem]}}.
+  // Sets *problem to the first failing pool's reason (an engine with work that has not
+  // stepped for health_stall_timeout, or a pool not ready for longer than its max_down).
+  nlohmann::json PoolHealth(std::string* problem) const;
   // GET /admin/stats: engine and per-tenant figures (admin key).
   void HandleStats(const TenantPolicy& policy, ResponseChannel& channel);
+  // The engine of the tenant's pool; nullptr when that pool is not served.
+  Engine* EngineOf(const TenantConfig& tenant) const;
   // Tenant queue accounting: requests submitted and not yet started.
   bool TryEnqueue(const std::string& tenant, int count, int limit);
   void Dequeue(const std::string& tenant, int count);

@@ -140,7 +140,8 @@ void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
                              r.cost_nano);
   }
   AccessUsage access{r.request_id,        r.outcome,  r.prompt_tokens, r.cached_tokens,
-                     r.completion_tokens, r.queue_ms, r.ttft_ms,       r.cost_nano};
+                     r.completion_tokens, r.queue_ms, r.ttft_ms,       r.cost_nano,
+                     obs.preemptions};
   auto committed = [channel = channel_, access, outcome, finish](const Status& s) {
     if (!s.ok()) {
       LogEvent(LogLevel::kError, "usage_row_lost",

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <thread>
 
-#include "llmux/backend.h"
 #include "llmux/chat_template.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
@@ -16,7 +15,6 @@
 #include "llmux/metrics.h"
 #include "llmux/quota.h"
 #include "llmux/usage_ledger.h"
-#include "llmux/model.h"
 #include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
@@ -71,8 +69,12 @@ int RunDaemon(const DaemonArgs& args) {
   ServerConfig config = std::move(config_or).value();
   if (!args.model_override.empty()) {
     config.model.path = std::filesystem::absolute(args.model_override);
+    config.model.path_origin = "--model";
     for (PoolSection& p : config.pools) {
-      if (!p.own_model) p.model.path = config.model.path;
+      if (!p.own_model) {
+        p.model.path = config.model.path;
+        p.model.path_origin = config.model.path_origin;
+      }
     }
   }
   if (!args.listen_override.empty()) config.server.listen = args.listen_override;
@@ -119,13 +121,15 @@ int RunDaemon(const DaemonArgs& args) {
   Status applied = pools->ApplyPolicy(*store->Current());
   if (!applied.ok()) return StartupFailure("tenants", applied);
 
-  auto reload = [&]() -> Status {
+  // `trigger`: "admin" (POST /admin/reload) or "signal" (SIGHUP); the file watcher logs "file".
+  auto reload = [&](const char* trigger) -> Status {
     Status s = store->Reload();
     if (s.ok()) s = pools->ApplyPolicy(*store->Current());
     if (s.ok()) metrics->SetTenants(TenantNames(*store->Current()));
     metrics->CountPolicyReload(s.ok());
     LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
-             {F("result", s.ok() ? "ok" : "rejected"), F("error", s.ok() ? "" : s.message()),
+             {F("trigger", trigger), F("result", s.ok() ? "ok" : "rejected"),
+              F("error", s.ok() ? "" : s.message()),
               F("generation", static_cast<long long>(store->generation()))});
     return s;
   };
@@ -145,7 +149,7 @@ int RunDaemon(const DaemonArgs& args) {
   ApiService api(api_options, served, store.get(), Authenticator(config.server.admin_api_keys),
                  [&] {
                    LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
-                   return reload();
+                   return reload("admin");
                  },
                  ServerTelemetry{metrics.get(), ledger.get(), &quota});
   api.SetPools(served_pools, pools.get());
@@ -211,7 +215,7 @@ int RunDaemon(const DaemonArgs& args) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      (void)reload();
+      (void)reload("signal");
       continue;
     }
     break;  // SIGTERM / SIGINT: drain

@@ -135,6 +135,7 @@ void ObservedChannel::Finish(int status) {
     f.push_back(F("queue_ms", static_cast<long long>(usage_->queue_ms)));
     f.push_back(F("ttft_ms", static_cast<long long>(usage_->ttft_ms)));
     f.push_back(F("cost_nano", static_cast<long long>(usage_->cost_nano)));
+    f.push_back(F("preemptions", static_cast<long long>(usage_->preemptions)));
   }
   if (prompt_) f.push_back(F("prompt", *prompt_));
   LogEvent(status >= 500 ? LogLevel::kError : LogLevel::kInfo, "access", f);

@@ -25,6 +25,7 @@ struct AccessUsage {
   int64_t queue_ms = 0;
   int64_t ttft_ms = 0;
   int64_t cost_nano = 0;
+  int64_t preemptions = 0;  // times the call's sequences were preempted (recomputed)
 };
 
 class ObservedChannel final : public ResponseChannel {

@@ -26,6 +26,11 @@ std::uint64_t PolicyStore::generation() const {
   return generation_;
 }
 
+KeyHash PolicyStore::content_hash() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return content_hash_;
+}
+
 Status PolicyStore::Reload() { return ReloadImpl(false, nullptr); }
 
 Status PolicyStore::ReloadIfChanged(bool* changed) { return ReloadImpl(true, changed); }

@@ -56,6 +56,7 @@ before(async () => {
     lane: standard
     max_inflight_tokens: 100000
 `),
+    binary: 'llmuxd-test',
     env: { LLMUX_TEST_FORCE_TOKENS: `forced:${[...tokenize(FORCED_TEXT), EOS].join(',')}` },
   });
 });

@@ -2,7 +2,7 @@
 // LangChain (@langchain/openai) `bindTools` (invoke and stream) and the Vercel AI SDK
 // (`ai` + @ai-sdk/openai) `streamText` with tools, all pinned in package.json. As in
 // tools.test.mjs the model is stories260K with Qwen3's template, and the tenant `caller`
-// generates a fixed Hermes tool call (test-only LLMUX_TEST_FORCE_TOKENS hook).
+// generates a fixed Hermes tool call (test-only LLMUX_TEST_FORCE_TOKENS hook of llmuxd-test).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -52,6 +52,7 @@ before(async () => {
     lane: standard
     max_inflight_tokens: 100000
 `),
+    binary: 'llmuxd-test',
     env: { LLMUX_TEST_FORCE_TOKENS: `caller:${[...tokenize(CALL_TEXT), EOS].join(',')}` },
   });
 });

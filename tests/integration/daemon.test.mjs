@@ -199,8 +199,13 @@ test('hot reload: a good file takes effect, a bad file is rejected and the old p
   const bad = await http(d, 'POST', '/admin/reload', { key: KEYS.admin });
   assert.equal(bad.status, 400);
   assert.match(bad.json.error.message, /tenants\.yaml:\d+:\d+/);
-  d.proc.kill('SIGHUP');  // the signal path rejects it too
-  await new Promise((r) => setTimeout(r, 200));
+  // The signal path rejects it too: wait for the SIGHUP reload's own log line (the file watcher
+  // logs trigger "file"), so an ignored SIGHUP fails here.
+  const signalReloads = () => (d.logs().match(/"event":"policy_reload"[^\n]*"trigger":"signal"[^\n]*/g) ?? []);
+  const before = signalReloads().length;
+  d.proc.kill('SIGHUP');
+  await waitFor(async () => signalReloads().length > before, 5000, 'the SIGHUP reload');
+  assert.match(signalReloads().at(-1), /"result":"rejected"/);
   const still = await http(d, 'POST', '/v1/completions', { key: newKey, body: { model: 'stories', prompt: PROMPT, max_tokens: 2 } });
   assert.equal(still.status, 200);
   fs.writeFileSync(file, defaultTenants());

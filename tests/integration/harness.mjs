@@ -98,12 +98,14 @@ export async function daemonStartFailure({ tenants, server }) {
   return { code, logs };
 }
 
-// `env`: extra environment variables for llmuxd (e.g. the test-only LLMUX_TEST_FAIL_TENANT).
-export async function startDaemon({ tenants = defaultTenants(), server = serverYaml(), env = {} } = {}) {
+// `env`: extra environment variables for llmuxd. `binary`: 'llmuxd' (the production daemon) or
+// 'llmuxd-test' (the same daemon plus fault injection from LLMUX_TEST_FAIL_TENANT).
+export async function startDaemon({ tenants = defaultTenants(), server = serverYaml(), env = {},
+                                    binary = 'llmuxd' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmuxd-test-'));
   fs.writeFileSync(path.join(dir, 'llmux.yaml'), server);
   fs.writeFileSync(path.join(dir, 'tenants.yaml'), tenants);
-  const proc = spawn(path.join(BUILD_DIR, 'llmuxd'), ['--config', path.join(dir, 'llmux.yaml')], {
+  const proc = spawn(path.join(BUILD_DIR, binary), ['--config', path.join(dir, 'llmux.yaml')], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -35,6 +35,8 @@ const POOLS = `pools:
   dedicated:
     isolation: process
     health_timeout: 2s
+    restart_backoff: 5s
+    max_down: 2s
     engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8 }
     model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
 `;
@@ -66,6 +68,8 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   assert.equal(p.shared.state, 'ready');
   assert.equal(p.shared.pid, d.proc.pid);
   assert.equal(p.shared.model, 'stories');
+  assert.equal(p.shared.batch_invariant, true);
+  assert.equal(p.dedicated.batch_invariant, true);
   assert.equal(p.dedicated.isolation, 'process');
   assert.equal(p.dedicated.state, 'ready');
   assert.ok(p.dedicated.pid > 0 && p.dedicated.pid !== d.proc.pid);
@@ -84,6 +88,7 @@ test('a dedicated tenant is served by its worker process, a shared one by the da
   const a = await complete(K.acme, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
   assert.equal(a.status, 200, a.body);
   assert.equal(a.headers.get('x-llmux-pool'), 'dedicated');
+  assert.equal(a.headers.get('x-llmux-batch-invariant'), 'true');
   assert.equal(Number(a.headers.get('x-llmux-pid')), p.dedicated.pid);
   assert.equal(a.json.model, 'stories-dedicated');
   const s = await complete(K.premium, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
@@ -92,6 +97,17 @@ test('a dedicated tenant is served by its worker process, a shared one by the da
   assert.equal(Number(s.headers.get('x-llmux-pid')), d.proc.pid);
   // Same weights, greedy: the worker computes what the daemon computes.
   assert.equal(a.json.choices[0].text, s.json.choices[0].text);
+  // The dedicated tenant's figures come from its worker (reported with each health ping).
+  const stats = await waitFor(async () => {
+    const r = await http(d, 'GET', '/admin/stats', { key: K.admin });
+    return r.json.tenants.acme.inflight_high_water > 0 ? r.json : null;
+  }, 5000, 'acme figures from the worker');
+  assert.equal(stats.tenants.acme.pool, 'dedicated');
+  // Its high-water is one request's prompt + max_tokens, counted in its own pool only.
+  assert.equal(stats.tenants.acme.inflight_high_water, a.json.usage.prompt_tokens + 8);
+  assert.equal(stats.tenants.acme.inflight_tokens, 0);
+  assert.ok(stats.pools.dedicated.steps > 0);
+  assert.equal(stats.tenants.premium.pool, 'shared');
 });
 
 test('/v1/models lists what the tenant may use; other models are model_not_found', async (t) => {
@@ -144,16 +160,32 @@ test('batch invariance: seeded sampling gives the same tokens alone and among 15
   };
   const alone = await complete(K.premium, target);
   assert.equal(alone.status, 200, alone.body);
+  // 15 long streams, all decoding (each has sent a chunk) before the target is sent, and all
+  // still running when it completes: with max_seqs 16 the target shares every step with them.
   const others = [];
-  const keys = [K.batch, K.alice, K.bob, K.g1a, K.g1b, K.g2, K.mover];
+  const finishedAt = [];
+  const keys = [K.batch, K.alice, K.bob, K.g1a, K.g1b, K.g2];
+  let started = 0;
+  let allStarted;
+  const decoding = new Promise((resolve) => { allStarted = resolve; });
   for (let i = 0; i < 15; ++i) {
-    others.push(complete(keys[i % keys.length], {
-      prompt: `${i} the dog ran to the park and`, max_tokens: 40, temperature: 1, seed: i,
-    }));
+    let seen = false;
+    others.push(stream(keys[i % keys.length], {
+      prompt: `${i} the dog ran to the park and`, max_tokens: 480, ignore_eos: true, temperature: 1, seed: i,
+      onChunk: () => { if (!seen) { seen = true; if (++started === 15) allStarted(); } },
+    }).then((r) => { finishedAt.push(Date.now()); return r; }));
   }
+  await decoding;
+  assert.equal(finishedAt.length, 0, 'a crowding stream ended before the target was sent');
   const crowded = await complete(K.premium, target);
+  const crowdedDone = Date.now();
   const rest = await Promise.all(others);
-  for (const r of rest) assert.equal(r.status, 200, r.body);
+  for (const r of rest) {
+    assert.equal(r.status, 200);
+    assert.equal(r.error, null);
+  }
+  assert.equal(finishedAt.length, 15);
+  for (const f of finishedAt) assert.ok(f >= crowdedDone, 'a crowding stream ended before the target did');
   assert.equal(crowded.status, 200, crowded.body);
   assert.equal(crowded.json.choices[0].text, alone.json.choices[0].text);
   assert.deepEqual(crowded.json.choices[0].logprobs.tokens, alone.json.choices[0].logprobs.tokens);
@@ -229,20 +261,15 @@ test('SIGKILL of a worker fails only its pool, which restarts and serves again',
   const shared = [];
   for (let i = 0; i < 4; ++i) shared.push(stream([K.premium, K.batch, K.bob, K.alice][i], params));
   const dres = await Promise.all(dedicated);
-  const sres = await Promise.all(shared);
   assert.ok(killed);
   for (const r of dres) {
     assert.ok(r.error, `a dedicated request finished despite the kill: ${r.text.length} chars`);
     assert.match(r.error.message, /pool dedicated (worker died|is restarting)/);
     assert.equal(r.error.type, 'server_error', JSON.stringify(r.error));
   }
-  for (const r of sres) {
-    assert.equal(r.status, 200);
-    assert.equal(r.error, null);
-    assert.ok(r.text.length > 100);
-  }
 
-  // While it restarts, new requests get 503 with Retry-After.
+  // restart_backoff 5s: the pool stays 'restarting' for at least 5 s after the death, so these
+  // checks run inside that window. New requests get 503 with Retry-After.
   const restarting = await waitFor(async () => {
     const p = (await pools()).dedicated;
     return p.state === 'restarting' ? p : null;
@@ -250,11 +277,25 @@ test('SIGKILL of a worker fails only its pool, which restarts and serves again',
   assert.equal(restarting.worker_deaths, 1);
   assert.equal(restarting.last_error, 'killed by signal 9');
   const refused = await complete(K.acme, { prompt: 'Once', max_tokens: 2 });
-  if ((await pools()).dedicated.state === 'restarting') {
-    assert.equal(refused.status, 503, refused.body);
-    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
-  }
+  assert.equal(refused.status, 503, refused.body);
+  assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+  // max_down 2s < restart_backoff: liveness and readiness fail, naming the pool, once it has
+  // been down 2 s, and recover when the worker is back (below).
+  const unhealthy = await waitFor(async () => {
+    const h = await http(d, 'GET', '/health');
+    return h.status === 503 ? h : null;
+  }, 4000, '/health 503 past max_down');
+  assert.match(unhealthy.json.problem, /^pool dedicated not ready for \d+ ms \(max_down 2000 ms\): killed by signal 9$/);
+  assert.equal(unhealthy.json.pools.dedicated.state, 'restarting');
+  assert.equal(unhealthy.json.pools.shared.state, 'ready');
+  assert.equal((await http(d, 'GET', '/ready')).status, 503);
   // The shared pool never noticed.
+  const sres = await Promise.all(shared);
+  for (const r of sres) {
+    assert.equal(r.status, 200);
+    assert.equal(r.error, null);
+    assert.ok(r.text.length > 100);
+  }
   assert.equal((await complete(K.premium, { prompt: 'Once', max_tokens: 2 })).status, 200);
 
   const back = await waitFor(async () => {
@@ -263,6 +304,10 @@ test('SIGKILL of a worker fails only its pool, which restarts and serves again',
   }, 30000, 'worker back');
   assert.notEqual(back.pid, oldPid);
   assert.equal(back.restarts, 1);
+  const healthy = await http(d, 'GET', '/health');
+  assert.equal(healthy.status, 200, healthy.body);
+  assert.equal(healthy.json.pools.dedicated.down_ms, 0);
+  assert.equal((await http(d, 'GET', '/ready')).status, 200);
   const again = await complete(K.acme, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
   assert.equal(again.status, 200, again.body);
   assert.equal(Number(again.headers.get('x-llmux-pid')), back.pid);

@@ -2,8 +2,8 @@
 // stories260K served with Qwen3's tools-aware chat template (pinned by scripts/test_data.sh),
 // so prompts with tools render exactly as @huggingface/jinja renders them (checked through
 // usage.prompt_tokens). A tiny story model never writes a tool call by itself: the tenant
-// `caller` runs with the test-only engine hook LLMUX_TEST_FORCE_TOKENS (built with
-// LLMUX_TEST_HOOKS), which makes its requests generate the token ids of a Hermes tool call and
+// `caller` runs with the test-only engine hook LLMUX_TEST_FORCE_TOKENS (the test daemon
+// llmuxd-test), which makes its requests generate the token ids of a Hermes tool call and
 // then EOS, so the output parser, `message.tool_calls`, `finish_reason: "tool_calls"` and the
 // streamed `delta.tool_calls` are exercised on real engine output.
 import { test, before, after } from 'node:test';
@@ -75,6 +75,7 @@ before(async () => {
     lane: standard
     max_inflight_tokens: 100000
 `),
+    binary: 'llmuxd-test',
     env: { LLMUX_TEST_FORCE_TOKENS: `caller:${forced}` },
   });
 });

@@ -132,10 +132,10 @@ TEST(ServerConfigTest, ChatTemplateForms) {
 
 TEST(ServerConfigTest, UnknownKeyIsAnError) {
   EXPECT_EQ(Error("server:\n  listen: \"127.0.0.1:80\"\n  io_thread: 4\n"),
-            "llmux.yaml:3:3: server.io_thread: unknown key");
-  EXPECT_EQ(Error("servr: {}\n"), "llmux.yaml:1:1: servr: unknown key");
+            "llmux.yaml:3:3: server.io_thread: unknown key (did you mean \"io_threads\"?)");
+  EXPECT_EQ(Error("servr: {}\n"), "llmux.yaml:1:1: servr: unknown key (did you mean \"server\"?)");
   EXPECT_EQ(Error("engine: {backend: cpu, thread: 2}\n"),
-            "llmux.yaml:1:24: engine.thread: unknown key");
+            "llmux.yaml:1:24: engine.thread: unknown key (did you mean \"threads\"?)");
 }
 
 TEST(ServerConfigTest, WrongTypes) {

@@ -194,12 +194,12 @@ TEST(TenantPolicyTest, MalformedSha256) {
 
 TEST(TenantPolicyTest, UnknownKeysAtEveryLevel) {
   EXPECT_EQ(Error("tenants:\n  a:\n    rate_limit: {requests_per_min: 5}\n"),
-            "tenants.yaml:3:18: tenants.a.rate_limit.requests_per_min: unknown key");
+            "tenants.yaml:3:18: tenants.a.rate_limit.requests_per_min: unknown key (did you mean \"requests_per_minute\"?)");
   EXPECT_EQ(Error("tenants:\n  a:\n    max_inflight: 5\n"),
             "tenants.yaml:3:5: tenants.a.max_inflight: unknown key");
   EXPECT_EQ(Error("lanes: [{name: a, max_age: 5s}]\n"),
             "tenants.yaml:1:19: lanes[0].max_age: unknown key");
-  EXPECT_EQ(Error("tenant:\n  a: {}\n"), "tenants.yaml:1:1: tenant: unknown key");
+  EXPECT_EQ(Error("tenant:\n  a: {}\n"), "tenants.yaml:1:1: tenant: unknown key (did you mean \"tenants\"?)");
   EXPECT_EQ(Error("tenants: {a: {prices: {input: 1}}}\n"),
             "tenants.yaml:1:24: tenants.a.prices.input: unknown key");
   EXPECT_EQ(Error("tenants: {a: {quota: {tokens: 1}}}\n"),

@@ -1,6 +1,9 @@
 // `pools:` in llmux.yaml and the tenant -> pool checks.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "llmux/config.h"
 #include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
@@ -72,7 +75,7 @@ TEST(PoolsConfigTest, ErrorsNameTheKey) {
   EXPECT_EQ(bad("pools:\n  a: { isolation: vm }\n"),
             "llmux.yaml:2:19: pools.a.isolation: expected \"thread\" or \"process\", got \"vm\"");
   EXPECT_EQ(bad("pools:\n  a: { engine: { max_seq: 3 } }\n"),
-            "llmux.yaml:2:18: pools.a.engine.max_seq: unknown key");
+            "llmux.yaml:2:18: pools.a.engine.max_seq: unknown key (did you mean \"max_seqs\"?)");
   EXPECT_EQ(bad("pools:\n  a: { threads: 3 }\n"), "llmux.yaml:2:8: pools.a.threads: unknown key");
   EXPECT_EQ(bad("pools:\n  a: { health_timeout: 50ms }\n"),
             "llmux.yaml:2:24: pools.a.health_timeout: must be at least 100ms");
@@ -133,6 +136,66 @@ TEST(PoolsPolicyTest, TenantLimitsCarryThePolicy) {
   EXPECT_TRUE(l.zero_kv_on_free);
   EXPECT_EQ(l.reserved_kv_tokens, 1024);
   EXPECT_EQ(l.reserved_seqs, 1);
+}
+
+}  // namespace
+}  // namespace llmux
+
+namespace llmux {
+namespace {
+
+TEST(PoolsConfigTest, RestartBackoffAndMaxDown) {
+  auto cfg = Parse(R"(model: { path: m }
+pools:
+  acme: { isolation: process, restart_backoff: 3s, max_down: 20s }
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const PoolSection* acme = FindPool(*cfg, "acme");
+  ASSERT_NE(acme, nullptr);
+  EXPECT_EQ(acme->restart_backoff, Millis(3000));
+  EXPECT_EQ(acme->max_down, Millis(20000));
+  EXPECT_EQ(FindPool(*cfg, "shared")->restart_backoff, Millis(500));
+  EXPECT_EQ(FindPool(*cfg, "shared")->max_down, Millis(60000));
+  auto bad = Parse("model: { path: m }\npools:\n  acme: { restart_backoff: 1ms, max_down: 10ms }\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "llmux.yaml:3:28: pools.acme.restart_backoff: must be between 10ms and 10m\n"
+            "llmux.yaml:3:43: pools.acme.max_down: must be at least 1s");
+}
+
+// A wrong model.path says what is wrong and where the path was set, before anything tries to
+// read a tokenizer.json from it.
+TEST(PoolsConfigTest, ModelFolderErrorsNameTheKeyAndItsOrigin) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "llmux_model_folder_test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "empty");
+  std::ofstream(dir / "file.txt") << "x";
+  std::ofstream(dir / "model.yaml")
+      << "tenants_file: t.yaml\nmodel:\n  path: " << (dir / "missing").string() << "\n";
+  auto cfg = LoadServerConfig(dir / "model.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const ModelSection& m = cfg->model;
+  EXPECT_EQ(m.path_origin, (dir / "model.yaml").string() + ":3:9");
+  Status missing = CheckModelFolder(m);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "model.path (" + m.path_origin + "): the model folder " +
+                                   (dir / "missing").string() + " does not exist");
+  ModelSection file;
+  file.path = dir / "file.txt";
+  file.path_origin = "--model";
+  EXPECT_EQ(CheckModelFolder(file).message(),
+            "model.path (--model): " + (dir / "file.txt").string() +
+                " is not a folder; model.path names a Hugging Face model folder");
+  ModelSection empty;
+  empty.path = dir / "empty";
+  EXPECT_EQ(CheckModelFolder(empty).message(),
+            "model.path: " + (dir / "empty").string() +
+                " is not a model folder: it has no config.json (a Hugging Face model folder "
+                "holds config.json, model.safetensors and tokenizer.json)");
+  std::ofstream(dir / "empty" / "config.json") << "{}";
+  EXPECT_TRUE(CheckModelFolder(empty).ok());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
