@@ -20,11 +20,32 @@
 
 namespace llmux {
 
+// A tool call made by the assistant in an earlier turn (OpenAI `tool_calls[]`).
+struct ChatToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text as the client sent it
+};
+
 // One turn of a conversation. `content` is plain text: the HTTP layer flattens OpenAI
-// content-part lists ({type: text, text}) before calling Render.
+// content-part lists ({type: text, text}) before calling Render; a null content is "" (as
+// vLLM renders it).
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant" | anything the template accepts
+  std::string role;  // "system" | "user" | "assistant" | "tool" | anything the template accepts
   std::string content;
+  // Assistant turns: the template sees `tool_calls` as [{id, type: "function", function:
+  // {name, arguments}}] with `arguments` a dict when it is a JSON object (as vLLM and HF
+  // pass it), else the string. Absent from the message when empty.
+  std::vector<ChatToolCall> tool_calls = {};
+  std::string tool_call_id = {};  // tool turns: the call answered ("" = absent)
+};
+
+// What a template may see besides the messages (HF's apply_chat_template arguments).
+struct ChatRenderOptions {
+  bool add_generation_prompt = true;
+  // JSON text of the `tools` variable: a list of {type: "function", function: {name,
+  // description, parameters}}. "" leaves `tools` undefined.
+  std::string tools_json = {};
 };
 
 // Variables a template sees besides `messages` and `add_generation_prompt`.
@@ -79,6 +100,9 @@ class ChatTemplate {
   // reason; callers report it to the user as a bad request.
   virtual StatusOr<std::string> Render(std::span<const ChatMessage> messages,
                                        bool add_generation_prompt) const = 0;
+  // Same, with tools. InvalidArgument when options.tools_json is not a JSON list.
+  virtual StatusOr<std::string> Render(std::span<const ChatMessage> messages,
+                                       const ChatRenderOptions& options) const = 0;
 
   // The template text this object was compiled from.
   virtual const std::string& source() const = 0;

@@ -52,6 +52,9 @@ struct EngineRequest {
   // A request still waiting (never scheduled) this long after Submit ends with
   // DeadlineExceeded. 0 = no limit.
   int64_t queue_timeout_ms = 0;
+  // Scheduler lane for this request (OpenAI service_tier mapped by the tenant's
+  // service_tiers); -1 = the tenant's lane.
+  int32_t lane = -1;
 };
 
 // What a request's sink receives. Every accepted request gets zero or more token events and
@@ -147,6 +150,11 @@ class Engine {
   // (its sink gets a final event with that error), as any per-sequence sampling failure does.
   virtual void SetSequenceFaultHookForTesting(
       std::function<Status(const EngineRequest&, int32_t num_output)> hook) = 0;
+  // Forced output: runs after each sample of each sequence; a token id it returns replaces the
+  // sampled token at that output position (tests of output parsing, e.g. tool calls, on a tiny
+  // model that would never write one). Stop checks and everything after see the forced token.
+  virtual void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t num_output)> hook) = 0;
 };
 
 // Test binaries only: `hook` runs on every engine that Engine::Create makes from now on, before

@@ -82,6 +82,9 @@ struct SchedRequest {
   std::vector<int32_t> prompt;
   int32_t max_new_tokens = 0;
   int64_t arrival = 0;    // caller's clock, same units as Schedule(now); starts aging
+  // Per-request lane (OpenAI service_tier); -1 = the tenant's lane. Within a tenant's queue a
+  // request waits behind those of its own or a higher lane only, and is admitted in its lane.
+  int32_t lane = -1;
 };
 
 // One sequence's work in a step. Its new tokens sit at positions

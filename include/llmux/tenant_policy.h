@@ -61,6 +61,14 @@ struct Quota {
   std::optional<std::int64_t> spend_per_month_nano;  // nano-units; nullopt = unlimited
 };
 
+// An OpenAI service_tier a tenant may request (tenants.yaml `service_tiers`): the lane its
+// requests run in, and the prices they are billed at (the tenant's when not given).
+struct ServiceTier {
+  std::string lane;
+  int lane_index = 0;
+  std::optional<Prices> prices;
+};
+
 struct TenantConfig {
   std::string name;
   std::vector<KeyHash> api_keys;
@@ -81,6 +89,9 @@ struct TenantConfig {
   std::string pool = "shared";
   Prices prices;
   std::optional<Quota> quota;
+  // "priority" / "flex" -> its lane. `auto` and `default` always use `lane`; a tier not listed
+  // is refused (403).
+  std::map<std::string, ServiceTier> service_tiers;
 };
 
 struct TenantPolicy {

@@ -34,6 +34,9 @@ struct UsageRecord {
   int64_t duration_ms = 0;
   std::string outcome;  // "ok" | "aborted" | "error"
   int64_t cost_nano = 0;
+  // The HTTP request's x-request-id (the client's X-Request-Id when sane, else generated);
+  // "" = none (a NULL column; rows written before the column existed).
+  std::string x_request_id = {};
 
   bool operator==(const UsageRecord&) const = default;
 };

@@ -97,6 +97,7 @@ class TenantReader {
           p.DecimalNano("cached_per_mtok", t.prices.input_nano_per_mtok);
       p.Finish();
     }
+    ReadServiceTiers(m, t);
     if (auto v = m.Get("quota"); v && !v->is_null()) {
       MapReader q(*v);
       Quota quota;
@@ -147,6 +148,55 @@ class TenantReader {
       }
     }
     v->Error("unknown lane " + QuoteValue(lane) + " (lanes: " + LaneList(lanes_) + ")");
+  }
+
+  static Prices ReadPrices(const Value& v) {
+    MapReader p(v);
+    Prices prices;
+    prices.input_nano_per_mtok = p.DecimalNano("input_per_mtok", 0);
+    prices.output_nano_per_mtok = p.DecimalNano("output_per_mtok", 0);
+    prices.cached_nano_per_mtok = p.DecimalNano("cached_per_mtok", prices.input_nano_per_mtok);
+    p.Finish();
+    return prices;
+  }
+
+  // service_tiers: {priority: LANE, flex: {lane: LANE, prices: {...}}}
+  void ReadServiceTiers(MapReader& m, TenantConfig& t) {
+    auto v = m.Get("service_tiers");
+    if (!v || v->is_null()) return;
+    MapReader tiers(*v);
+    for (auto& [tier, value] : tiers.All()) {
+      if (tier != "priority" && tier != "flex") {
+        value.Error("unknown service tier " + QuoteValue(tier) +
+                    " (priority or flex; auto and default use the tenant's lane)");
+        continue;
+      }
+      ServiceTier st;
+      std::optional<Value> lane_value;
+      if (value.node().IsMap()) {
+        MapReader e(value);
+        lane_value = e.Get("lane");
+        if (!lane_value) value.Error("missing required key \"lane\"");
+        if (auto p = e.Get("prices"); p && !p->is_null()) st.prices = ReadPrices(*p);
+        e.Finish();
+      } else {
+        lane_value = value;
+      }
+      if (!lane_value) continue;
+      st.lane = lane_value->String("");
+      bool found = false;
+      for (size_t i = 0; i < lanes_.size(); ++i) {
+        if (lanes_[i].name == st.lane) {
+          st.lane_index = static_cast<int>(i);
+          found = true;
+        }
+      }
+      if (!found) {
+        lane_value->Error("unknown lane " + QuoteValue(st.lane) + " (lanes: " + LaneList(lanes_) + ")");
+        continue;
+      }
+      t.service_tiers[tier] = std::move(st);
+    }
   }
 
   void ReadPrefixCache(MapReader& m, TenantConfig& t) {

@@ -87,6 +87,10 @@ class EngineImpl final : public Engine {
       std::function<Status(const EngineRequest&, int32_t)> hook) override {
     sequence_fault_hook_ = std::move(hook);
   }
+  void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> hook) override {
+    sample_override_hook_ = std::move(hook);
+  }
 
  private:
   Status Push(InboxItem item, bool bounded);
@@ -128,6 +132,7 @@ class EngineImpl final : public Engine {
   std::set<std::string> tenants_;  // registered with the scheduler
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
+  std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
   int64_t steps_ = 0;
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
@@ -222,6 +227,7 @@ void EngineImpl::HandleSubmit(SubmitItem&& item) {
   sr.prompt = item.request.prompt;
   sr.max_new_tokens = item.request.sampling.max_tokens;
   sr.arrival = NowMs();
+  sr.lane = item.request.lane;
   Status s = scheduler_->Submit(std::move(sr));
   if (!s.ok()) {
     reject.error = s;
@@ -400,6 +406,11 @@ StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
   try {
     SequenceView view{live.request.prompt, live.output, live.seed};
     Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
+    if (sample_override_hook_) {
+      const std::optional<int32_t> forced =
+          sample_override_hook_(live.request, static_cast<int32_t>(live.output.size()));
+      if (forced && *forced >= 0 && *forced < model_->config().vocab_size) e.sampled.token = *forced;
+    }
     live.output.push_back(e.sampled.token);
     e.stop = stop_checker_.Check(live.request.sampling,
                                  static_cast<int32_t>(live.request.prompt.size()), live.output);

@@ -54,6 +54,8 @@ class ProcessEngine final : public Engine {
   // same `llmuxd-test` binary) installs its own from the environment it inherits.
   void SetSequenceFaultHookForTesting(
       std::function<Status(const EngineRequest&, int32_t)>) override {}
+  void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t)>) override {}
 
   // Blocks until the first worker is ready (OK) or has died before becoming ready (its error),
   // or `timeout` passes (DeadlineExceeded).

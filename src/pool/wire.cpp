@@ -112,7 +112,8 @@ json EncodeRequest(const EngineRequest& r) {
           {"tenant", r.tenant},
           {"prompt", r.prompt},
           {"sampling", EncodeSampling(r.sampling)},
-          {"queue_timeout_ms", r.queue_timeout_ms}};
+          {"queue_timeout_ms", r.queue_timeout_ms},
+          {"lane", r.lane}};
 }
 
 EngineRequest DecodeRequest(const json& j) {
@@ -122,6 +123,7 @@ EngineRequest DecodeRequest(const json& j) {
   r.prompt = j.at("prompt").get<std::vector<int32_t>>();
   r.sampling = DecodeSampling(j.at("sampling"));
   r.queue_timeout_ms = j.at("queue_timeout_ms").get<int64_t>();
+  if (j.contains("lane")) r.lane = j["lane"].get<int32_t>();
   return r;
 }
 

@@ -178,6 +178,9 @@ Status SchedulerImpl::Submit(SchedRequest request) {
   }
   if (request.prompt.empty()) return InvalidArgument("empty prompt");
   if (request.max_new_tokens < 1) return InvalidArgument("max_new_tokens must be at least 1");
+  if (request.lane < -1 || request.lane >= static_cast<int32_t>(config_.lanes.size())) {
+    return InvalidArgument("request lane " + std::to_string(request.lane) + " does not exist");
+  }
   const int64_t prompt = static_cast<int64_t>(request.prompt.size());
   LLMUX_RETURN_IF_ERROR(FitStatus(t, prompt, request.max_new_tokens, /*check_budget=*/true));
 
@@ -190,8 +193,14 @@ Status SchedulerImpl::Submit(SchedRequest request) {
   seq->max_new_tokens = request.max_new_tokens;
   seq->cost = prompt + request.max_new_tokens;
   seq->wait_since = request.arrival;
+  seq->requested_lane = request.lane;
   Activate(t);
-  tenants_[t].queue.push_back(seq.get());
+  // Behind every queued request of the same or a higher lane (FIFO within a lane).
+  TenantState& ts = tenants_[t];
+  const int32_t lane = QueueLane(ts, *seq);
+  auto pos = std::find_if(ts.queue.begin(), ts.queue.end(),
+                          [&](const Seq* q) { return QueueLane(ts, *q) > lane; });
+  ts.queue.insert(pos, seq.get());
   ++num_waiting_;
   seqs_.emplace(request.id, std::move(seq));
   return Status::Ok();

@@ -32,6 +32,7 @@ struct Seq {
   int64_t wait_since = 0;          // arrival, or the time of the last preemption
   int64_t admit_order = 0;
   int32_t lane = 0;                // lane it was admitted in (after aging)
+  int32_t requested_lane = -1;     // per-request lane; -1 = the tenant's
   SeqState state = SeqState::kWaiting;
   std::vector<int32_t> block_table;
   PrefixRoot root;     // cache scope fixed at admission
@@ -110,6 +111,10 @@ class SchedulerImpl final : public Scheduler {
   void AdmitLane(int32_t lane, Admission* admission);
   bool TryAdmit(Seq* s, int32_t lane, bool floors_only);
   int32_t EffectiveLane(TenantId t) const;
+  // The lane a waiting sequence of `ts` is queued in (its own, else the tenant's).
+  static int32_t QueueLane(const TenantState& ts, const Seq& s) {
+    return s.requested_lane >= 0 ? s.requested_lane : ts.limits.lane;
+  }
   bool SlotAvailable(TenantId t) const;
   // The running sequence to preempt first among those allowed: for a running requester, those
   // the victim policy ranks before it; for an admission of tenant `admitting` (requester null),

@@ -26,7 +26,7 @@ void SchedulerImpl::CompactRunning() {
 
 int32_t SchedulerImpl::EffectiveLane(TenantId t) const {
   const TenantState& ts = tenants_[t];
-  const int32_t lane = ts.limits.lane;
+  const int32_t lane = QueueLane(ts, *ts.queue.front());
   const int64_t max_wait = config_.lanes[lane].max_wait;
   if (lane > 0 && max_wait > 0 && now_ - ts.queue.front()->wait_since >= max_wait) {
     return lane - 1;
@@ -93,7 +93,13 @@ void SchedulerImpl::Preempt(Seq* s) {
   s->state = SeqState::kWaiting;
   s->wait_since = now_;
   AddRunning(s->tenant, -1);
-  tenants_[s->tenant].queue.push_front(s);
+  // First among the tenant's waiting work of its lane (per-request lanes keep the queue
+  // ordered by lane).
+  TenantState& ts = tenants_[s->tenant];
+  const int32_t lane = QueueLane(ts, *s);
+  ts.queue.insert(std::find_if(ts.queue.begin(), ts.queue.end(),
+                               [&](const Seq* q) { return QueueLane(ts, *q) >= lane; }),
+                  s);
   ++num_waiting_;
   ++num_preemptions_;
   out_->preempted.push_back(s->id);

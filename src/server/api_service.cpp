@@ -1,12 +1,15 @@
 #include "server/api_service.h"
 
 #include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
 #include "server/call_accounting.h"
 #include "server/call_usage_tally.h"
 #include "server/metrics_routes.h"
+#include "server/responses_api.h"
+#include "server/tool_constraint.h"
 #include "server/usage_routes.h"
 
 namespace llmux::server {
@@ -24,6 +27,22 @@ int64_t NowUnixMs() {
       .count();
 }
 
+// "fp_" + 12 hex digits identifying what serves a model (its name, context and chat
+// template): equal fingerprints mean the same serving configuration.
+std::string SystemFingerprint(const ServedModel& m) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+  };
+  mix(m.name);
+  mix(std::to_string(m.max_model_len));
+  if (m.chat_template != nullptr) mix(m.chat_template->source());
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "fp_%012llx", static_cast<unsigned long long>(h >> 16));
+  return buf;
+}
+
 }  // namespace
 
 ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
@@ -39,7 +58,8 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
                                          telemetry_.quota)),
       admission_(local_admission_.get()),
       auth_throttle_(options_.max_auth_failures_per_minute, std::chrono::seconds(60)),
-      client_resolver_(options_.trusted_proxies, options_.forwarded_header) {}
+      client_resolver_(options_.trusted_proxies, options_.forwarded_header),
+      created_unix_(NowUnixMs() / 1000) {}
 
 void ApiService::SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set) {
   pool_models_ = std::move(pools);
@@ -106,7 +126,8 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   }
   if (path == "/ready") return HandleReady(*channel);
   const bool known = path == "/v1/chat/completions" || path == "/v1/completions" ||
-                     path == "/v1/models" || path == "/admin/reload" || path == "/admin/stats" ||
+                     path == "/v1/responses" || path == "/v1/models" ||
+                     (path.starts_with("/v1/models/") && path.size() > 11) || path == "/admin/reload" || path == "/admin/stats" ||
                      path == "/metrics" || path == "/v1/usage" || path == "/admin/usage" ||
                      path == "/admin/pools";
   if (!known) {
@@ -186,9 +207,9 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
   }
   const TenantConfig* tenant = policy->Find(principal->tenant);
   if (tenant == nullptr) return SendApiError(*channel, ApiErrorFromStatus(Status(StatusCode::kUnauthenticated, "unknown tenant")));
-  if (path == "/v1/models") {
+  if (path == "/v1/models" || path.starts_with("/v1/models/")) {
     if (req.method != "GET") return method_not_allowed("GET");
-    return HandleModels(tenant, *channel);
+    return HandleModels(tenant, path == "/v1/models" ? "" : path.substr(11), *channel);
   }
   if (path == "/v1/usage") {
     if (req.method != "GET") return method_not_allowed("GET");
@@ -198,8 +219,9 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     return ServeTenantUsage(req, principal->tenant, *telemetry_.ledger, *channel);
   }
   if (req.method != "POST") return method_not_allowed("POST");
-  const ApiKind kind = path == "/v1/chat/completions" ? ApiKind::kChat : ApiKind::kCompletion;
-  HandleCompletion(kind, std::move(req), principal->tenant, std::move(policy), std::move(channel));
+  const ApiKind kind = path == "/v1/completions" ? ApiKind::kCompletion : ApiKind::kChat;
+  HandleCompletion(kind, std::move(req), principal->tenant, std::move(policy), std::move(channel),
+                   path == "/v1/responses");
 }
 
 json ApiService::PoolHealth(std::string* problem) const {
@@ -325,25 +347,31 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
   RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});
 }
 
-void ApiService::HandleModels(const TenantConfig* tenant, ResponseChannel& channel) {
+void ApiService::HandleModels(const TenantConfig* tenant, const std::string& id,
+                              ResponseChannel& channel) {
   json data = json::array();
   const ServedModel* served = ServedFor(*tenant);
   if (served != nullptr && ModelAllowed(*tenant, served->name)) {
     data.push_back({{"id", served->name},
                     {"object", "model"},
-                    {"created", 0},
+                    {"created", created_unix_},
                     {"owned_by", "llmux"},
                     {"max_model_len", served->max_model_len}});
     if (served->pool != nullptr) {
       data.back()["batch_invariant"] = served->pool->config().engine.batch_invariant;
     }
   }
-  RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
+  if (id.empty()) return RespondJson(channel, 200, {{"object", "list"}, {"data", data}});
+  for (const json& m : data) {
+    if (m["id"] == id) return RespondJson(channel, 200, m);
+  }
+  SendApiError(channel, ApiErrorFromStatus(NotFound("The model '" + id + "' does not exist"),
+                                           "model", "model_not_found"));
 }
 
 void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::string& tenant_name,
                                   std::shared_ptr<const TenantPolicy> policy,
-                                  std::shared_ptr<ObservedChannel> channel) {
+                                  std::shared_ptr<ObservedChannel> channel, bool responses) {
   const auto call_start = std::chrono::steady_clock::now();
   const TenantConfig& tenant = *policy->Find(tenant_name);
   const ServedModel* served_or = ServedFor(tenant);
@@ -353,7 +381,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     return SendApiError(*channel, e);
   }
   const ServedModel& served = *served_or;
-  auto parsed = ParseOpenAiRequest(kind, http.body, options_.limits);
+  auto parsed = responses ? ParseResponsesRequest(http.body, options_.limits)
+                          : ParseOpenAiRequest(kind, http.body, options_.limits);
   if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
   OpenAiRequest& r = std::get<OpenAiRequest>(parsed);
   if ((!r.model.empty() && r.model != served.name) || !ModelAllowed(tenant, served.name)) {
@@ -362,14 +391,63 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
         "model", "model_not_found");
     return SendApiError(*channel, e);
   }
-  const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
+  const char* prompt_param = responses ? "input" : kind == ApiKind::kChat ? "messages" : "prompt";
+  const char* max_tokens_param = responses ? "max_output_tokens" : "max_tokens";
+
+  // Tools: the template's call format decides parsing; required/named need a constraint.
+  CallOptions call_options;
+  call_options.responses_api = responses;
+  call_options.system_fingerprint = SystemFingerprint(served);
+  if (!r.tools.empty()) {
+    const ToolCallFormat format = ToolCallFormatForTemplate(served.chat_template->source());
+    if (format == ToolCallFormat::kNone && r.tool_choice != ToolChoiceMode::kNone) {
+      return SendApiError(*channel, InvalidRequest("the chat template of model '" + served.name +
+                                                       "' has no tool-call format (hermes or "
+                                                       "llama3_json); send tool_choice 'none' or "
+                                                       "serve a tools-aware template",
+                                                   "tools", "unsupported_feature"));
+    }
+    if (ToolChoiceConstraint(r, format)) {
+      // SEAM: structured outputs give the EngineRequest this constraint; until a request can
+      // carry one, forcing a call is refused rather than silently not enforced.
+      return SendApiError(*channel,
+                          InvalidRequest("tool_choice required/named needs structured outputs "
+                                         "support, which this build lacks; use tool_choice 'auto'",
+                                         "tool_choice", "unsupported_feature"));
+    }
+    if (r.tool_choice != ToolChoiceMode::kNone) call_options.tool_format = format;
+  }
+
+  // service_tier -> lane (and its prices).
+  std::string lane_name = tenant.lane;
+  int32_t request_lane = -1;
+  Prices prices = tenant.prices;
+  call_options.service_tier = "default";
+  if (r.service_tier == "priority" || r.service_tier == "flex") {
+    auto tier = tenant.service_tiers.find(r.service_tier);
+    if (tier == tenant.service_tiers.end()) {
+      std::string allowed = "auto, default";
+      for (const auto& [name, t] : tenant.service_tiers) allowed += ", " + name;
+      return SendApiError(*channel,
+                          ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
+                                                    "service_tier '" + r.service_tier +
+                                                        "' is not available to this tenant "
+                                                        "(allowed: " + allowed + ")"),
+                                             "service_tier", "service_tier_not_allowed"));
+    }
+    lane_name = tier->second.lane;
+    request_lane = tier->second.lane_index;
+    if (tier->second.prices) prices = *tier->second.prices;
+    call_options.service_tier = r.service_tier;
+  }
+  const ChatRenderOptions render_options{r.add_generation_prompt, r.tools_json};
 
   // Prompts -> token ids.
   std::vector<std::vector<int32_t>> prompts;
   const int32_t vocab = served.tokenizer->vocab_size();
   if (kind == ApiKind::kChat) {
-    auto text = served.chat_template->Render(r.messages, r.add_generation_prompt);
-    if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), "messages"));
+    auto text = served.chat_template->Render(r.messages, render_options);
+    if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), prompt_param));
     // The template writes BOS and other specials itself.
     prompts.push_back(served.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
   } else {
@@ -403,6 +481,16 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                                        " tokens; this tenant allows at most " +
                                                        std::to_string(*tenant.max_prompt_tokens),
                                                    prompt_param, "prompt_too_long"));
+    }
+    // NOTE: as vLLM, an explicit max_tokens above the tenant's cap is refused, not clamped
+    // (a clamped reply would look like the model stopping early); a default is capped.
+    if (tenant.max_tokens_per_request && r.max_tokens && *r.max_tokens > *tenant.max_tokens_per_request) {
+      return SendApiError(*channel, InvalidRequest("'" + std::string(max_tokens_param) + "' is " +
+                                                       std::to_string(*r.max_tokens) +
+                                                       "; this tenant allows at most " +
+                                                       std::to_string(*tenant.max_tokens_per_request) +
+                                                       " tokens per request",
+                                                   max_tokens_param, "max_tokens_exceeded"));
     }
     int64_t mt = r.max_tokens ? *r.max_tokens
                               : (kind == ApiKind::kCompletion ? 16 : served.max_model_len - len);
@@ -455,7 +543,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   if (tenant.log_prompts) {
     std::string text;
     if (kind == ApiKind::kChat) {
-      auto rendered = served.chat_template->Render(r.messages, r.add_generation_prompt);
+      auto rendered = served.chat_template->Render(r.messages, render_options);
       if (rendered.ok()) text = *rendered;
     } else {
       for (const PromptInput& p : r.prompts) {
@@ -466,10 +554,10 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   }
   CallContext context;
   context.tenant = tenant_name;
-  context.lane = tenant.lane;
+  context.lane = lane_name;
   context.pool = tenant.pool;
   context.model = served.name;
-  context.prices = tenant.prices;
+  context.prices = prices;
   context.n = r.n;
   context.start = call_start;
   HeaderList headers;  // traceparent is echoed by the observed channel
@@ -492,7 +580,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
       r, served.name, prompt_lengths, plans, served.tokenizer, served.engine, channel, headers,
       [accounting](const std::string& outcome, std::function<void()> deliver) {
         accounting->OnCallDone(outcome, std::move(deliver));
-      });
+      },
+      call_options);
   accounting->set_request_id(call->id());
   channel->OnClose([call] { call->OnClientGone(); });
 
@@ -510,6 +599,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     // n > 1 with a seed: each choice gets its own stream (seed + index), like vLLM.
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
+    er.lane = request_lane;
     Status s = served.engine->Submit(
         std::move(er),
         [this, channel, call, i, ticket, usage, left_queue, accounting](EngineOutput&& out) {

@@ -82,13 +82,16 @@ class ApiService {
   MetricsSnapshot BuildSnapshot(const TenantPolicy& policy);
 
  private:
+  // `responses`: POST /v1/responses (a chat request underneath; kind is kChat).
   void HandleCompletion(ApiKind kind, HttpRequest&& request, const std::string& tenant,
                         std::shared_ptr<const TenantPolicy> policy,
-                        std::shared_ptr<ObservedChannel> channel);
+                        std::shared_ptr<ObservedChannel> channel, bool responses = false);
   // GET /metrics, /v1/usage, /admin/usage (the caller checked the principal).
   void HandleMetrics(const HttpRequest& request, const TenantPolicy& policy,
                      ResponseChannel& channel);
-  void HandleModels(const TenantConfig* tenant, ResponseChannel& channel);
+  // GET /v1/models (`id` empty) or GET /v1/models/{id} (404 model_not_found when the tenant
+  // cannot use it).
+  void HandleModels(const TenantConfig* tenant, const std::string& id, ResponseChannel& channel);
   // GET /admin/pools (admin key).
   void HandlePools(const TenantPolicy& policy, ResponseChannel& channel);
   // The model of the tenant's pool; nullptr when that pool is not served.
@@ -121,6 +124,7 @@ class ApiService {
   Admission* admission_;  // local_admission_ unless SetAdmission
   AuthThrottle auth_throttle_;
   const ClientAddressResolver client_resolver_;
+  const int64_t created_unix_;  // the models' `created`: when the service started
   std::atomic<bool> draining_{false};
   std::atomic<bool> refusing_{false};
   std::atomic<uint64_t> next_engine_id_{1};

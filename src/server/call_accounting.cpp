@@ -98,6 +98,7 @@ void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
   r.lane = context_.lane;
   r.pool = context_.pool;
   r.outcome = outcome;
+  r.x_request_id = channel_->request_id();
   RequestObservation obs;
   obs.tenant = context_.tenant;
   obs.lane = context_.lane;

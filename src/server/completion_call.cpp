@@ -6,11 +6,13 @@
 #include <random>
 
 #include "server/api_error.h"
+#include "server/responses_api.h"
+#include "server/token_text.h"
 
 namespace llmux::server {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 std::string RandomId(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -39,9 +41,12 @@ CompletionCall::CompletionCall(const OpenAiRequest& request, std::string model_n
                                std::vector<int32_t> prompt_lengths, std::vector<ChoicePlan> plans,
                                const Tokenizer* tokenizer, Engine* engine,
                                std::shared_ptr<ResponseChannel> channel, HeaderList extra_headers,
-                               OnDone on_done)
+                               OnDone on_done, CallOptions options)
     : request_(request),
-      id_(RandomId(request.kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-")),
+      options_(std::move(options)),
+      id_(RandomId(options_.responses_api            ? "resp_"
+                   : request.kind == ApiKind::kChat ? "chatcmpl-"
+                                                    : "cmpl-")),
       created_(std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count()),
@@ -58,6 +63,23 @@ CompletionCall::CompletionCall(const OpenAiRequest& request, std::string model_n
         request_.stop);
   }
   for (int32_t n : prompt_lengths_) usage_.prompt_tokens += n;
+  for (Choice& c : choices_) {
+    if (parse_tools() && request_.stream) c.tools = std::make_unique<ToolCallStreamParser>(options_.tool_format);
+  }
+  if (options_.responses_api) {
+    responses_ = std::make_unique<ResponsesEvents>(request_, id_, model_, created_,
+                                                   options_.service_tier);
+  }
+}
+
+CompletionCall::~CompletionCall() = default;
+
+void CompletionCall::Stamp(json& j) const {
+  j["id"] = id_;
+  j["created"] = created_;
+  j["model"] = model_;
+  if (!options_.system_fingerprint.empty()) j["system_fingerprint"] = options_.system_fingerprint;
+  if (!options_.service_tier.empty()) j["service_tier"] = options_.service_tier;
 }
 
 void CompletionCall::OnEngineOutput(size_t i, const EngineOutput& out) {
@@ -138,6 +160,7 @@ void CompletionCall::EnsureStreamStarted() {
   if (stream_started_) return;
   stream_started_ = true;
   channel_->BeginStream(extra_headers_);
+  if (responses_) channel_->Write(responses_->Start());
 }
 
 void CompletionCall::EmitText(size_t i, const std::string& text,
@@ -151,62 +174,121 @@ void CompletionCall::EmitText(size_t i, const std::string& text,
     return;
   }
   EnsureStreamStarted();
-  if (request_.kind == ApiKind::kChat && !c.role_sent) {
-    c.role_sent = true;
-    json delta = {{"role", "assistant"}, {"content", ""}};
-    json chunk = {{"id", id_},
-                  {"object", "chat.completion.chunk"},
-                  {"created", created_},
-                  {"model", model_},
-                  {"choices", json::array({{{"index", i}, {"delta", delta}, {"logprobs", nullptr},
-                                            {"finish_reason", nullptr}}})}};
-    if (request_.include_usage) chunk["usage"] = nullptr;
-    channel_->Write("data: " + Dump(chunk) + "\n\n");
+  if (c.tools) {
+    const ToolStreamDelta delta = c.tools->Push(text);
+    WriteDelta(i, delta, lp_tokens, lp);
+    return;
   }
-  if (text.empty() && lp_tokens.empty()) return;
-  channel_->Write("data: " + Chunk(i, text, nullptr, lp_tokens, lp) + "\n\n");
+  WriteDelta(i, ToolStreamDelta{text, {}}, lp_tokens, lp);
+}
+
+void CompletionCall::WriteRoleChunk(size_t i) {
+  Choice& c = choices_[i];
+  if (request_.kind != ApiKind::kChat || c.role_sent || responses_) return;
+  c.role_sent = true;
+  json delta = {{"role", "assistant"}, {"content", ""}};
+  json chunk;
+  Stamp(chunk);
+  chunk["object"] = "chat.completion.chunk";
+  chunk["choices"] = json::array({{{"index", i}, {"delta", delta}, {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}});
+  if (request_.include_usage) chunk["usage"] = nullptr;
+  channel_->Write("data: " + Dump(chunk) + "\n\n");
+}
+
+void CompletionCall::WriteDelta(size_t i, const ToolStreamDelta& delta,
+                                const std::vector<int32_t>& lp_tokens,
+                                const std::vector<SampledToken>& lp) {
+  Choice& c = choices_[i];
+  ToolStreamDelta d = delta;
+  if (!request_.parallel_tool_calls) {
+    std::erase_if(d.calls, [](const ToolCallDelta& call) { return call.index > 0; });
+  }
+  for (const ToolCallDelta& call : d.calls) {
+    if (call.first) c.call_ids.push_back(NewToolCallId());
+  }
+  if (responses_) {
+    channel_->Write(responses_->Delta(d, c.call_ids));
+    return;
+  }
+  WriteRoleChunk(i);
+  if (!d.content.empty() || !lp_tokens.empty()) {
+    channel_->Write("data: " + Chunk(i, d.content, nullptr, lp_tokens, lp) + "\n\n");
+  }
+  if (d.calls.empty()) return;
+  json calls = json::array();
+  for (const ToolCallDelta& call : d.calls) {
+    json entry = {{"index", call.index}};
+    if (call.first) {
+      entry["id"] = c.call_ids[call.index];
+      entry["type"] = "function";
+      entry["function"] = {{"name", call.name}, {"arguments", call.arguments}};
+    } else {
+      entry["function"] = {{"arguments", call.arguments}};
+    }
+    calls.push_back(std::move(entry));
+  }
+  json chunk;
+  Stamp(chunk);
+  chunk["object"] = "chat.completion.chunk";
+  chunk["choices"] = json::array({{{"index", i}, {"delta", {{"tool_calls", calls}}},
+                                   {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+  if (request_.include_usage) chunk["usage"] = nullptr;
+  channel_->Write("data: " + Dump(chunk) + "\n\n");
 }
 
 void CompletionCall::FinishText(size_t i, const std::string& reason) {
   Choice& c = choices_[i];
   c.finish_reason = reason;
+  if (c.tools) {
+    EnsureStreamStarted();
+    WriteDelta(i, c.tools->Finish(), {}, {});
+    if (c.tools->num_calls() > 0 && reason == "stop") c.finish_reason = "tool_calls";
+  } else if (parse_tools() && !request_.stream) {
+    // Non-streaming: the whole text is parsed in SendFinal; the reason follows the parse.
+    if (reason == "stop" && !ParseToolCalls(options_.tool_format, c.text).calls.empty()) {
+      c.finish_reason = "tool_calls";
+    }
+  }
   if (request_.stream) {
     EmitText(i, "", {}, {});  // makes sure the stream (and the chat role chunk) exist
-    channel_->Write("data: " + Chunk(i, "", &reason, {}, {}) + "\n\n");
+    if (responses_) return;   // the item done events go out with response.completed
+    channel_->Write("data: " + Chunk(i, "", &c.finish_reason, {}, {}) + "\n\n");
   }
 }
 
 std::string CompletionCall::LogprobsJson(const std::vector<int32_t>& tokens,
                                          const std::vector<SampledToken>& lp) const {
-  auto piece = [this](int32_t t) {
-    const int32_t one[1] = {t};
-    return tokenizer_->Decode(one, /*skip_special_tokens=*/false);
-  };
+  auto bytes = [this](int32_t t) { return TokenBytes(*tokenizer_, t); };
   if (request_.kind == ApiKind::kChat) {
     json content = json::array();
     for (size_t k = 0; k < tokens.size(); ++k) {
-      const std::string s = piece(tokens[k]);
+      const std::string b = bytes(tokens[k]);
       json top = json::array();
       for (const TokenLogprob& alt : lp[k].top) {
-        const std::string a = piece(alt.token);
-        top.push_back({{"token", a}, {"logprob", Logprob(alt.logprob)}, {"bytes", Bytes(a)}});
+        const std::string a = bytes(alt.token);
+        top.push_back({{"token", TokenDisplayString(a)}, {"logprob", Logprob(alt.logprob)}, {"bytes", Bytes(a)}});
       }
-      content.push_back(
-          {{"token", s}, {"logprob", Logprob(lp[k].logprob)}, {"bytes", Bytes(s)}, {"top_logprobs", top}});
+      content.push_back({{"token", TokenDisplayString(b)},
+                         {"logprob", Logprob(lp[k].logprob)},
+                         {"bytes", Bytes(b)},
+                         {"top_logprobs", top}});
     }
     return Dump(json{{"content", content}});
   }
   json toks = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
   size_t offset = 0;
   for (size_t k = 0; k < tokens.size(); ++k) {
-    const std::string s = piece(tokens[k]);
-    toks.push_back(s);
+    const std::string b = bytes(tokens[k]);
+    toks.push_back(TokenDisplayString(b));
     lps.push_back(Logprob(lp[k].logprob));
     json top = json::object();
-    for (const TokenLogprob& alt : lp[k].top) top[piece(alt.token)] = Logprob(alt.logprob);
+    for (const TokenLogprob& alt : lp[k].top) {
+      top[TokenDisplayString(bytes(alt.token))] = Logprob(alt.logprob);
+    }
     tops.push_back(top);
     offsets.push_back(offset);
-    offset += s.size();
+    offset += b.size();
   }
   return Dump(json{{"tokens", toks}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}});
 }
@@ -219,7 +301,8 @@ std::string CompletionCall::Chunk(size_t i, const std::string& text, const std::
                            ? json::parse(LogprobsJson(lp_tokens, lp))
                            : json(nullptr);
   choice["finish_reason"] = finish_reason ? json(*finish_reason) : json(nullptr);
-  json chunk = {{"id", id_}, {"created", created_}, {"model", model_}};
+  json chunk;
+  Stamp(chunk);
   if (request_.kind == ApiKind::kChat) {
     chunk["object"] = "chat.completion.chunk";
     choice["delta"] = finish_reason ? json::object() : json{{"content", text}};
@@ -255,7 +338,10 @@ void CompletionCall::Fail(const Status& error) {
 }
 
 void CompletionCall::SendError(const ApiError& e) {
-  if (stream_started_) {
+  if (stream_started_ && responses_) {
+    channel_->Write("event: error\ndata: " + e.ToJson() + "\n\n");
+    channel_->End();
+  } else if (stream_started_) {
     channel_->Write("data: " + e.ToJson() + "\n\n");
     channel_->End();
   } else {
@@ -280,15 +366,15 @@ void CompletionCall::MaybeComplete() {
 }
 
 void CompletionCall::SendFinal() {
+  if (responses_) return SendResponsesFinal();
   if (request_.stream) {
     EnsureStreamStarted();
     if (request_.include_usage) {
-      json chunk = {{"id", id_},
-                    {"object", request_.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion"},
-                    {"created", created_},
-                    {"model", model_},
-                    {"choices", json::array()},
-                    {"usage", json::parse(UsageJson())}};
+      json chunk;
+      Stamp(chunk);
+      chunk["object"] = request_.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion";
+      chunk["choices"] = json::array();
+      chunk["usage"] = json::parse(UsageJson());
       channel_->Write("data: " + Dump(chunk) + "\n\n");
     }
     channel_->Write("data: [DONE]\n\n");
@@ -301,20 +387,54 @@ void CompletionCall::SendFinal() {
       choice["logprobs"] = request_.want_logprobs ? json::parse(LogprobsJson(c.lp_tokens, c.lp))
                                                   : json(nullptr);
       if (request_.kind == ApiKind::kChat) {
-        choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+        choice["message"] = MessageJson(c.text);
       } else {
         choice["text"] = c.text;
       }
       choices.push_back(std::move(choice));
     }
-    json body = {{"id", id_},
-                 {"object", request_.kind == ApiKind::kChat ? "chat.completion" : "text_completion"},
-                 {"created", created_},
-                 {"model", model_},
-                 {"choices", choices},
-                 {"usage", json::parse(UsageJson())}};
+    json body;
+    Stamp(body);
+    body["object"] = request_.kind == ApiKind::kChat ? "chat.completion" : "text_completion";
+    body["choices"] = choices;
+    body["usage"] = json::parse(UsageJson());
     channel_->Respond(200, "application/json", Dump(body), extra_headers_);
   }
+}
+
+json CompletionCall::MessageJson(const std::string& text) const {
+  json message = {{"role", "assistant"}, {"content", text}};
+  if (!parse_tools()) return message;
+  ParsedToolOutput parsed = ParseToolCalls(options_.tool_format, text);
+  if (parsed.calls.empty()) return message;
+  if (!request_.parallel_tool_calls) parsed.calls.resize(1);
+  message["content"] = parsed.content ? json(*parsed.content) : json(nullptr);
+  json calls = json::array();
+  for (const ParsedToolCall& call : parsed.calls) {
+    calls.push_back({{"id", NewToolCallId()},
+                     {"type", "function"},
+                     {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+  }
+  message["tool_calls"] = calls;
+  return message;
+}
+
+void CompletionCall::SendResponsesFinal() {
+  const Choice& c = choices_[0];
+  ResponsesUsage usage{usage_.prompt_tokens, usage_.cached_tokens, usage_.completion_tokens};
+  if (request_.stream) {
+    EnsureStreamStarted();
+    channel_->Write(responses_->Completed(usage, c.finish_reason));
+    channel_->End();
+    return;
+  }
+  ParsedToolOutput parsed = parse_tools() ? ParseToolCalls(options_.tool_format, c.text)
+                                          : ParsedToolOutput{c.text, {}};
+  if (!request_.parallel_tool_calls && parsed.calls.size() > 1) parsed.calls.resize(1);
+  std::vector<std::string> ids;
+  for (size_t k = 0; k < parsed.calls.size(); ++k) ids.push_back(NewToolCallId());
+  channel_->Respond(200, "application/json", responses_->Body(parsed, ids, usage, c.finish_reason),
+                    extra_headers_);
 }
 
 }  // namespace llmux::server

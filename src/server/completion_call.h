@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -13,12 +14,24 @@
 #include "server/http_types.h"
 #include "server/openai_request.h"
 #include "server/stop_strings.h"
+#include "server/tool_calls.h"
 
 namespace llmux::server {
 
 struct ChoicePlan {
   int prompt_index = 0;
   uint64_t engine_id = 0;
+};
+
+class ResponsesEvents;
+
+// How the API layer wants the call presented.
+struct CallOptions {
+  // Chat: the format tool calls are parsed from (kNone: no parsing, all text is content).
+  ToolCallFormat tool_format = ToolCallFormat::kNone;
+  std::string system_fingerprint;  // "" = omitted
+  std::string service_tier;        // echoed as `service_tier` ("" = omitted)
+  bool responses_api = false;      // POST /v1/responses shape (chat request underneath)
 };
 
 // Usage of a finished call, for the ledger and the access log.
@@ -44,7 +57,9 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
   CompletionCall(const OpenAiRequest& request, std::string model_name,
                  std::vector<int32_t> prompt_lengths, std::vector<ChoicePlan> choices,
                  const Tokenizer* tokenizer, Engine* engine,
-                 std::shared_ptr<ResponseChannel> channel, HeaderList extra_headers, OnDone on_done);
+                 std::shared_ptr<ResponseChannel> channel, HeaderList extra_headers, OnDone on_done,
+                 CallOptions options = {});
+  ~CompletionCall();
 
   // An engine event for choice `choice`. Strand only.
   void OnEngineOutput(size_t choice, const EngineOutput& out);
@@ -66,6 +81,8 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
     std::vector<int32_t> lp_tokens;   // tokens with logprobs, in order
     std::vector<SampledToken> lp;     // their logprobs
     std::string finish_reason;        // "" until the text is complete
+    std::unique_ptr<ToolCallStreamParser> tools;  // streaming with tool parsing only
+    std::vector<std::string> call_ids;            // streamed tool calls' ids, by index
     bool started = false;
     bool engine_done = false;
     bool role_sent = false;
@@ -75,22 +92,34 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
 
   void EmitText(size_t i, const std::string& text, const std::vector<int32_t>& lp_tokens,
                 const std::vector<SampledToken>& lp);
+  // Streaming: writes the parsed pieces of choice i (content and tool-call deltas).
+  void WriteDelta(size_t i, const ToolStreamDelta& delta, const std::vector<int32_t>& lp_tokens,
+                  const std::vector<SampledToken>& lp);
+  void WriteRoleChunk(size_t i);
+  // Adds id/created/model/system_fingerprint/service_tier to a chunk or body.
+  void Stamp(nlohmann::ordered_json& j) const;
   void FinishText(size_t i, const std::string& reason);
   void Fail(const Status& error);
   void MaybeComplete();
   // The final response event of a completed call / of a failed one. Strand.
   void SendFinal();
+  void SendResponsesFinal();
+  // Chat: the assistant message of a non-streamed choice (tool calls parsed when enabled).
+  nlohmann::ordered_json MessageJson(const std::string& text) const;
   void SendError(const ApiError& error);
   void Done(const std::string& outcome, std::function<void()> deliver);
   void EnsureStreamStarted();
   std::string Chunk(size_t i, const std::string& text, const std::string* finish_reason,
                     const std::vector<int32_t>& lp_tokens,
                     const std::vector<SampledToken>& lp) const;
+  bool parse_tools() const { return options_.tool_format != ToolCallFormat::kNone; }
   std::string LogprobsJson(const std::vector<int32_t>& tokens,
                            const std::vector<SampledToken>& lp) const;
   std::string UsageJson() const;
 
   const OpenAiRequest request_;
+  const CallOptions options_;
+  std::unique_ptr<ResponsesEvents> responses_;  // responses_api only
   const std::string id_;
   const int64_t created_;
   const std::string model_;

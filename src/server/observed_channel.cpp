@@ -15,6 +15,16 @@ std::string NewRequestId() {
   return buf;
 }
 
+// A client's X-Request-Id is echoed when it is 1-128 printable ASCII characters (no spaces
+// or quotes, so it is safe in logs and headers); otherwise llmux generates one.
+bool SaneRequestId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
 // The refusal reason of an error response, from its status and OpenAI error code; nullopt
 // for server errors (they are failures, not refusals).
 std::optional<RejectReason> Classify(int status, const std::string& body) {
@@ -46,7 +56,8 @@ ObservedChannel::ObservedChannel(std::shared_ptr<ResponseChannel> inner, const H
       remote_(request.remote_address),
       traceparent_(IsValidTraceparent(request.Header("traceparent")) ? request.Header("traceparent")
                                                                      : std::string()),
-      request_id_(NewRequestId()),
+      request_id_(SaneRequestId(request.Header("x-request-id")) ? request.Header("x-request-id")
+                                                                : NewRequestId()),
       start_(std::chrono::steady_clock::now()) {}
 
 void ObservedChannel::SetTenant(const std::string& tenant) {
@@ -79,6 +90,7 @@ void ObservedChannel::CountRefusal(int status, const std::string& body) {
 void ObservedChannel::Respond(int status, std::string content_type, std::string body,
                               HeaderList headers) {
   if (!traceparent_.empty()) headers.emplace_back("traceparent", traceparent_);
+  headers.emplace_back("x-request-id", request_id_);
   CountRefusal(status, body);
   inner_->Respond(status, std::move(content_type), std::move(body), std::move(headers));
   Finish(status);
@@ -90,6 +102,7 @@ void ObservedChannel::BeginStream(HeaderList headers) {
     for (const auto& [k, v] : headers) has = has || k == "traceparent";
     if (!has) headers.emplace_back("traceparent", traceparent_);
   }
+  headers.emplace_back("x-request-id", request_id_);
   inner_->BeginStream(std::move(headers));
 }
 
@@ -107,6 +120,7 @@ void ObservedChannel::Finish(int status) {
   std::lock_guard<std::mutex> lock(mutex_);
   f.push_back(F("tenant", tenant_.empty() ? std::string(kUnauthenticatedTenant) : tenant_));
   f.push_back(F("request_id", usage_ ? usage_->request_id : request_id_));
+  if (usage_) f.push_back(F("x_request_id", request_id_));
   if (!traceparent_.empty()) f.push_back(F("traceparent", traceparent_));
   f.push_back(F("method", method_));
   f.push_back(F("path", path_));

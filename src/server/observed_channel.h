@@ -46,6 +46,8 @@ class ObservedChannel final : public ResponseChannel {
   void Finish(int status);
 
   const std::string& traceparent() const { return traceparent_; }
+  // The x-request-id sent on every response: the client's X-Request-Id when sane (1-128
+  // printable ASCII, no space, quote or backslash), else a generated "req-..." id.
   const std::string& request_id() const { return request_id_; }
 
   void Respond(int status, std::string content_type, std::string body,

@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -7,7 +8,8 @@
 namespace llmux::server {
 namespace {
 
-using json = nlohmann::json;
+// NOTE: ordered, so that tool schemas reach the chat template with the client's key order.
+using json = nlohmann::ordered_json;
 
 // Parse failures travel as this exception inside this file only; ParseOpenAiRequest catches it.
 struct FieldError {
@@ -40,6 +42,11 @@ int64_t Integer(const json& v, const std::string& name, int64_t lo, int64_t hi) 
       if (std::isfinite(d) && d == std::floor(d) && d >= static_cast<double>(lo) &&
           d <= static_cast<double>(hi)) {
         return static_cast<int64_t>(d);
+      }
+      // 2^64 and beyond arrive as floats: an integer, just out of range.
+      if (std::isfinite(d) && d == std::floor(d)) {
+        Fail(name, "'" + name + "' is out of range: it must be between " + std::to_string(lo) +
+                       " and " + std::to_string(hi) + ", got " + v.dump());
       }
     }
     Fail(name, "'" + name + "' must be an integer");
@@ -91,6 +98,121 @@ std::string MessageContent(const json& content, const std::string& name) {
   return text;
 }
 
+std::vector<ChatToolCall> ParseMessageToolCalls(const json& v, const std::string& name) {
+  if (!v.is_array()) Fail(name, "'" + name + "' must be an array");
+  std::vector<ChatToolCall> calls;
+  for (size_t k = 0; k < v.size(); ++k) {
+    const json& c = v[k];
+    const std::string at = name + "[" + std::to_string(k) + "]";
+    if (!c.is_object()) Fail(at, "'" + at + "' must be an object");
+    if (auto t = c.find("type"); t != c.end() && *t != "function") {
+      Unsupported(at + ".type", "tool call type " + t->dump());
+    }
+    auto fn = c.find("function");
+    if (fn == c.end() || !fn->is_object()) Fail(at + ".function", "'" + at + ".function' must be an object");
+    ChatToolCall call;
+    if (auto id = c.find("id"); id != c.end() && !id->is_null()) call.id = String(*id, at + ".id");
+    auto fname = fn->find("name");
+    if (fname == fn->end() || !fname->is_string() || fname->get<std::string>().empty()) {
+      Fail(at + ".function.name", "'" + at + ".function.name' must be a non-empty string");
+    }
+    call.name = fname->get<std::string>();
+    auto args = fn->find("arguments");
+    if (args == fn->end() || args->is_null()) {
+      call.arguments = "{}";
+    } else if (args->is_string()) {
+      call.arguments = args->get<std::string>();
+    } else if (args->is_object()) {
+      call.arguments = args->dump();  // tolerated: some clients send the object itself
+    } else {
+      Fail(at + ".function.arguments", "'" + at + ".function.arguments' must be a JSON string");
+    }
+    calls.push_back(std::move(call));
+  }
+  return calls;
+}
+
+bool ValidFunctionName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return false;
+  }
+  return true;
+}
+
+// tools, tool_choice, parallel_tool_calls.
+void ParseTools(const json& body, OpenAiRequest& r) {
+  auto it = body.find("tools");
+  if (it != body.end() && !it->is_null()) {
+    if (!it->is_array()) Fail("tools", "'tools' must be an array");
+    if (it->size() > 128) Fail("tools", "'tools' has more than 128 entries");
+    json list = json::array();
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& t = (*it)[i];
+      const std::string at = "tools[" + std::to_string(i) + "]";
+      if (!t.is_object()) Fail(at, "'" + at + "' must be an object");
+      auto type = t.find("type");
+      if (type == t.end() || !type->is_string()) Fail(at + ".type", "'" + at + ".type' is required");
+      if (*type != "function") Unsupported(at + ".type", "tool type " + type->dump());
+      auto fn = t.find("function");
+      if (fn == t.end() || !fn->is_object()) Fail(at + ".function", "'" + at + ".function' must be an object");
+      ToolFunction f;
+      auto name = fn->find("name");
+      if (name == fn->end() || !name->is_string() || !ValidFunctionName(name->get<std::string>())) {
+        Fail(at + ".function.name",
+             "'" + at + ".function.name' must be 1-64 characters of a-z, A-Z, 0-9, '_', '-' or '.'");
+      }
+      f.name = name->get<std::string>();
+      for (const ToolFunction& other : r.tools) {
+        if (other.name == f.name) Fail(at + ".function.name", "duplicate tool name '" + f.name + "'");
+      }
+      json entry_fn = json::object();
+      entry_fn["name"] = f.name;
+      if (auto d = fn->find("description"); d != fn->end() && !d->is_null()) {
+        f.description = String(*d, at + ".function.description");
+        entry_fn["description"] = f.description;
+      }
+      if (auto p = fn->find("parameters"); p != fn->end() && !p->is_null()) {
+        if (!p->is_object()) Fail(at + ".function.parameters", "'" + at + ".function.parameters' must be a JSON Schema object");
+        f.parameters_json = p->dump();
+        entry_fn["parameters"] = *p;
+      }
+      list.push_back(json{{"type", "function"}, {"function", entry_fn}});
+      r.tools.push_back(std::move(f));
+    }
+    if (!r.tools.empty()) r.tools_json = list.dump();
+  }
+  r.tool_choice = r.tools.empty() ? ToolChoiceMode::kNone : ToolChoiceMode::kAuto;
+  if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
+    if (c->is_string()) {
+      const std::string s = c->get<std::string>();
+      if (s == "none") r.tool_choice = ToolChoiceMode::kNone;
+      else if (s == "auto") r.tool_choice = ToolChoiceMode::kAuto;
+      else if (s == "required") r.tool_choice = ToolChoiceMode::kRequired;
+      else Fail("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or {\"type\": \"function\", ...}");
+    } else if (c->is_object()) {
+      auto fn = c->find("function");
+      if (c->value("type", "") != "function" || fn == c->end() || !fn->is_object() ||
+          !fn->contains("name") || !(*fn)["name"].is_string()) {
+        Fail("tool_choice", "'tool_choice' object must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      }
+      r.tool_choice = ToolChoiceMode::kNamed;
+      r.tool_choice_name = (*fn)["name"].get<std::string>();
+      bool known = false;
+      for (const ToolFunction& f : r.tools) known |= f.name == r.tool_choice_name;
+      if (!known) Fail("tool_choice", "'tool_choice' names '" + r.tool_choice_name + "', which is not in 'tools'");
+    } else {
+      Fail("tool_choice", "'tool_choice' must be a string or an object");
+    }
+    if (r.tools.empty() && r.tool_choice != ToolChoiceMode::kNone) {
+      Fail("tool_choice", "'tool_choice' needs 'tools'");
+    }
+  }
+  if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null()) {
+    r.parallel_tool_calls = Bool(*p, "parallel_tool_calls");
+  }
+}
+
 void ParseMessages(const json& body, const RequestLimits& limits, OpenAiRequest& r) {
   auto it = body.find("messages");
   if (it == body.end()) Fail("messages", "'messages' is required");
@@ -105,16 +227,26 @@ void ParseMessages(const json& body, const RequestLimits& limits, OpenAiRequest&
     auto role = m.find("role");
     if (role == m.end() || !role->is_string()) Fail(name + ".role", "'" + name + ".role' must be a string");
     const std::string role_s = role->get<std::string>();
-    if (role_s != "system" && role_s != "user" && role_s != "assistant" && role_s != "developer") {
+    if (role_s != "system" && role_s != "user" && role_s != "assistant" && role_s != "developer" &&
+        role_s != "tool") {
       Unsupported(name + ".role", "message role '" + role_s + "'");
     }
-    if (m.contains("tool_calls") || m.contains("function_call")) {
-      Unsupported(name + ".tool_calls", "tool calls");
-    }
+    if (m.contains("function_call")) Unsupported(name + ".function_call", "'function_call'");
     auto content = m.find("content");
     ChatMessage msg;
     msg.role = role_s == "developer" ? "system" : role_s;
     msg.content = content == m.end() ? "" : MessageContent(*content, name + ".content");
+    if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+      if (role_s != "assistant") Fail(name + ".tool_calls", "only assistant messages have 'tool_calls'");
+      msg.tool_calls = ParseMessageToolCalls(*calls, name + ".tool_calls");
+    }
+    if (role_s == "tool") {
+      auto id = m.find("tool_call_id");
+      if (id == m.end() || !id->is_string()) {
+        Fail(name + ".tool_call_id", "'" + name + ".tool_call_id' is required for tool messages");
+      }
+      msg.tool_call_id = id->get<std::string>();
+    }
     r.messages.push_back(std::move(msg));
   }
 }
@@ -189,7 +321,7 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
   r.kind = kind;
   SamplingParams& s = r.sampling;
   // Features that change what the client expects: refuse rather than ignore.
-  for (const char* f : {"tools", "tool_choice", "functions", "function_call", "suffix"}) {
+  for (const char* f : {"functions", "function_call", "suffix"}) {
     if (auto it = body.find(f); it != body.end() && !it->is_null()) Unsupported(f, std::string("'") + f + "'");
   }
   if (auto it = body.find("response_format"); it != body.end() && !it->is_null()) {
@@ -205,10 +337,16 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
   }
   if (kind == ApiKind::kChat) {
     ParseMessages(body, limits, r);
+    ParseTools(body, r);
     if (auto it = body.find("add_generation_prompt"); it != body.end()) {
       r.add_generation_prompt = Bool(*it, "add_generation_prompt");
     }
   } else {
+    for (const char* f : {"tools", "tool_choice"}) {
+      if (auto it = body.find(f); it != body.end() && !it->is_null()) {
+        Fail(f, std::string("'") + f + "' is a chat completions field");
+      }
+    }
     ParsePrompt(body, limits, r);
   }
   if (auto it = body.find("model"); it != body.end() && !it->is_null()) r.model = String(*it, "model");
@@ -243,6 +381,13 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
     }
   }
   if (const json* v = get("user")) r.user = String(*v, "user");
+  if (const json* v = get("service_tier")) {
+    r.service_tier = String(*v, "service_tier");
+    if (r.service_tier != "auto" && r.service_tier != "default" && r.service_tier != "flex" &&
+        r.service_tier != "priority") {
+      Fail("service_tier", "'service_tier' must be 'auto', 'default', 'flex' or 'priority'");
+    }
+  }
   if (kind == ApiKind::kChat) {
     if (const json* v = get("logprobs")) r.want_logprobs = Bool(*v, "logprobs");
     if (const json* v = get("top_logprobs")) {
@@ -259,31 +404,48 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
   return r;
 }
 
-// The DOM parser, remembering which top-level field was being read, so that a syntax error
-// or a number out of range (1e999) names that field as the error's `param`.
+// The DOM parser, remembering which top-level field's value is being read, so that a syntax
+// error or a number out of range (1e999) inside that value names the field as the error's
+// `param`. Once the value is complete the field is forgotten: an error between fields (a
+// missing comma, a trailing comma, a truncated body) is the body's, with `param` null.
 class FieldTrackingSax : public nlohmann::detail::json_sax_dom_parser<json> {
  public:
   using Base = nlohmann::detail::json_sax_dom_parser<json>;
   explicit FieldTrackingSax(json& root) : Base(root, /*allow_exceptions_=*/true) {}
   bool start_object(std::size_t n) { ++depth_; return Base::start_object(n); }
-  bool end_object() { --depth_; return Base::end_object(); }
+  bool end_object() { return Ended(Base::end_object()); }
   bool start_array(std::size_t n) { ++depth_; return Base::start_array(n); }
-  bool end_array() { --depth_; return Base::end_array(); }
+  bool end_array() { return Ended(Base::end_array()); }
   bool key(json::string_t& k) {
     if (depth_ == 1) field_ = k;
     return Base::key(k);
   }
+  bool null() { return Scalar(Base::null()); }
+  bool boolean(bool v) { return Scalar(Base::boolean(v)); }
+  bool number_integer(json::number_integer_t v) { return Scalar(Base::number_integer(v)); }
+  bool number_unsigned(json::number_unsigned_t v) { return Scalar(Base::number_unsigned(v)); }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return Scalar(Base::number_float(v, s));
+  }
+  bool string(json::string_t& v) { return Scalar(Base::string(v)); }
   const std::string& field() const { return field_; }
 
  private:
+  bool Ended(bool ok) {
+    if (--depth_ <= 1) field_.clear();
+    return ok;
+  }
+  bool Scalar(bool ok) {
+    if (depth_ <= 1) field_.clear();
+    return ok;
+  }
   int depth_ = 0;
   std::string field_;
 };
 
 }  // namespace
 
-std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::string_view body,
-                                                         const RequestLimits& limits) {
+std::variant<json, ApiError> ParseRequestJson(std::string_view body) {
   json parsed;
   {
     // NOTE: nlohmann's parser recurses per nesting level; cap depth before parsing so a body
@@ -311,6 +473,14 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::stri
   } catch (const json::exception& e) {
     return InvalidRequest(std::string("the request body is not valid JSON: ") + e.what(), sax.field());
   }
+  return parsed;
+}
+
+std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::string_view body,
+                                                         const RequestLimits& limits) {
+  auto json_or = ParseRequestJson(body);
+  if (auto* err = std::get_if<ApiError>(&json_or)) return *err;
+  const json& parsed = std::get<json>(json_or);
   try {
     return Parse(kind, parsed, limits);
   } catch (const FieldError& e) {

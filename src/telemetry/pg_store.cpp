@@ -37,11 +37,13 @@ CREATE TABLE IF NOT EXISTS llmux_usage (
 CREATE INDEX IF NOT EXISTS llmux_usage_tenant_time ON llmux_usage (tenant, finished_unix_ms);
 CREATE INDEX IF NOT EXISTS llmux_usage_time ON llmux_usage (finished_unix_ms);
 )sql",
+    // 2: the client's X-Request-Id (nullable).
+    "ALTER TABLE llmux_usage ADD COLUMN IF NOT EXISTS x_request_id TEXT",
 };
 
 constexpr const char* kColumns =
     "request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, cached_tokens, "
-    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano";
+    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id";
 
 std::string WithDefaults(const std::string& url, int connect_timeout_s) {
   std::string out = url;
@@ -191,6 +193,12 @@ Status PgStore::Insert(const std::vector<const UsageRecord*>& rows) {
       AppendQuoted(w, r.outcome, &sql);
       sql += ',';
       sql += std::to_string(r.cost_nano);
+      sql += ',';
+      if (r.x_request_id.empty()) {
+        sql += "NULL";
+      } else {
+        AppendQuoted(w, r.x_request_id, &sql);
+      }
       sql += ')';
     }
     sql += " ON CONFLICT (request_id) DO NOTHING";
@@ -270,6 +278,7 @@ StatusOr<std::vector<UsageRecord>> PgStore::Records(const UsageQuery& q) {
       u.duration_ms = row[11].as<int64_t>();
       u.outcome = row[12].c_str();
       u.cost_nano = row[13].as<int64_t>();
+      if (!row[14].is_null()) u.x_request_id = row[14].c_str();
       out.push_back(std::move(u));
     }
   });

@@ -212,6 +212,7 @@ StatusOr<std::unique_ptr<UsageLedger>> OpenSqliteLedger(const std::filesystem::p
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db write_db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(write_db.get(), sync));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kUsageSchema));
+  LLMUX_RETURN_IF_ERROR(sqlite::AddUsageRequestIdColumn(write_db.get()));
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(read_db.get(), sync));
   return std::unique_ptr<UsageLedger>(new SqliteLedger(std::move(write_db), std::move(read_db)));

@@ -11,6 +11,7 @@ StatusOr<std::unique_ptr<UsageSpool>> UsageSpool::Open(const std::filesystem::pa
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(db.get(), sync));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(db.get(), sqlite::kUsageSchema));
+  LLMUX_RETURN_IF_ERROR(sqlite::AddUsageRequestIdColumn(db.get()));
   return std::unique_ptr<UsageSpool>(new UsageSpool(path, std::move(db)));
 }
 

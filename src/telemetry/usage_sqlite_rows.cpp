@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS usage (
   ttft_ms INTEGER NOT NULL,
   duration_ms INTEGER NOT NULL,
   outcome TEXT NOT NULL,
-  cost_nano INTEGER NOT NULL
+  cost_nano INTEGER NOT NULL,
+  x_request_id TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage(tenant, finished_unix_ms);
 CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
@@ -28,12 +29,12 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
 
 const char* const kUsageInsert =
     "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
-    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, "
+    "x_request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
 const char* const kUsageColumns =
     "request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, cached_tokens, "
-    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano";
+    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id";
 
 void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
   BindText(stmt, 1, r.request_id);
@@ -46,6 +47,11 @@ void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
   for (int k = 0; k < 7; ++k) sqlite3_bind_int64(stmt, 6 + k, ints[k]);
   BindText(stmt, 13, r.outcome);
   sqlite3_bind_int64(stmt, 14, r.cost_nano);
+  if (r.x_request_id.empty()) {
+    sqlite3_bind_null(stmt, 15);
+  } else {
+    BindText(stmt, 15, r.x_request_id);
+  }
 }
 
 UsageRecord ReadUsageRow(sqlite3_stmt* s, int first) {
@@ -64,7 +70,14 @@ UsageRecord ReadUsageRow(sqlite3_stmt* s, int first) {
   r.duration_ms = sqlite3_column_int64(s, first + 11);
   r.outcome = ColumnText(s, first + 12);
   r.cost_nano = sqlite3_column_int64(s, first + 13);
+  if (sqlite3_column_type(s, first + 14) != SQLITE_NULL) r.x_request_id = ColumnText(s, first + 14);
   return r;
+}
+
+Status AddUsageRequestIdColumn(sqlite3* db) {
+  Status s = Exec(db, "ALTER TABLE usage ADD COLUMN x_request_id TEXT");
+  if (!s.ok() && s.message().find("duplicate column") != std::string::npos) return Status::Ok();
+  return s;
 }
 
 Status ApplySync(sqlite3* db, LedgerSync sync) {

@@ -1,6 +1,7 @@
 #include "llmux/chat_template.h"
 
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -11,6 +12,74 @@
 
 namespace llmux {
 namespace {
+
+std::optional<nlohmann::ordered_json> ParseOrdered(std::string_view text) {
+  try {
+    return nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+// JSON -> template value, keeping the object key order (tojson writes keys as given).
+jinja::Value FromJson(const nlohmann::ordered_json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      return jinja::Value::None();
+    case nlohmann::json::value_t::boolean:
+      return jinja::Value::Bool(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return jinja::Value::Int(j.get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned:
+      return j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)
+                 ? jinja::Value::Int(static_cast<int64_t>(j.get<uint64_t>()))
+                 : jinja::Value::Float(static_cast<double>(j.get<uint64_t>()));
+    case nlohmann::json::value_t::number_float:
+      return jinja::Value::Float(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return jinja::Value::Str(j.get<std::string>());
+    case nlohmann::json::value_t::array: {
+      std::vector<jinja::Value> items;
+      for (const auto& e : j) items.push_back(FromJson(e));
+      return jinja::Value::List(std::move(items));
+    }
+    case nlohmann::json::value_t::object: {
+      jinja::Dict d;
+      for (auto it = j.begin(); it != j.end(); ++it) d.Set(it.key(), FromJson(it.value()));
+      return jinja::Value::MakeDict(std::move(d));
+    }
+    case nlohmann::json::value_t::binary:
+      break;
+  }
+  return jinja::Value::None();
+}
+
+jinja::Value MessageValue(const ChatMessage& m) {
+  jinja::Dict d;
+  d.Set("role", jinja::Value::Str(m.role));
+  d.Set("content", jinja::Value::Str(m.content));
+  if (!m.tool_calls.empty()) {
+    std::vector<jinja::Value> calls;
+    for (const ChatToolCall& c : m.tool_calls) {
+      jinja::Dict fn;
+      fn.Set("name", jinja::Value::Str(c.name));
+      // NOTE: like vLLM, a JSON-object arguments string reaches the template as a dict, so
+      // templates that write `arguments | tojson` (Llama 3.1) get the object, not a string.
+      std::optional<nlohmann::ordered_json> args = ParseOrdered(c.arguments);
+      fn.Set("arguments", args && args->is_object() ? FromJson(*args)
+                                                    : jinja::Value::Str(c.arguments));
+      jinja::Dict call;
+      call.Set("id", jinja::Value::Str(c.id));
+      call.Set("type", jinja::Value::Str("function"));
+      call.Set("function", jinja::Value::MakeDict(std::move(fn)));
+      calls.push_back(jinja::Value::MakeDict(std::move(call)));
+    }
+    d.Set("tool_calls", jinja::Value::List(std::move(calls)));
+  }
+  if (!m.tool_call_id.empty()) d.Set("tool_call_id", jinja::Value::Str(m.tool_call_id));
+  return jinja::Value::MakeDict(std::move(d));
+}
 
 class JinjaChatTemplate final : public ChatTemplate {
  public:
@@ -28,21 +97,26 @@ class JinjaChatTemplate final : public ChatTemplate {
 
   StatusOr<std::string> Render(std::span<const ChatMessage> messages,
                                bool add_generation_prompt) const override {
+    return Render(messages, ChatRenderOptions{add_generation_prompt});
+  }
+
+  StatusOr<std::string> Render(std::span<const ChatMessage> messages,
+                               const ChatRenderOptions& options) const override {
     std::vector<jinja::Value> items;
     items.reserve(messages.size());
-    for (const ChatMessage& m : messages) {
-      jinja::Dict d;
-      d.Set("role", jinja::Value::Str(m.role));
-      d.Set("content", jinja::Value::Str(m.content));
-      items.push_back(jinja::Value::MakeDict(std::move(d)));
-    }
+    for (const ChatMessage& m : messages) items.push_back(MessageValue(m));
     std::vector<std::pair<std::string, jinja::Value>> vars;
     vars.emplace_back("messages", jinja::Value::List(std::move(items)));
-    vars.emplace_back("add_generation_prompt", jinja::Value::Bool(add_generation_prompt));
+    vars.emplace_back("add_generation_prompt", jinja::Value::Bool(options.add_generation_prompt));
     vars.emplace_back("bos_token", jinja::Value::Str(context_.bos_token));
     vars.emplace_back("eos_token", jinja::Value::Str(context_.eos_token));
     for (const auto& [name, value] : context_.extra_variables) {
       vars.emplace_back(name, jinja::Value::Str(value));
+    }
+    if (!options.tools_json.empty()) {
+      std::optional<nlohmann::ordered_json> tools = ParseOrdered(options.tools_json);
+      if (!tools || !tools->is_array()) return InvalidArgument("tools must be a JSON list");
+      vars.emplace_back("tools", FromJson(*tools));
     }
     return template_->Render(vars, context_.local_time);
   }

@@ -4,8 +4,13 @@
 //
 // LLMUX_TEST_FAIL_TENANT=NAME[:AFTER]: every sequence of tenant NAME fails once it has AFTER
 // (default 0) tokens, as a per-sequence engine failure would (its request alone gets an error).
+// LLMUX_TEST_FORCE_TOKENS=NAME:ID,ID,...: tenant NAME's requests generate exactly these token
+// ids first (then sample normally), so that output parsing (tool calls) can be tested on a
+// tiny model; the tests end the list with EOS.
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "llmux/engine.h"
 
@@ -30,10 +35,38 @@ void InstallFaultInjection(Engine& engine) {
       });
 }
 
+void InstallForcedTokens(Engine& engine) {
+  const char* spec = std::getenv("LLMUX_TEST_FORCE_TOKENS");
+  if (spec == nullptr || *spec == '\0') return;
+  const std::string text = spec;
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) return;
+  const std::string tenant = text.substr(0, colon);
+  std::vector<int32_t> ids;
+  for (size_t p = colon + 1; p < text.size();) {
+    size_t comma = text.find(',', p);
+    if (comma == std::string::npos) comma = text.size();
+    ids.push_back(static_cast<int32_t>(std::atoi(text.substr(p, comma - p).c_str())));
+    p = comma + 1;
+  }
+  engine.SetSampleOverrideHookForTesting(
+      [tenant, ids](const EngineRequest& r, int32_t num_output) -> std::optional<int32_t> {
+        if (r.tenant != tenant || num_output >= static_cast<int32_t>(ids.size())) {
+          return std::nullopt;
+        }
+        return ids[num_output];
+      });
+}
+
+void InstallTestHooks(Engine& engine) {
+  InstallFaultInjection(engine);
+  InstallForcedTokens(engine);
+}
+
 // Runs before main(): every engine this process creates (the daemon's thread pools, or a
 // process pool's worker, which is this same binary) gets the hook.
 [[maybe_unused]] const bool kInstalled = [] {
-  SetEngineCreatedHookForTesting(&InstallFaultInjection);
+  SetEngineCreatedHookForTesting(&InstallTestHooks);
   return true;
 }();
 

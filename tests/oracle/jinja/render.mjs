@@ -2,7 +2,8 @@
 //
 // Usage: node render.mjs JOB.json > RESULT.json   (or the job on stdin)
 // JOB: {templates: [{name, template, bos_token, eos_token, extra_variables?: {k: v}}],
-//       conversations: [{name, messages: [{role, content}], add_generation_prompt}]}
+//       conversations: [{name, messages: [{role, content, tool_calls?, tool_call_id?}],
+//                        add_generation_prompt, tools?}]}
 // RESULT: {oracle: "@huggingface/jinja@X", results: {template: {conversation: {output} |
 //          {error}}}}; a template that does not parse gets {parse_error} instead.
 // Renders exactly as transformers.js applies chat templates: new Template(src).render({...}).
@@ -35,6 +36,7 @@ for (const t of job.templates) {
           add_generation_prompt: c.add_generation_prompt,
           bos_token: t.bos_token,
           eos_token: t.eos_token,
+          ...(c.tools !== undefined ? { tools: c.tools } : {}),
           ...(t.extra_variables ?? {}),
         }),
       };

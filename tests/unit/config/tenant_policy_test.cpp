@@ -128,6 +128,48 @@ TEST(TenantPolicyTest, UnknownLane) {
             "tenants.yaml:4:11: tenants.acme.lane: unknown lane \"gold\" (lanes: premium, batch)");
 }
 
+TEST(TenantPolicyTest, ServiceTiersMapToLanesWithOptionalPrices) {
+  auto p = Parse(R"(
+lanes: [ { name: premium }, { name: standard }, { name: batch } ]
+tenants:
+  acme:
+    lane: standard
+    prices: { input_per_mtok: 2, output_per_mtok: 4 }
+    service_tiers:
+      priority: premium
+      flex: { lane: batch, prices: { input_per_mtok: 0.5, output_per_mtok: 1 } }
+  plain: {}
+)");
+  ASSERT_NE(p, nullptr);
+  const TenantConfig* t = p->Find("acme");
+  ASSERT_EQ(t->service_tiers.size(), 2u);
+  const ServiceTier& prio = t->service_tiers.at("priority");
+  EXPECT_EQ(prio.lane, "premium");
+  EXPECT_EQ(prio.lane_index, 0);
+  EXPECT_FALSE(prio.prices.has_value());
+  const ServiceTier& flex = t->service_tiers.at("flex");
+  EXPECT_EQ(flex.lane, "batch");
+  EXPECT_EQ(flex.lane_index, 2);
+  ASSERT_TRUE(flex.prices.has_value());
+  EXPECT_EQ(flex.prices->input_nano_per_mtok, 500000000);
+  EXPECT_EQ(flex.prices->output_nano_per_mtok, 1000000000);
+  EXPECT_EQ(flex.prices->cached_nano_per_mtok, 500000000);
+  EXPECT_TRUE(p->Find("plain")->service_tiers.empty());
+}
+
+TEST(TenantPolicyTest, ServiceTierErrors) {
+  const std::string lanes = "lanes: [ { name: premium }, { name: batch } ]\ntenants:\n  acme:\n";
+  EXPECT_NE(Error(lanes + "    service_tiers: { gold: premium }\n").find("unknown service tier \"gold\""),
+            std::string::npos)
+      << Error(lanes + "    service_tiers: { gold: premium }\n");
+  EXPECT_NE(Error(lanes + "    service_tiers: { priority: fast }\n").find("unknown lane \"fast\""),
+            std::string::npos);
+  EXPECT_NE(Error(lanes + "    service_tiers: { flex: { prices: {} } }\n").find("missing required key \"lane\""),
+            std::string::npos);
+  EXPECT_NE(Error(lanes + "    service_tiers: { flex: { lane: batch, speed: 2 } }\n").find("speed"),
+            std::string::npos);
+}
+
 TEST(TenantPolicyTest, DuplicateKeyHashAcrossTenants) {
   const std::string h = Hash("shared-key");
   EXPECT_EQ(Error("tenants:\n  a:\n    api_keys: [{sha256: " + h + "}]\n  b:\n    api_keys:\n" +

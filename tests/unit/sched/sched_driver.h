@@ -35,6 +35,15 @@ class Driver {
     if (st.ok()) known_[id] = std::move(prompt);
     return st;
   }
+  // As Submit, with a per-request lane (SchedRequest::lane).
+  Status SubmitInLane(uint64_t id, const std::string& tenant, std::vector<int32_t> prompt,
+                      int32_t max_new, int32_t lane) {
+    SchedRequest r{id, tenant, prompt, max_new, step_};
+    r.lane = lane;
+    Status st = sched_->Submit(std::move(r));
+    if (st.ok()) known_[id] = std::move(prompt);
+    return st;
+  }
   // The engine stops `id` (EOS) when it samples its n-th output token (1-based).
   void StopAt(uint64_t id, int32_t n) { stop_at_[id] = n; }
   void Abort(uint64_t id) {

@@ -73,6 +73,49 @@ TEST_F(UsageLedgerTest, UsesWalAndKeepsRowsAcrossReopen) {
   EXPECT_EQ((*rows)[0], Row("a", "2024-05-01T10:00:00Z", 10, 2, 5, 100));
 }
 
+TEST_F(UsageLedgerTest, XRequestIdColumnIsMigratedOntoOldLedgersAndNullable) {
+  // A ledger written before the column existed (the old schema, one row).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE usage (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, "
+                         "tenant TEXT NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL, pool TEXT "
+                         "NOT NULL, finished_unix_ms INTEGER NOT NULL, prompt_tokens INTEGER NOT "
+                         "NULL, cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, "
+                         "queue_ms INTEGER NOT NULL, ttft_ms INTEGER NOT NULL, duration_ms INTEGER "
+                         "NOT NULL, outcome TEXT NOT NULL, cost_nano INTEGER NOT NULL);"
+                         "INSERT INTO usage VALUES (1, 'cmpl-old', 'a', 'stories', 'standard', "
+                         "'shared', 1714557600000, 10, 2, 5, 1, 2, 3, 'ok', 100);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  for (int open = 0; open < 2; ++open) {  // the migration runs once, then is a no-op
+    auto ledger = UsageLedger::Open(path_);
+    ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+    if (open == 0) {
+      UsageRecord r = Row("a", "2024-05-01T11:00:00Z", 1, 0, 1, 7);
+      r.x_request_id = "client-42";
+      ASSERT_TRUE((*ledger)->AppendSync(r).ok());
+    }
+    auto rows = (*ledger)->Records({});
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    ASSERT_EQ(rows->size(), 2u);
+    EXPECT_EQ((*rows)[0].request_id, "cmpl-old");
+    EXPECT_EQ((*rows)[0].x_request_id, "");
+    EXPECT_EQ((*rows)[1].x_request_id, "client-42");
+  }
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT x_request_id IS NULL FROM usage ORDER BY id", -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 1);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
 TEST_F(UsageLedgerTest, SummarizesPerTenantWithDailyBucketsInTheRange) {
   auto ledger = std::move(UsageLedger::Open(path_)).value();
   for (const UsageRecord& r :

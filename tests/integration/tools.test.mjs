@@ -1,0 +1,222 @@
+// Tool calling against the real daemon with the official openai client. The model is
+// stories260K served with Qwen3's tools-aware chat template (pinned by scripts/test_data.sh),
+// so prompts with tools render exactly as @huggingface/jinja renders them (checked through
+// usage.prompt_tokens). A tiny story model never writes a tool call by itself: the tenant
+// `caller` runs with the test-only engine hook LLMUX_TEST_FORCE_TOKENS (the test daemon
+// llmuxd-test), which makes its requests generate the token ids of a Hermes tool call and
+// then EOS, so the output parser, `message.tool_calls`, `finish_reason: "tool_calls"` and the
+// streamed `delta.tool_calls` are exercised on real engine output.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { Template } from '@huggingface/jinja';
+import {
+  BUILD_DIR, KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
+} from './harness.mjs';
+
+const QWEN3 = path.resolve(process.cwd(), '../../.testdata/qwen3/tokenizer_config.json');
+const CALLER_KEY = 'sk-test-caller';
+const CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+const EOS = 2;
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+
+let d;
+let template;
+
+function tokenize(text) {
+  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
+  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
+}
+
+// The prompt as the reference renderer writes it for OpenAI-shaped messages (null content ->
+// "", JSON-object arguments -> the object), the way llmux hands them to the template.
+function reference(messages, tools) {
+  const msgs = messages.map((m) => {
+    const t = { role: m.role, content: m.content ?? '' };
+    if (m.tool_calls) {
+      t.tool_calls = m.tool_calls.map((c) => {
+        let args = c.function.arguments;
+        try { const p = JSON.parse(args); if (p && typeof p === 'object' && !Array.isArray(p)) args = p; } catch { /* string */ }
+        return { id: c.id, type: 'function', function: { name: c.function.name, arguments: args } };
+      });
+    }
+    if (m.tool_call_id) t.tool_call_id = m.tool_call_id;
+    return t;
+  });
+  return template.render({
+    messages: msgs, add_generation_prompt: true, bos_token: '', eos_token: '<|im_end|>',
+    ...(tools ? { tools } : {}),
+  });
+}
+
+function haveData(t) {
+  if (!requireData(t)) return false;
+  if (fs.existsSync(QWEN3)) return true;
+  if (process.env.CI === 'true') throw new Error(`test data missing under CI=true: ${QWEN3} (run scripts/test_data.sh)`);
+  t.skip(`SKIPPED: ${QWEN3} missing (run scripts/test_data.sh)`);
+  return false;
+}
+
+before(async () => {
+  if (!fs.existsSync(path.join(STORIES, 'config.json')) || !fs.existsSync(QWEN3)) return;
+  const config = JSON.parse(fs.readFileSync(QWEN3, 'utf8'));
+  template = new Template(config.chat_template);
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'llmux-tools-'));
+  const tplPath = path.join(dir, 'qwen3.jinja');
+  fs.writeFileSync(tplPath, config.chat_template);
+  const forced = [...tokenize(CALL_TEXT), EOS].join(',');
+  d = await startDaemon({
+    server: serverYaml().replace('max_model_len: 512 }', `max_model_len: 512, chat_template: "file:${tplPath}" }`),
+    tenants: defaultTenants(`  caller:
+    api_keys: [ { sha256: "${sha256(CALLER_KEY)}" } ]
+    lane: standard
+    max_inflight_tokens: 100000
+`),
+    binary: 'llmuxd-test',
+    env: { LLMUX_TEST_FORCE_TOKENS: `caller:${forced}` },
+  });
+});
+after(async () => { if (d) await d.stop(); });
+
+const client = (key) => new OpenAI({ apiKey: key, baseURL: `${d.url}/v1`, maxRetries: 0 });
+
+test('a request with tools renders the tools block exactly (prompt_tokens)', async (t) => {
+  if (!haveData(t)) return;
+  const messages = [{ role: 'user', content: 'Hi' }];
+  const r = await client(KEYS.premium).chat.completions.create({
+    model: 'stories', messages, tools: TOOLS, max_tokens: 1, temperature: 0,
+  });
+  const expected = reference(messages, TOOLS);
+  assert.ok(expected.includes('<tools>\n{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"'), expected);
+  assert.equal(r.usage.prompt_tokens, tokenize(expected).length);
+  // Without tools the same conversation is much shorter: the tools block really was rendered.
+  const plain = await client(KEYS.premium).chat.completions.create({ model: 'stories', messages, max_tokens: 1 });
+  assert.equal(plain.usage.prompt_tokens, tokenize(reference(messages)).length);
+  assert.ok(plain.usage.prompt_tokens + 50 < r.usage.prompt_tokens);
+});
+
+test('assistant tool_calls and tool messages round-trip into the prompt', async (t) => {
+  if (!haveData(t)) return;
+  const messages = [
+    { role: 'user', content: 'Weather?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 21}' },
+  ];
+  const r = await client(KEYS.premium).chat.completions.create({ model: 'stories', messages, max_tokens: 1 });
+  const expected = reference(messages);
+  assert.ok(expected.includes('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'), expected);
+  assert.ok(expected.includes('<|im_start|>user\n<tool_response>\n{"temp": 21}\n</tool_response><|im_end|>'), expected);
+  assert.equal(r.usage.prompt_tokens, tokenize(expected).length);
+});
+
+test('a generated Hermes tool call becomes message.tool_calls', async (t) => {
+  if (!haveData(t)) return;
+  const r = await client(CALLER_KEY).chat.completions.create({
+    model: 'stories', messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, max_tokens: 80,
+  });
+  const c = r.choices[0];
+  assert.equal(c.finish_reason, 'tool_calls', JSON.stringify(r));
+  assert.equal(c.message.content, null);
+  assert.equal(c.message.tool_calls.length, 1);
+  const call = c.message.tool_calls[0];
+  assert.match(call.id, /^call_[A-Za-z0-9]{24}$/);
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'get_weather');
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+  assert.equal(call.function.arguments, '{"city": "Paris"}');
+  assert.match(r.system_fingerprint, /^fp_[0-9a-f]{12}$/);
+});
+
+test('streamed tool calls arrive as delta.tool_calls and reassemble exactly', async (t) => {
+  if (!haveData(t)) return;
+  const stream = await client(CALLER_KEY).chat.completions.create({
+    model: 'stories', messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, max_tokens: 80, stream: true,
+  });
+  const deltas = [];
+  let finish = null;
+  let content = '';
+  for await (const chunk of stream) {
+    for (const ch of chunk.choices) {
+      if (ch.delta.tool_calls) deltas.push(...ch.delta.tool_calls);
+      if (ch.delta.content) content += ch.delta.content;
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
+  }
+  assert.equal(finish, 'tool_calls');
+  assert.equal(content, '');
+  assert.ok(deltas.length >= 2, `expected name then argument fragments, got ${JSON.stringify(deltas)}`);
+  const [first, ...rest] = deltas;
+  assert.equal(first.index, 0);
+  assert.match(first.id, /^call_[A-Za-z0-9]{24}$/);
+  assert.equal(first.type, 'function');
+  assert.equal(first.function.name, 'get_weather');
+  for (const r of rest) {
+    assert.equal(r.index, 0);
+    assert.equal(r.id, undefined);
+    assert.equal(r.function.name, undefined);
+  }
+  assert.equal(deltas.map((x) => x.function.arguments ?? '').join(''), '{"city": "Paris"}');
+
+  // The SDK's own stream helper reassembles the same call.
+  const runner = client(CALLER_KEY).chat.completions.stream({
+    model: 'stories', messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, max_tokens: 80,
+  });
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].message.tool_calls[0].function.arguments, '{"city": "Paris"}');
+  assert.equal(final.choices[0].finish_reason, 'tool_calls');
+});
+
+test('tool_choice none leaves the text alone; required/named are refused until structured outputs land', async (t) => {
+  if (!haveData(t)) return;
+  const r = await client(CALLER_KEY).chat.completions.create({
+    model: 'stories', messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, tool_choice: 'none', max_tokens: 80,
+  });
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  assert.equal(r.choices[0].message.tool_calls, undefined);
+  assert.ok(r.choices[0].message.content.includes('"name": "get_weather"'), r.choices[0].message.content);
+  for (const tool_choice of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
+    const res = await http(d, 'POST', '/v1/chat/completions', {
+      key: KEYS.premium,
+      body: { messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, tool_choice, max_tokens: 1 },
+    });
+    assert.equal(res.status, 400, res.body);
+    assert.equal(res.json.error.param, 'tool_choice');
+    assert.equal(res.json.error.code, 'unsupported_feature');
+    assert.match(res.json.error.message, /structured outputs/);
+  }
+});
+
+test('Responses API: a generated call becomes a function_call item, streamed as typed events', async (t) => {
+  if (!haveData(t)) return;
+  const tools = [{ type: 'function', name: 'get_weather', parameters: TOOLS[0].function.parameters }];
+  const r = await client(CALLER_KEY).responses.create({ model: 'stories', input: 'Hi', tools, max_output_tokens: 80 });
+  assert.equal(r.status, 'completed');
+  assert.equal(r.output.length, 1, JSON.stringify(r.output));
+  const item = r.output[0];
+  assert.equal(item.type, 'function_call');
+  assert.equal(item.name, 'get_weather');
+  assert.equal(item.arguments, '{"city": "Paris"}');
+  assert.match(item.call_id, /^call_[A-Za-z0-9]{24}$/);
+  assert.match(item.id, /^fc_/);
+  assert.deepEqual(r.tools, tools);
+
+  const stream = client(CALLER_KEY).responses.stream({ model: 'stories', input: 'Hi', tools, max_output_tokens: 80 });
+  const types = [];
+  let args = '';
+  for await (const e of stream) {
+    types.push(e.type);
+    if (e.type === 'response.function_call_arguments.delta') args += e.delta;
+  }
+  const collapsed = types.filter((x, i) => x !== types[i - 1]);
+  assert.deepEqual(collapsed, [
+    'response.created', 'response.in_progress', 'response.output_item.added',
+    'response.function_call_arguments.delta', 'response.function_call_arguments.done',
+    'response.output_item.done', 'response.completed',
+  ]);
+  assert.equal(args, '{"city": "Paris"}');
+  const final = await stream.finalResponse();
+  assert.equal(final.output[0].arguments, '{"city": "Paris"}');
+});
