@@ -275,6 +275,15 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     return SendApiError(*channel, e);
   }
   const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
+  // Structured outputs: compile (or find) the grammar here, on the I/O thread, so a refused
+  // schema is a 400 before anything is queued.
+  std::shared_ptr<const CompiledGrammar> grammar;
+  if (r.response_format) {
+    auto compiled = structured_outputs_.Compile(tenant_name, *r.response_format,
+                                                *served.tokenizer, *served.engine);
+    if (auto* err = std::get_if<ApiError>(&compiled)) return SendApiError(*channel, *err);
+    grammar = std::get<std::shared_ptr<const CompiledGrammar>>(std::move(compiled));
+  }
 
   // Prompts -> token ids.
   std::vector<std::vector<int32_t>> prompts;
@@ -431,6 +440,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     // n > 1 with a seed: each choice gets its own stream (seed + index), like vLLM.
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
+    er.grammar = grammar;
+    er.grammar_spec = r.response_format;
     Status s = served.engine->Submit(
         std::move(er),
         [this, channel, call, i, tenant_name, left_queue, accounting](EngineOutput&& out) {

@@ -20,6 +20,7 @@
 #include "server/observed_channel.h"
 #include "server/server_telemetry.h"
 #include "server/http_types.h"
+#include "server/response_format.h"
 #include "server/openai_request.h"
 
 namespace llmux::server {
@@ -97,6 +98,7 @@ class ApiService {
   std::atomic<int64_t> calls_in_flight_{0};
   std::mutex queue_mutex_;
   std::map<std::string, int> queued_;  // Guarded by queue_mutex_
+  StructuredOutputs structured_outputs_;  // response_format grammars (thread-safe)
 };
 
 }  // namespace llmux::server

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "llmux/chat_template.h"
+#include "llmux/grammar.h"
 #include "llmux/sampling.h"
 #include "server/api_error.h"
+#include "server/response_format.h"
 
 namespace llmux::server {
 
@@ -47,6 +49,8 @@ struct OpenAiRequest {
   // of alternatives is in sampling.logprobs.
   bool want_logprobs = false;
   std::string user;
+  // `response_format` json_object / json_schema (nullopt: text). Compiled by the caller.
+  std::optional<GrammarSpec> response_format;
 };
 
 // Parses `body`. Returns the request, or the ApiError to send (400 naming the field; features
