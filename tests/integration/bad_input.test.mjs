@@ -116,7 +116,9 @@ const ROWS = [
   ['echo', C, comp('"echo":true'), 400, 'echo'],
   ['suffix', C, comp('"suffix":"x"'), 400, 'suffix'],
   ['tools', CHAT, chat('"tools":[]'), 400, 'tools'],
-  ['response_format json', CHAT, chat('"response_format":{"type":"json_object"}'), 400, 'response_format'],
+  ['response_format type xml', CHAT, chat('"response_format":{"type":"xml"}'), 400, 'response_format.type'],
+  ['response_format json_schema without a name', CHAT, chat('"response_format":{"type":"json_schema","json_schema":{"schema":{}}}'), 400, 'response_format.json_schema.name'],
+  ['response_format unsupported schema keyword', CHAT, chat('"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","patternProperties":{}}}}'), 400, 'response_format.json_schema.schema'],
   ['best_of 2', C, comp('"best_of":2'), 400, 'best_of'],
   ['add_generation_prompt as string', CHAT, chat('"add_generation_prompt":"no"'), 400, 'add_generation_prompt'],
   // the body as a whole
