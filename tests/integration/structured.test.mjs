@@ -8,7 +8,9 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
-import { KEYS, STORIES, http, requireData, startDaemon } from './harness.mjs';
+import {
+  KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
+} from './harness.mjs';
 
 let d;
 const client = (key) => new OpenAI({ apiKey: key, baseURL: `${d.url}/v1`, maxRetries: 0 });
@@ -156,4 +158,44 @@ test('a refused schema is a 400 naming the keyword', async (t) => {
     }),
     (e) => e.status === 400 && e.message.includes("'not'"),
   );
+});
+
+test('a process pool compiles the schema in its worker and gives the same output', async (t) => {
+  if (!requireData(t)) return;
+  const key = 'sk-test-acme';
+  const tenants = defaultTenants(`  acme:
+    api_keys: [ { sha256: "${sha256(key)}" } ]
+    lane: standard
+    max_inflight_tokens: 100000
+    pool: dedicated
+    models: [ "stories-dedicated" ]
+`);
+  const pools = `pools:
+  dedicated:
+    isolation: process
+    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8 }
+    model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
+`;
+  const p = await startDaemon({ tenants, server: serverYaml({ pools }) });
+  try {
+    const body = (model) => ({
+      model, messages, temperature: 0, max_tokens: 200,
+      response_format: zodResponseFormat(Person, 'person'),
+    });
+    const viaWorker = await new OpenAI({ apiKey: key, baseURL: `${p.url}/v1`, maxRetries: 0 })
+      .chat.completions.parse(body('stories-dedicated'));
+    const inProcess = await client(KEYS.premium).chat.completions.parse(body('stories'));
+    assert.equal(viaWorker.choices[0].finish_reason, 'stop');
+    assert.ok(Person.safeParse(viaWorker.choices[0].message.parsed).success);
+    assert.equal(viaWorker.choices[0].message.content, inProcess.choices[0].message.content);
+    const bad = await http(p, 'POST', '/v1/chat/completions', {
+      key,
+      body: { model: 'stories-dedicated', messages, max_tokens: 5,
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'ipv6' } } } },
+    });
+    assert.equal(bad.status, 400, bad.body);
+    assert.equal(bad.json.error.param, 'response_format.json_schema.schema');
+  } finally {
+    await p.stop();
+  }
 });
