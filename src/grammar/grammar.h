@@ -95,6 +95,9 @@ class GrammarBuilder {
  private:
   int32_t NewState(int32_t rule);
   void AddEdge(int32_t from, Edge e);
+  // Replaces epsilon edges by the edges of each state's epsilon closure (so a step does no
+  // epsilon chasing at run time) and disconnects states that became unreachable.
+  void RemoveEpsilons();
 
   struct BState {
     int32_t rule;

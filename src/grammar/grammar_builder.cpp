@@ -126,18 +126,79 @@ Frag GrammarBuilder::Repeat(int32_t rule, const std::function<Frag()>& make, int
   for (int32_t i = 0; i < min && !overflow(); ++i) parts.push_back(make());
   if (max < 0) {
     parts.push_back(Star(rule, make()));
-  } else {
-    // Optional tail: (x (x (x)?)?)? built from the inside out.
-    Frag tail = Empty(rule);
-    bool have_tail = false;
+  } else if (max > min) {
+    // Optional tail x{0,max-min}: a chain of copies, each link able to jump to one shared exit
+    // (flat, so epsilon closures stay small).
+    const int32_t exit = NewState(rule);
+    const Frag head = Empty(rule);
+    int32_t at = head.out;
     for (int32_t i = min; i < max && !overflow(); ++i) {
-      Frag x = make();
-      tail = have_tail ? Optional(rule, Seq(rule, {x, tail})) : Optional(rule, x);
-      have_tail = true;
+      AddEdge(at, Edge{Edge::kEps, 0, 0, -1, exit});
+      const Frag x = make();
+      AddEdge(at, Edge{Edge::kEps, 0, 0, -1, x.in});
+      at = x.out;
     }
-    if (have_tail) parts.push_back(tail);
+    AddEdge(at, Edge{Edge::kEps, 0, 0, -1, exit});
+    parts.push_back(Frag{head.in, exit});
   }
   return Seq(rule, parts);
+}
+
+void GrammarBuilder::RemoveEpsilons() {
+  // Each state gets the non-epsilon edges and the finality of its epsilon closure.
+  const size_t n = states_.size();
+  std::vector<std::vector<Edge>> edges(n);
+  std::vector<bool> final(n, false);
+  std::vector<int32_t> mark(n, -1), stack;
+  for (size_t s = 0; s < n; ++s) {
+    stack.assign(1, static_cast<int32_t>(s));
+    mark[s] = static_cast<int32_t>(s);
+    while (!stack.empty()) {
+      const int32_t c = stack.back();
+      stack.pop_back();
+      if (states_[c].final) final[s] = true;
+      for (const Edge& e : states_[c].edges) {
+        if (e.kind == Edge::kEps) {
+          if (mark[e.target] != static_cast<int32_t>(s)) {
+            mark[e.target] = static_cast<int32_t>(s);
+            stack.push_back(e.target);
+          }
+          continue;
+        }
+        bool dup = false;
+        for (const Edge& d : edges[s]) {
+          dup = dup || (d.kind == e.kind && d.lo == e.lo && d.hi == e.hi && d.rule == e.rule &&
+                        d.target == e.target);
+        }
+        if (!dup) edges[s].push_back(e);
+      }
+    }
+  }
+  for (size_t s = 0; s < n; ++s) {
+    states_[s].edges = std::move(edges[s]);
+    states_[s].final = final[s];
+  }
+  // Drop states no rule start reaches any more (their masks would be computed for nothing).
+  std::vector<bool> reachable(n, false);
+  for (const Rule& r : rules_) {
+    if (r.start >= 0 && !reachable[r.start]) {
+      reachable[r.start] = true;
+      stack.push_back(r.start);
+    }
+  }
+  while (!stack.empty()) {
+    const int32_t c = stack.back();
+    stack.pop_back();
+    for (const Edge& e : states_[c].edges) {
+      if (!reachable[e.target]) {
+        reachable[e.target] = true;
+        stack.push_back(e.target);
+      }
+    }
+  }
+  for (size_t s = 0; s < n; ++s) {
+    if (!reachable[s]) states_[s].edges.clear();
+  }
 }
 
 StatusOr<Grammar> GrammarBuilder::Build(int32_t root) {
@@ -145,6 +206,7 @@ StatusOr<Grammar> GrammarBuilder::Build(int32_t root) {
     return InvalidArgument("the schema compiles to more than " + std::to_string(max_states_) +
                            " grammar states (simplify it or lower its length/item bounds)");
   }
+  RemoveEpsilons();
   const size_t nrules = rules_.size();
   // Nullable rules (fixpoint), then the rules each rule may call before consuming a byte.
   std::vector<bool> nullable(nrules, false);
