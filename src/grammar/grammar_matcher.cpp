@@ -65,11 +65,19 @@ class MatcherCore {
         done_states_.push_back(top.state);
       }
       if (entry->uncertain.empty()) continue;
-      // The rule may end inside these tokens: check them against this stack.
+      // The rule may end inside these tokens. Resolve them one frame deeper from the cache
+      // (keyed by the caller's return state), then check what is left against this stack.
+      const std::vector<int32_t>* to_check = &entry->uncertain;
+      std::shared_ptr<const UncertainSplit> split;
+      if (top.parent >= 0) {
+        split = g_.mask_cache().GetSplit(top.state, pda_.frame(top.parent).state);
+        for (int32_t id : split->accepted) mask[id >> 5] |= 1u << (id & 31);
+        to_check = &split->deeper;
+      }
       single_.Clear();
       single_.tops.push_back(top);
       const size_t base = pda_.arena_size();
-      for (int32_t id : entry->uncertain) {
+      for (int32_t id : *to_check) {
         uint32_t& word = mask[id >> 5];
         const uint32_t bit = 1u << (id & 31);
         if ((word & bit) != 0) continue;

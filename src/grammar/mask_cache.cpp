@@ -155,6 +155,46 @@ std::shared_ptr<const MaskEntry> MaskCache::Get(int32_t state) {
   return entries_[state];
 }
 
+std::shared_ptr<const UncertainSplit> MaskCache::GetSplit(int32_t state, int32_t return_state) {
+  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(state)) << 32) |
+                       static_cast<uint32_t>(return_state);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = splits_.find(key); it != splits_.end()) return it->second;
+  }
+  const std::shared_ptr<const MaskEntry> entry = Get(state);
+  auto split = std::make_shared<UncertainSplit>();
+  Pda pda(grammar_);
+  Config start, a, b;
+  start.tops.push_back(Top{state, pda.PushFrame(Frame{return_state, kBottomFrame})});
+  const size_t base = pda.arena_size();
+  for (int32_t id : entry->uncertain) {
+    const std::string& bytes = vocab_->bytes(id);
+    a = start;
+    bool deeper = false, alive = true;
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      pda.Step(a, static_cast<uint8_t>(bytes[i]), b);
+      // Popping past the caller before the last byte: the rest belongs to deeper frames.
+      if (b.hit_bottom && i + 1 < bytes.size()) deeper = true;
+      if (!b.alive()) {
+        alive = false;
+        break;
+      }
+      std::swap(a, b);
+    }
+    pda.Truncate(base);
+    if (alive) {
+      split->accepted.push_back(id);
+    } else if (deeper) {
+      split->deeper.push_back(id);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto [it, fresh] = splits_.emplace(key, split);
+  if (fresh) bytes_ += split->MemoryBytes() + 32;
+  return it->second;
+}
+
 bool MaskCache::Precompute(std::chrono::steady_clock::time_point deadline) {
   for (size_t s = 0; s < grammar_.states.size(); ++s) {
     if (!grammar_.states[s].has_bytes) continue;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "grammar/grammar.h"
@@ -31,6 +32,15 @@ struct MaskEntry {
   }
 };
 
+// The uncertain tokens of a state resolved one frame deeper: given the state the caller
+// returns to, `accepted` are allowed whatever lies below that, the rest of the uncertain
+// tokens are rejected except `deeper`, which still depend on the frames below.
+struct UncertainSplit {
+  std::vector<int32_t> accepted;
+  std::vector<int32_t> deeper;
+  size_t MemoryBytes() const { return sizeof(*this) + (accepted.size() + deeper.size()) * 4; }
+};
+
 // Computes the entry of one state by walking the vocabulary in sorted byte order (shared
 // prefixes are stepped once; a rejected prefix skips every token that extends it).
 std::shared_ptr<const MaskEntry> ComputeMaskEntry(const Grammar& grammar,
@@ -46,6 +56,9 @@ class MaskCache {
   // Computes missing entries of every byte-consuming state until `deadline`. Returns whether
   // all are done.
   bool Precompute(std::chrono::steady_clock::time_point deadline);
+  // The split of Get(state)->uncertain when the frame below returns to `return_state`
+  // (computed on first use: one check per uncertain token, not a vocabulary walk).
+  std::shared_ptr<const UncertainSplit> GetSplit(int32_t state, int32_t return_state);
   size_t MemoryBytes() const;
 
  private:
@@ -53,6 +66,8 @@ class MaskCache {
   std::shared_ptr<const TokenVocabulary> vocab_;
   mutable std::mutex mutex_;
   std::vector<std::shared_ptr<const MaskEntry>> entries_;  // [states] Guarded by mutex_
+  // (state << 32 | return_state) -> split. Guarded by mutex_
+  std::unordered_map<uint64_t, std::shared_ptr<const UncertainSplit>> splits_;
   size_t bytes_ = 0;                                       // Guarded by mutex_
 };
 

@@ -54,6 +54,12 @@ class Pda {
   // Runs `bytes` from `in`; whether the result is alive (a prefix of some sentence).
   bool Accepts(const Config& in, std::string_view bytes);
 
+  // Adds a frame to the arena; returns its index.
+  int32_t PushFrame(Frame f) {
+    arena_.push_back(f);
+    return static_cast<int32_t>(arena_.size()) - 1;
+  }
+  const Frame& frame(int32_t index) const { return arena_[index]; }
   size_t arena_size() const { return arena_.size(); }
   void Truncate(size_t size) { arena_.resize(size); }
 
