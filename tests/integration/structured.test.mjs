@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
+import { generateObject } from 'ai';
+import { createOpenAI } from '@ai-sdk/openai';
 import { z } from 'zod';
 import {
   KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
@@ -198,4 +200,20 @@ test('a process pool compiles the schema in its worker and gives the same output
   } finally {
     await p.stop();
   }
+});
+
+test('the AI SDK generateObject (chat model) returns a schema-valid object', async (t) => {
+  if (!requireData(t)) return;
+  const provider = createOpenAI({ apiKey: KEYS.premium, baseURL: `${d.url}/v1` });
+  const { object, finishReason } = await generateObject({
+    model: provider.chat('stories'),
+    schema: Person,
+    schemaName: 'person',
+    prompt: 'Once upon a time',
+    temperature: 0,
+    maxOutputTokens: 200,
+    maxRetries: 0,
+  });
+  assert.equal(finishReason, 'stop');
+  assert.ok(Person.safeParse(object).success, JSON.stringify(object));
 });
