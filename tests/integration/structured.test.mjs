@@ -9,6 +9,7 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { generateObject } from 'ai';
 import { createOpenAI } from '@ai-sdk/openai';
+import { ChatOpenAI } from '@langchain/openai';
 import { z } from 'zod';
 import {
   KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
@@ -215,5 +216,16 @@ test('the AI SDK generateObject (chat model) returns a schema-valid object', asy
     maxRetries: 0,
   });
   assert.equal(finishReason, 'stop');
+  assert.ok(Person.safeParse(object).success, JSON.stringify(object));
+});
+
+test('LangChain withStructuredOutput (jsonSchema method) returns a schema-valid object', async (t) => {
+  if (!requireData(t)) return;
+  const llm = new ChatOpenAI({
+    model: 'stories', temperature: 0, maxTokens: 200, maxRetries: 0,
+    apiKey: KEYS.premium, configuration: { baseURL: `${d.url}/v1` },
+  });
+  const structured = llm.withStructuredOutput(Person, { name: 'person', method: 'jsonSchema' });
+  const object = await structured.invoke('Once upon a time');
   assert.ok(Person.safeParse(object).success, JSON.stringify(object));
 });
