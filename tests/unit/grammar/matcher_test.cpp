@@ -166,3 +166,28 @@ TEST(GrammarMatcherTest, MasksEqualBruteForceOnStories260KVocab) {
 
 }  // namespace
 }  // namespace llmux
+
+namespace llmux {
+namespace {
+
+// Byte-level BPE (GPT-2 alphabet: "Ġ" is a space, partial UTF-8 pieces) on the 128k Llama-3
+// vocabulary: masks still equal brute force.
+TEST(GrammarMatcherTest, MasksEqualBruteForceOnLlama3Vocab) {
+  LLMUX_REQUIRE_DATA(json, testing::FetchedDataDir() / "llama3/tokenizer.json");
+  auto tok = Tokenizer::FromFile(json);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  const auto brace = (*tok)->TokenToId("\xc4\xa0{");  // "Ġ{"
+  ASSERT_TRUE(brace.has_value());
+  EXPECT_EQ((*tok)->TokenBytes(*brace), " {");
+  auto vocab = TokenVocabulary::FromTokenizer(**tok, (*tok)->vocab_size(), {128001, 128009});
+  auto g = MustCompile(
+      R"({"type":"object","properties":{"city":{"type":"string"},"n":{"type":"integer","minimum":-5,"maximum":500},
+          "ok":{"type":"boolean"},"tags":{"type":"array","items":{"enum":["x","yy"]}}},"required":["city","n"]})",
+      vocab);
+  ExpectMasksMatchAlongPath(g, RandomWalk(g, 3, 12));
+  const std::vector<int32_t> doc = (*tok)->Encode(R"({"city":"Zürich \"Z\"","n":-5,"tags":["yy","x"]})", false, false);
+  ExpectMasksMatchAlongPath(g, doc);
+}
+
+}  // namespace
+}  // namespace llmux
