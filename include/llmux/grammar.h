@@ -68,6 +68,13 @@ class TokenVocabulary {
   // prefix of sorted()[i] and sorted()[i - 1] (0 for i == 0).
   const std::vector<int32_t>& sorted() const { return sorted_; }
   const std::vector<uint16_t>& lcp() const { return lcp_; }
+  // The bytes of sorted()[i], stored contiguously in sorted order (a vocabulary walk reads
+  // them sequentially instead of chasing one heap string per token).
+  std::string_view sorted_bytes(size_t i) const {
+    return std::string_view(blob_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
+  }
+  // One past the last index of sorted() whose token starts with byte `b`.
+  int32_t first_byte_end(uint8_t b) const { return first_byte_end_[b]; }
   // Words of a packed bitmask over the vocabulary: bit (id % 32) of word (id / 32).
   int32_t mask_words() const { return (size() + 31) / 32; }
   // A stable digest of the vocabulary (part of the grammar cache key).
@@ -79,6 +86,9 @@ class TokenVocabulary {
   std::vector<int32_t> eos_ids_;
   std::vector<int32_t> sorted_;
   std::vector<uint16_t> lcp_;
+  std::vector<int32_t> first_byte_end_;  // [256]
+  std::string blob_;                      // sorted tokens' bytes, concatenated
+  std::vector<uint32_t> offsets_;         // [sorted().size() + 1] into blob_
   uint64_t digest_ = 0;
 };
 

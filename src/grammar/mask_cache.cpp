@@ -66,7 +66,7 @@ std::shared_ptr<const MaskEntry> ComputeMaskEntry(const Grammar& grammar,
   const size_t n = sorted.size();
   for (size_t i = 0; i < n;) {
     const int32_t id = sorted[i];
-    const std::string& bytes = vocab.bytes(id);
+    const std::string_view bytes = vocab.sorted_bytes(i);
     if (at.size() < bytes.size() + 1) {
       at.resize(bytes.size() + 1);
       arena_at.resize(bytes.size() + 1);
@@ -97,17 +97,22 @@ std::shared_ptr<const MaskEntry> ComputeMaskEntry(const Grammar& grammar,
     if (fate == Fate::kUncertain) {
       uncertain.push_back(id);
       for (; j < n && lcp[j] >= d + 1; ++j) uncertain.push_back(sorted[j]);
+    } else if (d == 0) {
+      j = static_cast<size_t>(vocab.first_byte_end(static_cast<uint8_t>(bytes[0])));
     } else if (j < n && lcp[j] >= d + 1) {
       // Sorted order keeps the tokens extending bytes[0..d] contiguous: binary-search the
       // end of that run instead of stepping through it.
-      const std::string_view prefix(bytes.data(), d + 1);
-      j = static_cast<size_t>(
-          std::partition_point(sorted.begin() + static_cast<std::ptrdiff_t>(j), sorted.end(),
-                               [&](int32_t t) {
-                                 const std::string& b = vocab.bytes(t);
-                                 return b.compare(0, prefix.size(), prefix) <= 0;
-                               }) -
-          sorted.begin());
+      const std::string_view prefix = bytes.substr(0, d + 1);
+      size_t lo = j, hi = n;  // first index whose bytes do not start with `prefix`
+      while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (vocab.sorted_bytes(mid).substr(0, prefix.size()) <= prefix) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      j = lo;
     }
     i = j;
   }

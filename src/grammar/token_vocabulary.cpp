@@ -22,6 +22,16 @@ TokenVocabulary::TokenVocabulary(std::vector<std::string> tokens, std::vector<in
     while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
     lcp_[i] = static_cast<uint16_t>(n);
   }
+  offsets_.assign(1, 0);
+  for (int32_t id : sorted_) {
+    blob_ += bytes_[id];
+    offsets_.push_back(static_cast<uint32_t>(blob_.size()));
+  }
+  first_byte_end_.assign(256, 0);
+  for (size_t i = 0; i < sorted_.size(); ++i) {
+    first_byte_end_[static_cast<uint8_t>(bytes_[sorted_[i]][0])] = static_cast<int32_t>(i) + 1;
+  }
+  for (int b = 1; b < 256; ++b) first_byte_end_[b] = std::max(first_byte_end_[b], first_byte_end_[b - 1]);
   // FNV-1a over sizes and bytes.
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](uint8_t c) {
