@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llmux/backend.h"
+#include "llmux/grammar.h"
 #include "llmux/model.h"
 #include "llmux/sampling.h"
 #include "llmux/scheduler.h"
@@ -55,6 +56,15 @@ struct EngineRequest {
   // Scheduler lane for this request (OpenAI service_tier mapped by the tenant's
   // service_tiers); -1 = the tenant's lane.
   int32_t lane = -1;
+  // Structured output (docs/structured_outputs.md). When `grammar` is set, every sampled token
+  // keeps the output a prefix of the grammar's language: the engine masks the logits with the
+  // sequence's GrammarMatcher before sampling, and finishes with kStop when the grammar is
+  // complete and admits nothing more. Its vocabulary must be the model's (Submit checks).
+  // NOTE: the matcher lives with the request, so preemption (recompute) keeps its state.
+  std::shared_ptr<const CompiledGrammar> grammar;
+  // What `grammar` was compiled from: a process pool sends this and its worker compiles it
+  // against its own vocabulary (a worker receiving a spec without a grammar compiles it).
+  std::optional<GrammarSpec> grammar_spec;
 };
 
 // What a request's sink receives. Every accepted request gets zero or more token events and

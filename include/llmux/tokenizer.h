@@ -72,6 +72,11 @@ class Tokenizer {
 
   // The vocabulary string of `id` (byte-level or "▁"-form, as stored); "" when out of range.
   std::string_view IdToPiece(int32_t id) const;
+  // The bytes token `id` adds to a decoded text in the middle of it (SentencePiece "▁" -> ' ',
+  // byte-fallback "<0xNN>" -> that byte, byte-level BPE pieces -> their raw bytes, which may be
+  // a partial UTF-8 sequence). "" for special added tokens and ids out of range. Start-of-text
+  // rules (a stripped leading space) and clean_up_tokenization_spaces are not applied.
+  std::string TokenBytes(int32_t id) const;
   // Id of a vocabulary string or added token; nullopt when absent.
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // Whether `id` is an added token marked special.

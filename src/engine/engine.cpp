@@ -51,6 +51,8 @@ struct LiveRequest {
   Clock::time_point arrival;
   std::optional<Clock::time_point> first_scheduled;
   std::optional<Clock::time_point> first_token;
+  // Set for structured-output requests; advanced on every sampled token.
+  std::unique_ptr<GrammarMatcher> matcher;
 };
 
 class EngineImpl final : public Engine {
@@ -64,6 +66,7 @@ class EngineImpl final : public Engine {
         sampler_(model_->config().vocab_size, model_->config().eos_token_ids),
         stop_checker_(model_->config().eos_token_ids, config.scheduler.max_model_len),
         batch_builder_(config.scheduler.block_size),
+        mask_((model_->config().vocab_size + 31) / 32),
         epoch_(Clock::now()) {}
 
   ~EngineImpl() override { Stop(); }
@@ -128,6 +131,7 @@ class EngineImpl final : public Engine {
   Sampler sampler_;
   StopChecker stop_checker_;
   BatchBuilder batch_builder_;
+  std::vector<uint32_t> mask_;  // [ceil(vocab / 32)] allowed-token bitmask of the row sampled
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler
   std::function<void(const SchedulerOutput&)> before_forward_hook_;
@@ -178,6 +182,11 @@ Status EngineImpl::Submit(EngineRequest request, OutputSink sink) {
     }
   }
   LLMUX_RETURN_IF_ERROR(Validate(request.sampling, vocab));
+  if (request.grammar && request.grammar->vocabulary().size() != vocab) {
+    return InvalidArgument("the request's grammar was compiled for a vocabulary of " +
+                           std::to_string(request.grammar->vocabulary().size()) +
+                           " tokens, the model has " + std::to_string(vocab));
+  }
   if (!sink) return InvalidArgument("no output sink");
   return Push(SubmitItem{std::move(request), std::move(sink)}, /*bounded=*/true);
 }
@@ -239,6 +248,7 @@ void EngineImpl::HandleSubmit(SubmitItem&& item) {
   live.request = std::move(item.request);
   live.sink = std::move(item.sink);
   live.arrival = Clock::now();
+  if (live.request.grammar) live.matcher = std::make_unique<GrammarMatcher>(live.request.grammar);
   live_.emplace(id, std::move(live));
 }
 
@@ -405,15 +415,31 @@ StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
   }
   try {
     SequenceView view{live.request.prompt, live.output, live.seed};
-    Emitted e{sampler_.Sample(row, live.request.sampling, view), std::nullopt};
+    // NOTE: only constrained rows pay for a mask. It is computed on the host and applied to
+    // the host logits row; the packed layout is what a device-side masking kernel would take.
+    std::span<const uint32_t> allowed;
+    if (live.matcher) {
+      live.matcher->FillNextTokenBitmask(mask_);
+      allowed = mask_;
+    }
+    Emitted e{sampler_.Sample(row, live.request.sampling, view, allowed), std::nullopt};
     if (sample_override_hook_) {
       const std::optional<int32_t> forced =
           sample_override_hook_(live.request, static_cast<int32_t>(live.output.size()));
       if (forced && *forced >= 0 && *forced < model_->config().vocab_size) e.sampled.token = *forced;
     }
+    if (live.matcher && !live.matcher->AcceptToken(e.sampled.token)) {
+      return Internal("the grammar allows no token here (sampled " +
+                      std::to_string(e.sampled.token) + ")");
+    }
     live.output.push_back(e.sampled.token);
     e.stop = stop_checker_.Check(live.request.sampling,
                                  static_cast<int32_t>(live.request.prompt.size()), live.output);
+    if (live.matcher && live.matcher->IsTerminated() &&
+        (!e.stop || e.stop->reason == FinishReason::kLength)) {
+      // The output is a complete sentence and only EOS could follow: stop without it.
+      e.stop = StopDecision{FinishReason::kStop, std::nullopt, false};
+    }
     return e;
   } catch (const std::exception& ex) {
     return Internal(std::string("sampling failed: ") + ex.what());

@@ -160,18 +160,35 @@ void Sampler::ProcessLogits(std::span<float> logits, const SamplingParams& param
   }
 }
 
+void Sampler::ApplyAllowed(std::span<const uint32_t> allowed) {
+  LLMUX_CHECK(static_cast<int64_t>(allowed.size()) * 32 >= vocab_size_)
+      << "allowed-token bitmask of " << allowed.size() << " words for vocab " << vocab_size_;
+  float* w = work_.data();
+  for (int32_t word = 0; word * 32 < vocab_size_; ++word) {
+    const uint32_t bits = allowed[word];
+    if (bits == 0xffffffffu) continue;
+    const int32_t end = std::min(vocab_size_, word * 32 + 32);
+    for (int32_t id = word * 32; id < end; ++id) {
+      if (((bits >> (id & 31)) & 1u) == 0) w[id] = kNegInf;
+    }
+  }
+}
+
 SampledToken Sampler::Sample(std::span<const float> logits, const SamplingParams& params,
-                             const SequenceView& seq) {
+                             const SequenceView& seq, std::span<const uint32_t> allowed) {
   LLMUX_CHECK(static_cast<int64_t>(logits.size()) == vocab_size_)
       << "logits row of " << logits.size() << " for vocab " << vocab_size_;
   CopyWithoutNaN(logits, work_);
+  if (!allowed.empty()) ApplyAllowed(allowed);
   ProcessLogits(work_, params, seq);
 
   SampledToken out;
   out.token = ArgMax(work_);
   if (work_[out.token] == kNegInf) {
-    // Everything was suppressed: drop the processing rather than sample from nothing.
+    // Everything was suppressed: drop the processing rather than sample from nothing (the
+    // grammar's mask stays: it is a constraint, not a preference).
     CopyWithoutNaN(logits, work_);
+    if (!allowed.empty()) ApplyAllowed(allowed);
     out.token = ArgMax(work_);
   } else {
     const bool greedy = params.temperature < kGreedyTemperature || params.top_k == 1 ||

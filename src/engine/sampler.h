@@ -42,8 +42,12 @@ class Sampler {
   // output index i uses UniformAt(seq.seed, i) with i = seq.output_token_ids.size().
   // NaN logits count as -inf. When every logit is -inf after processing (e.g. min_tokens
   // suppressed the only finite ones), the processing is dropped and the raw argmax returned.
+  // `allowed`, when not empty, is a packed bitmask ([ceil(vocab_size / 32)] words, bit id%32
+  // of word id/32; the layout GrammarMatcher fills and a device kernel can read): tokens
+  // whose bit is clear get -inf before any other processing, greedy included, and stay
+  // excluded even when everything else was suppressed.
   SampledToken Sample(std::span<const float> logits, const SamplingParams& params,
-                      const SequenceView& seq);
+                      const SequenceView& seq, std::span<const uint32_t> allowed = {});
 
   // The logits-processing stage of Sample, in place on `logits` ([vocab_size]): logit_bias,
   // then min_tokens suppression (-inf on EOS unless ignore_eos, and on stop_token_ids, while
@@ -70,6 +74,8 @@ class Sampler {
   // rounding keeps the total short of it. A radix select: O(vocab), no full sort.
   Crossing FindCrossing(double target, bool inclusive);
   void FillLogprobs(const SamplingParams& params, SampledToken& out);
+  // work_[id] = -inf where bit id of `allowed` is clear.
+  void ApplyAllowed(std::span<const uint32_t> allowed);
 
   int32_t vocab_size_;
   std::vector<int32_t> eos_token_ids_;

@@ -108,12 +108,22 @@ SamplingParams DecodeSampling(const json& j) {
 }
 
 json EncodeRequest(const EngineRequest& r) {
-  return {{"id", r.id},
-          {"tenant", r.tenant},
-          {"prompt", r.prompt},
-          {"sampling", EncodeSampling(r.sampling)},
-          {"queue_timeout_ms", r.queue_timeout_ms},
-          {"lane", r.lane}};
+  json j = {{"id", r.id},
+            {"tenant", r.tenant},
+            {"prompt", r.prompt},
+            {"sampling", EncodeSampling(r.sampling)},
+            {"queue_timeout_ms", r.queue_timeout_ms},
+            {"lane", r.lane}};
+  // NOTE: the compiled grammar stays here; the worker compiles the spec against its own
+  // vocabulary (pool/worker.cpp).
+  if (r.grammar_spec) {
+    const GrammarSpec& g = *r.grammar_spec;
+    j["grammar"] = {{"kind", g.kind == GrammarSpec::Kind::kJsonSchema ? "json_schema" : "json_object"},
+                    {"schema", g.schema},
+                    {"prefix", g.prefix},
+                    {"suffix", g.suffix}};
+  }
+  return j;
 }
 
 EngineRequest DecodeRequest(const json& j) {
@@ -124,6 +134,16 @@ EngineRequest DecodeRequest(const json& j) {
   r.sampling = DecodeSampling(j.at("sampling"));
   r.queue_timeout_ms = j.at("queue_timeout_ms").get<int64_t>();
   if (j.contains("lane")) r.lane = j["lane"].get<int32_t>();
+  if (j.contains("grammar")) {
+    const json& g = j.at("grammar");
+    GrammarSpec spec;
+    spec.kind = g.at("kind").get<std::string>() == "json_schema" ? GrammarSpec::Kind::kJsonSchema
+                                                                : GrammarSpec::Kind::kJsonObject;
+    spec.schema = g.at("schema").get<std::string>();
+    spec.prefix = g.at("prefix").get<std::string>();
+    spec.suffix = g.at("suffix").get<std::string>();
+    r.grammar_spec = std::move(spec);
+  }
   return r;
 }
 

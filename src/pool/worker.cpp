@@ -11,8 +11,10 @@
 #include <set>
 #include <string>
 
+#include "llmux/grammar.h"
 #include "llmux/log.h"
 #include "llmux/pool.h"
+#include "llmux/tokenizer.h"
 #include "pool/local_engine.h"
 #include "pool/wire.h"
 
@@ -71,6 +73,21 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
   LogEvent(LogLevel::kInfo, "pool_worker_started",
            {F("pool", pool.name), F("pid", static_cast<long long>(::getpid()))});
 
+  // Structured-output requests arrive as specs: compile them here against this worker's
+  // vocabulary (the tokenizer is loaded at the first such request).
+  GrammarCache grammars;
+  std::shared_ptr<const TokenVocabulary> vocabulary;
+  auto compile = [&](EngineRequest& r) -> Status {
+    if (!r.grammar_spec || r.grammar) return Status::Ok();
+    if (!vocabulary) {
+      LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::FromModelDir(pool.model.path));
+      vocabulary = TokenVocabulary::FromTokenizer(*tok, engine->model_config().vocab_size,
+                                                  engine->model_config().eos_token_ids);
+    }
+    LLMUX_ASSIGN_OR_RETURN(r.grammar, grammars.GetOrCompile(r.tenant, *r.grammar_spec, vocabulary));
+    return Status::Ok();
+  };
+
   auto send_output = [&writer](EngineOutput&& out) {
     // NOTE: a lost daemon shows up as EOF in the loop below; nothing to do here.
     (void)writer.Write({{"t", "output"}, {"output", pool::EncodeOutput(out)}});
@@ -84,7 +101,8 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
       if (type == "submit") {
         EngineRequest r = pool::DecodeRequest(frame->at("request"));
         const uint64_t id = r.id;
-        Status s = engine->Submit(std::move(r), send_output);
+        Status s = compile(r);
+        if (s.ok()) s = engine->Submit(std::move(r), send_output);
         if (!s.ok()) {
           EngineOutput out;
           out.id = id;

@@ -407,13 +407,21 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
                                                        "serve a tools-aware template",
                                                    "tools", "unsupported_feature"));
     }
-    if (ToolChoiceConstraint(r, format)) {
-      // SEAM: structured outputs give the EngineRequest this constraint; until a request can
-      // carry one, forcing a call is refused rather than silently not enforced.
-      return SendApiError(*channel,
-                          InvalidRequest("tool_choice required/named needs structured outputs "
-                                         "support, which this build lacks; use tool_choice 'auto'",
-                                         "tool_choice", "unsupported_feature"));
+    if (auto forced = ToolChoiceConstraint(r, format)) {
+      // tool_choice required / named: the reply is generated under a grammar that admits only
+      // a call of an allowed tool in the template's format (structured outputs).
+      if (r.response_format) {
+        return SendApiError(*channel,
+                            InvalidRequest("tool_choice required/named cannot be combined with "
+                                           "response_format json_object/json_schema",
+                                           "tool_choice"));
+      }
+      GrammarSpec spec;
+      spec.kind = GrammarSpec::Kind::kJsonSchema;
+      spec.schema = forced->json_schema;
+      spec.prefix = forced->prefix;
+      spec.suffix = forced->suffix;
+      r.response_format = std::move(spec);
     }
     if (r.tool_choice != ToolChoiceMode::kNone) call_options.tool_format = format;
   }
@@ -441,6 +449,15 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     call_options.service_tier = r.service_tier;
   }
   const ChatRenderOptions render_options{r.add_generation_prompt, r.tools_json};
+  // Structured outputs: compile (or find) the grammar here, on the I/O thread, so a refused
+  // schema is a 400 before anything is queued.
+  std::shared_ptr<const CompiledGrammar> grammar;
+  if (r.response_format) {
+    auto compiled = structured_outputs_.Compile(tenant_name, *r.response_format,
+                                                *served.tokenizer, *served.engine);
+    if (auto* err = std::get_if<ApiError>(&compiled)) return SendApiError(*channel, *err);
+    grammar = std::get<std::shared_ptr<const CompiledGrammar>>(std::move(compiled));
+  }
 
   // Prompts -> token ids.
   std::vector<std::vector<int32_t>> prompts;
@@ -600,6 +617,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     if (er.sampling.seed && r.n > 1) *er.sampling.seed += i % r.n;
     er.queue_timeout_ms = queue_timeout;
     er.lane = request_lane;
+    er.grammar = grammar;
+    er.grammar_spec = r.response_format;
     Status s = served.engine->Submit(
         std::move(er),
         [this, channel, call, i, ticket, usage, left_queue, accounting](EngineOutput&& out) {

@@ -23,6 +23,7 @@
 #include "server/observed_channel.h"
 #include "server/server_telemetry.h"
 #include "server/http_types.h"
+#include "server/response_format.h"
 #include "server/openai_request.h"
 
 namespace llmux::server {
@@ -129,6 +130,7 @@ class ApiService {
   std::atomic<bool> refusing_{false};
   std::atomic<uint64_t> next_engine_id_{1};
   std::atomic<int64_t> calls_in_flight_{0};
+  StructuredOutputs structured_outputs_;  // response_format grammars (thread-safe)
 };
 
 }  // namespace llmux::server

@@ -325,9 +325,9 @@ OpenAiRequest Parse(ApiKind kind, const json& body, const RequestLimits& limits)
     if (auto it = body.find(f); it != body.end() && !it->is_null()) Unsupported(f, std::string("'") + f + "'");
   }
   if (auto it = body.find("response_format"); it != body.end() && !it->is_null()) {
-    if (!it->is_object() || it->value("type", "") != "text") {
-      Unsupported("response_format", "'response_format' other than {\"type\": \"text\"}");
-    }
+    auto format = ParseResponseFormat(*it);
+    if (auto* e = std::get_if<ApiError>(&format)) throw FieldError{*e};
+    r.response_format = std::get<std::optional<GrammarSpec>>(std::move(format));
   }
   if (auto it = body.find("best_of"); it != body.end() && !it->is_null()) {
     if (Integer(*it, "best_of", 1, 1 << 20) > 1) Unsupported("best_of", "'best_of' > 1");
@@ -482,7 +482,9 @@ std::variant<OpenAiRequest, ApiError> ParseOpenAiRequest(ApiKind kind, std::stri
   if (auto* err = std::get_if<ApiError>(&json_or)) return *err;
   const json& parsed = std::get<json>(json_or);
   try {
-    return Parse(kind, parsed, limits);
+    OpenAiRequest r = Parse(kind, parsed, limits);
+    if (r.response_format) RestoreSchemaOrder(body, *r.response_format);
+    return r;
   } catch (const FieldError& e) {
     return e.error;
   } catch (const json::exception& e) {

@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "llmux/chat_template.h"
+#include "llmux/grammar.h"
 #include "llmux/sampling.h"
 #include "server/api_error.h"
+#include "server/response_format.h"
 
 namespace llmux::server {
 
@@ -72,6 +74,8 @@ struct OpenAiRequest {
   // request fields every Response object repeats (instructions, tools, temperature, ...).
   bool responses_api = false;
   std::string responses_echo;
+  // `response_format` json_object / json_schema (nullopt: text). Compiled by the caller.
+  std::optional<GrammarSpec> response_format;
 };
 
 // The JSON of a request body (nesting capped at 64 levels), or the 400 to send: a syntax error

@@ -30,6 +30,11 @@ class ReplaceStage : public DecodeStage {
   std::unique_ptr<DecodeStage> Clone() const override {
     return std::make_unique<ReplaceStage>(pattern_, regex_, content_);
   }
+  void RawPiece(std::string& piece) const override {
+    std::vector<std::string> out;
+    const_cast<ReplaceStage*>(this)->Push(std::move(piece), out);  // Push is stateless here
+    piece = std::move(out.front());
+  }
   void Push(std::string token, std::vector<std::string>& out) override {
     if (!regex_) {
       out.push_back(ReplaceAll(token, pattern_, content_));
@@ -68,6 +73,9 @@ class ByteFallbackStage : public DecodeStage {
     out.push_back(std::move(token));
   }
   void Finish(std::vector<std::string>& out) override { Flush(out); }
+  void RawPiece(std::string& piece) const override {
+    if (auto b = ParseByte(piece)) piece = std::string(1, static_cast<char>(*b));
+  }
 
  private:
   static std::optional<uint8_t> ParseByte(std::string_view t) {
@@ -107,6 +115,11 @@ class StripStage : public DecodeStage {
       : content_(content), start_(start), stop_(stop) {}
   std::unique_ptr<DecodeStage> Clone() const override {
     return std::make_unique<StripStage>(content_, start_, stop_);
+  }
+  void RawPiece(std::string& piece) const override {
+    std::vector<std::string> out;
+    const_cast<StripStage*>(this)->Push(std::move(piece), out);  // Push is stateless here
+    piece = std::move(out.front());
   }
   void Push(std::string token, std::vector<std::string>& out) override {
     std::vector<std::pair<size_t, char32_t>> chars;  // (byte offset, code point)
@@ -186,6 +199,7 @@ class MetaspaceStage : public DecodeStage {
   std::unique_ptr<DecodeStage> Clone() const override {
     return std::make_unique<MetaspaceStage>(replacement_, strip_first_);
   }
+  void RawPiece(std::string& piece) const override { piece = ReplaceAll(piece, replacement_, " "); }
   void Push(std::string token, std::vector<std::string>& out) override {
     out.push_back(ReplaceAll(token, replacement_, first_ && strip_first_ ? "" : " "));
     first_ = false;
@@ -202,6 +216,15 @@ class MetaspaceStage : public DecodeStage {
 class ByteLevelStage : public DecodeStage {
  public:
   std::unique_ptr<DecodeStage> Clone() const override { return std::make_unique<ByteLevelStage>(); }
+  void RawPiece(std::string& piece) const override {
+    std::string bytes;
+    for (size_t pos = 0; pos < piece.size();) {
+      auto b = UnicodeToByte(NextCodepoint(piece, pos));
+      if (!b) return;  // a char outside the map: the piece stands for its own UTF-8
+      bytes.push_back(static_cast<char>(*b));
+    }
+    piece = std::move(bytes);
+  }
   void Push(std::string token, std::vector<std::string>& out) override {
     std::string bytes;
     bool mapped = true;

@@ -22,12 +22,22 @@ class DecodeStage {
   virtual std::unique_ptr<DecodeStage> Clone() const = 0;
   virtual void Push(std::string token, std::vector<std::string>& out) = 0;
   virtual void Finish(std::vector<std::string>& out) { (void)out; }
+  // What this stage makes of `piece` in the middle of a text, as raw bytes (no UTF-8
+  // repair, no start-of-text rules). Used for the bytes of single tokens (grammar masks).
+  virtual void RawPiece(std::string& piece) const { (void)piece; }
 };
 
 // The immutable decoder chain of one tokenizer.
 struct DecoderSpec {
   std::vector<std::unique_ptr<DecodeStage>> stages;
   bool clean_up_tokenization_spaces = false;
+
+  // The bytes a vocabulary piece contributes mid-text (every stage's RawPiece in order).
+  // NOTE: clean_up_tokenization_spaces is context-dependent and not applied.
+  std::string RawBytes(std::string piece) const {
+    for (const auto& s : stages) s->RawPiece(piece);
+    return piece;
+  }
 };
 
 // Supported: ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, and Sequence of these.

@@ -133,6 +133,13 @@ bool Tokenizer::adds_bos() const {
 
 std::string_view Tokenizer::IdToPiece(int32_t id) const { return impl_->Piece(id).value_or(""); }
 
+std::string Tokenizer::TokenBytes(int32_t id) const {
+  if (IsSpecial(id)) return "";
+  auto piece = impl_->Piece(id);
+  if (!piece) return "";
+  return impl_->decoder.RawBytes(std::string(*piece));
+}
+
 std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
   if (const auto* a = impl_->added->FindByContent(token)) return a->id;
   return impl_->model->TokenToId(token);

@@ -128,7 +128,9 @@ const ROWS = [
   ['assistant tool_calls not an array', CHAT, '{"messages":[{"role":"assistant","content":null,"tool_calls":5}]}', 400, 'messages[0].tool_calls'],
   ['tool call without function name', CHAT, '{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"arguments":"{}"}}]}]}', 400, 'messages[0].tool_calls[0].function.name'],
   ['service_tier unknown', C, comp('"service_tier":"gold"'), 400, 'service_tier'],
-  ['response_format json', CHAT, chat('"response_format":{"type":"json_object"}'), 400, 'response_format'],
+  ['response_format type xml', CHAT, chat('"response_format":{"type":"xml"}'), 400, 'response_format.type'],
+  ['response_format json_schema without a name', CHAT, chat('"response_format":{"type":"json_schema","json_schema":{"schema":{}}}'), 400, 'response_format.json_schema.name'],
+  ['response_format unsupported schema keyword', CHAT, chat('"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","patternProperties":{}}}}'), 400, 'response_format.json_schema.schema'],
   ['best_of 2', C, comp('"best_of":2'), 400, 'best_of'],
   ['add_generation_prompt as string', CHAT, chat('"add_generation_prompt":"no"'), 400, 'add_generation_prompt'],
   // the body as a whole

@@ -169,7 +169,7 @@ test('streamed tool calls arrive as delta.tool_calls and reassemble exactly', as
   assert.equal(final.choices[0].finish_reason, 'tool_calls');
 });
 
-test('tool_choice none leaves the text alone; required/named are refused until structured outputs land', async (t) => {
+test('tool_choice none leaves the text alone; required and named force a call through the grammar', async (t) => {
   if (!haveData(t)) return;
   const r = await client(CALLER_KEY).chat.completions.create({
     model: 'stories', messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, tool_choice: 'none', max_tokens: 80,
@@ -177,16 +177,39 @@ test('tool_choice none leaves the text alone; required/named are refused until s
   assert.equal(r.choices[0].finish_reason, 'stop');
   assert.equal(r.choices[0].message.tool_calls, undefined);
   assert.ok(r.choices[0].message.content.includes('"name": "get_weather"'), r.choices[0].message.content);
-  for (const tool_choice of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
+  // The story model left alone never writes a call; under tool_choice required / named its
+  // reply is generated under the grammar of a Hermes call of an allowed tool, so it must parse
+  // into exactly one call whose arguments validate (an enum keeps the value short).
+  const PICK = {
+    type: 'function',
+    function: {
+      name: 'pick_color',
+      parameters: { type: 'object', properties: { color: { type: 'string', enum: ['red', 'blue'] } }, required: ['color'] },
+    },
+  };
+  for (const [tool_choice, tools] of [['required', [PICK]],
+    [{ type: 'function', function: { name: 'pick_color' } }, [TOOLS[0], PICK]]]) {
     const res = await http(d, 'POST', '/v1/chat/completions', {
       key: KEYS.premium,
-      body: { messages: [{ role: 'user', content: 'Hi' }], tools: TOOLS, tool_choice, max_tokens: 1 },
+      body: { messages: [{ role: 'user', content: 'Hi' }], tools, tool_choice, max_tokens: 60, temperature: 0 },
     });
-    assert.equal(res.status, 400, res.body);
-    assert.equal(res.json.error.param, 'tool_choice');
-    assert.equal(res.json.error.code, 'unsupported_feature');
-    assert.match(res.json.error.message, /structured outputs/);
+    assert.equal(res.status, 200, res.body);
+    const choice = res.json.choices[0];
+    assert.equal(choice.finish_reason, 'tool_calls', res.body);
+    assert.equal(choice.message.tool_calls.length, 1, res.body);
+    assert.equal(choice.message.tool_calls[0].function.name, 'pick_color');
+    const args = JSON.parse(choice.message.tool_calls[0].function.arguments);
+    assert.deepEqual(Object.keys(args), ['color']);
+    assert.ok(['red', 'blue'].includes(args.color), res.body);
   }
+  // A forced call and a response_format cannot both constrain one reply.
+  const both = await http(d, 'POST', '/v1/chat/completions', {
+    key: KEYS.premium,
+    body: { messages: [{ role: 'user', content: 'Hi' }], tools: [PICK], tool_choice: 'required',
+      response_format: { type: 'json_object' }, max_tokens: 8 },
+  });
+  assert.equal(both.status, 400, both.body);
+  assert.equal(both.json.error.param, 'tool_choice');
 });
 
 test('Responses API: a generated call becomes a function_call item, streamed as typed events', async (t) => {

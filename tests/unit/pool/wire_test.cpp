@@ -57,6 +57,25 @@ TEST(WireTest, RequestRoundTripsEveryField) {
   EXPECT_FALSE(p.sampling.logprobs.has_value());
 }
 
+TEST(WireTest, GrammarSpecTravelsWithoutTheCompiledGrammar) {
+  EngineRequest r;
+  r.prompt = {1};
+  GrammarSpec spec;
+  spec.kind = GrammarSpec::Kind::kJsonSchema;
+  spec.schema = R"({"type":"object","properties":{"b":{},"a":{}}})";
+  spec.prefix = "<tool_call>";
+  spec.suffix = "</tool_call>";
+  r.grammar_spec = spec;
+  const EngineRequest d = DecodeRequest(EncodeRequest(r));
+  ASSERT_TRUE(d.grammar_spec.has_value());
+  EXPECT_EQ(d.grammar_spec->Fingerprint(), spec.Fingerprint());  // every field, order kept
+  EXPECT_EQ(d.grammar, nullptr);  // the worker compiles it against its own vocabulary
+  r.grammar_spec->kind = GrammarSpec::Kind::kJsonObject;
+  EXPECT_EQ(DecodeRequest(EncodeRequest(r)).grammar_spec->kind, GrammarSpec::Kind::kJsonObject);
+  r.grammar_spec.reset();
+  EXPECT_FALSE(DecodeRequest(EncodeRequest(r)).grammar_spec.has_value());
+}
+
 TEST(WireTest, OutputRoundTripsLogprobsBitExactAndErrors) {
   EngineOutput o;
   o.id = 42;
