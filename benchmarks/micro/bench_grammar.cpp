@@ -18,7 +18,7 @@
 #include "grammar/json_schema_compiler.h"
 #include "llmux/grammar.h"
 #include "llmux/tokenizer.h"
-#include "model/bpe_builder.h"
+#include "fixtures/bpe_builder.h"
 
 namespace llmux {
 namespace {
