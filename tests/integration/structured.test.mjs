@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { zodResponseFormat } from 'openai/helpers/zod';
+import { zodResponseFormat, zodTextFormat } from 'openai/helpers/zod';
 import { generateObject } from 'ai';
 import { createOpenAI } from '@ai-sdk/openai';
 import { ChatOpenAI } from '@langchain/openai';
@@ -228,4 +228,22 @@ test('LangChain withStructuredOutput (jsonSchema method) returns a schema-valid 
   const structured = llm.withStructuredOutput(Person, { name: 'person', method: 'jsonSchema' });
   const object = await structured.invoke('Once upon a time');
   assert.ok(Person.safeParse(object).success, JSON.stringify(object));
+});
+
+test('Responses API: text.format json_schema gives a schema-valid output (responses.parse)', async (t) => {
+  if (!requireData(t)) return;
+  const r = await client(KEYS.premium).responses.parse({
+    model: 'stories', input: 'Once upon a time', temperature: 0, max_output_tokens: 200,
+    text: { format: zodTextFormat(Person, 'person') },
+  });
+  assert.equal(r.status, 'completed', JSON.stringify(r.output));
+  assert.ok(r.output_parsed, `no parsed object: ${r.output_text}`);
+  assert.deepEqual(Object.keys(r.output_parsed), ['name', 'age', 'mood', 'friends']);
+  assert.ok(Person.safeParse(r.output_parsed).success, r.output_text);
+  // The same schema through chat gives the same greedy text.
+  const chat = await client(KEYS.premium).chat.completions.create({
+    model: 'stories', messages: [{ role: 'user', content: 'Once upon a time' }], temperature: 0,
+    max_tokens: 200, response_format: zodResponseFormat(Person, 'person'),
+  });
+  assert.equal(r.output_text, chat.choices[0].message.content);
 });

@@ -179,28 +179,49 @@ test('tool_choice none leaves the text alone; required and named force a call th
   assert.ok(r.choices[0].message.content.includes('"name": "get_weather"'), r.choices[0].message.content);
   // The story model left alone never writes a call; under tool_choice required / named its
   // reply is generated under the grammar of a Hermes call of an allowed tool, so it must parse
-  // into exactly one call whose arguments validate (an enum keeps the value short).
+  // into exactly one call whose arguments validate. Qwen3's tools preamble fills most of
+  // stories260K's 512-token context, so this part runs on a second daemon with a compact
+  // Hermes-style template (the format is picked from the template's `<tool_call>`).
   const PICK = {
     type: 'function',
     function: {
-      name: 'pick_color',
-      parameters: { type: 'object', properties: { color: { type: 'string', enum: ['red', 'blue'] } }, required: ['color'] },
+      name: 'pick',
+      parameters: { type: 'object', properties: { c: { type: 'string', enum: ['r', 'b'] } }, required: ['c'] },
     },
   };
-  for (const [tool_choice, tools] of [['required', [PICK]],
-    [{ type: 'function', function: { name: 'pick_color' } }, [TOOLS[0], PICK]]]) {
-    const res = await http(d, 'POST', '/v1/chat/completions', {
-      key: KEYS.premium,
-      body: { messages: [{ role: 'user', content: 'Hi' }], tools, tool_choice, max_tokens: 60, temperature: 0 },
-    });
-    assert.equal(res.status, 200, res.body);
-    const choice = res.json.choices[0];
-    assert.equal(choice.finish_reason, 'tool_calls', res.body);
-    assert.equal(choice.message.tool_calls.length, 1, res.body);
-    assert.equal(choice.message.tool_calls[0].function.name, 'pick_color');
-    const args = JSON.parse(choice.message.tool_calls[0].function.arguments);
-    assert.deepEqual(Object.keys(args), ['color']);
-    assert.ok(['red', 'blue'].includes(args.color), res.body);
+  const compact = path.join(d.dir, 'compact_tools.jinja');
+  fs.writeFileSync(compact, '{% if tools %}<tools>{{ tools | tojson }}</tools>\n{% endif %}' +
+    '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}' +
+    '{% if add_generation_prompt %}assistant (calls as <tool_call>JSON</tool_call>): {% endif %}');
+  const d2 = await startDaemon({
+    server: serverYaml().replace('max_model_len: 512 }', `max_model_len: 512, chat_template: "file:${compact}" }`),
+  });
+  try {
+    for (const [tool_choice, tools] of [['required', [PICK]],
+      [{ type: 'function', function: { name: 'pick' } }, [TOOLS[0], PICK]]]) {
+      // max_tokens: what the context leaves after this prompt (same tools, no constraint).
+      const probe = await http(d2, 'POST', '/v1/chat/completions', {
+        key: KEYS.premium,
+        body: { messages: [{ role: 'user', content: 'Hi' }], tools, tool_choice: 'none', max_tokens: 1 },
+      });
+      assert.equal(probe.status, 200, probe.body);
+      const room = 512 - probe.json.usage.prompt_tokens;
+      assert.ok(room >= 80, `only ${room} tokens left for the call`);
+      const res = await http(d2, 'POST', '/v1/chat/completions', {
+        key: KEYS.premium,
+        body: { messages: [{ role: 'user', content: 'Hi' }], tools, tool_choice, max_tokens: room, temperature: 0 },
+      });
+      assert.equal(res.status, 200, res.body);
+      const choice = res.json.choices[0];
+      assert.equal(choice.finish_reason, 'tool_calls', res.body);
+      assert.equal(choice.message.tool_calls.length, 1, res.body);
+      assert.equal(choice.message.tool_calls[0].function.name, 'pick');
+      const args = JSON.parse(choice.message.tool_calls[0].function.arguments);
+      assert.deepEqual(Object.keys(args), ['c']);
+      assert.ok(['r', 'b'].includes(args.c), res.body);
+    }
+  } finally {
+    await d2.stop();
   }
   // A forced call and a response_format cannot both constrain one reply.
   const both = await http(d, 'POST', '/v1/chat/completions', {
