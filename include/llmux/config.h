@@ -100,6 +100,7 @@ struct KvEventsSection {
   std::string topic;            // first frame of every message
   int buffer_batches = 10000;   // batches kept for replay
   int max_queue_events = 100000;  // events waiting to be published; beyond it they are dropped
+  bool map_events = false;  // format: "map" (vLLM after PR #42892) instead of "array"
 };
 
 struct EngineSection {

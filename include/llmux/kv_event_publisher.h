@@ -20,6 +20,9 @@ struct KvEventPublisherOptions {
   int32_t max_queue_events = 100000;  // events waiting for the publisher thread; more are dropped
   std::string medium = "GPU";   // vLLM's storage medium string: "GPU" or "CPU"
   int32_t data_parallel_rank = 0;
+  // Inner event layout: false = positional arrays (vLLM before PR #42892), true = tagged maps
+  // (vLLM after it). The batch itself is positional either way.
+  bool map_events = false;
 };
 
 // Binds the sockets and starts the publisher thread; destroying the sink flushes what is queued

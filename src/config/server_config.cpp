@@ -282,6 +282,14 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     e.buffer_batches = static_cast<int>(k.Int("buffer_batches", e.buffer_batches, 0, 1000000));
     e.max_queue_events =
         static_cast<int>(k.Int("max_queue_events", e.max_queue_events, 1, 10000000));
+    if (auto f = k.Get("format")) {
+      const std::string fmt = f->String("array");
+      if (fmt == "map") {
+        e.map_events = true;
+      } else if (fmt != "array") {
+        f->Error("expected \"array\" or \"map\", got " + QuoteValue(fmt));
+      }
+    }
     k.Finish();
   }
   m.Finish();

@@ -12,24 +12,50 @@ void PackString(Packer& pk, const std::string& s) {
   pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
-void PackStored(Packer& pk, const KvBlockStored& b, const std::string& medium) {
-  pk.pack_array(9);
+// A field name in map form; nothing in array form.
+void Key(Packer& pk, KvEventFormat format, const char* name) {
+  if (format == KvEventFormat::kMap) PackString(pk, name);
+}
+
+void PackStored(Packer& pk, const KvBlockStored& b, const std::string& medium,
+                KvEventFormat format) {
+  const bool map = format == KvEventFormat::kMap;
+  if (map) {
+    pk.pack_map(11);
+    PackString(pk, "type");
+  } else {
+    pk.pack_array(9);
+  }
   PackString(pk, "BlockStored");
+  Key(pk, format, "block_hashes");
   pk.pack_array(1);
   pk.pack_uint64(b.block_hash);
+  Key(pk, format, "parent_block_hash");
   if (b.parent_block_hash) pk.pack_uint64(*b.parent_block_hash); else pk.pack_nil();
+  Key(pk, format, "token_ids");
   pk.pack_array(static_cast<uint32_t>(b.token_ids.size()));
   for (int32_t t : b.token_ids) pk.pack_int32(t);
+  Key(pk, format, "block_size");
   pk.pack_int32(b.block_size);
-  pk.pack_nil();  // lora_id
+  Key(pk, format, "lora_id");
+  pk.pack_nil();
+  Key(pk, format, "medium");
   PackString(pk, medium);
-  pk.pack_nil();  // lora_name
-  pk.pack_array(1);  // extra_keys: one entry per block hash
+  Key(pk, format, "lora_name");
+  pk.pack_nil();
+  Key(pk, format, "extra_keys");
+  pk.pack_array(1);  // one entry per block hash
   if (b.scope.empty()) {
     pk.pack_nil();
   } else {
     pk.pack_array(1);
     PackString(pk, b.scope);
+  }
+  if (map) {
+    PackString(pk, "group_idx");
+    pk.pack_int32(0);
+    PackString(pk, "kv_cache_spec_kind");
+    PackString(pk, "full_attention");
   }
 }
 
@@ -45,7 +71,9 @@ void AppendEvent(KvEvent event, std::vector<KvEvent>* events) {
   events->push_back(std::move(event));
 }
 
-std::string EncodeBatch(const KvEventBatch& batch, const std::string& medium) {
+std::string EncodeBatch(const KvEventBatch& batch, const std::string& medium,
+                        KvEventFormat format) {
+  const bool map = format == KvEventFormat::kMap;
   msgpack::sbuffer buf;
   Packer pk(&buf);
   pk.pack_array(3);
@@ -54,17 +82,33 @@ std::string EncodeBatch(const KvEventBatch& batch, const std::string& medium) {
   for (const KvEvent& e : batch.events) {
     switch (e.kind) {
       case KvEvent::Kind::kBlockStored:
-        PackStored(pk, e.stored, medium);
+        PackStored(pk, e.stored, medium, format);
         break;
       case KvEvent::Kind::kBlockRemoved:
-        pk.pack_array(3);
+        if (map) {
+          pk.pack_map(4);
+          PackString(pk, "type");
+        } else {
+          pk.pack_array(3);
+        }
         PackString(pk, "BlockRemoved");
+        Key(pk, format, "block_hashes");
         pk.pack_array(static_cast<uint32_t>(e.removed.size()));
         for (uint64_t h : e.removed) pk.pack_uint64(h);
+        Key(pk, format, "medium");
         PackString(pk, medium);
+        if (map) {
+          PackString(pk, "group_idx");
+          pk.pack_int32(0);
+        }
         break;
       case KvEvent::Kind::kAllBlocksCleared:
-        pk.pack_array(1);
+        if (map) {
+          pk.pack_map(1);
+          PackString(pk, "type");
+        } else {
+          pk.pack_array(1);
+        }
         PackString(pk, "AllBlocksCleared");
         break;
     }

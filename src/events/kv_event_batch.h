@@ -26,6 +26,12 @@ struct KvEventBatch {
   std::optional<int32_t> data_parallel_rank;
 };
 
+// How events are laid out inside the (always positional) batch.
+enum class KvEventFormat {
+  kArray,  // msgspec array_like: ["BlockStored", ...] (vLLM before PR #42892)
+  kMap,    // tagged maps: {"type": "BlockStored", "block_hashes": ...} (vLLM after it)
+};
+
 // Appends `event` to `batch`, merging a removal into a directly preceding removal.
 void AppendEvent(KvEvent event, std::vector<KvEvent>* events);
 
@@ -35,7 +41,11 @@ void AppendEvent(KvEvent event, std::vector<KvEvent>* events);
 //    nil (lora_name), [[scope]] (extra_keys, one entry per block; nil entry when no scope)]
 //   ["BlockRemoved", [hash...], medium]
 //   ["AllBlocksCleared"]
+// kMap: the same fields by name, with "type" for the tag, plus group_idx 0 and
+// kv_cache_spec_kind "full_attention" on BlockStored (group_idx 0 on BlockRemoved), as vLLM
+// 0.26 emits them.
 // `medium` is "GPU" or "CPU" (vLLM's storage medium string).
-std::string EncodeBatch(const KvEventBatch& batch, const std::string& medium);
+std::string EncodeBatch(const KvEventBatch& batch, const std::string& medium,
+                        KvEventFormat format = KvEventFormat::kArray);
 
 }  // namespace llmux::events

@@ -153,7 +153,9 @@ class KvEventPublisher final : public KvEventSink {
     const int64_t count = static_cast<int64_t>(events.size());
     batch.events = std::move(events);
     batch.data_parallel_rank = options_.data_parallel_rank;
-    std::string payload = events::EncodeBatch(batch, options_.medium);
+    std::string payload = events::EncodeBatch(
+        batch, options_.medium,
+        options_.map_events ? events::KvEventFormat::kMap : events::KvEventFormat::kArray);
     const uint64_t seq = next_seq_++;
     const std::string seq_bytes = events::EncodeSeq(static_cast<int64_t>(seq));
     // A PUB socket never blocks: a subscriber past its high-water mark loses messages (it can

@@ -51,6 +51,7 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
     o.topic = e.kv_events.topic;
     o.buffer_batches = e.kv_events.buffer_batches;
     o.max_queue_events = e.kv_events.max_queue_events;
+    o.map_events = e.kv_events.map_events;
     o.medium = e.backend == BackendKind::kCuda ? "GPU" : "CPU";
     auto sink = CreateKvEventPublisher(o);
     if (!sink.ok()) return sink.status().WithContext(context);

@@ -1,7 +1,7 @@
 // KV-cache events in vLLM's ZeroMQ format (docs/kv_events.md) from the real llmuxd, read by a
 // Python subscriber written with Debian's python3-zmq and python3-msgpack, the way a
 // prefix-aware router reads them. Loopback only; stories260K-hf on the CPU backend.
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -24,8 +24,8 @@ let d;
 let pubEndpoint;
 let replayEndpoint;
 
-before(async (t) => {
-  if (!requireData(t)) return;
+// Starts llmuxd publishing KV events in `format` ("array" or "map") on free loopback ports.
+async function startPublishingDaemon(format) {
   pubEndpoint = `tcp://127.0.0.1:${await freePort()}`;
   replayEndpoint = `tcp://127.0.0.1:${await freePort()}`;
   const tenants = defaultTenants(`  grouped:
@@ -38,10 +38,10 @@ before(async (t) => {
     tenants,
     server: serverYaml({
       engine: `  kv_events: { endpoint: "${pubEndpoint}", replay_endpoint: "${replayEndpoint}", ` +
-              `topic: "kv@stories", buffer_batches: 10000 }\n`,
+              `topic: "kv@stories", buffer_batches: 10000, format: ${format} }\n`,
     }),
   });
-});
+}
 
 after(async () => { if (d) await d.stop(); });
 
@@ -73,9 +73,11 @@ const complete = (key, prompt) => http(d, 'POST', '/v1/completions', {
   key, body: { model: 'stories', prompt, max_tokens: 1, temperature: 0 },
 });
 
-test('BlockStored events carry each tenant\'s scope and hashes; replay returns missed batches',
+for (const format of ['array', 'map']) {
+test(`${format}: BlockStored events carry each tenant's scope and hashes; replay returns missed batches`,
   async (t) => {
-    if (!d) return;
+    if (!requireData(t)) return;
+    await startPublishingDaemon(format);
     const sub = await startSubscriber();
     if (sub.missing) {
       if (process.env.CI === 'true') assert.fail(`python3-zmq/msgpack missing under CI=true: ${sub.missing}`);
@@ -101,6 +103,7 @@ test('BlockStored events carry each tenant\'s scope and hashes; replay returns m
       if (i > 0) assert.equal(got.live[i].seq, got.live[i - 1].seq + 1, 'sequence numbers increase by 1');
       assert.equal(got.live[i].rank, 0);
       assert.equal(typeof got.live[i].ts, 'number');
+      if (got.live[i].events.length) assert.deepEqual(got.live[i].shapes, [format]);
     }
     // Everything since start-up (replay from 0, checked against the live stream below).
     const stored = got.replay.flatMap((b) => b.events).filter((e) => e[0] === 'BlockStored');
@@ -158,7 +161,10 @@ test('BlockStored events carry each tenant\'s scope and hashes; replay returns m
     const metrics = await http(d, 'GET', '/metrics', { key: KEYS.admin });
     assert.match(metrics.body, new RegExp(`llmux_kv_events_published_total\\{[^}]*\\} ${published}\\b`));
     assert.match(metrics.body, /llmux_kv_events_dropped_total\{[^}]*\} 0\b/);
+    await d.stop();
+    d = undefined;
   });
+}
 
 test('a bad kv_events endpoint is a config error naming the key', async (t) => {
   if (!requireData(t)) return;

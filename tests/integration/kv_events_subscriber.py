@@ -6,7 +6,8 @@ until a line arrives on stdin; then waits until the stream is quiet, asks the RO
 endpoint for every batch from --replay-from on, and prints one JSON object:
   {"live": [msg...], "replay": [msg...], "replay_end": seq}
 msg = {"topic": str, "seq": int, "ts": float, "rank": int|null, "events": [...]}, events as
-decoded msgpack arrays with block hashes as decimal strings (they exceed 2^53).
+decoded msgpack arrays (map-shaped events normalised to arrays; "shapes" says which were seen)
+with block hashes as decimal strings (they exceed 2^53).
 Exits 3 with a message when pyzmq or msgpack is missing.
 """
 import argparse
@@ -32,13 +33,37 @@ def decode(frames):
     return topic.decode(), int.from_bytes(seq_bytes, "big", signed=True), payload
 
 
+# Positional field order of each event (vLLM's struct order), for map-shaped events.
+FIELDS = {
+    "BlockStored": ["block_hashes", "parent_block_hash", "token_ids", "block_size", "lora_id",
+                    "medium", "lora_name", "extra_keys"],
+    "BlockRemoved": ["block_hashes", "medium"],
+    "AllBlocksCleared": [],
+}
+
+
+def positional(e):
+    """A map-shaped event ({"type": ..., fields...}) as the positional array, as readers that
+    accept both shapes normalise it."""
+    tag = e.get("type")
+    if tag not in FIELDS:
+        raise ValueError(f"unknown event type {tag!r}")
+    return [tag] + [e[f] for f in FIELDS[tag]]
+
+
 def batch_json(payload):
     batch = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     if not isinstance(batch, list) or len(batch) != 3:
         raise ValueError(f"batch is not a 3-element array: {batch!r}")
     ts, events, rank = batch
     out = []
+    shapes = set()
     for e in events:
+        if isinstance(e, dict):
+            shapes.add("map")
+            e = positional(e)
+        else:
+            shapes.add("array")
         if not isinstance(e, list) or not e:
             raise ValueError(f"event is not a tagged array: {e!r}")
         e = list(e)
@@ -50,7 +75,7 @@ def batch_json(payload):
         elif e[0] != "AllBlocksCleared":
             raise ValueError(f"unknown event tag {e[0]!r}")
         out.append(e)
-    return {"ts": ts, "rank": rank, "events": out}
+    return {"ts": ts, "rank": rank, "events": out, "shapes": sorted(shapes)}
 
 
 def main():

@@ -37,6 +37,7 @@ TEST(KvEventsConfigTest, ReadsEveryKey) {
   EXPECT_EQ(k.topic, "kv");
   EXPECT_EQ(k.buffer_batches, 5);
   EXPECT_EQ(k.max_queue_events, 7);
+  EXPECT_FALSE(k.map_events);
   EXPECT_TRUE(Pool(*cfg, "shared").engine.kv_events.enabled);
 
   auto defaults = ParseServerConfig("engine: {kv_events: {endpoint: \"ipc:///tmp/kv\"}}",
@@ -46,6 +47,13 @@ TEST(KvEventsConfigTest, ReadsEveryKey) {
   EXPECT_EQ(defaults->engine.kv_events.topic, "");
   EXPECT_EQ(defaults->engine.kv_events.buffer_batches, 10000);
   EXPECT_EQ(defaults->engine.kv_events.max_queue_events, 100000);
+
+  auto map = ParseServerConfig("engine: {kv_events: {endpoint: \"ipc:///tmp/kv\", format: map}}",
+                               "llmux.yaml", "/");
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  EXPECT_TRUE(map->engine.kv_events.map_events);
+  EXPECT_EQ(Error("engine: {kv_events: {endpoint: \"ipc:///tmp/kv\", format: json}}"),
+            "llmux.yaml:1:57: engine.kv_events.format: expected \"array\" or \"map\", got \"json\"");
 }
 
 TEST(KvEventsConfigTest, ErrorsNameTheKeyAndLine) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <msgpack.hpp>
 
 #include "events/wire.h"
@@ -93,6 +95,61 @@ TEST(KvEventBatchTest, EncodesVllmPositionalArrays) {
   std::vector<msgpack::object> c = Array(events[3]);
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(Str(c[0]), "AllBlocksCleared");
+}
+
+// Field name -> value of a tagged map event.
+std::map<std::string, msgpack::object> Fields(const msgpack::object& o) {
+  EXPECT_EQ(o.type, msgpack::type::MAP);
+  std::map<std::string, msgpack::object> out;
+  if (o.type != msgpack::type::MAP) return out;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    out.emplace(o.via.map.ptr[i].key.as<std::string>(), o.via.map.ptr[i].val);
+  }
+  return out;
+}
+
+TEST(KvEventBatchTest, EncodesVllmTaggedMaps) {
+  KvEventBatch batch;
+  batch.ts = 2.5;
+  batch.data_parallel_rank = 0;
+  AppendEvent(Stored(11, 10, {1, 2}, "group:g"), &batch.events);
+  AppendEvent(Removed({11}), &batch.events);
+  KvEvent cleared;
+  cleared.kind = KvEvent::Kind::kAllBlocksCleared;
+  AppendEvent(cleared, &batch.events);
+  const std::string bytes = EncodeBatch(batch, "GPU", KvEventFormat::kMap);
+
+  msgpack::object_handle h = msgpack::unpack(bytes.data(), bytes.size());
+  std::vector<msgpack::object> top = Array(h.get());  // the batch stays positional
+  ASSERT_EQ(top.size(), 3u);
+  std::vector<msgpack::object> events = Array(top[1]);
+  ASSERT_EQ(events.size(), 3u);
+
+  auto s = Fields(events[0]);
+  ASSERT_EQ(s.size(), 11u);
+  EXPECT_EQ(Str(s.at("type")), "BlockStored");
+  EXPECT_EQ(s.at("block_hashes").as<std::vector<uint64_t>>(), std::vector<uint64_t>{11});
+  EXPECT_EQ(s.at("parent_block_hash").as<uint64_t>(), 10u);
+  EXPECT_EQ(s.at("token_ids").as<std::vector<int>>(), (std::vector<int>{1, 2}));
+  EXPECT_EQ(s.at("block_size").as<int>(), 2);
+  EXPECT_TRUE(s.at("lora_id").is_nil());
+  EXPECT_EQ(Str(s.at("medium")), "GPU");
+  EXPECT_TRUE(s.at("lora_name").is_nil());
+  EXPECT_EQ(s.at("extra_keys").as<std::vector<std::vector<std::string>>>(),
+            (std::vector<std::vector<std::string>>{{"group:g"}}));
+  EXPECT_EQ(s.at("group_idx").as<int>(), 0);
+  EXPECT_EQ(Str(s.at("kv_cache_spec_kind")), "full_attention");
+
+  auto r = Fields(events[1]);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(Str(r.at("type")), "BlockRemoved");
+  EXPECT_EQ(r.at("block_hashes").as<std::vector<uint64_t>>(), std::vector<uint64_t>{11});
+  EXPECT_EQ(Str(r.at("medium")), "GPU");
+  EXPECT_EQ(r.at("group_idx").as<int>(), 0);
+
+  auto c = Fields(events[2]);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(Str(c.at("type")), "AllBlocksCleared");
 }
 
 TEST(KvEventBatchTest, NilRankAndEmptyBatch) {
