@@ -53,7 +53,8 @@ TEST(KvEventsConfigTest, ReadsEveryKey) {
   ASSERT_TRUE(map.ok()) << map.status().ToString();
   EXPECT_TRUE(map->engine.kv_events.map_events);
   EXPECT_EQ(Error("engine: {kv_events: {endpoint: \"ipc:///tmp/kv\", format: json}}"),
-            "llmux.yaml:1:57: engine.kv_events.format: expected \"array\" or \"map\", got \"json\"");
+            "llmux.yaml:1:57: engine.kv_events.format: expected \"array\" or \"map\", got "
+            "\"json\"");
 }
 
 TEST(KvEventsConfigTest, ErrorsNameTheKeyAndLine) {
@@ -65,7 +66,8 @@ TEST(KvEventsConfigTest, ErrorsNameTheKeyAndLine) {
             "\"tcp://127.0.0.1:5557\" (tcp://HOST:PORT, ipc://PATH or inproc://NAME), got "
             "\"127.0.0.1:5557\"");
   EXPECT_NE(Error("engine:\n  kv_events: {endpoint: \"tcp://h:x\"}\n"), "");
-  EXPECT_NE(Error("engine:\n  kv_events: {endpoint: \"tcp://h:1\", replay_endpoint: \"tcp://h:1\"}\n")
+  EXPECT_NE(Error("engine:\n  kv_events: {endpoint: \"tcp://h:1\", "
+                  "replay_endpoint: \"tcp://h:1\"}\n")
                 .find("must differ from endpoint"),
             std::string::npos);
   EXPECT_NE(Error("engine:\n  kv_events: {endpoint: \"tcp://h:1\", buffer_batches: -1}\n")
@@ -83,12 +85,13 @@ TEST(KvEventsConfigTest, PerPool) {
   EXPECT_TRUE(Pool(*cfg, "shared").engine.kv_events.enabled);
   EXPECT_FALSE(Pool(*cfg, "other").engine.kv_events.enabled);
   // Its own, on other endpoints, is fine; the same endpoint is an error.
-  EXPECT_EQ(Error(top + "pools:\n  other: {engine: {kv_events: {endpoint: \"tcp://127.0.0.1:6000\"}}}\n"),
-            "");
-  EXPECT_NE(Error(top + "pools:\n  other: {engine: {kv_events: {endpoint: \"tcp://127.0.0.1:5557\"}}}\n")
+  const std::string own = "pools:\n  other: {engine: {kv_events: {endpoint: ";
+  EXPECT_EQ(Error(top + own + "\"tcp://127.0.0.1:6000\"}}}\n"), "");
+  EXPECT_NE(Error(top + own + "\"tcp://127.0.0.1:5557\"}}}\n")
                 .find("already used by pool \"shared\""),
             std::string::npos);
-  EXPECT_NE(Error("pools:\n  w: {isolation: process, engine: {kv_events: {endpoint: \"tcp://h:1\"}}}\n")
+  EXPECT_NE(Error("pools:\n  w: {isolation: process, "
+                  "engine: {kv_events: {endpoint: \"tcp://h:1\"}}}\n")
                 .find("not supported with isolation: process"),
             std::string::npos);
 }

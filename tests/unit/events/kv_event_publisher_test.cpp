@@ -2,7 +2,10 @@
 // sequence numbers, replay over ROUTER, and the drop counter.
 #include "llmux/kv_event_publisher.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -212,16 +215,26 @@ TEST_F(KvEventPublisherTest, RejectsBadOptionsAndBusyEndpoints) {
   bad = options_;
   bad.endpoint = "nonsense://x";
   EXPECT_FALSE(CreateKvEventPublisher(bad).ok());
-  auto first = CreateKvEventPublisher(options_);
-  ASSERT_TRUE(first.ok());
-  KvEventPublisherOptions tcp = options_;
-  tcp.endpoint = "tcp://127.0.0.1:1";  // privileged port: binding fails without root
-  tcp.replay_endpoint = "";
-  if (geteuid() != 0) {
-    auto second = CreateKvEventPublisher(tcp);
-    ASSERT_FALSE(second.ok());
-    EXPECT_NE(second.status().message().find("tcp://127.0.0.1:1"), std::string::npos);
-  }
+
+  // A loopback TCP port some other listener holds: binding it fails with a message naming it.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  KvEventPublisherOptions busy = options_;
+  busy.endpoint = std::string("tcp://127.0.0.1:").append(std::to_string(ntohs(addr.sin_port)));
+  auto taken = CreateKvEventPublisher(busy);
+  close(fd);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(taken.status().message().find(busy.endpoint), std::string::npos)
+      << taken.status().message();
 }
 
 }  // namespace

@@ -117,8 +117,9 @@ TEST(KvEventsTest, DuplicateRegistrationStoresOnce) {
   PrefixChain c1{g.seed_hash}, c2{g.seed_hash};
   kv.RegisterFullBlock(g, tokens, t1[0], &c1);
   kv.RegisterFullBlock(g, tokens, t2[0], &c2);  // computed twice concurrently: one entry
-  EXPECT_EQ(sink.log, (std::vector<std::string>{"cleared",
-                                                "stored tokens=5,6 size=2 scope=group:g root as #0"}));
+  EXPECT_EQ(sink.log,
+            (std::vector<std::string>{"cleared",
+                                      "stored tokens=5,6 size=2 scope=group:g root as #0"}));
   kv.Free(&t1);
   kv.Free(&t2);
 }
