@@ -5,6 +5,9 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(GTest REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+# KV-cache events (src/events): ZeroMQ sockets and MessagePack encoding (header-only).
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
+find_package(msgpack CONFIG REQUIRED)  # libmsgpack-cxx-dev: target msgpackc-cxx
 find_package(OpenSSL REQUIRED)
 # Unicode normalization forms for tokenizer normalizers (NFC, ...). Installed everywhere by
 # install_deps.sh; optional so the GPU check's offline prefix can do without its 30 MB of data

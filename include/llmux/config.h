@@ -91,6 +91,18 @@ enum class EngineBatching { kContinuous, kStatic };
 std::string_view BackendKindName(BackendKind kind);    // "cpu" | "cuda"
 std::string_view EngineBatchingName(EngineBatching mode);  // "continuous" | "static"
 
+// `engine.kv_events`: publish KV-cache events in vLLM's ZeroMQ format (docs/kv_events.md).
+// Off when the key is absent.
+struct KvEventsSection {
+  bool enabled = false;
+  std::string endpoint;         // PUB socket, bound
+  std::string replay_endpoint;  // ROUTER socket for replay, bound; empty = no replay
+  std::string topic;            // first frame of every message
+  int buffer_batches = 10000;   // batches kept for replay
+  int max_queue_events = 100000;  // events waiting to be published; beyond it they are dropped
+  bool map_events = false;  // format: "map" (vLLM after PR #42892) instead of "array"
+};
+
 struct EngineSection {
   BackendKind backend = BackendKind::kCpu;
   int threads = 2;                       // CPU backend worker threads
@@ -106,6 +118,7 @@ struct EngineSection {
   // Batch-invariant kernels (a sequence's logits do not depend on its batch). false selects the
   // faster batch-dependent paths (CPU: OpenBLAS GEMMs for prefill; CUDA: free GEMM algorithms).
   bool batch_invariant = true;
+  KvEventsSection kv_events;
 };
 
 enum class PoolIsolation { kThread, kProcess };

@@ -43,6 +43,9 @@ struct EngineConfig {
   int32_t max_inbox = 4096;
   // Not owned; must outlive the engine. Called on the engine thread after each forward step.
   EngineObserver* observer = nullptr;
+  // Optional: receives the prefix cache's KV events on the engine thread (must never block).
+  // The engine keeps it alive until its scheduler is gone.
+  std::shared_ptr<KvEventSink> kv_event_sink;
 };
 
 struct EngineRequest {
@@ -108,6 +111,8 @@ struct EngineStats {
   int64_t prefix_hit_tokens = 0;
   int64_t prompt_tokens_total = 0;
   int64_t generation_tokens_total = 0;
+  int64_t kv_events_published = 0;  // KV-cache events sent (0 without kv_events)
+  int64_t kv_events_dropped = 0;    // KV-cache events dropped on a full queue
 };
 
 class Engine {

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "llmux/kv_events.h"
 #include "llmux/sampling.h"  // FinishReason
 #include "llmux/status.h"
 
@@ -60,6 +61,9 @@ struct SchedulerConfig {
   double vtc_prefill_weight = 1.0;     // VTC cost of one prompt token
   double vtc_decode_weight = 2.0;      // VTC cost of one generated token
   int32_t long_prefill_chunk = 0;      // max prompt tokens per sequence per step; 0 = step budget
+  // Not owned; must outlive the scheduler. Receives the prefix cache's stored/removed blocks on
+  // the scheduler's (engine) thread; nullptr publishes nothing.
+  KvEventSink* kv_event_sink = nullptr;
 };
 
 // A tenant's policy as resolved by the caller (tenancy module). Changing it with UpsertTenant

@@ -188,6 +188,25 @@ void ReadModel(MapReader& m, const std::filesystem::path& base, ModelSection& s)
   m.Finish();
 }
 
+// ZeroMQ endpoints the publisher can bind: tcp://HOST:PORT, ipc://PATH, inproc://NAME.
+bool IsZmqEndpoint(const std::string& e) {
+  for (const char* scheme : {"tcp://", "ipc://", "inproc://"}) {
+    const std::string p(scheme);
+    if (e.size() > p.size() && e.compare(0, p.size(), p) == 0) {
+      if (p != "tcp://") return true;
+      const size_t colon = e.rfind(':');
+      if (colon <= p.size() || colon + 1 >= e.size()) return false;
+      return e.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+    }
+  }
+  return false;
+}
+
+std::string ZmqEndpointError(const std::string& e) {
+  return "expected a ZeroMQ endpoint such as \"tcp://127.0.0.1:5557\" (tcp://HOST:PORT, ipc://PATH "
+         "or inproc://NAME), got " + QuoteValue(e);
+}
+
 void ReadEngine(MapReader& m, EngineSection& s) {
   if (auto v = m.Get("backend")) {
     const std::string b = v->String("cpu");
@@ -239,6 +258,39 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     if (s.decode_weight == 0 && s.prefill_weight == 0) {
       v->Error("prefill_weight and decode_weight cannot both be 0");
     }
+  }
+  if (auto v = m.Get("kv_events"); v && !v->is_null()) {
+    MapReader k(*v);
+    KvEventsSection& e = s.kv_events;
+    e = KvEventsSection{};
+    e.enabled = true;
+    if (auto ep = k.Get("endpoint")) {
+      e.endpoint = ep->String("");
+      if (!IsZmqEndpoint(e.endpoint)) ep->Error(ZmqEndpointError(e.endpoint));
+    } else {
+      v->Error("needs an endpoint (e.g. \"tcp://127.0.0.1:5557\")");
+    }
+    if (auto ep = k.Get("replay_endpoint"); ep && !ep->is_null()) {
+      e.replay_endpoint = ep->String("");
+      if (!IsZmqEndpoint(e.replay_endpoint)) {
+        ep->Error(ZmqEndpointError(e.replay_endpoint));
+      } else if (e.replay_endpoint == e.endpoint) {
+        ep->Error("must differ from endpoint");
+      }
+    }
+    e.topic = k.String("topic", "");
+    e.buffer_batches = static_cast<int>(k.Int("buffer_batches", e.buffer_batches, 0, 1000000));
+    e.max_queue_events =
+        static_cast<int>(k.Int("max_queue_events", e.max_queue_events, 1, 10000000));
+    if (auto f = k.Get("format")) {
+      const std::string fmt = f->String("array");
+      if (fmt == "map") {
+        e.map_events = true;
+      } else if (fmt != "array") {
+        f->Error("expected \"array\" or \"map\", got " + QuoteValue(fmt));
+      }
+    }
+    k.Finish();
   }
   m.Finish();
 }
@@ -404,6 +456,9 @@ void ReadPools(const Value& value, const std::filesystem::path& base, ServerConf
     PoolSection p;
     p.name = name;
     p.engine = cfg.engine;
+    // KV events are per pool (each publisher binds its own sockets): the top-level
+    // engine.kv_events belongs to the shared pool; other pools publish with their own only.
+    if (name != "shared") p.engine.kv_events = KvEventsSection{};
     p.model = cfg.model;
     MapReader m(item);
     if (auto v = m.Get("isolation")) {
@@ -419,6 +474,30 @@ void ReadPools(const Value& value, const std::filesystem::path& base, ServerConf
     if (auto v = m.Get("engine"); v && !v->is_null()) {
       MapReader e(*v);
       ReadEngine(e, p.engine);
+    }
+    if (p.engine.kv_events.enabled) {
+      if (p.isolation == PoolIsolation::kProcess) {
+        item.Error("pool " + QuoteValue(name) + ": engine.kv_events is not supported with "
+                   "isolation: process yet (use a thread pool, or drop kv_events here)");
+      }
+      std::vector<const PoolSection*> others;
+      for (const PoolSection& other : cfg.pools) others.push_back(&other);
+      PoolSection top;  // the shared pool's, whether or not it is listed
+      top.name = "shared";
+      top.engine = cfg.engine;
+      if (name != "shared") others.push_back(&top);
+      for (const PoolSection* other_pool : others) {
+        const PoolSection& other = *other_pool;
+        if (other.name == name) continue;
+        const KvEventsSection& o = other.engine.kv_events;
+        if (o.enabled && (o.endpoint == p.engine.kv_events.endpoint ||
+                          (!o.replay_endpoint.empty() &&
+                           o.replay_endpoint == p.engine.kv_events.replay_endpoint))) {
+          item.Error("pool " + QuoteValue(name) + ": engine.kv_events endpoints are already "
+                     "used by pool " + QuoteValue(other.name) +
+                     "; give each pool its own engine.kv_events");
+        }
+      }
     }
     if (auto v = m.Get("model"); v && !v->is_null()) {
       MapReader mm(*v);

@@ -476,8 +476,17 @@ void EngineImpl::PublishStats() {
 }
 
 EngineStats EngineImpl::Stats() const {
-  std::lock_guard<std::mutex> lock(stats_mutex_);
-  return stats_;
+  EngineStats e;
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    e = stats_;
+  }
+  if (config_.kv_event_sink) {  // thread-safe; current rather than as of the last step
+    const KvEventCounters k = config_.kv_event_sink->Counters();
+    e.kv_events_published = k.published;
+    e.kv_events_dropped = k.dropped;
+  }
+  return e;
 }
 
 std::optional<TenantStats> EngineImpl::GetTenantStats(const std::string& tenant) const {
@@ -592,6 +601,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   spec.head_dim = mc.head_dim;
   spec.dtype = backend->ActivationDType();
   LLMUX_RETURN_IF_ERROR(backend->InitKvCache(spec));
+  c.scheduler.kv_event_sink = c.kv_event_sink.get();
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));
   auto engine = std::unique_ptr<Engine>(
       new EngineImpl(c, std::move(backend), std::move(model), std::move(scheduler)));

@@ -116,7 +116,38 @@ int32_t KvCacheManager::CountUnreferenced(std::span<const int32_t> hits) const {
   return n;
 }
 
+void KvCacheManager::SetEventSink(KvEventSink* sink) {
+  sink_ = sink;
+  if (sink_ != nullptr && by_hash_.empty()) sink_->OnAllCleared();
+}
+
+void KvCacheManager::SetScopeName(int32_t seed_id, std::string name) {
+  LLMUX_CHECK(seed_id >= 0) << "seed id " << seed_id;
+  if (seed_id >= static_cast<int32_t>(scope_names_.size())) scope_names_.resize(seed_id + 1);
+  scope_names_[seed_id] = std::move(name);
+}
+
+void KvCacheManager::EmitRemoved(int32_t block) {
+  if (sink_ != nullptr) sink_->OnBlocksRemoved({hash_[block]});
+}
+
+void KvCacheManager::EmitStored(int32_t block, bool has_parent, uint64_t parent_hash) {
+  if (sink_ == nullptr) return;
+  KvBlockStored e;
+  e.block_hash = hash_[block];
+  if (has_parent) e.parent_block_hash = parent_hash;
+  auto tokens = CachedTokens(block);
+  e.token_ids.assign(tokens.begin(), tokens.end());
+  e.block_size = block_size_;
+  const int32_t seed = seed_id_[block];
+  if (seed >= 0 && seed < static_cast<int32_t>(scope_names_.size())) e.scope = scope_names_[seed];
+  std::vector<KvBlockStored> blocks;
+  blocks.push_back(std::move(e));
+  sink_->OnBlocksStored(std::move(blocks));
+}
+
 void KvCacheManager::Uncache(int32_t block) {
+  if (cached_[block]) EmitRemoved(block);
   auto it = by_hash_.find(hash_[block]);
   if (it != by_hash_.end() && it->second == block) by_hash_.erase(it);
   cached_[block] = 0;
@@ -132,6 +163,7 @@ int32_t KvCacheManager::TakeFreshBlock() {
     b = free_.PopFront();
   } else {
     b = evictable_.PopFront();
+    EmitRemoved(b);
     auto it = by_hash_.find(hash_[b]);
     if (it != by_hash_.end() && it->second == b) by_hash_.erase(it);
     cached_[b] = 0;
@@ -222,6 +254,7 @@ void KvCacheManager::RegisterFullBlock(const PrefixRoot& root,
     std::memcpy(cache_tokens_.data() + static_cast<size_t>(block) * block_size_,
                 block_tokens.data(), sizeof(int32_t) * block_size_);
     by_hash_[h] = block;
+    EmitStored(block, chain->block >= 0, chain->hash);
   }
   *chain = PrefixChain{h, rep, epoch_[rep], chain->num_blocks + 1, false};
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kv/block_list.h"
+#include "llmux/kv_events.h"
 
 namespace llmux {
 
@@ -94,6 +95,14 @@ class KvCacheManager {
   void RegisterFullBlock(const PrefixRoot& root, std::span<const int32_t> block_tokens,
                          int32_t block, PrefixChain* chain);
 
+  // ---- KV-cache events ----
+  // Reports every block that becomes cached or stops being cached to `sink` (not owned; must
+  // outlive the manager; nullptr detaches), on the calling (engine) thread. Attaching while
+  // nothing is cached first reports OnAllCleared, so a subscriber starts from an empty view.
+  void SetEventSink(KvEventSink* sink);
+  // Names the sharing scope of seed_id ("tenant:NAME" / "group:NAME") in stored events.
+  void SetScopeName(int32_t seed_id, std::string name);
+
   // Blocks handed out since the last call whose previous contents must be zeroed before the
   // next forward pass writes them. Clears the list.
   std::vector<int32_t> TakeBlocksToZero();
@@ -120,6 +129,8 @@ class KvCacheManager {
   void AddUsed(int32_t t, int32_t delta);
   int32_t TakeFreshBlock();
   void Uncache(int32_t block);
+  void EmitRemoved(int32_t block);
+  void EmitStored(int32_t block, bool has_parent, uint64_t parent_hash);
   bool Matches(int32_t block, int32_t seed_id, const PrefixChain& parent,
                std::span<const int32_t> tokens) const;
   std::span<const int32_t> CachedTokens(int32_t block) const {
@@ -152,6 +163,9 @@ class KvCacheManager {
   std::vector<int32_t> reserved_;
   int32_t total_reserved_ = 0;
   int32_t total_slack_ = 0;  // sum over tenants of max(0, reserved - used)
+
+  KvEventSink* sink_ = nullptr;
+  std::vector<std::string> scope_names_;  // by seed id
 
   std::vector<int32_t> to_zero_;
   int64_t query_tokens_ = 0;

@@ -1,6 +1,7 @@
 #include "pool/local_engine.h"
 
 #include "llmux/backend.h"
+#include "llmux/kv_event_publisher.h"
 #include "llmux/model.h"
 
 namespace llmux::pool {
@@ -43,6 +44,19 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
   ec.scheduler.vtc_prefill_weight = e.prefill_weight;
   ec.scheduler.vtc_decode_weight = e.decode_weight;
   ec.scheduler.lanes = lanes;
+  if (e.kv_events.enabled) {
+    KvEventPublisherOptions o;
+    o.endpoint = e.kv_events.endpoint;
+    o.replay_endpoint = e.kv_events.replay_endpoint;
+    o.topic = e.kv_events.topic;
+    o.buffer_batches = e.kv_events.buffer_batches;
+    o.max_queue_events = e.kv_events.max_queue_events;
+    o.map_events = e.kv_events.map_events;
+    o.medium = e.backend == BackendKind::kCuda ? "GPU" : "CPU";
+    auto sink = CreateKvEventPublisher(o);
+    if (!sink.ok()) return sink.status().WithContext(context);
+    ec.kv_event_sink = std::move(*sink);
+  }
   auto engine = Engine::Create(ec, std::move(*backend), std::move(*model));
   if (!engine.ok()) return engine.status().WithContext(context + ": engine");
   return engine;

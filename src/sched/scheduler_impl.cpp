@@ -37,7 +37,9 @@ SchedulerImpl::SchedulerImpl(const SchedulerConfig& config, SchedulerPolicies po
       chunk_(policies.chunk ? std::move(policies.chunk)
                             : MakeDefaultChunkPolicy(config.long_prefill_chunk)),
       kv_(config.num_kv_blocks, config.block_size),
-      by_lane_(config.lanes.size()) {}
+      by_lane_(config.lanes.size()) {
+  if (config.kv_event_sink != nullptr) kv_.SetEventSink(config.kv_event_sink);
+}
 
 StatusOr<TenantId> SchedulerImpl::UpsertTenant(std::string_view name, const TenantLimits& limits) {
   const std::string n(name);
@@ -98,6 +100,7 @@ StatusOr<TenantId> SchedulerImpl::UpsertTenant(std::string_view name, const Tena
   } else {
     auto [sit, inserted] =
         seed_ids_.emplace(seed_key, static_cast<int32_t>(seed_ids_.size()));
+    if (inserted) kv_.SetScopeName(sit->second, seed_key);
     ts.root = PrefixRoot{sit->second, HashSeed(seed_key)};
   }
   RevalidateWaiting();

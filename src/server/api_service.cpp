@@ -294,7 +294,9 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
       pools[p->name()] = {{"steps", ps.steps}, {"running", ps.running}, {"waiting", ps.waiting},
                           {"kv_usage", ps.kv_usage}, {"num_preemptions", ps.num_preemptions},
                           {"prefix_query_tokens", ps.prefix_query_tokens},
-                          {"prefix_hit_tokens", ps.prefix_hit_tokens}};
+                          {"prefix_hit_tokens", ps.prefix_hit_tokens},
+                          {"kv_events_published", ps.kv_events_published},
+                          {"kv_events_dropped", ps.kv_events_dropped}};
     }
   }
   json tenants = json::object();
@@ -316,6 +318,8 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
               {{"steps", s.steps}, {"running", s.running}, {"waiting", s.waiting},
                {"kv_usage", s.kv_usage}, {"num_preemptions", s.num_preemptions},
                {"prefix_query_tokens", s.prefix_query_tokens}, {"prefix_hit_tokens", s.prefix_hit_tokens},
+               {"kv_events_published", s.kv_events_published},
+               {"kv_events_dropped", s.kv_events_dropped},
                {"calls_in_flight", calls_in_flight_.load()}, {"pools", pools},
                {"tenants", tenants}});
 }

@@ -82,6 +82,8 @@ class PrometheusMetrics final : public Metrics {
   Family<Counter>& preemptions_;
   Family<Counter>& prefix_queries_;
   Family<Counter>& prefix_hits_;
+  Family<Counter>& kv_events_published_;
+  Family<Counter>& kv_events_dropped_;
   Family<Histogram>& ttft_;
   Family<Histogram>& itl_;
   Family<Histogram>& e2e_;
@@ -156,6 +158,12 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                           "Prompt tokens looked up in the prefix cache.", *registry_)),
       prefix_hits_(Reg(BuildCounter(), "vllm:prefix_cache_hits_total",
                        "Prompt tokens served from the prefix cache.", *registry_)),
+      kv_events_published_(Reg(BuildCounter(), "llmux_kv_events_published_total",
+                               "KV-cache events published over ZeroMQ (engine.kv_events).",
+                               *registry_)),
+      kv_events_dropped_(Reg(BuildCounter(), "llmux_kv_events_dropped_total",
+                             "KV-cache events dropped because the publisher queue was full.",
+                             *registry_)),
       ttft_(Reg(BuildHistogram(), "vllm:time_to_first_token_seconds",
                 "Seconds from arrival at the engine to the first token.", *registry_)),
       itl_(Reg(BuildHistogram(), "vllm:inter_token_latency_seconds",
@@ -242,7 +250,8 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
   waiting_.Add(m);
   kv_usage_.Add(m);
   for (auto* f :
-       {&prompt_tokens_, &generation_tokens_, &preemptions_, &prefix_queries_, &prefix_hits_}) {
+       {&prompt_tokens_, &generation_tokens_, &preemptions_, &prefix_queries_, &prefix_hits_,
+        &kv_events_published_, &kv_events_dropped_}) {
     f->Add(m);
   }
   ttft_.Add(m, kTtftBuckets);
@@ -348,6 +357,8 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
   Advance(preemptions_.Add(m), s.engine.num_preemptions, &last_.num_preemptions);
   Advance(prefix_queries_.Add(m), s.engine.prefix_query_tokens, &last_.prefix_query_tokens);
   Advance(prefix_hits_.Add(m), s.engine.prefix_hit_tokens, &last_.prefix_hit_tokens);
+  Advance(kv_events_published_.Add(m), s.engine.kv_events_published, &last_.kv_events_published);
+  Advance(kv_events_dropped_.Add(m), s.engine.kv_events_dropped, &last_.kv_events_dropped);
   for (const MetricsSnapshot::Tenant& t : s.tenants) {
     const prometheus::Labels l = {{"tenant", Label(t.name)}};
     t_budget_.Add(l).Set(static_cast<double>(t.inflight_budget));
