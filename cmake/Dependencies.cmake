@@ -7,7 +7,13 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
 # KV-cache events (src/events): ZeroMQ sockets and MessagePack encoding (header-only).
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
-find_package(msgpack CONFIG REQUIRED)  # libmsgpack-cxx-dev: target msgpackc-cxx
+# msgpack-cxx (libmsgpack-cxx-dev) is header-only. Its CMake package insists on Boost, which
+# MSGPACK_NO_BOOST makes unnecessary, so only the header is looked up: the GPU check's offline
+# prefix carries no Boost.
+find_path(MSGPACK_INCLUDE_DIR msgpack.hpp REQUIRED)
+add_library(llmux_msgpack INTERFACE)
+target_include_directories(llmux_msgpack INTERFACE ${MSGPACK_INCLUDE_DIR})
+target_compile_definitions(llmux_msgpack INTERFACE MSGPACK_NO_BOOST)
 find_package(OpenSSL REQUIRED)
 # Unicode normalization forms for tokenizer normalizers (NFC, ...). Installed everywhere by
 # install_deps.sh; optional so the GPU check's offline prefix can do without its 30 MB of data

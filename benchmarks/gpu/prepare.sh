@@ -38,6 +38,8 @@ packages=(
   prometheus-cpp-dev libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0
   libprometheus-cpp-push1.0 civetweb libcivetweb-dev libcivetweb1 libcurl4-openssl-dev libcurl4
   zlib1g-dev
+  libzmq3-dev libzmq5 libsodium-dev libsodium23 libnorm-dev libnorm1 libpgm-dev libpgm-5.3-0
+  libkrb5-dev libbsd-dev libmsgpack-cxx-dev
   pkgconf pkgconf-bin libpkgconf3
 )
 echo "prepare: downloading ${#packages[@]} packages"
