@@ -128,7 +128,7 @@ class UsageLedger {
   // with Unavailable.
   virtual void Append(UsageRecord record, OnCommitted on_committed) = 0;
   // Append and wait for the commit. Any thread but the writer's.
-  Status AppendSync(UsageRecord record);
+  virtual Status AppendSync(UsageRecord record) = 0;
 
   // Per-tenant totals and daily buckets (tenants in name order). Any thread. PostgreSQL:
   // Unavailable while it is unreachable (rows spooled by this replica are not in the answer).

@@ -1,9 +1,5 @@
-// UsageLedger::Open(options): picks the ledger implementation the target names; and what
-// every implementation shares.
+// UsageLedger::Open(options): picks the ledger implementation the target names.
 #include "llmux/usage_ledger.h"
-
-#include <future>
-#include <memory>
 #if defined(LLMUX_HAVE_PQXX)
 #include "telemetry/pg_ledger.h"
 #endif
@@ -35,13 +31,6 @@ StatusOr<std::unique_ptr<UsageLedger>> UsageLedger::Open(const LedgerOptions& op
 #endif
   }
   return OpenSqliteLedger(options.target, options.sync);
-}
-
-Status UsageLedger::AppendSync(UsageRecord record) {
-  auto done = std::make_shared<std::promise<Status>>();
-  std::future<Status> committed = done->get_future();
-  Append(std::move(record), [done](const Status& s) { done->set_value(s); });
-  return committed.get();
 }
 
 }  // namespace llmux

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -60,6 +61,13 @@ class PgLedger final : public UsageLedger {
       }
     }
     if (on_committed) on_committed(Unavailable("usage ledger closed"));
+  }
+
+  Status AppendSync(UsageRecord record) override {
+    auto done = std::make_shared<std::promise<Status>>();
+    std::future<Status> f = done->get_future();
+    Append(std::move(record), [done](const Status& s) { done->set_value(s); });
+    return f.get();
   }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override {

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -40,6 +41,13 @@ class SqliteLedger final : public UsageLedger {
       }
     }
     if (on_committed) on_committed(Unavailable("usage ledger closed"));
+  }
+
+  Status AppendSync(UsageRecord record) override {
+    auto done = std::make_shared<std::promise<Status>>();
+    std::future<Status> f = done->get_future();
+    Append(std::move(record), [done](const Status& s) { done->set_value(s); });
+    return f.get();
   }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override;
