@@ -18,7 +18,10 @@ ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# -O1 -g1: sanitizer trees are built cold in CI on 2 cores; -O1 with line tables only keeps
+# their build about a third shorter than -O2 -g while reports still name file:line.
 SAN_CMAKE = -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMUX_CUDA=OFF -DLLMUX_BENCHMARKS=OFF \
+	'-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG' '-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG' \
 	$(CMAKE_FLAGS)
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
