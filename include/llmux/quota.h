@@ -34,10 +34,11 @@ class QuotaTracker {
  public:
   explicit QuotaTracker(UnixMsClock clock);
 
-  // Loads the current day's tokens and the current month's spend of every tenant from the
-  // ledger (replacing what was recorded). The ledger's error on failure.
+  // Loads the current day's tokens and the current month's spend (token and capacity charges)
+  // of every tenant from the ledger (replacing what was recorded). The ledger's error on failure.
   Status LoadFrom(UsageLedger& ledger);
-  // Adds one committed call's tokens (prompt + completion) and cost, at `finished_unix_ms`.
+  // Adds one committed call's tokens (prompt + completion) and cost, at `finished_unix_ms`; a
+  // capacity charge is recorded with tokens 0 at its row's hour.
   void Record(const std::string& tenant, int64_t finished_unix_ms, int64_t tokens,
               int64_t cost_nano);
   // Whether a new request of `tenant` may start under `quota` (nullopt = no quota). A tenant

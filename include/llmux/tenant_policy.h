@@ -56,6 +56,16 @@ struct Prices {
   std::int64_t cached_nano_per_mtok = 0;  // defaults to the input price when not given
 };
 
+// Prices of capacity held for a tenant whether it is used or not (tenants.yaml
+// `capacity_prices`), in integer nano-units of the currency. Billed per hour held, prorated to
+// the millisecond (see docs/billing.md, "Capacity charges").
+struct CapacityPrices {
+  std::int64_t reserved_kv_nano_per_1k_tokens_hour = 0;  // per 1000 reserved.kv_tokens per hour
+  std::int64_t reserved_seq_nano_per_hour = 0;           // per reserved.seqs per hour
+  std::int64_t dedicated_pool_nano_per_hour = 0;         // the tenant's non-shared pool, per hour
+  bool operator==(const CapacityPrices&) const = default;
+};
+
 struct Quota {
   std::optional<std::int64_t> tokens_per_day;        // nullopt = unlimited
   std::optional<std::int64_t> spend_per_month_nano;  // nano-units; nullopt = unlimited
@@ -88,6 +98,7 @@ struct TenantConfig {
   bool log_prompts = false;
   std::string pool = "shared";
   Prices prices;
+  CapacityPrices capacity_prices;
   std::optional<Quota> quota;
   // "priority" / "flex" -> its lane. `auto` and `default` always use `lane`; a tier not listed
   // is refused (403).

@@ -52,8 +52,80 @@ struct UsageTotals {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;
   int64_t completion_tokens = 0;
-  int64_t cost_nano = 0;
+  int64_t cost_nano = 0;           // token charges: the sum of the calls' cost_nano
+  int64_t capacity_cost_nano = 0;  // capacity charges: the sum of the capacity rows' cost_nano
   bool operator==(const UsageTotals&) const = default;
+
+  // Token and capacity charges together (saturating at INT64_MAX).
+  int64_t total_cost_nano() const;
+};
+
+// ---- Capacity charges (docs/billing.md, "Capacity charges") ----
+
+// What a tenant holds and pays per hour whether it uses it or not: its reservation in its pool,
+// and its pool itself when that pool is not the shared one.
+struct CapacityHold {
+  std::string pool;
+  int64_t reserved_kv_tokens = 0;
+  int64_t reserved_seqs = 0;
+  bool dedicated = false;  // pool != "shared": the pool price applies
+  CapacityPrices prices;
+  bool operator==(const CapacityHold&) const = default;
+
+  // The hourly price in milli-nano-units (1/1000 of a nano-unit, so that a price per 1000 KV
+  // tokens stays exact): kv_tokens * kv_price + 1000 * (seqs * seq_price + pool_price).
+  // Saturates at INT64_MAX.
+  int64_t MilliNanoPerHour() const;
+};
+
+// The hold `tenant` is charged for under its policy.
+CapacityHold HoldOf(const TenantConfig& tenant);
+
+// `tenant` held `hold` during [from_ms, to_ms), which lies within one UTC hour.
+struct CapacityAccrual {
+  std::string tenant;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  CapacityHold hold;
+  bool operator==(const CapacityAccrual&) const = default;
+};
+
+// One capacity row: a tenant's held capacity during one UTC hour.
+struct CapacityRecord {
+  std::string tenant;
+  int64_t hour_start_ms = 0;  // decides the row's day and month
+  // The hold at the end of what the row covers (a reload mid-hour changes it; the cost is
+  // prorated over both).
+  std::string pool;
+  int64_t reserved_kv_tokens = 0;
+  int64_t reserved_seqs = 0;
+  bool dedicated = false;
+  int64_t held_ms = 0;  // milliseconds of the hour the hold was charged for (<= 3600000)
+  int64_t cost_nano = 0;
+  bool operator==(const CapacityRecord&) const = default;
+};
+
+// What one AccrueCapacity added to a row's cost (for the quota totals).
+struct CapacityCharge {
+  std::string tenant;
+  int64_t hour_start_ms = 0;
+  int64_t added_nano = 0;
+  bool operator==(const CapacityCharge&) const = default;
+};
+
+// A capacity row's exact running amount: (quotient, remainder) of sum(rate * ms) by
+// kCapacityDivisor, so that cost_nano = quotient rounded half up by the remainder is rounded
+// once per row however many accruals built it.
+inline constexpr int64_t kCapacityDivisor = 3'600'000'000;  // ms per hour * 1000 (milli-nano)
+struct CapacityAmount {
+  int64_t quot = 0;
+  int64_t rem = 0;  // [0, kCapacityDivisor)
+  bool operator==(const CapacityAmount&) const = default;
+
+  // Adds rate * ms (both >= 0); saturates the quotient at INT64_MAX.
+  void Add(int64_t milli_nano_per_hour, int64_t ms);
+  // Nano-units, rounded half up.
+  int64_t CostNano() const;
 };
 
 struct DailyUsage {
@@ -135,8 +207,21 @@ class UsageLedger {
   virtual StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& query) = 0;
   // The rows themselves, in (finished_unix_ms, id) order. Any thread.
   virtual StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& query) = 0;
-  // Deletes rows finished before `before_ms`; returns how many. Any thread.
+  // Deletes rows finished before `before_ms` (and capacity rows of hours that started before
+  // it); returns how many call rows. Any thread.
   virtual StatusOr<int64_t> Prune(int64_t before_ms) = 0;
+
+  // Adds each accrual's time to its tenant's row of that UTC hour, in one transaction. Only the
+  // part after what the row already covers is added (a row covers up to the latest `to_ms`
+  // accrued into it), so replaying an accrual, or a restarted daemon accruing from its own
+  // start, never charges a millisecond twice. Returns the cost each touched row gained. Any
+  // thread. PostgreSQL: Unavailable while it is unreachable (capacity is not spooled; the
+  // caller keeps the accruals and retries).
+  virtual StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
+      const std::vector<CapacityAccrual>& accruals) = 0;
+  // Capacity rows whose hour starts in [start_ms, end_ms), of one tenant or of all, in
+  // (hour_start_ms, tenant) order. Any thread.
+  virtual StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& query) = 0;
 
   // Store reachability and spool state. Any thread.
   virtual LedgerHealth Health() const { return {}; }
@@ -151,6 +236,14 @@ class UsageLedger {
 std::string UsageRecordsCsv(const std::vector<UsageRecord>& records);
 // A JSON array of objects (keys as the CSV header).
 std::string UsageRecordsJson(const std::vector<UsageRecord>& records);
+// Capacity rows: CSV columns tenant,hour_start,pool,reserved_kv_tokens,reserved_seqs,dedicated,
+// held_ms,cost_nano (hour_start in RFC 3339 UTC), or a JSON array with the same keys.
+std::string CapacityRecordsCsv(const std::vector<CapacityRecord>& records);
+std::string CapacityRecordsJson(const std::vector<CapacityRecord>& records);
+// Per-tenant totals: CSV columns tenant,requests,prompt_tokens,cached_tokens,completion_tokens,
+// token_cost_nano,capacity_cost_nano,total_cost_nano, or a JSON array with the same keys.
+std::string UsageSummaryCsv(const std::vector<TenantUsage>& usage);
+std::string UsageSummaryJson(const std::vector<TenantUsage>& usage);
 
 // ---- Time arguments (UTC) ----
 

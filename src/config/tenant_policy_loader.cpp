@@ -97,6 +97,7 @@ class TenantReader {
           p.DecimalNano("cached_per_mtok", t.prices.input_nano_per_mtok);
       p.Finish();
     }
+    ReadCapacityPrices(m, t);
     ReadServiceTiers(m, t);
     if (auto v = m.Get("quota"); v && !v->is_null()) {
       MapReader q(*v);
@@ -158,6 +159,25 @@ class TenantReader {
     prices.cached_nano_per_mtok = p.DecimalNano("cached_per_mtok", prices.input_nano_per_mtok);
     p.Finish();
     return prices;
+  }
+
+  // capacity_prices: {reserved_kv_per_1k_tokens_hour, reserved_seq_per_hour,
+  // dedicated_pool_per_hour}. Read after `pool`, which decides whether the pool price applies.
+  void ReadCapacityPrices(MapReader& m, TenantConfig& t) {
+    auto v = m.Get("capacity_prices");
+    if (!v || v->is_null()) return;
+    MapReader c(*v);
+    t.capacity_prices.reserved_kv_nano_per_1k_tokens_hour =
+        c.DecimalNano("reserved_kv_per_1k_tokens_hour", 0);
+    t.capacity_prices.reserved_seq_nano_per_hour = c.DecimalNano("reserved_seq_per_hour", 0);
+    if (auto d = c.Get("dedicated_pool_per_hour")) {
+      t.capacity_prices.dedicated_pool_nano_per_hour = d->DecimalNano(0);
+      if (t.capacity_prices.dedicated_pool_nano_per_hour > 0 && t.pool == "shared") {
+        d->Error("the tenant runs on the shared pool; a pool price needs `pool:` naming a "
+                 "dedicated pool");
+      }
+    }
+    c.Finish();
   }
 
   // service_tiers: {priority: LANE, flex: {lane: LANE, prices: {...}}}

@@ -6,6 +6,7 @@
 
 #include "server/api_error.h"
 #include "server/call_accounting.h"
+#include "server/capacity_billing.h"
 #include "server/call_usage_tally.h"
 #include "server/metrics_routes.h"
 #include "server/responses_api.h"
@@ -189,6 +190,10 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     if (telemetry_.ledger == nullptr) {
       return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
     }
+    // Capacity held up to now is in the answer (a failure to write it answers with the error).
+    if (Status s = FlushCapacity(telemetry_, WallClockMs()); !s.ok()) {
+      return SendApiError(*channel, ApiErrorFromStatus(s));
+    }
     return ServeAdminUsage(req, *telemetry_.ledger, *channel);
   }
   if (path == "/admin/stats") {
@@ -215,6 +220,9 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     if (req.method != "GET") return method_not_allowed("GET");
     if (telemetry_.ledger == nullptr) {
       return SendApiError(*channel, ApiErrorFromStatus(NotFound("the usage ledger is off")));
+    }
+    if (Status s = FlushCapacity(telemetry_, WallClockMs()); !s.ok()) {
+      return SendApiError(*channel, ApiErrorFromStatus(s));
     }
     return ServeTenantUsage(req, principal->tenant, *telemetry_.ledger, *channel);
   }

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "llmux/capacity_meter.h"
 #include "llmux/chat_template.h"
 #include "llmux/cluster.h"
 #include "llmux/config.h"
@@ -23,6 +24,7 @@
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
 #include "server/api_service.h"
+#include "server/capacity_billing.h"
 #include "server/http_server.h"
 #include "server/metrics_routes.h"
 
@@ -142,6 +144,9 @@ int RunDaemon(const DaemonArgs& args) {
     if (q.code() != StatusCode::kUnavailable) return StartupFailure("usage ledger", q);
     LogEvent(LogLevel::kWarn, "quota_load_deferred", {F("error", q.message())});
   }
+  // Capacity billing: each tenant's reservation and dedicated pool, charged from now on.
+  CapacityMeter capacity;
+  capacity.Apply(*store->Current(), UnixMsNow());
 
   PoolSetOptions pool_options;
   pool_options.shared_observer = metrics.get();
@@ -160,6 +165,7 @@ int RunDaemon(const DaemonArgs& args) {
     Status s = store->Reload();
     if (s.ok()) s = pools->ApplyPolicy(*store->Current());
     if (s.ok()) metrics->SetTenants(TenantNames(*store->Current()));
+    if (s.ok()) capacity.Apply(*store->Current(), UnixMsNow());  // prorated from this moment
     metrics->CountPolicyReload(s.ok());
     LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("trigger", trigger), F("result", s.ok() ? "ok" : "rejected"),
@@ -191,7 +197,9 @@ int RunDaemon(const DaemonArgs& args) {
                    LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
                    return reload("admin");
                  },
-                 ServerTelemetry{metrics.get(), ledger.get(), &quota});
+                 ServerTelemetry{metrics.get(), ledger.get(), &quota, &capacity});
+  CapacityFlusher capacity_flusher(ServerTelemetry{metrics.get(), ledger.get(), &quota, &capacity},
+                                   std::chrono::minutes(1));
   api.SetPools(served_pools, pools.get());
   // Cluster mode: admission against the fleet's state in Redis (the replica id defaults to
   // HOSTNAME:PORT of the listener, known once it is bound; see below).
@@ -247,6 +255,7 @@ int RunDaemon(const DaemonArgs& args) {
   auto watcher = PolicyFileWatcher::Start(store.get(), [&](const Status& s) {
     Status applied_now = s.ok() ? pools->ApplyPolicy(*store->Current()) : s;
     if (applied_now.ok()) metrics->SetTenants(TenantNames(*store->Current()));
+    if (applied_now.ok()) capacity.Apply(*store->Current(), UnixMsNow());
     metrics->CountPolicyReload(applied_now.ok());
     LogEvent(applied_now.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
              {F("trigger", "file"), F("result", applied_now.ok() ? "ok" : "rejected"),
@@ -315,6 +324,7 @@ int RunDaemon(const DaemonArgs& args) {
   const bool clean = api.calls_in_flight() == 0;
   if (watcher.ok()) (*watcher)->Stop();
   pools->Stop();  // ends what is left (after the drain timeout) with 503
+  capacity_flusher.Stop();  // capacity held until now, before the ledger closes
   ledger->Close();  // commits the last rows and releases their final events
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let final writes go out
   if (metrics_server) metrics_server->Shutdown();

@@ -2,6 +2,7 @@
 // which keeps them alive until the server has shut down.
 #pragma once
 
+#include "llmux/capacity_meter.h"
 #include "llmux/metrics.h"
 #include "llmux/quota.h"
 #include "llmux/usage_ledger.h"
@@ -12,6 +13,8 @@ struct ServerTelemetry {
   Metrics* metrics = nullptr;
   UsageLedger* ledger = nullptr;
   QuotaTracker* quota = nullptr;
+  // Capacity billing (reservations, dedicated pools); flushed before usage is read.
+  CapacityMeter* capacity = nullptr;
 };
 
 }  // namespace llmux::server

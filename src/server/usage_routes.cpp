@@ -30,10 +30,19 @@ std::string PercentDecode(std::string_view s) {
   return out;
 }
 
+// `cost_nano`: token charges (the calls); `capacity_cost_nano`: capacity charges (reservation,
+// dedicated pool); `total_cost_nano`: both.
 json TotalsJson(const UsageTotals& t) {
-  return {{"requests", t.requests},           {"prompt_tokens", t.prompt_tokens},
-          {"cached_tokens", t.cached_tokens}, {"completion_tokens", t.completion_tokens},
-          {"cost_nano", t.cost_nano},         {"cost", FormatNano(t.cost_nano)}};
+  return {{"requests", t.requests},
+          {"prompt_tokens", t.prompt_tokens},
+          {"cached_tokens", t.cached_tokens},
+          {"completion_tokens", t.completion_tokens},
+          {"cost_nano", t.cost_nano},
+          {"cost", FormatNano(t.cost_nano)},
+          {"capacity_cost_nano", t.capacity_cost_nano},
+          {"capacity_cost", FormatNano(t.capacity_cost_nano)},
+          {"total_cost_nano", t.total_cost_nano()},
+          {"total_cost", FormatNano(t.total_cost_nano())}};
 }
 
 json TenantJson(const TenantUsage& u) {
@@ -117,6 +126,16 @@ void ServeAdminUsage(const HttpRequest& req, UsageLedger& ledger, ResponseChanne
   const std::optional<std::string> format = QueryParam(req.query, "format");
   if (format && *format != "csv" && *format != "json") {
     return SendApiError(channel, InvalidRequest("format must be csv or json", "format"));
+  }
+  const std::string rows_kind = QueryParam(req.query, "rows").value_or("calls");
+  if (rows_kind != "calls" && rows_kind != "capacity") {
+    return SendApiError(channel, InvalidRequest("rows must be calls or capacity", "rows"));
+  }
+  if (format && rows_kind == "capacity") {
+    auto rows = ledger.CapacityRecords(q);
+    if (!rows.ok()) return SendApiError(channel, ApiErrorFromStatus(rows.status()));
+    if (*format == "csv") return channel.Respond(200, "text/csv", CapacityRecordsCsv(*rows));
+    return channel.Respond(200, "application/json", CapacityRecordsJson(*rows));
   }
   if (format) {
     auto rows = ledger.Records(q);

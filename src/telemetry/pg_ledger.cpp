@@ -94,6 +94,23 @@ class PgLedger final : public UsageLedger {
     return out;
   }
 
+  StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
+      const std::vector<CapacityAccrual>& accruals) override {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
+    auto out = read_store_->AccrueCapacity(accruals);
+    if (!out.ok()) DropIfBroken(read_store_);
+    return out;
+  }
+
+  StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
+    auto out = read_store_->CapacityRecords(q);
+    if (!out.ok()) DropIfBroken(read_store_);
+    return out;
+  }
+
   LedgerHealth Health() const override {
     return LedgerHealth{store_up_.load(), spooled_rows_.load(), replayed_rows_.load()};
   }

@@ -3,6 +3,8 @@
 // shutting down) map to Unavailable, anything else to Internal.
 #include "telemetry/pg_store.h"
 
+#include "telemetry/capacity_rows.h"
+
 #include <libpq-fe.h>
 
 #include <pqxx/pqxx>
@@ -39,6 +41,24 @@ CREATE INDEX IF NOT EXISTS llmux_usage_time ON llmux_usage (finished_unix_ms);
 )sql",
     // 2: the client's X-Request-Id (nullable).
     "ALTER TABLE llmux_usage ADD COLUMN IF NOT EXISTS x_request_id TEXT",
+    // 3: capacity rows, one per tenant and UTC hour (docs/billing.md, "Capacity charges").
+    R"sql(
+CREATE TABLE IF NOT EXISTS llmux_capacity (
+  tenant TEXT NOT NULL,
+  hour_start_ms BIGINT NOT NULL,
+  pool TEXT NOT NULL,
+  reserved_kv_tokens BIGINT NOT NULL,
+  reserved_seqs BIGINT NOT NULL,
+  dedicated BOOLEAN NOT NULL,
+  held_ms BIGINT NOT NULL,
+  covered_until_ms BIGINT NOT NULL,
+  amount_quot BIGINT NOT NULL,
+  amount_rem BIGINT NOT NULL,
+  cost_nano BIGINT NOT NULL,
+  PRIMARY KEY (tenant, hour_start_ms)
+);
+CREATE INDEX IF NOT EXISTS llmux_capacity_time ON llmux_capacity (hour_start_ms);
+)sql",
 };
 
 constexpr const char* kColumns =
@@ -219,7 +239,99 @@ std::string Filter(pqxx::transaction_base& t, const UsageQuery& q) {
   return f;
 }
 
+std::string CapacityFilter(pqxx::transaction_base& t, const UsageQuery& q) {
+  std::string f = "hour_start_ms >= " + std::to_string(q.start_ms) + " AND hour_start_ms < " +
+                  std::to_string(q.end_ms);
+  if (q.tenant) {
+    f += " AND tenant = ";
+    AppendQuoted(t, *q.tenant, &f);
+  }
+  return f;
+}
+
+constexpr const char* kCapacityColumns =
+    "tenant, hour_start_ms, pool, reserved_kv_tokens, reserved_seqs, dedicated, held_ms, "
+    "cost_nano";
+
+CapacityRecord ReadCapacityRow(const pqxx::row& row) {
+  CapacityRecord r;
+  r.tenant = row[0].c_str();
+  r.hour_start_ms = row[1].as<int64_t>();
+  r.pool = row[2].c_str();
+  r.reserved_kv_tokens = row[3].as<int64_t>();
+  r.reserved_seqs = row[4].as<int64_t>();
+  r.dedicated = row[5].as<bool>();
+  r.held_ms = row[6].as<int64_t>();
+  r.cost_nano = row[7].as<int64_t>();
+  return r;
+}
+
 }  // namespace
+
+StatusOr<std::vector<CapacityCharge>> PgStore::AccrueCapacity(
+    const std::vector<CapacityAccrual>& accruals) {
+  std::vector<CapacityCharge> charges;
+  if (accruals.empty()) return charges;
+  Status s = impl_->Guard("accrue capacity", [&] {
+    charges.clear();
+    pqxx::work w(*impl_->conn);
+    for (const CapacityAccrual& a : accruals) {
+      const int64_t hour = a.from_ms - a.from_ms % kMsPerHour;
+      std::string key;
+      AppendQuoted(w, a.tenant, &key);
+      key += ", " + std::to_string(hour);
+      // NOTE: the empty row first, then FOR UPDATE: replicas accruing the same tenant and hour
+      // take turns on the row lock, and each adds only what the other has not covered.
+      w.exec("INSERT INTO llmux_capacity (tenant, hour_start_ms, pool, reserved_kv_tokens, "
+             "reserved_seqs, dedicated, held_ms, covered_until_ms, amount_quot, amount_rem, "
+             "cost_nano) VALUES (" + key + ", '', 0, 0, false, 0, " + std::to_string(hour) +
+             ", 0, 0, 0) ON CONFLICT (tenant, hour_start_ms) DO NOTHING");
+      const pqxx::result r =
+          w.exec(std::string("SELECT ") + kCapacityColumns +
+                 ", covered_until_ms, amount_quot, amount_rem FROM llmux_capacity WHERE "
+                 "(tenant, hour_start_ms) = (" + key + ") FOR UPDATE");
+      CapacityRowState row;
+      row.exists = true;
+      row.record = ReadCapacityRow(r[0]);
+      row.covered_until_ms = r[0][8].as<int64_t>();
+      row.amount.quot = r[0][9].as<int64_t>();
+      row.amount.rem = r[0][10].as<int64_t>();
+      const int64_t held_before = row.record.held_ms;
+      const int64_t added = ApplyCapacityAccrual(a, &row);
+      if (row.record.held_ms == held_before) continue;
+      const CapacityRecord& c = row.record;
+      std::string sql = "UPDATE llmux_capacity SET pool = ";
+      AppendQuoted(w, c.pool, &sql);
+      sql += ", reserved_kv_tokens = " + std::to_string(c.reserved_kv_tokens) +
+             ", reserved_seqs = " + std::to_string(c.reserved_seqs) +
+             ", dedicated = " + (c.dedicated ? "true" : "false") +
+             ", held_ms = " + std::to_string(c.held_ms) +
+             ", covered_until_ms = " + std::to_string(row.covered_until_ms) +
+             ", amount_quot = " + std::to_string(row.amount.quot) +
+             ", amount_rem = " + std::to_string(row.amount.rem) +
+             ", cost_nano = " + std::to_string(c.cost_nano) +
+             " WHERE (tenant, hour_start_ms) = (" + key + ")";
+      w.exec(sql);
+      if (added != 0) charges.push_back(CapacityCharge{c.tenant, hour, added});
+    }
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  return charges;
+}
+
+StatusOr<std::vector<CapacityRecord>> PgStore::CapacityRecords(const UsageQuery& q) {
+  std::vector<CapacityRecord> out;
+  Status s = impl_->Guard("read capacity rows", [&] {
+    pqxx::read_transaction t(*impl_->conn);
+    const pqxx::result r =
+        t.exec(std::string("SELECT ") + kCapacityColumns + " FROM llmux_capacity WHERE " +
+               CapacityFilter(t, q) + " AND held_ms > 0 ORDER BY hour_start_ms, tenant COLLATE \"C\"");
+    for (const pqxx::row& row : r) out.push_back(ReadCapacityRow(row));
+  });
+  if (!s.ok()) return s;
+  return out;
+}
 
 StatusOr<std::vector<TenantUsage>> PgStore::Summarize(const UsageQuery& q) {
   std::vector<TenantUsage> out;
@@ -249,6 +361,14 @@ StatusOr<std::vector<TenantUsage>> PgStore::Summarize(const UsageQuery& q) {
       tot.completion_tokens += d.totals.completion_tokens;
       tot.cost_nano += d.totals.cost_nano;
       out.back().daily.push_back(std::move(d));
+    }
+    const pqxx::result c = t.exec(
+        "SELECT tenant, hour_start_ms / 86400000 AS day, SUM(cost_nano)::bigint FROM "
+        "llmux_capacity WHERE " +
+        CapacityFilter(t, q) + " AND held_ms > 0 GROUP BY tenant, day");
+    for (const pqxx::row& row : c) {
+      MergeCapacityDay(&out, row[0].c_str(), row[1].as<int64_t>() * 86400000,
+                       row[2].as<int64_t>());
     }
   });
   if (!s.ok()) return s;
@@ -293,6 +413,7 @@ StatusOr<int64_t> PgStore::Prune(int64_t before_ms) {
     const pqxx::result r =
         w.exec("DELETE FROM llmux_usage WHERE finished_unix_ms < " + std::to_string(before_ms));
     n = static_cast<int64_t>(r.affected_rows());
+    w.exec("DELETE FROM llmux_capacity WHERE hour_start_ms < " + std::to_string(before_ms));
     w.commit();
   });
   if (!s.ok()) return s;

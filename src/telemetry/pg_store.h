@@ -34,7 +34,13 @@ class PgStore {
   Status Insert(const std::vector<const UsageRecord*>& rows);
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& query);
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& query);
+  // Deletes call rows finished, and capacity rows of hours started, before `before_ms`;
+  // returns how many call rows.
   StatusOr<int64_t> Prune(int64_t before_ms);
+  // UsageLedger::AccrueCapacity in one transaction; concurrent replicas serialize on each
+  // row's lock.
+  StatusOr<std::vector<CapacityCharge>> AccrueCapacity(const std::vector<CapacityAccrual>& accruals);
+  StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& query);
 
   // The session's value of a run-time setting (SHOW), e.g. "synchronous_commit" -> "off".
   StatusOr<std::string> Show(const std::string& setting);

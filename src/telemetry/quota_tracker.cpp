@@ -31,7 +31,7 @@ Status QuotaTracker::LoadFrom(UsageLedger& ledger) {
   for (const TenantUsage& u : usage) {
     Totals& t = totals_[u.tenant];
     Roll(t, now);
-    t.spend_nano = u.totals.cost_nano;
+    t.spend_nano = u.totals.total_cost_nano();  // token and capacity charges
     for (const DailyUsage& d : u.daily) {
       if (d.date == today) t.tokens = d.totals.prompt_tokens + d.totals.completion_tokens;
     }

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "llmux/log.h"
+#include "telemetry/capacity_rows.h"
 #include "telemetry/sqlite_util.h"
 #include "telemetry/usage_sqlite_rows.h"
 
@@ -53,6 +54,19 @@ class SqliteLedger final : public UsageLedger {
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override;
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override;
   StatusOr<int64_t> Prune(int64_t before_ms) override;
+
+  // NOTE: capacity rows are written on the read connection, not through the writer thread's
+  // group commit: they come once a minute, and SQLite's write lock (busy timeout) orders them
+  // against the writer's transactions.
+  StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
+      const std::vector<CapacityAccrual>& accruals) override {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    return sqlite::AccrueCapacity(read_db_.get(), accruals);
+  }
+  StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    return sqlite::ReadCapacity(read_db_.get(), q);
+  }
 
   void Close() override {
     {
@@ -174,6 +188,7 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
     out.back().daily.push_back(std::move(d));
   }
   if (rc != SQLITE_DONE) return sqlite::Error(db, "summarize usage");
+  LLMUX_RETURN_IF_ERROR(sqlite::SummarizeCapacity(db, q, &out));
   return out;
 }
 
@@ -202,7 +217,9 @@ StatusOr<int64_t> SqliteLedger::Prune(int64_t before_ms) {
       sqlite::Prepare(db, "DELETE FROM usage WHERE finished_unix_ms < ?1", &stmt));
   sqlite3_bind_int64(stmt.get(), 1, before_ms);
   if (sqlite3_step(stmt.get()) != SQLITE_DONE) return sqlite::Error(db, "prune usage");
-  return static_cast<int64_t>(sqlite3_changes(db));
+  const auto pruned = static_cast<int64_t>(sqlite3_changes(db));
+  LLMUX_RETURN_IF_ERROR(sqlite::PruneCapacity(db, before_ms));
+  return pruned;
 }
 
 }  // namespace
@@ -213,6 +230,7 @@ StatusOr<std::unique_ptr<UsageLedger>> OpenSqliteLedger(const std::filesystem::p
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(write_db.get(), sync));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kUsageSchema));
   LLMUX_RETURN_IF_ERROR(sqlite::AddUsageRequestIdColumn(write_db.get()));
+  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kCapacitySchema));
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(read_db.get(), sync));
   return std::unique_ptr<UsageLedger>(new SqliteLedger(std::move(write_db), std::move(read_db)));

@@ -57,4 +57,63 @@ std::string UsageRecordsJson(const std::vector<UsageRecord>& records) {
   return a.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
+std::string CapacityRecordsCsv(const std::vector<CapacityRecord>& records) {
+  std::string out =
+      "tenant,hour_start,pool,reserved_kv_tokens,reserved_seqs,dedicated,held_ms,cost_nano\r\n";
+  for (const CapacityRecord& r : records) {
+    out += CsvField(r.tenant) + ',' + FormatRfc3339(r.hour_start_ms) + ',' + CsvField(r.pool) +
+           ',' + std::to_string(r.reserved_kv_tokens) + ',' + std::to_string(r.reserved_seqs) +
+           ',' + (r.dedicated ? "true" : "false") + ',' + std::to_string(r.held_ms) + ',' +
+           std::to_string(r.cost_nano) + "\r\n";
+  }
+  return out;
+}
+
+std::string CapacityRecordsJson(const std::vector<CapacityRecord>& records) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (const CapacityRecord& r : records) {
+    a.push_back({{"tenant", r.tenant},
+                 {"hour_start", FormatRfc3339(r.hour_start_ms)},
+                 {"pool", r.pool},
+                 {"reserved_kv_tokens", r.reserved_kv_tokens},
+                 {"reserved_seqs", r.reserved_seqs},
+                 {"dedicated", r.dedicated},
+                 {"held_ms", r.held_ms},
+                 {"cost_nano", r.cost_nano}});
+  }
+  return a.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string UsageSummaryCsv(const std::vector<TenantUsage>& usage) {
+  std::string out =
+      "tenant,requests,prompt_tokens,cached_tokens,completion_tokens,token_cost_nano,"
+      "capacity_cost_nano,total_cost_nano\r\n";
+  for (const TenantUsage& u : usage) {
+    const UsageTotals& t = u.totals;
+    out += CsvField(u.tenant);
+    for (int64_t v : {t.requests, t.prompt_tokens, t.cached_tokens, t.completion_tokens,
+                      t.cost_nano, t.capacity_cost_nano, t.total_cost_nano()}) {
+      out += ',' + std::to_string(v);
+    }
+    out += "\r\n";
+  }
+  return out;
+}
+
+std::string UsageSummaryJson(const std::vector<TenantUsage>& usage) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (const TenantUsage& u : usage) {
+    const UsageTotals& t = u.totals;
+    a.push_back({{"tenant", u.tenant},
+                 {"requests", t.requests},
+                 {"prompt_tokens", t.prompt_tokens},
+                 {"cached_tokens", t.cached_tokens},
+                 {"completion_tokens", t.completion_tokens},
+                 {"token_cost_nano", t.cost_nano},
+                 {"capacity_cost_nano", t.capacity_cost_nano},
+                 {"total_cost_nano", t.total_cost_nano()}});
+  }
+  return a.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 }  // namespace llmux

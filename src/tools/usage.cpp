@@ -13,13 +13,15 @@ namespace llmux::tools {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: llmux usage export --db FILE|URI --format csv|json [--tenant T] [--start TIME] [--end "
-    "TIME]\n"
+    "usage: llmux usage export --db FILE|URI --format csv|json [--rows calls|capacity|summary]\n"
+    "                          [--tenant T] [--start TIME] [--end TIME]\n"
     "       llmux usage prune --db FILE|URI --before TIME\n"
     "FILE|URI: the SQLite ledger file or a postgresql:// URI (telemetry.usage_db).\n"
     "TIME: RFC 3339 (2024-05-01T00:00:00Z), a date (2024-05-01, midnight UTC) or Unix seconds.\n"
-    "export writes the rows finished in [start, end) to stdout; prune deletes rows finished\n"
-    "before TIME and prints how many.\n";
+    "export writes to stdout the call rows finished in [start, end) (--rows calls, the default),\n"
+    "the capacity rows of the hours starting in it (--rows capacity), or per tenant the token,\n"
+    "capacity and total charges (--rows summary); prune deletes call rows finished, and\n"
+    "capacity rows of hours started, before TIME and prints how many call rows.\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "llmux usage: %s\n", message.c_str());
@@ -34,15 +36,20 @@ StatusOr<std::unique_ptr<UsageLedger>> OpenLedger(const std::string& db) {
 }
 
 int Export(const Args& args) {
-  if (std::string u = args.FirstUnknown({"--db", "--format", "--tenant", "--start", "--end"}, {});
+  if (std::string u =
+          args.FirstUnknown({"--db", "--format", "--rows", "--tenant", "--start", "--end"}, {});
       !u.empty()) {
     return Fail("unknown option " + u);
   }
   const auto db = args.Get("--db");
   const auto format = args.Get("--format");
+  const std::string rows_kind = args.Get("--rows").value_or("calls");
   if (!db || !format || (*format != "csv" && *format != "json")) {
     std::fputs(kUsage, stderr);
     return 2;
+  }
+  if (rows_kind != "calls" && rows_kind != "capacity" && rows_kind != "summary") {
+    return Fail("--rows must be calls, capacity or summary (got \"" + rows_kind + "\")");
   }
   UsageQuery q;
   if (auto t = args.Get("--tenant")) q.tenant = *t;
@@ -55,10 +62,21 @@ int Export(const Args& args) {
   }
   auto ledger = OpenLedger(*db);
   if (!ledger.ok()) return Fail(ledger.status().message());
-  auto rows = (*ledger)->Records(q);
-  if (!rows.ok()) return Fail(rows.status().message());
-  const std::string out =
-      *format == "csv" ? UsageRecordsCsv(*rows) : UsageRecordsJson(*rows) + "\n";
+  const bool csv = *format == "csv";
+  std::string out;
+  if (rows_kind == "capacity") {
+    auto rows = (*ledger)->CapacityRecords(q);
+    if (!rows.ok()) return Fail(rows.status().message());
+    out = csv ? CapacityRecordsCsv(*rows) : CapacityRecordsJson(*rows) + "\n";
+  } else if (rows_kind == "summary") {
+    auto usage = (*ledger)->Summarize(q);
+    if (!usage.ok()) return Fail(usage.status().message());
+    out = csv ? UsageSummaryCsv(*usage) : UsageSummaryJson(*usage) + "\n";
+  } else {
+    auto rows = (*ledger)->Records(q);
+    if (!rows.ok()) return Fail(rows.status().message());
+    out = csv ? UsageRecordsCsv(*rows) : UsageRecordsJson(*rows) + "\n";
+  }
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }

@@ -332,6 +332,56 @@ TEST_F(PgLedgerTest, QuotaTotalsLoadFromPostgres) {
   EXPECT_EQ(tracker.SpendThisMonth("a"), 42);
 }
 
+// Capacity rows in the shared ledger: two replicas accruing the same tenant's hours (each from
+// its own meter) charge each millisecond once, concurrently too, and the summary puts the
+// capacity charges beside the token charges.
+TEST_F(PgLedgerTest, TwoReplicasAccrueOneTenantHourOnceAndSummariesShowCapacity) {
+  auto r1 = std::move(UsageLedger::Open(Options("spool1.db"))).value();
+  auto r2 = std::move(UsageLedger::Open(Options("spool2.db"))).value();
+  ASSERT_TRUE(r1->AppendSync(Row("cmpl-c1", "t", "2026-06-01T10:05:00Z", 10, 5, 300)).ok());
+  CapacityHold hold;
+  hold.pool = "shared";
+  hold.reserved_seqs = 2;
+  hold.prices.reserved_seq_nano_per_hour = 3'600'000;  // 2 seqs: 2000 nano-units a second
+  const int64_t h = *ParseTimeArg("2026-06-01T10:00:00Z");
+  const int64_t min = 60000;
+  auto gained = [](const StatusOr<std::vector<CapacityCharge>>& c) {
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    int64_t n = 0;
+    for (const CapacityCharge& x : *c) n += x.added_nano;
+    return n;
+  };
+  // Replica 1 covers [0, 30) min, replica 2 [20, 50): only [30, 50) is new; replica 1's replay
+  // adds nothing; replica 2 then [50, 60).
+  EXPECT_EQ(gained(r1->AccrueCapacity({{"t", h, h + 30 * min, hold}})), 3'600'000);
+  EXPECT_EQ(gained(r2->AccrueCapacity({{"t", h + 20 * min, h + 50 * min, hold}})), 2'400'000);
+  EXPECT_EQ(gained(r1->AccrueCapacity({{"t", h, h + 30 * min, hold}})), 0);
+  EXPECT_EQ(gained(r2->AccrueCapacity({{"t", h + 50 * min, h + 60 * min, hold}})), 1'200'000);
+  // Both replicas accrue the next hour at once: the row lock lets one add it, the other nothing.
+  const int64_t h2 = h + 60 * min;
+  int64_t g1 = 0, g2 = 0;
+  std::thread t1([&] { g1 = gained(r1->AccrueCapacity({{"t", h2, h2 + 60 * min, hold}})); });
+  std::thread t2([&] { g2 = gained(r2->AccrueCapacity({{"t", h2, h2 + 60 * min, hold}})); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(g1 + g2, 7'200'000);
+  EXPECT_TRUE(g1 == 0 || g2 == 0);
+  UsageQuery q;
+  auto rows = r1->CapacityRecords(q);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  EXPECT_EQ(*rows, (std::vector<CapacityRecord>{{"t", h, "shared", 0, 2, false, 3'600'000, 7'200'000},
+                                                {"t", h2, "shared", 0, 2, false, 3'600'000, 7'200'000}}));
+  auto sum = r2->Summarize(q);
+  ASSERT_TRUE(sum.ok()) << sum.status().ToString();
+  ASSERT_EQ(sum->size(), 1u);
+  EXPECT_EQ((*sum)[0].totals, (UsageTotals{1, 10, 5, 5, 300, 14'400'000}));
+  QuotaTracker quota([] { return *ParseTimeArg("2026-06-02T00:00:00Z"); });
+  ASSERT_TRUE(quota.LoadFrom(*r1).ok());
+  EXPECT_EQ(quota.SpendThisMonth("t"), 14'400'300);
+  ASSERT_TRUE(r1->Prune(*ParseTimeArg("2026-06-02")).ok());
+  EXPECT_TRUE(r1->CapacityRecords(q)->empty());
+}
+
 TEST(PgUrlTest, RedactsThePasswordOnly) {
   EXPECT_EQ(RedactUrl("postgresql://llmux:s3cret@db:5432/usage?sslmode=require"),
             "postgresql://llmux:***@db:5432/usage?sslmode=require");

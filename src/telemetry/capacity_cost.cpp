@@ -1,0 +1,61 @@
+// Pricing of held capacity: exact integer arithmetic in milli-nano-units (see docs/billing.md,
+// "Capacity charges").
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "llmux/usage_ledger.h"
+
+namespace llmux {
+namespace {
+
+constexpr __int128 kMax = std::numeric_limits<int64_t>::max();
+
+int64_t Saturate(__int128 v) { return static_cast<int64_t>(v > kMax ? kMax : v); }
+
+}  // namespace
+
+int64_t UsageTotals::total_cost_nano() const {
+  return Saturate(static_cast<__int128>(cost_nano) + capacity_cost_nano);
+}
+
+int64_t CapacityHold::MilliNanoPerHour() const {
+  const __int128 rate =
+      static_cast<__int128>(std::max<int64_t>(reserved_kv_tokens, 0)) *
+          prices.reserved_kv_nano_per_1k_tokens_hour +
+      1000 * (static_cast<__int128>(std::max<int64_t>(reserved_seqs, 0)) *
+                  prices.reserved_seq_nano_per_hour +
+              (dedicated ? prices.dedicated_pool_nano_per_hour : 0));
+  return Saturate(rate);
+}
+
+CapacityHold HoldOf(const TenantConfig& tenant) {
+  CapacityHold hold;
+  hold.pool = tenant.pool;
+  hold.reserved_kv_tokens = tenant.reserved.kv_tokens;
+  hold.reserved_seqs = tenant.reserved.seqs;
+  hold.dedicated = tenant.pool != "shared";
+  hold.prices = tenant.capacity_prices;
+  return hold;
+}
+
+void CapacityAmount::Add(int64_t milli_nano_per_hour, int64_t ms) {
+  const __int128 total = static_cast<__int128>(quot) * kCapacityDivisor + rem +
+                         static_cast<__int128>(std::max<int64_t>(milli_nano_per_hour, 0)) *
+                             std::max<int64_t>(ms, 0);
+  const __int128 q = total / kCapacityDivisor;
+  if (q >= kMax) {
+    quot = std::numeric_limits<int64_t>::max();
+    rem = 0;
+    return;
+  }
+  quot = static_cast<int64_t>(q);
+  rem = static_cast<int64_t>(total % kCapacityDivisor);
+}
+
+int64_t CapacityAmount::CostNano() const {
+  // Round half up: a remainder of at least half the divisor adds one nano-unit.
+  return Saturate(static_cast<__int128>(quot) + (2 * static_cast<__int128>(rem) >= kCapacityDivisor));
+}
+
+}  // namespace llmux
