@@ -182,6 +182,10 @@ test('/v1/usage: the caller\'s own totals and daily buckets; /admin/usage: every
     completion_tokens: 15,
     cost_nano: wantCost,
     cost: (wantCost / 1e9).toFixed(9),
+    capacity_cost_nano: 0,  // alpha holds no priced capacity (billing.test.mjs covers it)
+    capacity_cost: '0.000000000',
+    total_cost_nano: wantCost,
+    total_cost: (wantCost / 1e9).toFixed(9),
   });
   assert.equal(alpha.json.daily.length, 1);
   assert.equal(alpha.json.daily[0].date, new Date().toISOString().slice(0, 10));
