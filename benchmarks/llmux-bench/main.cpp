@@ -23,6 +23,7 @@
 #include "report.h"
 #include "run_report.h"
 #include "scenario_parse.h"
+#include "sweep_command.h"
 
 namespace llmux::bench {
 namespace {
@@ -165,4 +166,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace llmux::bench
 
-int main(int argc, char** argv) { return llmux::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "sweep") return llmux::bench::SweepMain(argc - 1, argv + 1);
+  return llmux::bench::Main(argc, argv);
+}
