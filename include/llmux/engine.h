@@ -26,6 +26,11 @@ struct StepInfo {
   double seconds = 0;      // Schedule through emit (forward pass and sampling included)
   int32_t num_seqs = 0;    // sequences in the batch
   int32_t num_tokens = 0;  // tokens in the batch (prefill chunks + decodes)
+  // Schedule through sampling: the engine's busy time that is attributed to the sequences of
+  // the step (docs/metrics.md, "Engine time per tenant"), and its split per tenant (each
+  // tenant once; the shares sum to busy_seconds).
+  double busy_seconds = 0;
+  std::vector<std::pair<std::string, double>> tenant_seconds;
 };
 
 // Receives engine-thread events (metrics). Implementations must not block.
@@ -95,6 +100,9 @@ struct EngineOutput {
   // Timings in seconds since the request reached the engine.
   double queue_seconds = 0;        // until first scheduled
   double first_token_seconds = 0;  // until the first token (final event and first token event)
+  // On the final event: the engine time attributed to this request, the sum of its shares of
+  // every step it was in (StepCostModel).
+  double engine_seconds = 0;
 };
 
 // Called on the engine thread; must not block (post to a strand or queue and return).

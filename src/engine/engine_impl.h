@@ -24,6 +24,7 @@
 #include "engine/batch_builder.h"
 #include "engine/inbox.h"
 #include "engine/sampler.h"
+#include "engine/step_cost.h"
 #include "engine/stop_checker.h"
 #include "llmux/engine.h"
 
@@ -48,6 +49,7 @@ struct LiveRequest {
   std::optional<EngineClock::time_point> first_token;
   // Set for structured-output requests; advanced on every sampled token.
   std::unique_ptr<GrammarMatcher> matcher;
+  double engine_seconds = 0;  // its shares of the steps it was in
 };
 
 class EngineImpl final : public Engine {
@@ -93,6 +95,9 @@ class EngineImpl final : public Engine {
     EngineClock::time_point scheduled;  // after Schedule: first-scheduled and first-token time
     std::vector<SampleResult> results;           // per plan.seqs entry, for Scheduler::Update
     std::vector<std::optional<Emitted>> emitted;  // per plan.seqs entry that sampled a token
+    std::vector<const std::string*> seq_tenants;  // per plan.seqs entry (its request's tenant)
+    double busy_seconds = 0;  // Schedule through Sample, split among plan.seqs
+    std::vector<std::pair<std::string, double>> tenant_seconds;
   };
 
   // ---- inbox side (engine_requests.cpp) ----
@@ -121,6 +126,9 @@ class EngineImpl final : public Engine {
   // Scheduler::Update, then a final event for finished sequences and a token event for the
   // others.
   void Postprocess(const Step& step);
+  // Splits the step's busy time (Schedule through Sample) among its sequences by
+  // StepCostModel and adds each share to its request and its tenant.
+  void Attribute(Step& step);
   void ReportStep(const Step& step);
   // One sequence's sample and stop check. A failure (an exception from the sampler, stop
   // checker or allocator, or an injected fault) concerns that sequence only.
@@ -147,6 +155,7 @@ class EngineImpl final : public Engine {
   Sampler sampler_;
   StopChecker stop_checker_;
   BatchBuilder batch_builder_;
+  const StepCostModel cost_model_;
   std::vector<uint32_t> mask_;  // [ceil(vocab / 32)] allowed-token bitmask of the row sampled
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler

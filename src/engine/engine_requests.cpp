@@ -127,6 +127,7 @@ void EngineImpl::Finish(LiveRequest& live, FinishReason reason, std::optional<in
   out.queue_seconds = SecondsBetween(live.arrival, live.first_scheduled.value_or(now));
   out.first_token_seconds =
       live.first_token ? SecondsBetween(live.arrival, *live.first_token) : 0.0;
+  out.engine_seconds = live.engine_seconds;
   OutputSink sink = std::move(live.sink);
   live_.erase(out.id);  // `live` dangles from here on
   sink(std::move(out));

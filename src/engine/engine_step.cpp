@@ -2,6 +2,8 @@
 //   schedule -> build batch -> forward -> sample -> postprocess (Update, emit).
 #include "engine/engine_impl.h"
 
+#include <algorithm>
+
 namespace llmux {
 
 StatusOr<bool> EngineImpl::StepOnce() {
@@ -19,6 +21,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
   LLMUX_ASSIGN_OR_RETURN(std::span<const float> logits, Forward(step));
   ++steps_;
   Sample(step, logits);
+  Attribute(step);
   Postprocess(step);
   ReportStep(step);
   PublishStats();
@@ -41,6 +44,18 @@ EngineImpl::Step EngineImpl::Schedule() {
   }
   for (uint64_t id : step.plan.preempted) {
     if (auto it = live_.find(id); it != live_.end()) ++it->second.preemptions;
+  }
+  // The tenants' names are kept by the config (stable while the engine runs), so a request
+  // that fails in Sample still bills its share of the step to its tenant.
+  step.seq_tenants.reserve(step.plan.seqs.size());
+  for (const ScheduledSeq& seq : step.plan.seqs) {
+    auto it = live_.find(seq.id);
+    const std::string* name = nullptr;
+    if (it != live_.end()) {
+      auto t = tenants_.find(it->second.request.tenant);
+      if (t != tenants_.end()) name = &*t;
+    }
+    step.seq_tenants.push_back(name);
   }
   return step;
 }
@@ -124,12 +139,35 @@ void EngineImpl::Postprocess(const Step& step) {
   }
 }
 
+void EngineImpl::Attribute(Step& step) {
+  // NOTE: measured before Postprocess, so a request finishing in this step carries its share
+  // on its final event; emitting (posting events to other threads) is not attributed.
+  step.busy_seconds = SecondsBetween(step.start, EngineClock::now());
+  const std::vector<ScheduledSeq>& seqs = step.plan.seqs;
+  const std::vector<double> shares = SplitStepSeconds(cost_model_, seqs, step.busy_seconds);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    // A request that failed in Sample is gone from live_; its tenant still pays its share.
+    if (auto it = live_.find(seqs[i].id); it != live_.end()) it->second.engine_seconds += shares[i];
+    if (step.seq_tenants[i] == nullptr) continue;
+    const std::string& tenant = *step.seq_tenants[i];
+    auto t = std::find_if(step.tenant_seconds.begin(), step.tenant_seconds.end(),
+                          [&](const auto& e) { return e.first == tenant; });
+    if (t == step.tenant_seconds.end()) {
+      step.tenant_seconds.emplace_back(tenant, shares[i]);
+    } else {
+      t->second += shares[i];
+    }
+  }
+}
+
 void EngineImpl::ReportStep(const Step& step) {
   if (config_.observer == nullptr) return;
   StepInfo info;
   info.seconds = SecondsBetween(step.start, EngineClock::now());
   info.num_seqs = static_cast<int32_t>(step.plan.seqs.size());
   for (const ScheduledSeq& seq : step.plan.seqs) info.num_tokens += seq.num_new_tokens;
+  info.busy_seconds = step.busy_seconds;
+  info.tenant_seconds = step.tenant_seconds;
   config_.observer->OnStep(info);
 }
 
