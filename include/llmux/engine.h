@@ -30,7 +30,7 @@ struct StepInfo {
   // the step (docs/metrics.md, "Engine time per tenant"), and its split per tenant (each
   // tenant once; the shares sum to busy_seconds).
   double busy_seconds = 0;
-  std::vector<std::pair<std::string, double>> tenant_seconds;
+  std::vector<std::pair<std::string, double>> tenant_seconds = {};
 };
 
 // Receives engine-thread events (metrics). Implementations must not block.

@@ -114,6 +114,9 @@ class PrometheusMetrics final : public Metrics {
   Family<Histogram>& step_seconds_;
   Family<Histogram>& batch_size_;
   Family<Histogram>& batch_tokens_;
+  // Cost attribution: the pool's busy time and each tenant's share of it (StepInfo).
+  Family<Counter>& pool_busy_;
+  Family<Counter>& t_engine_;
   Family<Counter>& reloads_;
   // Usage ledger (set from the snapshot's LedgerHealth when it has one).
   Family<Gauge>& ledger_up_;
@@ -208,6 +211,13 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                       *registry_)),
       batch_tokens_(Reg(BuildHistogram(), "llmux_engine_batch_tokens", "Tokens per engine step.",
                         *registry_)),
+      pool_busy_(Reg(BuildCounter(), "llmux_pool_busy_seconds_total",
+                     "Seconds the pool's engine spent in steps (schedule through sampling).",
+                     *registry_)),
+      t_engine_(Reg(BuildCounter(), "llmux_tenant_engine_seconds_total",
+                    "The tenant's share of the pool's busy time, split per step by the work "
+                    "of its sequences.",
+                    *registry_)),
       reloads_(Reg(BuildCounter(), "llmux_policy_reloads_total",
                    "Tenant policy reloads, by result.", *registry_)),
       ledger_up_(Reg(BuildGauge(), "llmux_ledger_store_up",
@@ -249,6 +259,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
   reloads_.Add({{"result", "rejected"}});
   const prometheus::Labels p = {{"pool", pool_}};
   step_seconds_.Add(p, kStepBuckets);
+  pool_busy_.Add(p);
   batch_size_.Add(p, kBatchSizeBuckets);
   batch_tokens_.Add(p, kBatchTokenBuckets);
   for (RejectReason r : kAllReasons) {
@@ -270,6 +281,7 @@ void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
     }
     for (auto* f : {&t_prompt_, &t_cached_, &t_completion_, &t_preemptions_})
       f->Add({{"tenant", t}});
+    t_engine_.Add({{"tenant", t}, {"pool", pool_}});
   }
 }
 
@@ -322,6 +334,10 @@ void PrometheusMetrics::OnStep(const StepInfo& step) {
   step_seconds_.Add(p, kStepBuckets).Observe(step.seconds);
   batch_size_.Add(p, kBatchSizeBuckets).Observe(step.num_seqs);
   batch_tokens_.Add(p, kBatchTokenBuckets).Observe(step.num_tokens);
+  pool_busy_.Add(p).Increment(step.busy_seconds);
+  for (const auto& [tenant, seconds] : step.tenant_seconds) {
+    t_engine_.Add({{"tenant", Label(tenant)}, {"pool", pool_}}).Increment(seconds);
+  }
 }
 
 void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {

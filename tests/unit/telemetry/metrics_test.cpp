@@ -149,6 +149,27 @@ TEST(Metrics, EngineStepsAndPolicyReloads) {
             R"(llmux_policy_reloads_total{result="rejected"} 2)");
 }
 
+TEST(Metrics, PoolBusySecondsAndEachTenantsShare) {
+  auto m = Metrics::Create("stories", "gold");
+  m->SetTenants({"acme", "beta"});
+  {
+    const std::string text = m->Render(MetricsSnapshot{});  // configured tenants start at 0
+    EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"})"),
+              R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"} 0)");
+  }
+  StepInfo a{0.010, 2, 20, 0.008, {{"acme", 0.006}, {"beta", 0.002}}};
+  StepInfo b{0.005, 1, 1, 0.004, {{"acme", 0.004}}};
+  m->OnStep(a);
+  m->OnStep(b);
+  const std::string text = m->Render(MetricsSnapshot{});
+  EXPECT_EQ(Line(text, R"(llmux_pool_busy_seconds_total{pool="gold"})"),
+            R"(llmux_pool_busy_seconds_total{pool="gold"} 0.012)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="acme"})"),
+            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="acme"} 0.01)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"})"),
+            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"} 0.002)");
+}
+
 TEST(Metrics, LedgerHealthOnlyWhenTheSnapshotHasALedger) {
   auto m = Metrics::Create("stories");
   EXPECT_EQ(m->Render(MetricsSnapshot{}).find("\nllmux_ledger_store_up "), std::string::npos);
