@@ -50,6 +50,7 @@ void CallAccounting::OnEngineEvent(size_t i, const EngineOutput& out) {
   c.completion_tokens = out.completion_tokens;
   c.preemptions = out.preemptions;
   c.queue_seconds = out.queue_seconds;
+  c.engine_seconds = out.engine_seconds;
   if (out.error.ok()) c.finish_reason = std::string(FinishReasonName(out.finish_reason));
   MaybeRecord(lock);
 }
@@ -113,8 +114,10 @@ void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
     }
   }
   std::optional<double> ttft;
+  double engine_seconds = 0;
   for (const Choice& c : choices) {
     r.completion_tokens += c.completion_tokens;
+    engine_seconds += c.engine_seconds;
     obs.preemptions += c.preemptions;
     if (!c.finish_reason.empty()) obs.finish_reasons.push_back(c.finish_reason);
     if (c.first_token_seconds && (!ttft || *c.first_token_seconds < *ttft)) {
@@ -127,6 +130,7 @@ void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
   r.queue_ms = Ms(choices[0].queue_seconds);
   r.ttft_ms = ttft ? Ms(*ttft) : 0;
   r.duration_ms = Ms(e2e);
+  r.engine_ms = Ms(engine_seconds);
   r.cost_nano = CostNano(context_.prices, r.prompt_tokens, r.cached_tokens, r.completion_tokens);
   obs.prompt_tokens = r.prompt_tokens;
   obs.cached_tokens = r.cached_tokens;

@@ -54,6 +54,7 @@ class CallAccounting {
     int32_t completion_tokens = 0;
     int32_t preemptions = 0;
     double queue_seconds = 0;
+    double engine_seconds = 0;  // the engine time attributed to this choice
     std::optional<double> first_token_seconds;
     std::optional<std::chrono::steady_clock::time_point> last_token;
     std::string finish_reason;  // "" for errors

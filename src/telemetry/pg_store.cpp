@@ -59,11 +59,14 @@ CREATE TABLE IF NOT EXISTS llmux_capacity (
 );
 CREATE INDEX IF NOT EXISTS llmux_capacity_time ON llmux_capacity (hour_start_ms);
 )sql",
+    // 4: the engine time attributed to the call.
+    "ALTER TABLE llmux_usage ADD COLUMN IF NOT EXISTS engine_ms BIGINT NOT NULL DEFAULT 0",
 };
 
 constexpr const char* kColumns =
     "request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, cached_tokens, "
-    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id";
+    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id, "
+    "engine_ms";
 
 std::string WithDefaults(const std::string& url, int connect_timeout_s) {
   std::string out = url;
@@ -219,6 +222,8 @@ Status PgStore::Insert(const std::vector<const UsageRecord*>& rows) {
       } else {
         AppendQuoted(w, r.x_request_id, &sql);
       }
+      sql += ',';
+      sql += std::to_string(r.engine_ms);
       sql += ')';
     }
     sql += " ON CONFLICT (request_id) DO NOTHING";
@@ -399,6 +404,7 @@ StatusOr<std::vector<UsageRecord>> PgStore::Records(const UsageQuery& q) {
       u.outcome = row[12].c_str();
       u.cost_nano = row[13].as<int64_t>();
       if (!row[14].is_null()) u.x_request_id = row[14].c_str();
+      u.engine_ms = row[15].as<int64_t>();
       out.push_back(std::move(u));
     }
   });

@@ -8,7 +8,7 @@ namespace {
 
 constexpr const char* kHeader =
     "request_id,tenant,model,lane,pool,finished_at,prompt_tokens,cached_tokens,"
-    "completion_tokens,queue_ms,ttft_ms,duration_ms,outcome,cost_nano";
+    "completion_tokens,queue_ms,ttft_ms,duration_ms,outcome,cost_nano,engine_ms";
 
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
@@ -31,7 +31,8 @@ std::string UsageRecordsCsv(const std::vector<UsageRecord>& records) {
                       r.duration_ms}) {
       out += ',' + std::to_string(v);
     }
-    out += ',' + CsvField(r.outcome) + ',' + std::to_string(r.cost_nano) + "\r\n";
+    out += ',' + CsvField(r.outcome) + ',' + std::to_string(r.cost_nano) + ',' +
+           std::to_string(r.engine_ms) + "\r\n";
   }
   return out;
 }
@@ -52,7 +53,8 @@ std::string UsageRecordsJson(const std::vector<UsageRecord>& records) {
                  {"ttft_ms", r.ttft_ms},
                  {"duration_ms", r.duration_ms},
                  {"outcome", r.outcome},
-                 {"cost_nano", r.cost_nano}});
+                 {"cost_nano", r.cost_nano},
+                 {"engine_ms", r.engine_ms}});
   }
   return a.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS usage (
   duration_ms INTEGER NOT NULL,
   outcome TEXT NOT NULL,
   cost_nano INTEGER NOT NULL,
-  x_request_id TEXT
+  x_request_id TEXT,
+  engine_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage(tenant, finished_unix_ms);
 CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
@@ -30,11 +31,13 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage(finished_unix_ms);
 const char* const kUsageInsert =
     "INSERT INTO usage (request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, "
     "cached_tokens, completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, "
-    "x_request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    "x_request_id, engine_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+    "?15, ?16)";
 
 const char* const kUsageColumns =
     "request_id, tenant, model, lane, pool, finished_unix_ms, prompt_tokens, cached_tokens, "
-    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id";
+    "completion_tokens, queue_ms, ttft_ms, duration_ms, outcome, cost_nano, x_request_id, "
+    "engine_ms";
 
 void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
   BindText(stmt, 1, r.request_id);
@@ -52,6 +55,7 @@ void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r) {
   } else {
     BindText(stmt, 15, r.x_request_id);
   }
+  sqlite3_bind_int64(stmt, 16, r.engine_ms);
 }
 
 UsageRecord ReadUsageRow(sqlite3_stmt* s, int first) {
@@ -71,11 +75,14 @@ UsageRecord ReadUsageRow(sqlite3_stmt* s, int first) {
   r.outcome = ColumnText(s, first + 12);
   r.cost_nano = sqlite3_column_int64(s, first + 13);
   if (sqlite3_column_type(s, first + 14) != SQLITE_NULL) r.x_request_id = ColumnText(s, first + 14);
+  r.engine_ms = sqlite3_column_int64(s, first + 15);
   return r;
 }
 
 Status AddUsageRequestIdColumn(sqlite3* db) {
   Status s = Exec(db, "ALTER TABLE usage ADD COLUMN x_request_id TEXT");
+  if (!s.ok() && s.message().find("duplicate column") == std::string::npos) return s;
+  s = Exec(db, "ALTER TABLE usage ADD COLUMN engine_ms INTEGER NOT NULL DEFAULT 0");
   if (!s.ok() && s.message().find("duplicate column") != std::string::npos) return Status::Ok();
   return s;
 }

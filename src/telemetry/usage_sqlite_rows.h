@@ -10,19 +10,19 @@ namespace llmux::sqlite {
 
 // Creates the `usage` table and its indexes when missing (idempotent).
 extern const char* const kUsageSchema;
-// Inserts one row from ?1..?15 (BindUsageRow's order).
+// Inserts one row from ?1..?16 (BindUsageRow's order).
 extern const char* const kUsageInsert;
-// The 15 columns ReadUsageRow expects, in its order (for SELECT lists).
+// The 16 columns ReadUsageRow expects, in its order (for SELECT lists).
 extern const char* const kUsageColumns;
 
-// Binds `r` to ?1..?15 of kUsageInsert (x_request_id NULL when empty).
+// Binds `r` to ?1..?16 of kUsageInsert (x_request_id NULL when empty).
 void BindUsageRow(sqlite3_stmt* stmt, const UsageRecord& r);
 // Reads the kUsageColumns starting at column `first`.
 UsageRecord ReadUsageRow(sqlite3_stmt* stmt, int first);
 // Sets the journal mode to WAL and `synchronous` to match `sync` on `db`.
 Status ApplySync(sqlite3* db, LedgerSync sync);
-// Migration: adds the nullable x_request_id column to a table created before it existed (a
-// no-op when it is there).
+// Migrations: adds the nullable x_request_id column and the engine_ms column (default 0) to a
+// table created before they existed (a no-op for a column that is there).
 Status AddUsageRequestIdColumn(sqlite3* db);
 
 }  // namespace llmux::sqlite

@@ -200,16 +200,17 @@ TEST(UsageExport, CsvQuotesAndJsonCarriesEveryField) {
   r.duration_ms = 3;
   r.outcome = "ok";
   r.cost_nano = 4200;
+  r.engine_ms = 7;
   EXPECT_EQ(UsageRecordsCsv({r}),
             "request_id,tenant,model,lane,pool,finished_at,prompt_tokens,cached_tokens,"
-            "completion_tokens,queue_ms,ttft_ms,duration_ms,outcome,cost_nano\r\n"
+            "completion_tokens,queue_ms,ttft_ms,duration_ms,outcome,cost_nano,engine_ms\r\n"
             "cmpl-1,acme,\"m,odel\"\"x\",premium,shared,2024-05-01T00:00:00.250Z,10,4,5,1,2,3,ok,"
-            "4200\r\n");
+            "4200,7\r\n");
   EXPECT_EQ(UsageRecordsJson({r}),
             R"([{"request_id":"cmpl-1","tenant":"acme","model":"m,odel\"x","lane":"premium",)"
             R"("pool":"shared","finished_at":"2024-05-01T00:00:00.250Z","prompt_tokens":10,)"
             R"("cached_tokens":4,"completion_tokens":5,"queue_ms":1,"ttft_ms":2,"duration_ms":3,)"
-            R"("outcome":"ok","cost_nano":4200}])");
+            R"("outcome":"ok","cost_nano":4200,"engine_ms":7}])");
   EXPECT_EQ(UsageRecordsJson({}), "[]");
 }
 
