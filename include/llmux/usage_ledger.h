@@ -39,7 +39,7 @@ struct UsageRecord {
   std::string x_request_id = {};
   // Engine time attributed to the call (all its choices): its shares of the steps its
   // sequences were in (docs/metrics.md, "Engine time per tenant"). 0 on rows written before the
-  // column existed, and for pools in a worker process.
+  // column existed.
   int64_t engine_ms = 0;
 
   bool operator==(const UsageRecord&) const = default;

@@ -166,7 +166,8 @@ json EncodeOutput(const EngineOutput& o) {
             {"preemptions", o.preemptions},
             {"step", o.step},
             {"queue_seconds", o.queue_seconds},
-            {"first_token_seconds", o.first_token_seconds}};
+            {"first_token_seconds", o.first_token_seconds},
+            {"engine_seconds", o.engine_seconds}};
   if (o.stop_token) j["stop_token"] = *o.stop_token;
   if (!o.error.ok()) j["error"] = {static_cast<int>(o.error.code()), o.error.message()};
   return j;
@@ -202,6 +203,7 @@ EngineOutput DecodeOutput(const json& j) {
   o.step = j.at("step").get<int64_t>();
   o.queue_seconds = j.at("queue_seconds").get<double>();
   o.first_token_seconds = j.at("first_token_seconds").get<double>();
+  o.engine_seconds = j.value("engine_seconds", 0.0);  // absent from an older worker
   return o;
 }
 

@@ -1,7 +1,8 @@
 // Capacity billing end to end: a tenant's reservation charged by the millisecond whether it
 // sends calls or not, prorated across a hot reload, continued (not charged twice) across a
 // restart on the same ledger, shown beside token charges in /v1/usage, /admin/usage and
-// `llmux usage export`, and counted by the spend quota.
+// `llmux usage export`, and counted by the spend quota; the engine time of a call in its row
+// and the tenants' engine seconds summing to the pool's busy time on /metrics.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -96,12 +97,29 @@ test('a reservation is billed per millisecond held, prorated across a reload and
   assert.equal(refused.status, 429, refused.body);
   assert.equal(refused.json.error.code, 'quota_exceeded');
 
+  // Engine time: a 200-token call records its attributed engine time (all of its steps), and
+  // on /metrics the tenants' shares add up to the pool's busy time.
+  const long = await http(d, 'POST', '/v1/completions', {
+    key: K.held, body: { model: 'stories', prompt: 'Once upon a time', max_tokens: 200, temperature: 0, ignore_eos: true },
+  });
+  assert.equal(long.status, 200, long.body);
+  const calls = await http(d, 'GET', '/admin/usage?start=2020-01-01&tenant=held&format=json', { key: KEYS.admin });
+  const row = calls.json.find((r) => r.request_id === long.json.id);
+  assert.ok(row.engine_ms >= 1 && row.engine_ms <= row.duration_ms, JSON.stringify(row));
+  const metrics = (await http(d, 'GET', '/metrics', { key: KEYS.admin })).body;
+  const value = (re) => [...metrics.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  const busy = value(/^llmux_pool_busy_seconds_total\{pool="shared"\} (\S+)$/gm);
+  const tenantsBusy = value(/^llmux_tenant_engine_seconds_total\{[^}]*pool="shared"[^}]*\} (\S+)$/gm);
+  assert.ok(busy > 0 && Math.abs(tenantsBusy - busy) <= 0.01 * busy, `${tenantsBusy} vs ${busy}`);
+  assert.ok(value(/^llmux_tenant_engine_seconds_total\{[^}]*tenant="held"[^}]*\} (\S+)$/gm) >= row.engine_ms / 1000 - 0.001);
+
   await d.stop();  // the drain writes the capacity held until the exit
   const stopped1 = Date.now();
   const exportSummary = () => JSON.parse(execFileSync(path.join(BUILD_DIR, 'llmux'),
     ['usage', 'export', '--db', db, '--format', 'json', '--rows', 'summary', '--tenant', 'held']).toString());
   const afterStop = exportSummary()[0];
-  assert.equal(afterStop.token_cost_nano, tokenCost);
+  assert.equal(afterStop.token_cost_nano, tokenCost + Math.floor((long.json.usage.prompt_tokens * 200000000 +
+    long.json.usage.completion_tokens * 600000000 + 500000) / 1000000));
   assert.equal(afterStop.total_cost_nano, afterStop.token_cost_nano + afterStop.capacity_cost_nano);
   const exported = JSON.parse(execFileSync(path.join(BUILD_DIR, 'llmux'),
     ['usage', 'export', '--db', db, '--format', 'json', '--rows', 'capacity', '--tenant', 'held']).toString());

@@ -96,6 +96,7 @@ TEST(WireTest, OutputRoundTripsLogprobsBitExactAndErrors) {
   o.step = 99;
   o.queue_seconds = 0.25;
   o.first_token_seconds = 0.5;
+  o.engine_seconds = 0.125;
   const EngineOutput d = DecodeOutput(EncodeOutput(o));
   EXPECT_EQ(d.id, 42u);
   EXPECT_EQ(d.tokens, o.tokens);
@@ -116,6 +117,7 @@ TEST(WireTest, OutputRoundTripsLogprobsBitExactAndErrors) {
   EXPECT_EQ(d.step, 99);
   EXPECT_EQ(d.queue_seconds, 0.25);
   EXPECT_EQ(d.first_token_seconds, 0.5);
+  EXPECT_EQ(d.engine_seconds, 0.125);
   EXPECT_TRUE(DecodeOutput(EncodeOutput(EngineOutput{})).error.ok());
 }
 
