@@ -73,11 +73,11 @@ test('sweep: throughput rises then saturates, latency never falls, the knee and 
   // Throughput rises with concurrency until saturation (then it may flatten, not fall).
   assert.ok(c4.total_tokens_per_s > 1.2 * c1.total_tokens_per_s, `${c1.total_tokens_per_s} -> ${c4.total_tokens_per_s}`);
   assert.ok(c16.total_tokens_per_s >= 0.9 * c4.total_tokens_per_s, `${c4.total_tokens_per_s} -> ${c16.total_tokens_per_s}`);
-  // Latency never falls as concurrency grows (10% slack for timer noise).
+  // Latency never falls as concurrency grows: medians, with 10% slack for timer noise (a p99
+  // of a few seconds' run is one request, too noisy on a shared machine to order).
   for (const [a, b] of [[c1, c4], [c4, c16]]) {
     assert.ok(b.time_per_request.median_ms >= 0.9 * a.time_per_request.median_ms, JSON.stringify([a, b]));
     assert.ok(b.ttft.median_ms >= 0.9 * a.ttft.median_ms, JSON.stringify([a, b]));
-    assert.ok(b.time_per_request.p99_ms >= 0.9 * a.time_per_request.p99_ms, JSON.stringify([a, b]));
   }
   // The knee: the highest throughput within the SLOs (all three are, with 5 s TTFT), and the
   // batch the engine ran there.

@@ -129,7 +129,7 @@ TEST(BenchScenario, ShippedScenariosParse) {
     }
     ++n;
   }
-  EXPECT_EQ(n, 5);
+  EXPECT_EQ(n, 6);
 }
 
 }  // namespace
