@@ -83,6 +83,9 @@ struct ModelSection {
   std::string name;            // served model id; "" in the file = last component of `path`
   int max_model_len = 0;       // 0 = the model's own max_position_embeddings
   ChatTemplateSource chat_template;
+  // `quantize`: "none" (default: weights as stored) or "q8_0" (projection and embedding
+  // matrices quantized to Q8_0 at load; docs/models.md).
+  bool quantize_q8_0 = false;
 };
 
 enum class BackendKind { kCpu, kCuda };

@@ -29,7 +29,9 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
     }
   }
   if (!backend.ok()) return backend.status().WithContext(context + ": backend");
-  auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens);
+  ModelLoadOptions load_options;
+  load_options.quantize_q8_0 = pool.model.quantize_q8_0;
+  auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens, load_options);
   if (!model.ok()) return model.status().WithContext(context + ": model");
 
   EngineConfig ec;
