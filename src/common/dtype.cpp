@@ -87,7 +87,12 @@ void QuantizeRowQ8_0(const float* x, int64_t n, std::byte* dst) {
     const uint16_t dh = FloatToHalf(d);
     std::memcpy(out, &dh, 2);
     for (int64_t i = 0; i < kQ8BlockElems; ++i) {
-      const auto q = static_cast<int8_t>(std::lround(xb[i] * id));
+      // roundf (half away from zero) without a libm call: v - trunc(v) is exact here.
+      const float v = xb[i] * id;
+      float t = std::trunc(v);
+      if (std::fabs(v - t) >= 0.5f) t += std::copysign(1.0f, v);
+      if (!(std::fabs(t) <= 127.0f)) t = 0.0f;  // NaN / infinite weights (never in range)
+      const auto q = static_cast<int8_t>(static_cast<int>(t));
       std::memcpy(out + 2 + i, &q, 1);
     }
   }

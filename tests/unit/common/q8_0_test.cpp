@@ -74,6 +74,16 @@ TEST(Q8Test, RoundTripErrorIsAtMostHalfAStep) {
   }
 }
 
+TEST(Q8Test, NonFiniteWeightsDoNotCrash) {
+  std::vector<float> x(32, 0.5f);
+  x[3] = std::nanf("");
+  std::vector<std::byte> blk(kQ8BlockBytes);
+  QuantizeRowQ8_0(x.data(), 32, blk.data());
+  const auto* q = reinterpret_cast<const int8_t*>(blk.data() + 2);
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[3], 0);
+}
+
 TEST(Q8Test, SizesAndNames) {
   EXPECT_EQ(DTypeBytes(DType::kQ8_0, 576), 18u * 34u);
   EXPECT_EQ(DTypeBytes(DType::kF16, 576), 1152u);
