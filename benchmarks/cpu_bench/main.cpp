@@ -4,7 +4,7 @@
 // Prints a table with tokens/s and the weight bandwidth achieved during generation
 // (weight bytes read per token x tokens/s).
 //
-//   build/cpu_bench --model DIR [--model DIR ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
+//   build/cpu_bench --model DIR|FILE.gguf [--model ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
 //                   [--quantize q8_0] [--blas]
 // --quantize q8_0 loads the weights as model.quantize: q8_0 does (Q8_0 matrices).
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "llmux/backend.h"
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
+#include "model/gguf_llama.h"
 
 namespace {
 
@@ -78,11 +79,20 @@ int Run(const Options& o) {
     if (Status s = (*backend)->InitKvCache(spec); !s.ok()) return std::fprintf(stderr, "%s\n", s.ToString().c_str()), 1;
 
     // Bytes of weights one decode token reads: every tensor once (tied embeddings once).
-    auto store = WeightStore::Open(dir);
+    std::unique_ptr<WeightStore> store;
+    if (std::filesystem::path(dir).extension() == ".gguf") {
+      auto gguf = OpenGgufLlama(dir);
+      if (!gguf.ok()) return std::fprintf(stderr, "%s\n", gguf.status().ToString().c_str()), 1;
+      store = std::move(gguf->weights);
+    } else {
+      auto st = WeightStore::Open(dir);
+      if (!st.ok()) return std::fprintf(stderr, "%s\n", st.status().ToString().c_str()), 1;
+      store = std::move(st).value();
+    }
     double weight_bytes = 0;
     std::string dtype = "?";
-    for (const std::string& name : (*store)->Names()) {
-      const HostTensor* t = (*store)->Find(name);
+    for (const std::string& name : store->Names()) {
+      const HostTensor* t = store->Find(name);
       // Matrices of whole 32-element rows are what --quantize q8_0 turns into Q8_0.
       const bool q8 = o.q8 && t->shape.size() == 2 && t->shape[1] % kQ8BlockElems == 0;
       weight_bytes += q8 ? static_cast<double>(DTypeBytes(DType::kQ8_0, t->numel()))

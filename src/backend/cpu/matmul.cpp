@@ -13,6 +13,7 @@ namespace {
 template <class TT>
 struct DenseW {
   using T = TT;
+  static constexpr bool kPairs = false;
   static int64_t Stride(int64_t elems) { return elems; }
   static const void* Addr(const T* row, int64_t k) { return row + k; }
 };
@@ -37,6 +38,15 @@ struct Bf16W : DenseW<uint16_t> {
 // the same bits as the F32 matrix DequantizeRowQ8_0 makes of it.
 struct Q8W {
   using T = uint8_t;
+  // Tile reads a whole block (two 16-element chunks) per step: one scale broadcast per block.
+  static constexpr bool kPairs = true;
+  static void LoadBlock(const T* row, int64_t k, __m512& lo, __m512& hi) {
+    const T* blk = row + (k >> 5) * static_cast<int64_t>(kQ8BlockBytes);
+    const __m512 d = Q8Scale(blk);
+    const auto* q = reinterpret_cast<const __m128i*>(blk + 2);
+    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
+    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))), d);
+  }
   static int64_t Stride(int64_t elems) {
     return elems / kQ8BlockElems * static_cast<int64_t>(kQ8BlockBytes);
   }
@@ -65,6 +75,32 @@ void Tile(const float* x, int64_t xs, const typename W::T* w, int64_t ws, int64_
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t k = 0;
+  if constexpr (W::kPairs && MR <= 2) {
+    // Same FMA sequence per accumulator as the loop below (chunk k, then k + 16); only the
+    // weight decode is shared. MR <= 2 keeps x, weights and accumulators in 32 registers.
+    for (; k + 32 <= K && k % 32 == 0; k += 32) {
+      __m512 xlo[MR], xhi[MR];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        xlo[i] = Load16(x + i * xs + k);
+        xhi[i] = Load16(x + i * xs + k + 16);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) {
+        if constexpr (kPrefetch) {
+          _mm_prefetch(static_cast<const char*>(W::Addr(w + j * ws, k + kPrefetchElems)),
+                       _MM_HINT_T0);
+        }
+        __m512 lo, hi;
+        W::LoadBlock(w + j * ws, k, lo, hi);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+          acc[i][j] = _mm512_fmadd_ps(xlo[i], lo, acc[i][j]);
+          acc[i][j] = _mm512_fmadd_ps(xhi[i], hi, acc[i][j]);
+        }
+      }
+    }
+  }
   for (; k + 16 <= K; k += 16) {
     __m512 xv[MR];
 #pragma GCC unroll 8
