@@ -92,8 +92,9 @@ struct EngineOutput {
   // Engine step counter when this event was produced (tests assert scheduling latency in steps).
   int64_t step = 0;
   // Timings in seconds since the request reached the engine.
+  // Both on the final event and on the first token event.
   double queue_seconds = 0;        // until first scheduled
-  double first_token_seconds = 0;  // until the first token (final event and first token event)
+  double first_token_seconds = 0;  // until the first token
 };
 
 // Called on the engine thread; must not block (post to a strand or queue and return).

@@ -3,6 +3,8 @@
 // and the stats snapshot are the only state shared with other threads, each under its mutex.
 #include "llmux/engine.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -393,7 +395,10 @@ StatusOr<bool> EngineImpl::StepOnce() {
     out.tokens = {emitted[i]->sampled.token};
     out.logprobs = std::move(lp);
     out.step = steps_;
-    if (live.output.size() == 1) out.first_token_seconds = SecondsBetween(live.arrival, now);
+    if (live.output.size() == 1) {
+      out.first_token_seconds = SecondsBetween(live.arrival, now);
+      out.queue_seconds = SecondsBetween(live.arrival, live.first_scheduled.value_or(now));
+    }
     live.sink(std::move(out));
   }
   if (config_.observer != nullptr) {
@@ -552,7 +557,10 @@ void EngineImpl::ThreadMain() {
 
 void EngineImpl::Start() {
   LLMUX_CHECK(!thread_.joinable()) << "engine started twice";
-  thread_ = std::thread([this] { ThreadMain(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "llmux-engine");  // names it in top, perf and gdb
+    ThreadMain();
+  });
 }
 
 void EngineImpl::Stop() {
