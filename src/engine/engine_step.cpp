@@ -2,6 +2,9 @@
 //   schedule -> build batch -> forward -> sample -> postprocess (Update, emit).
 #include "engine/engine_impl.h"
 
+#include <algorithm>
+#include <climits>
+
 namespace llmux {
 
 StatusOr<bool> EngineImpl::StepOnce() {
@@ -21,6 +24,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
   Sample(step, logits);
   Postprocess(step);
   ReportStep(step);
+  AdaptStepBudget(step);
   PublishStats();
   return true;
 }
@@ -128,6 +132,24 @@ void EngineImpl::Postprocess(const Step& step) {
     }
     live.sink(std::move(out));
   }
+}
+
+void EngineImpl::AdaptStepBudget(const Step& step) {
+  if (config_.max_step_ms <= 0) return;
+  int64_t tokens = 0;
+  for (const ScheduledSeq& seq : step.plan.seqs) tokens += seq.num_new_tokens;
+  const double seconds = SecondsBetween(step.start, EngineClock::now());
+  if (tokens <= 0 || seconds <= 0) return;
+  // NOTE: scaling this step's tokens by target/took converges on the budget whose step takes
+  // the target when a step's cost grows with its tokens (a fixed per-step part included: a
+  // small step overestimates, the next, larger step measures again). Halfway each step, so
+  // one noisy step (a preempted thread on a shared machine) moves it only so far.
+  const double target = config_.max_step_ms * 1e-3;
+  const double want = static_cast<double>(tokens) * target / seconds;
+  const double current = step_token_budget_ > 0 ? step_token_budget_ : want;
+  step_token_budget_ = static_cast<int32_t>(
+      std::clamp(0.5 * current + 0.5 * want, 1.0, static_cast<double>(INT32_MAX / 2)));
+  scheduler_->SetStepTokenBudget(step_token_budget_);
 }
 
 void EngineImpl::ReportStep(const Step& step) {
