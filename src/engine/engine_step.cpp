@@ -3,7 +3,6 @@
 #include "engine/engine_impl.h"
 
 #include <algorithm>
-#include <climits>
 
 namespace llmux {
 
@@ -147,8 +146,13 @@ void EngineImpl::AdaptStepBudget(const Step& step) {
   const double target = config_.max_step_ms * 1e-3;
   const double want = static_cast<double>(tokens) * target / seconds;
   const double current = step_token_budget_ > 0 ? step_token_budget_ : want;
-  step_token_budget_ = static_cast<int32_t>(
-      std::clamp(0.5 * current + 0.5 * want, 1.0, static_cast<double>(INT32_MAX / 2)));
+  // NOTE: never below twice max_seqs: a budget that running decodes alone fill would admit
+  // nothing new (a premium arrival included) until a sequence finished. A step that cannot
+  // meet the target this way is as short as it can be while admissions still progress.
+  const SchedulerConfig& sc = config_.scheduler;
+  const double floor = std::min(2.0 * sc.max_seqs, static_cast<double>(sc.max_batched_tokens));
+  step_token_budget_ = static_cast<int32_t>(std::clamp(
+      0.5 * current + 0.5 * want, floor, static_cast<double>(sc.max_batched_tokens)));
   scheduler_->SetStepTokenBudget(step_token_budget_);
 }
 

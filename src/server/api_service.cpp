@@ -58,10 +58,11 @@ void SendAdmissionRefusal(ResponseChannel& channel, const AdmissionRefusal& refu
 }
 
 // The engine's milestones of a call, from the event that carries a choice's first token (the
-// call's first such event wins): the engine reports them relative to its arrival, and the
-// sink runs on the engine thread right after sampling, so `now` is the first token's time.
-// NOTE: for a process pool the sink runs after the wire transfer, which therefore counts in
-// the `inbox` phase.
+// call's first such event wins): the engine reports them relative to its arrival, up to the end
+// of the forward pass that computed the token, and the sink runs on the engine thread right
+// after that step's sampling and Update, so `now` is the first token's time.
+// NOTE: what lies between the forward pass and the sink (that step's sampling and Update; for
+// a process pool also the wire transfer) shifts the derived arrival and counts in `inbox`.
 void MarkEngineMilestones(ObservedChannel& channel, const EngineOutput& out) {
   const std::shared_ptr<RequestTimeline>& timeline = channel.timeline();
   if (!timeline || timeline->Has(Milestone::kFirstToken)) return;
