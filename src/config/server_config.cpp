@@ -248,6 +248,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
   s.max_batched_tokens =
       static_cast<int>(m.Int("max_batched_tokens", s.max_batched_tokens, 1, kInt32Max));
   s.max_seqs = static_cast<int>(m.Int("max_seqs", s.max_seqs, 1, 1 << 20));
+  s.max_step_ms = static_cast<int>(m.Int("max_step_ms", s.max_step_ms, 0, 60000));
   if (auto v = m.Get("batching")) {
     const std::string b = v->String("continuous");
     if (b == "continuous") {
