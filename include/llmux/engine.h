@@ -113,6 +113,10 @@ struct EngineStats {
   int64_t generation_tokens_total = 0;
   int64_t kv_events_published = 0;  // KV-cache events sent (0 without kv_events)
   int64_t kv_events_dropped = 0;    // KV-cache events dropped on a full queue
+  // "" while the backend can run steps; otherwise why it cannot (Backend::DeviceHealth: a
+  // sticky device fault). Every later step fails with Unavailable; the pool reports itself
+  // unhealthy and a process pool's worker exits so that the supervisor restarts it.
+  std::string device_fault;
 };
 
 class Engine {

@@ -461,6 +461,7 @@ void EngineImpl::PublishStats() {
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   e.prompt_tokens_total = prompt_tokens_total_;
   e.generation_tokens_total = generation_tokens_total_;
+  if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
   {
     std::lock_guard<std::mutex> lock(inbox_mutex_);
     e.inbox = static_cast<int32_t>(inbox_.size());
@@ -517,9 +518,19 @@ void EngineImpl::FailAll(const Status& status) {
 }
 
 Status EngineImpl::FailStep(const SchedulerOutput& plan, Status status) {
-  FailAll(Internal(status.message()));
+  // Only the step's own requests fail; waiting ones stay queued. A device that cannot run the
+  // step (Unavailable: a CUDA fault) is a 503-class error for them; anything else is a bug.
+  const Status error = status.code() == StatusCode::kUnavailable
+                           ? status
+                           : Internal(status.message());
   std::vector<SampleResult> results(plan.seqs.size());
-  for (size_t i = 0; i < plan.seqs.size(); ++i) results[i].id = plan.seqs[i].id;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    results[i].id = plan.seqs[i].id;
+    auto it = live_.find(plan.seqs[i].id);
+    if (it == live_.end()) continue;
+    scheduler_->Abort(it->first);
+    Finish(it->second, FinishReason::kAbort, std::nullopt, error, {}, {});
+  }
   (void)scheduler_->Update(plan, results);  // every entry was aborted: nothing finishes
   PublishStats();
   return status;
@@ -536,11 +547,7 @@ void EngineImpl::ThreadMain() {
       }
     }
     auto progressed = StepOnce();
-    if (!progressed.ok()) {
-      // A failed forward step fails the requests in flight, not the engine.
-      FailAll(Internal(progressed.status().message()));
-      continue;
-    }
+    if (!progressed.ok()) continue;  // FailStep failed that step's requests, not the engine
     if (!*progressed && scheduler_->HasWork()) {
       std::unique_lock<std::mutex> lock(inbox_mutex_);
       inbox_cv_.wait_for(lock, std::chrono::milliseconds(2));

@@ -242,7 +242,8 @@ json EncodeStats(const EngineStats& s) {
           {"prefix_query_tokens", s.prefix_query_tokens},
           {"prefix_hit_tokens", s.prefix_hit_tokens},
           {"prompt_tokens_total", s.prompt_tokens_total},
-          {"generation_tokens_total", s.generation_tokens_total}};
+          {"generation_tokens_total", s.generation_tokens_total},
+          {"device_fault", s.device_fault}};
 }
 
 EngineStats DecodeStats(const json& j) {
@@ -256,6 +257,7 @@ EngineStats DecodeStats(const json& j) {
   s.num_preemptions = j.at("num_preemptions").get<int64_t>();
   s.prefix_query_tokens = j.at("prefix_query_tokens").get<int64_t>();
   s.prefix_hit_tokens = j.at("prefix_hit_tokens").get<int64_t>();
+  s.device_fault = j.value("device_fault", std::string());
   s.prompt_tokens_total = j.at("prompt_tokens_total").get<int64_t>();
   s.generation_tokens_total = j.at("generation_tokens_total").get<int64_t>();
   return s;

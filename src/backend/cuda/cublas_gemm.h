@@ -59,8 +59,9 @@ class GemmRunner {
   // new weight shape on the device, synchronously, using `w` (the real weight). Host only;
   // never call during stream capture. Aborts on a cuBLAS failure (a broken environment).
   const GemmPlan* Prepare(const GemmShape& shape, const void* w);
-  // Enqueues the GEMM on the runner's stream. Capturable.
-  void Run(const GemmPlan& plan, const void* x, const void* w, void* out);
+  // Enqueues the GEMM on the runner's stream. Capturable. A launch or cuBLAS failure is
+  // returned (the caller fails the step), never aborted on.
+  Status Run(const GemmPlan& plan, const void* x, const void* w, void* out);
 
   // How many weight shapes ended on the fallback kernel (tests, logs).
   int fallback_shapes() const { return fallback_shapes_; }
@@ -74,7 +75,7 @@ class GemmRunner {
   // Pinned algorithm for (n, k, out_f32), verified across M; nullopt -> fallback kernel.
   const cublasLtMatmulAlgo_t* PinnedAlgo(const GemmShape& shape, const void* w);
   bool RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape& shape, const void* w);
-  void RunOn(const GemmPlan& plan, const cublasLtMatmulAlgo_t* algo, const void* x,
+  Status RunOn(const GemmPlan& plan, const cublasLtMatmulAlgo_t* algo, const void* x,
              const void* w, void* out);
 
   cudaStream_t stream_;
