@@ -163,6 +163,9 @@ struct CudaBackendOptions {
   int device = 0;
   bool batch_invariant = true;
   bool cuda_graphs = true;
+  // Tests: every GEMM runs the fixed-order fallback kernel (kernels/gemm_fallback.cu), the
+  // path a weight shape takes when no cuBLASLt algorithm passes the invariance check.
+  bool force_gemm_fallback = false;
 };
 // Unavailable with a one-line reason when built without CUDA or when no device is present.
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);

@@ -36,8 +36,9 @@ GemmPlan::~GemmPlan() {
 }
 
 StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(cudaStream_t stream,
-                                                         bool batch_invariant) {
-  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant));
+                                                         bool batch_invariant,
+                                                         bool force_fallback) {
+  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant, force_fallback));
   LLMUX_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&r->handle_), "cublasLtCreate"));
   LLMUX_ASSIGN_OR_RETURN(r->workspace_, CudaBuffer::Create(kWorkspaceBytes));
   return r;
@@ -185,7 +186,10 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
   auto it = plans_.find(s);
   if (it != plans_.end()) return it->second.get();
   auto plan = MakePlan(s);
-  if (batch_invariant_) {
+  if (force_fallback_) {
+    if (pinned_.emplace(std::make_tuple(s.n, s.k, s.out_f32), nullptr).second) ++fallback_shapes_;
+    plan->use_fallback = true;
+  } else if (batch_invariant_) {
     const cublasLtMatmulAlgo_t* pinned = PinnedAlgo(s, w);
     cublasLtMatmulHeuristicResult_t check{};
     if (pinned != nullptr &&

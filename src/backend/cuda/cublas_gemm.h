@@ -50,7 +50,9 @@ struct GemmPlan {
 class GemmRunner {
  public:
   // Engine thread. `stream` is the backend's stream.
-  static StatusOr<std::unique_ptr<GemmRunner>> Create(cudaStream_t stream, bool batch_invariant);
+  // `force_fallback`: every shape uses the fallback kernel (tests of that path).
+  static StatusOr<std::unique_ptr<GemmRunner>> Create(cudaStream_t stream, bool batch_invariant,
+                                                      bool force_fallback = false);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -67,8 +69,8 @@ class GemmRunner {
   int fallback_shapes() const { return fallback_shapes_; }
 
  private:
-  GemmRunner(cudaStream_t stream, bool batch_invariant)
-      : stream_(stream), batch_invariant_(batch_invariant) {}
+  GemmRunner(cudaStream_t stream, bool batch_invariant, bool force_fallback)
+      : stream_(stream), batch_invariant_(batch_invariant), force_fallback_(force_fallback) {}
   std::unique_ptr<GemmPlan> MakePlan(const GemmShape& shape) const;
   bool Heuristic(const GemmPlan& plan, int max_results, cublasLtMatmulAlgo_t* algos,
                  int* count) const;
@@ -80,6 +82,7 @@ class GemmRunner {
 
   cudaStream_t stream_;
   bool batch_invariant_;
+  bool force_fallback_;
   cublasLtHandle_t handle_ = nullptr;
   std::unique_ptr<CudaBuffer> workspace_;
   std::map<GemmShape, std::unique_ptr<GemmPlan>> plans_;

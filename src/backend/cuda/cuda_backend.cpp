@@ -30,7 +30,8 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOpti
                              "cudaStreamCreate");
   std::unique_ptr<CudaBackend> b(new CudaBackend(options, stream));
   LLMUX_RETURN_IF_CUDA_ERROR(kernels::PagedAttentionInit(), "paged attention init");
-  LLMUX_ASSIGN_OR_RETURN(b->gemm_, GemmRunner::Create(stream, options.batch_invariant));
+  LLMUX_ASSIGN_OR_RETURN(b->gemm_, GemmRunner::Create(stream, options.batch_invariant,
+                                                         options.force_gemm_fallback));
   return b;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #ifdef LLMUX_HAVE_CUDA
+#include "attention_split.h"
 #include "backend/cuda/device_faults.h"
 #include "backend/cuda/lru_cache.h"
 
