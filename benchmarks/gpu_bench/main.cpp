@@ -59,7 +59,7 @@ struct Options {
   std::string out;
 };
 
-bool ParseArgs(int argc, char **argv, Options *o) {
+bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -71,8 +71,7 @@ bool ParseArgs(int argc, char **argv, Options *o) {
       } else if (a == "--batches") {
         o->batches.clear();
         std::stringstream ss(next());
-        for (std::string t; std::getline(ss, t, ',');)
-          o->batches.push_back(std::stoi(t));
+        for (std::string t; std::getline(ss, t, ',');) o->batches.push_back(std::stoi(t));
       } else if (a == "--context") {
         o->context = std::stoi(next());
       } else if (a == "--prefill") {
@@ -89,19 +88,19 @@ bool ParseArgs(int argc, char **argv, Options *o) {
         std::fprintf(stderr, "gpu_bench: unknown argument %s\n", a.c_str());
         return false;
       }
-    } catch (const std::exception &) {
+    } catch (const std::exception&) {
       std::fprintf(stderr, "gpu_bench: %s needs a number\n", a.c_str());
       return false;
     }
   }
-  const bool batches_ok =
-      !o->batches.empty() && std::all_of(o->batches.begin(), o->batches.end(),
-                                         [](int b) { return b >= 1; });
+  const bool batches_ok = !o->batches.empty() && std::all_of(o->batches.begin(), o->batches.end(),
+                                                             [](int b) { return b >= 1; });
   if (!batches_ok || o->context < 1 || o->prefill < 1 || o->steps < 1 ||
       (o->backend != "cuda" && o->backend != "cpu")) {
-    std::fprintf(stderr, "gpu_bench: --batches needs sizes >= 1, "
-                         "--context/--prefill/--steps >= 1, "
-                         "--backend cuda or cpu\n");
+    std::fprintf(stderr,
+                 "gpu_bench: --batches needs sizes >= 1, "
+                 "--context/--prefill/--steps >= 1, "
+                 "--backend cuda or cpu\n");
     return false;
   }
   return true;
@@ -116,11 +115,10 @@ constexpr char kLlama3_8B[] =
  "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128001})";
 
 double Seconds(std::chrono::steady_clock::time_point a) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a)
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
 }
 
-StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options &o) {
+StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options& o) {
   if (o.backend == "cpu") {
     CpuBackendOptions c;
     c.use_blas = o.fast;
@@ -134,32 +132,29 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const Options &o) {
 // Bytes one decode step must read at least: every weight once (in the backend's
 // dtype for matrices: 2 bytes; norms f32) plus, per sequence, its whole KV
 // context in every layer.
-double WeightBytes(const ModelConfig &c) {
-  const double dim = c.hidden_size, q = c.q_size(), kv = c.kv_size(),
-               ffn = c.intermediate_size;
+double WeightBytes(const ModelConfig& c) {
+  const double dim = c.hidden_size, q = c.q_size(), kv = c.kv_size(), ffn = c.intermediate_size;
   const double per_layer = dim * (q + 2 * kv) + q * dim + 3 * dim * ffn;
-  const double matrices =
-      c.num_layers * per_layer +
-      static_cast<double>(c.vocab_size) * dim * (c.tie_word_embeddings ? 1 : 2);
+  const double matrices = c.num_layers * per_layer +
+                          static_cast<double>(c.vocab_size) * dim * (c.tie_word_embeddings ? 1 : 2);
   return 2 * matrices + 4 * dim * (2 * c.num_layers + 1);
 }
-double KvBytes(const ModelConfig &c, const KvCacheSpec &kv, int batch,
-               int context) {
-  return static_cast<double>(batch) * context * c.num_layers * 2.0 *
-         c.kv_size() * static_cast<double>(DTypeSize(kv.dtype));
+double KvBytes(const ModelConfig& c, const KvCacheSpec& kv, int batch, int context) {
+  return static_cast<double>(batch) * context * c.num_layers * 2.0 * c.kv_size() *
+         static_cast<double>(DTypeSize(kv.dtype));
 }
 
 struct Table {
   std::vector<std::string> rows;
-  void Add(const std::string &row) {
+  void Add(const std::string& row) {
     std::printf("%s\n", row.c_str());
     std::fflush(stdout);
     rows.push_back(row);
   }
 };
 
-std::string Row(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string Row(const char *fmt, ...) {
+std::string Row(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string Row(const char* fmt, ...) {
   char line[512];
   va_list ap;
   va_start(ap, fmt);
@@ -171,8 +166,8 @@ std::string Row(const char *fmt, ...) {
 // Serves `batch` greedy requests of `context` prompt tokens until every one has
 // its first token (the prefills), then times `steps` decode steps of the whole
 // batch.
-StatusOr<double> TimeDecode(Engine &engine, const ModelConfig &c, int batch,
-                            int context, int steps, uint64_t *next_id) {
+StatusOr<double> TimeDecode(Engine& engine, const ModelConfig& c, int batch, int context, int steps,
+                            uint64_t* next_id) {
   std::mt19937 rng(static_cast<uint32_t>(batch));
   std::uniform_int_distribution<int32_t> token(0, c.vocab_size - 1);
   std::map<uint64_t, int> produced;
@@ -182,41 +177,33 @@ StatusOr<double> TimeDecode(Engine &engine, const ModelConfig &c, int batch,
     r.id = (*next_id)++;
     r.tenant = "bench";
     r.prompt.resize(context);
-    for (int32_t &t : r.prompt)
-      t = token(rng);
+    for (int32_t& t : r.prompt) t = token(rng);
     r.sampling.temperature = 0;
     r.sampling.ignore_eos = true;
     r.sampling.max_tokens = steps + 8;
     ids.push_back(r.id);
     produced[r.id] = 0;
-    LLMUX_RETURN_IF_ERROR(
-        engine.Submit(std::move(r), [&produced](EngineOutput &&out) {
-          produced[out.id] += static_cast<int>(out.tokens.size());
-        }));
+    LLMUX_RETURN_IF_ERROR(engine.Submit(std::move(r), [&produced](EngineOutput&& out) {
+      produced[out.id] += static_cast<int>(out.tokens.size());
+    }));
   }
   auto all_started = [&] {
-    return std::all_of(produced.begin(), produced.end(),
-                       [](auto &p) { return p.second > 0; });
+    return std::all_of(produced.begin(), produced.end(), [](auto& p) { return p.second > 0; });
   };
   for (int guard = 0; !all_started(); ++guard) {
     LLMUX_ASSIGN_OR_RETURN(bool progressed, engine.StepOnce());
-    if (!progressed || guard > 1 << 20)
-      return Internal("the prefills did not finish");
+    if (!progressed || guard > 1 << 20) return Internal("the prefills did not finish");
   }
-  for (int i = 0; i < 3; ++i)
-    LLMUX_RETURN_IF_ERROR(engine.StepOnce().status()); // graphs
+  for (int i = 0; i < 3; ++i) LLMUX_RETURN_IF_ERROR(engine.StepOnce().status());  // graphs
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i)
-    LLMUX_RETURN_IF_ERROR(engine.StepOnce().status());
+  for (int i = 0; i < steps; ++i) LLMUX_RETURN_IF_ERROR(engine.StepOnce().status());
   const double per_step = Seconds(t0) / steps;
-  for (uint64_t id : ids)
-    engine.Abort(id);
+  for (uint64_t id : ids) engine.Abort(id);
   LLMUX_RETURN_IF_ERROR(engine.RunUntilIdle());
   return per_step;
 }
 
-StatusOr<double> TimePrefill(Engine &engine, const ModelConfig &c, int tokens,
-                             uint64_t *next_id) {
+StatusOr<double> TimePrefill(Engine& engine, const ModelConfig& c, int tokens, uint64_t* next_id) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int32_t> token(0, c.vocab_size - 1);
   bool done = false;
@@ -224,84 +211,74 @@ StatusOr<double> TimePrefill(Engine &engine, const ModelConfig &c, int tokens,
   r.id = (*next_id)++;
   r.tenant = "bench";
   r.prompt.resize(tokens);
-  for (int32_t &t : r.prompt)
-    t = token(rng);
+  for (int32_t& t : r.prompt) t = token(rng);
   r.sampling.temperature = 0;
   r.sampling.ignore_eos = true;
   r.sampling.max_tokens = 1;
-  LLMUX_RETURN_IF_ERROR(engine.Submit(
-      std::move(r), [&done](EngineOutput &&out) { done |= out.finished; }));
+  LLMUX_RETURN_IF_ERROR(
+      engine.Submit(std::move(r), [&done](EngineOutput&& out) { done |= out.finished; }));
   const auto t0 = std::chrono::steady_clock::now();
   while (!done) {
     LLMUX_ASSIGN_OR_RETURN(bool progressed, engine.StepOnce());
-    if (!progressed)
-      return Internal("the prefill did not finish");
+    if (!progressed) return Internal("the prefill did not finish");
   }
   return Seconds(t0);
 }
 
-int Main(int argc, char **argv) {
+int Main(int argc, char** argv) {
   Options opt;
-  if (!ParseArgs(argc, argv, &opt))
-    return 2;
+  if (!ParseArgs(argc, argv, &opt)) return 2;
   if (opt.config_dir.empty()) {
-    opt.config_dir =
-        (std::filesystem::temp_directory_path() / "gpu_bench-llama3-8b")
-            .string();
+    opt.config_dir = (std::filesystem::temp_directory_path() / "gpu_bench-llama3-8b").string();
     std::filesystem::create_directories(opt.config_dir);
     std::ofstream(opt.config_dir + "/config.json") << kLlama3_8B;
   }
   Table table;
-  const int max_batch =
-      *std::max_element(opt.batches.begin(), opt.batches.end());
+  const int max_batch = *std::max_element(opt.batches.begin(), opt.batches.end());
 
   auto backend = MakeBackend(opt);
   if (!backend.ok()) {
-    std::fprintf(stderr, "gpu_bench: %s\n",
-                 backend.status().ToString().c_str());
+    std::fprintf(stderr, "gpu_bench: %s\n", backend.status().ToString().c_str());
     return 1;
   }
-  Backend *b = backend->get();
-  double bandwidth = 0; // bytes/s; 0 when not measured (cpu)
+  Backend* b = backend->get();
+  double bandwidth = 0;  // bytes/s; 0 when not measured (cpu)
 #ifdef LLMUX_HAVE_CUDA
   if (opt.backend == "cuda") {
     auto probe = cuda::ProbeDevice(*b);
     if (!probe.ok()) {
-      std::fprintf(stderr, "gpu_bench: %s\n",
-                   probe.status().ToString().c_str());
+      std::fprintf(stderr, "gpu_bench: %s\n", probe.status().ToString().c_str());
       return 1;
     }
     bandwidth = probe->copy_bandwidth;
-    std::printf("[gpu_bench] device: %s, %d SMs, %.1f GiB; measured copy "
-                "bandwidth %.2f TB/s\n",
-                probe->name.c_str(), probe->sm_count, probe->memory_gib,
-                bandwidth / 1e12);
+    std::printf(
+        "[gpu_bench] device: %s, %d SMs, %.1f GiB; measured copy "
+        "bandwidth %.2f TB/s\n",
+        probe->name.c_str(), probe->sm_count, probe->memory_gib, bandwidth / 1e12);
   }
 #endif
   const int batch_tokens = std::max(opt.prefill, max_batch);
   auto t0 = std::chrono::steady_clock::now();
-  auto model =
-      Model::LoadSynthetic(opt.config_dir, b, batch_tokens, /*seed=*/1);
+  auto model = Model::LoadSynthetic(opt.config_dir, b, batch_tokens, /*seed=*/1);
   if (!model.ok()) {
     std::fprintf(stderr, "gpu_bench: %s\n", model.status().ToString().c_str());
     return 1;
   }
   const ModelConfig config = (*model)->config();
-  std::printf("[gpu_bench] %s backend (%s), synthetic weights of %s (%d "
-              "layers, dim %d, ffn %d, "
-              "vocab %d) loaded in %.1f s\n",
-              opt.backend.c_str(), opt.fast ? "fast mode" : "batch-invariant",
-              opt.config_dir.c_str(), config.num_layers, config.hidden_size,
-              config.intermediate_size, config.vocab_size, Seconds(t0));
+  std::printf(
+      "[gpu_bench] %s backend (%s), synthetic weights of %s (%d "
+      "layers, dim %d, ffn %d, "
+      "vocab %d) loaded in %.1f s\n",
+      opt.backend.c_str(), opt.fast ? "fast mode" : "batch-invariant", opt.config_dir.c_str(),
+      config.num_layers, config.hidden_size, config.intermediate_size, config.vocab_size,
+      Seconds(t0));
   EngineConfig ec;
-  ec.kv_cache_tokens =
-      static_cast<int64_t>(max_batch) * (opt.context + opt.steps + 32);
+  ec.kv_cache_tokens = static_cast<int64_t>(max_batch) * (opt.context + opt.steps + 32);
   ec.kv_cache_tokens = std::max<int64_t>(ec.kv_cache_tokens, opt.prefill + 64);
   ec.scheduler.block_size = 16;
   ec.scheduler.max_seqs = max_batch;
   ec.scheduler.max_batched_tokens = batch_tokens;
-  ec.scheduler.max_model_len =
-      std::max(opt.context, opt.prefill) + opt.steps + 32;
+  ec.scheduler.max_model_len = std::max(opt.context, opt.prefill) + opt.steps + 32;
   ec.scheduler.lanes = {{"standard", 0}};
   auto engine = Engine::Create(ec, std::move(*backend), std::move(*model));
   if (!engine.ok()) {
@@ -312,13 +289,11 @@ int Main(int argc, char **argv) {
     std::fprintf(stderr, "gpu_bench: %s\n", s.ToString().c_str());
     return 1;
   }
-  const KvCacheSpec kv =
-      b->kv_spec(); // the engine owns the backend now; it outlives this
+  const KvCacheSpec kv = b->kv_spec();  // the engine owns the backend now; it outlives this
   const double weights = WeightBytes(config);
   uint64_t next_id = 1;
   for (int batch : opt.batches) {
-    auto step =
-        TimeDecode(**engine, config, batch, opt.context, opt.steps, &next_id);
+    auto step = TimeDecode(**engine, config, batch, opt.context, opt.steps, &next_id);
     if (!step.ok()) {
       std::fprintf(stderr, "gpu_bench: decode batch %d: %s\n", batch,
                    step.status().ToString().c_str());
@@ -326,41 +301,38 @@ int Main(int argc, char **argv) {
     }
     const double bytes = weights + KvBytes(config, kv, batch, opt.context);
     const double rate = bytes / *step;
-    table.Add(Row(
-        "| engine decode step, batch %d, ctx %d | %.3f ms | %.0f tok/s | %.2f "
-        "TB/s | %s |",
-        batch, opt.context, *step * 1e3, batch / *step, rate / 1e12,
-        bandwidth > 0 ? Row("%.0f%%", 100.0 * rate / bandwidth).c_str() : "-"));
+    table.Add(
+        Row("| engine decode step, batch %d, ctx %d | %.3f ms | %.0f tok/s | %.2f "
+            "TB/s | %s |",
+            batch, opt.context, *step * 1e3, batch / *step, rate / 1e12,
+            bandwidth > 0 ? Row("%.0f%%", 100.0 * rate / bandwidth).c_str() : "-"));
   }
   auto prefill = TimePrefill(**engine, config, opt.prefill, &next_id);
   if (!prefill.ok()) {
-    std::fprintf(stderr, "gpu_bench: prefill: %s\n",
-                 prefill.status().ToString().c_str());
+    std::fprintf(stderr, "gpu_bench: prefill: %s\n", prefill.status().ToString().c_str());
     return 1;
   }
-  table.Add(Row("| engine prefill, %d tokens | %.1f ms | %.0f tok/s | - | - |",
-                opt.prefill, *prefill * 1e3, opt.prefill / *prefill));
+  table.Add(Row("| engine prefill, %d tokens | %.1f ms | %.0f tok/s | - | - |", opt.prefill,
+                *prefill * 1e3, opt.prefill / *prefill));
 #ifdef LLMUX_HAVE_CUDA
   if (opt.backend == "cuda") {
     auto stats = cuda::GetGraphStats(*b);
     auto fb = cuda::GemmFallbackShapes(*b);
     if (stats.ok() && fb.ok()) {
-      std::printf("[gpu_bench] graphs: %lld captured, %lld replays; GEMM "
-                  "shapes on the fallback "
-                  "kernel: %d\n",
-                  static_cast<long long>(stats->captures),
-                  static_cast<long long>(stats->replays), *fb);
+      std::printf(
+          "[gpu_bench] graphs: %lld captured, %lld replays; GEMM "
+          "shapes on the fallback "
+          "kernel: %d\n",
+          static_cast<long long>(stats->captures), static_cast<long long>(stats->replays), *fb);
     }
   }
 #endif
-  engine
-      ->reset(); // frees the model's weights and KV before the microbenchmarks
+  engine->reset();  // frees the model's weights and KV before the microbenchmarks
 
 #ifdef LLMUX_HAVE_CUDA
   if (opt.micro && opt.backend == "cuda") {
     auto micro_backend = CreateCudaBackend({.batch_invariant = !opt.fast});
-    if (!micro_backend.ok())
-      return 1;
+    if (!micro_backend.ok()) return 1;
     ModelShape shape;
     shape.vocab = config.vocab_size;
     shape.dim = config.hidden_size;
@@ -378,19 +350,17 @@ int Main(int argc, char **argv) {
     bench.BeginDecode(seqs);
     const double at = bench.TimeAttention(50);
     const double kvb = bench.KvBytesPerStep(seqs) / shape.layers;
-    table.Add(Row("| paged attention decode, %d seqs x %d | %.1f us | - | %.2f "
-                  "TB/s | %.0f%% |",
-                  seqs, opt.context, at * 1e6, kvb / at / 1e12,
-                  100.0 * kvb / at / bandwidth));
-    for (const auto &g : bench.GemmShapes()) {
+    table.Add(
+        Row("| paged attention decode, %d seqs x %d | %.1f us | - | %.2f "
+            "TB/s | %.0f%% |",
+            seqs, opt.context, at * 1e6, kvb / at / 1e12, 100.0 * kvb / at / bandwidth));
+    for (const auto& g : bench.GemmShapes()) {
       for (int m : {1, 8, 32}) {
         const double gt = bench.TimeGemm(g, m, 50);
-        const double gb =
-            2.0 * g.n * g.k + 2.0 * m * g.k + (g.f32_out ? 4.0 : 2.0) * m * g.n;
-        table.Add(
-            Row("| GEMM %s M=%d N=%d K=%d | %.1f us | - | %.2f TB/s | %.0f%% |",
-                g.name.c_str(), m, g.n, g.k, gt * 1e6, gb / gt / 1e12,
-                100.0 * gb / gt / bandwidth));
+        const double gb = 2.0 * g.n * g.k + 2.0 * m * g.k + (g.f32_out ? 4.0 : 2.0) * m * g.n;
+        table.Add(Row("| GEMM %s M=%d N=%d K=%d | %.1f us | - | %.2f TB/s | %.0f%% |",
+                      g.name.c_str(), m, g.n, g.k, gt * 1e6, gb / gt / 1e12,
+                      100.0 * gb / gt / bandwidth));
       }
     }
   }
@@ -400,15 +370,13 @@ int Main(int argc, char **argv) {
   out << "| what | time | tokens/s | bytes moved / time | of measured "
          "bandwidth |\n"
       << "|---|---|---|---|---|\n";
-  for (const auto &r : table.rows)
-    out << r << "\n";
+  for (const auto& r : table.rows) out << r << "\n";
   std::printf("\n%s", out.str().c_str());
-  if (!opt.out.empty())
-    std::ofstream(opt.out) << out.str();
+  if (!opt.out.empty()) std::ofstream(opt.out) << out.str();
   return 0;
 }
 
-} // namespace
-} // namespace llmux::bench
+}  // namespace
+}  // namespace llmux::bench
 
-int main(int argc, char **argv) { return llmux::bench::Main(argc, argv); }
+int main(int argc, char** argv) { return llmux::bench::Main(argc, argv); }

@@ -16,17 +16,15 @@ uint64_t SplitMix(uint64_t x) {
 
 uint64_t NameHash(std::string_view name) {
   uint64_t h = 1469598103934665603ull;
-  for (char c : name)
-    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
   return h;
 }
 
-} // namespace
+}  // namespace
 
-SyntheticWeightStore::SyntheticWeightStore(const ModelConfig &config,
-                                           uint64_t seed, bool keep_all)
+SyntheticWeightStore::SyntheticWeightStore(const ModelConfig& config, uint64_t seed, bool keep_all)
     : seed_(seed), keep_all_(keep_all) {
-  for (TensorSpec &t : ModelTensors(config)) {
+  for (TensorSpec& t : ModelTensors(config)) {
     std::string name = t.name;
     specs_.emplace(std::move(name), std::move(t));
   }
@@ -34,18 +32,15 @@ SyntheticWeightStore::SyntheticWeightStore(const ModelConfig &config,
 
 std::vector<std::string> SyntheticWeightStore::Names() const {
   std::vector<std::string> names;
-  for (const auto &[name, spec] : specs_)
-    names.push_back(name);
+  for (const auto& [name, spec] : specs_) names.push_back(name);
   return names;
 }
 
-const HostTensor *SyntheticWeightStore::Find(std::string_view name) const {
-  if (auto it = held_.find(name); it != held_.end())
-    return &it->second->tensor;
+const HostTensor* SyntheticWeightStore::Find(std::string_view name) const {
+  if (auto it = held_.find(name); it != held_.end()) return &it->second->tensor;
   auto spec = specs_.find(name);
-  if (spec == specs_.end())
-    return nullptr;
-  const TensorSpec &s = spec->second;
+  if (spec == specs_.end()) return nullptr;
+  const TensorSpec& s = spec->second;
   auto g = std::make_unique<Generated>();
   g->bf16.resize(s.numel());
   // Uniform in about [-0.035, 0.035) (HF's initializer_range 0.02 has this
@@ -62,7 +57,7 @@ const HostTensor *SyntheticWeightStore::Find(std::string_view name) const {
   g->tensor.name = std::string(name);
   g->tensor.dtype = DType::kBF16;
   g->tensor.shape = s.shape;
-  g->tensor.data = reinterpret_cast<const std::byte *>(g->bf16.data());
+  g->tensor.data = reinterpret_cast<const std::byte*>(g->bf16.data());
   g->tensor.nbytes = g->bf16.size() * 2;
   if (!keep_all_) {
     while (order_.size() >= kWindow) {
@@ -71,9 +66,9 @@ const HostTensor *SyntheticWeightStore::Find(std::string_view name) const {
     }
     order_.emplace_back(name);
   }
-  const HostTensor *out = &g->tensor;
+  const HostTensor* out = &g->tensor;
   held_.emplace(std::string(name), std::move(g));
   return out;
 }
 
-} // namespace llmux
+}  // namespace llmux

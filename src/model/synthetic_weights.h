@@ -18,22 +18,22 @@
 namespace llmux {
 
 class SyntheticWeightStore final : public WeightStore {
-public:
+ public:
   // `keep_all`: every generated tensor stays valid for the store's life (a
   // backend that aliases host weights needs that). Otherwise at most kWindow
   // tensors are held: a tensor returned by Find stays valid until kWindow later
   // Finds of other tensors (the model loads each weight, or one fused group of
   // at most 3, before it finds the next).
-  SyntheticWeightStore(const ModelConfig &config, uint64_t seed, bool keep_all);
+  SyntheticWeightStore(const ModelConfig& config, uint64_t seed, bool keep_all);
 
   static constexpr size_t kWindow = 4;
 
   // Generates the tensor on first use: values are a pure function of (seed,
   // name, index).
-  const HostTensor *Find(std::string_view name) const override;
+  const HostTensor* Find(std::string_view name) const override;
   std::vector<std::string> Names() const override;
 
-private:
+ private:
   struct Generated {
     HostTensor tensor;
     std::vector<uint16_t> bf16;
@@ -44,7 +44,7 @@ private:
   // NOTE: mutable: Find is const in the WeightStore interface; generation is a
   // cache fill.
   mutable std::map<std::string, std::unique_ptr<Generated>, std::less<>> held_;
-  mutable std::deque<std::string> order_; // generation order (for the window)
+  mutable std::deque<std::string> order_;  // generation order (for the window)
 };
 
-} // namespace llmux
+}  // namespace llmux

@@ -31,7 +31,6 @@ struct OwnedHostTensor {
 // cols], 1-D parts [n_i] give [sum n_i]. InvalidArgument (naming the parts)
 // when the parts differ in dtype, rank or column count, when a part has no
 // data, or when a part's bytes are not whole rows.
-StatusOr<OwnedHostTensor> ConcatRows(std::string name,
-                                     std::span<const HostTensor *const> parts);
+StatusOr<OwnedHostTensor> ConcatRows(std::string name, std::span<const HostTensor* const> parts);
 
-} // namespace llmux
+}  // namespace llmux

@@ -25,8 +25,8 @@
 namespace llmux::cuda {
 
 enum class FaultKind {
-  kStep,   // this step's work is lost; the device is fine
-  kSticky, // the CUDA context is unusable for the rest of the process
+  kStep,    // this step's work is lost; the device is fine
+  kSticky,  // the CUDA context is unusable for the rest of the process
 };
 
 // A cudaError_t (as its integer value, so this header needs no CUDA headers):
@@ -36,7 +36,7 @@ FaultKind ClassifyCudaError(int cuda_error);
 
 // Engine thread only (the backend's thread).
 class DeviceFaults {
-public:
+ public:
   // Records a failure of `what` (for example "Attention: an illegal memory
   // access was encountered"). Only the first failure of a step is reported; the
   // first sticky one is kept.
@@ -53,10 +53,9 @@ public:
   bool faulted() const { return !sticky_.empty(); }
   bool step_failed() const { return !step_.empty(); }
 
-private:
-  std::string
-      step_; // first failure since the last TakeStepStatus ("" when none)
-  std::string sticky_; // the first sticky failure ("" while healthy)
+ private:
+  std::string step_;    // first failure since the last TakeStepStatus ("" when none)
+  std::string sticky_;  // the first sticky failure ("" while healthy)
 };
 
-} // namespace llmux::cuda
+}  // namespace llmux::cuda

@@ -12,15 +12,15 @@
 
 namespace llmux::cuda {
 
-template <class K, class V, class Hash = std::hash<K>> class LruCache {
-public:
+template <class K, class V, class Hash = std::hash<K>>
+class LruCache {
+ public:
   explicit LruCache(size_t capacity) : capacity_(capacity) {}
 
   // The value for `key` (now the most recently used), or nullptr.
-  V *Find(const K &key) {
+  V* Find(const K& key) {
     auto it = index_.find(key);
-    if (it == index_.end())
-      return nullptr;
+    if (it == index_.end()) return nullptr;
     order_.splice(order_.begin(), order_, it->second);
     return &it->second->second;
   }
@@ -41,9 +41,9 @@ public:
   }
 
   // Calls `release` on every value, most recent first, and empties the cache.
-  template <class F> void Clear(F &&release) {
-    for (auto &[k, v] : order_)
-      release(v);
+  template <class F>
+  void Clear(F&& release) {
+    for (auto& [k, v] : order_) release(v);
     order_.clear();
     index_.clear();
   }
@@ -51,11 +51,10 @@ public:
   size_t size() const { return order_.size(); }
   size_t capacity() const { return capacity_; }
 
-private:
+ private:
   size_t capacity_;
-  std::list<std::pair<K, V>> order_; // most recently used first
-  std::unordered_map<K, typename std::list<std::pair<K, V>>::iterator, Hash>
-      index_;
+  std::list<std::pair<K, V>> order_;  // most recently used first
+  std::unordered_map<K, typename std::list<std::pair<K, V>>::iterator, Hash> index_;
 };
 
-} // namespace llmux::cuda
+}  // namespace llmux::cuda

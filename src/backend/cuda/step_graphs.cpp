@@ -5,11 +5,10 @@ namespace {
 
 constexpr size_t kMaxSeen = 1024;
 
-} // namespace
+}  // namespace
 
 StepGraphs::~StepGraphs() {
-  if (recording_)
-    Flush();
+  if (recording_) Flush();
   Clear();
 }
 
@@ -20,8 +19,7 @@ void StepGraphs::BeginRecording() {
   launches_.clear();
 }
 
-void StepGraphs::Enqueue(std::initializer_list<uint64_t> signature,
-                         Launch launch) {
+void StepGraphs::Enqueue(std::initializer_list<uint64_t> signature, Launch launch) {
   if (!recording_) {
     launch(stream_);
     return;
@@ -31,7 +29,7 @@ void StepGraphs::Enqueue(std::initializer_list<uint64_t> signature,
   launches_.push_back(std::move(launch));
 }
 
-uint64_t StepGraphs::Hash(const std::vector<uint64_t> &words) {
+uint64_t StepGraphs::Hash(const std::vector<uint64_t>& words) {
   uint64_t h = 1469598103934665603ull;
   for (uint64_t w : words) {
     h ^= w + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -41,64 +39,55 @@ uint64_t StepGraphs::Hash(const std::vector<uint64_t> &words) {
 }
 
 void StepGraphs::RunEagerly() {
-  for (auto &l : launches_)
-    l(stream_);
+  for (auto& l : launches_) l(stream_);
   launches_.clear();
 }
 
 void StepGraphs::Flush() {
-  if (!recording_)
-    return;
+  if (!recording_) return;
   recording_ = false;
-  if (launches_.empty())
-    return;
-  if (cudaGraphExec_t *exec = graphs_.Find(signature_)) {
+  if (launches_.empty()) return;
+  if (cudaGraphExec_t* exec = graphs_.Find(signature_)) {
     launches_.clear();
     const cudaError_t err = cudaGraphLaunch(*exec, stream_);
-    if (err != cudaSuccess)
-      return on_error_(err, "cudaGraphLaunch");
+    if (err != cudaSuccess) return on_error_(err, "cudaGraphLaunch");
     ++replays_;
     return;
   }
   const uint64_t key = Hash(signature_);
-  int &seen = seen_[key];
+  int& seen = seen_[key];
   if (seen == 0) {
     // First sight: run eagerly (many shapes are seen once; capture is not
     // free).
     ++seen;
     RunEagerly();
-    if (seen_.size() > kMaxSeen)
-      seen_.clear();
+    if (seen_.size() > kMaxSeen) seen_.clear();
     return;
   }
-  cudaError_t err =
-      cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
   if (err != cudaSuccess) {
     on_error_(err, "cudaStreamBeginCapture");
     launches_.clear();
     return;
   }
-  RunEagerly(); // captured, not executed
+  RunEagerly();  // captured, not executed
   cudaGraph_t graph = nullptr;
   err = cudaStreamEndCapture(stream_, &graph);
   if (err != cudaSuccess) {
-    if (graph != nullptr)
-      cudaGraphDestroy(graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
     return on_error_(err, "cudaStreamEndCapture");
   }
   cudaGraphExec_t exec = nullptr;
   err = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
-  if (err != cudaSuccess)
-    return on_error_(err, "cudaGraphInstantiate");
+  if (err != cudaSuccess) return on_error_(err, "cudaGraphInstantiate");
   if (auto evicted = graphs_.Insert(signature_, exec)) {
     cudaGraphExecDestroy(evicted->second);
     ++evictions_;
   }
   ++captures_;
   err = cudaGraphLaunch(exec, stream_);
-  if (err != cudaSuccess)
-    return on_error_(err, "cudaGraphLaunch");
+  if (err != cudaSuccess) return on_error_(err, "cudaGraphLaunch");
   ++replays_;
 }
 
@@ -107,4 +96,4 @@ void StepGraphs::Clear() {
   seen_.clear();
 }
 
-} // namespace llmux::cuda
+}  // namespace llmux::cuda

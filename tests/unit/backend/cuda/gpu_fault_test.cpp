@@ -16,8 +16,8 @@ namespace {
 using cuda::testing::DeviceTensors;
 
 // cudaError_t values (the test target does not see the CUDA headers).
-constexpr int kLaunchOutOfResources = 701; // a step fault
-constexpr int kIllegalAddress = 700;       // sticky
+constexpr int kLaunchOutOfResources = 701;  // a step fault
+constexpr int kIllegalAddress = 700;        // sticky
 
 ForwardBatch TwoTokens() {
   ForwardBatch fb;
@@ -33,8 +33,7 @@ ForwardBatch TwoTokens() {
 }
 
 // One step: gathers rows (1, 0) of `x` and copies them back (the sync point).
-Status Step(Backend &b, const Tensor &x, const Tensor &out,
-            std::vector<float> *host) {
+Status Step(Backend& b, const Tensor& x, const Tensor& out, std::vector<float>* host) {
   LLMUX_RETURN_IF_ERROR(b.BeginBatch(TwoTokens()));
   b.GatherLogitsRows(x, out);
   host->assign(out.rows * out.cols, 0.0f);
@@ -52,12 +51,10 @@ TEST(GpuFaults, InjectedStepFaultFailsOneStepAndTheNextRuns) {
   ASSERT_TRUE(Step(*b, x, out, &host).ok());
   EXPECT_EQ(host, (std::vector<float>{4, 5, 6, 1, 2, 3}));
 
-  ASSERT_TRUE(
-      cuda::InjectFaultForTesting(*b, "Gather", kLaunchOutOfResources).ok());
+  ASSERT_TRUE(cuda::InjectFaultForTesting(*b, "Gather", kLaunchOutOfResources).ok());
   const Status failed = Step(*b, x, out, &host);
   EXPECT_EQ(failed.code(), StatusCode::kUnavailable);
-  EXPECT_NE(failed.message().find("cuda step failed: Gather: "),
-            std::string::npos)
+  EXPECT_NE(failed.message().find("cuda step failed: Gather: "), std::string::npos)
       << failed.message();
   EXPECT_TRUE(b->DeviceHealth().ok());
 
@@ -76,8 +73,7 @@ TEST(GpuFaults, InjectedStickyFaultMakesTheBackendUnusable) {
   ASSERT_TRUE(cuda::InjectFaultForTesting(*b, "Gather", kIllegalAddress).ok());
   const Status failed = Step(*b, x, out, &host);
   EXPECT_EQ(failed.code(), StatusCode::kUnavailable);
-  EXPECT_NE(failed.message().find("cuda device faulted: Gather: "),
-            std::string::npos)
+  EXPECT_NE(failed.message().find("cuda device faulted: Gather: "), std::string::npos)
       << failed.message();
   EXPECT_EQ(b->DeviceHealth().code(), StatusCode::kUnavailable);
   // Every later step is refused before it issues any device work.
@@ -87,7 +83,7 @@ TEST(GpuFaults, InjectedStickyFaultMakesTheBackendUnusable) {
   const int32_t blocks[] = {0};
   EXPECT_EQ(b->ZeroKvBlocks(blocks).code(), StatusCode::kUnavailable);
 }
-#endif // LLMUX_HAVE_CUDA
+#endif  // LLMUX_HAVE_CUDA
 
-} // namespace
-} // namespace llmux
+}  // namespace
+}  // namespace llmux

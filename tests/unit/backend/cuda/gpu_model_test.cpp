@@ -9,13 +9,13 @@
 //  graphs on),
 //    with chunked prefills mixed into decode steps and shuffled block tables.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/batch_builder.h"
@@ -35,44 +35,41 @@ constexpr int kBlock = 16;
 // activations against the CPU's F32 give logit errors of a few 1e-2 on this
 // 5-layer model.
 constexpr float kAbsTol = 0.15f;
-constexpr float kRelTol = 0.02f; // of the row's largest |logit|
+constexpr float kRelTol = 0.02f;  // of the row's largest |logit|
 
 struct Loaded {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Model> model;
 };
 
-Loaded Load(std::unique_ptr<Backend> backend, const std::filesystem::path &dir,
-            int num_blocks, DType kv_dtype) {
+Loaded Load(std::unique_ptr<Backend> backend, const std::filesystem::path& dir, int num_blocks,
+            DType kv_dtype) {
   Loaded l;
   l.backend = std::move(backend);
   auto model = Model::Load(dir, l.backend.get(), 1024);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok())
-    return l;
+  if (!model.ok()) return l;
   l.model = std::move(model).value();
-  const ModelConfig &c = l.model->config();
+  const ModelConfig& c = l.model->config();
   KvCacheSpec spec{c.num_layers,   num_blocks, kBlock,  c.num_heads,
                    c.num_kv_heads, c.head_dim, kv_dtype};
   EXPECT_TRUE(l.backend->InitKvCache(spec).ok());
   return l;
 }
 
-Loaded LoadCpu(const std::filesystem::path &dir, int num_blocks) {
+Loaded LoadCpu(const std::filesystem::path& dir, int num_blocks) {
   auto b = CreateCpuBackend(CpuBackendOptions{.threads = 2});
   EXPECT_TRUE(b.ok());
   return Load(std::move(b).value(), dir, num_blocks, DType::kF32);
 }
 
 int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) -
-                              row.begin());
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
 }
 
 // One sequence, all of `tokens` in one step, logits for every position: [n,
 // vocab].
-std::vector<float> TeacherForced(Model &model,
-                                 const std::vector<int32_t> &tokens) {
+std::vector<float> TeacherForced(Model& model, const std::vector<int32_t>& tokens) {
   const int n = static_cast<int>(tokens.size());
   ForwardBatch b;
   b.token_ids = tokens;
@@ -82,31 +79,27 @@ std::vector<float> TeacherForced(Model &model,
     b.slot_mapping.push_back(i);
     b.logits_indices.push_back(i);
   }
-  for (int i = 0; i < b.max_blocks_per_seq; ++i)
-    b.block_tables.push_back(i);
+  for (int i = 0; i < b.max_blocks_per_seq; ++i) b.block_tables.push_back(i);
   b.query_start_loc = {0, n};
   b.seq_lens = {n};
   auto logits = model.Forward(b);
   EXPECT_TRUE(logits.ok()) << logits.status().ToString();
-  if (!logits.ok())
-    return {};
+  if (!logits.ok()) return {};
   return std::vector<float>(logits->begin(), logits->end());
 }
 
 struct Reference {
   std::vector<int32_t> prompt, greedy;
 };
-Reference ReadReference(const std::filesystem::path &dir) {
+Reference ReadReference(const std::filesystem::path& dir) {
   std::ifstream in(dir / "expected_greedy.json");
   nlohmann::json j = nlohmann::json::parse(in);
-  return {j["prompt_ids"].get<std::vector<int32_t>>(),
-          j["greedy_ids"].get<std::vector<int32_t>>()};
+  return {j["prompt_ids"].get<std::vector<int32_t>>(), j["greedy_ids"].get<std::vector<int32_t>>()};
 }
 
 TEST(GpuModel, TeacherForcedLogitsAgreeWithTheCpuBackend) {
   LLMUX_CUDA_BACKEND_OR_SKIP(cuda_backend);
-  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" /
-                              "stories260K-hf");
+  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" / "stories260K-hf");
   const Reference ref = ReadReference(dir);
   std::vector<int32_t> seq = ref.prompt;
   seq.insert(seq.end(), ref.greedy.begin(), ref.greedy.end());
@@ -130,8 +123,7 @@ TEST(GpuModel, TeacherForcedLogitsAgreeWithTheCpuBackend) {
     worst = std::max(worst, err / tol);
     EXPECT_LE(err, tol) << "position " << p;
     std::vector<float> sorted(w.begin(), w.end());
-    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(),
-                      std::greater<float>());
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
     if (sorted[0] - sorted[1] > 2 * tol) {
       EXPECT_EQ(Argmax(g), Argmax(w)) << "position " << p;
     }
@@ -141,8 +133,7 @@ TEST(GpuModel, TeacherForcedLogitsAgreeWithTheCpuBackend) {
 
 TEST(GpuModel, FirstGreedyTokensMatchTheReference) {
   LLMUX_CUDA_BACKEND_OR_SKIP(cuda_backend);
-  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" /
-                              "stories260K-hf");
+  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" / "stories260K-hf");
   const Reference ref = ReadReference(dir);
   constexpr int kFirst = 16;
   Loaded gpu = Load(std::move(cuda_backend), dir, 64, DType::kBF16);
@@ -150,10 +141,8 @@ TEST(GpuModel, FirstGreedyTokensMatchTheReference) {
   BatchBuilder bb(1, 512, kBlock);
   bb.Append(0, ref.prompt);
   std::vector<int32_t> out;
-  for (int step = 0; static_cast<int>(out.size()) < kFirst && step < 1000;
-       ++step) {
-    const int remaining =
-        static_cast<int>(bb.tokens(0).size()) - bb.computed(0);
+  for (int step = 0; static_cast<int>(out.size()) < kFirst && step < 1000; ++step) {
+    const int remaining = static_cast<int>(bb.tokens(0).size()) - bb.computed(0);
     auto logits = gpu.model->Forward(bb.Build({{0, remaining}}));
     ASSERT_TRUE(logits.ok()) << logits.status().ToString();
     bb.Commit();
@@ -161,8 +150,7 @@ TEST(GpuModel, FirstGreedyTokensMatchTheReference) {
     bb.Append(0, {out.back()});
   }
   ASSERT_GE(ref.greedy.size(), static_cast<size_t>(kFirst));
-  EXPECT_EQ(out, std::vector<int32_t>(ref.greedy.begin(),
-                                      ref.greedy.begin() + kFirst));
+  EXPECT_EQ(out, std::vector<int32_t>(ref.greedy.begin(), ref.greedy.begin() + kFirst));
 }
 
 using LogitsLog = std::map<int, std::vector<std::vector<float>>>;
@@ -170,26 +158,21 @@ using LogitsLog = std::map<int, std::vector<std::vector<float>>>;
 // Drives `num_seqs` sequences to `new_tokens` greedy tokens each: sequence s
 // joins at step s % 5 and prefills in chunks of `chunk`, so steps mix prefill
 // chunks and decodes.
-LogitsLog RunPlan(Model &model, BatchBuilder &bb, int num_seqs, int new_tokens,
-                  int chunk) {
+LogitsLog RunPlan(Model& model, BatchBuilder& bb, int num_seqs, int new_tokens, int chunk) {
   LogitsLog log;
   std::vector<int> generated(num_seqs, 0);
   const int vocab = model.config().vocab_size;
   for (int step = 0; step < 10000; ++step) {
     std::vector<std::pair<int, int>> work;
     for (int s = 0; s < num_seqs; ++s) {
-      if (generated[s] >= new_tokens || step < s % 5)
-        continue;
-      const int remaining =
-          static_cast<int>(bb.tokens(s).size()) - bb.computed(s);
+      if (generated[s] >= new_tokens || step < s % 5) continue;
+      const int remaining = static_cast<int>(bb.tokens(s).size()) - bb.computed(s);
       work.push_back({s, std::min(remaining, chunk)});
     }
-    if (work.empty())
-      break;
+    if (work.empty()) break;
     auto logits = model.Forward(bb.Build(work));
     EXPECT_TRUE(logits.ok()) << logits.status().ToString();
-    if (!logits.ok())
-      break;
+    if (!logits.ok()) break;
     bb.Commit();
     for (size_t i = 0; i < bb.logit_seqs().size(); ++i) {
       const int s = bb.logit_seqs()[i];
@@ -204,8 +187,7 @@ LogitsLog RunPlan(Model &model, BatchBuilder &bb, int num_seqs, int new_tokens,
 
 TEST(GpuModel, LogitsAreBitIdenticalAtBatch1And8And64) {
   LLMUX_CUDA_BACKEND_OR_SKIP(probe);
-  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" /
-                              "stories260K-hf");
+  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" / "stories260K-hf");
   probe.reset();
   constexpr int kNew = 6;
   std::mt19937 rng(1234);
@@ -213,8 +195,7 @@ TEST(GpuModel, LogitsAreBitIdenticalAtBatch1And8And64) {
   std::uniform_int_distribution<int> tok(3, 511);
   for (int s = 0; s < 64; ++s) {
     std::vector<int32_t> p{1};
-    for (int i = 1; i < 3 + (s * 37) % 90; ++i)
-      p.push_back(tok(rng));
+    for (int i = 1; i < 3 + (s * 37) % 90; ++i) p.push_back(tok(rng));
     prompts.push_back(std::move(p));
   }
   std::map<int, std::vector<std::vector<float>>> alone;
@@ -229,22 +210,19 @@ TEST(GpuModel, LogitsAreBitIdenticalAtBatch1And8And64) {
     Loaded l = Load(cuda::testing::MakeCuda(), dir, batch * 8, DType::kBF16);
     ASSERT_TRUE(l.model);
     BatchBuilder bb(batch, 128, kBlock, /*shuffle_seed=*/batch);
-    for (int s = 0; s < batch; ++s)
-      bb.Append(s, prompts[s]);
+    for (int s = 0; s < batch; ++s) bb.Append(s, prompts[s]);
     LogitsLog log = RunPlan(*l.model, bb, batch, kNew, 13);
     for (int s = 0; s < 8; ++s) {
-      ASSERT_EQ(log[s].size(), alone[s].size())
-          << "seq " << s << " batch " << batch;
+      ASSERT_EQ(log[s].size(), alone[s].size()) << "seq " << s << " batch " << batch;
       for (size_t i = 0; i < log[s].size(); ++i) {
-        ASSERT_EQ(0, std::memcmp(log[s][i].data(), alone[s][i].data(),
-                                 log[s][i].size() * sizeof(float)))
-            << "logits differ for seq " << s << " token " << i << " at batch "
-            << batch;
+        ASSERT_EQ(
+            0, std::memcmp(log[s][i].data(), alone[s][i].data(), log[s][i].size() * sizeof(float)))
+            << "logits differ for seq " << s << " token " << i << " at batch " << batch;
       }
     }
   }
 }
-#endif // LLMUX_HAVE_CUDA
+#endif  // LLMUX_HAVE_CUDA
 
-} // namespace
-} // namespace llmux
+}  // namespace
+}  // namespace llmux
