@@ -1,12 +1,15 @@
 // The Llama-family forward pass (Llama 2/3, Mistral, Qwen2), written once against Backend.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llmux/backend.h"
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
+#include "model/gguf_llama.h"
 #include "model/synthetic_weights.h"
 #include "model/weight_fusion.h"
 
@@ -42,11 +45,12 @@ struct Activations {
 class LlamaModel final : public Model {
  public:
   LlamaModel(ModelConfig config, std::unique_ptr<WeightStore> store, Backend* backend,
-             int max_batch_tokens)
+             int max_batch_tokens, const ModelLoadOptions& options)
       : config_(std::move(config)),
         store_(std::move(store)),
         backend_(backend),
-        max_batch_tokens_(max_batch_tokens) {}
+        max_batch_tokens_(max_batch_tokens),
+        options_(options) {}
 
   Status Init();
 
@@ -56,8 +60,11 @@ class LlamaModel final : public Model {
  private:
   // Finds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
   StatusOr<const HostTensor*> Find(const std::string& name, int64_t rows, int64_t cols) const;
-  // Find + Backend::LoadWeight.
+  // Find + Load.
   StatusOr<Tensor> Bind(const std::string& name, int64_t rows, int64_t cols, WeightKind kind);
+  // Quantizes `t` to Q8_0 when options_ ask for it (matrices of whole blocks), then
+  // Backend::LoadWeight.
+  StatusOr<Tensor> Load(const HostTensor& t, WeightKind kind);
   // Loads the row-wise concatenation of `parts` (each checked as Find does) as one weight
   // called `fused_name` (model/weight_fusion.h).
   struct Part {
@@ -67,15 +74,20 @@ class LlamaModel final : public Model {
   };
   StatusOr<Tensor> BindFused(const std::string& fused_name, std::span<const Part> parts,
                              WeightKind kind);
+  // A Q8_0 copy of the 2-D float tensor t (rows of whole blocks), owned by quantized_.
+  HostTensor QuantizeQ8_0(const HostTensor& t);
   Status AllocateActivations();
   StatusOr<Tensor> NewActivation(int64_t rows, int64_t cols, DType dtype);
 
   ModelConfig config_;
   std::unique_ptr<WeightStore> store_;  // keeps the mmap'd weights alive
-  // Fused weights' host bytes, kept only when the backend aliases host weights.
-  std::vector<OwnedHostTensor> fused_host_;
   Backend* backend_;
   int max_batch_tokens_;
+  ModelLoadOptions options_;
+  // Q8_0 copies of the matrices when options_.quantize_q8_0 (the CPU backend aliases them).
+  std::vector<std::unique_ptr<std::byte[]>> quantized_;
+  // Fused weights' host bytes the backend uses in place (backend.h: AliasesHostWeights).
+  std::vector<OwnedHostTensor> fused_host_;
 
   Tensor embed_;       // [vocab, dim]
   Tensor final_norm_;  // [1, dim]
@@ -85,6 +97,39 @@ class LlamaModel final : public Model {
   Activations act_;
   std::vector<float> host_logits_;  // [num_logits, vocab]
 };
+
+HostTensor LlamaModel::QuantizeQ8_0(const HostTensor& t) {
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  const size_t row_bytes = DTypeBytes(DType::kQ8_0, cols);
+  auto buf = std::make_unique<std::byte[]>(row_bytes * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* src = t.data + DTypeBytes(t.dtype, r * cols);
+    for (int64_t i = 0; i < cols; ++i) {
+      switch (t.dtype) {
+        case DType::kF32: std::memcpy(&row[i], src + 4 * i, 4); break;
+        case DType::kF16:
+        case DType::kBF16: {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * i, 2);
+          row[i] = t.dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+          break;
+        }
+        case DType::kI32:
+        case DType::kQ8_0: break;  // rejected / passed through by the caller
+      }
+    }
+    QuantizeRowQ8_0(row.data(), cols, buf.get() + row_bytes * static_cast<size_t>(r));
+  }
+  HostTensor q;
+  q.name = t.name;
+  q.dtype = DType::kQ8_0;
+  q.shape = t.shape;
+  q.data = buf.get();
+  q.nbytes = row_bytes * static_cast<size_t>(rows);
+  quantized_.push_back(std::move(buf));
+  return q;
+}
 
 StatusOr<const HostTensor*> LlamaModel::Find(const std::string& name, int64_t rows,
                                              int64_t cols) const {
@@ -117,7 +162,7 @@ StatusOr<const HostTensor*> LlamaModel::Find(const std::string& name, int64_t ro
 StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t cols,
                                   WeightKind kind) {
   LLMUX_ASSIGN_OR_RETURN(const HostTensor* t, Find(name, rows, cols));
-  auto loaded = backend_->LoadWeight(*t, kind);
+  auto loaded = Load(*t, kind);
   if (!loaded.ok()) return loaded.status().WithContext("loading '" + name + "'");
   return loaded;
 }
@@ -130,12 +175,30 @@ StatusOr<Tensor> LlamaModel::BindFused(const std::string& fused_name, std::span<
     found.push_back(t);
   }
   LLMUX_ASSIGN_OR_RETURN(OwnedHostTensor fused, ConcatRows(fused_name, found));
-  auto loaded = backend_->LoadWeight(fused.tensor, kind);
+  auto loaded = Load(fused.tensor, kind);
   if (!loaded.ok()) return loaded.status().WithContext("loading '" + fused_name + "'");
-  // NOTE: a backend that copies (CUDA) is done with the bytes; one that aliases (CPU) reads
-  // them for the model's life, so the model keeps them (backend.h: AliasesHostWeights).
-  if (backend_->AliasesHostWeights()) fused_host_.push_back(std::move(fused));
+  // NOTE: keep the bytes only when the backend reads them in place (CPU, unquantized); a copy
+  // (CUDA, a Q8_0 quantization, an F32 vector) no longer needs them.
+  const auto* data = static_cast<const std::byte*>(loaded->data);
+  if (backend_->AliasesHostWeights() && data >= fused.tensor.data &&
+      data < fused.tensor.data + fused.tensor.nbytes) {
+    fused_host_.push_back(std::move(fused));
+  }
   return loaded;
+}
+
+StatusOr<Tensor> LlamaModel::Load(const HostTensor& tensor, WeightKind kind) {
+  const HostTensor* t = &tensor;
+  HostTensor q8;
+  // NOTE: a matrix whose rows are not whole 32-element blocks keeps its stored dtype (as
+  // llama.cpp's quantizer falls back for such tensors); every matrix of the supported shapes
+  // but stories260K's 172-wide down_proj is whole blocks.
+  if (options_.quantize_q8_0 && kind != WeightKind::kVector && t->dtype != DType::kQ8_0 &&
+      t->shape[1] % kQ8BlockElems == 0) {
+    q8 = QuantizeQ8_0(*t);
+    t = &q8;
+  }
+  return backend_->LoadWeight(*t, kind);
 }
 
 Status LlamaModel::Init() {
@@ -270,13 +333,23 @@ StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) 
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& dir, Backend* backend,
-                                             int max_batch_tokens) {
+                                             int max_batch_tokens,
+                                             const ModelLoadOptions& options) {
   LLMUX_CHECK(backend != nullptr);
   if (max_batch_tokens <= 0) return InvalidArgument("max_batch_tokens must be positive");
-  LLMUX_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
-  LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
+  ModelConfig config;
+  std::unique_ptr<WeightStore> store;
+  std::error_code ec;
+  if (dir.extension() == ".gguf" && std::filesystem::is_regular_file(dir, ec)) {
+    LLMUX_ASSIGN_OR_RETURN(GgufLlama gguf, OpenGgufLlama(dir));
+    config = std::move(gguf.config);
+    store = std::move(gguf.weights);
+  } else {
+    LLMUX_ASSIGN_OR_RETURN(config, LoadModelConfig(dir));
+    LLMUX_ASSIGN_OR_RETURN(store, WeightStore::Open(dir));
+  }
   auto model = std::make_unique<LlamaModel>(std::move(config), std::move(store), backend,
-                                            max_batch_tokens);
+                                            max_batch_tokens, options);
   Status s = model->Init();
   if (!s.ok()) return s.WithContext("model " + dir.string());
   return std::unique_ptr<Model>(std::move(model));
@@ -291,7 +364,7 @@ StatusOr<std::unique_ptr<Model>> Model::LoadSynthetic(const std::filesystem::pat
   auto store = std::make_unique<SyntheticWeightStore>(config, seed,
                                                       /*keep_all=*/backend->AliasesHostWeights());
   auto model = std::make_unique<LlamaModel>(std::move(config), std::move(store), backend,
-                                            max_batch_tokens);
+                                            max_batch_tokens, ModelLoadOptions{});
   Status s = model->Init();
   if (!s.ok()) return s.WithContext("synthetic model " + dir.string());
   return std::unique_ptr<Model>(std::move(model));
