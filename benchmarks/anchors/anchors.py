@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """llmux and llama.cpp side by side on this machine (`make bench-anchors`; README.md here).
 
-Part `cpu`: the CPU backend (build/cpu_bench) against llama-bench on the same weights, bit for
-bit (to_gguf.py), after checking both tokenize the same and produce the same greedy text;
+Part `check`: llama-server and llmux give the same prompt ids and the same greedy text on each
+model (weights identical bit for bit: to_gguf.py); a difference stops the run.
+Part `cpu`: the CPU backend (build/cpu_bench) against llama-bench on the same weights;
 alternating rounds, per-test median ratios, decode GB/s as % of a read-bandwidth probe.
 Part `http`: one-token requests to llmuxd and to llama-server (same weights, same prompt,
 max_tokens 1, non-streaming, API key on both), `ab -k`, alternating rounds, 1 and 4
@@ -190,6 +191,14 @@ class Anchors:
         log(line)
         return line, same_ids and same_text
 
+    def part_check(self):
+        for spec in dict.fromkeys(self.a.models + [self.a.http_model]):
+            line, ok = self.check_same_model(*spec.split(":"))
+            self.report.append("Same model check: " + line)
+            if not ok and not self.a.allow_mismatch:
+                die(f"{line}: the comparison would not be like for like (--allow-mismatch to "
+                    "measure anyway)")
+
     # ---- part cpu --------------------------------------------------------------------------
     def read_bandwidth(self):
         exe = self.out / "read_bw"
@@ -240,15 +249,6 @@ class Anchors:
         if self.a.q8_shapes and not q8_flag:
             self.report.append("Q8_0: llmux has no 8-bit weight format yet (cpu_bench has no "
                                "`--quantize q8_0`): llama.cpp's Q8_0 is measured alone, no ratio.")
-        checks = []
-        for spec in self.a.models:
-            line, ok = self.check_same_model(*spec.split(":"))
-            checks.append(line)
-            if not ok and not self.a.allow_mismatch:
-                die(f"{line}: the comparison would not be like for like (--allow-mismatch to "
-                    "measure anyway)")
-        self.report += ["Same weights check: " + c for c in checks]
-
         bw_best, bw_median = self.read_bandwidth()
         self.raw["read_bw"] = {"best_gbps": bw_best, "median_gbps": bw_median}
         results = {}  # (label, system, test) -> [t/s per round]
@@ -447,6 +447,8 @@ class Anchors:
 
     def main(self):
         head = self.header()
+        if "check" in self.a.parts:
+            self.part_check()
         if "cpu" in self.a.parts:
             self.part_cpu()
         if "http" in self.a.parts:
@@ -473,7 +475,9 @@ def parse():
     p.add_argument("--cache", default=os.environ.get("LLMUX_ANCHORS_CACHE",
                                                      str(Path.home() / ".cache/llmux-anchors")))
     p.add_argument("--out", default=None, help="default BUILD/bench/anchors")
-    p.add_argument("--parts", default="cpu,http", help="comma list of cpu,http")
+    p.add_argument("--parts", default="check,cpu,http",
+                   help="comma list: check (same prompt ids and greedy text from both, stops "
+                        "the run on a difference), cpu, http")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="shape:dtype,...")
     p.add_argument("--q8-shapes", default="stories15m,smollm-135m",
                    help="shapes measured as Q8_0 (from their F16 weights); '' for none")
@@ -493,7 +497,7 @@ def parse():
     a.syncs = [x for x in a.syncs.split(",") if x]
     a.out = a.out or str(Path(a.build) / "bench" / "anchors")
     for part in a.parts:
-        if part not in ("cpu", "http"):
+        if part not in ("check", "cpu", "http"):
             p.error(f"--parts: unknown part {part}")
     return a
 
