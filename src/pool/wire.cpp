@@ -1,6 +1,7 @@
 #include "pool/wire.h"
 
 #include <cerrno>
+#include <type_traits>
 #include <unistd.h>
 
 namespace llmux::pool {
@@ -232,32 +233,16 @@ TenantLimits DecodeLimits(const json& j) {
 }
 
 json EncodeStats(const EngineStats& s) {
-  return {{"steps", s.steps},
-          {"last_step_unix_ms", s.last_step_unix_ms},
-          {"running", s.running},
-          {"waiting", s.waiting},
-          {"inbox", s.inbox},
-          {"kv_usage", s.kv_usage},
-          {"num_preemptions", s.num_preemptions},
-          {"prefix_query_tokens", s.prefix_query_tokens},
-          {"prefix_hit_tokens", s.prefix_hit_tokens},
-          {"prompt_tokens_total", s.prompt_tokens_total},
-          {"generation_tokens_total", s.generation_tokens_total}};
+  json j = json::object();
+  ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
+  return j;
 }
 
 EngineStats DecodeStats(const json& j) {
   EngineStats s;
-  s.steps = j.at("steps").get<int64_t>();
-  s.last_step_unix_ms = j.at("last_step_unix_ms").get<int64_t>();
-  s.running = j.at("running").get<int32_t>();
-  s.waiting = j.at("waiting").get<int32_t>();
-  s.inbox = j.at("inbox").get<int32_t>();
-  s.kv_usage = j.at("kv_usage").get<double>();
-  s.num_preemptions = j.at("num_preemptions").get<int64_t>();
-  s.prefix_query_tokens = j.at("prefix_query_tokens").get<int64_t>();
-  s.prefix_hit_tokens = j.at("prefix_hit_tokens").get<int64_t>();
-  s.prompt_tokens_total = j.at("prompt_tokens_total").get<int64_t>();
-  s.generation_tokens_total = j.at("generation_tokens_total").get<int64_t>();
+  ForEachEngineStat([&](const EngineStatField& f, auto member) {
+    s.*member = j.at(f.name).get<std::remove_reference_t<decltype(s.*member)>>();
+  });
   return s;
 }
 

@@ -21,6 +21,13 @@ void RespondJson(ResponseChannel& channel, int status, const json& body) {
   channel.Respond(status, "application/json", body.dump());
 }
 
+// Every EngineStats field under its own name (/admin/stats).
+json StatsJson(const EngineStats& s) {
+  json j = json::object();
+  ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
+  return j;
+}
+
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -290,13 +297,7 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
   json pools = json::object();
   if (pool_set_ != nullptr) {
     for (Pool* p : pool_set_->pools()) {
-      const EngineStats ps = p->engine()->Stats();
-      pools[p->name()] = {{"steps", ps.steps}, {"running", ps.running}, {"waiting", ps.waiting},
-                          {"kv_usage", ps.kv_usage}, {"num_preemptions", ps.num_preemptions},
-                          {"prefix_query_tokens", ps.prefix_query_tokens},
-                          {"prefix_hit_tokens", ps.prefix_hit_tokens},
-                          {"kv_events_published", ps.kv_events_published},
-                          {"kv_events_dropped", ps.kv_events_dropped}};
+      pools[p->name()] = StatsJson(p->engine()->Stats());
     }
   }
   json tenants = json::object();
@@ -314,14 +315,11 @@ void ApiService::HandleStats(const TenantPolicy& policy, ResponseChannel& channe
     }
     tenants[name] = entry;
   }
-  RespondJson(channel, 200,
-              {{"steps", s.steps}, {"running", s.running}, {"waiting", s.waiting},
-               {"kv_usage", s.kv_usage}, {"num_preemptions", s.num_preemptions},
-               {"prefix_query_tokens", s.prefix_query_tokens}, {"prefix_hit_tokens", s.prefix_hit_tokens},
-               {"kv_events_published", s.kv_events_published},
-               {"kv_events_dropped", s.kv_events_dropped},
-               {"calls_in_flight", calls_in_flight_.load()}, {"pools", pools},
-               {"tenants", tenants}});
+  json body = StatsJson(s);
+  body["calls_in_flight"] = calls_in_flight_.load();
+  body["pools"] = std::move(pools);
+  body["tenants"] = std::move(tenants);
+  RespondJson(channel, 200, body);
 }
 
 void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channel) {

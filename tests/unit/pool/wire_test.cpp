@@ -155,6 +155,27 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   EXPECT_EQ(e.generation_tokens_total, 77);
 }
 
+// Every field of the stats table crosses the wire (a process pool's /metrics and /admin/stats
+// read what its worker sent), each with its own value.
+TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
+  EngineStats s;
+  int n = 0;
+  ForEachEngineStat([&](const EngineStatField&, auto member) {
+    s.*member = static_cast<std::remove_reference_t<decltype(s.*member)>>(++n * 3);
+  });
+  ASSERT_EQ(n, 13);
+  const nlohmann::json j = EncodeStats(s);
+  EXPECT_EQ(j.at("kv_events_dropped").get<int64_t>(), 39);
+  EXPECT_EQ(j.at("inbox").get<int32_t>(), 15);
+  const EngineStats d = DecodeStats(j);
+  int i = 0;
+  ForEachEngineStat([&](const EngineStatField& f, auto member) {
+    ++i;
+    EXPECT_EQ(d.*member, s.*member) << f.name;
+    EXPECT_EQ(static_cast<double>(d.*member), i * 3.0) << f.name;
+  });
+}
+
 TEST(WireTest, FramesCrossASocketInOrderAndEofEndsTheSession) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

@@ -1,0 +1,169 @@
+// The Engine implementation, split by concern over several files:
+//   engine.cpp          Create, lifecycle (Start/Stop, the thread loop, RunUntilIdle)
+//   engine_requests.cpp the inbox side (Submit/Abort/UpsertTenant, draining, queue timeouts)
+//                       and how requests end (Finish, FailAll, FailStep)
+//   engine_step.cpp     one step: schedule -> build batch -> forward -> sample -> postprocess
+//   engine_stats.cpp    the stats snapshot other threads read
+// Thread ownership: the members under `Engine thread only` are touched by the engine thread
+// (or by the caller of StepOnce/RunUntilIdle when not started); the inbox and the stats
+// snapshot are the only state shared with other threads, each under its own mutex.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/batch_builder.h"
+#include "engine/inbox.h"
+#include "engine/sampler.h"
+#include "engine/stop_checker.h"
+#include "llmux/engine.h"
+
+namespace llmux {
+
+using EngineClock = std::chrono::steady_clock;
+
+inline double SecondsBetween(EngineClock::time_point a, EngineClock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// A request the engine has accepted and not yet finished.
+struct LiveRequest {
+  EngineRequest request;
+  OutputSink sink;
+  uint64_t seed = 0;
+  std::vector<int32_t> output;
+  int32_t cached_tokens = 0;
+  int32_t preemptions = 0;
+  EngineClock::time_point arrival;
+  std::optional<EngineClock::time_point> first_scheduled;
+  std::optional<EngineClock::time_point> first_token;
+  // Set for structured-output requests; advanced on every sampled token.
+  std::unique_ptr<GrammarMatcher> matcher;
+};
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineConfig& config, std::unique_ptr<Backend> backend,
+             std::unique_ptr<Model> model, std::unique_ptr<Scheduler> scheduler);
+  ~EngineImpl() override { Stop(); }
+
+  const ModelConfig& model_config() const override { return model_->config(); }
+
+  Status UpsertTenant(const std::string& name, const TenantLimits& limits) override;
+  Status Submit(EngineRequest request, OutputSink sink) override;
+  void Abort(uint64_t id) override;
+  EngineStats Stats() const override;
+  std::optional<TenantStats> GetTenantStats(const std::string& tenant) const override;
+  void Start() override;
+  void Stop() override;
+  StatusOr<bool> StepOnce() override;
+  Status RunUntilIdle() override;
+  Backend* backend_for_testing() override { return backend_.get(); }
+  void SetBeforeForwardHookForTesting(std::function<void(const SchedulerOutput&)> hook) override {
+    before_forward_hook_ = std::move(hook);
+  }
+  void SetSequenceFaultHookForTesting(
+      std::function<Status(const EngineRequest&, int32_t)> hook) override {
+    sequence_fault_hook_ = std::move(hook);
+  }
+  void SetSampleOverrideHookForTesting(
+      std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> hook) override {
+    sample_override_hook_ = std::move(hook);
+  }
+
+ private:
+  // One sequence's sampled token and stop decision.
+  struct Emitted {
+    SampledToken sampled;
+    std::optional<StopDecision> stop;
+  };
+  // One step's working state, from Schedule to Postprocess.
+  struct Step {
+    SchedulerOutput plan;
+    EngineClock::time_point start;      // before Schedule (StepInfo::seconds)
+    EngineClock::time_point scheduled;  // after Schedule: first-scheduled and first-token time
+    std::vector<SampleResult> results;           // per plan.seqs entry, for Scheduler::Update
+    std::vector<std::optional<Emitted>> emitted;  // per plan.seqs entry that sampled a token
+  };
+
+  // ---- inbox side (engine_requests.cpp) ----
+  void DrainInbox();
+  void HandleSubmit(SubmitItem&& item);
+  void ExpireQueued();
+  // Sends the final event and forgets the request (`live` dangles afterwards).
+  void Finish(LiveRequest& live, FinishReason reason, std::optional<int32_t> stop_token,
+              Status error, std::vector<int32_t> last_tokens,
+              std::vector<SampledToken> last_logprobs);
+  void FailAll(const Status& status);
+  // After a step-wide failure (KV zeroing, forward pass): fails every request and closes the
+  // step with an Update, so the next Schedule is legal. Returns `status`.
+  Status FailStep(const SchedulerOutput& plan, Status status);
+
+  // ---- the step's phases (engine_step.cpp) ----
+  // Runs the scheduler and records what it decided on the live requests (first scheduled,
+  // cached prompt tokens, preemptions).
+  Step Schedule();
+  // Zeroes newly allocated KV blocks, builds the batch and runs the model. On failure the
+  // step is failed as a whole (FailStep).
+  StatusOr<std::span<const float>> Forward(const Step& step);
+  // Samples every sequence whose step ended its known tokens, in plan order; a sequence whose
+  // sampling fails is finished with that error alone.
+  void Sample(Step& step, std::span<const float> logits);
+  // Scheduler::Update, then a final event for finished sequences and a token event for the
+  // others.
+  void Postprocess(const Step& step);
+  void ReportStep(const Step& step);
+  // One sequence's sample and stop check. A failure (an exception from the sampler, stop
+  // checker or allocator, or an injected fault) concerns that sequence only.
+  StatusOr<Emitted> SampleOne(LiveRequest& live, std::span<const float> row);
+
+  // ---- stats (engine_stats.cpp) ----
+  void PublishStats();
+
+  // ---- lifecycle (engine.cpp) ----
+  void ThreadMain();
+
+  int64_t NowMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(EngineClock::now() - epoch_)
+        .count();
+  }
+
+  const EngineConfig config_;
+  // NOTE: the model holds a pointer to the backend, so it is declared after it (destroyed first).
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+
+  // Engine thread only.
+  std::unique_ptr<Scheduler> scheduler_;
+  Sampler sampler_;
+  StopChecker stop_checker_;
+  BatchBuilder batch_builder_;
+  std::vector<uint32_t> mask_;  // [ceil(vocab / 32)] allowed-token bitmask of the row sampled
+  std::unordered_map<uint64_t, LiveRequest> live_;
+  std::set<std::string> tenants_;  // registered with the scheduler
+  std::function<void(const SchedulerOutput&)> before_forward_hook_;
+  std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
+  std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
+  int64_t steps_ = 0;
+  int64_t prompt_tokens_total_ = 0;
+  int64_t generation_tokens_total_ = 0;
+  const EngineClock::time_point epoch_;
+
+  EngineInbox inbox_;
+  std::thread thread_;
+
+  mutable std::mutex stats_mutex_;
+  EngineStats stats_;                                        // Guarded by stats_mutex_
+  std::unordered_map<std::string, TenantStats> tenant_stats_;  // Guarded by stats_mutex_
+};
+
+}  // namespace llmux

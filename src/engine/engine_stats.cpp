@@ -1,0 +1,54 @@
+// The engine's stats: published by the engine thread after each step, read by any thread.
+#include "engine/engine_impl.h"
+
+namespace llmux {
+
+void EngineImpl::PublishStats() {
+  const SchedulerStats s = scheduler_->Stats();
+  EngineStats e;
+  e.steps = steps_;
+  e.last_step_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  e.running = s.running;
+  e.waiting = s.waiting;
+  e.inbox = inbox_.size();
+  e.kv_usage = s.kv_usage;
+  e.prompt_tokens_total = prompt_tokens_total_;
+  e.generation_tokens_total = generation_tokens_total_;
+  e.num_preemptions = s.num_preemptions;
+  e.prefix_query_tokens = s.prefix_query_tokens;
+  e.prefix_hit_tokens = s.prefix_hit_tokens;
+  // kv_events_*: read live in Stats().
+  std::unordered_map<std::string, TenantStats> per_tenant;
+  for (const std::string& name : tenants_) {
+    auto id = scheduler_->FindTenant(name);
+    if (id.ok()) per_tenant[name] = scheduler_->GetTenantStats(*id);
+  }
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_ = e;
+  tenant_stats_ = std::move(per_tenant);
+}
+
+EngineStats EngineImpl::Stats() const {
+  EngineStats e;
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    e = stats_;
+  }
+  if (config_.kv_event_sink) {  // thread-safe; current rather than as of the last step
+    const KvEventCounters k = config_.kv_event_sink->Counters();
+    e.kv_events_published = k.published;
+    e.kv_events_dropped = k.dropped;
+  }
+  return e;
+}
+
+std::optional<TenantStats> EngineImpl::GetTenantStats(const std::string& tenant) const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  auto it = tenant_stats_.find(tenant);
+  if (it == tenant_stats_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace llmux

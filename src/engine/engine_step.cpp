@@ -1,0 +1,175 @@
+// One engine step, in the order nano-vllm's step() reads:
+//   schedule -> build batch -> forward -> sample -> postprocess (Update, emit).
+#include "engine/engine_impl.h"
+
+namespace llmux {
+
+StatusOr<bool> EngineImpl::StepOnce() {
+  DrainInbox();
+  ExpireQueued();
+  if (!scheduler_->HasWork()) {
+    PublishStats();
+    return false;
+  }
+  Step step = Schedule();
+  if (step.plan.empty()) {
+    PublishStats();
+    return false;  // work is waiting on capacity that only a finishing request can free
+  }
+  LLMUX_ASSIGN_OR_RETURN(std::span<const float> logits, Forward(step));
+  ++steps_;
+  Sample(step, logits);
+  Postprocess(step);
+  ReportStep(step);
+  PublishStats();
+  return true;
+}
+
+EngineImpl::Step EngineImpl::Schedule() {
+  Step step;
+  step.start = EngineClock::now();
+  step.plan = scheduler_->Schedule(NowMs());
+  step.scheduled = EngineClock::now();
+  for (const AdmittedSeq& a : step.plan.admitted) {
+    auto it = live_.find(a.id);
+    if (it == live_.end()) continue;
+    if (!a.resumed) {
+      it->second.cached_tokens = a.num_cached_tokens;
+      prompt_tokens_total_ += static_cast<int64_t>(it->second.request.prompt.size());
+    }
+    if (!it->second.first_scheduled) it->second.first_scheduled = step.scheduled;
+  }
+  for (uint64_t id : step.plan.preempted) {
+    if (auto it = live_.find(id); it != live_.end()) ++it->second.preemptions;
+  }
+  return step;
+}
+
+StatusOr<std::span<const float>> EngineImpl::Forward(const Step& step) {
+  if (!step.plan.blocks_to_zero.empty()) {
+    Status zeroed = backend_->ZeroKvBlocks(step.plan.blocks_to_zero);
+    if (!zeroed.ok()) return FailStep(step.plan, zeroed.WithContext("zeroing KV blocks"));
+  }
+  if (before_forward_hook_) before_forward_hook_(step.plan);
+  const ForwardBatch& batch = batch_builder_.Build(step.plan);
+  auto logits = model_->Forward(batch);
+  if (!logits.ok()) {
+    return FailStep(step.plan,
+                    logits.status().WithContext("forward step " + std::to_string(steps_)));
+  }
+  return *logits;
+}
+
+void EngineImpl::Sample(Step& step, std::span<const float> logits) {
+  const int32_t vocab = model_->config().vocab_size;
+  const std::vector<ScheduledSeq>& seqs = step.plan.seqs;
+  step.results.assign(seqs.size(), SampleResult{});
+  step.emitted.assign(seqs.size(), std::nullopt);
+  std::vector<std::pair<uint64_t, Status>> failed;
+  size_t logit_row = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    step.results[i].id = seqs[i].id;
+    if (!seqs[i].samples) continue;
+    LiveRequest& live = live_.at(seqs[i].id);
+    const std::span<const float> row = logits.subspan(logit_row * vocab, vocab);
+    ++logit_row;
+    StatusOr<Emitted> e = SampleOne(live, row);
+    if (!e.ok()) {
+      // NOTE: the scheduler skips sequences aborted between Schedule and Update.
+      failed.emplace_back(seqs[i].id, e.status());
+      continue;
+    }
+    step.results[i].token = e->sampled.token;
+    step.results[i].finished = e->stop.has_value();
+    ++generation_tokens_total_;
+    if (!live.first_token) live.first_token = step.scheduled;
+    step.emitted[i] = std::move(e).value();
+  }
+  for (auto& [id, status] : failed) {
+    scheduler_->Abort(id);
+    Finish(live_.at(id), FinishReason::kAbort, std::nullopt,
+           Internal("request " + std::to_string(id) + " failed in step " +
+                    std::to_string(steps_) + ": " + status.message()),
+           {}, {});
+  }
+}
+
+void EngineImpl::Postprocess(const Step& step) {
+  UpdateResult update = scheduler_->Update(step.plan, step.results);
+  std::unordered_map<uint64_t, const FinishedSeq*> finished;
+  for (const FinishedSeq& f : update.finished) finished[f.id] = &f;
+  for (size_t i = 0; i < step.plan.seqs.size(); ++i) {
+    const std::optional<Emitted>& emitted = step.emitted[i];
+    if (!emitted) continue;
+    const uint64_t id = step.plan.seqs[i].id;
+    LiveRequest& live = live_.at(id);
+    std::vector<SampledToken> lp;
+    if (live.request.sampling.logprobs.has_value()) lp.push_back(emitted->sampled);
+    if (finished.count(id) != 0) {
+      const std::optional<StopDecision>& stop = emitted->stop;
+      const FinishReason reason = stop ? stop->reason : FinishReason::kLength;
+      Finish(live, reason, stop ? stop->stop_token : std::nullopt, Status::Ok(),
+             {emitted->sampled.token}, std::move(lp));
+      continue;
+    }
+    EngineOutput out;
+    out.id = id;
+    out.tokens = {emitted->sampled.token};
+    out.logprobs = std::move(lp);
+    out.step = steps_;
+    if (live.output.size() == 1) {
+      out.first_token_seconds = SecondsBetween(live.arrival, step.scheduled);
+    }
+    live.sink(std::move(out));
+  }
+}
+
+void EngineImpl::ReportStep(const Step& step) {
+  if (config_.observer == nullptr) return;
+  StepInfo info;
+  info.seconds = SecondsBetween(step.start, EngineClock::now());
+  info.num_seqs = static_cast<int32_t>(step.plan.seqs.size());
+  for (const ScheduledSeq& seq : step.plan.seqs) info.num_tokens += seq.num_new_tokens;
+  config_.observer->OnStep(info);
+}
+
+StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
+                                                     std::span<const float> row) {
+  if (sequence_fault_hook_) {
+    LLMUX_RETURN_IF_ERROR(
+        sequence_fault_hook_(live.request, static_cast<int32_t>(live.output.size())));
+  }
+  try {
+    SequenceView view{live.request.prompt, live.output, live.seed};
+    // NOTE: only constrained rows pay for a mask. It is computed on the host and applied to
+    // the host logits row; the packed layout is what a device-side masking kernel would take.
+    std::span<const uint32_t> allowed;
+    if (live.matcher) {
+      live.matcher->FillNextTokenBitmask(mask_);
+      allowed = mask_;
+    }
+    Emitted e{sampler_.Sample(row, live.request.sampling, view, allowed), std::nullopt};
+    if (sample_override_hook_) {
+      const std::optional<int32_t> forced =
+          sample_override_hook_(live.request, static_cast<int32_t>(live.output.size()));
+      if (forced && *forced >= 0 && *forced < model_->config().vocab_size) e.sampled.token = *forced;
+    }
+    if (live.matcher && !live.matcher->AcceptToken(e.sampled.token)) {
+      return Internal("the grammar allows no token here (sampled " +
+                      std::to_string(e.sampled.token) + ")");
+    }
+    live.output.push_back(e.sampled.token);
+    e.stop = stop_checker_.Check(live.request.sampling,
+                                 static_cast<int32_t>(live.request.prompt.size()), live.output);
+    if (live.matcher && live.matcher->IsTerminated() &&
+        (!e.stop || e.stop->reason == FinishReason::kLength)) {
+      // The output is a complete sentence and only EOS could follow: stop without it.
+      e.stop = StopDecision{FinishReason::kStop, std::nullopt, false};
+    }
+    return e;
+  } catch (const std::exception& ex) {
+    return Internal(std::string("sampling failed: ") + ex.what());
+  }
+}
+
+}  // namespace llmux
