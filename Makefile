@@ -77,7 +77,7 @@ bench: build
 	@scripts/bench.sh "$(BUILD_DIR)"
 
 # llmux next to llama.cpp (built from the release node-llama-cpp@3.22.1 ships, cached in
-# $${LLMUX_ANCHORS_CACHE:-~/.cache/llmux-anchors}): CPU backend vs llama-bench, llmuxd vs
+# LLMUX_ANCHORS_CACHE, default ~/.cache/llmux-anchors): CPU backend vs llama-bench, llmuxd vs
 # llama-server. benchmarks/anchors/README.md; ANCHORS_ARGS passes options to anchors.py.
 bench-anchors: configure
 	@benchmarks/anchors/run.sh "$(BUILD_DIR)" $(ANCHORS_ARGS)

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -503,4 +504,6 @@ def parse():
 
 
 if __name__ == "__main__":
+    # SIGTERM (timeout, Ctrl-C in make) unwinds like an exception, so the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     Anchors(parse()).main()
