@@ -1,7 +1,10 @@
-# llmux_warnings(target): -Wall -Wextra -Werror on the project's own code only.
+# llmux_warnings(target): -Wall -Wextra (-Werror unless LLMUX_WERROR=OFF) on the project's
+# own code only.
 function(llmux_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wno-unused-parameter>)
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>
+    $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${LLMUX_WERROR}>>:-Werror>
+    $<$<COMPILE_LANGUAGE:CXX>:-Wno-unused-parameter>)
 endfunction()
 
 if(LLMUX_NATIVE)

@@ -23,6 +23,7 @@ PACKAGES=(
   libzmq3-dev libmsgpack-cxx-dev   # KV-cache events for prefix-aware routers (vLLM's format)
   redis-server postgresql haproxy  # real servers the cluster tests start on loopback
   python3-zmq python3-msgpack      # the KV-event subscriber in the gateway tests
+  apache2-utils python3-numpy      # make bench-anchors: ab, and llama.cpp's gguf-py
   gnuplot-nox                      # llmux-bench plots and the sweep's latency/throughput curve
 )
 
