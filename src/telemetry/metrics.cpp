@@ -2,6 +2,7 @@
 // added on first use (bounded by SetTenants). Engine figures that are cumulative in
 // EngineStats become counters by adding the difference since the previous scrape.
 #include "llmux/metrics.h"
+#include "llmux/thread_annotations.h"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -82,8 +83,8 @@ class PrometheusMetrics final : public Metrics {
   const std::string pool_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
 
-  mutable std::shared_mutex tenants_mutex_;
-  std::set<std::string, std::less<>> tenants_;  // Guarded by tenants_mutex_
+  mutable SharedMutex tenants_mutex_;
+  std::set<std::string, std::less<>> tenants_ GUARDED_BY(tenants_mutex_);
 
   // vLLM-compatible. The engine series: one entry per LLMUX_ENGINE_STATS field, in table order.
   const std::vector<EngineSeries> engine_series_;
@@ -131,11 +132,11 @@ class PrometheusMetrics final : public Metrics {
   Family<Counter>& cluster_refusals_;
   Family<Counter>& cluster_errors_;
 
-  std::mutex render_mutex_;
-  // Guarded by render_mutex_: each pool's engine counters already exported.
-  std::map<std::string, EngineStats, std::less<>> last_;
-  int64_t last_replayed_ = 0;  // Guarded by render_mutex_
-  MetricsSnapshot::ClusterStore last_cluster_;  // Guarded by render_mutex_
+  Mutex render_mutex_;
+  // Each pool's engine counters already exported.
+  std::map<std::string, EngineStats, std::less<>> last_ GUARDED_BY(render_mutex_);
+  int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
+  MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
 };
 
 template <typename B>
@@ -267,7 +268,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
 
 void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
   {
-    std::unique_lock<std::shared_mutex> lock(tenants_mutex_);
+    WriterLock lock(tenants_mutex_);
     tenants_.insert(tenants.begin(), tenants.end());
   }
   // Counters of every configured tenant exist from the start (at 0), so rate() and exact
@@ -282,7 +283,7 @@ void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
 }
 
 std::string PrometheusMetrics::Label(std::string_view tenant) const {
-  std::shared_lock<std::shared_mutex> lock(tenants_mutex_);
+  ReaderLock lock(tenants_mutex_);
   return tenants_.count(tenant) ? std::string(tenant) : std::string(kUnauthenticatedTenant);
 }
 
@@ -343,7 +344,7 @@ void PrometheusMetrics::AdvanceResettable(Counter& counter, int64_t now, int64_t
 }
 
 std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
-  std::lock_guard<std::mutex> lock(render_mutex_);
+  MutexLock lock(render_mutex_);
   for (const PoolEngineStats& p : s.pools) {
     const prometheus::Labels l = {{"model_name", p.model_name}, {"pool", p.pool}};
     EngineStats& last = last_[p.pool];
