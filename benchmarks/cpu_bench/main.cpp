@@ -4,7 +4,9 @@
 // Prints a table with tokens/s and the weight bandwidth achieved during generation
 // (weight bytes read per token x tokens/s).
 //
-//   build/cpu_bench --model DIR [--model DIR ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
+//   build/cpu_bench --model DIR|FILE.gguf [--model ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
+//                   [--quantize q8_0] [--blas]
+// --quantize q8_0 loads the weights as model.quantize: q8_0 does (Q8_0 matrices).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include "llmux/backend.h"
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
+#include "model/gguf_llama.h"
 
 namespace {
 
@@ -28,6 +31,7 @@ struct Options {
   int tg = 128;
   int reps = 3;
   bool blas = false;
+  bool q8 = false;
 };
 
 // A single sequence in blocks 0..n (contiguous), `computed` tokens already cached.
@@ -63,7 +67,9 @@ int Run(const Options& o) {
     bo.use_blas = o.blas;
     auto backend = CreateCpuBackend(bo);
     if (!backend.ok()) return std::fprintf(stderr, "%s\n", backend.status().ToString().c_str()), 1;
-    auto model = Model::Load(dir, backend->get(), std::max(o.pp, 1));
+    ModelLoadOptions lo;
+    lo.quantize_q8_0 = o.q8;
+    auto model = Model::Load(dir, backend->get(), std::max(o.pp, 1), lo);
     if (!model.ok()) return std::fprintf(stderr, "%s\n", model.status().ToString().c_str()), 1;
     const ModelConfig& c = (*model)->config();
     const int block = 16;
@@ -73,13 +79,27 @@ int Run(const Options& o) {
     if (Status s = (*backend)->InitKvCache(spec); !s.ok()) return std::fprintf(stderr, "%s\n", s.ToString().c_str()), 1;
 
     // Bytes of weights one decode token reads: every tensor once (tied embeddings once).
-    auto store = WeightStore::Open(dir);
+    std::unique_ptr<WeightStore> store;
+    if (std::filesystem::path(dir).extension() == ".gguf") {
+      auto gguf = OpenGgufLlama(dir);
+      if (!gguf.ok()) return std::fprintf(stderr, "%s\n", gguf.status().ToString().c_str()), 1;
+      store = std::move(gguf->weights);
+    } else {
+      auto st = WeightStore::Open(dir);
+      if (!st.ok()) return std::fprintf(stderr, "%s\n", st.status().ToString().c_str()), 1;
+      store = std::move(st).value();
+    }
     double weight_bytes = 0;
     std::string dtype = "?";
-    for (const std::string& name : (*store)->Names()) {
-      const HostTensor* t = (*store)->Find(name);
-      weight_bytes += static_cast<double>(t->nbytes);
-      if (name.find("q_proj.weight") != std::string::npos) dtype = std::string(DTypeName(t->dtype));
+    for (const std::string& name : store->Names()) {
+      const HostTensor* t = store->Find(name);
+      // Matrices of whole 32-element rows are what --quantize q8_0 turns into Q8_0.
+      const bool q8 = o.q8 && t->shape.size() == 2 && t->shape[1] % kQ8BlockElems == 0;
+      weight_bytes += q8 ? static_cast<double>(DTypeBytes(DType::kQ8_0, t->numel()))
+                         : static_cast<double>(t->nbytes);
+      if (name.find("q_proj.weight") != std::string::npos) {
+        dtype = std::string(DTypeName(q8 ? DType::kQ8_0 : t->dtype));
+      }
     }
     // The embedding lookup reads one row, but a tied table is read whole as the LM head.
     const std::string name = std::filesystem::path(dir).filename().string();
@@ -128,8 +148,16 @@ int main(int argc, char** argv) {
     else if (a == "--tg") o.tg = std::stoi(next());
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--blas") o.blas = true;
+    else if (a == "--quantize") {
+      const std::string q = next();
+      if (q != "q8_0" && q != "none") {
+        std::fprintf(stderr, "--quantize: expected q8_0 or none, got '%s'\n", q.c_str());
+        return 2;
+      }
+      o.q8 = q == "q8_0";
+    }
     else {
-      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--blas]\n");
+      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--quantize q8_0|none] [--blas]\n");
       return 2;
     }
   }

@@ -59,7 +59,8 @@ StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const std::string&
   if (!cfg.ok()) return cfg.status();
   const std::string config = dir + "/llmux.yaml", log = dir + "/llmuxd.log";
   LLMUX_RETURN_IF_ERROR(WriteFile(config, *cfg));
-  LLMUX_RETURN_IF_ERROR(WriteFile(dir + "/tenants.yaml", sc.tenants_yaml));
+  LLMUX_RETURN_IF_ERROR(WriteFile(dir + "/tenants.yaml",
+                                  run.tenants_yaml.empty() ? sc.tenants_yaml : run.tenants_yaml));
   // A fresh usage ledger per run: the daemon's numbers start from zero.
   std::filesystem::remove(dir + "/llmux-usage.db", ec);
   // NOTE: the old log must go before the fork: the child truncates it only after exec setup,
@@ -121,5 +122,24 @@ int DaemonProcess::Stop() {
 }
 
 DaemonProcess::~DaemonProcess() { Stop(); }
+
+double DaemonProcess::CpuSeconds() const {
+  if (pid_ < 0) return -1;
+  std::ifstream f("/proc/" + std::to_string(pid_) + "/stat");
+  std::string stat;
+  if (!std::getline(f, stat)) return -1;
+  // Fields after the command (which may hold spaces) in parentheses: state is field 3, utime
+  // and stime are fields 14 and 15, in clock ticks.
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(paren + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 }  // namespace llmux::bench

@@ -17,7 +17,7 @@ namespace llmux::bench {
 class DaemonProcess {
  public:
   // Writes DIR/llmux.yaml (sc.llmux_yaml with run.engine merged into `engine`) and
-  // DIR/tenants.yaml, starts `llmuxd --config DIR/llmux.yaml --model MODEL --listen
+  // DIR/tenants.yaml (run.tenants_yaml, else sc.tenants_yaml), starts `llmuxd --config DIR/llmux.yaml --model MODEL --listen
   // 127.0.0.1:0` with its stderr in DIR/llmuxd.log, and waits (up to 120 s) for its
   // "serving NAME on http://HOST:PORT" line. Returns the running daemon, or an error with the
   // log's tail.
@@ -32,6 +32,8 @@ class DaemonProcess {
   const std::string& host() const { return host_; }
   uint16_t port() const { return port_; }
   const std::string& model_name() const { return model_name_; }
+  // The daemon's CPU seconds so far (user + system, /proc/PID/stat); -1 when unreadable.
+  double CpuSeconds() const;
 
   // SIGTERM, wait up to 30 s, then SIGKILL. Returns the exit status (or -signal).
   int Stop();

@@ -1,9 +1,15 @@
 #include "load_generator.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <memory>
 
 #include "http_client.h"
@@ -30,12 +36,14 @@ double Since(Clock::time_point t0, Clock::time_point t) {
 
 class Generator {
  public:
-  Generator(const Scenario& sc, const Run& run, const Target& target)
-      : sc_(sc), run_(run), target_(target), client_(io_, target.host, target.port),
-        stop_timer_(io_), admin_timer_(io_) {}
+  // `t0`: the run's origin (shared by every process of the run); `poll_admin`: this process
+  // polls GET /admin/stats (one process per run does).
+  Generator(const Scenario& sc, const Run& run, const Target& target, Clock::time_point t0,
+            bool poll_admin)
+      : sc_(sc), run_(run), target_(target), poll_admin_(poll_admin && !sc.admin_key.empty()),
+        client_(io_, target.host, target.port), stop_timer_(io_), admin_timer_(io_), t0_(t0) {}
 
   RunData Execute() {
-    t0_ = Clock::now();
     deadline_ = t0_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run_.duration_s));
     for (size_t k = 0; k < run_.tenants.size(); ++k) {
       const TenantLoad* t = sc_.FindTenant(run_.tenants[k]);
@@ -48,7 +56,7 @@ class Generator {
       const double first = ts->load->start_s + (ts->load->rate > 0 ? ts->rng.Exponential(ts->load->rate) : 0);
       ScheduleAt(*ts, first, ts->load->concurrency > 0 ? ts->load->concurrency : 1);
     }
-    if (!sc_.admin_key.empty()) PollAdmin();
+    if (poll_admin_) PollAdmin();
     stop_timer_.expires_at(deadline_);
     stop_timer_.async_wait([this](boost::system::error_code) { OnDeadline(); });
     io_.run();
@@ -166,7 +174,7 @@ class Generator {
       finishing_ = true;
       for (auto& ts : lanes_) ts->timer.cancel();
       stop_timer_.cancel();
-      if (sc_.admin_key.empty()) return true;
+      if (!poll_admin_) return true;
       admin_timer_.cancel();
       PollAdmin(/*last=*/true);
       return true;
@@ -199,6 +207,7 @@ class Generator {
   const Scenario& sc_;
   const Run& run_;
   const Target& target_;
+  const bool poll_admin_;
   asio::io_context io_;
   HttpClient client_;
   asio::steady_timer stop_timer_, admin_timer_;
@@ -208,6 +217,76 @@ class Generator {
   int64_t issued_ = 0, outstanding_ = 0;
   bool stopped_issuing_ = false, finishing_ = false;
 };
+
+double CpuSeconds(const rusage& u) {
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+// A child's records travel to the parent as JSON over a pipe.
+json RecordsJson(const RunData& d) {
+  json records = json::array();
+  for (const RequestRecord& r : d.records) {
+    records.push_back({{"tenant", d.tenants[r.tenant]}, {"start", r.start}, {"end", r.end},
+                       {"status", r.status}, {"stream_error", r.stream_error},
+                       {"prompt_tokens", r.prompt_tokens}, {"output_tokens", r.output_tokens},
+                       {"chunks", r.chunks}, {"error", r.error}});
+  }
+  return {{"records", records}, {"duration_s", d.duration_s}};
+}
+
+// Appends `part`'s records to `into` (tenant indexes re-mapped to `into.tenants`).
+void Merge(const json& part, RunData& into) {
+  for (const json& j : part.at("records")) {
+    RequestRecord r;
+    const std::string tenant = j.at("tenant").get<std::string>();
+    for (size_t k = 0; k < into.tenants.size(); ++k) {
+      if (into.tenants[k] == tenant) r.tenant = k;
+    }
+    r.start = j.at("start").get<double>();
+    r.end = j.at("end").get<double>();
+    r.status = j.at("status").get<int>();
+    r.stream_error = j.at("stream_error").get<bool>();
+    r.prompt_tokens = j.at("prompt_tokens").get<int64_t>();
+    r.output_tokens = j.at("output_tokens").get<int64_t>();
+    r.chunks = j.at("chunks").get<std::vector<double>>();
+    r.error = j.at("error").get<std::string>();
+    into.records.push_back(std::move(r));
+  }
+  into.duration_s = std::max(into.duration_s, part.at("duration_s").get<double>());
+}
+
+struct Child {
+  std::string tenant;
+  pid_t pid = -1;
+  int fd = -1;  // read end of its pipe
+};
+
+// Forks a process that runs `tenant`'s load of `run` alone and writes its records to a pipe.
+StatusOr<Child> StartChild(const Scenario& sc, const Run& run, const Target& target,
+                           const std::string& tenant, Clock::time_point t0) {
+  int fds[2];
+  if (pipe(fds) != 0) return Internal("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) return Internal("fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    Run own = run;
+    own.tenants = {tenant};
+    Generator g(sc, own, target, t0, /*poll_admin=*/false);
+    const std::string out = RecordsJson(g.Execute()).dump();
+    size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = write(fds[1], out.data() + done, out.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) _exit(1);
+      done += static_cast<size_t>(n);
+    }
+    _exit(0);  // NOTE: no destructors or atexit handlers of the parent's state in the child
+  }
+  close(fds[1]);
+  return Child{tenant, pid, fds[0]};
+}
 
 }  // namespace
 
@@ -243,8 +322,68 @@ StatusOr<RunData> ExecuteRun(const Scenario& sc, const Run& run, const Target& t
   boost::system::error_code ec;
   boost::asio::ip::make_address(target.host, ec);
   if (ec) return InvalidArgument("bad host address \"" + target.host + "\": " + ec.message());
-  Generator g(sc, run, target);
-  return g.Execute();
+  // NOTE: steady_clock is CLOCK_MONOTONIC, one clock for every process of the machine, so the
+  // processes of a run share its origin and their records merge on one time line.
+  const Clock::time_point t0 = Clock::now();
+  std::vector<Child> children;
+  Run shared = run;
+  shared.tenants.clear();
+  for (const std::string& name : run.tenants) {
+    const TenantLoad* t = sc.FindTenant(name);
+    if (t == nullptr || !t->own_process) {
+      shared.tenants.push_back(name);
+      continue;
+    }
+    StatusOr<Child> c = StartChild(sc, run, target, name, t0);
+    if (!c.ok()) return c.status();
+    children.push_back(*c);
+  }
+  rusage self_before{};
+  getrusage(RUSAGE_SELF, &self_before);
+  RunData data;
+  {
+    Generator g(sc, shared, target, t0, /*poll_admin=*/true);
+    RunData mine = g.Execute();
+    data = std::move(mine);
+  }
+  rusage self_after{};
+  getrusage(RUSAGE_SELF, &self_after);
+  const RunData own_part = std::move(data);
+  data = RunData{};
+  data.tenants = run.tenants;
+  data.max_inflight_seen = own_part.max_inflight_seen;
+  data.inflight_high_water = own_part.inflight_high_water;
+  data.admin_polls = own_part.admin_polls;
+  Merge(RecordsJson(own_part), data);
+  data.loadgen_cpu_s = CpuSeconds(self_after) - CpuSeconds(self_before);
+  data.loadgen_processes = 1 + static_cast<int>(children.size());
+  Status failed = Status::Ok();
+  for (Child& c : children) {
+    std::string text;
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = read(c.fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    close(c.fd);
+    int st = 0;
+    rusage u{};
+    while (wait4(c.pid, &st, 0, &u) < 0 && errno == EINTR) {
+    }
+    data.loadgen_cpu_s += CpuSeconds(u);
+    const json part = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || part.is_discarded()) {
+      failed = Internal("the load process of tenant " + c.tenant + " failed");
+      continue;
+    }
+    Merge(part, data);
+  }
+  if (!failed.ok()) return failed;
+  std::sort(data.records.begin(), data.records.end(),
+            [](const RequestRecord& a, const RequestRecord& b) { return a.start < b.start; });
+  return data;
 }
 
 }  // namespace llmux::bench

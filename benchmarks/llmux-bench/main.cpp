@@ -4,7 +4,7 @@
 //
 //   llmux-bench --scenario FILE (--llmuxd PATH --model-dir DIR | --url http://HOST:PORT
 //               [--model NAME]) [--run NAME] [--out FILE.json] [--plot DIR] [--work DIR]
-//               [--strict]
+//               [--strict] [--ablate fifo]
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "ablation.h"
 #include "daemon_process.h"
 #include "load_generator.h"
 #include "plot.h"
@@ -31,13 +32,15 @@ struct Options {
   std::string scenario, url, model, llmuxd, model_dir, only_run, out, plot_dir;
   std::string work = "build/bench/work";
   bool strict = false;
+  std::vector<std::string> ablate;  // --ablate fifo (also the scenario's `ablate`)
 };
 
 int Usage() {
   std::fprintf(stderr,
                "usage: llmux-bench --scenario FILE (--llmuxd PATH --model-dir DIR | --url "
                "http://HOST:PORT [--model NAME])\n"
-               "                   [--run NAME] [--out FILE.json] [--plot DIR] [--work DIR] [--strict]\n");
+               "                   [--run NAME] [--out FILE.json] [--plot DIR] [--work DIR] [--strict]\n"
+               "                   [--ablate fifo]\n");
   return 2;
 }
 
@@ -59,6 +62,7 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--out") o->out = v;
     else if (a == "--plot") o->plot_dir = v;
     else if (a == "--work") o->work = v;
+    else if (a == "--ablate" && v == "fifo") o->ablate.push_back(v);
     else return false;
   }
   return !o->scenario.empty() && (o->url.empty() != o->llmuxd.empty()) &&
@@ -104,7 +108,12 @@ StatusOr<RunData> RunOne(const Options& o, const Scenario& sc, const Run& run) {
   std::fprintf(stderr, "llmux-bench: %s / %s: %.0f s, tenants:", sc.name.c_str(), run.name.c_str(), run.duration_s);
   for (const std::string& t : run.tenants) std::fprintf(stderr, " %s", t.c_str());
   std::fprintf(stderr, "\n");
+  const double daemon_cpu_before = daemon ? daemon->CpuSeconds() : -1;
   StatusOr<RunData> data = ExecuteRun(sc, run, target);
+  if (daemon && data.ok() && daemon_cpu_before >= 0) {
+    const double after = daemon->CpuSeconds();
+    if (after >= 0) data->daemon_cpu_s = after - daemon_cpu_before;
+  }
   if (daemon) {
     const int rc = daemon->Stop();
     if (rc != 0) std::fprintf(stderr, "llmux-bench: llmuxd exited with %d after run %s\n", rc, run.name.c_str());
@@ -126,6 +135,15 @@ int Main(int argc, char** argv) {
   if (!parsed.ok()) {
     std::fprintf(stderr, "llmux-bench: %s: %s\n", o.scenario.c_str(), parsed.status().ToString().c_str());
     return 1;
+  }
+  for (const std::string& a : o.ablate) parsed->ablate.push_back(a);
+  if (!parsed->ablate.empty()) {
+    // The only ablation so far is fifo (the parser and the flag accept nothing else).
+    const Status s = AddFifoAblation(&*parsed);
+    if (!s.ok()) {
+      std::fprintf(stderr, "llmux-bench: %s\n", s.ToString().c_str());
+      return 1;
+    }
   }
   const Scenario& sc = *parsed;
   std::map<std::string, RunReport> reports;

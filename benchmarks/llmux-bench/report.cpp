@@ -63,6 +63,14 @@ void PrintRun(std::FILE* out, const RunReport& run) {
     Line(out, "Jain's index (weight-normalised):", run.fairness.jain);
     Line(out, "Max service gap (tokens/weight):", run.fairness.max_service_gap);
   }
+  Rule(out, "CPU over the run (s; % of one core)", '-');
+  const double secs = run.data.duration_s > 0 ? run.data.duration_s : 1;
+  std::fprintf(out, "%-40s %.2f (%.1f%%, %d processes)\n", "Load generator CPU:", run.data.loadgen_cpu_s,
+               run.data.loadgen_cpu_s / secs * 100, run.data.loadgen_processes);
+  if (run.data.daemon_cpu_s >= 0) {
+    std::fprintf(out, "%-40s %.2f (%.1f%%)\n", "llmuxd CPU:", run.data.daemon_cpu_s,
+                 run.data.daemon_cpu_s / secs * 100);
+  }
   if (run.data.admin_polls > 0) {
     Rule(out, "GET /admin/stats", '-');
     for (const auto& [name, hw] : run.data.inflight_high_water) {
@@ -112,6 +120,9 @@ json RunJson(const RunReport& run) {
              {{"window_s", {run.fairness.window.start, run.fairness.window.end}},
               {"jain_index", run.fairness.jain},
               {"max_service_gap", run.fairness.max_service_gap}}}};
+  j["cpu"] = {{"loadgen_seconds", run.data.loadgen_cpu_s},
+              {"loadgen_processes", run.data.loadgen_processes}};
+  if (run.data.daemon_cpu_s >= 0) j["cpu"]["daemon_seconds"] = run.data.daemon_cpu_s;
   if (run.data.admin_polls > 0) {
     json a = json::object();
     for (const auto& [name, hw] : run.data.inflight_high_water) {

@@ -20,6 +20,11 @@ struct RunData {
   double duration_s = 0;
   std::map<std::string, int64_t> max_inflight_seen, inflight_high_water;  // /admin/stats
   int64_t admin_polls = 0;
+  // CPU seconds (user + system) over the run: the load generator's processes (the flood's and
+  // each `process: own` tenant's) and the daemon's (-1 when llmux-bench did not start it).
+  double loadgen_cpu_s = 0;
+  double daemon_cpu_s = -1;
+  int loadgen_processes = 1;
 };
 
 struct RunReport {
@@ -94,6 +99,13 @@ inline std::vector<CheckResult> EvaluateChecks(const Scenario& sc,
     }
     const RunReport& r = run->second;
     const int k = TenantIndex(r, c.tenant);
+    const bool fifo = c.kind == "fifo_ttft_p99_ratio" || c.kind == "fifo_throughput_ratio";
+    if (fifo) base = runs.find(c.run + "@fifo");
+    if (fifo && base == runs.end()) {
+      out.push_back({c.kind + ": run " + c.run + "@fifo has no result (run the fifo ablation: "
+                     "`ablate: [fifo]` or --ablate fifo)", 0, false});
+      continue;
+    }
     if (c.kind == "ttft_p99_ratio" || c.kind == "throughput_ratio") {
       if (base == runs.end()) {
         out.push_back({c.kind + ": baseline run " + c.baseline + " has no result", 0, false});
@@ -111,6 +123,25 @@ inline std::vector<CheckResult> EvaluateChecks(const Scenario& sc,
       res.pass = res.value <= c.max;
       res.what = c.tenant + " p99 TTFT " + c.run + "/" + c.baseline + " = " + Fmt(a) + "/" + Fmt(b) +
                  " ms = " + Fmt(res.value) + "x <= " + Fmt(c.max) + "x";
+    } else if (fifo) {
+      const int kb = TenantIndex(base->second, c.tenant);
+      if (k < 0 || kb < 0) {
+        out.push_back({c.kind + ": tenant " + c.tenant + " not in both runs", 0, false});
+        continue;
+      }
+      const Summary& policy = r.per_tenant[k];
+      const Summary& plain = base->second.per_tenant[kb];
+      if (c.kind == "fifo_ttft_p99_ratio") {
+        res.value = policy.ttft.p99 > 0 ? plain.ttft.p99 / policy.ttft.p99 : 0;
+        res.what = c.tenant + " p99 TTFT " + c.run + "@fifo/" + c.run + " = " + Fmt(plain.ttft.p99) +
+                   "/" + Fmt(policy.ttft.p99) + " ms = " + Fmt(res.value) + "x >= " + Fmt(c.min) + "x";
+      } else {
+        res.value = plain.output_throughput > 0 ? policy.output_throughput / plain.output_throughput : 0;
+        res.what = c.tenant + " output tok/s " + c.run + "/" + c.run + "@fifo = " +
+                   Fmt(policy.output_throughput) + "/" + Fmt(plain.output_throughput) + " = " +
+                   Fmt(res.value) + "x >= " + Fmt(c.min) + "x";
+      }
+      res.pass = policy.completed > 0 && plain.completed > 0 && res.value >= c.min;
     } else if (c.kind == "errors") {
       if (k < 0) {
         out.push_back({c.kind + ": tenant " + c.tenant + " not in run " + c.run, 0, false});

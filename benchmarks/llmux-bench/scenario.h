@@ -28,6 +28,9 @@ struct TenantLoad {
   bool ignore_eos = true;      // pins the output length to max_tokens
   double weight = 1;           // for the fairness figures (should match tenants.yaml)
   double start_s = 0;          // the tenant starts sending this long after the run starts
+  // `process: own`: the tenant's requests are sent and timed by a process of its own (forked
+  // per run), so a flood generated next to it cannot delay its client (docs/benchmarking.md).
+  bool own_process = false;
   Slo slo;
 };
 
@@ -37,6 +40,7 @@ struct Run {
   double duration_s = 30;            // stop issuing after this long...
   int64_t max_requests = 0;          // ...or after this many requests in total (0 = no cap)
   std::map<std::string, std::string> engine;  // overrides merged into llmux.yaml's `engine`
+  std::string tenants_yaml;  // replaces the scenario's tenants.yaml ("" = the scenario's)
 };
 
 struct Check {
@@ -46,6 +50,10 @@ struct Check {
   //                   its weight's share
   // throughput_ratio: output tok/s of `run` / of `baseline` >= min
   // inflight_high_water: tenant's inflight_high_water (GET /admin/stats) in `run` <= max
+  // fifo_ttft_p99_ratio: tenant's p99 TTFT in `run`@fifo / in `run` >= min (how much better
+  //                   the policy serves it than FIFO does; needs the fifo ablation)
+  // fifo_throughput_ratio: tenant's output tok/s in `run` / in `run`@fifo >= min (isolation
+  //                   is work-conserving; needs the fifo ablation)
   std::string kind;
   std::string run, baseline, tenant;
   double max = 0, min = 0, tolerance = 0.05;
@@ -66,7 +74,14 @@ struct Scenario {
   std::vector<TenantLoad> tenants;
   std::vector<Run> runs;
   std::vector<Check> checks;
+  std::vector<std::string> ablate;  // ablations run in every invocation (`fifo`)
 
+  const Run* FindRun(const std::string& n) const {
+    for (const Run& r : runs) {
+      if (r.name == n) return &r;
+    }
+    return nullptr;
+  }
   const TenantLoad* FindTenant(const std::string& n) const {
     for (const TenantLoad& t : tenants) {
       if (t.name == n) return &t;

@@ -93,7 +93,7 @@ inline LengthDist Length(const YAML::Node& n, const std::string& path) {
 
 inline TenantLoad Tenant(const std::string& name, const YAML::Node& n, const std::string& path) {
   OnlyKeys(n, path, {"key", "rate", "concurrency", "prompt_len", "output_len", "ignore_eos",
-                     "weight", "start", "slo"});
+                     "weight", "start", "slo", "process"});
   TenantLoad t;
   t.name = name;
   if (!n["key"]) Fail(path + ".key", "is required");
@@ -110,6 +110,11 @@ inline TenantLoad Tenant(const std::string& name, const YAML::Node& n, const std
   if (n["weight"]) t.weight = Get<double>(n["weight"], path + ".weight");
   if (t.weight <= 0) Fail(path + ".weight", "must be > 0");
   if (n["start"]) t.start_s = Seconds(n["start"], path + ".start");
+  if (n["process"]) {
+    const std::string p = Get<std::string>(n["process"], path + ".process");
+    if (p != "own" && p != "shared") Fail(path + ".process", "must be own or shared");
+    t.own_process = p == "own";
+  }
   if (const YAML::Node s = n["slo"]) {
     OnlyKeys(s, path + ".slo", {"ttft_ms", "tpot_ms", "e2el_ms"});
     if (s["ttft_ms"]) t.slo.ttft_ms = Get<double>(s["ttft_ms"], path + ".slo.ttft_ms");
@@ -151,8 +156,10 @@ inline Check ParseCheck(const YAML::Node& n, const std::string& path, const Scen
   Check c;
   if (!n["kind"] || !n["run"]) Fail(path, "needs kind and run");
   c.kind = Get<std::string>(n["kind"], path + ".kind");
-  static const std::set<std::string> kKinds = {"ttft_p99_ratio", "errors", "fair_share",
-                                               "throughput_ratio", "inflight_high_water"};
+  static const std::set<std::string> kKinds = {"ttft_p99_ratio",      "errors",
+                                               "fair_share",          "throughput_ratio",
+                                               "inflight_high_water", "fifo_ttft_p99_ratio",
+                                               "fifo_throughput_ratio"};
   if (!kKinds.count(c.kind)) Fail(path + ".kind", "unknown check \"" + c.kind + "\"");
   c.run = Get<std::string>(n["run"], path + ".run");
   if (n["baseline"]) c.baseline = Get<std::string>(n["baseline"], path + ".baseline");
@@ -184,7 +191,7 @@ inline StatusOr<Scenario> ParseScenario(const std::string& yaml_text) {
     const YAML::Node root = YAML::Load(yaml_text);
     OnlyKeys(root, "(scenario)", {"name", "description", "seed", "model", "api", "prompt", "token_ids",
                                   "drain", "service_weights", "admin_key", "server", "tenants", "runs",
-                                  "checks"});
+                                  "checks", "ablate"});
     Scenario sc;
     if (!root["name"]) Fail("name", "is required");
     sc.name = Get<std::string>(root["name"], "name");
@@ -232,6 +239,14 @@ inline StatusOr<Scenario> ParseScenario(const std::string& yaml_text) {
     std::set<std::string> names;
     for (const Run& r : sc.runs) {
       if (!names.insert(r.name).second) Fail("runs", "duplicate run name \"" + r.name + "\"");
+    }
+    if (const YAML::Node ab = root["ablate"]) {
+      if (!ab.IsSequence()) Fail("ablate", "must be a list (of: fifo)");
+      for (size_t i = 0; i < ab.size(); ++i) {
+        const std::string a = Get<std::string>(ab[i], "ablate");
+        if (a != "fifo") Fail("ablate", "unknown ablation \"" + a + "\" (known: fifo)");
+        sc.ablate.push_back(a);
+      }
     }
     if (const YAML::Node checks = root["checks"]) {
       if (!checks.IsSequence()) Fail("checks", "must be a list");

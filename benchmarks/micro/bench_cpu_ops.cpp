@@ -38,9 +38,16 @@ std::unique_ptr<Fixture> Make(int64_t n, int64_t k, int64_t m, DType dt, int cop
   f->be = std::move(CreateCpuBackend(o)).value();
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1, 1);
-  const size_t bytes = n * k * DTypeSize(dt);
+  const size_t bytes = DTypeBytes(dt, n * k);
   std::vector<std::byte> image(bytes);
-  for (int64_t i = 0; i < n * k; ++i) {
+  if (dt == DType::kQ8_0) {  // rows of k (a multiple of 32) quantized as model.quantize does
+    std::vector<float> row(k);
+    for (int64_t r = 0; r < n; ++r) {
+      for (auto& v : row) v = dist(rng);
+      QuantizeRowQ8_0(row.data(), k, image.data() + DTypeBytes(dt, r * k));
+    }
+  }
+  for (int64_t i = 0; i < n * k && dt != DType::kQ8_0; ++i) {
     float v = dist(rng);
     if (dt == DType::kF32) {
       std::memcpy(&image[4 * i], &v, 4);
@@ -69,7 +76,7 @@ std::unique_ptr<Fixture> Make(int64_t n, int64_t k, int64_t m, DType dt, int cop
 
 void BM_Gemv(benchmark::State& state, DType dt) {
   const int64_t n = state.range(0), k = state.range(1);
-  const size_t bytes = n * k * DTypeSize(dt);
+  const size_t bytes = DTypeBytes(dt, n * k);
   const int copies = static_cast<int>(std::max<size_t>(1, kStreamBytes / bytes));
   auto f = Make(n, k, 1, dt, copies);
   Tensor x = Tensor::Dense(f->x.data(), DType::kF32, 1, k);
@@ -108,9 +115,11 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(BM_Gemv, f32, DType::kF32)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, f16, DType::kF16)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::kBF16)->Apply(Shapes);
+BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::kQ8_0)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32, DType::kF32, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f16, DType::kF16, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::kBF16, false)->Apply(GemmShapes);
+BENCHMARK_CAPTURE(BM_Gemm, q8_0, DType::kQ8_0, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32_blas, DType::kF32, true)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f16_blas, DType::kF16, true)->Apply(GemmShapes);
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -79,6 +80,17 @@ class Admission {
   // counters and the in-flight budget until Finish.
   virtual AdmissionResult Admit(const std::string& tenant, const TenantConfig& config,
                                 const AdmissionRequest& request) = 0;
+  // The front door's cheap refusal: a refusal Admit would give whatever the call asks for
+  // (a quota already spent, a queue already full), decided from the tenant alone, before the
+  // body is parsed and the prompt tokenized, so a tenant over its limits costs the I/O threads
+  // almost nothing. nullopt: the call must go through Admit (which decides; this takes and
+  // holds nothing). The default refuses nothing early.
+  virtual std::optional<AdmissionRefusal> RefuseEarly(const std::string& tenant,
+                                                      const TenantConfig& config) {
+    (void)tenant;
+    (void)config;
+    return std::nullopt;
+  }
   // `count` of the ticket's choices left the queue (the engine started them, or they ended
   // before starting). The sum over calls must not exceed num_choices.
   virtual void LeaveQueue(const AdmissionTicket& ticket, int count) = 0;

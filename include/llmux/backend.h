@@ -36,7 +36,7 @@ struct Tensor {
   }
   // Rows [first, first + n) of this view.
   Tensor RowSlice(int64_t first, int64_t n) const {
-    auto* p = static_cast<std::byte*>(data) + first * stride * static_cast<int64_t>(DTypeSize(dtype));
+    auto* p = static_cast<std::byte*>(data) + DTypeBytes(dtype, first * stride);
     return Tensor{p, dtype, n, cols, stride};
   }
 };

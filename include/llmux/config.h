@@ -83,6 +83,9 @@ struct ModelSection {
   std::string name;            // served model id; "" in the file = last component of `path`
   int max_model_len = 0;       // 0 = the model's own max_position_embeddings
   ChatTemplateSource chat_template;
+  // `quantize`: "none" (default: weights as stored) or "q8_0" (projection and embedding
+  // matrices quantized to Q8_0 at load; docs/models.md).
+  bool quantize_q8_0 = false;
 };
 
 enum class BackendKind { kCpu, kCuda };
@@ -111,6 +114,7 @@ struct EngineSection {
   int block_size = 16;                   // tokens per KV block
   int max_batched_tokens = 2048;         // token budget of one engine step
   int max_seqs = 64;                     // sequences in one engine step
+  int max_step_ms = 0;  // step-time target: the step token budget adapts to it (0 = off)
   EngineBatching batching = EngineBatching::kContinuous;
   Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
   int prefill_weight = 1;        // fair-share cost of one prefill token

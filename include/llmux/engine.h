@@ -42,6 +42,11 @@ struct EngineConfig {
   // Bound of the inbox (submits + aborts not yet seen by the engine thread); Submit beyond it
   // returns Unavailable.
   int32_t max_inbox = 4096;
+  // Step-time target in milliseconds (engine.max_step_ms; 0 = off): the token budget of the
+  // next step follows the measured cost per token so that a step takes about this long, and a
+  // request arriving mid-step waits for at most one short step (Sarathi-Serve's stall-free
+  // batching). Never above the scheduler's max_batched_tokens nor below its max_seqs.
+  int32_t max_step_ms = 0;
   // Not owned; must outlive the engine. Called on the engine thread after each forward step.
   EngineObserver* observer = nullptr;
   // Optional: receives the prefix cache's KV events on the engine thread (must never block).
@@ -93,8 +98,9 @@ struct EngineOutput {
   // Engine step counter when this event was produced (tests assert scheduling latency in steps).
   int64_t step = 0;
   // Timings in seconds since the request reached the engine.
+  // Both on the final event and on the first token event.
   double queue_seconds = 0;        // until first scheduled
-  double first_token_seconds = 0;  // until the first token (final event and first token event)
+  double first_token_seconds = 0;  // until the end of the forward pass that computed the first token
 };
 
 // Called on the engine thread; must not block (post to a strand or queue and return).

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "llmux/engine.h"
@@ -48,6 +49,18 @@ struct RequestObservation {
   double queue_seconds = 0;
   std::optional<double> first_token_seconds;  // nullopt when no token was produced
   double e2e_seconds = 0;
+};
+
+// Where one HTTP completion call's time went on its way to the first byte of its answer
+// (llmux_request_phase_seconds, llmux_full_path_time_to_first_token_seconds).
+struct RequestPhases {
+  std::string tenant;
+  std::string lane;
+  // In path order: phase name (a fixed set, docs/metrics.md) and its seconds. Only the phases
+  // the call reached (a refused call stops early).
+  std::vector<std::pair<std::string_view, double>> phases;
+  // Request read -> first byte of the answer written; nullopt when no token was written.
+  std::optional<double> full_path_ttft_seconds;
 };
 
 // One pool's engine figures, read at scrape time.
@@ -102,6 +115,8 @@ class Metrics : public EngineObserver {
   // One gap between consecutive tokens of a request. Any thread (the engine's sink).
   virtual void ObserveInterTokenLatency(std::string_view tenant, std::string_view lane,
                                         double seconds) = 0;
+  // One call's phases, once its first byte is written (or it ended without one). Any thread.
+  virtual void ObservePhases(const RequestPhases& phases) = 0;
   virtual void CountRejection(std::string_view tenant, RejectReason reason) = 0;
   virtual void CountPolicyReload(bool ok) = 0;
   // Set once at start-up (before serving). Any thread.

@@ -12,15 +12,24 @@
 
 namespace llmux {
 
+struct ModelLoadOptions {
+  // Quantize the projection and embedding matrices to Q8_0 at load (dtype.h); norm weights and
+  // biases stay F32, and so does a matrix whose rows are not a multiple of 32 long.
+  bool quantize_q8_0 = false;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
 
+  // `dir` is a Hugging Face model folder, or a .gguf file of the Llama architecture (its
+  // metadata stands for config.json; F32/F16/BF16/Q8_0 tensors; src/model/gguf_llama.h).
   // Loads config.json and the safetensors weights of `dir` onto `backend` (not owned; must
   // outlive the model), checking every tensor the architecture needs by name, shape and dtype.
   // `max_batch_tokens` sizes the activation buffers (the largest ForwardBatch::num_tokens).
   static StatusOr<std::unique_ptr<Model>> Load(const std::filesystem::path& dir,
-                                               Backend* backend, int max_batch_tokens);
+                                               Backend* backend, int max_batch_tokens,
+                                               const ModelLoadOptions& options = {});
 
   virtual const ModelConfig& config() const = 0;
 

@@ -247,6 +247,11 @@ class Scheduler {
   // Decides the next step at caller time `now` (same clock as SchedRequest::arrival).
   virtual SchedulerOutput Schedule(int64_t now) = 0;
 
+  // Caps the tokens of the steps that follow at `tokens`, clamped to [max_seqs,
+  // max_batched_tokens] so every running sequence can still decode; 0 = max_batched_tokens.
+  // The engine's step-time bound (engine.max_step_ms) sets it from measured step costs.
+  virtual void SetStepTokenBudget(int32_t tokens) = 0;
+
   // Applies the step's results: results[i] answers output.seqs[i] (same id). Advances computed
   // tokens, appends sampled tokens, registers full blocks in the prefix cache, and frees
   // sequences that finished (engine said so, or max_new_tokens reached).

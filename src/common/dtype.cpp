@@ -1,5 +1,7 @@
 #include "llmux/dtype.h"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 namespace llmux {
@@ -10,6 +12,7 @@ std::string_view DTypeName(DType t) {
     case DType::kF16: return "f16";
     case DType::kBF16: return "bf16";
     case DType::kI32: return "i32";
+    case DType::kQ8_0: return "q8_0";
   }
   return "?";
 }
@@ -71,6 +74,42 @@ uint16_t FloatToHalf(float f) {
   uint32_t r = abs + 0xfffu + ((abs >> 13) & 1u);  // round to nearest even at bit 13
   r -= (127 - 15) << 23;
   return sign | static_cast<uint16_t>(r >> 13);
+}
+
+void QuantizeRowQ8_0(const float* x, int64_t n, std::byte* dst) {
+  for (int64_t b = 0; b < n / kQ8BlockElems; ++b) {
+    const float* xb = x + b * kQ8BlockElems;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < kQ8BlockElems; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    std::byte* out = dst + b * kQ8BlockBytes;
+    const uint16_t dh = FloatToHalf(d);
+    std::memcpy(out, &dh, 2);
+    for (int64_t i = 0; i < kQ8BlockElems; ++i) {
+      // roundf (half away from zero) without a libm call: v - trunc(v) is exact here.
+      const float v = xb[i] * id;
+      float t = std::trunc(v);
+      if (std::fabs(v - t) >= 0.5f) t += std::copysign(1.0f, v);
+      if (!(std::fabs(t) <= 127.0f)) t = 0.0f;  // NaN / infinite weights (never in range)
+      const auto q = static_cast<int8_t>(static_cast<int>(t));
+      std::memcpy(out + 2 + i, &q, 1);
+    }
+  }
+}
+
+void DequantizeRowQ8_0(const std::byte* src, int64_t n, float* out) {
+  for (int64_t b = 0; b < n / kQ8BlockElems; ++b) {
+    const std::byte* blk = src + b * kQ8BlockBytes;
+    uint16_t dh;
+    std::memcpy(&dh, blk, 2);
+    const float d = HalfToFloat(dh);
+    for (int64_t i = 0; i < kQ8BlockElems; ++i) {
+      int8_t q;
+      std::memcpy(&q, blk + 2 + i, 1);
+      out[b * kQ8BlockElems + i] = d * static_cast<float>(q);
+    }
+  }
 }
 
 }  // namespace llmux

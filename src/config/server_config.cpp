@@ -172,6 +172,14 @@ void ReadModel(MapReader& m, const std::filesystem::path& base, ModelSection& s)
                                    : s.path.parent_path().filename().string();
   }
   s.max_model_len = static_cast<int>(m.Int("max_model_len", 0, 0, kInt32Max));
+  if (auto v = m.Get("quantize"); v && !v->is_null()) {
+    const std::string q = v->String("");
+    if (q == "q8_0") {
+      s.quantize_q8_0 = true;
+    } else if (q != "none") {
+      v->Error("expected \"none\" or \"q8_0\", got " + QuoteValue(q));
+    }
+  }
   if (auto v = m.Get("chat_template"); v && !v->is_null()) {
     const std::string t = v->String("");
     if (t.empty()) {
@@ -240,6 +248,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
   s.max_batched_tokens =
       static_cast<int>(m.Int("max_batched_tokens", s.max_batched_tokens, 1, kInt32Max));
   s.max_seqs = static_cast<int>(m.Int("max_seqs", s.max_seqs, 1, 1 << 20));
+  s.max_step_ms = static_cast<int>(m.Int("max_step_ms", s.max_step_ms, 0, 60000));
   if (auto v = m.Get("batching")) {
     const std::string b = v->String("continuous");
     if (b == "continuous") {

@@ -90,7 +90,8 @@ class EngineImpl final : public Engine {
   struct Step {
     SchedulerOutput plan;
     EngineClock::time_point start;      // before Schedule (StepInfo::seconds)
-    EngineClock::time_point scheduled;  // after Schedule: first-scheduled and first-token time
+    EngineClock::time_point scheduled;  // after Schedule: first-scheduled time
+    EngineClock::time_point forwarded;  // after the forward pass: first-token time
     std::vector<SampleResult> results;           // per plan.seqs entry, for Scheduler::Update
     std::vector<std::optional<Emitted>> emitted;  // per plan.seqs entry that sampled a token
   };
@@ -122,6 +123,9 @@ class EngineImpl final : public Engine {
   // others.
   void Postprocess(const Step& step);
   void ReportStep(const Step& step);
+  // engine.max_step_ms: moves the scheduler's step token budget toward the tokens that fit the
+  // target at this step's measured cost.
+  void AdaptStepBudget(const Step& step);
   // One sequence's sample and stop check. A failure (an exception from the sampler, stop
   // checker or allocator, or an injected fault) concerns that sequence only.
   StatusOr<Emitted> SampleOne(LiveRequest& live, std::span<const float> row);
@@ -154,6 +158,7 @@ class EngineImpl final : public Engine {
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
   std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
   int64_t steps_ = 0;
+  int32_t step_token_budget_ = 0;  // AdaptStepBudget's current budget (0 = not yet measured)
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
   const EngineClock::time_point epoch_;

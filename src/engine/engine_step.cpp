@@ -2,6 +2,8 @@
 //   schedule -> build batch -> forward -> sample -> postprocess (Update, emit).
 #include "engine/engine_impl.h"
 
+#include <algorithm>
+
 namespace llmux {
 
 StatusOr<bool> EngineImpl::StepOnce() {
@@ -21,6 +23,7 @@ StatusOr<bool> EngineImpl::StepOnce() {
   Sample(step, logits);
   Postprocess(step);
   ReportStep(step);
+  AdaptStepBudget(step);
   PublishStats();
   return true;
 }
@@ -61,6 +64,9 @@ StatusOr<std::span<const float>> EngineImpl::Forward(const Step& step) {
 }
 
 void EngineImpl::Sample(Step& step, std::span<const float> logits) {
+  // NOTE: a token exists once the forward pass that computes it is done, so a request's
+  // first-token time is this step's end of forward, not its schedule time.
+  step.forwarded = EngineClock::now();
   const int32_t vocab = model_->config().vocab_size;
   const std::vector<ScheduledSeq>& seqs = step.plan.seqs;
   step.results.assign(seqs.size(), SampleResult{});
@@ -82,7 +88,7 @@ void EngineImpl::Sample(Step& step, std::span<const float> logits) {
     step.results[i].token = e->sampled.token;
     step.results[i].finished = e->stop.has_value();
     ++generation_tokens_total_;
-    if (!live.first_token) live.first_token = step.scheduled;
+    if (!live.first_token) live.first_token = step.forwarded;
     step.emitted[i] = std::move(e).value();
   }
   for (auto& [id, status] : failed) {
@@ -118,10 +124,36 @@ void EngineImpl::Postprocess(const Step& step) {
     out.logprobs = std::move(lp);
     out.step = steps_;
     if (live.output.size() == 1) {
-      out.first_token_seconds = SecondsBetween(live.arrival, step.scheduled);
+      // Both timings on the first token event too: the HTTP layer derives the call's engine
+      // milestones from it (docs/metrics.md, "Where the time goes").
+      out.first_token_seconds = SecondsBetween(live.arrival, step.forwarded);
+      out.queue_seconds = SecondsBetween(live.arrival, live.first_scheduled.value_or(step.scheduled));
     }
     live.sink(std::move(out));
   }
+}
+
+void EngineImpl::AdaptStepBudget(const Step& step) {
+  if (config_.max_step_ms <= 0) return;
+  int64_t tokens = 0;
+  for (const ScheduledSeq& seq : step.plan.seqs) tokens += seq.num_new_tokens;
+  const double seconds = SecondsBetween(step.start, EngineClock::now());
+  if (tokens <= 0 || seconds <= 0) return;
+  // NOTE: scaling this step's tokens by target/took converges on the budget whose step takes
+  // the target when a step's cost grows with its tokens (a fixed per-step part included: a
+  // small step overestimates, the next, larger step measures again). Halfway each step, so
+  // one noisy step (a preempted thread on a shared machine) moves it only so far.
+  const double target = config_.max_step_ms * 1e-3;
+  const double want = static_cast<double>(tokens) * target / seconds;
+  const double current = step_token_budget_ > 0 ? step_token_budget_ : want;
+  // NOTE: never below twice max_seqs: a budget that running decodes alone fill would admit
+  // nothing new (a premium arrival included) until a sequence finished. A step that cannot
+  // meet the target this way is as short as it can be while admissions still progress.
+  const SchedulerConfig& sc = config_.scheduler;
+  const double floor = std::min(2.0 * sc.max_seqs, static_cast<double>(sc.max_batched_tokens));
+  step_token_budget_ = static_cast<int32_t>(std::clamp(
+      0.5 * current + 0.5 * want, floor, static_cast<double>(sc.max_batched_tokens)));
+  scheduler_->SetStepTokenBudget(step_token_budget_);
 }
 
 void EngineImpl::ReportStep(const Step& step) {

@@ -1,12 +1,15 @@
 // The Llama-family forward pass (Llama 2/3, Mistral, Qwen2), written once against Backend.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llmux/backend.h"
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
+#include "model/gguf_llama.h"
 
 namespace llmux {
 namespace {
@@ -39,11 +42,12 @@ struct Activations {
 class LlamaModel final : public Model {
  public:
   LlamaModel(ModelConfig config, std::unique_ptr<WeightStore> store, Backend* backend,
-             int max_batch_tokens)
+             int max_batch_tokens, const ModelLoadOptions& options)
       : config_(std::move(config)),
         store_(std::move(store)),
         backend_(backend),
-        max_batch_tokens_(max_batch_tokens) {}
+        max_batch_tokens_(max_batch_tokens),
+        options_(options) {}
 
   Status Init();
 
@@ -53,6 +57,8 @@ class LlamaModel final : public Model {
  private:
   // Binds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
   StatusOr<Tensor> Bind(const std::string& name, int64_t rows, int64_t cols, WeightKind kind);
+  // A Q8_0 copy of the 2-D float tensor t (rows of whole blocks), owned by quantized_.
+  HostTensor QuantizeQ8_0(const HostTensor& t);
   Status AllocateActivations();
   StatusOr<Tensor> NewActivation(int64_t rows, int64_t cols, DType dtype);
 
@@ -60,6 +66,9 @@ class LlamaModel final : public Model {
   std::unique_ptr<WeightStore> store_;  // keeps the mmap'd weights alive
   Backend* backend_;
   int max_batch_tokens_;
+  ModelLoadOptions options_;
+  // Q8_0 copies of the matrices when options_.quantize_q8_0 (the CPU backend aliases them).
+  std::vector<std::unique_ptr<std::byte[]>> quantized_;
 
   Tensor embed_;       // [vocab, dim]
   Tensor final_norm_;  // [1, dim]
@@ -69,6 +78,39 @@ class LlamaModel final : public Model {
   Activations act_;
   std::vector<float> host_logits_;  // [num_logits, vocab]
 };
+
+HostTensor LlamaModel::QuantizeQ8_0(const HostTensor& t) {
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  const size_t row_bytes = DTypeBytes(DType::kQ8_0, cols);
+  auto buf = std::make_unique<std::byte[]>(row_bytes * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* src = t.data + DTypeBytes(t.dtype, r * cols);
+    for (int64_t i = 0; i < cols; ++i) {
+      switch (t.dtype) {
+        case DType::kF32: std::memcpy(&row[i], src + 4 * i, 4); break;
+        case DType::kF16:
+        case DType::kBF16: {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * i, 2);
+          row[i] = t.dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+          break;
+        }
+        case DType::kI32:
+        case DType::kQ8_0: break;  // rejected / passed through by the caller
+      }
+    }
+    QuantizeRowQ8_0(row.data(), cols, buf.get() + row_bytes * static_cast<size_t>(r));
+  }
+  HostTensor q;
+  q.name = t.name;
+  q.dtype = DType::kQ8_0;
+  q.shape = t.shape;
+  q.data = buf.get();
+  q.nbytes = row_bytes * static_cast<size_t>(rows);
+  quantized_.push_back(std::move(buf));
+  return q;
+}
 
 StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t cols,
                                   WeightKind kind) {
@@ -94,6 +136,15 @@ StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t
   }
   if (t->dtype == DType::kI32) {
     return InvalidArgument("tensor '" + name + "' has dtype i32; weights must be f32/f16/bf16");
+  }
+  HostTensor q8;
+  // NOTE: a matrix whose rows are not whole 32-element blocks keeps its stored dtype (as
+  // llama.cpp's quantizer falls back for such tensors); every matrix of the supported shapes
+  // but stories260K's 172-wide down_proj is whole blocks.
+  if (options_.quantize_q8_0 && kind != WeightKind::kVector && t->dtype != DType::kQ8_0 &&
+      t->shape[1] % kQ8BlockElems == 0) {
+    q8 = QuantizeQ8_0(*t);
+    t = &q8;
   }
   auto loaded = backend_->LoadWeight(*t, kind);
   if (!loaded.ok()) return loaded.status().WithContext("loading '" + name + "'");
@@ -228,13 +279,23 @@ StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) 
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& dir, Backend* backend,
-                                             int max_batch_tokens) {
+                                             int max_batch_tokens,
+                                             const ModelLoadOptions& options) {
   LLMUX_CHECK(backend != nullptr);
   if (max_batch_tokens <= 0) return InvalidArgument("max_batch_tokens must be positive");
-  LLMUX_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
-  LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
+  ModelConfig config;
+  std::unique_ptr<WeightStore> store;
+  std::error_code ec;
+  if (dir.extension() == ".gguf" && std::filesystem::is_regular_file(dir, ec)) {
+    LLMUX_ASSIGN_OR_RETURN(GgufLlama gguf, OpenGgufLlama(dir));
+    config = std::move(gguf.config);
+    store = std::move(gguf.weights);
+  } else {
+    LLMUX_ASSIGN_OR_RETURN(config, LoadModelConfig(dir));
+    LLMUX_ASSIGN_OR_RETURN(store, WeightStore::Open(dir));
+  }
   auto model = std::make_unique<LlamaModel>(std::move(config), std::move(store), backend,
-                                            max_batch_tokens);
+                                            max_batch_tokens, options);
   Status s = model->Init();
   if (!s.ok()) return s.WithContext("model " + dir.string());
   return std::unique_ptr<Model>(std::move(model));

@@ -29,7 +29,9 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
     }
   }
   if (!backend.ok()) return backend.status().WithContext(context + ": backend");
-  auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens);
+  ModelLoadOptions load_options;
+  load_options.quantize_q8_0 = pool.model.quantize_q8_0;
+  auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens, load_options);
   if (!model.ok()) return model.status().WithContext(context + ": model");
 
   EngineConfig ec;
@@ -38,6 +40,7 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
   ec.scheduler.block_size = e.block_size;
   ec.scheduler.max_batched_tokens = e.max_batched_tokens;
   ec.scheduler.max_seqs = e.max_seqs;
+  ec.max_step_ms = e.max_step_ms;
   ec.scheduler.max_model_len = pool.model.max_model_len;
   ec.scheduler.batching =
       e.batching == EngineBatching::kStatic ? BatchingMode::kStatic : BatchingMode::kContinuous;

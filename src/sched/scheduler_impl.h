@@ -66,6 +66,7 @@ class SchedulerImpl final : public Scheduler {
   Status Submit(SchedRequest request) override;
   bool Abort(uint64_t id) override;
   SchedulerOutput Schedule(int64_t now) override;
+  void SetStepTokenBudget(int32_t tokens) override { step_token_budget_ = tokens; }
   UpdateResult Update(const SchedulerOutput& output,
                       std::span<const SampleResult> results) override;
   std::vector<std::pair<uint64_t, Status>> TakeRejected() override;
@@ -152,6 +153,7 @@ class SchedulerImpl final : public Scheduler {
   SchedulerOutput* out_ = nullptr;
   std::vector<Entry> entries_;
   int32_t tokens_left_ = 0;
+  int32_t step_token_budget_ = 0;  // SetStepTokenBudget; 0 = max_batched_tokens
   int64_t now_ = 0;
   std::vector<std::vector<Seq*>> by_lane_;  // scratch: running sequences bucketed by lane
   std::vector<int32_t> hits_;               // scratch: prefix-cache hit blocks

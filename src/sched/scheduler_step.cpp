@@ -243,7 +243,9 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
   SchedulerOutput out;
   out_ = &out;
   now_ = now;
-  tokens_left_ = config_.max_batched_tokens;
+  tokens_left_ = step_token_budget_ > 0
+                     ? std::clamp(step_token_budget_, config_.max_seqs, config_.max_batched_tokens)
+                     : config_.max_batched_tokens;
   entries_.clear();
   CompactRunning();
   if (floors_catching_up_ && kv_.FloorsCovered() &&

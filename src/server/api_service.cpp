@@ -8,6 +8,7 @@
 #include "server/call_accounting.h"
 #include "server/call_usage_tally.h"
 #include "server/metrics_routes.h"
+#include "server/request_plan.h"
 #include "server/responses_api.h"
 #include "server/tool_constraint.h"
 #include "server/usage_routes.h"
@@ -48,6 +49,32 @@ std::string SystemFingerprint(const ServedModel& m) {
   char buf[24];
   std::snprintf(buf, sizeof(buf), "fp_%012llx", static_cast<unsigned long long>(h >> 16));
   return buf;
+}
+
+void SendAdmissionRefusal(ResponseChannel& channel, const AdmissionRefusal& refusal) {
+  ApiError e = ApiErrorFromStatus(refusal.status, refusal.param, refusal.code);
+  e.retry_after_seconds = static_cast<int>(std::min<int64_t>(refusal.retry_after_seconds, INT32_MAX));
+  SendApiError(channel, e);
+}
+
+// The engine's milestones of a call, from the event that carries a choice's first token (the
+// call's first such event wins): the engine reports them relative to its arrival, up to the end
+// of the forward pass that computed the token, and the sink runs on the engine thread right
+// after that step's sampling and Update, so `now` is the first token's time.
+// NOTE: what lies between the forward pass and the sink (that step's sampling and Update; for
+// a process pool also the wire transfer) shifts the derived arrival and counts in `inbox`.
+void MarkEngineMilestones(ObservedChannel& channel, const EngineOutput& out) {
+  const std::shared_ptr<RequestTimeline>& timeline = channel.timeline();
+  if (!timeline || timeline->Has(Milestone::kFirstToken)) return;
+  const auto now = std::chrono::steady_clock::now();
+  const auto since_arrival = [](double s) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(s));
+  };
+  const auto arrival = now - since_arrival(out.first_token_seconds);
+  timeline->Mark(Milestone::kEngineArrival, arrival);
+  timeline->Mark(Milestone::kFirstScheduled, arrival + since_arrival(out.queue_seconds));
+  timeline->Mark(Milestone::kFirstToken, now);
 }
 
 }  // namespace
@@ -176,6 +203,7 @@ void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_
     }
     return SendApiError(*channel, ApiErrorFromStatus(principal.status()));
   }
+  channel->Mark(Milestone::kAuthenticated);
   const bool admin = principal->kind == Principal::Kind::kAdmin;
   if (!admin) channel->SetTenant(principal->tenant);
   auto admin_only = [&] {
@@ -397,18 +425,22 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     return SendApiError(*channel, e);
   }
   const ServedModel& served = *served_or;
+  // The front door's cheap refusal: a tenant over its limits is refused from the headers
+  // alone (key -> tenant -> limits), before its body is parsed and its prompt tokenized.
+  if (std::optional<AdmissionRefusal> refusal = admission_->RefuseEarly(tenant_name, tenant)) {
+    return SendAdmissionRefusal(*channel, *refusal);
+  }
   auto parsed = responses ? ParseResponsesRequest(http.body, options_.limits)
                           : ParseOpenAiRequest(kind, http.body, options_.limits);
   if (auto* err = std::get_if<ApiError>(&parsed)) return SendApiError(*channel, *err);
   OpenAiRequest& r = std::get<OpenAiRequest>(parsed);
+  channel->Mark(Milestone::kParsed);
   if ((!r.model.empty() && r.model != served.name) || !ModelAllowed(tenant, served.name)) {
     ApiError e = ApiErrorFromStatus(
         NotFound("The model '" + (r.model.empty() ? served.name : r.model) + "' does not exist"),
         "model", "model_not_found");
     return SendApiError(*channel, e);
   }
-  const char* prompt_param = responses ? "input" : kind == ApiKind::kChat ? "messages" : "prompt";
-  const char* max_tokens_param = responses ? "max_output_tokens" : "max_tokens";
 
   // Tools: the template's call format decides parsing; required/named need a constraint.
   CallOptions call_options;
@@ -464,6 +496,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     if (tier->second.prices) prices = *tier->second.prices;
     call_options.service_tier = r.service_tier;
   }
+  channel->SetLane(lane_name);
   const ChatRenderOptions render_options{r.add_generation_prompt, r.tools_json};
   // Structured outputs: compile (or find) the grammar here, on the I/O thread, so a refused
   // schema is a 400 before anything is queued.
@@ -475,79 +508,16 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     grammar = std::get<std::shared_ptr<const CompiledGrammar>>(std::move(compiled));
   }
 
-  // Prompts -> token ids.
-  std::vector<std::vector<int32_t>> prompts;
-  const int32_t vocab = served.tokenizer->vocab_size();
-  if (kind == ApiKind::kChat) {
-    auto text = served.chat_template->Render(r.messages, render_options);
-    if (!text.ok()) return SendApiError(*channel, ApiErrorFromStatus(text.status(), prompt_param));
-    // The template writes BOS and other specials itself.
-    prompts.push_back(served.tokenizer->Encode(*text, /*add_special_tokens=*/false, /*parse_special=*/true));
-  } else {
-    for (const PromptInput& p : r.prompts) {
-      if (const auto* s = std::get_if<std::string>(&p)) {
-        prompts.push_back(served.tokenizer->Encode(*s, /*add_special_tokens=*/true));
-      } else {
-        const auto& ids = std::get<std::vector<int32_t>>(p);
-        for (int32_t id : ids) {
-          if (id >= vocab) {
-            return SendApiError(*channel, InvalidRequest("token id " + std::to_string(id) +
-                                                             " is outside the vocabulary (size " +
-                                                             std::to_string(vocab) + ")",
-                                                         "prompt"));
-          }
-        }
-        prompts.push_back(ids);
-      }
-    }
-  }
-
-  // max_tokens and the context.
-  std::vector<int32_t> prompt_lengths;
-  std::vector<int32_t> max_tokens;
-  int64_t charged_tokens = 0;
-  for (const auto& p : prompts) {
-    const int32_t len = static_cast<int32_t>(p.size());
-    if (len == 0) return SendApiError(*channel, InvalidRequest("the prompt is empty", prompt_param));
-    if (tenant.max_prompt_tokens && len > *tenant.max_prompt_tokens) {
-      return SendApiError(*channel, InvalidRequest("the prompt has " + std::to_string(len) +
-                                                       " tokens; this tenant allows at most " +
-                                                       std::to_string(*tenant.max_prompt_tokens),
-                                                   prompt_param, "prompt_too_long"));
-    }
-    // NOTE: as vLLM, an explicit max_tokens above the tenant's cap is refused, not clamped
-    // (a clamped reply would look like the model stopping early); a default is capped.
-    if (tenant.max_tokens_per_request && r.max_tokens && *r.max_tokens > *tenant.max_tokens_per_request) {
-      return SendApiError(*channel, InvalidRequest("'" + std::string(max_tokens_param) + "' is " +
-                                                       std::to_string(*r.max_tokens) +
-                                                       "; this tenant allows at most " +
-                                                       std::to_string(*tenant.max_tokens_per_request) +
-                                                       " tokens per request",
-                                                   max_tokens_param, "max_tokens_exceeded"));
-    }
-    int64_t mt = r.max_tokens ? *r.max_tokens
-                              : (kind == ApiKind::kCompletion ? 16 : served.max_model_len - len);
-    if (tenant.max_tokens_per_request) mt = std::min<int64_t>(mt, *tenant.max_tokens_per_request);
-    if (mt < 1 || len + mt > served.max_model_len) {
-      const int64_t asked = len + std::max<int64_t>(mt, 1);
-      return SendApiError(
-          *channel,
-          InvalidRequest("This model's maximum context length is " + std::to_string(served.max_model_len) +
-                             " tokens. However, you requested " + std::to_string(asked) + " tokens (" +
-                             std::to_string(len) + " in the " + prompt_param + ", " +
-                             std::to_string(std::max<int64_t>(mt, 1)) +
-                             " in the completion). Please reduce the length of the " + prompt_param +
-                             " or completion.",
-                         prompt_param, "context_length_exceeded"));
-    }
-    prompt_lengths.push_back(len);
-    max_tokens.push_back(static_cast<int32_t>(mt));
-    charged_tokens += (len + mt) * r.n;
-  }
-  r.sampling.max_tokens = max_tokens[0];
-  if (auto bad = FindInvalidSamplingParam(r.sampling, vocab)) {
-    return SendApiError(*channel, InvalidRequest(bad->message, bad->field));
-  }
+  // Prompts -> token ids, max_tokens and the context.
+  auto planned = PlanRequest(r, kind, responses,
+                             PlanModel{served.tokenizer, served.chat_template, served.max_model_len},
+                             tenant);
+  if (auto* err = std::get_if<ApiError>(&planned)) return SendApiError(*channel, *err);
+  RequestPlan& plan = std::get<RequestPlan>(planned);
+  channel->Mark(Milestone::kTokenized);
+  const std::vector<std::vector<int32_t>>& prompts = plan.prompts;
+  const std::vector<int32_t>& prompt_lengths = plan.prompt_lengths;
+  const std::vector<int32_t>& max_tokens = plan.max_tokens;
 
   // Admission.
   if (refusing_) {
@@ -556,18 +526,14 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     return SendApiError(*channel, e);
   }
   const int num_choices = static_cast<int>(prompts.size()) * r.n;
-  AdmissionRequest admission_request{charged_tokens, 0, num_choices};
-  for (size_t p = 0; p < prompts.size(); ++p) {
-    admission_request.charged_cost_nano +=
-        CostNano(tenant.prices, prompt_lengths[p], 0, max_tokens[p]) * r.n;
-  }
+  const AdmissionRequest admission_request{plan.charged_tokens, plan.charged_cost_nano,
+                                           num_choices};
   AdmissionResult admitted = admission_->Admit(tenant_name, tenant, admission_request);
   if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
-    ApiError e = ApiErrorFromStatus(refusal->status, refusal->param, refusal->code);
-    e.retry_after_seconds = static_cast<int>(std::min<int64_t>(refusal->retry_after_seconds, INT32_MAX));
-    return SendApiError(*channel, e);
+    return SendAdmissionRefusal(*channel, *refusal);
   }
   auto ticket = std::make_shared<const AdmissionTicket>(std::get<AdmissionTicket>(std::move(admitted)));
+  channel->Mark(Milestone::kAdmitted);
 
   std::vector<ChoicePlan> plans;
   for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
@@ -622,6 +588,8 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
   // One flag per choice: its first engine event (always sent, the final one at least) takes it
   // off the tenant's queue count, on the engine thread, even when the connection is gone.
   auto left_queue = std::make_shared<std::vector<std::atomic<bool>>>(plans.size());
+  // Before the first Submit: the engine may take the request (and sample) before Submit returns.
+  channel->Mark(Milestone::kSubmitted);
   for (size_t i = 0; i < plans.size(); ++i) {
     EngineRequest er;
     er.id = plans[i].engine_id;
@@ -639,6 +607,7 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
         std::move(er),
         [this, channel, call, i, ticket, usage, left_queue, accounting](EngineOutput&& out) {
           if (!(*left_queue)[i].exchange(true)) admission_->LeaveQueue(*ticket, 1);
+          if (out.first_token_seconds > 0) MarkEngineMilestones(*channel, out);
           usage->Observe(i, out);
           accounting->OnEngineEvent(i, out);
           auto shared = std::make_shared<EngineOutput>(std::move(out));

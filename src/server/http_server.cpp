@@ -5,6 +5,8 @@
 #include "llmux/thread_annotations.h"
 #include "server/http_server.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -71,9 +73,15 @@ class Session : public std::enable_shared_from_this<Session> {
   bool response_complete_ = false;
   bool in_request_ = false;
   uint64_t request_seq_ = 0;
+  // Response bytes not yet handed to the socket, and those of the write in progress. NOTE: all
+  // queued chunks go out in one gathered write, so a stream whose client (or strand) fell
+  // behind catches up in one syscall rather than one per SSE chunk.
   std::deque<std::string> write_queue_;
-  int64_t queued_bytes_ = 0;
+  std::vector<std::string> in_flight_;
+  int64_t queued_bytes_ = 0;  // write_queue_ and in_flight_
   bool writing_ = false;
+  // The current request's milestones (docs/metrics.md); the write marks its first byte.
+  std::shared_ptr<RequestTimeline> timeline_;
   std::array<char, 4096> watch_buf_{};
   std::vector<std::function<void()>> close_handlers_;
 };
@@ -200,7 +208,10 @@ class ServerImpl final : public HttpServer {
   }
   void StartThreads() {
     for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
+      threads_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "llmux-io");  // names it in top, perf and gdb
+        ioc_.run();
+      });
     }
   }
 
@@ -235,6 +246,7 @@ Session::Session(tcp::socket&& socket, ServerImpl* server)
 }
 
 Session::~Session() {
+  if (timeline_) timeline_->Release();
   server_->Unregister(this);
   server_->connections_.fetch_sub(1);
 }
@@ -272,6 +284,7 @@ void Session::DoRead() {
 }
 
 void Session::OnRead(beast::error_code ec, size_t) {
+  const auto read_at = std::chrono::steady_clock::now();
   if (closed_) return;
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
@@ -319,6 +332,9 @@ void Session::OnRead(beast::error_code ec, size_t) {
     }
   }
   req.body = std::move(msg.body());
+  if (timeline_) timeline_->Release();
+  timeline_ = std::make_shared<RequestTimeline>(read_at);
+  req.timeline = timeline_;
   beast::error_code rec;
   auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
   if (!rec) {
@@ -395,23 +411,38 @@ void Session::AddCloseHandler(uint64_t seq, std::function<void()> fn) {
 void Session::DoWrite() {
   if (write_queue_.empty() || closed_) return;
   writing_ = true;
+  in_flight_.clear();
+  while (!write_queue_.empty()) {
+    in_flight_.push_back(std::move(write_queue_.front()));
+    write_queue_.pop_front();
+  }
+  std::vector<asio::const_buffer> buffers;  // taken after the moves (short strings relocate)
+  buffers.reserve(in_flight_.size());
+  for (const std::string& b : in_flight_) buffers.push_back(asio::buffer(b));
   stream_.expires_after(server_->options().write_timeout);
-  asio::async_write(stream_, asio::buffer(write_queue_.front()),
+  asio::async_write(stream_, buffers,
                     beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  // NOTE: on Linux, Asio attempts the write at once (a speculative send before waiting for
+  // readiness), so the bytes are in the socket now unless its buffer is full.
+  if (timeline_) timeline_->OnBytesWritten(std::chrono::steady_clock::now());
 }
 
 void Session::OnWrite(beast::error_code ec, size_t) {
   writing_ = false;
   if (closed_) return;
   if (ec) return Close();
-  queued_bytes_ -= static_cast<int64_t>(write_queue_.front().size());
-  write_queue_.pop_front();
+  for (const std::string& b : in_flight_) queued_bytes_ -= static_cast<int64_t>(b.size());
+  in_flight_.clear();
   if (!write_queue_.empty()) return DoWrite();
   stream_.expires_never();
   if (!response_complete_) return;
   // The response is out: the request is done.
   in_request_ = false;
   close_handlers_.clear();
+  if (timeline_) {
+    timeline_->Release();
+    timeline_.reset();
+  }
   if (!keep_alive_) {
     beast::error_code sec;
     beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, sec);
@@ -449,9 +480,13 @@ void Session::Close() {
   beast::error_code ec;
   beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
   beast::get_lowest_layer(stream_).socket().close(ec);
-  write_queue_.clear();
+  write_queue_.clear();  // in_flight_ stays until its write completes (it is being written)
   if (in_request_ && !response_complete_) FireClose();
   close_handlers_.clear();
+  if (timeline_) {
+    timeline_->Release();
+    timeline_.reset();
+  }
 }
 
 Status ServerImpl::Bind() {

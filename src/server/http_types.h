@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "server/request_timeline.h"
+
 namespace llmux::server {
 
 struct HttpRequest {
@@ -23,6 +25,10 @@ struct HttpRequest {
   // The client: the peer, or behind a trusted proxy the forwarded client (set by ApiService
   // from peer_address and server.trusted_proxies before anything else reads it).
   std::string remote_address;
+  // The request's milestones (set by the HTTP server when it read the request; null for
+  // requests built elsewhere, e.g. in tests). Shared with the connection, which marks the first
+  // byte written.
+  std::shared_ptr<RequestTimeline> timeline;
 
   // Header value or "" when absent (name lower-case).
   const std::string& Header(const std::string& name) const;

@@ -1,6 +1,7 @@
 #include "server/observed_channel.h"
 
 #include <nlohmann/json.hpp>
+#include <cmath>
 #include <random>
 
 #include "llmux/log.h"
@@ -58,7 +59,13 @@ ObservedChannel::ObservedChannel(std::shared_ptr<ResponseChannel> inner, const H
                                                                      : std::string()),
       request_id_(SaneRequestId(request.Header("x-request-id")) ? request.Header("x-request-id")
                                                                 : NewRequestId()),
+      timeline_(request.timeline),
       start_(std::chrono::steady_clock::now()) {}
+
+void ObservedChannel::SetLane(const std::string& lane) {
+  MutexLock lock(mutex_);
+  lane_ = lane;
+}
 
 void ObservedChannel::SetTenant(const std::string& tenant) {
   MutexLock lock(mutex_);
@@ -113,9 +120,27 @@ void ObservedChannel::End() {
 
 void ObservedChannel::Finish(int status) {
   if (finished_.exchange(true)) return;
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - start_)
-                      .count();
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - start_)
+                         .count();
+  // NOTE: a call that reached the engine is logged once its first byte is out (or its
+  // connection is done), so the line and the histogram hold the write phase and the full-path
+  // time to first token; the response itself is not delayed by this.
+  if (timeline_ && timeline_->Has(Milestone::kSubmitted) && !timeline_->Has(Milestone::kFirstByte)) {
+    timeline_->WhenWritten(
+        [self = shared_from_this(), status, ms] { self->WriteAccessLine(status, ms); });
+    return;
+  }
+  WriteAccessLine(status, ms);
+}
+
+void ObservedChannel::WriteAccessLine(int status, int64_t ms) {
+  std::vector<std::pair<std::string_view, double>> phases;
+  std::optional<double> full_ttft;
+  if (timeline_) {
+    phases = timeline_->Phases();
+    full_ttft = timeline_->FullPathTtft();
+  }
   std::vector<LogField> f;
   MutexLock lock(mutex_);
   f.push_back(F("tenant", tenant_.empty() ? std::string(kUnauthenticatedTenant) : tenant_));
@@ -137,7 +162,22 @@ void ObservedChannel::Finish(int status) {
     f.push_back(F("cost_nano", static_cast<long long>(usage_->cost_nano)));
     f.push_back(F("preemptions", static_cast<long long>(usage_->preemptions)));
   }
+  if (!phases.empty()) {
+    // {"auth":12,"parse":40,...}: microseconds per phase reached, in path order.
+    std::string obj = "{";
+    for (const auto& [name, seconds] : phases) {
+      if (obj.size() > 1) obj += ',';
+      obj += '"' + std::string(name) + "\":" + std::to_string(std::llround(seconds * 1e6));
+    }
+    obj += '}';
+    f.push_back(LogField{"phases_us", std::move(obj), /*raw=*/true});
+  }
+  if (full_ttft) f.push_back(F("full_ttft_us", static_cast<long long>(std::llround(*full_ttft * 1e6))));
   if (prompt_) f.push_back(F("prompt", *prompt_));
+  if (metrics_ != nullptr && !lane_.empty() && !phases.empty()) {
+    metrics_->ObservePhases(RequestPhases{tenant_.empty() ? std::string(kUnauthenticatedTenant) : tenant_,
+                                          lane_, std::move(phases), full_ttft});
+  }
   LogEvent(status >= 500 ? LogLevel::kError : LogLevel::kInfo, "access", f);
 }
 

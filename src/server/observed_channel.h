@@ -1,6 +1,9 @@
 // A ResponseChannel decorator that observes one request: echoes a valid W3C traceparent on
 // every response (errors included), counts refusals by reason, and writes the request's
-// access-log line when the response completes. Thread-safe like the channel it wraps.
+// access-log line when the response completes. For a call that reached the engine, that line
+// (and the phase histogram) waits until the answer's first byte is written, so it carries the
+// whole path's phases (request_timeline.h). Thread-safe like the channel it wraps; always owned
+// by a shared_ptr.
 #pragma once
 
 #include <atomic>
@@ -29,7 +32,8 @@ struct AccessUsage {
   int64_t preemptions = 0;  // times the call's sequences were preempted (recomputed)
 };
 
-class ObservedChannel final : public ResponseChannel {
+class ObservedChannel final : public ResponseChannel,
+                              public std::enable_shared_from_this<ObservedChannel> {
  public:
   // `metrics` may be null. The traceparent header of `request` is kept only when valid.
   ObservedChannel(std::shared_ptr<ResponseChannel> inner, const HttpRequest& request,
@@ -37,6 +41,15 @@ class ObservedChannel final : public ResponseChannel {
 
   // The authenticated tenant ("" = unauthenticated) for labels and logs.
   void SetTenant(const std::string& tenant);
+  // The call's lane, once known: from then on the request's phases are exported
+  // (llmux_request_phase_seconds) when its access line is written.
+  void SetLane(const std::string& lane);
+  // Records a milestone of the request (no-op for requests without a timeline). Any thread.
+  void Mark(Milestone m) {
+    if (timeline_) timeline_->Mark(m);
+  }
+  // Null for requests without a timeline.
+  const std::shared_ptr<RequestTimeline>& timeline() const { return timeline_; }
   // Whether error responses count in llmux_rejections_total (off for /health and /ready).
   void CountRejections(bool on) { count_rejections_ = on; }
   void SetUsage(const AccessUsage& usage);
@@ -62,6 +75,8 @@ class ObservedChannel final : public ResponseChannel {
 
  private:
   void CountRefusal(int status, const std::string& body);
+  // The access line and, with a lane, the phase histogram. `duration_ms` as of Finish().
+  void WriteAccessLine(int status, int64_t duration_ms);
 
   const std::shared_ptr<ResponseChannel> inner_;
   Metrics* const metrics_;
@@ -70,6 +85,7 @@ class ObservedChannel final : public ResponseChannel {
   const std::string remote_;
   const std::string traceparent_;  // "" when absent or invalid
   const std::string request_id_;
+  const std::shared_ptr<RequestTimeline> timeline_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> count_rejections_{true};
   std::atomic<bool> finished_{false};
@@ -77,6 +93,7 @@ class ObservedChannel final : public ResponseChannel {
 
   Mutex mutex_;
   std::string tenant_ GUARDED_BY(mutex_);
+  std::string lane_ GUARDED_BY(mutex_);
   std::optional<AccessUsage> usage_ GUARDED_BY(mutex_);
   std::optional<std::string> prompt_ GUARDED_BY(mutex_);
 };

@@ -48,6 +48,9 @@ const Buckets kLatencyBuckets = {0.001, 0.01,  0.05, 0.1,  0.3,  0.5,   0.8,  1.
                                  60.0,  120.0, 240., 480., 960., 1920., 7680.};
 const Buckets kStepBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                               0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+// Request phases (and the full-path TTFT): fine from 100 us, where the I/O layer's phases live.
+const Buckets kPhaseBuckets = {0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                               0.05,   0.1,    0.2,    0.5,   1.0,   2.0,   5.0,  10.0, 30.0};
 const Buckets kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 const Buckets kBatchTokenBuckets = {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
 
@@ -64,6 +67,7 @@ class PrometheusMetrics final : public Metrics {
   void ObserveRequest(const RequestObservation& r) override;
   void ObserveInterTokenLatency(std::string_view tenant, std::string_view lane,
                                 double seconds) override;
+  void ObservePhases(const RequestPhases& p) override;
   void CountRejection(std::string_view tenant, RejectReason reason) override;
   void CountPolicyReload(bool ok) override;
   std::string Render(const MetricsSnapshot& snapshot) override;
@@ -115,6 +119,8 @@ class PrometheusMetrics final : public Metrics {
   Family<Histogram>& t_itl_;
   Family<Histogram>& t_queue_;
   Family<Histogram>& t_e2e_;
+  Family<Histogram>& t_phase_;
+  Family<Histogram>& t_full_ttft_;
   // Engine and control plane.
   Family<Histogram>& step_seconds_;
   Family<Histogram>& batch_size_;
@@ -208,6 +214,14 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                    *registry_)),
       t_e2e_(Reg(BuildHistogram(), "llmux_e2e_request_latency_seconds",
                  "Seconds from the HTTP request to its final event.", *registry_)),
+      t_phase_(Reg(BuildHistogram(), "llmux_request_phase_seconds",
+                   "Seconds a completion call spent in each phase of its path to the first byte "
+                   "(auth, parse, tokenize, admit, submit, inbox, queue, prefill, write).",
+                   *registry_)),
+      t_full_ttft_(Reg(BuildHistogram(), "llmux_full_path_time_to_first_token_seconds",
+                       "Seconds from the HTTP request read to the first byte of its answer "
+                       "written (the engine's TTFT plus the I/O path).",
+                       *registry_)),
       step_seconds_(Reg(BuildHistogram(), "llmux_engine_step_seconds",
                         "Engine step duration (schedule, forward, sample, emit).", *registry_)),
       batch_size_(Reg(BuildHistogram(), "llmux_engine_batch_size", "Sequences per engine step.",
@@ -315,6 +329,18 @@ void PrometheusMetrics::ObserveInterTokenLatency(std::string_view tenant, std::s
   itl_.Add({{"model_name", model_}}, kItlBuckets).Observe(seconds);
   t_itl_.Add({{"tenant", Label(tenant)}, {"lane", std::string(lane)}}, kItlBuckets)
       .Observe(seconds);
+}
+
+void PrometheusMetrics::ObservePhases(const RequestPhases& p) {
+  const std::string tenant = Label(p.tenant);
+  for (const auto& [phase, seconds] : p.phases) {
+    t_phase_.Add({{"tenant", tenant}, {"lane", p.lane}, {"phase", std::string(phase)}}, kPhaseBuckets)
+        .Observe(seconds);
+  }
+  if (p.full_path_ttft_seconds) {
+    t_full_ttft_.Add({{"tenant", tenant}, {"lane", p.lane}}, kPhaseBuckets)
+        .Observe(*p.full_path_ttft_seconds);
+  }
 }
 
 void PrometheusMetrics::CountRejection(std::string_view tenant, RejectReason reason) {

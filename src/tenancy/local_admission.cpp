@@ -17,13 +17,7 @@ class LocalAdmission final : public Admission {
 
   AdmissionResult Admit(const std::string& tenant, const TenantConfig& config,
                         const AdmissionRequest& request) override {
-    if (quota_ != nullptr) {
-      const QuotaDecision q = quota_->Check(tenant, config.quota);
-      if (!q.allowed) {
-        return AdmissionRefusal{ResourceExhausted(q.message), "quota_exceeded", "",
-                                std::min<int64_t>(q.retry_after_seconds, INT32_MAX)};
-      }
-    }
+    if (auto refusal = QuotaRefusal(tenant, config)) return *refusal;
     const RateDecision rate =
         rate_limiter_.Admit(tenant, config.rate_limit, request.charged_tokens);
     if (!rate.admitted) return AdmissionRateRefusal(rate, request.charged_tokens);
@@ -36,6 +30,18 @@ class LocalAdmission final : public Admission {
     AdmissionTicket ticket{next_id_++, tenant, request};
     remaining_[ticket.id] = request.num_choices;
     return ticket;
+  }
+
+  std::optional<AdmissionRefusal> RefuseEarly(const std::string& tenant,
+                                              const TenantConfig& config) override {
+    if (auto refusal = QuotaRefusal(tenant, config)) return *refusal;
+    MutexLock lock(mutex_);
+    auto it = queued_.find(tenant);
+    // Every call submits at least one choice.
+    if (it != queued_.end() && it->second + 1 > config.max_queued_requests) {
+      return AdmissionQueueFullRefusal(config.max_queued_requests);
+    }
+    return std::nullopt;
   }
 
   void LeaveQueue(const AdmissionTicket& ticket, int count) override {
@@ -65,6 +71,14 @@ class LocalAdmission final : public Admission {
   AdmissionStats Stats() override { return AdmissionStats{}; }
 
  private:
+  std::optional<AdmissionRefusal> QuotaRefusal(const std::string& tenant, const TenantConfig& config) {
+    if (quota_ == nullptr) return std::nullopt;
+    const QuotaDecision q = quota_->Check(tenant, config.quota);
+    if (q.allowed) return std::nullopt;
+    return AdmissionRefusal{ResourceExhausted(q.message), "quota_exceeded", "",
+                            std::min<int64_t>(q.retry_after_seconds, INT32_MAX)};
+  }
+
   TenantRateLimiter rate_limiter_;
   QuotaTracker* const quota_;
   Mutex mutex_;

@@ -156,3 +156,63 @@ write("stop_strings", "basic", b"\x02\x03The end\0\n\0Once upon a time. The end.
 write("stop_strings", "overlap", b"\x02\x01abcd\0bc\0xxabcdyy")
 write("stop_strings", "none", b"\x00\x04no stop strings here \xff\xfe")
 write("stop_strings", "prefix_tail", b"\x01\x02aaab\0aaaaaaab")
+
+# ---- gguf: a 1-layer Llama (hidden 32, ffn 64, 2 heads / 1 KV head, vocab 8) ----
+def gstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf(kvs, tensors, version=3, alignment=32, tail=b""):
+    """kvs: [(key, type, packed value)]; tensors: [(name, ne, ggml_type, data)]."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for key, typ, val in kvs:
+        out += gstr(key) + struct.pack("<I", typ) + val
+    offsets, off = [], 0
+    for _, _, _, data in tensors:
+        offsets.append(off)
+        off = (off + len(data) + alignment - 1) // alignment * alignment
+    for (name, ne, typ, _), o in zip(tensors, offsets):
+        out += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne)
+        out += struct.pack("<IQ", typ, o)
+    out += b"\0" * (-len(out) % alignment)
+    for (_, _, _, data), o in zip(tensors, offsets):
+        out += data + b"\0" * (-len(data) % alignment)
+    return out + tail
+
+
+def q8_rows(rows, cols):  # scale 1/64 as F16 (0x2400), q = (r + c) % 17 - 8
+    return b"".join(struct.pack("<H", 0x2400) + bytes(((r + c) % 17 - 8) & 0xff for c in range(k, k + 32))
+                    for r in range(rows) for k in range(0, cols, 32))
+
+
+u32 = lambda v: struct.pack("<I", v)
+llama_kvs = [("general.architecture", 8, gstr("llama")), ("llama.embedding_length", 4, u32(32)),
+             ("llama.feed_forward_length", 4, u32(64)), ("llama.block_count", 4, u32(1)),
+             ("llama.attention.head_count", 4, u32(2)), ("llama.attention.head_count_kv", 4, u32(1)),
+             ("llama.context_length", 4, u32(128)), ("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
+             ("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+             ("tokenizer.ggml.tokens", 9, u32(8) + struct.pack("<Q", 8) + b"".join(gstr("t%d" % i) for i in range(8))),
+             ("tokenizer.ggml.bos_token_id", 4, u32(1)), ("general.alignment", 4, u32(32))]
+f32v = lambda n: struct.pack("<%df" % n, *[1.0] * n)
+llama_tensors = [("token_embd.weight", [32, 8], 1, struct.pack("<256H", *[0x3c00] * 256)),
+                 ("output_norm.weight", [32], 0, f32v(32)),
+                 ("blk.0.attn_norm.weight", [32], 0, f32v(32)),
+                 ("blk.0.attn_q.weight", [32, 32], 8, q8_rows(32, 32)),
+                 ("blk.0.attn_k.weight", [32, 16], 8, q8_rows(16, 32)),
+                 ("blk.0.attn_v.weight", [32, 16], 30, struct.pack("<512H", *[0x3f80] * 512)),
+                 ("blk.0.attn_output.weight", [32, 32], 0, f32v(1024)),
+                 ("blk.0.ffn_norm.weight", [32], 0, f32v(32)),
+                 ("blk.0.ffn_gate.weight", [32, 64], 8, q8_rows(64, 32)),
+                 ("blk.0.ffn_up.weight", [32, 64], 8, q8_rows(64, 32)),
+                 ("blk.0.ffn_down.weight", [64, 32], 8, q8_rows(32, 64))]
+write("gguf", "llama_q8", gguf(llama_kvs, llama_tensors))
+write("gguf", "llama_v2_align64", gguf(llama_kvs[:-1] + [("general.alignment", 4, u32(64))],
+                                       llama_tensors, version=2, alignment=64))
+write("gguf", "truncated", gguf(llama_kvs, llama_tensors)[:700])
+write("gguf", "huge_counts", b"GGUF" + struct.pack("<IQQ", 3, 2**62, 2**62))
+write("gguf", "huge_string", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**63))
+write("gguf", "dim_overflow", gguf([], [("x", [2**32, 2**32, 2**20], 0, b"")]))
+write("gguf", "q4_type", gguf(llama_kvs, [("token_embd.weight", [32, 8], 2, b"\0" * 144)]))
+write("gguf", "overlap", gguf([], [("a", [8], 0, f32v(8)), ("b", [8], 0, f32v(8))], alignment=32)
+      .replace(struct.pack("<IQ", 0, 32), struct.pack("<IQ", 0, 0)))

@@ -230,6 +230,19 @@ test('quota: tokens_per_day refuses with 429 quota_exceeded, the reset time and 
   assert.ok(Math.abs(retry - (midnight - Date.now()) / 1000) < 5, `retry-after ${retry}`);
 });
 
+test('cheap refusal: a tenant over its quota is refused before its body is parsed', async (t) => {
+  if (skipWithoutData(t)) return;
+  // gamma spent its 20 tokens per day above. A body that is not even JSON gets the quota's
+  // 429, not a 400: the refusal comes from the key alone, before parsing and tokenizing.
+  const r = await http(d, 'POST', '/v1/completions', { key: T_KEYS.gamma, body: '{"model": "stories", "prompt": ' });
+  assert.equal(r.status, 429, r.body);
+  assert.equal(r.json.error.code, 'quota_exceeded');
+  assert.ok(Number(r.headers.get('retry-after')) > 0);
+  // A tenant within its limits still gets the parser's 400 naming the problem.
+  const bad = await http(d, 'POST', '/v1/completions', { key: T_KEYS.alpha, body: '{"model": "stories", "prompt": ' });
+  assert.equal(bad.status, 400, bad.body);
+});
+
 test('traceparent: a valid one is echoed on success and on errors, an invalid one never', async (t) => {
   if (skipWithoutData(t)) return;
   const ok = await complete(T_KEYS.alpha, 'Hi', 2, {});
@@ -276,6 +289,67 @@ test('logs: JSON lines, no API key anywhere, prompts only where log_prompts allo
     for (const l of own) assert.equal(l.tenant, name);
   }
   assert.deepEqual(fs.readdirSync(path.join(d.dir, 'tenant-logs')).sort(), ['alpha.log', 'beta.log', 'gamma.log']);
+});
+
+test('phases: each call\'s path to its first byte, in its access line and llmux_request_phase_seconds', async (t) => {
+  if (skipWithoutData(t)) return;
+  const scrape = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const count = (text, series, labels) => {
+    const m = text.match(new RegExp(`^${series}_count\\{${labels}\\} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : 0;
+  };
+  const phase = (p) => `lane="premium",phase="${p}",tenant="alpha"`;
+  const before = await scrape();
+  const body = { model: 'stories', prompt: 'Once upon a time', max_tokens: 3, temperature: 0 };
+  const plain = await http(d, 'POST', '/v1/completions', {
+    key: T_KEYS.alpha, headers: { 'x-request-id': 'phases-plain' }, body,
+  });
+  assert.equal(plain.status, 200, plain.body);
+  const streamed = await http(d, 'POST', '/v1/completions', {
+    key: T_KEYS.alpha, headers: { 'x-request-id': 'phases-stream' }, body: { ...body, stream: true },
+  });
+  assert.equal(streamed.status, 200, streamed.body);
+  assert.ok(streamed.body.endsWith('data: [DONE]\n\n'));
+  // Refused after parsing (the context check): its phases stop at `parse`.
+  const refused = await http(d, 'POST', '/v1/completions', {
+    key: T_KEYS.alpha, headers: { 'x-request-id': 'phases-refused' }, body: { ...body, max_tokens: 100000 },
+  });
+  assert.equal(refused.status, 400, refused.body);
+  assert.equal(refused.json.error.code, 'context_length_exceeded');
+
+  const lines = await waitFor(() => {
+    const all = fs.readFileSync(path.join(d.dir, 'llmux.log'), 'utf8').split('\n').filter((l) => l !== '')
+      .map((l) => JSON.parse(l)).filter((l) => l.event === 'access');
+    const byId = (id) => all.find((l) => l.x_request_id === id || l.request_id === id);
+    const found = ['phases-plain', 'phases-stream', 'phases-refused'].map(byId);
+    return found.every(Boolean) && found;
+  }, 10000, 'three access lines');
+  const fullPath = ['auth', 'parse', 'tokenize', 'admit', 'submit', 'inbox', 'queue', 'prefill', 'write'];
+  for (const a of lines.slice(0, 2)) {
+    assert.deepEqual(Object.keys(a.phases_us), fullPath, JSON.stringify(a));
+    for (const us of Object.values(a.phases_us)) assert.ok(Number.isInteger(us) && us >= 0, JSON.stringify(a));
+    const sum = Object.values(a.phases_us).reduce((x, y) => x + y, 0);
+    // Each phase is rounded to a microsecond on its own.
+    assert.ok(Math.abs(sum - a.full_ttft_us) <= fullPath.length, `${sum} vs ${a.full_ttft_us}`);
+    // The engine's TTFT (arrival -> first token, whole ms) is the queue and prefill phases.
+    const engine = a.phases_us.queue + a.phases_us.prefill;
+    assert.ok(Math.abs(engine - a.ttft_ms * 1000) <= 502, `${engine} us vs ttft_ms ${a.ttft_ms}`);
+    assert.ok(a.full_ttft_us >= engine, JSON.stringify(a));
+  }
+  assert.deepEqual(Object.keys(lines[2].phases_us), ['auth', 'parse']);
+  assert.equal(lines[2].full_ttft_us, undefined);
+  assert.equal(lines[2].status, 400);
+
+  const after = await waitFor(async () => {
+    const text = await scrape();
+    return count(text, 'llmux_full_path_time_to_first_token_seconds', 'lane="premium",tenant="alpha"') -
+      count(before, 'llmux_full_path_time_to_first_token_seconds', 'lane="premium",tenant="alpha"') === 2 && text;
+  }, 10000, 'two full-path observations');
+  const delta = (p) => count(after, 'llmux_request_phase_seconds', phase(p)) -
+    count(before, 'llmux_request_phase_seconds', phase(p));
+  assert.deepEqual(fullPath.map(delta), [3, 3, 2, 2, 2, 2, 2, 2, 2]);
+  // Fine buckets from 100 us.
+  assert.match(after, /^llmux_request_phase_seconds_bucket\{lane="premium",phase="auth",tenant="alpha",le="0\.0001"\} \d+$/m);
 });
 
 // ledger_sync full (fsync per commit) and normal (WAL, no fsync per commit) both keep every row

@@ -31,12 +31,19 @@ StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
 
 StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) {
   const std::string who = "cpu: weight '" + src.name + "'";
-  if (src.dtype != DType::kF32 && src.dtype != DType::kF16 && src.dtype != DType::kBF16) {
-    return InvalidArgument(who + ": dtype " + std::string(DTypeName(src.dtype)) +
-                           " is not a float type");
+  if (src.dtype == DType::kI32) {
+    return InvalidArgument(who + ": dtype i32 is not a float type");
+  }
+  if (src.dtype == DType::kQ8_0) {
+    // Q8_0 is a matrix format only: whole 32-element blocks along each row.
+    if (kind == WeightKind::kVector || src.shape.size() != 2 ||
+        src.shape[1] % kQ8BlockElems != 0) {
+      return InvalidArgument(who + ": a q8_0 weight must be a matrix whose row length is a "
+                                   "multiple of 32");
+    }
   }
   if (src.data == nullptr || src.numel() <= 0 ||
-      src.nbytes != static_cast<size_t>(src.numel()) * DTypeSize(src.dtype)) {
+      src.nbytes != DTypeBytes(src.dtype, src.numel())) {
     return InvalidArgument(who + ": empty or size does not match its shape");
   }
   switch (kind) {
@@ -63,7 +70,8 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
             dst[i] = src.dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
             break;
           }
-          case DType::kI32: break;  // rejected above
+          case DType::kI32:
+          case DType::kQ8_0: break;  // rejected above
         }
       }
       owned_.push_back(std::move(buf));

@@ -65,6 +65,12 @@ void CpuBackend::Embedding(const Tensor& table, Tensor out) {
         }
         break;
       }
+      case DType::kQ8_0: {
+        const auto* src = static_cast<const uint8_t*>(table.data) +
+                          DTypeBytes(DType::kQ8_0, id * table.stride);
+        for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, LoadQ8x16(src, i));
+        break;
+      }
       case DType::kI32: LLMUX_CHECK(false) << "Embedding: i32 table";
     }
   }

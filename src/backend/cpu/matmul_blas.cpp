@@ -14,6 +14,15 @@ namespace {
 constexpr int64_t kBlasPanelN = 256;
 
 void ConvertRows(const MatMulArgs& a, int64_t n0, int64_t n1, float* dst) {
+  if (a.w_dtype == DType::kQ8_0) {
+    const auto* w = static_cast<const uint8_t*>(a.w);
+    const int64_t ws = a.w_stride / kQ8BlockElems * static_cast<int64_t>(kQ8BlockBytes);
+    for (int64_t n = n0; n < n1; ++n) {
+      float* d = dst + (n - n0) * a.K;
+      for (int64_t k = 0; k < a.K; k += 16) _mm512_storeu_ps(d + k, LoadQ8x16(w + n * ws, k));
+    }
+    return;
+  }
   const auto* w = static_cast<const uint16_t*>(a.w);
   const bool f16 = a.w_dtype == DType::kF16;
   for (int64_t n = n0; n < n1; ++n) {

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace llmux::cpu {
 
@@ -30,6 +31,20 @@ inline __m512 LoadBf16x16(const uint16_t* p) {
 }
 inline __m512 LoadF16x16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+// The F16 scale of the Q8_0 block at blk (dtype.h), as F32 in every lane (vpbroadcastw from
+// memory + vcvtph2ps: two instructions).
+inline __m512 Q8Scale(const uint8_t* blk) {
+  int16_t d;
+  std::memcpy(&d, blk, 2);
+  return _mm512_cvtph_ps(_mm256_set1_epi16(d));
+}
+// Elements k..k+15 (k a multiple of 16) of a Q8_0 row at `row`: d * q, exact in F32.
+inline __m512 LoadQ8x16(const uint8_t* row, int64_t k) {
+  const uint8_t* blk = row + (k >> 5) * 34;
+  __m512i q = _mm512_cvtepi8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + (k & 31))));
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(q), Q8Scale(blk));
 }
 // Masked variants: lanes outside `m` are 0 and their memory is not touched.
 inline __m512 LoadMasked(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }

@@ -61,9 +61,20 @@ StatusOr<Tensor> CudaBackend::LoadWeight(const HostTensor& src, WeightKind kind)
     return InvalidArgument("weight " + src.name + ": expected 1 or 2 dimensions");
   }
   if (src.dtype == DType::kI32) return InvalidArgument("weight " + src.name + ": i32 weight");
+  if (src.dtype == DType::kQ8_0 && (src.shape.size() != 2 || cols % kQ8BlockElems != 0)) {
+    return InvalidArgument("weight " + src.name +
+                           ": a q8_0 weight must be a matrix whose row length is a multiple of 32");
+  }
   const int64_t n = rows * cols;
-  if (src.nbytes != static_cast<size_t>(n) * DTypeSize(src.dtype) || src.data == nullptr) {
+  if (src.nbytes != DTypeBytes(src.dtype, n) || src.data == nullptr) {
     return InvalidArgument("weight " + src.name + ": byte size does not match its shape");
+  }
+  // NOTE: Q8_0 weights are dequantized here (d * q, exact) and kept in BF16 like the others;
+  // the GPU has no Q8_0 kernels, so they use the memory and bandwidth of a BF16 model.
+  std::vector<float> dequantized;
+  if (src.dtype == DType::kQ8_0) {
+    dequantized.resize(static_cast<size_t>(n));
+    DequantizeRowQ8_0(src.data, n, dequantized.data());
   }
   auto element = [&](int64_t i) -> float {
     switch (src.dtype) {
@@ -82,6 +93,7 @@ StatusOr<Tensor> CudaBackend::LoadWeight(const HostTensor& src, WeightKind kind)
         std::memcpy(&h, src.data + 2 * i, 2);
         return Bf16ToFloat(h);
       }
+      case DType::kQ8_0: return dequantized[static_cast<size_t>(i)];
       case DType::kI32:
         break;
     }

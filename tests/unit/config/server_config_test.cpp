@@ -34,6 +34,7 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->model.path, "");
   EXPECT_EQ(cfg->model.name, "");
   EXPECT_EQ(cfg->model.max_model_len, 0);
+  EXPECT_FALSE(cfg->model.quantize_q8_0);
   EXPECT_EQ(cfg->model.chat_template.kind, ChatTemplateSource::Kind::kModel);
   EXPECT_EQ(cfg->engine.backend, BackendKind::kCpu);
   EXPECT_EQ(cfg->engine.threads, 2);
@@ -89,7 +90,8 @@ server:
   metrics_listen: "0.0.0.0:9090"
   health_stall_timeout: 10s
   admin_api_keys: [ { sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad } ]
-model: { path: models/llama/, name: "", max_model_len: 2048, chat_template: "file:t.jinja" }
+model: { path: models/llama/, name: "", max_model_len: 2048, chat_template: "file:t.jinja",
+         quantize: q8_0 }
 engine: { backend: cuda, threads: 8, devices: [1, 0], kv_cache_tokens: 1024, block_size: 32,
           max_batched_tokens: 512, max_seqs: 8, batching: static, max_queue_wait: 2s,
           prefill_weight: 0, decode_weight: 3 }
@@ -116,6 +118,7 @@ tenants_file: /srv/tenants.yaml
   EXPECT_EQ(cfg->model.path, "/etc/llmux/models/llama/");
   EXPECT_EQ(cfg->model.name, "llama");
   EXPECT_EQ(cfg->model.max_model_len, 2048);
+  EXPECT_TRUE(cfg->model.quantize_q8_0);
   EXPECT_EQ(cfg->model.chat_template.kind, ChatTemplateSource::Kind::kFile);
   EXPECT_EQ(cfg->model.chat_template.value, "/etc/llmux/t.jinja");
   EXPECT_EQ(cfg->engine.backend, BackendKind::kCuda);
@@ -146,6 +149,8 @@ TEST(ServerConfigTest, ChatTemplateForms) {
             "llmux.yaml:2:18: model.chat_template: expected \"\" (the model's own), "
             "\"builtin:NAME\" or \"file:PATH\", got \"chatml\"");
   EXPECT_NE(Error("model: {chat_template: \"builtin:\"}"), "");
+  EXPECT_EQ(Error("model: {quantize: q4_0}"),
+            "llmux.yaml:1:19: model.quantize: expected \"none\" or \"q8_0\", got \"q4_0\"");
   EXPECT_NE(Error("model: {chat_template: \"file:\"}"), "");
 }
 

@@ -30,6 +30,26 @@ SchedulerConfig SmallConfig() {
   return c;
 }
 
+TEST(SchedulerBatching, StepTokenBudgetCapsPrefillChunksButNeverDecodes) {
+  SchedulerConfig c = SmallConfig();
+  c.max_seqs = 2;
+  auto sched = Make(c);
+  ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
+  Driver d(sched.get(), 4);
+  ASSERT_TRUE(d.Submit(1, "a", Iota(12), 2).ok());
+  sched->SetStepTokenBudget(5);
+  EXPECT_EQ(Plan(d.Step()), std::vector<std::string>{"1:0+5"}) << " at step 0";
+  EXPECT_EQ(Plan(d.Step()), std::vector<std::string>{"1:5+5"}) << " at step 1";
+  // Below max_seqs it is raised to max_seqs (2): every running sequence can still decode.
+  sched->SetStepTokenBudget(1);
+  ASSERT_TRUE(d.Submit(2, "a", Iota(6, 100), 1).ok());
+  EXPECT_EQ(Plan(d.Step()), std::vector<std::string>{"1:10+2"}) << " at step 2";
+  EXPECT_EQ(Plan(d.Step()), (std::vector<std::string>{"1:12+1", "2:0+1"})) << " at step 3";
+  // 0 restores max_batched_tokens (16); above it is capped there.
+  sched->SetStepTokenBudget(0);
+  EXPECT_EQ(Plan(d.Step()), std::vector<std::string>{"2:1+5"}) << " at step 4";
+}
+
 TEST(SchedulerBatching, DecodesJoinAndLeaveEveryStep) {
   auto sched = Make(SmallConfig());
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());

@@ -181,6 +181,29 @@ TEST(Metrics, RequestsCountPerTenantAndUnknownTenantsFoldIntoOneLabel) {
       R"(llmux_time_to_first_token_seconds_bucket{lane="premium",tenant="acme",le="0.005"} 2)");
 }
 
+TEST(Metrics, PhasesAndTheFullPathTtftPerTenantLaneAndPhase) {
+  auto m = Metrics::Create("stories");
+  m->SetTenants({"acme"});
+  m->ObservePhases({"acme", "premium", {{"auth", 0.00005}, {"prefill", 0.003}}, 0.004});
+  m->ObservePhases({"acme", "premium", {{"auth", 0.00015}}, std::nullopt});  // refused early
+  m->ObservePhases({"stranger", "batch", {{"auth", 0.00005}}, std::nullopt});
+  const std::string text = m->Render(MetricsSnapshot{});
+  const std::string auth = R"(llmux_request_phase_seconds_bucket{lane="premium",phase="auth",tenant="acme",le=")";
+  // Buckets from 100 us: one of the two auth phases is under it, both under 200 us.
+  EXPECT_EQ(Line(text, auth + R"(0.0001"})"), auth + R"(0.0001"} 1)");
+  EXPECT_EQ(Line(text, auth + R"(0.0002"})"), auth + R"(0.0002"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_request_phase_seconds_count{lane="premium",phase="prefill",tenant="acme"})"),
+            R"(llmux_request_phase_seconds_count{lane="premium",phase="prefill",tenant="acme"} 1)");
+  EXPECT_EQ(Line(text, R"(llmux_full_path_time_to_first_token_seconds_count{lane="premium",tenant="acme"})"),
+            R"(llmux_full_path_time_to_first_token_seconds_count{lane="premium",tenant="acme"} 1)");
+  EXPECT_EQ(Line(text, R"(llmux_full_path_time_to_first_token_seconds_sum{lane="premium",tenant="acme"})"),
+            R"(llmux_full_path_time_to_first_token_seconds_sum{lane="premium",tenant="acme"} 0.004)");
+  // Tenants outside the policy fold into _unauthenticated, as everywhere.
+  EXPECT_EQ(Line(text, R"(llmux_request_phase_seconds_count{lane="batch",phase="auth",tenant="_unauthenticated"})"),
+            R"(llmux_request_phase_seconds_count{lane="batch",phase="auth",tenant="_unauthenticated"} 1)");
+  EXPECT_EQ(text.find("stranger"), std::string::npos);
+}
+
 TEST(Metrics, EngineStepsAndPolicyReloads) {
   auto m = Metrics::Create("stories", "shared");
   m->OnStep(StepInfo{0.004, 3, 40});

@@ -83,5 +83,34 @@ TEST_F(LocalAdmissionTest, QuotaRefusesAtTheLimitUntilTheDayResets) {
   EXPECT_TRUE(std::holds_alternative<AdmissionTicket>(admission_->Admit("acme", t, {10, 0, 1})));
 }
 
+TEST_F(LocalAdmissionTest, RefusesEarlyOnlyWhatAdmitWouldRefuseWhateverTheCall) {
+  TenantConfig t = Tenant();
+  EXPECT_FALSE(admission_->RefuseEarly("acme", t).has_value());  // unknown so far: nothing queued
+  AdmissionResult two = admission_->Admit("acme", t, {10, 0, 2});
+  ASSERT_TRUE(std::holds_alternative<AdmissionTicket>(two));
+  // One place left: a call might fit, so Admit decides.
+  EXPECT_FALSE(admission_->RefuseEarly("acme", t).has_value());
+  AdmissionResult one = admission_->Admit("acme", t, {10, 0, 1});
+  ASSERT_TRUE(std::holds_alternative<AdmissionTicket>(one));
+  std::optional<AdmissionRefusal> full = admission_->RefuseEarly("acme", t);
+  ASSERT_TRUE(full.has_value());
+  EXPECT_EQ(full->code, "queue_full");
+  EXPECT_EQ(full->status.message(), "this tenant has 3 requests queued already");
+  EXPECT_EQ(full->retry_after_seconds, 1);
+  // Taking nothing: the queue count is unchanged, and a place that frees is usable at once.
+  EXPECT_EQ(admission_->Queued("acme"), 3);
+  admission_->LeaveQueue(std::get<AdmissionTicket>(one), 1);
+  EXPECT_FALSE(admission_->RefuseEarly("acme", t).has_value());
+  // A spent quota refuses early, with Admit's code and Retry-After.
+  t.quota = Quota{100, std::nullopt};
+  quota_.Record("acme", wall_ms_, 100, 0);
+  std::optional<AdmissionRefusal> spent = admission_->RefuseEarly("acme", t);
+  ASSERT_TRUE(spent.has_value());
+  EXPECT_EQ(spent->code, "quota_exceeded");
+  EXPECT_EQ(spent->retry_after_seconds, 86400);
+  // Other tenants are not affected.
+  EXPECT_FALSE(admission_->RefuseEarly("other", Tenant()).has_value());
+}
+
 }  // namespace
 }  // namespace llmux

@@ -1,5 +1,5 @@
 // MatMul: exactness against a double-precision reference and batch invariance (bit-identical
-// rows for any M and thread count) for F32, F16 and BF16 weights.
+// rows for any M and thread count) for F32, F16, BF16 and Q8_0 weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -108,13 +108,72 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{DType::kF32, 77, 288, false}, Case{DType::kF16, 77, 288, true},
                       Case{DType::kBF16, 77, 288, false}, Case{DType::kF32, 100, 100, true},
                       Case{DType::kF16, 100, 100, false}, Case{DType::kBF16, 130, 37, true},
-                      Case{DType::kF32, 7, 5, false}, Case{DType::kF16, 96, 576, false}),
+                      Case{DType::kF32, 7, 5, false}, Case{DType::kF16, 96, 576, false},
+                      Case{DType::kQ8_0, 77, 288, true}, Case{DType::kQ8_0, 96, 576, false},
+                      Case{DType::kQ8_0, 5, 32, false}),
     [](const auto& info) { return Name(info.param); });
 
+// A Q8_0 weight gives the bits of the F32 matrix it dequantizes to, at every M (decode streams
+// the blocks, prefill packs them into F32 panels; both must agree with F32).
+TEST(MatMulQ8Test, BitIdenticalToItsDequantizedF32Matrix) {
+  constexpr int64_t kM = 12, kN = 101, kK = 320;
+  const auto x = RandomFloats(kM * kK, 31);
+  auto q8 = MakeWeight(RandomFloats(kN * kK, 32, -3.0f, 3.0f), {kN, kK}, DType::kQ8_0);
+  auto f32 = MakeWeight(q8->rounded, {kN, kK}, DType::kF32);
+  auto be = MakeBackend(2);
+  auto wq = be->LoadWeight(q8->tensor, WeightKind::kMatrix);
+  auto wf = be->LoadWeight(f32->tensor, WeightKind::kMatrix);
+  ASSERT_TRUE(wq.ok() && wf.ok());
+  EXPECT_EQ(wq->dtype, DType::kQ8_0);
+  for (int64_t m : {1, 3, 4, 5, 12}) {
+    auto a = RunMatMul(*be, x, 0, m, kK, *wq, nullptr);
+    auto b = RunMatMul(*be, x, 0, m, kK, *wf, nullptr);
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), 4 * a.size())) << "M=" << m;
+  }
+  // The embedding lookup dequantizes the same way.
+  auto emb = be->LoadWeight(q8->tensor, WeightKind::kEmbedding);
+  ASSERT_TRUE(emb.ok());
+  ForwardBatch fb;
+  fb.token_ids = {7, 0, 100};
+  fb.positions = {0, 1, 2};
+  fb.slot_mapping = {0, 1, 2};
+  fb.query_start_loc = {0, 3};
+  fb.seq_lens = {3};
+  fb.block_tables = {0};
+  fb.max_blocks_per_seq = 1;
+  ASSERT_TRUE(be->InitKvCache(KvCacheSpec{1, 1, 16, 1, 1, 2, DType::kF32}).ok());
+  ASSERT_TRUE(be->BeginBatch(fb).ok());
+  std::vector<float> rows(3 * kK);
+  be->Embedding(*emb, Tensor::Dense(rows.data(), DType::kF32, 3, kK));
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_EQ(0, std::memcmp(rows.data() + r * kK, q8->rounded.data() + fb.token_ids[r] * kK,
+                             4 * kK))
+        << "token " << fb.token_ids[r];
+  }
+}
+
+TEST(MatMulQ8Test, LoadWeightRejectsMalformedQ8) {
+  auto be = MakeBackend(1);
+  auto img = MakeWeight(RandomFloats(4 * 64, 33), {4, 64}, DType::kQ8_0);
+  HostTensor t = img->tensor;
+  t.nbytes -= 1;
+  EXPECT_EQ(be->LoadWeight(t, WeightKind::kMatrix).status().code(), StatusCode::kInvalidArgument);
+  t = img->tensor;
+  t.shape = {8, 32};  // same bytes, but every row is 32 elements: accepted
+  EXPECT_TRUE(be->LoadWeight(t, WeightKind::kMatrix).ok());
+  t.shape = {16, 16};  // a row must be whole blocks
+  auto bad = be->LoadWeight(t, WeightKind::kMatrix);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("multiple of 32"), std::string::npos);
+  t = img->tensor;
+  t.shape = {256};
+  EXPECT_EQ(be->LoadWeight(t, WeightKind::kVector).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(MatMulBlasTest, CloseToTheInvariantPath) {
-  constexpr int64_t kM = 40, kN = 300, kK = 200;
+  constexpr int64_t kM = 40, kN = 300, kK = 224;  // K: whole Q8_0 blocks
   const auto x = RandomFloats(kM * kK, 21);
-  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
     auto img = MakeWeight(RandomFloats(kN * kK, 22), {kN, kK}, dt);
     auto bias_values = RandomFloats(kN, 23);
     auto inv = MakeBackend(2, false);

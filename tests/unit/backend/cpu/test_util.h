@@ -34,12 +34,21 @@ struct WeightImage {
 inline std::unique_ptr<WeightImage> MakeWeight(const std::vector<float>& values,
                                                std::vector<int64_t> shape, DType dtype) {
   auto img = std::make_unique<WeightImage>();
-  const size_t esize = DTypeSize(dtype);
-  img->storage.resize(values.size() * esize + 64 + 2);
+  const size_t nbytes = DTypeBytes(dtype, static_cast<int64_t>(values.size()));
+  img->storage.resize(nbytes + 64 + 2);
   std::byte* base = img->storage.data();
   std::byte* p = base + (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64 + 2;
   img->rounded.resize(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
+  if (dtype == DType::kQ8_0) {  // row by row, rows a multiple of 32 long
+    const int64_t cols = shape.back();
+    const int64_t rows = static_cast<int64_t>(values.size()) / cols;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::byte* row = p + DTypeBytes(dtype, r * cols);
+      QuantizeRowQ8_0(values.data() + r * cols, cols, row);
+      DequantizeRowQ8_0(row, cols, img->rounded.data() + r * cols);
+    }
+  }
+  for (size_t i = 0; i < values.size() && dtype != DType::kQ8_0; ++i) {
     if (dtype == DType::kF32) {
       std::memcpy(p + 4 * i, &values[i], 4);
       img->rounded[i] = values[i];
@@ -53,7 +62,7 @@ inline std::unique_ptr<WeightImage> MakeWeight(const std::vector<float>& values,
   img->tensor.dtype = dtype;
   img->tensor.shape = std::move(shape);
   img->tensor.data = p;
-  img->tensor.nbytes = values.size() * esize;
+  img->tensor.nbytes = nbytes;
   return img;
 }
 
