@@ -62,9 +62,9 @@ std::vector<std::pair<std::string_view, double>> RequestTimeline::Phases() const
 void RequestTimeline::WhenWritten(std::function<void()> fn) {
   MutexLock lock(mutex_);
   waiting_ = std::move(fn);
-  std::function<void()> fn = TakeWaiting();
+  std::function<void()> ready = TakeWaiting();
   lock.Unlock();
-  if (fn) fn();
+  if (ready) ready();
 }
 
 void RequestTimeline::OnBytesWritten(Clock::time_point t) {
@@ -72,17 +72,17 @@ void RequestTimeline::OnBytesWritten(Clock::time_point t) {
   Mark(Milestone::kFirstByte, t);
   MutexLock lock(mutex_);
   done_ = true;
-  std::function<void()> fn = TakeWaiting();
+  std::function<void()> ready = TakeWaiting();
   lock.Unlock();
-  if (fn) fn();
+  if (ready) ready();
 }
 
 void RequestTimeline::Release() {
   MutexLock lock(mutex_);
   done_ = true;
-  std::function<void()> fn = TakeWaiting();
+  std::function<void()> ready = TakeWaiting();
   lock.Unlock();
-  if (fn) fn();
+  if (ready) ready();
 }
 
 std::function<void()> RequestTimeline::TakeWaiting() {
