@@ -11,7 +11,7 @@ CMAKE_FLAGS ?=
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build run test test-asan sanitize fuzz bench clean
+.PHONY: all deps configure build run test test-asan sanitize fuzz bench bench-anchors clean
 
 # Sanitizer and fuzzing trees (docs/reliability.md): ASan+UBSan, TSan, clang libFuzzer.
 ASAN_DIR ?= build-asan
@@ -84,6 +84,12 @@ fuzz:
 
 bench: build
 	@scripts/bench.sh "$(BUILD_DIR)"
+
+# llmux next to llama.cpp (built from the release node-llama-cpp@3.22.1 ships, cached in
+# LLMUX_ANCHORS_CACHE, default ~/.cache/llmux-anchors): CPU backend vs llama-bench, llmuxd vs
+# llama-server. benchmarks/anchors/README.md; ANCHORS_ARGS passes options to anchors.py.
+bench-anchors: configure
+	@benchmarks/anchors/run.sh "$(BUILD_DIR)" $(ANCHORS_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -15,8 +15,15 @@
 namespace llmux::kernels {
 
 inline constexpr int kAttnTileKeys = 64;       // keys staged in shared memory at once
-inline constexpr int kAttnSplitKeys = 512;     // target keys per split
-inline constexpr int kAttnMaxSplits = 32;      // longer contexts get longer splits
+// NOTE: occupancy. A decode token gets one block per (kv head, split), so the split count is
+// what fills the device at small batch: with one tile (64 keys) per split, a 1k-token decode of
+// Llama-3-8B (8 kv heads) is 8 x 16 = 128 blocks, about one wave on 132 SMs, where 512-key
+// splits gave 16 blocks. The price, paid at every batch size: each split writes its partial
+// (m, l, head_dim floats per query head) and the fold reads it back, about 6% on top of the
+// 64 keys of K and V a split reads (head_dim 128, bf16). Contexts over 32 tiles get longer
+// splits (kAttnMaxSplits bounds the workspace).
+inline constexpr int kAttnSplitKeys = kAttnTileKeys;  // target keys per split
+inline constexpr int kAttnMaxSplits = 32;             // longer contexts get longer splits
 inline constexpr int kAttnMaxGroup = 16;       // query heads per kv head
 inline constexpr int kAttnMaxHeadDim = 256;
 

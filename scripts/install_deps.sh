@@ -23,6 +23,7 @@ PACKAGES=(
   libzmq3-dev libmsgpack-cxx-dev   # KV-cache events for prefix-aware routers (vLLM's format)
   redis-server postgresql haproxy  # real servers the cluster tests start on loopback
   python3-zmq python3-msgpack      # the KV-event subscriber in the gateway tests
+  apache2-utils python3-numpy      # make bench-anchors: ab, and llama.cpp's gguf-py
   clang-14 libclang-rt-14-dev      # the ASan+UBSan tree of `make test` (thread-safety analysis), libFuzzer
 )
 

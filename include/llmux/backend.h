@@ -39,6 +39,12 @@ struct Tensor {
     auto* p = static_cast<std::byte*>(data) + DTypeBytes(dtype, first * stride);
     return Tensor{p, dtype, n, cols, stride};
   }
+  // Columns [first, first + n) of every row (a view with this tensor's stride). Element types
+  // only (activations): a block-encoded weight row cannot be split by columns.
+  Tensor ColSlice(int64_t first, int64_t n) const {
+    auto* p = static_cast<std::byte*>(data) + first * static_cast<int64_t>(DTypeSize(dtype));
+    return Tensor{p, dtype, rows, n, stride};
+  }
 };
 
 // Backend-owned memory. Freed when destroyed.
@@ -86,6 +92,11 @@ class Backend {
   // Makes a weight usable by the ops. The backend owns any copy it makes; `src` (memory-mapped)
   // must outlive the backend when the backend aliases it (the CPU backend does for matrices).
   virtual StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) = 0;
+  // True when LoadWeight may keep pointers into `src` (the CPU backend: matrices and
+  // embeddings are used in place). A caller that builds a weight in its own host memory (the
+  // model's fused q/k/v and gate/up weights) keeps that memory alive for the backend's use
+  // exactly when this is true, and may free it right after LoadWeight otherwise.
+  virtual bool AliasesHostWeights() const = 0;
   // Copies host F32 values into a new backend-owned F32 tensor [rows, cols].
   virtual StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) = 0;
 
@@ -121,8 +132,16 @@ class Backend {
   virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
   // out[i] = x[logits_indices[i]] for the current batch.
   virtual void GatherLogitsRows(const Tensor& x, Tensor out) = 0;
-  // Copies an F32 tensor to host memory (rows * cols floats) and waits for it.
+  // Copies an F32 tensor to host memory (rows * cols floats) and waits for it. This is the
+  // step's sync point: a device failure in any op of the step is returned here as Unavailable
+  // (the ops themselves return nothing and never abort on a device error).
   virtual Status CopyToHostF32(const Tensor& src, float* dst) = 0;
+
+  // OK while the backend can run steps; Unavailable naming the fault once a device error left
+  // it unusable for the rest of the process (CUDA: a sticky error such as an illegal address).
+  // Every later step fails then; the engine reports it (EngineStats::device_fault). Engine
+  // thread.
+  virtual Status DeviceHealth() const = 0;
 
   // ---- KV block hygiene and test hooks (engine thread) ----
   // Overwrites the given blocks with zeros in every layer (zero_kv_on_free).
@@ -144,6 +163,9 @@ struct CudaBackendOptions {
   int device = 0;
   bool batch_invariant = true;
   bool cuda_graphs = true;
+  // Tests: every GEMM runs the fixed-order fallback kernel (kernels/gemm_fallback.cu), the
+  // path a weight shape takes when no cuBLASLt algorithm passes the invariance check.
+  bool force_gemm_fallback = false;
 };
 // Unavailable with a one-line reason when built without CUDA or when no device is present.
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);

@@ -142,6 +142,11 @@ struct EngineStats {
 #define LLMUX_ENGINE_STAT_MEMBER(type, name, metric, kind, scope, help) type name = 0;
   LLMUX_ENGINE_STATS(LLMUX_ENGINE_STAT_MEMBER)
 #undef LLMUX_ENGINE_STAT_MEMBER
+  // "" while the backend can run steps; otherwise why it cannot (Backend::DeviceHealth: a
+  // sticky device fault). Every later step fails with Unavailable; the pool reports itself
+  // unhealthy and a process pool's worker exits so that the supervisor restarts it.
+  // NOTE: not in LLMUX_ENGINE_STATS (a reason, not a figure); the worker wire carries it.
+  std::string device_fault;
 };
 
 // One row of LLMUX_ENGINE_STATS, as data.

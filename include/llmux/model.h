@@ -31,6 +31,13 @@ class Model {
                                                Backend* backend, int max_batch_tokens,
                                                const ModelLoadOptions& options = {});
 
+  // Like Load, but only config.json is read: every weight the architecture needs is generated
+  // (BF16, seeded by `seed`; src/model/synthetic_weights.h). For benchmarks of a model's
+  // shape (time does not depend on the values) without writing or reading its checkpoint.
+  static StatusOr<std::unique_ptr<Model>> LoadSynthetic(const std::filesystem::path& dir,
+                                                        Backend* backend, int max_batch_tokens,
+                                                        uint64_t seed);
+
   virtual const ModelConfig& config() const = 0;
 
   // Runs one step. Returns logits [batch.logits_indices.size(), vocab_size] (F32, host memory

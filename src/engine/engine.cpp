@@ -28,11 +28,7 @@ void EngineImpl::ThreadMain() {
                                               : inbox_.WaitForItem(std::chrono::milliseconds(100));
     if (closed) break;
     auto progressed = StepOnce();
-    if (!progressed.ok()) {
-      // A failed forward step fails the requests in flight, not the engine.
-      FailAll(Internal(progressed.status().message()));
-      continue;
-    }
+    if (!progressed.ok()) continue;  // FailStep failed that step's requests, not the engine
     // Work waits on capacity that only a finishing request (or an abort) can free.
     if (!*progressed && scheduler_->HasWork()) inbox_.WaitForItem(std::chrono::milliseconds(2));
   }

@@ -105,8 +105,10 @@ class EngineImpl final : public Engine {
               Status error, std::vector<int32_t> last_tokens,
               std::vector<SampledToken> last_logprobs);
   void FailAll(const Status& status);
-  // After a step-wide failure (KV zeroing, forward pass): fails every request and closes the
-  // step with an Update, so the next Schedule is legal. Returns `status`.
+  // After a step-wide failure (KV zeroing, forward pass): fails the step's own requests
+  // (Unavailable stays Unavailable, a device fault is 503-class; anything else becomes
+  // Internal) and closes the step with an Update, so the next Schedule is legal; requests
+  // not in the step stay queued. Returns `status`.
   Status FailStep(const SchedulerOutput& plan, Status status);
 
   // ---- the step's phases (engine_step.cpp) ----

@@ -142,9 +142,18 @@ void EngineImpl::FailAll(const Status& status) {
 }
 
 Status EngineImpl::FailStep(const SchedulerOutput& plan, Status status) {
-  FailAll(Internal(status.message()));
+  // Only the step's own requests fail; waiting ones stay queued. A device that cannot run the
+  // step (Unavailable: a CUDA fault) is a 503-class error for them; anything else is a bug.
+  const Status error =
+      status.code() == StatusCode::kUnavailable ? status : Internal(status.message());
   std::vector<SampleResult> results(plan.seqs.size());
-  for (size_t i = 0; i < plan.seqs.size(); ++i) results[i].id = plan.seqs[i].id;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    results[i].id = plan.seqs[i].id;
+    auto it = live_.find(plan.seqs[i].id);
+    if (it == live_.end()) continue;
+    scheduler_->Abort(it->first);
+    Finish(it->second, FinishReason::kAbort, std::nullopt, error, {}, {});
+  }
   (void)scheduler_->Update(plan, results);  // every entry was aborted: nothing finishes
   PublishStats();
   return status;

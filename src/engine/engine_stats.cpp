@@ -20,6 +20,7 @@ void EngineImpl::PublishStats() {
   e.prefix_query_tokens = s.prefix_query_tokens;
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   // kv_events_*: read live in Stats().
+  if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
   std::unordered_map<std::string, TenantStats> per_tenant;
   for (const std::string& name : tenants_) {
     auto id = scheduler_->FindTenant(name);

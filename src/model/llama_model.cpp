@@ -10,18 +10,22 @@
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
 #include "model/gguf_llama.h"
+#include "model/synthetic_weights.h"
+#include "model/weight_fusion.h"
 
 namespace llmux {
 namespace {
 
+// NOTE: q/k/v and gate/up are fused at load (model/weight_fusion.h): one GEMM reads the
+// normed activations once per layer input, and the outputs are column views of one buffer.
 struct LayerWeights {
   Tensor attn_norm;  // [1, dim]
-  Tensor wq, wk, wv;  // [q_size, dim], [kv_size, dim], [kv_size, dim]
-  Tensor bq, bk, bv;  // [1, q_size], [1, kv_size] (attention_bias only)
-  Tensor wo;          // [dim, q_size]
-  Tensor ffn_norm;    // [1, dim]
-  Tensor w_gate, w_up;  // [ffn, dim]
-  Tensor w_down;        // [dim, ffn]
+  Tensor w_qkv;      // [q_size + 2 * kv_size, dim]: rows of q_proj, then k_proj, then v_proj
+  Tensor b_qkv;      // [1, q_size + 2 * kv_size] (attention_bias only)
+  Tensor wo;         // [dim, q_size]
+  Tensor ffn_norm;   // [1, dim]
+  Tensor w_gate_up;  // [2 * ffn, dim]: rows of gate_proj, then up_proj
+  Tensor w_down;     // [dim, ffn]
 };
 
 // Activation buffers sized for max_batch_tokens rows, allocated once at load.
@@ -29,11 +33,10 @@ struct Activations {
   std::vector<std::unique_ptr<DeviceBuffer>> owned;
   Tensor residual;  // [T, dim]
   Tensor normed;    // [T, dim]
-  Tensor q;         // [T, q_size]
-  Tensor k, v;      // [T, kv_size]
+  Tensor qkv;       // [T, q_size + 2 * kv_size]; q, k, v are column views of it
   Tensor attn;      // [T, q_size]
   Tensor proj;      // [T, dim] output of o_proj / down_proj, added into the residual
-  Tensor gate, up;  // [T, ffn]
+  Tensor gate_up;   // [T, 2 * ffn]; gate, up are column views of it
   Tensor act;       // [T, ffn]
   Tensor last;      // [T, dim] rows gathered for logits
   Tensor logits;    // [T, vocab] F32
@@ -55,8 +58,22 @@ class LlamaModel final : public Model {
   StatusOr<std::span<const float>> Forward(const ForwardBatch& batch) override;
 
  private:
-  // Binds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
+  // Finds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
+  StatusOr<const HostTensor*> Find(const std::string& name, int64_t rows, int64_t cols) const;
+  // Find + Load.
   StatusOr<Tensor> Bind(const std::string& name, int64_t rows, int64_t cols, WeightKind kind);
+  // Quantizes `t` to Q8_0 when options_ ask for it (matrices of whole blocks), then
+  // Backend::LoadWeight.
+  StatusOr<Tensor> Load(const HostTensor& t, WeightKind kind);
+  // Loads the row-wise concatenation of `parts` (each checked as Find does) as one weight
+  // called `fused_name` (model/weight_fusion.h).
+  struct Part {
+    std::string name;
+    int64_t rows;
+    int64_t cols;
+  };
+  StatusOr<Tensor> BindFused(const std::string& fused_name, std::span<const Part> parts,
+                             WeightKind kind);
   // A Q8_0 copy of the 2-D float tensor t (rows of whole blocks), owned by quantized_.
   HostTensor QuantizeQ8_0(const HostTensor& t);
   Status AllocateActivations();
@@ -69,6 +86,8 @@ class LlamaModel final : public Model {
   ModelLoadOptions options_;
   // Q8_0 copies of the matrices when options_.quantize_q8_0 (the CPU backend aliases them).
   std::vector<std::unique_ptr<std::byte[]>> quantized_;
+  // Fused weights' host bytes the backend uses in place (backend.h: AliasesHostWeights).
+  std::vector<OwnedHostTensor> fused_host_;
 
   Tensor embed_;       // [vocab, dim]
   Tensor final_norm_;  // [1, dim]
@@ -112,8 +131,8 @@ HostTensor LlamaModel::QuantizeQ8_0(const HostTensor& t) {
   return q;
 }
 
-StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t cols,
-                                  WeightKind kind) {
+StatusOr<const HostTensor*> LlamaModel::Find(const std::string& name, int64_t rows,
+                                             int64_t cols) const {
   const HostTensor* t = store_->Find(name);
   if (t == nullptr) {
     return InvalidArgument("model is missing tensor '" + name + "' required by " +
@@ -137,6 +156,39 @@ StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t
   if (t->dtype == DType::kI32) {
     return InvalidArgument("tensor '" + name + "' has dtype i32; weights must be f32/f16/bf16");
   }
+  return t;
+}
+
+StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t cols,
+                                  WeightKind kind) {
+  LLMUX_ASSIGN_OR_RETURN(const HostTensor* t, Find(name, rows, cols));
+  auto loaded = Load(*t, kind);
+  if (!loaded.ok()) return loaded.status().WithContext("loading '" + name + "'");
+  return loaded;
+}
+
+StatusOr<Tensor> LlamaModel::BindFused(const std::string& fused_name, std::span<const Part> parts,
+                                       WeightKind kind) {
+  std::vector<const HostTensor*> found;
+  for (const Part& p : parts) {
+    LLMUX_ASSIGN_OR_RETURN(const HostTensor* t, Find(p.name, p.rows, p.cols));
+    found.push_back(t);
+  }
+  LLMUX_ASSIGN_OR_RETURN(OwnedHostTensor fused, ConcatRows(fused_name, found));
+  auto loaded = Load(fused.tensor, kind);
+  if (!loaded.ok()) return loaded.status().WithContext("loading '" + fused_name + "'");
+  // NOTE: keep the bytes only when the backend reads them in place (CPU, unquantized); a copy
+  // (CUDA, a Q8_0 quantization, an F32 vector) no longer needs them.
+  const auto* data = static_cast<const std::byte*>(loaded->data);
+  if (backend_->AliasesHostWeights() && data >= fused.tensor.data &&
+      data < fused.tensor.data + fused.tensor.nbytes) {
+    fused_host_.push_back(std::move(fused));
+  }
+  return loaded;
+}
+
+StatusOr<Tensor> LlamaModel::Load(const HostTensor& tensor, WeightKind kind) {
+  const HostTensor* t = &tensor;
   HostTensor q8;
   // NOTE: a matrix whose rows are not whole 32-element blocks keeps its stored dtype (as
   // llama.cpp's quantizer falls back for such tensors); every matrix of the supported shapes
@@ -146,9 +198,7 @@ StatusOr<Tensor> LlamaModel::Bind(const std::string& name, int64_t rows, int64_t
     q8 = QuantizeQ8_0(*t);
     t = &q8;
   }
-  auto loaded = backend_->LoadWeight(*t, kind);
-  if (!loaded.ok()) return loaded.status().WithContext("loading '" + name + "'");
-  return loaded;
+  return backend_->LoadWeight(*t, kind);
 }
 
 Status LlamaModel::Init() {
@@ -173,22 +223,27 @@ Status LlamaModel::Init() {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     LayerWeights& l = layers_[i];
     LLMUX_ASSIGN_OR_RETURN(l.attn_norm, Bind(p + "input_layernorm.weight", 0, dim, WeightKind::kVector));
-    LLMUX_ASSIGN_OR_RETURN(l.wq, Bind(p + "self_attn.q_proj.weight", c.q_size(), dim, WeightKind::kMatrix));
-    LLMUX_ASSIGN_OR_RETURN(l.wk, Bind(p + "self_attn.k_proj.weight", c.kv_size(), dim, WeightKind::kMatrix));
-    LLMUX_ASSIGN_OR_RETURN(l.wv, Bind(p + "self_attn.v_proj.weight", c.kv_size(), dim, WeightKind::kMatrix));
+    const Part qkv[] = {{p + "self_attn.q_proj.weight", c.q_size(), dim},
+                        {p + "self_attn.k_proj.weight", c.kv_size(), dim},
+                        {p + "self_attn.v_proj.weight", c.kv_size(), dim}};
+    LLMUX_ASSIGN_OR_RETURN(l.w_qkv, BindFused(p + "self_attn.qkv_proj.weight", qkv, WeightKind::kMatrix));
     if (c.attention_bias) {
-      LLMUX_ASSIGN_OR_RETURN(l.bq, Bind(p + "self_attn.q_proj.bias", 0, c.q_size(), WeightKind::kVector));
-      LLMUX_ASSIGN_OR_RETURN(l.bk, Bind(p + "self_attn.k_proj.bias", 0, c.kv_size(), WeightKind::kVector));
-      LLMUX_ASSIGN_OR_RETURN(l.bv, Bind(p + "self_attn.v_proj.bias", 0, c.kv_size(), WeightKind::kVector));
+      const Part b[] = {{p + "self_attn.q_proj.bias", 0, c.q_size()},
+                        {p + "self_attn.k_proj.bias", 0, c.kv_size()},
+                        {p + "self_attn.v_proj.bias", 0, c.kv_size()}};
+      LLMUX_ASSIGN_OR_RETURN(l.b_qkv, BindFused(p + "self_attn.qkv_proj.bias", b, WeightKind::kVector));
     }
     LLMUX_ASSIGN_OR_RETURN(l.wo, Bind(p + "self_attn.o_proj.weight", dim, c.q_size(), WeightKind::kMatrix));
     LLMUX_ASSIGN_OR_RETURN(l.ffn_norm, Bind(p + "post_attention_layernorm.weight", 0, dim, WeightKind::kVector));
-    LLMUX_ASSIGN_OR_RETURN(l.w_gate, Bind(p + "mlp.gate_proj.weight", c.intermediate_size, dim, WeightKind::kMatrix));
-    LLMUX_ASSIGN_OR_RETURN(l.w_up, Bind(p + "mlp.up_proj.weight", c.intermediate_size, dim, WeightKind::kMatrix));
+    const Part gate_up[] = {{p + "mlp.gate_proj.weight", c.intermediate_size, dim},
+                            {p + "mlp.up_proj.weight", c.intermediate_size, dim}};
+    LLMUX_ASSIGN_OR_RETURN(l.w_gate_up, BindFused(p + "mlp.gate_up_proj.weight", gate_up, WeightKind::kMatrix));
     LLMUX_ASSIGN_OR_RETURN(l.w_down, Bind(p + "mlp.down_proj.weight", dim, c.intermediate_size, WeightKind::kMatrix));
   }
   const std::vector<float> inv_freq = RopeInvFreq(c);
   LLMUX_ASSIGN_OR_RETURN(inv_freq_, backend_->UploadF32(inv_freq, 1, static_cast<int64_t>(inv_freq.size())));
+  // A backend that copied every weight no longer needs the host tensors (unmaps the files).
+  if (!backend_->AliasesHostWeights()) store_.reset();
   return AllocateActivations();
 }
 
@@ -205,13 +260,10 @@ Status LlamaModel::AllocateActivations() {
   const ModelConfig& c = config_;
   LLMUX_ASSIGN_OR_RETURN(act_.residual, NewActivation(t, c.hidden_size, a));
   LLMUX_ASSIGN_OR_RETURN(act_.normed, NewActivation(t, c.hidden_size, a));
-  LLMUX_ASSIGN_OR_RETURN(act_.q, NewActivation(t, c.q_size(), a));
-  LLMUX_ASSIGN_OR_RETURN(act_.k, NewActivation(t, c.kv_size(), a));
-  LLMUX_ASSIGN_OR_RETURN(act_.v, NewActivation(t, c.kv_size(), a));
+  LLMUX_ASSIGN_OR_RETURN(act_.qkv, NewActivation(t, c.q_size() + 2 * c.kv_size(), a));
   LLMUX_ASSIGN_OR_RETURN(act_.attn, NewActivation(t, c.q_size(), a));
   LLMUX_ASSIGN_OR_RETURN(act_.proj, NewActivation(t, c.hidden_size, a));
-  LLMUX_ASSIGN_OR_RETURN(act_.gate, NewActivation(t, c.intermediate_size, a));
-  LLMUX_ASSIGN_OR_RETURN(act_.up, NewActivation(t, c.intermediate_size, a));
+  LLMUX_ASSIGN_OR_RETURN(act_.gate_up, NewActivation(t, 2 * c.intermediate_size, a));
   LLMUX_ASSIGN_OR_RETURN(act_.act, NewActivation(t, c.intermediate_size, a));
   LLMUX_ASSIGN_OR_RETURN(act_.last, NewActivation(t, c.hidden_size, a));
   LLMUX_ASSIGN_OR_RETURN(act_.logits, NewActivation(t, c.vocab_size, DType::kF32));
@@ -238,9 +290,14 @@ StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) 
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   Tensor residual = act_.residual.RowSlice(0, n);
   Tensor normed = act_.normed.RowSlice(0, n);
-  Tensor q = act_.q.RowSlice(0, n), k = act_.k.RowSlice(0, n), v = act_.v.RowSlice(0, n);
+  Tensor qkv = act_.qkv.RowSlice(0, n);
+  Tensor q = qkv.ColSlice(0, c.q_size());
+  Tensor k = qkv.ColSlice(c.q_size(), c.kv_size());
+  Tensor v = qkv.ColSlice(c.q_size() + c.kv_size(), c.kv_size());
   Tensor attn = act_.attn.RowSlice(0, n), proj = act_.proj.RowSlice(0, n);
-  Tensor gate = act_.gate.RowSlice(0, n), up = act_.up.RowSlice(0, n), ff = act_.act.RowSlice(0, n);
+  Tensor gate_up = act_.gate_up.RowSlice(0, n), ff = act_.act.RowSlice(0, n);
+  Tensor gate = gate_up.ColSlice(0, c.intermediate_size);
+  Tensor up = gate_up.ColSlice(c.intermediate_size, c.intermediate_size);
 
   backend_->Embedding(embed_, residual);
   for (int i = 0; i < c.num_layers; ++i) {
@@ -251,16 +308,13 @@ StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) 
     } else {
       backend_->AddRmsNorm(residual, proj, l.attn_norm, eps, normed);
     }
-    backend_->MatMul(normed, l.wq, c.attention_bias ? &l.bq : nullptr, q);
-    backend_->MatMul(normed, l.wk, c.attention_bias ? &l.bk : nullptr, k);
-    backend_->MatMul(normed, l.wv, c.attention_bias ? &l.bv : nullptr, v);
+    backend_->MatMul(normed, l.w_qkv, c.attention_bias ? &l.b_qkv : nullptr, qkv);
     backend_->Rope(q, k, inv_freq_);
     backend_->WriteKv(i, k, v);
     backend_->Attention(i, q, scale, attn);
     backend_->MatMul(attn, l.wo, nullptr, proj);
     backend_->AddRmsNorm(residual, proj, l.ffn_norm, eps, normed);
-    backend_->MatMul(normed, l.w_gate, nullptr, gate);
-    backend_->MatMul(normed, l.w_up, nullptr, up);
+    backend_->MatMul(normed, l.w_gate_up, nullptr, gate_up);
     backend_->SiluMul(gate, up, ff);
     backend_->MatMul(ff, l.w_down, nullptr, proj);
   }
@@ -298,6 +352,21 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::filesystem::path& dir, B
                                             max_batch_tokens, options);
   Status s = model->Init();
   if (!s.ok()) return s.WithContext("model " + dir.string());
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+StatusOr<std::unique_ptr<Model>> Model::LoadSynthetic(const std::filesystem::path& dir,
+                                                      Backend* backend, int max_batch_tokens,
+                                                      uint64_t seed) {
+  LLMUX_CHECK(backend != nullptr);
+  if (max_batch_tokens <= 0) return InvalidArgument("max_batch_tokens must be positive");
+  LLMUX_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  auto store = std::make_unique<SyntheticWeightStore>(config, seed,
+                                                      /*keep_all=*/backend->AliasesHostWeights());
+  auto model = std::make_unique<LlamaModel>(std::move(config), std::move(store), backend,
+                                            max_batch_tokens, ModelLoadOptions{});
+  Status s = model->Init();
+  if (!s.ok()) return s.WithContext("synthetic model " + dir.string());
   return std::unique_ptr<Model>(std::move(model));
 }
 

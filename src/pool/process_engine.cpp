@@ -311,6 +311,11 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
     worker_ = nullptr;
     failed.swap(inflight_);
     why = error.empty() ? DescribeExit(wstatus) : error;
+    if (!stats_.device_fault.empty()) {
+      // The worker's last pong reported a sticky device fault: that is why it exited.
+      why = "device fault: " + stats_.device_fault + " (worker " + why + ")";
+      stats_.device_fault.clear();
+    }
     if (!stopping_) {
       ++deaths_;
       last_error_ = why;

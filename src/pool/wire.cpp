@@ -235,6 +235,7 @@ TenantLimits DecodeLimits(const json& j) {
 json EncodeStats(const EngineStats& s) {
   json j = json::object();
   ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
+  j["device_fault"] = s.device_fault;  // not a figure: outside LLMUX_ENGINE_STATS
   return j;
 }
 
@@ -243,6 +244,7 @@ EngineStats DecodeStats(const json& j) {
   ForEachEngineStat([&](const EngineStatField& f, auto member) {
     s.*member = j.at(f.name).get<std::remove_reference_t<decltype(s.*member)>>();
   });
+  s.device_fault = j.value("device_fault", std::string());
   return s;
 }
 

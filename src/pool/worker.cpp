@@ -23,6 +23,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// The worker's exit status after a sticky device fault (EngineStats::device_fault).
+constexpr int kDeviceFaultExitCode = 3;
+
 int Fail(const std::string& pool, const std::string& what) {
   std::fprintf(stderr, "llmuxd worker %s: %s\n", pool.c_str(), what.c_str());
   return 1;
@@ -93,6 +96,7 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
     (void)writer.Write({{"t", "output"}, {"output", pool::EncodeOutput(out)}});
   };
   std::set<std::string> tenants;  // every tenant upserted so far (reported with each pong)
+  int exit_code = 0;
   for (;;) {
     std::optional<json> frame = pool::ReadFrame(fd);
     if (!frame) break;
@@ -123,10 +127,19 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
         for (const std::string& t : tenants) {
           if (auto ts = engine->GetTenantStats(t)) tenant_stats.emplace(t, *ts);
         }
+        const EngineStats stats = engine->Stats();
         (void)writer.Write({{"t", "pong"},
                             {"seq", frame->at("seq")},
-                            {"stats", pool::EncodeStats(engine->Stats())},
+                            {"stats", pool::EncodeStats(stats)},
                             {"tenants", pool::EncodeTenantStats(tenant_stats)}});
+        if (!stats.device_fault.empty()) {
+          // NOTE: a sticky device fault fails every later step; only a new process gets a new
+          // device context. The pong above tells the daemon why; exiting makes it restart us.
+          LogEvent(LogLevel::kError, "pool_worker_device_fault",
+                   {F("pool", pool.name), F("error", stats.device_fault)});
+          exit_code = kDeviceFaultExitCode;
+          break;
+        }
       }
     } catch (const json::exception& e) {
       LogEvent(LogLevel::kError, "pool_worker_bad_frame", {F("pool", pool.name), F("error", e.what())});
@@ -134,7 +147,7 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
     }
   }
   engine->Stop();
-  return 0;
+  return exit_code;
 }
 
 }  // namespace llmux

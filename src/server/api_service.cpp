@@ -282,8 +282,10 @@ json ApiService::PoolHealth(std::string* problem) const {
     std::string why;
     const bool pending = s.running + s.waiting + s.inbox > 0;
     const int64_t since = NowUnixMs() - s.last_step_unix_ms;
-    if (p.state == PoolState::kReady && pending && s.last_step_unix_ms > 0 &&
-        since > options_.health_stall_timeout.count()) {
+    if (!s.device_fault.empty()) {
+      why = "device fault: " + s.device_fault;
+    } else if (p.state == PoolState::kReady && pending && s.last_step_unix_ms > 0 &&
+               since > options_.health_stall_timeout.count()) {
       why = "stalled: no engine step for " + std::to_string(since) + " ms with work pending";
     } else if (p.down_ms > max_down.count()) {
       why = "not ready for " + std::to_string(p.down_ms) + " ms (max_down " +
@@ -385,6 +387,7 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"running", s.stats.running},
                        {"waiting", s.stats.waiting},
                        {"kv_usage", s.stats.kv_usage},
+                       {"device_fault", s.stats.device_fault},
                        {"batch_invariant", p->config().engine.batch_invariant}});
     }
   }

@@ -79,6 +79,7 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   for (const x of Object.values(p)) {
     assert.equal(typeof x.running, 'number');
     assert.equal(typeof x.waiting, 'number');
+    assert.equal(x.device_fault, '');  // healthy backends (a sticky device fault names itself)
   }
 });
 

@@ -36,8 +36,9 @@ GemmPlan::~GemmPlan() {
 }
 
 StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(cudaStream_t stream,
-                                                         bool batch_invariant) {
-  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant));
+                                                         bool batch_invariant,
+                                                         bool force_fallback) {
+  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant, force_fallback));
   LLMUX_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&r->handle_), "cublasLtCreate"));
   LLMUX_ASSIGN_OR_RETURN(r->workspace_, CudaBuffer::Create(kWorkspaceBytes));
   return r;
@@ -86,20 +87,21 @@ bool GemmRunner::Heuristic(const GemmPlan& p, int max_results, cublasLtMatmulAlg
   return *count > 0;
 }
 
-void GemmRunner::RunOn(const GemmPlan& p, const cublasLtMatmulAlgo_t* algo, const void* x,
-                       const void* w, void* out) {
+Status GemmRunner::RunOn(const GemmPlan& p, const cublasLtMatmulAlgo_t* algo, const void* x,
+                         const void* w, void* out) {
   const GemmShape& s = p.shape;
   if (algo == nullptr) {
-    LLMUX_CUDA_CHECK(kernels::LaunchGemmFallback(x, s.x_stride, w, s.w_stride, out,
-                                                 s.out_stride, s.out_f32, s.m, s.n, s.k,
-                                                 stream_));
-    return;
+    return CudaStatus(kernels::LaunchGemmFallback(x, s.x_stride, w, s.w_stride, out,
+                                                  s.out_stride, s.out_f32, s.m, s.n, s.k,
+                                                  stream_),
+                      "fallback GEMM launch");
   }
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  LLMUX_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c,
-                                    out, p.c, algo, workspace_->data(), workspace_->bytes(),
-                                    stream_));
+  return CublasStatus(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c,
+                                     out, p.c, algo, workspace_->data(), workspace_->bytes(),
+                                     stream_),
+                      "cublasLtMatmul");
 }
 
 bool GemmRunner::RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape& ref,
@@ -119,7 +121,11 @@ bool GemmRunner::RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape
   auto x = CudaBuffer::Create(hx.size() * 2);
   auto out = CudaBuffer::Create(static_cast<size_t>(m_big) * ref.n * esize);
   if (!x.ok() || !out.ok()) return false;
-  LLMUX_CUDA_CHECK(cudaMemcpy((*x)->data(), hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+  // NOTE: a device failure here rejects the candidate (the step that needed this plan then
+  // fails at its sync point); it never aborts the process.
+  if (cudaMemcpy((*x)->data(), hx.data(), hx.size() * 2, cudaMemcpyHostToDevice) != cudaSuccess) {
+    return false;
+  }
   const size_t row_bytes = static_cast<size_t>(ref.n) * esize;
   std::vector<std::vector<std::byte>> rows_by_m;
   for (int m : ms) {
@@ -132,11 +138,13 @@ bool GemmRunner::RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape
         check.workspaceSize > kWorkspaceBytes) {
       return false;
     }
-    RunOn(*plan, &algo, (*x)->data(), w, (*out)->data());
+    if (!RunOn(*plan, &algo, (*x)->data(), w, (*out)->data()).ok()) return false;
     std::vector<std::byte> host(static_cast<size_t>(m) * row_bytes);
-    LLMUX_CUDA_CHECK(cudaMemcpyAsync(host.data(), (*out)->data(), host.size(),
-                                     cudaMemcpyDeviceToHost, stream_));
-    LLMUX_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (cudaMemcpyAsync(host.data(), (*out)->data(), host.size(), cudaMemcpyDeviceToHost,
+                        stream_) != cudaSuccess ||
+        cudaStreamSynchronize(stream_) != cudaSuccess) {
+      return false;
+    }
     rows_by_m.push_back(std::move(host));
   }
   const std::vector<std::byte>& big = rows_by_m.back();
@@ -178,7 +186,10 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
   auto it = plans_.find(s);
   if (it != plans_.end()) return it->second.get();
   auto plan = MakePlan(s);
-  if (batch_invariant_) {
+  if (force_fallback_) {
+    if (pinned_.emplace(std::make_tuple(s.n, s.k, s.out_f32), nullptr).second) ++fallback_shapes_;
+    plan->use_fallback = true;
+  } else if (batch_invariant_) {
     const cublasLtMatmulAlgo_t* pinned = PinnedAlgo(s, w);
     cublasLtMatmulHeuristicResult_t check{};
     if (pinned != nullptr &&
@@ -207,8 +218,8 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
   return plans_.emplace(s, std::move(plan)).first->second.get();
 }
 
-void GemmRunner::Run(const GemmPlan& plan, const void* x, const void* w, void* out) {
-  RunOn(plan, plan.use_fallback ? nullptr : &plan.algo, x, w, out);
+Status GemmRunner::Run(const GemmPlan& plan, const void* x, const void* w, void* out) {
+  return RunOn(plan, plan.use_fallback ? nullptr : &plan.algo, x, w, out);
 }
 
 }  // namespace llmux::cuda

@@ -50,7 +50,9 @@ struct GemmPlan {
 class GemmRunner {
  public:
   // Engine thread. `stream` is the backend's stream.
-  static StatusOr<std::unique_ptr<GemmRunner>> Create(cudaStream_t stream, bool batch_invariant);
+  // `force_fallback`: every shape uses the fallback kernel (tests of that path).
+  static StatusOr<std::unique_ptr<GemmRunner>> Create(cudaStream_t stream, bool batch_invariant,
+                                                      bool force_fallback = false);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -59,26 +61,28 @@ class GemmRunner {
   // new weight shape on the device, synchronously, using `w` (the real weight). Host only;
   // never call during stream capture. Aborts on a cuBLAS failure (a broken environment).
   const GemmPlan* Prepare(const GemmShape& shape, const void* w);
-  // Enqueues the GEMM on the runner's stream. Capturable.
-  void Run(const GemmPlan& plan, const void* x, const void* w, void* out);
+  // Enqueues the GEMM on the runner's stream. Capturable. A launch or cuBLAS failure is
+  // returned (the caller fails the step), never aborted on.
+  Status Run(const GemmPlan& plan, const void* x, const void* w, void* out);
 
   // How many weight shapes ended on the fallback kernel (tests, logs).
   int fallback_shapes() const { return fallback_shapes_; }
 
  private:
-  GemmRunner(cudaStream_t stream, bool batch_invariant)
-      : stream_(stream), batch_invariant_(batch_invariant) {}
+  GemmRunner(cudaStream_t stream, bool batch_invariant, bool force_fallback)
+      : stream_(stream), batch_invariant_(batch_invariant), force_fallback_(force_fallback) {}
   std::unique_ptr<GemmPlan> MakePlan(const GemmShape& shape) const;
   bool Heuristic(const GemmPlan& plan, int max_results, cublasLtMatmulAlgo_t* algos,
                  int* count) const;
   // Pinned algorithm for (n, k, out_f32), verified across M; nullopt -> fallback kernel.
   const cublasLtMatmulAlgo_t* PinnedAlgo(const GemmShape& shape, const void* w);
   bool RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape& shape, const void* w);
-  void RunOn(const GemmPlan& plan, const cublasLtMatmulAlgo_t* algo, const void* x,
+  Status RunOn(const GemmPlan& plan, const cublasLtMatmulAlgo_t* algo, const void* x,
              const void* w, void* out);
 
   cudaStream_t stream_;
   bool batch_invariant_;
+  bool force_fallback_;
   cublasLtHandle_t handle_ = nullptr;
   std::unique_ptr<CudaBuffer> workspace_;
   std::map<GemmShape, std::unique_ptr<GemmPlan>> plans_;

@@ -47,4 +47,15 @@ StatusOr<int> GemmFallbackShapes(Backend& backend) {
   return b->gemm_fallback_shapes();
 }
 
+StatusOr<DeviceProbe> ProbeDevice(Backend& backend, size_t bytes) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  return b->Probe(bytes);
+}
+
+Status InjectFaultForTesting(Backend& backend, std::string op, int cuda_error) {
+  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
+  b->InjectFaultForTesting(std::move(op), static_cast<cudaError_t>(cuda_error));
+  return Status::Ok();
+}
+
 }  // namespace llmux::cuda

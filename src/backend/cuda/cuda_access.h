@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "llmux/backend.h"
@@ -44,5 +45,22 @@ struct GraphStats {
 StatusOr<GraphStats> GetGraphStats(Backend& backend);
 // Weight shapes whose GEMM fell back to the fixed-order kernel (batch-invariant mode).
 StatusOr<int> GemmFallbackShapes(Backend& backend);
+
+// The device this backend runs on, and its memory bandwidth as a device-to-device copy of
+// `bytes` (read + write counted) achieves it, the best of 10 timed copies after a warm-up.
+struct DeviceProbe {
+  std::string name;
+  int sm_count = 0;
+  double memory_gib = 0;
+  double copy_bandwidth = 0;  // bytes per second
+};
+StatusOr<DeviceProbe> ProbeDevice(Backend& backend, size_t bytes = size_t{1} << 30);
+
+// Test hook: the next launch of op `op` ("Embedding", "RmsNorm", "AddRmsNorm", "MatMul",
+// "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather") reports the cudaError_t value
+// `cuda_error` as if its launch had failed, once. The step then fails at its sync point with
+// Unavailable; a sticky code (an illegal address, ...) also makes DeviceHealth() Unavailable
+// for the backend's life (src/backend/cuda/device_faults.h).
+Status InjectFaultForTesting(Backend& backend, std::string op, int cuda_error);
 
 }  // namespace llmux::cuda

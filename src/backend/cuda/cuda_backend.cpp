@@ -30,7 +30,8 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOpti
                              "cudaStreamCreate");
   std::unique_ptr<CudaBackend> b(new CudaBackend(options, stream));
   LLMUX_RETURN_IF_CUDA_ERROR(kernels::PagedAttentionInit(), "paged attention init");
-  LLMUX_ASSIGN_OR_RETURN(b->gemm_, GemmRunner::Create(stream, options.batch_invariant));
+  LLMUX_ASSIGN_OR_RETURN(b->gemm_, GemmRunner::Create(stream, options.batch_invariant,
+                                                         options.force_gemm_fallback));
   return b;
 }
 
@@ -179,9 +180,13 @@ void* CudaBackend::VCache(int layer) const {
 
 Status CudaBackend::BeginBatch(const ForwardBatch& batch) {
   if (kv_ == nullptr) return FailedPrecondition("BeginBatch before InitKvCache");
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
-  graphs_.Flush();
   have_batch_ = false;
+  // A faulted device runs nothing more; a failure left by a step that had no sync point (no
+  // logits) fails this step.
+  LLMUX_RETURN_IF_ERROR(faults_.Health());
+  graphs_.Flush();
+  if (faults_.step_failed()) return faults_.TakeStepStatus();
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
   LLMUX_RETURN_IF_ERROR(meta_.Set(batch, spec_, stream_));
   if (meta_.generation() != meta_generation_) {
     graphs_.Clear();
@@ -194,30 +199,35 @@ Status CudaBackend::BeginBatch(const ForwardBatch& batch) {
   return Status::Ok();
 }
 
+Status CudaBackend::StepStatus(cudaError_t sync, const char* what) {
+  OpResult(what, sync);
+  return faults_.TakeStepStatus();
+}
+
 Status CudaBackend::CopyToHost(const Tensor& src, void* dst) {
   graphs_.Flush();
+  if (faults_.faulted()) return faults_.TakeStepStatus();
   const size_t es = DTypeSize(src.dtype);
+  cudaError_t err = cudaSuccess;
   if (src.rows > 0 && src.cols > 0) {
-    LLMUX_RETURN_IF_CUDA_ERROR(
-        cudaMemcpy2DAsync(dst, src.cols * es, src.data, src.stride * es, src.cols * es,
-                          src.rows, cudaMemcpyDeviceToHost, stream_),
-        "copy to host");
+    err = cudaMemcpy2DAsync(dst, src.cols * es, src.data, src.stride * es, src.cols * es,
+                            src.rows, cudaMemcpyDeviceToHost, stream_);
   }
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "copy to host");
-  return Status::Ok();
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream_);
+  return StepStatus(err, "copy to host");
 }
 
 Status CudaBackend::CopyFromHost(Tensor dst, const void* src) {
   graphs_.Flush();
+  if (faults_.faulted()) return faults_.TakeStepStatus();
   const size_t es = DTypeSize(dst.dtype);
+  cudaError_t err = cudaSuccess;
   if (dst.rows > 0 && dst.cols > 0) {
-    LLMUX_RETURN_IF_CUDA_ERROR(
-        cudaMemcpy2DAsync(dst.data, dst.stride * es, src, dst.cols * es, dst.cols * es,
-                          dst.rows, cudaMemcpyHostToDevice, stream_),
-        "copy from host");
+    err = cudaMemcpy2DAsync(dst.data, dst.stride * es, src, dst.cols * es, dst.cols * es,
+                            dst.rows, cudaMemcpyHostToDevice, stream_);
   }
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "copy from host");
-  return Status::Ok();
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream_);
+  return StepStatus(err, "copy from host");
 }
 
 Status CudaBackend::CopyToHostF32(const Tensor& src, float* dst) {
@@ -227,8 +237,8 @@ Status CudaBackend::CopyToHostF32(const Tensor& src, float* dst) {
 
 Status CudaBackend::Synchronize() {
   graphs_.Flush();
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "synchronize");
-  return Status::Ok();
+  if (faults_.faulted()) return faults_.TakeStepStatus();
+  return StepStatus(cudaStreamSynchronize(stream_), "synchronize");
 }
 
 Status CudaBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
@@ -239,17 +249,20 @@ Status CudaBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
     }
   }
   graphs_.Flush();
+  if (faults_.faulted()) return faults_.TakeStepStatus();
   const size_t bb = spec_.BlockBytes();
-  for (int layer = 0; layer < spec_.num_layers; ++layer) {
+  cudaError_t err = cudaSuccess;
+  for (int layer = 0; layer < spec_.num_layers && err == cudaSuccess; ++layer) {
     for (int32_t b : blocks) {
-      LLMUX_RETURN_IF_CUDA_ERROR(
-          cudaMemsetAsync(static_cast<char*>(KCache(layer)) + b * bb, 0, bb, stream_), "zero KV");
-      LLMUX_RETURN_IF_CUDA_ERROR(
-          cudaMemsetAsync(static_cast<char*>(VCache(layer)) + b * bb, 0, bb, stream_), "zero KV");
+      err = cudaMemsetAsync(static_cast<char*>(KCache(layer)) + b * bb, 0, bb, stream_);
+      if (err == cudaSuccess) {
+        err = cudaMemsetAsync(static_cast<char*>(VCache(layer)) + b * bb, 0, bb, stream_);
+      }
+      if (err != cudaSuccess) break;
     }
   }
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "zero KV");
-  return Status::Ok();
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream_);
+  return StepStatus(err, "zero KV");
 }
 
 Status CudaBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
@@ -259,19 +272,18 @@ Status CudaBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>
     return InvalidArgument("ReadKvBlock: layer or block out of range");
   }
   graphs_.Flush();
+  if (faults_.faulted()) return faults_.TakeStepStatus();
   const size_t bb = spec_.BlockBytes();
   k->resize(bb);
   v->resize(bb);
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(k->data(), static_cast<char*>(KCache(layer)) +
-                                                            block * bb,
-                                             bb, cudaMemcpyDeviceToHost, stream_),
-                             "read KV");
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(v->data(), static_cast<char*>(VCache(layer)) +
-                                                            block * bb,
-                                             bb, cudaMemcpyDeviceToHost, stream_),
-                             "read KV");
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "read KV");
-  return Status::Ok();
+  cudaError_t err = cudaMemcpyAsync(k->data(), static_cast<char*>(KCache(layer)) + block * bb,
+                                    bb, cudaMemcpyDeviceToHost, stream_);
+  if (err == cudaSuccess) {
+    err = cudaMemcpyAsync(v->data(), static_cast<char*>(VCache(layer)) + block * bb, bb,
+                          cudaMemcpyDeviceToHost, stream_);
+  }
+  if (err == cudaSuccess) err = cudaStreamSynchronize(stream_);
+  return StepStatus(err, "read KV");
 }
 
 StatusOr<std::vector<int32_t>> CudaBackend::Sample(const Tensor& logits,
@@ -307,6 +319,39 @@ StatusOr<std::vector<int32_t>> CudaBackend::Sample(const Tensor& logits,
                              "sampling result");
   LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "sampling");
   return out;
+}
+
+StatusOr<DeviceProbe> CudaBackend::Probe(size_t bytes) {
+  graphs_.Flush();
+  cudaDeviceProp prop{};
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaGetDeviceProperties(&prop, options_.device), "device properties");
+  DeviceProbe p;
+  p.name = prop.name;
+  p.sm_count = prop.multiProcessorCount;
+  p.memory_gib = static_cast<double>(prop.totalGlobalMem) / (1 << 30);
+  LLMUX_ASSIGN_OR_RETURN(auto src, CudaBuffer::Create(bytes));
+  LLMUX_ASSIGN_OR_RETURN(auto dst, CudaBuffer::Create(bytes));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaEventCreate(&start), "event");
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaEventCreate(&stop), "event");
+  cudaError_t err = cudaMemsetAsync(src->data(), 1, bytes, stream_);
+  float best_ms = 0;
+  for (int i = 0; i < 11 && err == cudaSuccess; ++i) {
+    err = cudaEventRecord(start, stream_);
+    if (err == cudaSuccess) {
+      err = cudaMemcpyAsync(dst->data(), src->data(), bytes, cudaMemcpyDeviceToDevice, stream_);
+    }
+    if (err == cudaSuccess) err = cudaEventRecord(stop, stream_);
+    if (err == cudaSuccess) err = cudaEventSynchronize(stop);
+    float ms = 0;
+    if (err == cudaSuccess) err = cudaEventElapsedTime(&ms, start, stop);
+    if (i > 0 && (best_ms == 0 || ms < best_ms)) best_ms = ms;  // copy 0 warms up
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  LLMUX_RETURN_IF_ERROR(StepStatus(err, "bandwidth probe"));
+  p.copy_bandwidth = best_ms > 0 ? 2.0 * static_cast<double>(bytes) / (best_ms * 1e-3) : 0;
+  return p;
 }
 
 GraphStats CudaBackend::graph_stats() const {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "backend/cuda/cublas_gemm.h"
 #include "backend/cuda/cuda_access.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/device_faults.h"
 #include "backend/cuda/step_graphs.h"
 #include "llmux/backend.h"
 
@@ -36,6 +38,7 @@ class CudaBackend final : public Backend {
   // Matrices and embeddings are kept in BF16 (F32/F16 converted on the host), vectors in F32.
   // The backend always copies; `src` need not outlive it.
   StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override;
+  bool AliasesHostWeights() const override { return false; }
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
 
   // NOTE: the pool is kept in BF16 whatever spec.dtype says; kv_spec() reports kBF16.
@@ -57,6 +60,8 @@ class CudaBackend final : public Backend {
   void GatherLogitsRows(const Tensor& x, Tensor out) override;
   Status CopyToHostF32(const Tensor& src, float* dst) override;
 
+  Status DeviceHealth() const override { return faults_.Health(); }
+
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override;
   Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
                      std::vector<std::byte>* v) override;
@@ -68,17 +73,32 @@ class CudaBackend final : public Backend {
   StatusOr<std::vector<int32_t>> Sample(const Tensor& logits,
                                         std::span<const DeviceSamplingParams> params);
   GraphStats graph_stats() const;
+  StatusOr<DeviceProbe> Probe(size_t bytes);
   int gemm_fallback_shapes() const { return gemm_->fallback_shapes(); }
+  // Test hook: the next launch of op `op` ("Embedding", "RmsNorm", "AddRmsNorm", "MatMul",
+  // "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather") reports `cuda_error` as if
+  // the launch had failed with it (the kernel still runs), exactly once.
+  void InjectFaultForTesting(std::string op, cudaError_t cuda_error);
 
  private:
   CudaBackend(const CudaBackendOptions& options, cudaStream_t stream)
-      : options_(options), stream_(stream), graphs_(stream) {}
+      : options_(options),
+        stream_(stream),
+        graphs_(stream, [this](cudaError_t err, const char* what) { OpResult(what, err); }) {}
   void* KCache(int layer) const;
   void* VCache(int layer) const;
   void CheckBatch(const char* op) const;
+  // Records a failed launch of `op` (or the injected fault for it) in faults_. Never aborts.
+  void OpResult(const char* op, cudaError_t err);
+  // The step's outcome at a sync point: records `sync` when it failed, then
+  // faults_.TakeStepStatus().
+  Status StepStatus(cudaError_t sync, const char* what);
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
+  DeviceFaults faults_;
+  std::string inject_op_;  // InjectFaultForTesting ("" when none is armed)
+  cudaError_t inject_error_ = cudaSuccess;
   std::unique_ptr<GemmRunner> gemm_;
   BatchMetadata meta_;
   uint64_t meta_generation_ = 0;

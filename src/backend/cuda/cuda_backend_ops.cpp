@@ -50,6 +50,20 @@ void CheckTensor(const Tensor& t, DType dtype, int64_t rows, int64_t cols, const
 
 }  // namespace
 
+void CudaBackend::OpResult(const char* op, cudaError_t err) {
+  if (!inject_op_.empty() && inject_op_ == op) {
+    err = inject_error_;
+    inject_op_.clear();
+  }
+  if (err == cudaSuccess) return;
+  faults_.Record(ClassifyCudaError(err), std::string(op) + ": " + cudaGetErrorString(err));
+}
+
+void CudaBackend::InjectFaultForTesting(std::string op, cudaError_t cuda_error) {
+  inject_op_ = std::move(op);
+  inject_error_ = cuda_error;
+}
+
 void CudaBackend::CheckBatch(const char* op) const {
   LLMUX_CHECK(have_batch_) << op << " outside a batch (BeginBatch failed or was not called)";
 }
@@ -65,8 +79,8 @@ void CudaBackend::Embedding(const Tensor& table, Tensor out) {
   const int32_t* ids = meta_.d_token_ids();
   graphs_.Enqueue({kOpEmbedding, P(table.data), U(table.stride), P(ids), P(out.data),
                    U(out.stride), U(t_count), U(table.cols)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchEmbedding(table.data, table.stride, ids,
+                  [=, this](cudaStream_t s) {
+                    OpResult("Embedding", kernels::LaunchEmbedding(table.data, table.stride, ids,
                                                               out.data, out.stride, t_count,
                                                               static_cast<int>(table.cols), s));
                   });
@@ -78,8 +92,8 @@ void CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tens
   CheckTensor(out, DType::kBF16, x.rows, x.cols, "RmsNorm", "out");
   graphs_.Enqueue({kOpRmsNorm, P(x.data), U(x.stride), P(weight.data), F(eps), P(out.data),
                    U(out.stride), U(x.rows), U(x.cols)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchRmsNorm(
+                  [=, this](cudaStream_t s) {
+                    OpResult("RmsNorm", kernels::LaunchRmsNorm(
                         x.data, x.stride, static_cast<const float*>(weight.data), eps, out.data,
                         out.stride, static_cast<int>(x.rows), static_cast<int>(x.cols), s));
                   });
@@ -93,8 +107,8 @@ void CudaBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& wei
   CheckTensor(out, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "out");
   graphs_.Enqueue({kOpAddRmsNorm, P(residual.data), U(residual.stride), P(x.data), U(x.stride),
                    P(weight.data), F(eps), P(out.data), U(out.stride), U(x.rows), U(x.cols)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchAddRmsNorm(
+                  [=, this](cudaStream_t s) {
+                    OpResult("AddRmsNorm", kernels::LaunchAddRmsNorm(
                         residual.data, residual.stride, x.data, x.stride,
                         static_cast<const float*>(weight.data), eps, out.data, out.stride,
                         static_cast<int>(x.rows), static_cast<int>(x.cols), s));
@@ -121,13 +135,17 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   const GemmPlan* plan = gemm_->Prepare(shape, w.data);
   GemmRunner* gemm = gemm_.get();
   graphs_.Enqueue({kOpMatMul, P(plan), P(x.data), P(w.data), P(out.data)},
-                  [=](cudaStream_t) { gemm->Run(*plan, x.data, w.data, out.data); });
+                  [=, this](cudaStream_t) {
+                    const Status st = gemm->Run(*plan, x.data, w.data, out.data);
+                    if (!st.ok()) faults_.Record(FaultKind::kStep, "MatMul: " + st.message());
+                    OpResult("MatMul", cudaSuccess);  // an injected fault
+                  });
   if (bias != nullptr) {
     const void* b = bias->data;
     graphs_.Enqueue({kOpBias, P(out.data), U(out.stride), P(b), U(out.rows), U(out.cols),
                      U(shape.out_f32)},
-                    [=](cudaStream_t s) {
-                      LLMUX_CUDA_CHECK(kernels::LaunchBiasAdd(
+                    [=, this](cudaStream_t s) {
+                      OpResult("Bias", kernels::LaunchBiasAdd(
                           out.data, out.stride, shape.out_f32, static_cast<const float*>(b),
                           static_cast<int>(out.rows), static_cast<int>(out.cols), s));
                     });
@@ -147,8 +165,8 @@ void CudaBackend::Rope(Tensor q, Tensor k, const Tensor& inv_freq) {
   const int32_t* pos = meta_.d_positions();
   graphs_.Enqueue({kOpRope, P(q.data), U(q.stride), P(k.data), U(k.stride), P(pos),
                    P(inv_freq.data), U(t_count), U(heads), U(kv_heads), U(hd)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchRope(
+                  [=, this](cudaStream_t s) {
+                    OpResult("Rope", kernels::LaunchRope(
                         q.data, q.stride, k.data, k.stride, pos,
                         static_cast<const float*>(inv_freq.data), t_count, heads, kv_heads, hd,
                         s));
@@ -169,8 +187,8 @@ void CudaBackend::WriteKv(int layer, const Tensor& k, const Tensor& v) {
   const int hd = spec_.head_dim;
   graphs_.Enqueue({kOpWriteKv, P(k.data), U(k.stride), P(v.data), U(v.stride), P(slots), P(kc),
                    P(vc), U(t_count)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchKvWrite(k.data, k.stride, v.data, v.stride,
+                  [=, this](cudaStream_t s) {
+                    OpResult("WriteKv", kernels::LaunchKvWrite(k.data, k.stride, v.data, v.stride,
                                                             slots, kc, vc, t_count, kvh, hd, s));
                   });
 }
@@ -205,8 +223,8 @@ void CudaBackend::Attention(int layer, const Tensor& q, float scale, Tensor out)
     graphs_.Enqueue({kOpAttention, P(a.q), U(a.q_stride), P(a.out), U(a.out_stride),
                      P(a.k_cache), P(a.token_seq), P(a.block_tables), U(a.block_table_stride),
                      U(a.num_tokens), F(a.scale), U(a.max_splits), P(a.workspace)},
-                    [=](cudaStream_t s) {
-                      LLMUX_CUDA_CHECK(kernels::LaunchPagedAttention(a, s));
+                    [=, this](cudaStream_t s) {
+                      OpResult("Attention", kernels::LaunchPagedAttention(a, s));
                     });
   }
 }
@@ -217,8 +235,8 @@ void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor out) {
   CheckTensor(out, DType::kBF16, gate.rows, gate.cols, "SiluMul", "out");
   graphs_.Enqueue({kOpSiluMul, P(gate.data), U(gate.stride), P(up.data), U(up.stride),
                    P(out.data), U(out.stride), U(gate.rows), U(gate.cols)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchSiluMul(
+                  [=, this](cudaStream_t s) {
+                    OpResult("SiluMul", kernels::LaunchSiluMul(
                         gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
                         static_cast<int>(gate.rows), static_cast<int>(gate.cols), s));
                   });
@@ -235,8 +253,8 @@ void CudaBackend::GatherLogitsRows(const Tensor& x, Tensor out) {
   const int es = static_cast<int>(DTypeSize(x.dtype));
   graphs_.Enqueue({kOpGather, P(x.data), U(x.stride), P(idx), P(out.data), U(out.stride), U(n),
                    U(x.cols), U(es)},
-                  [=](cudaStream_t s) {
-                    LLMUX_CUDA_CHECK(kernels::LaunchGatherRows(x.data, x.stride, idx, out.data,
+                  [=, this](cudaStream_t s) {
+                    OpResult("Gather", kernels::LaunchGatherRows(x.data, x.stride, idx, out.data,
                                                                out.stride, n,
                                                                static_cast<int>(x.cols), es, s));
                   });

@@ -10,21 +10,24 @@
 
 namespace llmux::cuda {
 
-// Internal("<what>: <cuda error string>") or OK.
+// Unavailable("<what>: <cuda error string>") or OK: a failed device call means the device
+// cannot serve this work (503-class), never a bad request.
 inline Status CudaStatus(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::Ok();
-  return Internal(std::string(what) + ": " + cudaGetErrorString(err));
+  return Unavailable(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 inline Status CublasStatus(cublasStatus_t st, const char* what) {
   if (st == CUBLAS_STATUS_SUCCESS) return Status::Ok();
-  return Internal(std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(st)));
+  return Unavailable(std::string(what) + ": cuBLAS status " +
+                     std::to_string(static_cast<int>(st)));
 }
 
 }  // namespace llmux::cuda
 
-// For calls whose failure leaves the device unusable (inside ops that return void): aborts
-// with the call and the CUDA error. Ops are only issued after the backend validated inputs.
+// For host-side setup calls that cannot fail on a working device (descriptor creation): aborts
+// with the call and the error. Device work never uses these: its failures go to DeviceFaults
+// (device_faults.h) and fail the step.
 #define LLMUX_CUDA_CHECK(expr)                                                    \
   do {                                                                            \
     const cudaError_t llmux_cuda_err_ = (expr);                                   \

@@ -1,11 +1,8 @@
 #include "backend/cuda/step_graphs.h"
 
-#include "backend/cuda/cuda_check.h"
-
 namespace llmux::cuda {
 namespace {
 
-constexpr size_t kMaxGraphs = 64;
 constexpr size_t kMaxSeen = 1024;
 
 }  // namespace
@@ -41,48 +38,61 @@ uint64_t StepGraphs::Hash(const std::vector<uint64_t>& words) {
   return h;
 }
 
+void StepGraphs::RunEagerly() {
+  for (auto& l : launches_) l(stream_);
+  launches_.clear();
+}
+
 void StepGraphs::Flush() {
   if (!recording_) return;
   recording_ = false;
   if (launches_.empty()) return;
-  const uint64_t key = Hash(signature_);
-  auto range = graphs_.equal_range(key);
-  for (auto it = range.first; it != range.second; ++it) {
-    if (it->second.signature == signature_) {
-      LLMUX_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));
-      ++replays_;
-      launches_.clear();
-      return;
-    }
+  if (cudaGraphExec_t* exec = graphs_.Find(signature_)) {
+    launches_.clear();
+    const cudaError_t err = cudaGraphLaunch(*exec, stream_);
+    if (err != cudaSuccess) return on_error_(err, "cudaGraphLaunch");
+    ++replays_;
+    return;
   }
+  const uint64_t key = Hash(signature_);
   int& seen = seen_[key];
   if (seen == 0) {
-    // First sight: run eagerly (many shapes are seen once; capture is not free).
+    // First sight: run eagerly (many shapes are seen once; capture is not
+    // free).
     ++seen;
-    for (auto& l : launches_) l(stream_);
-    launches_.clear();
+    RunEagerly();
     if (seen_.size() > kMaxSeen) seen_.clear();
     return;
   }
-  if (graphs_.size() >= kMaxGraphs) Clear();
+  cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) {
+    on_error_(err, "cudaStreamBeginCapture");
+    launches_.clear();
+    return;
+  }
+  RunEagerly();  // captured, not executed
   cudaGraph_t graph = nullptr;
-  LLMUX_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-  for (auto& l : launches_) l(stream_);
-  LLMUX_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  err = cudaStreamEndCapture(stream_, &graph);
+  if (err != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return on_error_(err, "cudaStreamEndCapture");
+  }
   cudaGraphExec_t exec = nullptr;
-  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  err = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
-  LLMUX_CUDA_CHECK(inst);
-  graphs_.emplace(key, Graph{signature_, exec});
+  if (err != cudaSuccess) return on_error_(err, "cudaGraphInstantiate");
+  if (auto evicted = graphs_.Insert(signature_, exec)) {
+    cudaGraphExecDestroy(evicted->second);
+    ++evictions_;
+  }
   ++captures_;
-  LLMUX_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+  err = cudaGraphLaunch(exec, stream_);
+  if (err != cudaSuccess) return on_error_(err, "cudaGraphLaunch");
   ++replays_;
-  launches_.clear();
 }
 
 void StepGraphs::Clear() {
-  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
-  graphs_.clear();
+  graphs_.Clear([](cudaGraphExec_t exec) { cudaGraphExecDestroy(exec); });
   seen_.clear();
 }
 

@@ -21,17 +21,24 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cuda/lru_cache.h"
 #include "llmux/status.h"
 
 namespace llmux::cuda {
 
 inline constexpr int kMaxGraphBatch = 256;
+// Graphs kept at once (each holds its kernels' parameters; a few hundred KB of host and device
+// memory for a 32-layer model).
+inline constexpr size_t kMaxGraphs = 64;
 
 class StepGraphs {
  public:
   using Launch = std::function<void(cudaStream_t)>;
+  // Receives each failed graph call (capture, instantiation, launch) with what failed.
+  using ErrorSink = std::function<void(cudaError_t, const char* what)>;
 
-  explicit StepGraphs(cudaStream_t stream) : stream_(stream) {}
+  StepGraphs(cudaStream_t stream, ErrorSink on_error)
+      : stream_(stream), on_error_(std::move(on_error)) {}
   ~StepGraphs();
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
@@ -43,33 +50,39 @@ class StepGraphs {
   // Records `launch` with its signature words while recording; otherwise runs it now.
   void Enqueue(std::initializer_list<uint64_t> signature, Launch launch);
 
-  // Ends the recording (if any): replays, captures or runs the recorded ops. Aborts when a
-  // CUDA call fails (the device is unusable then).
+  // Ends the recording (if any): replays, captures or runs the recorded ops. A failed graph
+  // call goes to the error sink and the step's remaining work is dropped (the step fails at
+  // its sync point).
   void Flush();
 
-  // Drops every graph (metadata buffers moved, or the KV pool changed).
+  // Drops every graph (metadata buffers moved, or the KV pool changed). At most kMaxGraphs
+  // graphs are kept; capturing one more evicts the least recently launched.
   void Clear();
 
   // Counters for tests and benchmarks.
   int64_t replays() const { return replays_; }
   int64_t captures() const { return captures_; }
+  int64_t evictions() const { return evictions_; }
   size_t size() const { return graphs_.size(); }
 
  private:
-  struct Graph {
-    std::vector<uint64_t> signature;
-    cudaGraphExec_t exec = nullptr;
+  struct SignatureHash {
+    size_t operator()(const std::vector<uint64_t>& words) const { return Hash(words); }
   };
   static uint64_t Hash(const std::vector<uint64_t>& words);
+  void RunEagerly();
 
   cudaStream_t stream_;
+  ErrorSink on_error_;
   bool recording_ = false;
   std::vector<uint64_t> signature_;
   std::vector<Launch> launches_;
-  std::multimap<uint64_t, Graph> graphs_;
+  // Exact signature -> instantiated graph; the least recently launched one goes when full.
+  LruCache<std::vector<uint64_t>, cudaGraphExec_t, SignatureHash> graphs_{kMaxGraphs};
   std::map<uint64_t, int> seen_;  // signature hash -> eager runs so far
   int64_t replays_ = 0;
   int64_t captures_ = 0;
+  int64_t evictions_ = 0;
 };
 
 }  // namespace llmux::cuda

@@ -5,8 +5,10 @@
 
 #include <fstream>
 #include <map>
+#include <string>
 #include <nlohmann/json.hpp>
 
+#include "common/forwarding_backend.h"
 #include "common/test_data.h"
 #include "llmux/engine.h"
 
@@ -28,6 +30,30 @@ class FlakyModel final : public Model {
   std::unique_ptr<Model> inner_;
 };
 
+// Delegates every op to a real backend; its sync point (CopyToHostF32) fails the step with
+// Unavailable while `step_fault` is set, and `sticky_fault` also makes DeviceHealth fail from
+// then on: what the CUDA backend does after a failed launch or a sticky device error.
+class FaultyBackend final : public testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  Status BeginBatch(const ForwardBatch& batch) override {
+    LLMUX_RETURN_IF_ERROR(DeviceHealth());
+    return ForwardingBackend::BeginBatch(batch);
+  }
+  Status CopyToHostF32(const Tensor& src, float* dst) override {
+    if (!sticky_fault.empty()) return Unavailable("cuda device faulted: " + sticky_fault);
+    if (!step_fault.empty()) return Unavailable("cuda step failed: " + step_fault);
+    return ForwardingBackend::CopyToHostF32(src, dst);
+  }
+  Status DeviceHealth() const override {
+    if (sticky_fault.empty()) return Status::Ok();
+    return Unavailable("cuda device faulted: " + sticky_fault);
+  }
+
+  std::string step_fault;
+  std::string sticky_fault;
+};
+
 struct Result {
   std::vector<int32_t> tokens;
   bool finished = false;
@@ -36,23 +62,26 @@ struct Result {
 
 class EngineFaultTest : public ::testing::Test {
  protected:
-  void Make(const std::filesystem::path& dir) {
+  void Make(const std::filesystem::path& dir, int max_seqs = 8) {
     CpuBackendOptions o;
     o.threads = 1;
-    auto backend = CreateCpuBackend(o);
-    ASSERT_TRUE(backend.ok());
-    auto model = Model::Load(dir, backend->get(), 256);
+    auto cpu = CreateCpuBackend(o);
+    ASSERT_TRUE(cpu.ok());
+    auto faulty = std::make_unique<FaultyBackend>(std::move(*cpu));
+    backend_ = faulty.get();
+    std::unique_ptr<Backend> backend = std::move(faulty);
+    auto model = Model::Load(dir, backend.get(), 256);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     auto flaky = std::make_unique<FlakyModel>(std::move(*model));
     model_ = flaky.get();
     EngineConfig c;
     c.scheduler.num_kv_blocks = 64;
     c.scheduler.block_size = 16;
-    c.scheduler.max_seqs = 8;
+    c.scheduler.max_seqs = max_seqs;
     c.scheduler.max_batched_tokens = 256;
     c.scheduler.max_model_len = 512;
     c.scheduler.lanes = {{"standard", 0}};
-    auto engine = Engine::Create(c, std::move(*backend), std::move(flaky));
+    auto engine = Engine::Create(c, std::move(backend), std::move(flaky));
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     engine_ = std::move(*engine);
     for (const char* t : {"a", "b"}) ASSERT_TRUE(engine_->UpsertTenant(t, TenantLimits{}).ok());
@@ -98,6 +127,7 @@ class EngineFaultTest : public ::testing::Test {
   }
 
   FlakyModel* model_ = nullptr;
+  FaultyBackend* backend_ = nullptr;
   std::unique_ptr<Engine> engine_;
   std::vector<int32_t> prompt_;
   std::map<uint64_t, Result> results_;
@@ -150,6 +180,60 @@ TEST_F(EngineFaultTest, ForwardFailureFailsInFlightRequestsAndTheEngineGoesOn) {
   ASSERT_TRUE(results_[3].finished);
   EXPECT_TRUE(results_[3].error.ok());
   EXPECT_EQ(results_[3].tokens, want);
+  ExpectIdle();
+}
+
+// A failed device step fails the step's requests with Unavailable (HTTP 503), leaves the
+// requests that were not in it queued, and the engine goes on.
+TEST_F(EngineFaultTest, DeviceStepFaultFailsOnlyThatStepWithUnavailable) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Make(dir, /*max_seqs=*/1);
+  const std::vector<int32_t> want = Reference(dir, 12);
+  Submit(1, "a", 12);
+  Submit(2, "b", 12);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(engine_->StepOnce().ok());
+  backend_->step_fault = "Attention: too many resources requested for launch";
+  auto step = engine_->StepOnce();
+  ASSERT_FALSE(step.ok());
+  EXPECT_EQ(step.status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(results_[1].finished);
+  EXPECT_EQ(results_[1].error.code(), StatusCode::kUnavailable);
+  EXPECT_NE(results_[1].error.message().find("cuda step failed: Attention"), std::string::npos)
+      << results_[1].error.message();
+  EXPECT_FALSE(results_[2].finished);  // not in the failed step: still queued
+  EXPECT_EQ(engine_->Stats().device_fault, "");
+  backend_->step_fault.clear();
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  ASSERT_TRUE(results_[2].finished);
+  EXPECT_TRUE(results_[2].error.ok()) << results_[2].error.ToString();
+  EXPECT_EQ(results_[2].tokens, want);
+  EXPECT_EQ(engine_->Stats().device_fault, "");
+  ExpectIdle();
+}
+
+// A sticky device fault fails the step with Unavailable, is reported in EngineStats (the
+// pool's /health and /admin/pools read it), and fails every later step the same way.
+TEST_F(EngineFaultTest, StickyDeviceFaultIsReportedAndFailsEveryLaterStep) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Make(dir);
+  Reference(dir, 1);
+  Submit(1, "a", 12);
+  ASSERT_TRUE(engine_->StepOnce().ok());
+  EXPECT_EQ(engine_->Stats().device_fault, "");
+  backend_->sticky_fault = "copy to host: an illegal memory access was encountered";
+  ASSERT_FALSE(engine_->StepOnce().ok());
+  ASSERT_TRUE(results_[1].finished);
+  EXPECT_EQ(results_[1].error.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(engine_->Stats().device_fault,
+            "cuda device faulted: copy to host: an illegal memory access was encountered");
+  Submit(2, "b", 12);
+  auto step = engine_->StepOnce();
+  ASSERT_FALSE(step.ok());
+  EXPECT_EQ(step.status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(results_[2].finished);
+  EXPECT_EQ(results_[2].error.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(results_[2].tokens.empty());
+  EXPECT_NE(engine_->Stats().device_fault, "");
   ExpectIdle();
 }
 

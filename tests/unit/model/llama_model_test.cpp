@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/batch_builder.h"
+#include "common/forwarding_backend.h"
 #include "common/test_data.h"
 #include "llmux/backend.h"
 #include "llmux/model.h"
@@ -174,6 +175,51 @@ TEST(LlamaModelTest, LogitsAreBitIdenticalAtBatch1And8And64) {
       }
     }
   }
+}
+
+// Records the weight shape of every MatMul the forward pass issues.
+class GemmRecorder final : public testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) override {
+    weights.push_back({w.rows, w.cols});
+    out_strides.push_back(out.stride);
+    ForwardingBackend::MatMul(x, w, bias, out);
+  }
+  std::vector<std::pair<int64_t, int64_t>> weights;
+  std::vector<int64_t> out_strides;
+};
+
+// The model runs on fused weights: per layer one q/k/v GEMM, o_proj, one gate/up GEMM and
+// down_proj (4, not 7), then lm_head; q/k/v and gate/up come out of one buffer each.
+TEST(LlamaModelTest, RunsFourGemmsPerLayerOnFusedWeights) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  auto cpu = CreateCpuBackend(CpuBackendOptions{.threads = 1});
+  ASSERT_TRUE(cpu.ok());
+  GemmRecorder rec(std::move(*cpu));
+  auto model = Model::Load(dir, &rec, 64);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const ModelConfig& c = (*model)->config();
+  ASSERT_TRUE(rec.InitKvCache({c.num_layers, 4, kBlockSize, c.num_heads, c.num_kv_heads,
+                               c.head_dim, DType::kF32})
+                  .ok());
+  BatchBuilder bb(1, 64, kBlockSize);
+  bb.Append(0, {1, 403, 407});
+  auto logits = (*model)->Forward(bb.Build({{0, 3}}));
+  ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+  const int64_t dim = c.hidden_size, qkv = c.q_size() + 2 * c.kv_size();
+  const int64_t ffn = c.intermediate_size;
+  ASSERT_EQ(rec.weights.size(), static_cast<size_t>(4 * c.num_layers + 1));
+  for (int l = 0; l < c.num_layers; ++l) {
+    const auto* w = &rec.weights[4 * l];
+    EXPECT_EQ(w[0], std::make_pair(qkv, dim)) << "layer " << l << " qkv_proj";
+    EXPECT_EQ(w[1], std::make_pair(dim, static_cast<int64_t>(c.q_size()))) << "o_proj";
+    EXPECT_EQ(w[2], std::make_pair(2 * ffn, dim)) << "layer " << l << " gate_up_proj";
+    EXPECT_EQ(w[3], std::make_pair(dim, ffn)) << "layer " << l << " down_proj";
+    EXPECT_EQ(rec.out_strides[4 * l], qkv);
+    EXPECT_EQ(rec.out_strides[4 * l + 2], 2 * ffn);
+  }
+  EXPECT_EQ(rec.weights.back(), std::make_pair(static_cast<int64_t>(c.vocab_size), dim));
 }
 
 TEST(LlamaModelTest, RejectsMalformedBatches) {

@@ -146,6 +146,7 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   s.kv_usage = 0.5;
   s.prefix_hit_tokens = 48;
   s.generation_tokens_total = 77;
+  s.device_fault = "cuda device faulted: Attention: an illegal memory access was encountered";
   const EngineStats e = DecodeStats(EncodeStats(s));
   EXPECT_EQ(e.steps, 10);
   EXPECT_EQ(e.running, 3);
@@ -153,6 +154,7 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   EXPECT_EQ(e.kv_usage, 0.5);
   EXPECT_EQ(e.prefix_hit_tokens, 48);
   EXPECT_EQ(e.generation_tokens_total, 77);
+  EXPECT_EQ(e.device_fault, s.device_fault);  // the daemon learns it from the worker's pong
 }
 
 // Every field of the stats table crosses the wire (a process pool's /metrics and /admin/stats

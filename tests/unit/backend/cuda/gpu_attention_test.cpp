@@ -133,7 +133,7 @@ class GpuAttention : public ::testing::TestWithParam<Shape> {};
 TEST_P(GpuAttention, MixedPrefillAndDecodeMatchReference) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
   AttentionHarness h(b.get(), GetParam(), 3);
-  // Step 1: prefill seq 0 (37 tokens) and seq 1 (1299 tokens: 3 splits at the end).
+  // Step 1: prefill seq 0 (37 tokens) and seq 1 (1299 tokens: 21 splits at the end).
   auto [got1, want1] = h.Step({0, 1}, {37, 1299}, 1, 100);
   cuda::testing::ExpectClose(got1, want1, 1e-2f, 2e-3f, "prefill");
   // Step 2: a 20-token chunk over seq 0's cached prefix, a decode of seq 1 at position 1299,

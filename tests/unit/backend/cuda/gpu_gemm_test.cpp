@@ -25,15 +25,36 @@ Tensor LoadMatrix(Backend* b, const std::vector<float>& w, int n, int k) {
   return *t;
 }
 
+void ExpectMatchesReferenceOnOddShapes(Backend* b);
+void ExpectRowsInvariant(Backend* b, DType out_dtype, int n, int k);
+
 TEST(GpuGemm, MatMulMatchesReferenceOnOddShapes) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
-  DeviceTensors dev(b.get());
+  ExpectMatchesReferenceOnOddShapes(b.get());
+}
+
+// The fixed-order fallback kernel, forced for every shape: the path a weight shape takes
+// when no cuBLASLt algorithm is batch invariant. Same tolerances, rows bit-identical across M.
+TEST(GpuGemm, ForcedFallbackMatchesReferenceAndIsInvariant) {
+  CudaBackendOptions o;
+  o.force_gemm_fallback = true;
+  LLMUX_CUDA_BACKEND_OR_SKIP(b, o);
+  ExpectMatchesReferenceOnOddShapes(b.get());
+  ExpectRowsInvariant(b.get(), DType::kBF16, 1024, 4096);
+  ExpectRowsInvariant(b.get(), DType::kF32, 2048, 512);
+  auto fallbacks = cuda::GemmFallbackShapes(*b);
+  ASSERT_TRUE(fallbacks.ok());
+  EXPECT_GE(*fallbacks, 7);  // every (N, K, output dtype) seen above
+}
+
+void ExpectMatchesReferenceOnOddShapes(Backend* b) {
+  DeviceTensors dev(b);
   for (auto [m, n, k] : {std::tuple{1, 64, 64}, {7, 173, 96}, {16, 512, 173}, {33, 1024, 4096},
                          {130, 96, 264}}) {
     const auto x = RandomBf16(size_t(m) * k, m * 7 + k);
     const auto w = RandomBf16(size_t(n) * k, n * 3 + k);
     const auto bias = RandomBf16(n, 5);
-    Tensor tw = LoadMatrix(b.get(), w, n, k);
+    Tensor tw = LoadMatrix(b, w, n, k);
     Tensor tx = dev.Upload(x, DType::kBF16, m, k, 8);
     auto tb = b->UploadF32(bias, 1, n);
     ASSERT_TRUE(tb.ok());
