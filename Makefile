@@ -50,10 +50,19 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 	@$(MAKE) --no-print-directory test-asan
 
-# The unit tests and the fuzz corpora replayed once under ASan+UBSan (g++; no clang needed).
+# The unit tests and the fuzz corpora replayed once under ASan+UBSan, built with clang-14 so
+# that `make test` also compiles everything under clang's thread-safety analysis
+# (-Wthread-safety, cmake/Warnings.cmake). A tree configured with another compiler is remade.
+ASAN_CC ?= clang-14
+ASAN_CXX ?= clang++-14
 test-asan: deps
+	@if [ -f $(ASAN_DIR)/CMakeCache.txt ] && \
+	    ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*$(ASAN_CXX)$$' $(ASAN_DIR)/CMakeCache.txt; then \
+	  echo "test-asan: $(ASAN_DIR) was configured with another compiler; reconfiguring with $(ASAN_CXX)"; \
+	  rm -rf $(ASAN_DIR); \
+	fi
 	@if [ ! -f $(ASAN_DIR)/build.ninja ]; then \
-	  cmake -S . -B $(ASAN_DIR) $(SAN_CMAKE) -DLLMUX_SANITIZE=address,undefined; \
+	  CC=$(ASAN_CC) CXX=$(ASAN_CXX) cmake -S . -B $(ASAN_DIR) $(SAN_CMAKE) -DLLMUX_SANITIZE=address,undefined; \
 	fi
 	cmake --build $(ASAN_DIR) -j $(JOBS) --target sanitizer_checks
 	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 -L '^(unit_.*|fuzz)$$' -LE gpu

@@ -25,6 +25,7 @@ PACKAGES=(
   python3-zmq python3-msgpack      # the KV-event subscriber in the gateway tests
   apache2-utils python3-numpy      # make bench-anchors: ab, and llama.cpp's gguf-py
   gnuplot-nox                      # llmux-bench plots and the sweep's latency/throughput curve
+  clang-14 libclang-rt-14-dev      # the ASan+UBSan tree of `make test` (thread-safety analysis), libFuzzer
 )
 
 missing=()

@@ -63,9 +63,16 @@ struct RequestPhases {
   std::optional<double> full_path_ttft_seconds;
 };
 
+// One pool's engine figures, read at scrape time.
+struct PoolEngineStats {
+  std::string pool;        // the `pool` label
+  std::string model_name;  // the `model_name` label: the model the pool serves
+  EngineStats stats;
+};
+
 // Figures read at scrape time.
 struct MetricsSnapshot {
-  EngineStats engine;
+  std::vector<PoolEngineStats> pools;  // every pool's engine (the vllm:* engine series)
   struct Tenant {
     std::string name;
     int64_t inflight_budget = 0;       // max_inflight_tokens
@@ -96,7 +103,9 @@ struct CacheConfigInfo {
 
 class Metrics : public EngineObserver {
  public:
-  // `model_name` labels the vllm:* series; `pool` labels the engine series.
+  // `model_name` labels the request series (vllm:* histograms, request_success) and
+  // cache_config_info; `pool` labels the step histograms (OnStep). The engine series take both
+  // labels from each MetricsSnapshot::pools entry.
   static std::unique_ptr<Metrics> Create(std::string model_name, std::string pool = "shared");
 
   // The tenants that may appear as label values (the policy's). Any thread.
@@ -112,14 +121,15 @@ class Metrics : public EngineObserver {
   virtual void CountPolicyReload(bool ok) = 0;
   // Set once at start-up (before serving). Any thread.
   virtual void SetCacheConfig(const CacheConfigInfo& info) = 0;
-  // Updates gauges and the engine's cumulative counters from `snapshot` and returns the text
-  // exposition format 0.0.4. Any thread (serialized internally).
+  // Updates gauges and the engine's cumulative counters from `snapshot` (one series per pool,
+  // labelled model_name and pool) and returns the text exposition format 0.0.4. Any thread
+  // (serialized internally).
   virtual std::string Render(const MetricsSnapshot& snapshot) = 0;
   // The router-facing subset (`/metrics?scope=engine`): the engine's vllm:* gauges and
   // counters and vllm:cache_config_info, nothing per tenant and no histograms, so a scrape
   // costs a few microseconds whatever the number of tenants. Same names, types, labels and
   // values as in Render(). Any thread; takes no lock Render() holds.
-  virtual std::string RenderEngine(const EngineStats& stats) const = 0;
+  virtual std::string RenderEngine(const std::vector<PoolEngineStats>& pools) const = 0;
 };
 
 }  // namespace llmux

@@ -12,6 +12,7 @@
 
 #include "llmux/status.h"
 #include "llmux/tenant_policy.h"
+#include "llmux/thread_annotations.h"
 #include "llmux/usage_ledger.h"
 
 namespace llmux {
@@ -60,8 +61,8 @@ class QuotaTracker {
   static void Roll(Totals& t, int64_t now_ms);
 
   UnixMsClock clock_;
-  std::mutex mutex_;
-  std::map<std::string, Totals, std::less<>> totals_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::map<std::string, Totals, std::less<>> totals_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux

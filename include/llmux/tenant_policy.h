@@ -20,6 +20,7 @@
 
 #include "llmux/config.h"
 #include "llmux/status.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 
@@ -229,8 +230,8 @@ class TenantRateLimiter {
   };
 
   ClockFn clock_;
-  std::mutex mutex_;
-  std::map<std::string, Buckets, std::less<>> buckets_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::map<std::string, Buckets, std::less<>> buckets_ GUARDED_BY(mutex_);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -273,11 +274,11 @@ class PolicyStore {
 
   const std::filesystem::path path_;
   const Validator validator_;
-  std::mutex reload_mutex_;  // serializes reloads
-  mutable std::mutex mutex_;
-  std::shared_ptr<const TenantPolicy> current_;  // Guarded by mutex_
-  KeyHash content_hash_{};                       // Guarded by mutex_
-  std::uint64_t generation_ = 0;                 // Guarded by mutex_
+  Mutex reload_mutex_;  // serializes reloads
+  mutable Mutex mutex_;
+  std::shared_ptr<const TenantPolicy> current_ GUARDED_BY(mutex_);
+  KeyHash content_hash_ GUARDED_BY(mutex_){};
+  std::uint64_t generation_ GUARDED_BY(mutex_) = 0;
 };
 
 // Watches the policy file's folder with inotify and calls store->ReloadIfChanged() when the

@@ -16,6 +16,7 @@
 #include "cluster/scripts.h"
 #include "llmux/cluster.h"
 #include "llmux/log.h"
+#include "llmux/thread_annotations.h"
 #include "llmux/usage_ledger.h"
 
 namespace llmux {
@@ -67,10 +68,10 @@ class RedisClusterAdmission final : public ClusterAdmission {
 
   ~RedisClusterAdmission() override {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     thread_.join();
   }
 
@@ -78,7 +79,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
                         const AdmissionRequest& request) override {
     bool up = false;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       up = state_ == StoreState::kUp;
     }
     if (up) {
@@ -88,7 +89,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   void LeaveQueue(const AdmissionTicket& ticket, int count) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = tickets_.find(ticket.id);
     if (it == tickets_.end()) return;
     const int64_t n = std::min<int64_t>(count, it->second.queued);
@@ -99,7 +100,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   void Finish(const AdmissionTicket& ticket, const AdmissionUsage& usage) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = tickets_.find(ticket.id);
     if (it == tickets_.end()) return;
     Tenant& t = TenantFor(ticket.tenant);
@@ -115,13 +116,13 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   int64_t Queued(const std::string& tenant) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = tenants_.find(tenant);
     return it == tenants_.end() ? 0 : it->second.queued;
   }
 
   AdmissionStats Stats() override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     AdmissionStats s = stats_;
     s.shared_store = true;
     s.store_up = state_ == StoreState::kUp;
@@ -130,9 +131,9 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   bool Flush(Millis timeout) override {
-    std::unique_lock<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     const uint64_t target = queued_deltas_;
-    return flushed_cv_.wait_for(lock, timeout, [&] {
+    return flushed_cv_.WaitFor(lock, timeout, [&]() REQUIRES(mutex_) {
       return state_ == StoreState::kUp && written_deltas_ >= target;
     });
   }
@@ -180,8 +181,8 @@ class RedisClusterAdmission final : public ClusterAdmission {
     return prefix_ + kind + ":" + tenant;
   }
 
-  // Called with mutex_ held: the tenant's entry, created (and seeded from the ledger) on first use.
-  Tenant& TenantFor(const std::string& name) {
+  // The tenant's entry, created (and seeded from the ledger) on first use.
+  Tenant& TenantFor(const std::string& name) REQUIRES(mutex_) {
     auto it = tenants_.find(name);
     if (it != tenants_.end()) return it->second;
     Tenant& t = tenants_[name];
@@ -211,17 +212,17 @@ class RedisClusterAdmission final : public ClusterAdmission {
     }
   }
 
-  // Called with mutex_ held: the change goes to Redis unless the store is down (then the
+  // The change goes to Redis unless the store is down (then the
   // reconciliation writes this replica's whole state when it returns).
-  void QueueDelta(const std::string& tenant, Delta d) {
+  void QueueDelta(const std::string& tenant, Delta d) REQUIRES(mutex_) {
     if (state_ == StoreState::kDown) return;
     pending_.push_back({tenant, d});
     ++queued_deltas_;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 
-  // Called with mutex_ held.
-  AdmissionTicket Take(const std::string& tenant, const AdmissionRequest& request) {
+  AdmissionTicket Take(const std::string& tenant, const AdmissionRequest& request)
+      REQUIRES(mutex_) {
     AdmissionTicket ticket{next_id_++, tenant, request};
     tickets_[ticket.id] = Held{request.charged_tokens, request.charged_cost_nano, request.num_choices};
     Tenant& t = TenantFor(tenant);
@@ -265,7 +266,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
     const std::vector<int64_t>& v = reply->values;
     const int64_t code = v[0], wait_ms = v[1], used_tok = v[2], held_tok = v[3], used_nano = v[4],
                   held_nano = v[5];
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     Tenant& t = TenantFor(tenant);
     RollPeriods(t, now_ms);
     if (tpd >= 0) {
@@ -326,7 +327,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
   AdmissionResult AdmitWithoutStore(const std::string& tenant, const TenantConfig& config,
                                     const AdmissionRequest& request) {
     const int64_t now_ms = UnixMsNow();
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (cluster_.on_store_failure == StoreFailureMode::kReject) {
       ++stats_.store_unavailable_refusals;
       return AdmissionRefusal{
@@ -391,12 +392,11 @@ class RedisClusterAdmission final : public ClusterAdmission {
   }
 
   void MarkDown(const Status& why) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     MarkDownLocked(why);
   }
 
-  // Called with mutex_ held.
-  void MarkDownLocked(const Status& why) {
+  void MarkDownLocked(const Status& why) REQUIRES(mutex_) {
     ++stats_.store_errors;
     if (state_ == StoreState::kDown) return;
     state_ = StoreState::kDown;
@@ -405,7 +405,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
              {F("replica", replica_), F("error", why.message()),
               F("mode", std::string(StoreFailureModeName(cluster_.on_store_failure))),
               F("live_replicas", static_cast<long long>(live_replicas_))});
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 
   // The store thread: reconnects with backoff, reconciles, writes deltas, heartbeats.
@@ -414,16 +414,16 @@ class RedisClusterAdmission final : public ClusterAdmission {
     auto next_heartbeat = std::chrono::steady_clock::now();
     const Millis heartbeat_every{std::max<int64_t>(cluster_.lease_ttl.count() / 3, 50)};
     std::unique_ptr<RedisConnection> conn;
-    std::unique_lock<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     while (!stopping_) {
       if (state_ == StoreState::kDown) {
         pool_.Clear();
         conn.reset();
-        lock.unlock();
+        lock.Unlock();
         const bool ok = Reconnect(conn);
-        lock.lock();
+        lock.Lock();
         if (!ok) {
-          cv_.wait_for(lock, backoff, [&] { return stopping_; });
+          cv_.WaitFor(lock, backoff, [&]() REQUIRES(mutex_) { return stopping_; });
           backoff = std::min<Millis>(backoff * 2, Millis(1000));
           continue;
         }
@@ -433,10 +433,10 @@ class RedisClusterAdmission final : public ClusterAdmission {
       }
       // NOTE: the heartbeat goes first, so a steady stream of writes never starves the lease.
       if (std::chrono::steady_clock::now() >= next_heartbeat) {
-        lock.unlock();
+        lock.Unlock();
         auto r = conn->Eval(heartbeat_, {prefix_ + "replicas"},
                             {replica_, std::to_string(cluster_.lease_ttl.count())});
-        lock.lock();
+        lock.Lock();
         next_heartbeat = std::chrono::steady_clock::now() + heartbeat_every;
         if (!r.ok() || r->values.size() != 2) {
           MarkDownLocked(r.ok() ? Internal("HEARTBEAT returned an unexpected reply") : r.status());
@@ -458,23 +458,24 @@ class RedisClusterAdmission final : public ClusterAdmission {
         for (const PendingWrite& w : batch) {
           if (w.delta.usage) usage.emplace_back(w.tenant, tenants_[w.tenant]);
         }
-        lock.unlock();
+        lock.Unlock();
         Status s = WriteDeltas(*conn, batch, usage);
-        lock.lock();
+        lock.Lock();
         if (!s.ok()) {
           MarkDownLocked(s);
           continue;
         }
         written_deltas_ += batch.size();
         FinishReconcileLocked();
-        flushed_cv_.notify_all();
+        flushed_cv_.NotifyAll();
         continue;
       }
       FinishReconcileLocked();
-      cv_.wait_until(lock, next_heartbeat, [&] { return stopping_ || !pending_.empty() ||
-                                                        state_ == StoreState::kDown; });
+      cv_.WaitUntil(lock, next_heartbeat, [&]() REQUIRES(mutex_) {
+        return stopping_ || !pending_.empty() || state_ == StoreState::kDown;
+      });
     }
-    lock.unlock();
+    lock.Unlock();
     if (conn) Deregister(*conn);
   }
 
@@ -483,14 +484,14 @@ class RedisClusterAdmission final : public ClusterAdmission {
   bool Reconnect(std::unique_ptr<RedisConnection>& conn) {
     auto c = RedisConnection::Connect(cluster_, {&admit_, &sync_, &heartbeat_, &register_});
     if (!c.ok()) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       MaybeLogReconnectFailure(c.status());
       return false;
     }
     conn = std::move(c).value();
     std::map<std::string, Tenant> snapshot;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       state_ = StoreState::kReconciling;  // changes from now on are queued as deltas
       DropPendingLocked();
       const int64_t now_ms = UnixMsNow();
@@ -498,7 +499,7 @@ class RedisClusterAdmission final : public ClusterAdmission {
       snapshot = tenants_;
     }
     auto fail = [&](const Status& s) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       state_ = StoreState::kDown;
       DropPendingLocked();
       ++stats_.store_errors;
@@ -515,32 +516,31 @@ class RedisClusterAdmission final : public ClusterAdmission {
                           SyncArgs("set", t.held_tokens, t.held_nano, t.queued, &t));
       if (!r.ok()) return fail(r.status());
     }
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     live_replicas_ = std::max<int64_t>(1, reg->values[0]);
     return true;
   }
 
-  // Called with mutex_ held: kReconciling -> kUp once nothing is left to write.
-  void FinishReconcileLocked() {
+  // KReconciling -> kUp once nothing is left to write.
+  void FinishReconcileLocked() REQUIRES(mutex_) {
     if (state_ != StoreState::kReconciling || !pending_.empty()) return;
     state_ = StoreState::kUp;
     reconnect_logged_ = false;
     LogEvent(LogLevel::kInfo, "cluster_store_up",
              {F("replica", replica_), F("live_replicas", static_cast<long long>(live_replicas_)),
               F("tenants_reconciled", static_cast<long long>(tenants_.size()))});
-    flushed_cv_.notify_all();
+    flushed_cv_.NotifyAll();
   }
 
-  // Called with mutex_ held: queued deltas are dropped when the reconciliation will write this
+  // Queued deltas are dropped when the reconciliation will write this
   // replica's whole state instead.
-  void DropPendingLocked() {
+  void DropPendingLocked() REQUIRES(mutex_) {
     written_deltas_ += pending_.size();
     pending_.clear();
-    flushed_cv_.notify_all();
+    flushed_cv_.NotifyAll();
   }
 
-  // Called with mutex_ held.
-  void MaybeLogReconnectFailure(const Status& s) {
+  void MaybeLogReconnectFailure(const Status& s) REQUIRES(mutex_) {
     if (reconnect_logged_) return;
     reconnect_logged_ = true;
     LogEvent(LogLevel::kWarn, "cluster_store_unreachable",
@@ -605,20 +605,20 @@ class RedisClusterAdmission final : public ClusterAdmission {
   RedisScript admit_, sync_, heartbeat_, register_;  // sha set by the store thread before kUp
   ConnectionPool pool_;
 
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::condition_variable flushed_cv_;
-  StoreState state_ = StoreState::kDown;     // Guarded by mutex_
-  bool stopping_ = false;                    // Guarded by mutex_
-  bool reconnect_logged_ = false;            // Guarded by mutex_
-  int64_t live_replicas_ = 1;                // Guarded by mutex_
-  uint64_t next_id_ = 1;                     // Guarded by mutex_
-  std::map<std::string, Tenant> tenants_;    // Guarded by mutex_
-  std::map<uint64_t, Held> tickets_;         // Guarded by mutex_
-  std::deque<PendingWrite> pending_;         // Guarded by mutex_
-  uint64_t queued_deltas_ = 0;               // Guarded by mutex_
-  uint64_t written_deltas_ = 0;              // Guarded by mutex_
-  AdmissionStats stats_;                     // Guarded by mutex_
+  Mutex mutex_;
+  CondVar cv_;
+  CondVar flushed_cv_;
+  StoreState state_ GUARDED_BY(mutex_) = StoreState::kDown;
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  bool reconnect_logged_ GUARDED_BY(mutex_) = false;
+  int64_t live_replicas_ GUARDED_BY(mutex_) = 1;
+  uint64_t next_id_ GUARDED_BY(mutex_) = 1;
+  std::map<std::string, Tenant> tenants_ GUARDED_BY(mutex_);
+  std::map<uint64_t, Held> tickets_ GUARDED_BY(mutex_);
+  std::deque<PendingWrite> pending_ GUARDED_BY(mutex_);
+  uint64_t queued_deltas_ GUARDED_BY(mutex_) = 0;
+  uint64_t written_deltas_ GUARDED_BY(mutex_) = 0;
+  AdmissionStats stats_ GUARDED_BY(mutex_);
   TenantRateLimiter local_rates_{[] { return std::chrono::steady_clock::now(); }};
   std::thread thread_;
 };

@@ -4,7 +4,7 @@ namespace llmux::cluster {
 
 StatusOr<std::unique_ptr<RedisConnection>> ConnectionPool::Take() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (!idle_.empty()) {
       std::unique_ptr<RedisConnection> conn = std::move(idle_.back());
       idle_.pop_back();
@@ -16,14 +16,14 @@ StatusOr<std::unique_ptr<RedisConnection>> ConnectionPool::Take() {
 
 void ConnectionPool::Give(std::unique_ptr<RedisConnection> conn) {
   if (conn == nullptr || !conn->healthy()) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (idle_.size() < kMaxIdle) idle_.push_back(std::move(conn));
 }
 
 void ConnectionPool::Clear() {
   std::vector<std::unique_ptr<RedisConnection>> closing;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     closing.swap(idle_);
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cluster/redis_connection.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::cluster {
 
@@ -26,8 +27,8 @@ class ConnectionPool {
  private:
   static constexpr size_t kMaxIdle = 32;
   const ClusterSection cluster_;
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<RedisConnection>> idle_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::vector<std::unique_ptr<RedisConnection>> idle_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::cluster

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <span>
@@ -27,6 +26,7 @@
 #include "engine/step_cost.h"
 #include "engine/stop_checker.h"
 #include "llmux/engine.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 
@@ -177,9 +177,9 @@ class EngineImpl final : public Engine {
   EngineInbox inbox_;
   std::thread thread_;
 
-  mutable std::mutex stats_mutex_;
-  EngineStats stats_;                                        // Guarded by stats_mutex_
-  std::unordered_map<std::string, TenantStats> tenant_stats_;  // Guarded by stats_mutex_
+  mutable Mutex stats_mutex_;
+  EngineStats stats_ GUARDED_BY(stats_mutex_);
+  std::unordered_map<std::string, TenantStats> tenant_stats_ GUARDED_BY(stats_mutex_);
 };
 
 }  // namespace llmux

@@ -26,7 +26,7 @@ void EngineImpl::PublishStats() {
     auto id = scheduler_->FindTenant(name);
     if (id.ok()) per_tenant[name] = scheduler_->GetTenantStats(*id);
   }
-  std::lock_guard<std::mutex> lock(stats_mutex_);
+  MutexLock lock(stats_mutex_);
   stats_ = e;
   tenant_stats_ = std::move(per_tenant);
 }
@@ -34,7 +34,7 @@ void EngineImpl::PublishStats() {
 EngineStats EngineImpl::Stats() const {
   EngineStats e;
   {
-    std::lock_guard<std::mutex> lock(stats_mutex_);
+    MutexLock lock(stats_mutex_);
     e = stats_;
   }
   if (config_.kv_event_sink) {  // thread-safe; current rather than as of the last step
@@ -46,7 +46,7 @@ EngineStats EngineImpl::Stats() const {
 }
 
 std::optional<TenantStats> EngineImpl::GetTenantStats(const std::string& tenant) const {
-  std::lock_guard<std::mutex> lock(stats_mutex_);
+  MutexLock lock(stats_mutex_);
   auto it = tenant_stats_.find(tenant);
   if (it == tenant_stats_.end()) return std::nullopt;
   return it->second;

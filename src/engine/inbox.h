@@ -3,14 +3,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <variant>
 
 #include "llmux/engine.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 
@@ -49,10 +48,10 @@ class EngineInbox {
 
  private:
   const int32_t max_bounded_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<InboxItem> items_;  // Guarded by mutex_
-  bool closed_ = false;          // Guarded by mutex_
+  mutable Mutex mutex_;
+  CondVar cv_;
+  std::deque<InboxItem> items_ GUARDED_BY(mutex_);
+  bool closed_ GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace llmux

@@ -15,6 +15,7 @@
 #include "events/kv_event_batch.h"
 #include "events/replay_buffer.h"
 #include "events/wire.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 namespace {
@@ -36,10 +37,10 @@ class KvEventPublisher final : public KvEventSink {
 
   ~KvEventPublisher() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     if (thread_.joinable()) thread_.join();
     if (pub_ != nullptr) zmq_close(pub_);
     if (router_ != nullptr) zmq_close(router_);
@@ -103,7 +104,7 @@ class KvEventPublisher final : public KvEventSink {
   void Enqueue(std::vector<KvEvent> events) {
     size_t dropped = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (KvEvent& e : events) {
         if (queue_.size() >= static_cast<size_t>(std::max(0, options_.max_queue_events))) {
           ++dropped;
@@ -113,7 +114,7 @@ class KvEventPublisher final : public KvEventSink {
       }
     }
     if (dropped > 0) dropped_.fetch_add(static_cast<int64_t>(dropped), std::memory_order_relaxed);
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
 
   void ThreadMain() {
@@ -122,9 +123,9 @@ class KvEventPublisher final : public KvEventSink {
       std::deque<KvEvent> taken;
       bool stopping;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(kPollMs),
-                     [this] { return stopping_ || !queue_.empty(); });
+        MutexLock lock(mu_);
+        cv_.WaitFor(lock, std::chrono::milliseconds(kPollMs),
+                     [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
         taken.swap(queue_);
         stopping = stopping_;
       }
@@ -217,10 +218,10 @@ class KvEventPublisher final : public KvEventSink {
   void* router_ = nullptr;
   std::thread thread_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<KvEvent> queue_;  // guarded by mu_
-  bool stopping_ = false;      // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<KvEvent> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
 
   // Publisher thread only.
   events::ReplayBuffer replay_;

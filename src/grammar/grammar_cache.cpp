@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "llmux/grammar.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 
@@ -14,13 +15,13 @@ struct GrammarCache::Impl {
   };
   size_t max_bytes;
   GrammarLimits limits;
-  mutable std::mutex mutex;
-  std::list<Entry> lru;  // most recent first. Guarded by mutex
-  std::unordered_map<std::string, std::list<Entry>::iterator> index;  // Guarded by mutex
-  size_t bytes = 0;                                                    // Guarded by mutex
-  Stats stats;                                                         // Guarded by mutex
+  mutable Mutex mutex;
+  std::list<Entry> lru GUARDED_BY(mutex);  // most recent first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index GUARDED_BY(mutex);
+  size_t bytes GUARDED_BY(mutex) = 0;
+  Stats stats GUARDED_BY(mutex);
 
-  void EvictLocked() {
+  void EvictLocked() REQUIRES(mutex) {
     while (bytes > max_bytes && !lru.empty()) {
       bytes -= lru.back().bytes;
       index.erase(lru.back().key);
@@ -44,7 +45,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::GetOrCompile(
   std::string key = std::to_string(tenant.size()) + ":" + tenant + "/" +
                     std::to_string(vocab->digest()) + "/" + spec.Fingerprint();
   {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
+    MutexLock lock(impl_->mutex);
     auto it = impl_->index.find(key);
     if (it != impl_->index.end()) {
       impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second);
@@ -63,7 +64,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::GetOrCompile(
   // Compiled outside the lock: other tenants' lookups do not wait for it.
   LLMUX_ASSIGN_OR_RETURN(std::shared_ptr<const CompiledGrammar> g,
                          CompileGrammar(spec, std::move(vocab), impl_->limits));
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   if (impl_->index.count(key) == 0) {
     const size_t b = g->MemoryBytes();
     impl_->lru.push_front(Impl::Entry{key, g, b});
@@ -75,7 +76,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::GetOrCompile(
 }
 
 GrammarCache::Stats GrammarCache::GetStats() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  MutexLock lock(impl_->mutex);
   Stats s = impl_->stats;
   s.entries = impl_->lru.size();
   s.bytes = impl_->bytes;

@@ -428,7 +428,9 @@ class SchemaCompiler {
     for (const auto& [key, sub] : props.items()) {
       LLMUX_ASSIGN_OR_RETURN(int32_t value_rule,
                              RuleFor(sub, Child(Child(path, "properties"), key), depth + 1));
-      auto member = [&] {
+      // NOTE: `key` is captured through an init-capture: clang before 16 cannot capture a
+      // structured binding (the ASan+UBSan and fuzz trees build with clang-14).
+      auto member = [&, &key = key] {
         return b_.Seq(rule, {b_.Literal(rule, Json(key).dump()), p_.Colon(rule), b_.Call(rule, value_rule)});
       };
       b_.Seq(rule, {first[i], member(), after[i + 1]});

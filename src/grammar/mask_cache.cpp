@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "grammar/pda.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::grammar_internal {
 namespace {
@@ -20,20 +21,20 @@ class LeafEntries {
     return *instance;
   }
   std::shared_ptr<const MaskEntry> Find(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = map_.find(key);
     return it == map_.end() ? nullptr : it->second;
   }
   void Put(const std::string& key, std::shared_ptr<const MaskEntry> e) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (map_.size() >= kMaxEntries) map_.clear();
     map_.emplace(key, std::move(e));
   }
 
  private:
   static constexpr size_t kMaxEntries = 512;
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<const MaskEntry>> map_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<const MaskEntry>> map_ GUARDED_BY(mutex_);
 };
 
 enum class Fate : uint8_t { kReject, kAccept, kUncertain };
@@ -135,7 +136,7 @@ MaskCache::MaskCache(const Grammar& grammar, std::shared_ptr<const TokenVocabula
 
 std::shared_ptr<const MaskEntry> MaskCache::Get(int32_t state) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (entries_[state]) return entries_[state];
   }
   // Computed outside the lock: two threads may both compute a missing entry; the first
@@ -152,7 +153,7 @@ std::shared_ptr<const MaskEntry> MaskCache::Get(int32_t state) {
     entry = ComputeMaskEntry(grammar_, *vocab_, state);
     if (leaf_index >= 0) LeafEntries::Get().Put(leaf_key, entry);
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (!entries_[state]) {
     entries_[state] = entry;
     bytes_ += entry->MemoryBytes();
@@ -164,7 +165,7 @@ std::shared_ptr<const UncertainSplit> MaskCache::GetSplit(int32_t state, int32_t
   const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(state)) << 32) |
                        static_cast<uint32_t>(return_state);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (auto it = splits_.find(key); it != splits_.end()) return it->second;
   }
   const std::shared_ptr<const MaskEntry> entry = Get(state);
@@ -194,7 +195,7 @@ std::shared_ptr<const UncertainSplit> MaskCache::GetSplit(int32_t state, int32_t
       split->deeper.push_back(id);
     }
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto [it, fresh] = splits_.emplace(key, split);
   if (fresh) bytes_ += split->MemoryBytes() + 32;
   return it->second;
@@ -210,7 +211,7 @@ bool MaskCache::Precompute(std::chrono::steady_clock::time_point deadline) {
 }
 
 size_t MaskCache::MemoryBytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return bytes_ + entries_.size() * sizeof(entries_[0]);
 }
 

@@ -15,6 +15,7 @@
 
 #include "grammar/grammar.h"
 #include "llmux/grammar.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::grammar_internal {
 
@@ -64,11 +65,11 @@ class MaskCache {
  private:
   const Grammar& grammar_;
   std::shared_ptr<const TokenVocabulary> vocab_;
-  mutable std::mutex mutex_;
-  std::vector<std::shared_ptr<const MaskEntry>> entries_;  // [states] Guarded by mutex_
-  // (state << 32 | return_state) -> split. Guarded by mutex_
-  std::unordered_map<uint64_t, std::shared_ptr<const UncertainSplit>> splits_;
-  size_t bytes_ = 0;                                       // Guarded by mutex_
+  mutable Mutex mutex_;
+  std::vector<std::shared_ptr<const MaskEntry>> entries_ GUARDED_BY(mutex_);  // [states]
+  // (state << 32 | return_state) -> split.
+  std::unordered_map<uint64_t, std::shared_ptr<const UncertainSplit>> splits_ GUARDED_BY(mutex_);
+  size_t bytes_ GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace llmux::grammar_internal

@@ -57,7 +57,7 @@ ProcessEngine::~ProcessEngine() { Stop(); }
 ProcessEngine::Connection::~Connection() { ::close(fd); }
 
 std::shared_ptr<ProcessEngine::Connection> ProcessEngine::ReadyConnection() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (state_ != PoolState::kReady || worker_ == nullptr || worker_->dead) return nullptr;
   return worker_->conn;
 }
@@ -66,7 +66,7 @@ Status ProcessEngine::UpsertTenant(const std::string& name, const TenantLimits& 
   if (name.empty()) return InvalidArgument("tenant name is empty");
   if (!(limits.weight > 0)) return InvalidArgument("tenant '" + name + "': weight must be > 0");
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     tenants_[name] = limits;
   }
   // A lost connection is noticed by the reader; the next worker gets every tenant anyway.
@@ -91,7 +91,7 @@ Status ProcessEngine::Submit(EngineRequest request, OutputSink sink) {
   const uint64_t id = request.id;
   std::shared_ptr<Connection> conn;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (state_ != PoolState::kReady || worker_ == nullptr || worker_->dead) {
       return Unavailable("pool " + pool_.name + " is " + std::string(PoolStateName(state_)) +
                          " its worker; retry shortly");
@@ -106,7 +106,7 @@ Status ProcessEngine::Submit(EngineRequest request, OutputSink sink) {
   if (conn->writer.Write({{"t", "submit"}, {"request", EncodeRequest(request)}}).ok()) {
     return Status::Ok();
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   // Still ours: nothing was queued. Gone: the worker's death already ended it via the sink.
   if (inflight_.erase(id) == 0) return Status::Ok();
   return Unavailable("pool " + pool_.name + " worker is not reachable; retry shortly");
@@ -115,7 +115,7 @@ Status ProcessEngine::Submit(EngineRequest request, OutputSink sink) {
 void ProcessEngine::Abort(uint64_t id) {
   std::shared_ptr<Connection> conn;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (inflight_.count(id) == 0 || worker_ == nullptr || worker_->dead) return;
     conn = worker_->conn;
   }
@@ -123,12 +123,12 @@ void ProcessEngine::Abort(uint64_t id) {
 }
 
 EngineStats ProcessEngine::Stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return stats_;
 }
 
 std::optional<TenantStats> ProcessEngine::GetTenantStats(const std::string& tenant) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = tenant_stats_.find(tenant);
   if (it == tenant_stats_.end()) return std::nullopt;
   return it->second;
@@ -141,15 +141,15 @@ void ProcessEngine::Start() {
 
 void ProcessEngine::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     // Closing our end makes the worker see EOF and exit; the reader then sees EOF too.
     if (worker_ != nullptr) ::shutdown(worker_->conn->fd, SHUT_RDWR);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (supervisor_.joinable()) supervisor_.join();
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   state_ = PoolState::kStopped;
 }
 
@@ -162,8 +162,8 @@ Status ProcessEngine::RunUntilIdle() {
 }
 
 Status ProcessEngine::WaitUntilFirstReady(milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (!cv_.wait_for(lock, timeout, [&] { return first_start_.has_value(); })) {
+  MutexLock lock(mutex_);
+  if (!cv_.WaitFor(lock, timeout, [&]() REQUIRES(mutex_) { return first_start_.has_value(); })) {
     return Status(StatusCode::kDeadlineExceeded,
                   "pool " + pool_.name + ": worker not ready after " +
                       std::to_string(timeout.count()) + " ms");
@@ -172,7 +172,7 @@ Status ProcessEngine::WaitUntilFirstReady(milliseconds timeout) {
 }
 
 PoolStatus ProcessEngine::Describe() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   PoolStatus s;
   s.name = pool_.name;
   s.isolation = PoolIsolation::kProcess;
@@ -246,7 +246,7 @@ void ProcessEngine::ReaderMain(Worker* worker) {
         EngineOutput out = DecodeOutput(frame->at("output"));
         OutputSink sink;
         {
-          std::lock_guard<std::mutex> lock(mutex_);
+          MutexLock lock(mutex_);
           auto it = inflight_.find(out.id);
           if (it == inflight_.end()) continue;
           it->second.completion_tokens += static_cast<int32_t>(out.tokens.size());
@@ -259,12 +259,12 @@ void ProcessEngine::ReaderMain(Worker* worker) {
         }
         sink(std::move(out));
       } else if (type == "pong") {
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(mutex_);
         stats_ = DecodeStats(frame->at("stats"));
         tenant_stats_ = DecodeTenantStats(frame->at("tenants"));
         last_pong_ = Clock::now();
       } else if (type == "ready") {
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(mutex_);
         // Every tenant known so far, before the first request can reach the worker.
         // NOTE: written under mutex_ so no UpsertTenant is lost in between; the worker is
         // idle and reading at this point (it has just sent `ready`).
@@ -275,7 +275,7 @@ void ProcessEngine::ReaderMain(Worker* worker) {
         state_ = PoolState::kReady;
         last_pong_ = Clock::now();
         if (!first_start_) first_start_ = Status::Ok();
-        cv_.notify_all();
+        cv_.NotifyAll();
         LogEvent(LogLevel::kInfo, "pool_worker_ready",
                  {F("pool", pool_.name), F("pid", static_cast<long long>(worker->pid))});
       }
@@ -284,9 +284,9 @@ void ProcessEngine::ReaderMain(Worker* worker) {
       break;
     }
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   worker->dead = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& error) {
@@ -304,8 +304,10 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
   }
   std::map<uint64_t, Inflight> failed;
   std::string why;
+  bool stopping = false;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
+    stopping = stopping_;
     worker_ = nullptr;
     failed.swap(inflight_);
     why = error.empty() ? DescribeExit(wstatus) : error;
@@ -320,16 +322,16 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
       state_ = PoolState::kRestarting;
       down_since_ = Clock::now();
       if (!first_start_) first_start_ = Unavailable("pool " + pool_.name + " worker " + why);
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
   }
   worker->conn.reset();  // closed once no writer holds it
-  if (!failed.empty() || !stopping_) {
-    LogEvent(stopping_ ? LogLevel::kInfo : LogLevel::kError, "pool_worker_ended",
+  if (!failed.empty() || !stopping) {
+    LogEvent(stopping ? LogLevel::kInfo : LogLevel::kError, "pool_worker_ended",
              {F("pool", pool_.name), F("pid", static_cast<long long>(worker->pid)), F("why", why),
               F("failed_requests", static_cast<long long>(failed.size()))});
   }
-  const Status status = stopping_ ? Unavailable("engine stopped")
+  const Status status = stopping ? Unavailable("engine stopped")
                                   : Unavailable("pool " + pool_.name + " worker died (" + why + ")");
   for (auto& [id, f] : failed) {
     // Tokens already delivered stay counted: the final event carries them.
@@ -345,8 +347,8 @@ void ProcessEngine::Retire(std::unique_ptr<Worker> worker, const std::string& er
 }
 
 bool ProcessEngine::SleepUnlessStopping(milliseconds d) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return !cv_.wait_for(lock, d, [&] { return stopping_; });
+  MutexLock lock(mutex_);
+  return !cv_.WaitFor(lock, d, [&]() REQUIRES(mutex_) { return stopping_; });
 }
 
 void ProcessEngine::SupervisorMain() {
@@ -357,17 +359,17 @@ void ProcessEngine::SupervisorMain() {
       std::clamp(milliseconds(pool_.health_timeout.count() / 5), milliseconds(50), milliseconds(1000));
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (stopping_) break;
     }
     auto spawned = Spawn();
     if (!spawned.ok()) {
       {
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(mutex_);
         last_error_ = spawned.status().message();
         state_ = PoolState::kRestarting;
         if (!first_start_) first_start_ = spawned.status();
-        cv_.notify_all();
+        cv_.NotifyAll();
       }
       if (!SleepUnlessStopping(backoff)) break;
       backoff = std::min(backoff * 2, max_backoff);
@@ -376,7 +378,7 @@ void ProcessEngine::SupervisorMain() {
     std::unique_ptr<Worker> worker = std::move(spawned).value();
     Worker* w = worker.get();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       worker_ = w;
       if (stopping_) ::shutdown(w->conn->fd, SHUT_RDWR);
     }
@@ -386,8 +388,8 @@ void ProcessEngine::SupervisorMain() {
     for (;;) {
       uint64_t seq = 0;
       {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait_for(lock, ping_every, [&] { return stopping_ || w->dead; });
+        MutexLock lock(mutex_);
+        cv_.WaitFor(lock, ping_every, [&]() REQUIRES(mutex_) { return stopping_ || w->dead; });
         if (stopping_ || w->dead) break;
         if (state_ != PoolState::kReady) continue;  // loading its model: no pings yet
         if (ready_since == Clock::time_point{}) ready_since = Clock::now();
@@ -406,7 +408,7 @@ void ProcessEngine::SupervisorMain() {
     if (stable) backoff = first_backoff;
     if (!SleepUnlessStopping(backoff)) break;
     backoff = std::min(backoff * 2, max_backoff);
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopping_) break;
     ++restarts_;
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "llmux/pool.h"
+#include "llmux/thread_annotations.h"
 #include "pool/wire.h"
 
 namespace llmux::pool {
@@ -83,7 +84,9 @@ class ProcessEngine final : public Engine {
     int pid = 0;
     std::shared_ptr<Connection> conn;
     std::thread reader;
-    bool dead = false;  // Guarded by mutex_
+    // Under ProcessEngine::mutex_. NOTE: a plain comment: GUARDED_BY cannot name a mutex of
+    // the enclosing object from a nested one, so this flag is outside the analysis.
+    bool dead = false;
   };
   // The live worker's connection, or null when none is ready. Takes mutex_.
   std::shared_ptr<Connection> ReadyConnection() const;
@@ -103,23 +106,24 @@ class ProcessEngine final : public Engine {
   const PoolSetOptions options_;
   const ModelConfig model_config_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  PoolState state_ = PoolState::kStarting;       // Guarded by mutex_
-  Worker* worker_ = nullptr;                     // Guarded by mutex_ (owned by the supervisor)
-  bool stopping_ = false;                        // Guarded by mutex_
-  std::optional<Status> first_start_;            // Guarded by mutex_
-  std::map<uint64_t, Inflight> inflight_;        // Guarded by mutex_
-  std::map<std::string, TenantLimits> tenants_;  // Guarded by mutex_
-  EngineStats stats_;                            // Guarded by mutex_
-  std::map<std::string, TenantStats> tenant_stats_;  // Guarded by mutex_
-  std::chrono::steady_clock::time_point last_pong_;  // Guarded by mutex_
-  int32_t restarts_ = 0;                         // Guarded by mutex_
-  // When the pool last stopped being ready (construction: starting). Guarded by mutex_
-  std::chrono::steady_clock::time_point down_since_ = std::chrono::steady_clock::now();
-  int32_t deaths_ = 0;                           // Guarded by mutex_
-  std::string last_error_;                       // Guarded by mutex_
-  uint64_t ping_seq_ = 0;                        // Guarded by mutex_
+  mutable Mutex mutex_;
+  CondVar cv_;
+  PoolState state_ GUARDED_BY(mutex_) = PoolState::kStarting;
+  Worker* worker_ GUARDED_BY(mutex_) = nullptr;  // owned by the supervisor
+  bool stopping_ GUARDED_BY(mutex_) = false;
+  std::optional<Status> first_start_ GUARDED_BY(mutex_);
+  std::map<uint64_t, Inflight> inflight_ GUARDED_BY(mutex_);
+  std::map<std::string, TenantLimits> tenants_ GUARDED_BY(mutex_);
+  EngineStats stats_ GUARDED_BY(mutex_);
+  std::map<std::string, TenantStats> tenant_stats_ GUARDED_BY(mutex_);
+  std::chrono::steady_clock::time_point last_pong_ GUARDED_BY(mutex_);
+  int32_t restarts_ GUARDED_BY(mutex_) = 0;
+  // When the pool last stopped being ready (construction: starting).
+  std::chrono::steady_clock::time_point down_since_ GUARDED_BY(mutex_) =
+      std::chrono::steady_clock::now();
+  int32_t deaths_ GUARDED_BY(mutex_) = 0;
+  std::string last_error_ GUARDED_BY(mutex_);
+  uint64_t ping_seq_ GUARDED_BY(mutex_) = 0;
   std::thread supervisor_;
 };
 

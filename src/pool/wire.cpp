@@ -44,7 +44,7 @@ Status FrameWriter::Write(const json& message) {
   const uint32_t n = static_cast<uint32_t>(payload.size());
   const char header[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
                           static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (!WriteAll(fd_, header, 4) || !WriteAll(fd_, payload.data(), payload.size())) {
     return Unavailable("pool worker connection lost");
   }

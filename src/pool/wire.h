@@ -19,6 +19,7 @@
 #include "llmux/engine.h"
 #include "llmux/scheduler.h"
 #include "llmux/status.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::pool {
 
@@ -33,7 +34,7 @@ class FrameWriter {
 
  private:
   const int fd_;  // not owned
-  std::mutex mutex_;
+  Mutex mutex_;
 };
 
 // Reads one frame (blocking). nullopt on EOF, a read error or a malformed frame (the session

@@ -114,13 +114,27 @@ void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& polic
   if (telemetry_.metrics == nullptr) {
     return SendApiError(channel, ApiErrorFromStatus(NotFound("metrics are off")));
   }
-  ServeMetrics(req, *telemetry_.metrics, *model_.engine, [&] { return BuildSnapshot(policy); },
-               channel);
+  ServeMetrics(
+      req, *telemetry_.metrics, [this] { return PoolEngineStatsNow(); },
+      [&] { return BuildSnapshot(policy); }, channel);
+}
+
+std::vector<PoolEngineStats> ApiService::PoolEngineStatsNow() const {
+  std::vector<PoolEngineStats> out;
+  if (pool_set_ == nullptr) {
+    out.push_back({"shared", model_.name, model_.engine->Stats()});
+    return out;
+  }
+  for (Pool* p : pool_set_->pools()) {
+    out.push_back({p->name(), p->model_name(), p->engine()->Stats()});
+  }
+  return out;
 }
 
 MetricsSnapshot ApiService::BuildSnapshot(const TenantPolicy& policy) {
   MetricsSnapshot s = BuildMetricsSnapshot(
-      *model_.engine, policy, [this](const std::string& t) { return queued(t); }, telemetry_.ledger);
+      PoolEngineStatsNow(), [this](const TenantConfig& t) { return EngineOf(t); }, policy,
+      [this](const std::string& t) { return queued(t); }, telemetry_.ledger);
   const AdmissionStats a = admission_->Stats();
   s.cluster = {a.shared_store,  a.store_up,   a.live_replicas, a.local_decisions,
                a.store_unavailable_refusals, a.store_errors};

@@ -79,8 +79,11 @@ class ApiService {
   int64_t calls_in_flight() const { return calls_in_flight_.load(); }
   // Requests of `tenant` submitted and not yet started. Any thread.
   int64_t queued(const std::string& tenant);
-  // The /metrics snapshot of the shared pool's engine under `policy`, admission figures included.
+  // The /metrics snapshot under `policy`: every pool's engine, each tenant's figures from its
+  // pool's engine, admission figures included.
   MetricsSnapshot BuildSnapshot(const TenantPolicy& policy);
+  // Every pool's engine stats now (the shared pool alone before SetPools). Any thread.
+  std::vector<PoolEngineStats> PoolEngineStatsNow() const;
 
  private:
   // `responses`: POST /v1/responses (a chat request underneath; kind is kChat).

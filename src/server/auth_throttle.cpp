@@ -7,7 +7,7 @@ void AuthThrottle::Expire(std::deque<Clock::time_point>& failures, Clock::time_p
 }
 
 int64_t AuthThrottle::RetryAfter(const std::string& address, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = failures_.find(address);
   if (it == failures_.end()) return 0;
   Expire(it->second, now);
@@ -19,7 +19,7 @@ int64_t AuthThrottle::RetryAfter(const std::string& address, Clock::time_point n
 }
 
 void AuthThrottle::RecordFailure(const std::string& address, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (failures_.size() >= max_addresses_ && failures_.count(address) == 0) {
     // NOTE: bounded memory under an address-spraying attack: drop entries whose failures all
     // expired, and if none did, the whole table (throttling degrades, memory does not grow).

@@ -10,6 +10,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "llmux/thread_annotations.h"
+
 namespace llmux::server {
 
 class AuthThrottle {
@@ -29,9 +31,9 @@ class AuthThrottle {
   const int max_failures_;
   const std::chrono::seconds window_;
   const size_t max_addresses_;
-  std::mutex mutex_;
-  // Failure times per address, oldest first. Guarded by mutex_.
-  std::unordered_map<std::string, std::deque<Clock::time_point>> failures_;
+  Mutex mutex_;
+  // Failure times per address, oldest first.
+  std::unordered_map<std::string, std::deque<Clock::time_point>> failures_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

@@ -29,7 +29,7 @@ CallAccounting::CallAccounting(CallContext context, size_t num_choices, ServerTe
 
 void CallAccounting::OnEngineEvent(size_t i, const EngineOutput& out) {
   const auto now = std::chrono::steady_clock::now();
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Choice& c = choices_[i];
   if (!out.tokens.empty() && out.error.ok()) {
     if (c.last_token && telemetry_.metrics != nullptr) {
@@ -52,34 +52,44 @@ void CallAccounting::OnEngineEvent(size_t i, const EngineOutput& out) {
   c.queue_seconds = out.queue_seconds;
   c.engine_seconds = out.engine_seconds;
   if (out.error.ok()) c.finish_reason = std::string(FinishReasonName(out.finish_reason));
-  MaybeRecord(lock);
+  std::optional<Completed> completed = TakeCompleted();
+  lock.Unlock();
+  if (completed) Record(std::move(*completed));
 }
 
 void CallAccounting::SetSubmitted(size_t n) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   submitted_ = n;
-  MaybeRecord(lock);
+  std::optional<Completed> completed = TakeCompleted();
+  lock.Unlock();
+  if (completed) Record(std::move(*completed));
 }
 
 void CallAccounting::OnCallDone(std::string outcome, std::function<void()> deliver) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (call_done_) return;
   call_done_ = true;
   outcome_ = std::move(outcome);
   deliver_ = std::move(deliver);
-  MaybeRecord(lock);
+  std::optional<Completed> completed = TakeCompleted();
+  lock.Unlock();
+  if (completed) Record(std::move(*completed));
 }
 
-void CallAccounting::MaybeRecord(std::unique_lock<std::mutex>& lock) {
-  if (recorded_ || !call_done_) return;
+std::optional<CallAccounting::Completed> CallAccounting::TakeCompleted() {
+  if (recorded_ || !call_done_) return std::nullopt;
   for (size_t i = 0; i < submitted_; ++i) {
-    if (!choices_[i].final) return;
+    if (!choices_[i].final) return std::nullopt;
   }
   recorded_ = true;
-  const std::vector<Choice> choices(choices_.begin(), choices_.begin() + submitted_);
-  const std::string outcome = outcome_;
-  std::function<void()> deliver = std::move(deliver_);
-  lock.unlock();
+  return Completed{std::vector<Choice>(choices_.begin(), choices_.begin() + submitted_), outcome_,
+                   std::move(deliver_)};
+}
+
+void CallAccounting::Record(Completed completed) {
+  const std::vector<Choice>& choices = completed.choices;
+  const std::string& outcome = completed.outcome;
+  std::function<void()> deliver = std::move(completed.deliver);
 
   auto finish = [channel = channel_, deliver, on_recorded = on_recorded_] {
     if (deliver) channel->Post(deliver);

@@ -14,6 +14,7 @@
 
 #include "llmux/engine.h"
 #include "llmux/tenant_policy.h"
+#include "llmux/thread_annotations.h"
 #include "server/observed_channel.h"
 #include "server/server_telemetry.h"
 
@@ -60,8 +61,17 @@ class CallAccounting {
     std::string finish_reason;  // "" for errors
   };
 
-  // Records the call when complete. Called with mutex_ held; releases it before recording.
-  void MaybeRecord(std::unique_lock<std::mutex>& lock);
+  // A complete call's figures, taken under mutex_ and recorded after it is released.
+  struct Completed {
+    std::vector<Choice> choices;  // the submitted ones
+    std::string outcome;
+    std::function<void()> deliver;
+  };
+  // When the call is complete (done, every submitted choice final) and not yet recorded: marks
+  // it recorded and returns its figures; nullopt otherwise.
+  std::optional<Completed> TakeCompleted() REQUIRES(mutex_);
+  // Writes the usage row, metrics and quota of a completed call, then delivers its final event.
+  void Record(Completed completed) EXCLUDES(mutex_);
 
   const CallContext context_;
   const ServerTelemetry telemetry_;
@@ -69,13 +79,13 @@ class CallAccounting {
   const std::function<void()> on_recorded_;
   std::string request_id_;
 
-  std::mutex mutex_;
-  std::vector<Choice> choices_;    // Guarded by mutex_
-  size_t submitted_;               // Guarded by mutex_
-  bool call_done_ = false;         // Guarded by mutex_
-  bool recorded_ = false;          // Guarded by mutex_
-  std::string outcome_;            // Guarded by mutex_
-  std::function<void()> deliver_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::vector<Choice> choices_ GUARDED_BY(mutex_);
+  size_t submitted_ GUARDED_BY(mutex_);
+  bool call_done_ GUARDED_BY(mutex_) = false;
+  bool recorded_ GUARDED_BY(mutex_) = false;
+  std::string outcome_ GUARDED_BY(mutex_);
+  std::function<void()> deliver_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

@@ -12,6 +12,7 @@
 #include "llmux/admission.h"
 #include "llmux/engine.h"
 #include "llmux/tenant_policy.h"
+#include "llmux/thread_annotations.h"
 #include "llmux/usage_ledger.h"
 
 namespace llmux::server {
@@ -26,14 +27,14 @@ class CallUsageTally {
   // Any event of choice `i`; only final events carry the counts that are billed.
   void Observe(size_t i, const EngineOutput& out) {
     if (!out.finished) return;
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (i >= choices_.size()) return;
     choices_[i] = Choice{out.started, out.prompt_tokens, out.cached_tokens, out.completion_tokens};
   }
 
   // Tokens (prompt + completion) and cost of the choices finished so far.
   AdmissionUsage Total() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     int64_t prompt = 0, cached = 0, completion = 0;
     for (size_t p = 0; p * n_ < choices_.size(); ++p) {
       for (size_t k = p * n_; k < std::min(choices_.size(), (p + 1) * n_); ++k) {
@@ -56,8 +57,8 @@ class CallUsageTally {
   };
   const size_t n_;
   const Prices prices_;
-  std::mutex mutex_;
-  std::vector<Choice> choices_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::vector<Choice> choices_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

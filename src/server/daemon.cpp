@@ -245,8 +245,9 @@ int RunDaemon(const DaemonArgs& args) {
       if (r.path != "/metrics") {
         return c->Respond(404, "text/plain", "only /metrics is served here\n");
       }
-      ServeMetrics(r, *metrics, *served.engine,
-                   [&] { return api.BuildSnapshot(*store->Current()); }, *c);
+      ServeMetrics(
+          r, *metrics, [&] { return api.PoolEngineStatsNow(); },
+          [&] { return api.BuildSnapshot(*store->Current()); }, *c);
     });
     if (!ms.ok()) return StartupFailure("metrics listen", ms.status());
     metrics_server = std::move(ms).value();

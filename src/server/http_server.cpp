@@ -2,6 +2,7 @@
 // DoRead/OnRead and DoWrite/OnWrite, explicit limits (body, header, read/idle/write timeouts,
 // queued stream bytes, connections). While a request is being served, a "watch" read on the
 // raw socket notices a client that goes away, so its engine work can be aborted at once.
+#include "llmux/thread_annotations.h"
 #include "server/http_server.h"
 
 #include <pthread.h>
@@ -180,7 +181,7 @@ class ServerImpl final : public HttpServer {
   void CloseIdleConnections() override {
     std::vector<std::shared_ptr<Session>> live;
     {
-      std::lock_guard<std::mutex> lock(sessions_mutex_);
+      MutexLock lock(sessions_mutex_);
       for (auto& [raw, weak] : sessions_) {
         if (auto s = weak.lock()) live.push_back(std::move(s));
       }
@@ -188,17 +189,17 @@ class ServerImpl final : public HttpServer {
     for (auto& s : live) s->CloseIfIdle();
   }
   void Register(Session* raw, std::weak_ptr<Session> session) {
-    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    MutexLock lock(sessions_mutex_);
     sessions_[raw] = std::move(session);
   }
   void Unregister(Session* raw) {
-    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    MutexLock lock(sessions_mutex_);
     sessions_.erase(raw);
   }
   bool draining() const { return draining_->load(); }
   const std::shared_ptr<std::atomic<bool>>& draining_flag() const { return draining_; }
   void Shutdown() override {
-    std::lock_guard<std::mutex> lock(shutdown_mutex_);
+    MutexLock lock(shutdown_mutex_);
     if (threads_.empty()) return;
     StopAccepting();
     ioc_.stop();
@@ -224,13 +225,13 @@ class ServerImpl final : public HttpServer {
   // NOTE: declared before ioc_: sessions still owned by its handlers unregister themselves
   // while ioc_ is destroyed.
   std::shared_ptr<std::atomic<bool>> draining_ = std::make_shared<std::atomic<bool>>(false);
-  std::mutex sessions_mutex_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // Guarded by sessions_mutex_
+  Mutex sessions_mutex_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_ GUARDED_BY(sessions_mutex_);
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
   int port_ = 0;
   std::vector<std::thread> threads_;
-  std::mutex shutdown_mutex_;
+  Mutex shutdown_mutex_;
 };
 
 Session::Session(tcp::socket&& socket, ServerImpl* server)

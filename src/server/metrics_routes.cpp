@@ -4,23 +4,24 @@
 
 namespace llmux::server {
 
-MetricsSnapshot BuildMetricsSnapshot(const Engine& engine, const TenantPolicy& policy,
+MetricsSnapshot BuildMetricsSnapshot(std::vector<PoolEngineStats> pools,
+                                     const TenantEngineFn& engine_of, const TenantPolicy& policy,
                                      const QueuedCountFn& queued, const UsageLedger* ledger) {
   MetricsSnapshot s;
   if (ledger != nullptr) s.ledger = ledger->Health();
-  s.engine = engine.Stats();
+  s.pools = std::move(pools);
   for (const auto& [name, t] : policy.tenants) {
     MetricsSnapshot::Tenant entry;
     entry.name = name;
     entry.inflight_budget = t.max_inflight_tokens;
     entry.queued = queued ? queued(name) : 0;
-    entry.stats = engine.GetTenantStats(name);
+    if (const Engine* engine = engine_of(t)) entry.stats = engine->GetTenantStats(name);
     s.tenants.push_back(std::move(entry));
   }
   return s;
 }
 
-void ServeMetrics(const HttpRequest& request, Metrics& metrics, const Engine& engine,
+void ServeMetrics(const HttpRequest& request, Metrics& metrics, const PoolStatsFn& pool_stats,
                   const SnapshotFn& snapshot, ResponseChannel& channel) {
   if (request.method != "GET" && request.method != "HEAD") {
     ApiError e = InvalidRequest("use GET /metrics", "", "method_not_allowed");
@@ -36,7 +37,7 @@ void ServeMetrics(const HttpRequest& request, Metrics& metrics, const Engine& en
     start = end + 1;
   }
   constexpr const char* kType = "text/plain; version=0.0.4; charset=utf-8";
-  if (scope == "engine") return channel.Respond(200, kType, metrics.RenderEngine(engine.Stats()));
+  if (scope == "engine") return channel.Respond(200, kType, metrics.RenderEngine(pool_stats()));
   if (scope != "all") {
     return SendApiError(channel, InvalidRequest("scope must be \"engine\" or \"all\", got \"" +
                                                     scope.substr(0, 64) + "\"",

@@ -63,22 +63,22 @@ ObservedChannel::ObservedChannel(std::shared_ptr<ResponseChannel> inner, const H
       start_(std::chrono::steady_clock::now()) {}
 
 void ObservedChannel::SetLane(const std::string& lane) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   lane_ = lane;
 }
 
 void ObservedChannel::SetTenant(const std::string& tenant) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   tenant_ = tenant;
 }
 
 void ObservedChannel::SetUsage(const AccessUsage& usage) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   usage_ = usage;
 }
 
 void ObservedChannel::SetPromptForLog(std::string prompt) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   prompt_ = std::move(prompt);
 }
 
@@ -88,7 +88,7 @@ void ObservedChannel::CountRefusal(int status, const std::string& body) {
   if (!reason) return;
   std::string tenant;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     tenant = tenant_;
   }
   metrics_->CountRejection(tenant.empty() ? kUnauthenticatedTenant : tenant, *reason);
@@ -142,7 +142,7 @@ void ObservedChannel::WriteAccessLine(int status, int64_t ms) {
     full_ttft = timeline_->FullPathTtft();
   }
   std::vector<LogField> f;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   f.push_back(F("tenant", tenant_.empty() ? std::string(kUnauthenticatedTenant) : tenant_));
   f.push_back(F("request_id", usage_ ? usage_->request_id : request_id_));
   if (usage_) f.push_back(F("x_request_id", request_id_));

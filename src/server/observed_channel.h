@@ -14,6 +14,7 @@
 #include <string>
 
 #include "llmux/metrics.h"
+#include "llmux/thread_annotations.h"
 #include "server/http_types.h"
 
 namespace llmux::server {
@@ -90,11 +91,11 @@ class ObservedChannel final : public ResponseChannel,
   std::atomic<bool> finished_{false};
   std::atomic<int> stream_status_{200};
 
-  std::mutex mutex_;
-  std::string tenant_;                 // Guarded by mutex_
-  std::string lane_;                   // Guarded by mutex_
-  std::optional<AccessUsage> usage_;   // Guarded by mutex_
-  std::optional<std::string> prompt_;  // Guarded by mutex_
+  Mutex mutex_;
+  std::string tenant_ GUARDED_BY(mutex_);
+  std::string lane_ GUARDED_BY(mutex_);
+  std::optional<AccessUsage> usage_ GUARDED_BY(mutex_);
+  std::optional<std::string> prompt_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

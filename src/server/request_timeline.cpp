@@ -60,31 +60,36 @@ std::vector<std::pair<std::string_view, double>> RequestTimeline::Phases() const
 }
 
 void RequestTimeline::WhenWritten(std::function<void()> fn) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   waiting_ = std::move(fn);
-  RunWaiting(lock);
+  std::function<void()> ready = TakeWaiting();
+  lock.Unlock();
+  if (ready) ready();
 }
 
 void RequestTimeline::OnBytesWritten(Clock::time_point t) {
   if (!Has(Milestone::kFirstToken)) return;
   Mark(Milestone::kFirstByte, t);
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   done_ = true;
-  RunWaiting(lock);
+  std::function<void()> ready = TakeWaiting();
+  lock.Unlock();
+  if (ready) ready();
 }
 
 void RequestTimeline::Release() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   done_ = true;
-  RunWaiting(lock);
+  std::function<void()> ready = TakeWaiting();
+  lock.Unlock();
+  if (ready) ready();
 }
 
-void RequestTimeline::RunWaiting(std::unique_lock<std::mutex>& lock) {
-  if (!done_ || !waiting_) return;
+std::function<void()> RequestTimeline::TakeWaiting() {
+  if (!done_ || !waiting_) return nullptr;
   std::function<void()> fn = std::move(waiting_);
   waiting_ = nullptr;
-  lock.unlock();
-  fn();
+  return fn;
 }
 
 }  // namespace llmux::server

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "llmux/thread_annotations.h"
+
 namespace llmux::server {
 
 // The milestones of a completion call, in the order a call reaches them.
@@ -73,16 +75,17 @@ class RequestTimeline {
 
  private:
   static constexpr size_t Index(Milestone m) { return static_cast<size_t>(m); }
-  // Runs waiting_ (if any) once `done_` is set; mutex_ must be held on entry, is released.
-  void RunWaiting(std::unique_lock<std::mutex>& lock);
+  // The waiting fn, taken, once `done_` is set; an empty function otherwise. The caller runs it
+  // after releasing mutex_.
+  std::function<void()> TakeWaiting() REQUIRES(mutex_);
 
   const Clock::time_point read_;
   // Nanoseconds since read_, plus one; 0 = not reached.
   std::array<std::atomic<int64_t>, kNumMilestones> ns_{};
 
-  std::mutex mutex_;
-  bool done_ = false;              // Guarded by mutex_: first byte written or released
-  std::function<void()> waiting_;  // Guarded by mutex_
+  Mutex mutex_;
+  bool done_ GUARDED_BY(mutex_) = false;  // first byte written or released
+  std::function<void()> waiting_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

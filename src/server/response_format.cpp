@@ -83,7 +83,7 @@ StructuredOutputs::StructuredOutputs(size_t cache_bytes) : cache_(cache_bytes) {
 
 std::shared_ptr<const TokenVocabulary> StructuredOutputs::VocabularyFor(const Tokenizer& tokenizer,
                                                                         const Engine& engine) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto& v = vocabularies_[&engine];
   if (!v) {
     v = TokenVocabulary::FromTokenizer(tokenizer, engine.model_config().vocab_size,

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "llmux/grammar.h"
+#include "llmux/thread_annotations.h"
 #include "server/api_error.h"
 
 namespace llmux {
@@ -48,9 +49,9 @@ class StructuredOutputs {
   std::shared_ptr<const TokenVocabulary> VocabularyFor(const Tokenizer& tokenizer,
                                                        const Engine& engine);
   GrammarCache cache_;
-  std::mutex mutex_;
-  // Built once per served engine (a pass over the vocabulary). Guarded by mutex_.
-  std::map<const Engine*, std::shared_ptr<const TokenVocabulary>> vocabularies_;
+  Mutex mutex_;
+  // Built once per served engine (a pass over the vocabulary).
+  std::map<const Engine*, std::shared_ptr<const TokenVocabulary>> vocabularies_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux::server

@@ -1,6 +1,7 @@
 // Structured JSON logs on spdlog: one main sink (rotating file or stderr) and, optionally, one
 // rotating file per tenant holding only that tenant's lines.
 #include "llmux/log.h"
+#include "llmux/thread_annotations.h"
 
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -23,8 +24,8 @@ struct LogState {
   std::map<std::string, std::shared_ptr<spdlog::logger>> tenants;
 };
 
-std::mutex g_mutex;
-LogState g_state;  // Guarded by g_mutex (the loggers themselves are thread-safe)
+Mutex g_mutex;
+LogState g_state GUARDED_BY(g_mutex);  // the loggers themselves are thread-safe
 
 std::shared_ptr<spdlog::logger> MakeLogger(std::shared_ptr<spdlog::sinks::sink> sink) {
   auto logger = std::make_shared<spdlog::logger>("llmux", std::move(sink));
@@ -47,7 +48,7 @@ bool IsTenantFileName(const std::string& name) {
 // The main logger, and the tenant's logger when per-tenant files are on (else null).
 std::pair<std::shared_ptr<spdlog::logger>, std::shared_ptr<spdlog::logger>> Loggers(
     const std::string* tenant) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+  MutexLock lock(g_mutex);
   if (!g_state.main) g_state.main = MakeLogger(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   std::shared_ptr<spdlog::logger> per_tenant;
   if (tenant != nullptr && !g_state.per_tenant_dir.empty() && IsTenantFileName(*tenant)) {
@@ -109,7 +110,7 @@ void InitLogging(const std::string& file, size_t max_bytes, size_t max_files,
     std::error_code ec;
     std::filesystem::create_directories(per_tenant_dir, ec);
   }
-  std::lock_guard<std::mutex> lock(g_mutex);
+  MutexLock lock(g_mutex);
   g_state.main = std::move(logger);
   g_state.per_tenant_dir = per_tenant_dir;
   g_state.max_bytes = max_bytes;
@@ -138,7 +139,7 @@ void LogEvent(LogLevel level, std::string_view event, const std::vector<LogField
 }
 
 void FlushLogs() {
-  std::lock_guard<std::mutex> lock(g_mutex);
+  MutexLock lock(g_mutex);
   if (g_state.main) g_state.main->flush();
   for (auto& [name, logger] : g_state.tenants) logger->flush();
 }

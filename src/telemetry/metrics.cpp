@@ -2,6 +2,7 @@
 // added on first use (bounded by SetTenants). Engine figures that are cumulative in
 // EngineStats become counters by adding the difference since the previous scrape.
 #include "llmux/metrics.h"
+#include "llmux/thread_annotations.h"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -10,6 +11,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <map>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -70,20 +72,23 @@ class PrometheusMetrics final : public Metrics {
   void CountPolicyReload(bool ok) override;
   std::string Render(const MetricsSnapshot& snapshot) override;
   void SetCacheConfig(const CacheConfigInfo& info) override;
-  std::string RenderEngine(const EngineStats& stats) const override;
+  std::string RenderEngine(const std::vector<PoolEngineStats>& pools) const override;
   void OnStep(const StepInfo& step) override;
 
  private:
   std::string Label(std::string_view tenant) const;
   // Adds `now - *last` to `counter` when positive and remembers `now`.
   static void Advance(Counter& counter, int64_t now, int64_t* last);
+  // The same for a figure whose source may restart from 0 (a process pool's worker): a value
+  // below the last one is a reset, and all of it is new.
+  static void AdvanceResettable(Counter& counter, int64_t now, int64_t* last);
 
   const std::string model_;
   const std::string pool_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
 
-  mutable std::shared_mutex tenants_mutex_;
-  std::set<std::string, std::less<>> tenants_;  // Guarded by tenants_mutex_
+  mutable SharedMutex tenants_mutex_;
+  std::set<std::string, std::less<>> tenants_ GUARDED_BY(tenants_mutex_);
 
   // vLLM-compatible. The engine series: one entry per LLMUX_ENGINE_STATS field, in table order.
   const std::vector<EngineSeries> engine_series_;
@@ -136,10 +141,11 @@ class PrometheusMetrics final : public Metrics {
   Family<Counter>& cluster_refusals_;
   Family<Counter>& cluster_errors_;
 
-  std::mutex render_mutex_;
-  EngineStats last_;  // Guarded by render_mutex_: the engine counters already exported
-  int64_t last_replayed_ = 0;  // Guarded by render_mutex_
-  MetricsSnapshot::ClusterStore last_cluster_;  // Guarded by render_mutex_
+  Mutex render_mutex_;
+  // Each pool's engine counters already exported.
+  std::map<std::string, EngineStats, std::less<>> last_ GUARDED_BY(render_mutex_);
+  int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
+  MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
 };
 
 template <typename B>
@@ -257,10 +263,13 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                             *registry_)),
       cluster_errors_(Reg(BuildCounter(), "llmux_cluster_store_errors_total",
                           "Cluster store calls that failed or timed out.", *registry_)) {
+  // The shared pool's engine series exist (at 0) from start-up; other pools' from their first
+  // scrape.
   const prometheus::Labels m = {{"model_name", model_}};
+  const prometheus::Labels shared = {{"model_name", model_}, {"pool", pool_}};
   for (const EngineSeries& e : engine_series_) {
-    if (e.gauge != nullptr) e.gauge->Add(m);
-    if (e.counter != nullptr) e.counter->Add(m);
+    if (e.gauge != nullptr) e.gauge->Add(shared);
+    if (e.counter != nullptr) e.counter->Add(shared);
   }
   ttft_.Add(m, kTtftBuckets);
   itl_.Add(m, kItlBuckets);
@@ -284,7 +293,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
 
 void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
   {
-    std::unique_lock<std::shared_mutex> lock(tenants_mutex_);
+    WriterLock lock(tenants_mutex_);
     tenants_.insert(tenants.begin(), tenants.end());
   }
   // Counters of every configured tenant exist from the start (at 0), so rate() and exact
@@ -300,7 +309,7 @@ void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
 }
 
 std::string PrometheusMetrics::Label(std::string_view tenant) const {
-  std::shared_lock<std::shared_mutex> lock(tenants_mutex_);
+  ReaderLock lock(tenants_mutex_);
   return tenants_.count(tenant) ? std::string(tenant) : std::string(kUnauthenticatedTenant);
 }
 
@@ -371,17 +380,27 @@ void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {
   *last = std::max(*last, now);
 }
 
+void PrometheusMetrics::AdvanceResettable(Counter& counter, int64_t now, int64_t* last) {
+  if (now < *last) *last = 0;
+  Advance(counter, now, last);
+}
+
 std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
-  std::lock_guard<std::mutex> lock(render_mutex_);
-  const prometheus::Labels m = {{"model_name", model_}};
-  size_t i = 0;
-  ForEachEngineStat([&](const EngineStatField&, auto member) {
-    const EngineSeries& e = engine_series_[i++];
-    if (e.gauge != nullptr) e.gauge->Add(m).Set(static_cast<double>(s.engine.*member));
-    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(s.engine.*member)>, int64_t>) {
-      if (e.counter != nullptr) Advance(e.counter->Add(m), s.engine.*member, &(last_.*member));
-    }
-  });
+  MutexLock lock(render_mutex_);
+  for (const PoolEngineStats& p : s.pools) {
+    const prometheus::Labels l = {{"model_name", p.model_name}, {"pool", p.pool}};
+    EngineStats& last = last_[p.pool];
+    size_t i = 0;
+    ForEachEngineStat([&](const EngineStatField&, auto member) {
+      const EngineSeries& e = engine_series_[i++];
+      if (e.gauge != nullptr) e.gauge->Add(l).Set(static_cast<double>(p.stats.*member));
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(p.stats.*member)>, int64_t>) {
+        if (e.counter != nullptr) {
+          AdvanceResettable(e.counter->Add(l), p.stats.*member, &(last.*member));
+        }
+      }
+    });
+  }
   for (const MetricsSnapshot::Tenant& t : s.tenants) {
     const prometheus::Labels l = {{"tenant", Label(t.name)}};
     t_budget_.Add(l).Set(static_cast<double>(t.inflight_budget));
@@ -443,6 +462,21 @@ std::unique_ptr<Metrics> Metrics::Create(std::string model_name, std::string poo
 namespace llmux {
 namespace {
 
+// A label value in the text format: backslash, double quote and newline escaped.
+std::string EscapeLabelValue(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 void AppendDouble(std::string& out, double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.15g", v);
@@ -461,31 +495,31 @@ void PrometheusMetrics::SetCacheConfig(const CacheConfigInfo& info) {
       .Set(1);
 }
 
-std::string PrometheusMetrics::RenderEngine(const EngineStats& s) const {
+std::string PrometheusMetrics::RenderEngine(const std::vector<PoolEngineStats>& pools) const {
   // NOTE: written by hand rather than through a second registry: a few appends per scrape,
   // and the values come straight from EngineStats (the counters are cumulative there).
   std::string out;
-  out.reserve(2048);
-  const std::string label = "{model_name=\"" + model_ + "\"} ";
-  auto series = [&](const char* name, const char* type, const char* help, double value) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-    out += name;
-    out += label;
-    AppendDouble(out, value);
-    out += '\n';
-  };
+  out.reserve(1024 + 1024 * pools.size());
+  std::vector<std::string> labels;  // per pool, as the registry renders them (names sorted)
+  for (const PoolEngineStats& p : pools) {
+    labels.push_back("{model_name=\"" + EscapeLabelValue(p.model_name) + "\",pool=\"" +
+                     EscapeLabelValue(p.pool) + "\"} ");
+  }
   ForEachEngineStat([&](const EngineStatField& f, auto member) {
     if (f.scope != EngineStatField::kRouter || f.kind == EngineStatField::kInfo) return;
-    series(f.metric, f.kind == EngineStatField::kGauge ? "gauge" : "counter", f.help,
-           static_cast<double>(s.*member));
+    out += "# HELP ";
+    out += f.metric;
+    out += ' ';
+    out += f.help;
+    out += "\n# TYPE ";
+    out += f.metric;
+    out += f.kind == EngineStatField::kGauge ? " gauge\n" : " counter\n";
+    for (size_t i = 0; i < pools.size(); ++i) {
+      out += f.metric;
+      out += labels[i];
+      AppendDouble(out, static_cast<double>(pools[i].stats.*member));
+      out += '\n';
+    }
   });
   if (cache_info_set_.load()) {
     out += "# HELP vllm:cache_config_info Information of the KV cache configuration (value 1; "

@@ -16,6 +16,7 @@
 // guarded by `route_mutex_`, which the writer holds while it commits a group and the replay
 // thread holds while it checks the spool is empty and switches the route back to direct, so
 // no row can be left behind in the spool.
+#include "llmux/thread_annotations.h"
 #include "telemetry/pg_ledger.h"
 
 #include <atomic>
@@ -53,10 +54,10 @@ class PgLedger final : public UsageLedger {
 
   void Append(UsageRecord record, OnCommitted on_committed) override {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (!closed_) {
         queue_.push_back({std::move(record), std::move(on_committed)});
-        cv_.notify_all();
+        cv_.NotifyAll();
         return;
       }
     }
@@ -71,7 +72,7 @@ class PgLedger final : public UsageLedger {
   }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
     auto out = read_store_->Summarize(q);
     if (!out.ok()) DropIfBroken(read_store_);
@@ -79,7 +80,7 @@ class PgLedger final : public UsageLedger {
   }
 
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
     auto out = read_store_->Records(q);
     if (!out.ok()) DropIfBroken(read_store_);
@@ -87,7 +88,7 @@ class PgLedger final : public UsageLedger {
   }
 
   StatusOr<int64_t> Prune(int64_t before_ms) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
     auto out = read_store_->Prune(before_ms);
     if (!out.ok()) DropIfBroken(read_store_);
@@ -117,11 +118,11 @@ class PgLedger final : public UsageLedger {
 
   void Close() override {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (closed_) return;
       closed_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     if (writer_.joinable()) writer_.join();
     if (replayer_.joinable()) replayer_.join();
   }
@@ -168,20 +169,20 @@ class PgLedger final : public UsageLedger {
 
   std::unique_ptr<PgStore> writer_store_;  // writer thread only
   std::unique_ptr<PgStore> replay_store_;  // replay thread only
-  std::mutex read_mutex_;
-  std::unique_ptr<PgStore> read_store_;  // Guarded by read_mutex_
+  Mutex read_mutex_;
+  std::unique_ptr<PgStore> read_store_ GUARDED_BY(read_mutex_);
 
-  std::mutex route_mutex_;
-  bool direct_ = false;  // Guarded by route_mutex_
+  Mutex route_mutex_;
+  bool direct_ GUARDED_BY(route_mutex_) = false;
 
   std::atomic<bool> store_up_{false};
   std::atomic<int64_t> spooled_rows_{0};
   std::atomic<int64_t> replayed_rows_{0};
 
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Pending> queue_;  // Guarded by mutex_
-  bool closed_ = false;        // Guarded by mutex_
+  Mutex mutex_;
+  CondVar cv_;
+  std::deque<Pending> queue_ GUARDED_BY(mutex_);
+  bool closed_ GUARDED_BY(mutex_) = false;
   std::thread writer_;
   std::thread replayer_;
 };
@@ -190,8 +191,8 @@ void PgLedger::WriterMain() {
   for (;;) {
     std::deque<Pending> batch;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      MutexLock lock(mutex_);
+      cv_.Wait(lock, [this]() REQUIRES(mutex_) { return closed_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closed and drained
       while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxBatch) {
         batch.push_back(std::move(queue_.front()));
@@ -213,7 +214,7 @@ void PgLedger::WriterMain() {
 }
 
 Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
-  std::lock_guard<std::mutex> route(route_mutex_);
+  MutexLock route(route_mutex_);
   Status pg = Status::Ok();
   if (direct_) {
     pg = EnsureStore(writer_store_);
@@ -223,8 +224,8 @@ Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
     direct_ = false;
     SetStoreUp(false, pg);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      cv_.notify_all();  // wake the replay thread
+      MutexLock lock(mutex_);
+      cv_.NotifyAll();  // wake the replay thread
     }
   }
   if (!spool_) {
@@ -243,14 +244,14 @@ Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
 void PgLedger::ReplayMain() {
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_interval_ms),
-                   [this] { return closed_; });
+      MutexLock lock(mutex_);
+      cv_.WaitFor(lock, std::chrono::milliseconds(options_.retry_interval_ms),
+                   [this]() REQUIRES(mutex_) { return closed_; });
       if (closed_) return;
     }
     bool direct;
     {
-      std::lock_guard<std::mutex> route(route_mutex_);
+      MutexLock route(route_mutex_);
       direct = direct_;
     }
     if (!direct) Replay();
@@ -268,7 +269,7 @@ void PgLedger::Replay() {
       return;
     }
     if (oldest->empty()) {
-      std::lock_guard<std::mutex> route(route_mutex_);
+      MutexLock route(route_mutex_);
       auto n = spool_->Count();
       if (n.ok() && *n == 0) {
         direct_ = true;

@@ -26,7 +26,7 @@ Status QuotaTracker::LoadFrom(UsageLedger& ledger) {
   q.end_ms = INT64_MAX;
   LLMUX_ASSIGN_OR_RETURN(std::vector<TenantUsage> usage, ledger.Summarize(q));
   const std::string today = FormatDate(now);
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   totals_.clear();
   for (const TenantUsage& u : usage) {
     Totals& t = totals_[u.tenant];
@@ -42,7 +42,7 @@ Status QuotaTracker::LoadFrom(UsageLedger& ledger) {
 void QuotaTracker::Record(const std::string& tenant, int64_t finished_unix_ms, int64_t tokens,
                           int64_t cost_nano) {
   const int64_t now = clock_();
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Totals& t = totals_[tenant];
   Roll(t, now);
   if (StartOfDayMs(finished_unix_ms) == t.day_start_ms) t.tokens += tokens;
@@ -55,7 +55,7 @@ QuotaDecision QuotaTracker::Check(const std::string& tenant, const std::optional
   const int64_t now = clock_();
   Totals t;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     Totals& stored = totals_[tenant];
     Roll(stored, now);
     t = stored;
@@ -82,14 +82,14 @@ QuotaDecision QuotaTracker::Check(const std::string& tenant, const std::optional
 }
 
 int64_t QuotaTracker::TokensToday(const std::string& tenant) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Totals& t = totals_[tenant];
   Roll(t, clock_());
   return t.tokens;
 }
 
 int64_t QuotaTracker::SpendThisMonth(const std::string& tenant) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   Totals& t = totals_[tenant];
   Roll(t, clock_());
   return t.spend_nano;

@@ -4,6 +4,7 @@
 // Thread ownership: `write_db_` belongs to the writer thread (and to Close after it joined);
 // `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking (with a busy
 // timeout) orders the writer's transactions against Prune on the read connection.
+#include "llmux/thread_annotations.h"
 #include "telemetry/sqlite_ledger.h"
 
 #include <sqlite3.h>
@@ -34,10 +35,10 @@ class SqliteLedger final : public UsageLedger {
 
   void Append(UsageRecord record, OnCommitted on_committed) override {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (!closed_) {
         queue_.push_back({std::move(record), std::move(on_committed)});
-        cv_.notify_one();
+        cv_.NotifyOne();
         return;
       }
     }
@@ -70,11 +71,11 @@ class SqliteLedger final : public UsageLedger {
 
   void Close() override {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(mutex_);
       if (closed_) return;
       closed_ = true;
     }
-    cv_.notify_one();
+    cv_.NotifyOne();
     if (writer_.joinable()) writer_.join();
   }
 
@@ -88,13 +89,13 @@ class SqliteLedger final : public UsageLedger {
   Status WriteBatch(const std::deque<Pending>& batch);
 
   sqlite::Db write_db_;  // writer thread only
-  std::mutex read_mutex_;
-  sqlite::Db read_db_;  // Guarded by read_mutex_
+  Mutex read_mutex_;
+  sqlite::Db read_db_ GUARDED_BY(read_mutex_);
 
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Pending> queue_;  // Guarded by mutex_
-  bool closed_ = false;        // Guarded by mutex_
+  Mutex mutex_;
+  CondVar cv_;
+  std::deque<Pending> queue_ GUARDED_BY(mutex_);
+  bool closed_ GUARDED_BY(mutex_) = false;
   std::thread writer_;
 };
 
@@ -102,8 +103,8 @@ void SqliteLedger::WriterMain() {
   for (;;) {
     std::deque<Pending> batch;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      MutexLock lock(mutex_);
+      cv_.Wait(lock, [this]() REQUIRES(mutex_) { return closed_ || !queue_.empty(); });
       if (queue_.empty()) return;  // closed and drained
       while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxBatch) {
         batch.push_back(std::move(queue_.front()));
@@ -156,7 +157,7 @@ void BindQuery(sqlite3_stmt* stmt, const UsageQuery& q) {
 }
 
 StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) {
-  std::lock_guard<std::mutex> lock(read_mutex_);
+  MutexLock lock(read_mutex_);
   sqlite3* db = read_db_.get();
   // NOTE: integer division floors for the non-negative times a ledger holds.
   const std::string sql = std::string(
@@ -193,7 +194,7 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
 }
 
 StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
-  std::lock_guard<std::mutex> lock(read_mutex_);
+  MutexLock lock(read_mutex_);
   sqlite3* db = read_db_.get();
   const std::string sql = std::string("SELECT ") + sqlite::kUsageColumns + " FROM usage WHERE " +
                           TenantFilter(q) + " ORDER BY finished_unix_ms, id";
@@ -210,7 +211,7 @@ StatusOr<std::vector<UsageRecord>> SqliteLedger::Records(const UsageQuery& q) {
 }
 
 StatusOr<int64_t> SqliteLedger::Prune(int64_t before_ms) {
-  std::lock_guard<std::mutex> lock(read_mutex_);
+  MutexLock lock(read_mutex_);
   sqlite3* db = read_db_.get();
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(

@@ -16,7 +16,7 @@ StatusOr<std::unique_ptr<UsageSpool>> UsageSpool::Open(const std::filesystem::pa
 }
 
 Status UsageSpool::Append(const std::vector<const UsageRecord*>& rows) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite3* db = db_.get();
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(db, "BEGIN IMMEDIATE"));
   sqlite::Stmt stmt;
@@ -35,7 +35,7 @@ Status UsageSpool::Append(const std::vector<const UsageRecord*>& rows) {
 }
 
 StatusOr<std::vector<std::pair<int64_t, UsageRecord>>> UsageSpool::Oldest(int limit) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite3* db = db_.get();
   const std::string sql =
       std::string("SELECT id, ") + sqlite::kUsageColumns + " FROM usage ORDER BY id LIMIT ?1";
@@ -52,7 +52,7 @@ StatusOr<std::vector<std::pair<int64_t, UsageRecord>>> UsageSpool::Oldest(int li
 }
 
 StatusOr<int64_t> UsageSpool::DeleteThrough(int64_t last_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite3* db = db_.get();
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, "DELETE FROM usage WHERE id <= ?1", &stmt));
@@ -62,7 +62,7 @@ StatusOr<int64_t> UsageSpool::DeleteThrough(int64_t last_id) {
 }
 
 StatusOr<int64_t> UsageSpool::Count() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   sqlite3* db = db_.get();
   sqlite::Stmt stmt;
   LLMUX_RETURN_IF_ERROR(sqlite::Prepare(db, "SELECT COUNT(*) FROM usage", &stmt));

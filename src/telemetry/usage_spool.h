@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "llmux/thread_annotations.h"
 #include "llmux/usage_ledger.h"
 #include "telemetry/sqlite_util.h"
 
@@ -40,8 +41,8 @@ class UsageSpool {
       : path_(std::move(path)), db_(std::move(db)) {}
 
   const std::filesystem::path path_;
-  std::mutex mutex_;
-  sqlite::Db db_;  // Guarded by mutex_
+  Mutex mutex_;
+  sqlite::Db db_ GUARDED_BY(mutex_);
 };
 
 }  // namespace llmux

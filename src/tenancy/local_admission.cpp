@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "llmux/admission.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux {
 namespace {
@@ -20,7 +21,7 @@ class LocalAdmission final : public Admission {
     const RateDecision rate =
         rate_limiter_.Admit(tenant, config.rate_limit, request.charged_tokens);
     if (!rate.admitted) return AdmissionRateRefusal(rate, request.charged_tokens);
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     int64_t& queued = queued_[tenant];
     if (queued + request.num_choices > config.max_queued_requests) {
       return AdmissionQueueFullRefusal(config.max_queued_requests);
@@ -34,7 +35,7 @@ class LocalAdmission final : public Admission {
   std::optional<AdmissionRefusal> RefuseEarly(const std::string& tenant,
                                               const TenantConfig& config) override {
     if (auto refusal = QuotaRefusal(tenant, config)) return *refusal;
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = queued_.find(tenant);
     // Every call submits at least one choice.
     if (it != queued_.end() && it->second + 1 > config.max_queued_requests) {
@@ -44,7 +45,7 @@ class LocalAdmission final : public Admission {
   }
 
   void LeaveQueue(const AdmissionTicket& ticket, int count) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = remaining_.find(ticket.id);
     if (it == remaining_.end()) return;
     const int64_t n = std::min<int64_t>(count, it->second);
@@ -54,7 +55,7 @@ class LocalAdmission final : public Admission {
 
   void Finish(const AdmissionTicket& ticket, const AdmissionUsage&) override {
     // Usage reaches the quota tracker through the ledger (CallAccounting records it).
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = remaining_.find(ticket.id);
     if (it == remaining_.end()) return;
     queued_[ticket.tenant] -= it->second;
@@ -62,7 +63,7 @@ class LocalAdmission final : public Admission {
   }
 
   int64_t Queued(const std::string& tenant) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = queued_.find(tenant);
     return it == queued_.end() ? 0 : it->second;
   }
@@ -80,10 +81,10 @@ class LocalAdmission final : public Admission {
 
   TenantRateLimiter rate_limiter_;
   QuotaTracker* const quota_;
-  std::mutex mutex_;
-  uint64_t next_id_ = 1;                       // Guarded by mutex_
-  std::map<std::string, int64_t> queued_;      // Guarded by mutex_
-  std::map<uint64_t, int64_t> remaining_;      // Guarded by mutex_: queue places per ticket
+  Mutex mutex_;
+  uint64_t next_id_ GUARDED_BY(mutex_) = 1;
+  std::map<std::string, int64_t> queued_ GUARDED_BY(mutex_);
+  std::map<uint64_t, int64_t> remaining_ GUARDED_BY(mutex_);  // queue places per ticket
 };
 
 }  // namespace

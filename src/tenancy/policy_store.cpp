@@ -17,17 +17,17 @@ StatusOr<std::unique_ptr<PolicyStore>> PolicyStore::Create(const std::filesystem
 }
 
 std::shared_ptr<const TenantPolicy> PolicyStore::Current() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return current_;
 }
 
 std::uint64_t PolicyStore::generation() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return generation_;
 }
 
 KeyHash PolicyStore::content_hash() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return content_hash_;
 }
 
@@ -37,18 +37,18 @@ Status PolicyStore::ReloadIfChanged(bool* changed) { return ReloadImpl(true, cha
 
 Status PolicyStore::ReloadImpl(bool only_if_changed, bool* changed) {
   if (changed != nullptr) *changed = false;
-  std::lock_guard<std::mutex> reload_lock(reload_mutex_);
+  MutexLock reload_lock(reload_mutex_);
   LLMUX_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path_));
   const KeyHash content_hash = HashApiKey(text);  // SHA-256 of the file's bytes
   if (only_if_changed) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (current_ != nullptr && content_hash == content_hash_) return Status::Ok();
   }
   LLMUX_ASSIGN_OR_RETURN(std::shared_ptr<const TenantPolicy> policy,
                          ParseTenantPolicy(text, path_.string(), path_));
   if (validator_) LLMUX_RETURN_IF_ERROR(validator_(*policy));
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     current_ = std::move(policy);
     content_hash_ = content_hash;
     ++generation_;

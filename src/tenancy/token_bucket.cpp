@@ -58,7 +58,7 @@ TenantRateLimiter::TenantRateLimiter(ClockFn clock) : clock_(std::move(clock)) {
 RateDecision TenantRateLimiter::Admit(std::string_view tenant, const RateLimit& limit,
                                       std::int64_t tokens) {
   const SteadyTime now = clock_();
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = buckets_.find(tenant);
   if (it == buckets_.end()) {
     it = buckets_

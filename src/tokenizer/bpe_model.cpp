@@ -119,7 +119,7 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>& out) cons
   }
   CacheShard& shard = cache_[std::hash<std::string_view>{}(word) % kCacheShards];
   {
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(shard.mu);
     if (auto it = shard.words.find(word); it != shard.words.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
@@ -128,7 +128,7 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>& out) cons
   std::vector<int32_t> ids;
   MergeWord(word, ids);
   out.insert(out.end(), ids.begin(), ids.end());
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(shard.mu);
   // NOTE: a full shard is simply dropped; refilling is cheap and keeps memory bounded.
   if (shard.words.size() >= kMaxEntriesPerShard) shard.words.clear();
   shard.words.emplace(std::string(word), std::move(ids));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "llmux/status.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::tokenizer_internal {
 
@@ -56,9 +57,9 @@ class BpeModel {
   static constexpr size_t kMaxCachedWordBytes = 256;
   static constexpr size_t kMaxEntriesPerShard = 8192;
   struct CacheShard {
-    std::mutex mu;
+    Mutex mu;
     std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>
-        words;  // Guarded by mu
+        words GUARDED_BY(mu);
   };
   mutable std::array<CacheShard, kCacheShards> cache_;
 };

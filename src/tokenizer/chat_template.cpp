@@ -8,7 +8,7 @@
 
 #include "common/file_util.h"
 #include "tokenizer/chat_template_builtins.h"
-#include "tokenizer/jinja_template.h"
+#include "tokenizer/jinja/template.h"
 
 namespace llmux {
 namespace {

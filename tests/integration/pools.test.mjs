@@ -111,6 +111,50 @@ test('a dedicated tenant is served by its worker process, a shared one by the da
   assert.equal(stats.tenants.premium.pool, 'shared');
 });
 
+// One pool's value of an engine series on a /metrics page (labels as the daemon writes them).
+const poolSeries = (body, name, pool, model) => {
+  const m = body.match(new RegExp(`^${name}\\{model_name="${model}",pool="${pool}"\\} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : undefined;
+};
+const scrape = async (scope = '') => {
+  const r = await http(d, 'GET', `/metrics${scope}`, { key: K.admin });
+  assert.equal(r.status, 200, r.body);
+  return r.body;
+};
+
+test('/metrics: every pool\'s engine series under its pool label, a dedicated tenant\'s gauges from its worker', async (t) => {
+  if (!requireData(t)) return;
+  const gen = (body, pool, model) => poolSeries(body, 'vllm:generation_tokens_total', pool, model);
+  const prompt = (body, pool, model) => poolSeries(body, 'vllm:prompt_tokens_total', pool, model);
+  const before = await scrape();
+  const dedGen0 = gen(before, 'dedicated', 'stories-dedicated');
+  const dedPrompt0 = prompt(before, 'dedicated', 'stories-dedicated');
+  const sharedGen0 = gen(before, 'shared', 'stories');
+  assert.notEqual(dedGen0, undefined, 'the dedicated pool has its own series');
+  assert.notEqual(sharedGen0, undefined, 'the shared pool has its own series');
+  const a = await complete(K.acme, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+  assert.equal(a.status, 200, a.body);
+  assert.equal(a.headers.get('x-llmux-pool'), 'dedicated');
+  // The worker reports its figures with each health ping.
+  const after = await waitFor(async () => {
+    const body = await scrape();
+    return gen(body, 'dedicated', 'stories-dedicated') === dedGen0 + a.json.usage.completion_tokens ? body : null;
+  }, 5000, 'the dedicated pool\'s counters');
+  assert.equal(prompt(after, 'dedicated', 'stories-dedicated'), dedPrompt0 + a.json.usage.prompt_tokens);
+  // The shared pool counted nothing of it.
+  assert.equal(gen(after, 'shared', 'stories'), sharedGen0);
+  assert.equal(poolSeries(after, 'vllm:num_requests_running', 'dedicated', 'stories-dedicated'), 0);
+  assert.equal(poolSeries(after, 'vllm:kv_cache_usage_perc', 'dedicated', 'stories-dedicated'), 0);
+  // The dedicated tenant's gauges come from its own pool's engine, not the shared one.
+  assert.match(after, new RegExp(`^llmux_tenant_inflight_tokens_high_water\\{tenant="acme"\\} ${a.json.usage.prompt_tokens + 8}$`, 'm'));
+  assert.match(after, /^llmux_tenant_inflight_tokens\{tenant="acme"\} 0$/m);
+  // The router scope has the same per-pool lines.
+  const engine = await scrape('?scope=engine');
+  assert.equal(gen(engine, 'dedicated', 'stories-dedicated'), dedGen0 + a.json.usage.completion_tokens);
+  assert.equal(gen(engine, 'shared', 'stories'), sharedGen0);
+  assert.equal(engine.match(/^# TYPE vllm:generation_tokens_total counter$/gm).length, 1);
+});
+
 test('/v1/models lists what the tenant may use; other models are model_not_found', async (t) => {
   if (!requireData(t)) return;
   const ids = async (key) => (await http(d, 'GET', '/v1/models', { key })).json.data.map((m) => m.id);

@@ -98,7 +98,7 @@ test('/metrics: admin key on the main listener, 403 for tenant keys, open on met
   const admin = await http(d, 'GET', '/metrics', { key: KEYS.admin });
   assert.equal(admin.status, 200);
   assert.match(admin.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
-  assert.match(admin.body, /^vllm:num_requests_running\{model_name="stories"\} 0$/m);
+  assert.match(admin.body, /^vllm:num_requests_running\{model_name="stories",pool="shared"\} 0$/m);
   assert.match(admin.body, /^llmux_tenant_inflight_tokens_high_water\{tenant="alpha"\} \d+$/m);
   const open = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
   assert.equal(open.status, 200);

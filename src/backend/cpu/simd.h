@@ -5,9 +5,12 @@
 
 // NOTE: GCC 12's AVX-512 intrinsics build their pass-through operand from _mm512_undefined_*()
 // (`__Y = __Y`), which -Wuninitialized flags once inlined into our code. The values are never
-// read; the warning is disabled for the translation units that use these kernels.
+// read; the warning is disabled for the translation units that use these kernels (GCC only:
+// clang neither warns there nor knows -Wmaybe-uninitialized).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <immintrin.h>
 

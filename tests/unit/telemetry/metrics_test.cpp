@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sstream>
+#include <vector>
 
 namespace llmux {
 namespace {
@@ -19,14 +20,15 @@ std::string Line(const std::string& text, const std::string& series) {
 
 MetricsSnapshot Snapshot() {
   MetricsSnapshot s;
-  s.engine.running = 3;
-  s.engine.waiting = 2;
-  s.engine.kv_usage = 0.25;
-  s.engine.prompt_tokens_total = 100;
-  s.engine.generation_tokens_total = 40;
-  s.engine.num_preemptions = 1;
-  s.engine.prefix_query_tokens = 80;
-  s.engine.prefix_hit_tokens = 32;
+  EngineStats& e = s.pools.emplace_back(PoolEngineStats{"shared", "stories", {}}).stats;
+  e.running = 3;
+  e.waiting = 2;
+  e.kv_usage = 0.25;
+  e.prompt_tokens_total = 100;
+  e.generation_tokens_total = 40;
+  e.num_preemptions = 1;
+  e.prefix_query_tokens = 80;
+  e.prefix_hit_tokens = 32;
   MetricsSnapshot::Tenant a;
   a.name = "acme";
   a.inflight_budget = 32768;
@@ -46,16 +48,16 @@ MetricsSnapshot Snapshot() {
 TEST(Metrics, ExposesEngineFiguresUnderVllmNames) {
   auto m = Metrics::Create("stories");
   const std::string text = m->Render(Snapshot());
-  EXPECT_EQ(Line(text, R"(vllm:num_requests_running{model_name="stories"})"),
-            R"(vllm:num_requests_running{model_name="stories"} 3)");
-  EXPECT_EQ(Line(text, R"(vllm:num_requests_waiting{model_name="stories"})"),
-            R"(vllm:num_requests_waiting{model_name="stories"} 2)");
-  EXPECT_EQ(Line(text, R"(vllm:kv_cache_usage_perc{model_name="stories"})"),
-            R"(vllm:kv_cache_usage_perc{model_name="stories"} 0.25)");
-  EXPECT_EQ(Line(text, R"(vllm:prompt_tokens_total{model_name="stories"})"),
-            R"(vllm:prompt_tokens_total{model_name="stories"} 100)");
-  EXPECT_EQ(Line(text, R"(vllm:prefix_cache_hits_total{model_name="stories"})"),
-            R"(vllm:prefix_cache_hits_total{model_name="stories"} 32)");
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_running{model_name="stories",pool="shared"})"),
+            R"(vllm:num_requests_running{model_name="stories",pool="shared"} 3)");
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_waiting{model_name="stories",pool="shared"})"),
+            R"(vllm:num_requests_waiting{model_name="stories",pool="shared"} 2)");
+  EXPECT_EQ(Line(text, R"(vllm:kv_cache_usage_perc{model_name="stories",pool="shared"})"),
+            R"(vllm:kv_cache_usage_perc{model_name="stories",pool="shared"} 0.25)");
+  EXPECT_EQ(Line(text, R"(vllm:prompt_tokens_total{model_name="stories",pool="shared"})"),
+            R"(vllm:prompt_tokens_total{model_name="stories",pool="shared"} 100)");
+  EXPECT_EQ(Line(text, R"(vllm:prefix_cache_hits_total{model_name="stories",pool="shared"})"),
+            R"(vllm:prefix_cache_hits_total{model_name="stories",pool="shared"} 32)");
   EXPECT_NE(text.find("# TYPE vllm:prompt_tokens_total counter"), std::string::npos);
   EXPECT_NE(text.find("# TYPE vllm:time_to_first_token_seconds histogram"), std::string::npos);
 }
@@ -64,10 +66,55 @@ TEST(Metrics, EngineCountersAdvanceByTheDifferenceBetweenScrapes) {
   auto m = Metrics::Create("stories");
   MetricsSnapshot s = Snapshot();
   (void)m->Render(s);
-  s.engine.generation_tokens_total = 55;
+  s.pools[0].stats.generation_tokens_total = 55;
   const std::string text = m->Render(s);
-  EXPECT_EQ(Line(text, R"(vllm:generation_tokens_total{model_name="stories"})"),
-            R"(vllm:generation_tokens_total{model_name="stories"} 55)");
+  EXPECT_EQ(Line(text, R"(vllm:generation_tokens_total{model_name="stories",pool="shared"})"),
+            R"(vllm:generation_tokens_total{model_name="stories",pool="shared"} 55)");
+}
+
+// Every pool's engine is exported, labelled with its pool and the model it serves; each pool's
+// counters advance from its own previous value.
+TEST(Metrics, EngineSeriesPerPoolWithPoolAndModelLabels) {
+  auto m = Metrics::Create("stories");
+  MetricsSnapshot s = Snapshot();
+  EngineStats& d = s.pools.emplace_back(PoolEngineStats{"dedicated", "stories-big", {}}).stats;
+  d.running = 5;
+  d.kv_usage = 0.5;
+  d.generation_tokens_total = 9;
+  d.kv_events_dropped = 2;
+  (void)m->Render(s);
+  d.generation_tokens_total = 19;
+  s.pools[0].stats.generation_tokens_total = 41;
+  const std::string text = m->Render(s);
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_running{model_name="stories-big",pool="dedicated"})"),
+            R"(vllm:num_requests_running{model_name="stories-big",pool="dedicated"} 5)");
+  EXPECT_EQ(Line(text, R"(vllm:num_requests_running{model_name="stories",pool="shared"})"),
+            R"(vllm:num_requests_running{model_name="stories",pool="shared"} 3)");
+  EXPECT_EQ(Line(text, R"(vllm:kv_cache_usage_perc{model_name="stories-big",pool="dedicated"})"),
+            R"(vllm:kv_cache_usage_perc{model_name="stories-big",pool="dedicated"} 0.5)");
+  EXPECT_EQ(
+      Line(text, R"(vllm:generation_tokens_total{model_name="stories-big",pool="dedicated"})"),
+      R"(vllm:generation_tokens_total{model_name="stories-big",pool="dedicated"} 19)");
+  EXPECT_EQ(Line(text, R"(vllm:generation_tokens_total{model_name="stories",pool="shared"})"),
+            R"(vllm:generation_tokens_total{model_name="stories",pool="shared"} 41)");
+  EXPECT_EQ(Line(text, R"(llmux_kv_events_dropped_total{model_name="stories-big",pool="dedicated"})"),
+            R"(llmux_kv_events_dropped_total{model_name="stories-big",pool="dedicated"} 2)");
+}
+
+// A process pool's worker restarts with its counters at 0: what it counts afterwards is added,
+// and the exported counter never goes down.
+TEST(Metrics, PoolCountersSurviveAWorkerRestart) {
+  auto m = Metrics::Create("stories");
+  MetricsSnapshot s;
+  EngineStats& d = s.pools.emplace_back(PoolEngineStats{"dedicated", "stories", {}}).stats;
+  d.generation_tokens_total = 40;
+  (void)m->Render(s);
+  d.generation_tokens_total = 10;  // the new worker's first figures
+  (void)m->Render(s);
+  d.generation_tokens_total = 15;
+  const std::string text = m->Render(s);
+  EXPECT_EQ(Line(text, R"(vllm:generation_tokens_total{model_name="stories",pool="dedicated"})"),
+            R"(vllm:generation_tokens_total{model_name="stories",pool="dedicated"} 55)");
 }
 
 TEST(Metrics, TenantGaugesIncludingTheHighWaterMark) {
@@ -220,19 +267,20 @@ TEST(MetricsEngineScopeTest, RouterSeriesMatchTheFullExposition) {
   m->SetTenants({"acme"});
   m->SetCacheConfig(CacheConfigInfo{16, 4096, true});
   MetricsSnapshot s;
-  s.engine.running = 3;
-  s.engine.waiting = 2;
-  s.engine.kv_usage = 0.25;
-  s.engine.num_preemptions = 7;
-  s.engine.prompt_tokens_total = 100;
-  s.engine.generation_tokens_total = 40;
-  s.engine.prefix_query_tokens = 80;
-  s.engine.prefix_hit_tokens = 32;
+  EngineStats& e = s.pools.emplace_back(PoolEngineStats{"shared", "stories", {}}).stats;
+  e.running = 3;
+  e.waiting = 2;
+  e.kv_usage = 0.25;
+  e.num_preemptions = 7;
+  e.prompt_tokens_total = 100;
+  e.generation_tokens_total = 40;
+  e.prefix_query_tokens = 80;
+  e.prefix_hit_tokens = 32;
   MetricsSnapshot::Tenant t;
   t.name = "acme";
   s.tenants.push_back(t);
   const std::string full = m->Render(s);
-  const std::string engine = m->RenderEngine(s.engine);
+  const std::string engine = m->RenderEngine(s.pools);
   auto line = [](const std::string& text, const std::string& prefix) {
     std::istringstream in(text);
     std::string l;
@@ -242,13 +290,13 @@ TEST(MetricsEngineScopeTest, RouterSeriesMatchTheFullExposition) {
     return std::string();
   };
   EXPECT_EQ(line(engine, "vllm:num_requests_running{"),
-            "vllm:num_requests_running{model_name=\"stories\"} 3");
+            "vllm:num_requests_running{model_name=\"stories\",pool=\"shared\"} 3");
   EXPECT_EQ(line(engine, "vllm:num_requests_waiting{"),
-            "vllm:num_requests_waiting{model_name=\"stories\"} 2");
+            "vllm:num_requests_waiting{model_name=\"stories\",pool=\"shared\"} 2");
   EXPECT_EQ(line(engine, "vllm:kv_cache_usage_perc{"),
-            "vllm:kv_cache_usage_perc{model_name=\"stories\"} 0.25");
+            "vllm:kv_cache_usage_perc{model_name=\"stories\",pool=\"shared\"} 0.25");
   EXPECT_EQ(line(engine, "vllm:num_preemptions_total{"),
-            "vllm:num_preemptions_total{model_name=\"stories\"} 7");
+            "vllm:num_preemptions_total{model_name=\"stories\",pool=\"shared\"} 7");
   EXPECT_EQ(line(engine, "# TYPE vllm:num_preemptions_total"),
             "# TYPE vllm:num_preemptions_total counter");
   EXPECT_EQ(line(engine, "# TYPE vllm:num_requests_waiting"),
@@ -264,6 +312,35 @@ TEST(MetricsEngineScopeTest, RouterSeriesMatchTheFullExposition) {
   EXPECT_EQ(engine.find("tenant="), std::string::npos);
   EXPECT_EQ(engine.find("_bucket"), std::string::npos);
   EXPECT_NE(full.find("tenant=\"acme\""), std::string::npos);
+}
+
+// Several pools: one HELP/TYPE per series, one line per pool, the same lines as the full page.
+TEST(MetricsEngineScopeTest, EveryPoolUnderOneSeriesHeader) {
+  auto m = Metrics::Create("stories", "shared");
+  MetricsSnapshot s;
+  s.pools.push_back(PoolEngineStats{"shared", "stories", {}});
+  s.pools.push_back(PoolEngineStats{"dedicated", "stories-dedicated", {}});
+  s.pools[0].stats.waiting = 1;
+  s.pools[1].stats.waiting = 6;
+  s.pools[1].stats.prompt_tokens_total = 12;
+  const std::string full = m->Render(s);
+  const std::string engine = m->RenderEngine(s.pools);
+  std::istringstream in(engine);
+  std::vector<std::string> waiting;
+  for (std::string l; std::getline(in, l);) {
+    if (l.find("vllm:num_requests_waiting") != std::string::npos) waiting.push_back(l);
+  }
+  ASSERT_EQ(waiting.size(), 4u) << engine;
+  EXPECT_EQ(waiting[0].rfind("# HELP vllm:num_requests_waiting ", 0), 0u);
+  EXPECT_EQ(waiting[1], "# TYPE vllm:num_requests_waiting gauge");
+  EXPECT_EQ(waiting[2], "vllm:num_requests_waiting{model_name=\"stories\",pool=\"shared\"} 1");
+  EXPECT_EQ(waiting[3],
+            "vllm:num_requests_waiting{model_name=\"stories-dedicated\",pool=\"dedicated\"} 6");
+  const std::string prompt =
+      "vllm:prompt_tokens_total{model_name=\"stories-dedicated\",pool=\"dedicated\"} 12";
+  EXPECT_NE(engine.find("\n" + prompt + "\n"), std::string::npos) << engine;
+  EXPECT_NE(full.find("\n" + prompt + "\n"), std::string::npos) << full;
+  EXPECT_NE(full.find("\n" + waiting[3] + "\n"), std::string::npos) << full;
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "tokenizer/jinja_template.h"
-#include "tokenizer/jinja_value.h"
+#include "tokenizer/jinja/template.h"
+#include "tokenizer/jinja/value.h"
 
 namespace llmux::jinja {
 namespace {

@@ -5,9 +5,9 @@
 #include <set>
 #include <utility>
 
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_interpreter.h"
-#include "tokenizer/jinja_text.h"
+#include "tokenizer/jinja/builtins.h"
+#include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/jinja/text.h"
 
 namespace llmux::jinja {
 

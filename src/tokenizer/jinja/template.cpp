@@ -1,8 +1,8 @@
-#include "tokenizer/jinja_template.h"
+#include "tokenizer/jinja/template.h"
 
-#include "tokenizer/jinja_interpreter.h"
-#include "tokenizer/jinja_lexer.h"
-#include "tokenizer/jinja_parser.h"
+#include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/jinja/lexer.h"
+#include "tokenizer/jinja/parser.h"
 
 namespace llmux::jinja {
 

@@ -1,10 +1,10 @@
-#include "tokenizer/jinja_interpreter.h"
+#include "tokenizer/jinja/interpreter.h"
 
 #include <cmath>
 #include <utility>
 
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_lexer.h"
+#include "tokenizer/jinja/builtins.h"
+#include "tokenizer/jinja/lexer.h"
 
 namespace llmux::jinja {
 namespace {

@@ -9,8 +9,8 @@
 #include <string_view>
 
 #include "llmux/status.h"
-#include "tokenizer/jinja_ast.h"
-#include "tokenizer/jinja_value.h"
+#include "tokenizer/jinja/ast.h"
+#include "tokenizer/jinja/value.h"
 
 namespace llmux::jinja {
 

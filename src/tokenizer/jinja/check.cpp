@@ -2,8 +2,8 @@
 #include <set>
 #include <string>
 
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_parser.h"
+#include "tokenizer/jinja/builtins.h"
+#include "tokenizer/jinja/parser.h"
 
 namespace llmux::jinja {
 namespace {

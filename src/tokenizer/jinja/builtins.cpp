@@ -1,5 +1,5 @@
 // Members, methods, slicing and global functions (filters and tests: jinja_filters.cpp).
-#include "tokenizer/jinja_builtins.h"
+#include "tokenizer/jinja/builtins.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +7,8 @@
 #include <set>
 #include <utility>
 
-#include "tokenizer/jinja_interpreter.h"
-#include "tokenizer/jinja_text.h"
+#include "tokenizer/jinja/interpreter.h"
+#include "tokenizer/jinja/text.h"
 
 namespace llmux::jinja {
 namespace {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "llmux/status.h"
-#include "tokenizer/jinja_ast.h"
-#include "tokenizer/jinja_value.h"
+#include "tokenizer/jinja/ast.h"
+#include "tokenizer/jinja/value.h"
 
 namespace llmux::jinja {
 

@@ -1,4 +1,4 @@
-#include "tokenizer/jinja_parser.h"
+#include "tokenizer/jinja/parser.h"
 
 #include <cstdlib>
 #include <initializer_list>

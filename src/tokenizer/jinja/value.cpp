@@ -1,4 +1,4 @@
-#include "tokenizer/jinja_value.h"
+#include "tokenizer/jinja/value.h"
 
 #include <algorithm>
 #include <charconv>
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "tokenizer/jinja_text.h"
+#include "tokenizer/jinja/text.h"
 
 namespace llmux::jinja {
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "llmux/status.h"
-#include "tokenizer/jinja_ast.h"
-#include "tokenizer/jinja_lexer.h"
+#include "tokenizer/jinja/ast.h"
+#include "tokenizer/jinja/lexer.h"
 
 namespace llmux::jinja {
 

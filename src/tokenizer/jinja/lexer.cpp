@@ -1,9 +1,9 @@
-#include "tokenizer/jinja_lexer.h"
+#include "tokenizer/jinja/lexer.h"
 
 #include <array>
 #include <utility>
 
-#include "tokenizer/jinja_text.h"
+#include "tokenizer/jinja/text.h"
 
 namespace llmux::jinja {
 namespace {
