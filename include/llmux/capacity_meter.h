@@ -5,11 +5,11 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "llmux/status.h"
+#include "llmux/thread_annotations.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/usage_ledger.h"
 
@@ -46,12 +46,12 @@ class CapacityMeter {
     int64_t since_ms = 0;
   };
   // Moves [open.since_ms, now_ms) of `tenant` to pending_, split at UTC hours.
-  void Close(const std::string& tenant, Open& open, int64_t now_ms);
+  void Close(const std::string& tenant, Open& open, int64_t now_ms) REQUIRES(mutex_);
 
-  mutable std::mutex mutex_;
-  std::map<std::string, Open> open_;       // Guarded by mutex_
-  std::vector<CapacityAccrual> pending_;   // Guarded by mutex_; in time order per tenant
-  std::mutex flush_mutex_;                 // one Flush at a time
+  mutable Mutex mutex_;
+  std::map<std::string, Open> open_ GUARDED_BY(mutex_);
+  std::vector<CapacityAccrual> pending_ GUARDED_BY(mutex_);  // in time order per tenant
+  Mutex flush_mutex_;                                         // one Flush at a time
 };
 
 }  // namespace llmux

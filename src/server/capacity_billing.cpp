@@ -27,11 +27,11 @@ Status FlushCapacity(const ServerTelemetry& telemetry, int64_t now_ms) {
 CapacityFlusher::CapacityFlusher(ServerTelemetry telemetry, std::chrono::milliseconds interval)
     : telemetry_(telemetry), interval_(interval) {
   thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
-      lock.unlock();
+    MutexLock lock(mutex_);
+    while (!cv_.WaitFor(lock, interval_, [this]() REQUIRES(mutex_) { return stopping_; })) {
+      lock.Unlock();
       (void)FlushCapacity(telemetry_, WallClockMs());  // logged inside; retried next time
-      lock.lock();
+      lock.Lock();
     }
   });
 }
@@ -40,11 +40,11 @@ CapacityFlusher::~CapacityFlusher() { Stop(); }
 
 void CapacityFlusher::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   thread_.join();
   if (telemetry_.capacity != nullptr) telemetry_.capacity->Stop(WallClockMs());
   (void)FlushCapacity(telemetry_, WallClockMs());

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 
 #include "llmux/status.h"
+#include "llmux/thread_annotations.h"
 #include "server/server_telemetry.h"
 
 namespace llmux::server {
@@ -36,9 +35,9 @@ class CapacityFlusher {
  private:
   const ServerTelemetry telemetry_;
   const std::chrono::milliseconds interval_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // Guarded by mutex_
+  Mutex mutex_;
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

@@ -28,7 +28,7 @@ void CapacityMeter::Close(const std::string& tenant, Open& open, int64_t now_ms)
 }
 
 void CapacityMeter::Apply(const TenantPolicy& policy, int64_t now_ms) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   for (auto it = open_.begin(); it != open_.end();) {
     Close(it->first, it->second, now_ms);
     const TenantConfig* t = policy.Find(it->first);
@@ -47,23 +47,23 @@ void CapacityMeter::Apply(const TenantPolicy& policy, int64_t now_ms) {
 }
 
 void CapacityMeter::Stop(int64_t now_ms) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   for (auto& [name, open] : open_) Close(name, open, now_ms);
   open_.clear();
 }
 
 StatusOr<std::vector<CapacityCharge>> CapacityMeter::Flush(UsageLedger& ledger, int64_t now_ms) {
-  std::lock_guard<std::mutex> flushing(flush_mutex_);
+  MutexLock flushing(flush_mutex_);
   std::vector<CapacityAccrual> batch;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto& [name, open] : open_) Close(name, open, now_ms);
     batch.swap(pending_);
   }
   auto charges = ledger.AccrueCapacity(batch);
   if (!charges.ok()) {
     // Put the batch back in front of what was closed meanwhile (time order per tenant).
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(mutex_);
     batch.insert(batch.end(), pending_.begin(), pending_.end());
     pending_.swap(batch);
   }
@@ -71,7 +71,7 @@ StatusOr<std::vector<CapacityCharge>> CapacityMeter::Flush(UsageLedger& ledger, 
 }
 
 size_t CapacityMeter::pending() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return pending_.size();
 }
 

@@ -97,7 +97,7 @@ class PgLedger final : public UsageLedger {
 
   StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
       const std::vector<CapacityAccrual>& accruals) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
     auto out = read_store_->AccrueCapacity(accruals);
     if (!out.ok()) DropIfBroken(read_store_);
@@ -105,7 +105,7 @@ class PgLedger final : public UsageLedger {
   }
 
   StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
     auto out = read_store_->CapacityRecords(q);
     if (!out.ok()) DropIfBroken(read_store_);

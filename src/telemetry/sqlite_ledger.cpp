@@ -61,11 +61,11 @@ class SqliteLedger final : public UsageLedger {
   // against the writer's transactions.
   StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
       const std::vector<CapacityAccrual>& accruals) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     return sqlite::AccrueCapacity(read_db_.get(), accruals);
   }
   StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
-    std::lock_guard<std::mutex> lock(read_mutex_);
+    MutexLock lock(read_mutex_);
     return sqlite::ReadCapacity(read_db_.get(), q);
   }
 
