@@ -20,13 +20,16 @@ int64_t UsageTotals::total_cost_nano() const {
 }
 
 int64_t CapacityHold::MilliNanoPerHour() const {
-  const __int128 rate =
-      static_cast<__int128>(std::max<int64_t>(reserved_kv_tokens, 0)) *
-          prices.reserved_kv_nano_per_1k_tokens_hour +
-      1000 * (static_cast<__int128>(std::max<int64_t>(reserved_seqs, 0)) *
-                  prices.reserved_seq_nano_per_hour +
-              (dedicated ? prices.dedicated_pool_nano_per_hour : 0));
-  return Saturate(rate);
+  // Each product of two non-negative int64 fits in __int128 (< 2^126); saturating each one at
+  // int64 max before scaling keeps the sum (< 2^126 + 1000 * 2^64) inside it too.
+  const auto product = [](int64_t a, int64_t b) {
+    return std::min<__int128>(
+        kMax, static_cast<__int128>(std::max<int64_t>(a, 0)) * std::max<int64_t>(b, 0));
+  };
+  const __int128 kv = product(reserved_kv_tokens, prices.reserved_kv_nano_per_1k_tokens_hour);
+  const __int128 seqs = product(reserved_seqs, prices.reserved_seq_nano_per_hour);
+  const __int128 pool = dedicated ? std::max<int64_t>(prices.dedicated_pool_nano_per_hour, 0) : 0;
+  return Saturate(kv + 1000 * (seqs + pool));
 }
 
 CapacityHold HoldOf(const TenantConfig& tenant) {

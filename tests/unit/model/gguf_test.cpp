@@ -85,6 +85,7 @@ std::vector<std::byte> WriteGguf(const std::vector<Kv>& kvs, const std::vector<T
   for (size_t i = 0; i < ts.size(); ++i) {
     if (ts[i].offset_override >= 0) continue;
     out.resize(std::max(out.size(), data_start + offsets[i] + ts[i].data.size()));
+    if (ts[i].data.empty()) continue;  // memcpy from an empty vector's null data() is UB
     std::memcpy(out.data() + data_start + offsets[i], ts[i].data.data(), ts[i].data.size());
   }
   return out;
