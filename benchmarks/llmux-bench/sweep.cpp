@@ -87,12 +87,11 @@ std::string Scrape(const Target& t, const std::string& admin_key) {
   return body;
 }
 
-SweepPoint PointOf(int level, const Scenario& sc, RunData data,
+SweepPoint PointOf(int level, RunData data,
                    const std::map<std::string, EngineCounters>& before,
                    const std::map<std::string, EngineCounters>& after, const std::string& pool) {
   const Summary s = Summarize(data.records, data.duration_s, {Slo{}},
                               [](const RequestRecord&) { return true; });
-  (void)sc;
   SweepPoint p;
   p.concurrency = level;
   p.completed = s.completed;
@@ -243,7 +242,7 @@ int SweepMain(int argc, char** argv) {
     for (const auto& [pool, c] : after) pools.push_back(pool);
     if (pools.empty()) pools.push_back("shared");  // no /metrics: latency and throughput only
     for (const std::string& pool : pools) {
-      SweepPoint p = PointOf(level, sc, *data, before, after, pool);
+      SweepPoint p = PointOf(level, *data, before, after, pool);
       std::printf("%-8s c=%-4d %9.1f tok/s  %9.1f tok/engine-s  time/request p50 %8.1f p99 %8.1f ms"
                   "  TTFT p99 %8.1f ms  TPOT p99 %7.2f ms  failed %lld\n",
                   pool.c_str(), level, p.total_tokens_per_s, p.tokens_per_engine_second,
