@@ -195,13 +195,15 @@ test('prefix cache: private per tenant, cache_salt changes nothing, shared withi
   assert.ok(await cached(K.g1b, G) >= 32);  // same group: shared
   assert.equal(await cached(K.g2, G), 0);  // other group
   assert.equal(await cached(K.alice, G), 0);  // private tenant
-  assert.equal(await cached(K.acme, G), 0);  // another pool altogether
+  // Another pool altogether: none of the group's blocks. (acme's own earlier short prompt left a
+  // partial tail there, so it may reuse its own first token, BOS, and nothing more.)
+  assert.ok(await cached(K.acme, G) <= 1);
 });
 
 test('prefix cache: a short prompt\'s repeat reuses all but its last token, same logprobs', async (t) => {
   if (!requireData(t)) return;
   // Shorter than one 16-token block: only the partial tail the first request leaves can serve it.
-  const body = { prompt: 'short repeat: the cat sat', max_tokens: 3, temperature: 0, logprobs: 3 };
+  const body = { prompt: 'the cat sat', max_tokens: 3, temperature: 0, logprobs: 3 };
   for (const key of [K.bob, K.acme]) {  // a thread pool, and a process pool's worker
     const first = await complete(key, body);
     assert.equal(first.status, 200, first.body);
