@@ -10,6 +10,11 @@ namespace {
 // within microseconds and a futex wake-up costs more than a small op, so workers stay hot
 // across a step but do not burn a core between steps.
 constexpr int kSpinIterations = 20000;
+// After Rest (a forward step ended), a much shorter poll (~10-50 us): long enough to catch the
+// next step of a busy engine (sampling and scheduling between steps take tens of microseconds,
+// and catching it saves a futex wake-up), short enough to hand the core to the I/O threads
+// when no step follows soon.
+constexpr int kRestSpinIterations = 1000;
 constexpr int kChunksPerThread = 4;
 // The caller waiting for a chunk that a descheduled worker holds: after this many polls it
 // yields its core (on 2 shared cores, to that worker or to an I/O thread) between polls.
@@ -90,8 +95,9 @@ void ThreadPool::WorkerLoop() {
   uint32_t seen = 0;
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations &&
-                       !resting_.load(std::memory_order_relaxed);
+    for (int spin = 0;
+         g == seen &&
+         spin < (resting_.load(std::memory_order_relaxed) ? kRestSpinIterations : kSpinIterations);
          ++spin) {
       _mm_pause();
       g = generation_.load(std::memory_order_acquire);
