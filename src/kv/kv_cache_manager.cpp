@@ -142,7 +142,10 @@ PartialHit KvCacheManager::MatchPartial(const PrefixRoot& root, const PrefixChai
     const int32_t* cached = cache_tokens_.data() + static_cast<size_t>(b) * block_size_;
     int32_t k = 0;
     while (k < n && cached[k] == tokens[k]) ++k;
-    if (k > best.num_tokens) best = PartialHit{b, k};
+    // NOTE: only a complete use counts (all of the entry, or all the prompt can take): adopting
+    // removes the entry, and a prompt that diverges inside it (at the latest after the BOS every
+    // prompt shares) would destroy rows an exact repeat or a conversation's next turn needs.
+    if (k == n && k > best.num_tokens) best = PartialHit{b, k};
   }
   for (int32_t b : stale) Uncache(b);
   if (count_stats) hit_tokens_ += best.num_tokens;

@@ -92,9 +92,10 @@ class KvCacheManager {
   // Blocks among `hits` that currently have no reference (taking them uses the free pool).
   int32_t CountUnreferenced(std::span<const int32_t> hits) const;
 
-  // The cached partial tail block at chain position `chain` (as left by MatchPrefix) sharing the
-  // longest run of leading tokens with `tokens`, capped at max_tokens (< block_size); among equal
-  // runs the most recently registered. num_tokens == 0 when none matches. Entries whose parent
+  // The cached partial tail block at chain position `chain` (as left by MatchPrefix) whose
+  // leading tokens equal those of `tokens` over min(its length, max_tokens) (max_tokens <
+  // block_size): the longest such use, among equal ones the most recently registered; an entry
+  // the prompt diverges inside is not used. num_tokens == 0 when none matches. Entries whose parent
   // was evicted are dropped on the way. Adds the matched tokens to the hit statistics when
   // count_stats. The hit is valid until the next Allocate, Free or registration.
   PartialHit MatchPartial(const PrefixRoot& root, const PrefixChain& chain,

@@ -90,7 +90,7 @@ TEST(KvPartialPrefix, RepeatOfAShortPromptReusesAllButItsLastToken) {
   kv.CheckInvariants();
 }
 
-TEST(KvPartialPrefix, HitLengthIsTheLongestCommonRunAfterTheFullBlocks) {
+TEST(KvPartialPrefix, AnEntryServesOnlyAPromptThatUsesAllOfItOrAllItCan) {
   KvCacheManager kv(8, 4);
   const PrefixRoot root{0, HashSeed("tenant:a")};
   std::vector<int32_t> a;
@@ -100,11 +100,11 @@ TEST(KvPartialPrefix, HitLengthIsTheLongestCommonRunAfterTheFullBlocks) {
   EXPECT_EQ(kv.cached_len(2), 3);
 
   auto prompt = Tokens(14, 100);
-  prompt[10] = 999;  // diverges at the tail's third token
+  prompt[10] = 999;  // diverges inside the tail: the entry is left for a prompt that repeats it
   Lookup l = Find(kv, root, prompt);
   EXPECT_EQ(l.hits.size(), 2u);
-  EXPECT_EQ(l.partial.num_tokens, 2);
-  EXPECT_EQ(l.cached, 10);
+  EXPECT_EQ(l.partial.block, -1);
+  EXPECT_EQ(l.cached, 8);
 
   auto exact = Tokens(11, 100);  // the same 11 tokens: the last one is never a hit
   EXPECT_EQ(Find(kv, root, exact).cached, 10);
@@ -212,7 +212,7 @@ TEST(KvPartialPrefix, AtMostEightEntriesPerPositionAndTheOldestGoes) {
   EXPECT_FALSE(kv.is_cached(0)) << "the oldest entry stays past the cap";
   auto probe = Tokens(6, 0);
   probe[4] = 100;
-  EXPECT_EQ(Find(kv, root, probe).cached, 4);  // its last token is gone with block 0
+  EXPECT_EQ(Find(kv, root, probe).cached, 0);  // its entry went with block 0; the rest diverge
   probe[4] = 101;
   Lookup l = Find(kv, root, probe);
   EXPECT_EQ(l.partial.block, 1);
