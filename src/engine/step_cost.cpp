@@ -122,6 +122,7 @@ void StepCostModel::Observe(std::span<const ScheduledSeq> seqs, double seconds) 
     // prior value, the per-step one's the first step's duration.
     const double flops = flops_.per_token * (shape.prefill_tokens + shape.decode_tokens) +
                          flops_.per_context * shape.attended + flops_.per_sample * shape.sampled;
+    if (!(flops > 0)) return;  // no tokens in the step: nothing to scale the prior by
     const double rate = seconds / flops;
     scale_ = {seconds, flops_.per_token * rate, flops_.per_token * rate,
               flops_.per_context * rate, flops_.per_sample * rate};
