@@ -85,7 +85,10 @@ bool KvCacheManager::CanTake(int32_t t, int32_t n) const {
 
 bool KvCacheManager::Matches(int32_t block, int32_t seed_id, const PrefixChain& parent,
                              std::span<const int32_t> tokens) const {
-  if (!cached_[block] || cached_len_[block] != block_size_ || seed_id_[block] != seed_id || parent_[block] != parent.block) return false;
+  if (!cached_[block] || cached_len_[block] != block_size_ || seed_id_[block] != seed_id ||
+      parent_[block] != parent.block) {
+    return false;
+  }
   if (parent.block >= 0 && parent_epoch_[block] != parent.epoch) return false;
   return std::equal(tokens.begin(), tokens.end(), CachedTokens(block).begin());
 }
@@ -113,7 +116,8 @@ int32_t KvCacheManager::MatchPrefix(const PrefixRoot& root, std::span<const int3
 
 bool KvCacheManager::PartialParentValid(int32_t block) const {
   const int32_t p = parent_[block];
-  return p < 0 || (cached_[p] && cached_len_[p] == block_size_ && epoch_[p] == parent_epoch_[block]);
+  return p < 0 ||
+         (cached_[p] && cached_len_[p] == block_size_ && epoch_[p] == parent_epoch_[block]);
 }
 
 PartialHit KvCacheManager::MatchPartial(const PrefixRoot& root, const PrefixChain& chain,
@@ -391,8 +395,7 @@ void KvCacheManager::CheckInvariants() const {
     } else if (cached_[b]) {
       LLMUX_CHECK(cached_len_[b] > 0 && ref_[b] == 0) << "partial block " << b;
       auto it = partials_.find(hash_[b]);
-      LLMUX_CHECK(it != partials_.end() &&
-                  std::count(it->second.begin(), it->second.end(), b) == 1)
+      LLMUX_CHECK(it != partials_.end() && std::count(it->second.begin(), it->second.end(), b) == 1)
           << "partial block " << b << " unindexed";
     }
   }

@@ -193,7 +193,7 @@ class KvCacheManager {
   std::vector<int32_t> owner_;  // tenant charged for the block while it is referenced
   std::vector<uint8_t> needs_zero_;
   std::vector<uint8_t> cached_;
-  std::vector<uint64_t> hash_;  // a full block's chain hash; a partial tail's position hash
+  std::vector<uint64_t> hash_;   // a full block's chain hash; a partial tail's position hash
   std::vector<uint64_t> epoch_;  // changes each time the block is (re)registered
   std::vector<int32_t> seed_id_;
   std::vector<int32_t> parent_;  // cached parent block, -1 for a chain's first block

@@ -57,8 +57,8 @@ TEST(ThreadPoolTest, RestAndWakeBetweenJobsKeepWorkersServing) {
           std::this_thread::yield();
         }
       });
-      ASSERT_FALSE(timed_out.load()) << "no worker joined job " << rep << " with " << threads
-                                     << " threads";
+      ASSERT_FALSE(timed_out.load())
+          << "no worker joined job " << rep << " with " << threads << " threads";
       std::vector<std::atomic<int>> hits(1000);
       pool.ParallelFor(1000, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
