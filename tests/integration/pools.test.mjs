@@ -198,6 +198,28 @@ test('prefix cache: private per tenant, cache_salt changes nothing, shared withi
   assert.equal(await cached(K.acme, G), 0);  // another pool altogether
 });
 
+test('prefix cache: a short prompt\'s repeat reuses all but its last token, same logprobs', async (t) => {
+  if (!requireData(t)) return;
+  // Shorter than one 16-token block: only the partial tail the first request leaves can serve it.
+  const body = { prompt: 'the cat sat', max_tokens: 3, temperature: 0, logprobs: 3 };
+  for (const key of [K.bob, K.acme]) {  // a thread pool, and a process pool's worker
+    const first = await complete(key, body);
+    assert.equal(first.status, 200, first.body);
+    const n = first.json.usage.prompt_tokens;
+    assert.ok(n > 2 && n < 16, `prompt has ${n} tokens`);
+    assert.equal(first.json.usage.prompt_tokens_details.cached_tokens, 0);
+    const again = await complete(key, body);
+    assert.equal(again.status, 200, again.body);
+    assert.equal(again.json.usage.prompt_tokens_details.cached_tokens, n - 1);
+    assert.equal(again.json.choices[0].text, first.json.choices[0].text);
+    assert.deepEqual(again.json.choices[0].logprobs, first.json.choices[0].logprobs);
+  }
+  // The tails are scoped like full blocks: another tenant's identical prompt reuses nothing.
+  const other = await complete(K.g2, body);
+  assert.equal(other.status, 200, other.body);
+  assert.equal(other.json.usage.prompt_tokens_details.cached_tokens, 0);
+});
+
 test('batch invariance: seeded sampling gives the same tokens alone and among 15 others', async (t) => {
   if (!requireData(t)) return;
   const target = {

@@ -132,6 +132,9 @@ Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
 
 Status CpuBackend::BeginBatch(const ForwardBatch& b) {
   has_batch_ = false;
+  // A step starts: workers resting since the last one wake while the batch is checked and
+  // planned, so the first op does not wait for a futex wake-up.
+  pool_.Wake();
   if (kv_cache_ == nullptr) return FailedPrecondition("cpu: BeginBatch before InitKvCache");
   const int64_t T = b.num_tokens();
   const int64_t S = b.num_seqs();
@@ -205,6 +208,9 @@ Status CpuBackend::CopyToHostF32(const Tensor& src, float* dst) {
     std::memcpy(dst + r * src.cols, static_cast<const float*>(src.data) + r * src.stride,
                 src.cols * sizeof(float));
   }
+  // The step's sync point ends its ops: workers sleep until the next step instead of spinning
+  // through sampling, scheduling and the I/O threads' work.
+  pool_.Rest();
   return Status::Ok();
 }
 
