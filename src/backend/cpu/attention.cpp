@@ -72,6 +72,49 @@ void ScoreRows(const float* const* qrows, const ChunkView& cv, int64_t hd, __mma
   }
 }
 
+// o_i = o_i * alpha_i + sum_{j < n_i} e_i[j] * v_j (j ascending) for N rows at once; the rows
+// share the V loads of their common keys. Each output element's operation sequence is the
+// row's own whatever N is.
+template <int N>
+void AccumulateRows(float* const* o, const float* const* e, const float* alpha, const int64_t* n,
+                    const ChunkView& cv, int64_t hd) {
+  const int64_t vecs = (hd + 15) / 16;
+  const int64_t full = hd / 16;
+  const __mmask16 tail = TailMask(hd - full * 16);
+  int64_t common = n[0];
+  for (int i = 1; i < N; ++i) common = std::min(common, n[i]);
+  for (int64_t c0 = 0; c0 < vecs; c0 += kColBlock) {
+    const int64_t nc = std::min<int64_t>(kColBlock, vecs - c0);
+    __m512 acc[N][kColBlock];
+    for (int i = 0; i < N; ++i) {
+      const __m512 va = _mm512_set1_ps(alpha[i]);
+      for (int64_t c = 0; c < nc; ++c) {
+        acc[i][c] = _mm512_loadu_ps(o[i] + 16 * (c0 + c));
+        if (alpha[i] != 1.0f) acc[i][c] = _mm512_mul_ps(acc[i][c], va);  // x * 1 == x
+      }
+    }
+    auto v_at = [&](int64_t j, int64_t c) {
+      const float* vj = cv.v + j * cv.v_stride + 16 * (c0 + c);
+      return c0 + c < full ? Load16(vj) : LoadMasked(vj, tail);
+    };
+    for (int64_t j = 0; j < common; ++j) {
+      __m512 p[N];
+      for (int i = 0; i < N; ++i) p[i] = _mm512_set1_ps(e[i][j]);
+      for (int64_t c = 0; c < nc; ++c) {
+        const __m512 vv = v_at(j, c);
+        for (int i = 0; i < N; ++i) acc[i][c] = _mm512_fmadd_ps(p[i], vv, acc[i][c]);
+      }
+    }
+    for (int i = 0; i < N; ++i) {
+      for (int64_t j = common; j < n[i]; ++j) {
+        const __m512 p = _mm512_set1_ps(e[i][j]);
+        for (int64_t c = 0; c < nc; ++c) acc[i][c] = _mm512_fmadd_ps(p, v_at(j, c), acc[i][c]);
+      }
+      for (int64_t c = 0; c < nc; ++c) _mm512_storeu_ps(o[i] + 16 * (c0 + c), acc[i][c]);
+    }
+  }
+}
+
 // Runs one tile: rows r = (t - t0) * group + i for query head kv_head * group + i.
 void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const std::byte* vc,
                 const int32_t* table, const Tensor& q, Tensor& out, int64_t pos0, int64_t t0,
@@ -163,8 +206,11 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
                                                 _mm512_mul_ps(acc[i], vscale));
           const float m_old = sc.m[row];
           const float m_new = std::max(m_old, _mm512_reduce_max_ps(s));
-          const float alpha = _mm_cvtss_f32(_mm512_castps512_ps128(
-              Exp(_mm512_set1_ps(m_old - m_new))));
+          // NOTE: Exp(0) == 1 and Exp(-inf) == 0 exactly, so the shortcuts give the same bits.
+          const float alpha = m_old == m_new   ? 1.0f
+                              : m_old == -INFINITY ? 0.0f
+                                                   : _mm_cvtss_f32(_mm512_castps512_ps128(
+                                                         Exp(_mm512_set1_ps(m_old - m_new))));
           const __m512 e = _mm512_maskz_mov_ps(vis, Exp(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
           _mm512_storeu_ps(sc.p.data() + row * kChunk, e);
           sc.l[row] = sc.l[row] * alpha + Hsum(e);
@@ -173,29 +219,22 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
         }
       }
 
-      // o = o * alpha + sum_j e_j v_j over the row's visible keys, in key order.
-      for (int64_t row = r_first; row < nrows; ++row) {
-        const int64_t n = std::min<int64_t>(used, rpos[row] - start + 1);
-        const float* e = sc.p.data() + row * kChunk;
-        float* o = sc.o.data() + row * hd_pad;
-        const __m512 va = _mm512_set1_ps(sc.alpha[row]);
-        const bool rescale = sc.alpha[row] != 1.0f;  // x * 1 == x: skipping is exact
-        for (int64_t c0 = 0; c0 < hd_pad / 16; c0 += kColBlock) {
-          const int64_t nc = std::min<int64_t>(kColBlock, hd_pad / 16 - c0);
-          __m512 acc[kColBlock];
-          for (int64_t c = 0; c < nc; ++c) {
-            acc[c] = _mm512_loadu_ps(o + 16 * (c0 + c));
-            if (rescale) acc[c] = _mm512_mul_ps(acc[c], va);
-          }
-          for (int64_t j = 0; j < n; ++j) {
-            const __m512 pj = _mm512_set1_ps(e[j]);
-            const float* vj = cv.v + j * cv.v_stride + 16 * c0;
-            for (int64_t c = 0; c < nc; ++c) {
-              const __m512 vv = c0 + c < full ? Load16(vj + 16 * c) : LoadMasked(vj + 16 * c, hd_tail);
-              acc[c] = _mm512_fmadd_ps(pj, vv, acc[c]);
-            }
-          }
-          for (int64_t c = 0; c < nc; ++c) _mm512_storeu_ps(o + 16 * (c0 + c), acc[c]);
+      // o = o * alpha + sum_j e_j v_j over the row's visible keys, in key order; two rows at
+      // a time share the V loads.
+      for (int64_t row = r_first; row < nrows; row += 2) {
+        const int nr = row + 1 < nrows ? 2 : 1;
+        float* o[2];
+        const float* e[2];
+        int64_t n[2];
+        for (int i = 0; i < nr; ++i) {
+          o[i] = sc.o.data() + (row + i) * hd_pad;
+          e[i] = sc.p.data() + (row + i) * kChunk;
+          n[i] = std::min<int64_t>(used, rpos[row + i] - start + 1);
+        }
+        if (nr == 2) {
+          AccumulateRows<2>(o, e, sc.alpha.data() + row, n, cv, hd);
+        } else {
+          AccumulateRows<1>(o, e, sc.alpha.data() + row, n, cv, hd);
         }
       }
     }
