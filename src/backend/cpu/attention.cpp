@@ -37,19 +37,27 @@ constexpr int kChunk = 16;  // keys per chunk: one vector lane each
 constexpr int64_t kMinParallelCost = 2048;
 // Output columns accumulated in registers at once (8 vectors = 128 dims).
 constexpr int64_t kColBlock = 8;
+// F16 chunks read by at most this many rows are converted as loaded, not staged in F32.
+constexpr int64_t kDirectRows = 4;
 
 struct AttnShape {
   int64_t heads, kv_heads, group, head_dim, block_size, kv_row, max_blocks;
   float scale;
 };
 
-// One chunk's K and V as F32: kt[d * kt_stride + lane] (lane = key), v + j * v_stride.
+// One chunk's K and V in element type E (float, or uint16_t holding F16):
+// kt[d * kt_stride + lane] (lane = key), v + j * v_stride.
+template <typename E>
 struct ChunkView {
-  const float* kt;
+  const E* kt;
   int64_t kt_stride;
-  const float* v;
+  const E* v;
   int64_t v_stride;
 };
+
+// 16 elements (masked: lanes outside m are 0, memory untouched) as F32; exact.
+inline __m512 LoadE(const float* p, __mmask16 m) { return LoadMasked(p, m); }
+inline __m512 LoadE(const uint16_t* p, __mmask16 m) { return LoadF16Masked(p, m); }
 
 // Per-thread scratch, grown once (no allocation per op afterwards).
 struct Scratch {
@@ -62,12 +70,12 @@ struct Scratch {
 
 // Scores of rows [r0, r0 + n) (n <= 4) against the chunk's keys: acc[i] lane j = the FMA chain
 // over d of q_row[d] * k_j[d]. Processing rows together only shares the K loads.
-template <int N>
-void ScoreRows(const float* const* qrows, const ChunkView& cv, int64_t hd, __mmask16 lanes,
+template <int N, typename E>
+void ScoreRows(const float* const* qrows, const ChunkView<E>& cv, int64_t hd, __mmask16 lanes,
                __m512* acc) {
   for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t d = 0; d < hd; ++d) {
-    const __m512 k = _mm512_maskz_loadu_ps(lanes, cv.kt + d * cv.kt_stride);
+    const __m512 k = LoadE(cv.kt + d * cv.kt_stride, lanes);
     for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(qrows[i][d]), k, acc[i]);
   }
 }
@@ -75,9 +83,9 @@ void ScoreRows(const float* const* qrows, const ChunkView& cv, int64_t hd, __mma
 // o_i = o_i * alpha_i + sum_{j < n_i} e_i[j] * v_j (j ascending) for N rows at once; the rows
 // share the V loads of their common keys. Each output element's operation sequence is the
 // row's own whatever N is.
-template <int N>
+template <int N, typename E>
 void AccumulateRows(float* const* o, const float* const* e, const float* alpha, const int64_t* n,
-                    const ChunkView& cv, int64_t hd) {
+                    const ChunkView<E>& cv, int64_t hd) {
   const int64_t vecs = (hd + 15) / 16;
   const int64_t full = hd / 16;
   const __mmask16 tail = TailMask(hd - full * 16);
@@ -94,8 +102,8 @@ void AccumulateRows(float* const* o, const float* const* e, const float* alpha, 
       }
     }
     auto v_at = [&](int64_t j, int64_t c) {
-      const float* vj = cv.v + j * cv.v_stride + 16 * (c0 + c);
-      return c0 + c < full ? Load16(vj) : LoadMasked(vj, tail);
+      return LoadE(cv.v + j * cv.v_stride + 16 * (c0 + c),
+                   c0 + c < full ? static_cast<__mmask16>(0xffff) : tail);
     };
     for (int64_t j = 0; j < common; ++j) {
       __m512 p[N];
@@ -153,6 +161,63 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
   const __m512 vscale = _mm512_set1_ps(sh.scale);
   const __m512 lane_idx = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
+  // Scores, softmax statistics and the output update of one chunk for rows r_first.. (E: the
+  // element type the chunk is read in; the values are the same F32 numbers either way).
+  auto run_chunk = [&](const auto& cv, int64_t r_first, int64_t start, int64_t width, int64_t used,
+                       __mmask16 lanes) {
+    // Scores, mask, online softmax statistics.
+    int64_t r = r_first;
+    for (; r < nrows; r += 4) {
+      const int64_t n = std::min<int64_t>(4, nrows - r);
+      __m512 acc[4];
+      switch (n) {
+        case 4: ScoreRows<4>(qrow + r, cv, hd, lanes, acc); break;
+        case 3: ScoreRows<3>(qrow + r, cv, hd, lanes, acc); break;
+        case 2: ScoreRows<2>(qrow + r, cv, hd, lanes, acc); break;
+        default: ScoreRows<1>(qrow + r, cv, hd, lanes, acc); break;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t row = r + i;
+        // Keys start..min(start + width, pos + 1) - 1 are visible to this row.
+        const float visible = static_cast<float>(std::min<int64_t>(width, rpos[row] - start + 1));
+        const __mmask16 vis = _mm512_cmp_ps_mask(lane_idx, _mm512_set1_ps(visible), _CMP_LT_OQ);
+        const __m512 s = _mm512_mask_blend_ps(vis, _mm512_set1_ps(-INFINITY),
+                                              _mm512_mul_ps(acc[i], vscale));
+        const float m_old = sc.m[row];
+        const float m_new = std::max(m_old, _mm512_reduce_max_ps(s));
+        // NOTE: Exp(0) == 1 and Exp(-inf) == 0 exactly, so the shortcuts give the same bits.
+        const float alpha = m_old == m_new   ? 1.0f
+                            : m_old == -INFINITY ? 0.0f
+                                                 : _mm_cvtss_f32(_mm512_castps512_ps128(
+                                                       Exp(_mm512_set1_ps(m_old - m_new))));
+        const __m512 e = _mm512_maskz_mov_ps(vis, Exp(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
+        _mm512_storeu_ps(sc.p.data() + row * kChunk, e);
+        sc.l[row] = sc.l[row] * alpha + Hsum(e);
+        sc.m[row] = m_new;
+        sc.alpha[row] = alpha;
+      }
+    }
+
+    // o = o * alpha + sum_j e_j v_j over the row's visible keys, in key order; two rows at
+    // a time share the V loads.
+    for (int64_t row = r_first; row < nrows; row += 2) {
+      const int nr = row + 1 < nrows ? 2 : 1;
+      float* o[2];
+      const float* e[2];
+      int64_t n[2];
+      for (int i = 0; i < nr; ++i) {
+        o[i] = sc.o.data() + (row + i) * hd_pad;
+        e[i] = sc.p.data() + (row + i) * kChunk;
+        n[i] = std::min<int64_t>(used, rpos[row + i] - start + 1);
+      }
+      if (nr == 2) {
+        AccumulateRows<2>(o, e, sc.alpha.data() + row, n, cv, hd);
+      } else {
+        AccumulateRows<1>(o, e, sc.alpha.data() + row, n, cv, hd);
+      }
+    }
+  };
+
   for (int64_t blk = 0; blk * bs <= last; ++blk) {
     const int64_t block = table[blk];
     for (int64_t off = 0; off < bs && blk * bs + off <= last; off += kChunk) {
@@ -166,77 +231,31 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
       // K^T of the chunk: [hd][block_size] inside the block; V: [block_size][kv_heads][hd].
       const int64_t k_elem = ((block * sh.kv_heads + kvh) * hd) * bs + off;
       const int64_t v_elem = ((block * bs + off) * sh.kv_heads + kvh) * hd;
-      ChunkView cv;
-      if (f16) {
-        const auto* kh = reinterpret_cast<const uint16_t*>(kc) + k_elem;
-        const auto* vh = reinterpret_cast<const uint16_t*>(vc) + v_elem;
-        for (int64_t d = 0; d < hd; ++d) {
-          _mm512_storeu_ps(sc.kt.data() + d * kChunk, LoadF16Masked(kh + d * bs, lanes));
-        }
-        for (int64_t j = 0; j < used; ++j) {
-          for (int64_t c = 0; c < hd; c += 16) {
-            const __mmask16 m = hd - c >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(hd - c);
-            _mm512_mask_storeu_ps(sc.v.data() + j * hd + c, m,
-                                  LoadF16Masked(vh + j * sh.kv_row + c, m));
-          }
-        }
-        cv = {sc.kt.data(), kChunk, sc.v.data(), hd};
-      } else {
-        cv = {reinterpret_cast<const float*>(kc) + k_elem, bs,
-              reinterpret_cast<const float*>(vc) + v_elem, sh.kv_row};
+      if (!f16) {
+        run_chunk(ChunkView<float>{reinterpret_cast<const float*>(kc) + k_elem, bs,
+                                   reinterpret_cast<const float*>(vc) + v_elem, sh.kv_row},
+                  r_first, start, width, used, lanes);
+        continue;
       }
-
-      // Scores, mask, online softmax statistics.
-      int64_t r = r_first;
-      for (; r < nrows; r += 4) {
-        const int64_t n = std::min<int64_t>(4, nrows - r);
-        __m512 acc[4];
-        switch (n) {
-          case 4: ScoreRows<4>(qrow + r, cv, hd, lanes, acc); break;
-          case 3: ScoreRows<3>(qrow + r, cv, hd, lanes, acc); break;
-          case 2: ScoreRows<2>(qrow + r, cv, hd, lanes, acc); break;
-          default: ScoreRows<1>(qrow + r, cv, hd, lanes, acc); break;
-        }
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t row = r + i;
-          // Keys start..min(start + width, pos + 1) - 1 are visible to this row.
-          const float visible = static_cast<float>(std::min<int64_t>(width, rpos[row] - start + 1));
-          const __mmask16 vis = _mm512_cmp_ps_mask(lane_idx, _mm512_set1_ps(visible), _CMP_LT_OQ);
-          const __m512 s = _mm512_mask_blend_ps(vis, _mm512_set1_ps(-INFINITY),
-                                                _mm512_mul_ps(acc[i], vscale));
-          const float m_old = sc.m[row];
-          const float m_new = std::max(m_old, _mm512_reduce_max_ps(s));
-          // NOTE: Exp(0) == 1 and Exp(-inf) == 0 exactly, so the shortcuts give the same bits.
-          const float alpha = m_old == m_new   ? 1.0f
-                              : m_old == -INFINITY ? 0.0f
-                                                   : _mm_cvtss_f32(_mm512_castps512_ps128(
-                                                         Exp(_mm512_set1_ps(m_old - m_new))));
-          const __m512 e = _mm512_maskz_mov_ps(vis, Exp(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
-          _mm512_storeu_ps(sc.p.data() + row * kChunk, e);
-          sc.l[row] = sc.l[row] * alpha + Hsum(e);
-          sc.m[row] = m_new;
-          sc.alpha[row] = alpha;
+      const auto* kh = reinterpret_cast<const uint16_t*>(kc) + k_elem;
+      const auto* vh = reinterpret_cast<const uint16_t*>(vc) + v_elem;
+      if (nrows - r_first <= kDirectRows) {
+        // Few rows (decode): converting K and V as they are loaded is cheaper than staging.
+        run_chunk(ChunkView<uint16_t>{kh, bs, vh, sh.kv_row}, r_first, start, width, used, lanes);
+        continue;
+      }
+      // Many rows: convert the chunk to F32 once, shared by all of them.
+      for (int64_t d = 0; d < hd; ++d) {
+        _mm512_storeu_ps(sc.kt.data() + d * kChunk, LoadF16Masked(kh + d * bs, lanes));
+      }
+      for (int64_t j = 0; j < used; ++j) {
+        for (int64_t c = 0; c < hd; c += 16) {
+          const __mmask16 m = hd - c >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(hd - c);
+          _mm512_mask_storeu_ps(sc.v.data() + j * hd + c, m, LoadF16Masked(vh + j * sh.kv_row + c, m));
         }
       }
-
-      // o = o * alpha + sum_j e_j v_j over the row's visible keys, in key order; two rows at
-      // a time share the V loads.
-      for (int64_t row = r_first; row < nrows; row += 2) {
-        const int nr = row + 1 < nrows ? 2 : 1;
-        float* o[2];
-        const float* e[2];
-        int64_t n[2];
-        for (int i = 0; i < nr; ++i) {
-          o[i] = sc.o.data() + (row + i) * hd_pad;
-          e[i] = sc.p.data() + (row + i) * kChunk;
-          n[i] = std::min<int64_t>(used, rpos[row + i] - start + 1);
-        }
-        if (nr == 2) {
-          AccumulateRows<2>(o, e, sc.alpha.data() + row, n, cv, hd);
-        } else {
-          AccumulateRows<1>(o, e, sc.alpha.data() + row, n, cv, hd);
-        }
-      }
+      run_chunk(ChunkView<float>{sc.kt.data(), kChunk, sc.v.data(), hd}, r_first, start, width,
+                used, lanes);
     }
   }
 
