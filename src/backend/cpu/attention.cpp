@@ -1,10 +1,11 @@
 // CpuBackend::Attention: causal paged attention with GQA, tiled over query rows (flash-attention
 // style, online softmax).
 //
-// A work item is a tile: up to kTileRows query rows of ONE sequence and ONE kv head (the query
-// tokens [t0, t1) times the query heads that share the kv head). The tile walks the sequence's
-// keys in chunks: a chunk is 16 consecutive key slots of one KV block (fewer when block_size is
-// below 16 or not a multiple of it), so chunk boundaries are fixed by absolute key position.
+// A work item is a tile: up to kTileRows query rows (at least one token's) of ONE sequence and
+// ONE kv head (the query tokens [t0, t1) times the query heads that share the kv head). The
+// tile walks the sequence's keys in chunks: a chunk is 16 consecutive key slots of one KV block
+// (fewer when block_size is below 16 or not a multiple of it), so chunk boundaries are fixed by
+// absolute key position.
 // Per query row r (position p_r) and chunk c, over the chunk's keys j <= p_r:
 //   s_j   = (sum over d = 0..head_dim-1, in order, of q[d] * k_j[d]) * scale   (one FMA chain
 //           per key, in the key's vector lane: K is stored transposed in its block)
@@ -61,10 +62,13 @@ inline __m512 LoadE(const uint16_t* p, __mmask16 m) { return LoadF16Masked(p, m)
 
 // Per-thread scratch, grown once (no allocation per op afterwards).
 struct Scratch {
-  std::vector<float> o;      // [kTileRows, hd_pad] unnormalised outputs
-  std::vector<float> m, l;   // [kTileRows] running max and sum
-  std::vector<float> p;      // [kTileRows, 16] exp(s - m) of the current chunk
-  std::vector<float> alpha;  // [kTileRows] rescale of the current chunk
+  // Rows: kTileRows, or the head group when it is larger (one token's heads are one tile).
+  std::vector<float> o;      // [rows, hd_pad] unnormalised outputs
+  std::vector<float> m, l;   // [rows] running max and sum
+  std::vector<float> p;      // [rows, 16] exp(s - m) of the current chunk
+  std::vector<float> alpha;  // [rows] rescale of the current chunk
+  std::vector<const float*> q;  // [rows] query row pointers
+  std::vector<int64_t> pos;     // [rows] positions
   std::vector<float> kt, v;  // [head_dim, 16] and [16, head_dim]: an F16 chunk as F32
 };
 
@@ -134,12 +138,14 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
   const int64_t nrows = (t1 - t0) * sh.group;
   const int64_t last = pos0 + (t1 - t0) - 1;  // position of the tile's last token
   const bool f16 = kv_dtype == DType::kF16;
-  if (static_cast<int64_t>(sc.o.size()) < kTileRows * hd_pad) sc.o.resize(kTileRows * hd_pad);
-  if (sc.m.size() < static_cast<size_t>(kTileRows)) {
-    sc.m.resize(kTileRows);
-    sc.l.resize(kTileRows);
-    sc.alpha.resize(kTileRows);
-    sc.p.resize(kTileRows * kChunk);
+  if (static_cast<int64_t>(sc.o.size()) < nrows * hd_pad) sc.o.resize(nrows * hd_pad);
+  if (static_cast<int64_t>(sc.m.size()) < nrows) {
+    sc.m.resize(nrows);
+    sc.l.resize(nrows);
+    sc.alpha.resize(nrows);
+    sc.p.resize(nrows * kChunk);
+    sc.q.resize(nrows);
+    sc.pos.resize(nrows);
   }
   if (f16 && static_cast<int64_t>(sc.kt.size()) < hd * kChunk) {
     sc.kt.resize(hd * kChunk);
@@ -149,8 +155,8 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
   std::fill_n(sc.m.begin(), nrows, -INFINITY);
   std::fill_n(sc.l.begin(), nrows, 0.0f);
 
-  const float* qrow[kTileRows];
-  int64_t rpos[kTileRows];
+  const float** qrow = sc.q.data();
+  int64_t* rpos = sc.pos.data();
   for (int64_t r = 0; r < nrows; ++r) {
     const int64_t t = t0 + r / sh.group;
     const int64_t h = kvh * sh.group + r % sh.group;

@@ -270,7 +270,9 @@ TEST_P(AttentionTest, F16CacheEqualsF32CacheHoldingTheSameValues) {
 INSTANTIATE_TEST_SUITE_P(
     GqaAndDtype, AttentionTest,
     ::testing::Values(Param{1, DType::kF32}, Param{2, DType::kF32}, Param{4, DType::kF32},
-                      Param{1, DType::kF16}, Param{2, DType::kF16}, Param{4, DType::kF16}),
+                      Param{1, DType::kF16}, Param{2, DType::kF16}, Param{4, DType::kF16},
+                      // A head group above the 32-row tile: one token's heads are one tile.
+                      Param{40, DType::kF32}),
     [](const auto& info) {
       return "ratio" + std::to_string(info.param.ratio) + "_" +
              std::string(DTypeName(info.param.kv));
