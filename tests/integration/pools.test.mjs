@@ -37,7 +37,7 @@ const POOLS = `pools:
     health_timeout: 2s
     restart_backoff: 5s
     max_down: 2s
-    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8 }
+    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8, kv_dtype: f16 }
     model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
 `;
 
@@ -70,6 +70,9 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   assert.equal(p.shared.model, 'stories');
   assert.equal(p.shared.batch_invariant, true);
   assert.equal(p.dedicated.batch_invariant, true);
+  assert.equal(p.shared.kv_dtype, 'f32');  // the CPU backend's default
+  assert.equal(p.dedicated.kv_dtype, 'f16');
+  assert.equal(p.dedicated.kv_cache_tokens, 8192);
   assert.equal(p.dedicated.isolation, 'process');
   assert.equal(p.dedicated.state, 'ready');
   assert.ok(p.dedicated.pid > 0 && p.dedicated.pid !== d.proc.pid);
@@ -96,7 +99,7 @@ test('a dedicated tenant is served by its worker process, a shared one by the da
   assert.equal(s.status, 200, s.body);
   assert.equal(s.headers.get('x-llmux-pool'), 'shared');
   assert.equal(Number(s.headers.get('x-llmux-pid')), d.proc.pid);
-  // Same weights, greedy: the worker computes what the daemon computes.
+  // Same weights, greedy: the worker (F16 KV cache) computes the daemon's (F32 KV) text.
   assert.equal(a.json.choices[0].text, s.json.choices[0].text);
   // The dedicated tenant's figures come from its worker (reported with each health ping).
   const stats = await waitFor(async () => {

@@ -111,9 +111,9 @@ Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
         "head_dim");
   }
   if (spec.head_dim > 512) return InvalidArgument("cpu: head_dim above 512 is not supported");
-  if (spec.dtype != DType::kF32) {
+  if (spec.dtype != DType::kF32 && spec.dtype != DType::kF16) {
     return Unimplemented("cpu: KV cache dtype " + std::string(DTypeName(spec.dtype)) +
-                         " (only f32 is implemented)");
+                         " (the CPU backend keeps K/V in f32 or f16)");
   }
   const double bytes = 2.0 * spec.num_layers * spec.num_blocks * static_cast<double>(spec.BlockBytes());
   if (bytes > static_cast<double>(std::numeric_limits<int64_t>::max() / 2)) {
@@ -126,7 +126,7 @@ Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
   }
   spec_ = spec;
   kv_buffer_ = std::move(buf);
-  kv_cache_ = static_cast<float*>(kv_buffer_->data());
+  kv_cache_ = static_cast<std::byte*>(kv_buffer_->data());
   return Status::Ok();
 }
 
@@ -222,11 +222,10 @@ Status CpuBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
     }
   }
   const size_t bytes = spec_.BlockBytes();
-  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
   for (int layer = 0; layer < spec_.num_layers; ++layer) {
     for (int32_t b : blocks) {
-      std::memset(KCache(layer) + b * per_block, 0, bytes);
-      std::memset(VCache(layer) + b * per_block, 0, bytes);
+      std::memset(KCache(layer) + b * bytes, 0, bytes);
+      std::memset(VCache(layer) + b * bytes, 0, bytes);
     }
   }
   return Status::Ok();
@@ -239,10 +238,18 @@ Status CpuBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>*
     return InvalidArgument("cpu: ReadKvBlock: layer or block out of range");
   }
   const size_t bytes = spec_.BlockBytes();
-  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
-  const auto* kp = reinterpret_cast<const std::byte*>(KCache(layer) + block * per_block);
-  const auto* vp = reinterpret_cast<const std::byte*>(VCache(layer) + block * per_block);
-  k->assign(kp, kp + bytes);
+  const size_t esize = DTypeSize(spec_.dtype);
+  const std::byte* kp = KCache(layer) + block * bytes;
+  const std::byte* vp = VCache(layer) + block * bytes;
+  // K is stored [num_kv_heads * head_dim, block_size] in the block; return it token-major.
+  const int64_t bs = spec_.block_size;
+  const int64_t row = static_cast<int64_t>(spec_.num_kv_heads) * spec_.head_dim;
+  k->resize(bytes);
+  for (int64_t e = 0; e < row; ++e) {
+    for (int64_t o = 0; o < bs; ++o) {
+      std::memcpy(k->data() + (o * row + e) * esize, kp + (e * bs + o) * esize, esize);
+    }
+  }
   v->assign(vp, vp + bytes);
   return Status::Ok();
 }

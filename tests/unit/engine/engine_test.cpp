@@ -25,7 +25,8 @@ struct Result {
 class EngineTest : public ::testing::Test {
  protected:
   void Make(const std::filesystem::path& dir, int32_t kv_blocks, int32_t max_seqs,
-            int32_t max_batched_tokens = 256, std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}}) {
+            int32_t max_batched_tokens = 256, std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}},
+            std::optional<DType> kv_dtype = std::nullopt) {
     CpuBackendOptions o;
     o.threads = 1;
     auto backend = CreateCpuBackend(o);
@@ -39,6 +40,7 @@ class EngineTest : public ::testing::Test {
     c.scheduler.max_batched_tokens = max_batched_tokens;
     c.scheduler.max_model_len = 512;
     c.scheduler.lanes = std::move(lanes);
+    c.kv_dtype = kv_dtype;
     auto engine = Engine::Create(c, std::move(*backend), std::move(*model));
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     engine_ = std::move(*engine);
@@ -140,6 +142,62 @@ TEST_F(EngineTest, EightPromptsTogetherEqualEachAlone) {
     ASSERT_EQ(results_[i].tokens.size(), 40u);
     EXPECT_EQ(results_[i].tokens, alone[i]) << "prompt " << i;
   }
+}
+
+TEST_F(EngineTest, F16KvCacheKeepsTheGreedyTextAndBatchInvariance) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
+  std::ifstream in(dir / "expected_greedy.json");
+  const size_t prompt_len = nlohmann::json::parse(in)["prompt_ids"].size();
+  const std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}};
+  // The reference continuation (computed in F32) is reproduced token for token with the KV
+  // cache in F16.
+  Make(dir, 64, 4, 256, lanes, DType::kF16);
+  ASSERT_EQ(engine_->backend_for_testing()->kv_spec().dtype, DType::kF16);
+  Tenant("t", 1);
+  const std::vector<int32_t> prompt(seq.begin(), seq.begin() + prompt_len);
+  const std::vector<int32_t> want(seq.begin() + prompt_len, seq.end());
+  Submit(1, "t", prompt, static_cast<int>(want.size()));
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  EXPECT_EQ(results_[1].tokens, want);
+  // Batch invariance holds with an F16 cache too: three different prompts, alone and
+  // together with chunked prefill mixing into decodes.
+  auto other = [&](int i) {
+    std::vector<int32_t> p(seq.begin(), seq.begin() + 5 + 4 * i);
+    p[2] = 290 + 13 * i;
+    return p;
+  };
+  std::map<int, std::vector<int32_t>> alone;
+  for (int i = 0; i < 3; ++i) {
+    results_.clear();
+    Make(dir, 64, 4, 256, lanes, DType::kF16);
+    Tenant("t", 1);
+    Submit(10 + i, "t", other(i), 30);
+    ASSERT_TRUE(engine_->RunUntilIdle().ok());
+    alone[i] = results_[10 + i].tokens;
+  }
+  results_.clear();
+  Make(dir, 64, 4, /*max_batched_tokens=*/16, lanes, DType::kF16);
+  Tenant("t", 1);
+  for (int i = 0; i < 3; ++i) Submit(10 + i, "t", other(i), 30);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(results_[10 + i].tokens, alone[i]) << "prompt " << i;
+}
+
+TEST_F(EngineTest, KvDtypeTheBackendDoesNotImplementFailsCreate) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  auto backend = CreateCpuBackend(CpuBackendOptions{});
+  ASSERT_TRUE(backend.ok());
+  auto model = Model::Load(dir, backend->get(), 64);
+  ASSERT_TRUE(model.ok());
+  EngineConfig c;
+  c.scheduler.num_kv_blocks = 8;
+  c.kv_dtype = DType::kBF16;
+  auto engine = Engine::Create(c, std::move(*backend), std::move(*model));
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(engine.status().message().find("bf16"), std::string::npos)
+      << engine.status().message();
 }
 
 TEST_F(EngineTest, PreemptedRequestsResumeWithIdenticalGreedyOutput) {
