@@ -1,6 +1,7 @@
 // CpuBackend: construction, memory, weights, the KV cache and batch validation.
 #include "backend/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -48,9 +49,12 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
   }
   switch (kind) {
     case WeightKind::kMatrix:
+      if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
+      return PackMatrix(src, who);
     case WeightKind::kEmbedding: {
       if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
-      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract).
+      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract). The
+      // Embedding op reads rows of it, so it stays row-major (a tied lm_head streams it).
       return Tensor::Dense(const_cast<std::byte*>(src.data), src.dtype, src.shape[0],
                            src.shape[1]);
     }
@@ -79,6 +83,37 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
     }
   }
   return InvalidArgument(who + ": unknown weight kind");
+}
+
+StatusOr<Tensor> CpuBackend::PackMatrix(const HostTensor& src, const std::string& who) {
+  // NOTE: the packed copy replaces the source for MatMul: a mapped file's pages of this matrix
+  // are not read again, and a caller's own copy (fused or quantized weights) can be freed.
+  const PackedLayout layout{src.dtype, src.shape[0], src.shape[1]};
+  auto buf = HostBuffer::Create(layout.bytes());
+  if (buf == nullptr) return ResourceExhausted(who + ": out of memory packing the matrix");
+  auto* dst = static_cast<std::byte*>(buf->data());
+  const int64_t panels = (layout.n + kPanelRows - 1) / kPanelRows;
+  pool_.ParallelFor(panels, [&](int64_t p0, int64_t p1) {
+    PackRows(layout, src.data, layout.k, p0 * kPanelRows, std::min(layout.n, p1 * kPanelRows),
+             dst);
+  });
+  packed_.emplace(dst, PackedWeight{layout, dst});
+  owned_.push_back(std::move(buf));
+  return Tensor::Dense(dst, src.dtype, layout.n, layout.k);
+}
+
+const PackedWeight* CpuBackend::PackedFor(const Tensor& w) const {
+  auto it = packed_.upper_bound(w.data);
+  if (it == packed_.begin()) return nullptr;
+  --it;
+  const PackedWeight& p = it->second;
+  const auto* d = static_cast<const std::byte*>(w.data);
+  if (d >= p.data + p.layout.bytes()) return nullptr;
+  LLMUX_CHECK(d == p.data && w.rows == p.layout.n && w.cols == p.layout.k &&
+              w.dtype == p.layout.dtype)
+      << "MatMul: a view into part of a packed weight [" << p.layout.n << ", " << p.layout.k
+      << "]; packed weights are used whole";
+  return &p;
 }
 
 StatusOr<Tensor> CpuBackend::UploadF32(std::span<const float> values, int64_t rows,
