@@ -10,12 +10,12 @@
 namespace llmux {
 namespace cpu {
 
-std::unique_ptr<HostBuffer> HostBuffer::Create(size_t bytes) {
+std::unique_ptr<HostBuffer> HostBuffer::Create(size_t bytes, bool zeroed) {
   if (bytes > std::numeric_limits<size_t>::max() - 64) return nullptr;
   size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, rounded);
   if (p == nullptr) return nullptr;
-  std::memset(p, 0, rounded);
+  if (zeroed) std::memset(p, 0, rounded);
   return std::unique_ptr<HostBuffer>(new HostBuffer(p, bytes));
 }
 
@@ -89,7 +89,8 @@ StatusOr<Tensor> CpuBackend::PackMatrix(const HostTensor& src, const std::string
   // NOTE: the packed copy replaces the source for MatMul: a mapped file's pages of this matrix
   // are not read again, and a caller's own copy (fused or quantized weights) can be freed.
   const PackedLayout layout{src.dtype, src.shape[0], src.shape[1]};
-  auto buf = HostBuffer::Create(layout.bytes());
+  // PackRows writes every byte, padding included.
+  auto buf = HostBuffer::Create(layout.bytes(), /*zeroed=*/false);
   if (buf == nullptr) return ResourceExhausted(who + ": out of memory packing the matrix");
   auto* dst = static_cast<std::byte*>(buf->data());
   const int64_t panels = (layout.n + kPanelRows - 1) / kPanelRows;

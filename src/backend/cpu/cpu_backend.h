@@ -24,8 +24,9 @@ namespace llmux::cpu {
 // An owned, 64-byte aligned, zero-initialised host allocation.
 class HostBuffer final : public DeviceBuffer {
  public:
-  // nullptr when the allocation fails.
-  static std::unique_ptr<HostBuffer> Create(size_t bytes);
+  // nullptr when the allocation fails. `zeroed` false leaves the bytes for the caller to write
+  // (every one of them).
+  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true);
   ~HostBuffer() override;
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;

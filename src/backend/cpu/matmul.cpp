@@ -98,6 +98,11 @@ struct PackedW : W {
 constexpr int64_t kPrefetchBytes = 2048;
 constexpr int64_t kPrefetchGroups = 8;
 
+// NOTE: an empty asm that claims to change v: the compiler must keep v in a register from here
+// on. Without it GCC 12 folds the x (or F32 weight) loads into every FMA (MR * NR loads per
+// chunk instead of MR + NR), which makes the prefill tile load-bound (docs/performance.md).
+inline void InRegister(__m512& v) { asm("" : "+v"(v)); }
+
 // out[i, j] = Dot(x row i, weight row j) (+ bias[j]) for i < MR, j < NR. x rows at x + i * xs;
 // group g of weight row j at w + j * rs + g * cs (bytes). Per output: FMA over the 16-element
 // chunks in k order, the last partial chunk masked, then Hsum: the Dot order (simd.h).
@@ -153,10 +158,14 @@ void Tile(const float* x, int64_t xs, const std::byte* w, int64_t rs, int64_t cs
       for (int h = 0; h < 2; ++h) {
         __m512 xv[MR];
 #pragma GCC unroll 4
-        for (int i = 0; i < MR; ++i) xv[i] = Load16(xg + i * xs + 16 * h);
+        for (int i = 0; i < MR; ++i) {
+          xv[i] = Load16(xg + i * xs + 16 * h);
+          InRegister(xv[i]);
+        }
 #pragma GCC unroll 12
         for (int j = 0; j < NR; ++j) {
-          const __m512 wv = W::Load(wg + j * rs, h);
+          __m512 wv = W::Load(wg + j * rs, h);
+          InRegister(wv);
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
         }

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/packed_weight.h"
+#include "backend/cpu/simd.h"
 #include "unit/backend/cpu/test_util.h"
 
 namespace llmux::cpu {
@@ -232,6 +233,36 @@ TEST(PackedWeightTest, BitIdenticalToTheRowMajorWeight) {
         }
         ASSERT_EQ(0, std::memcmp(out[0].data(), out[1].data(), 4 * out[0].size()))
             << DTypeName(dt) << " [" << n << ", " << k << "] M=" << m;
+      }
+    }
+  }
+}
+
+// The contract of matmul.h, bit for bit: out[m, n] = Dot(x[m, :], w[n, :]) + bias[n] with
+// simd.h's Dot on the dtype-rounded weight, whatever the layout, tile or M.
+TEST(PackedWeightTest, EveryOutputIsTheDotOrderBitForBit) {
+  constexpr int64_t kM = 9;
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{29, 96}, {14, 37}, {40, 48}}) {
+      if (dt == DType::kQ8_0 && k % 32 != 0) continue;
+      const auto x = RandomFloats(kM * k, 71);
+      auto img = MakeWeight(RandomFloats(n * k, 72), {n, k}, dt);
+      const auto bias_values = RandomFloats(n, 73);
+      auto be = MakeBackend(2);
+      auto w = be->LoadWeight(img->tensor, WeightKind::kMatrix);
+      auto b = be->UploadF32(bias_values, 1, n);
+      ASSERT_TRUE(w.ok() && b.ok());
+      for (int64_t m : {1, 2, 3, 4, 9}) {
+        auto out = RunMatMul(*be, x, 0, m, k, *w, &b.value());
+        for (int64_t r = 0; r < m; ++r) {
+          for (int64_t c = 0; c < n; ++c) {
+            const float want = Dot(x.data() + r * k, img->rounded.data() + c * k, k) +
+                               bias_values[c];
+            ASSERT_EQ(0, std::memcmp(&out[r * n + c], &want, 4))
+                << DTypeName(dt) << " [" << n << ", " << k << "] M=" << m << " out[" << r
+                << ", " << c << "] = " << out[r * n + c] << ", Dot gives " << want;
+          }
+        }
       }
     }
   }
