@@ -188,12 +188,17 @@ void Tile(const float* x, int64_t xs, const std::byte* w, int64_t rs, int64_t cs
       for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
     }
   }
+  // Hsum of four accumulators at a time (Hsum4: the same bits as Hsum), + bias, stored.
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 12
-    for (int j = 0; j < NR; ++j) {
-      float v = Hsum(acc[i][j]);
-      out[i * os + j] = bias != nullptr ? v + bias[j] : v;
+#pragma GCC unroll 3
+    for (int j = 0; j < NR; j += 4) {
+      const __m512 z = _mm512_setzero_ps();
+      __m128 h = Hsum4(acc[i][j], j + 1 < NR ? acc[i][j + 1] : z, j + 2 < NR ? acc[i][j + 2] : z,
+                       j + 3 < NR ? acc[i][j + 3] : z);
+      const __mmask8 m = NR - j >= 4 ? 0xf : static_cast<__mmask8>((1u << (NR - j)) - 1u);
+      if (bias != nullptr) h = _mm_add_ps(h, _mm_maskz_loadu_ps(m, bias + j));
+      _mm_mask_storeu_ps(out + i * os + j, m, h);
     }
   }
 }

@@ -268,6 +268,21 @@ TEST(PackedWeightTest, EveryOutputIsTheDotOrderBitForBit) {
   }
 }
 
+// Hsum4 (the MatMul tiles' reduction) is Hsum four times over, bit for bit.
+TEST(PackedWeightTest, Hsum4IsHsum) {
+  const auto v = RandomFloats(64 * 200, 81, -1e4f, 1e4f);
+  for (size_t t = 0; t + 64 <= v.size(); t += 64) {
+    __m512 a[4];
+    for (int i = 0; i < 4; ++i) a[i] = _mm512_loadu_ps(v.data() + t + 16 * i);
+    float got[4];
+    _mm_storeu_ps(got, Hsum4(a[0], a[1], a[2], a[3]));
+    for (int i = 0; i < 4; ++i) {
+      const float want = Hsum(a[i]);
+      ASSERT_EQ(0, std::memcmp(&got[i], &want, 4)) << "vector " << t / 64 << " lane " << i;
+    }
+  }
+}
+
 // LoadWeight's packed copy is what MatMul reads: the source may change or go away after it.
 TEST(PackedWeightTest, MatMulNoLongerReadsTheSource) {
   constexpr int64_t kM = 6, kN = 40, kK = 96;
