@@ -1,6 +1,9 @@
 // CpuBackend: construction, memory, weights, the KV cache and batch validation.
 #include "backend/cpu/cpu_backend.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -85,6 +88,32 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
   return InvalidArgument(who + ": unknown weight kind");
 }
 
+namespace {
+
+// NOTE: a packed matrix is never read from its source again. MADV_PAGEOUT (Linux 5.4+) is a
+// non-destructive hint: a mapped file's clean pages leave this process's resident memory (and
+// are read from the file again if anyone touches them), anonymous memory is at most swapped
+// out. So a mapped model's matrices stay resident once, as the packed copy. Only pages wholly
+// inside [data, data + bytes) are named: a page shared with a neighbouring tensor (the
+// embedding, still read in place) is left alone. Failure (an older kernel) changes nothing.
+void ReleaseSourcePages(const std::byte* data, size_t bytes) {
+#ifdef MADV_PAGEOUT
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (page_size <= 0) return;
+  const auto page = static_cast<uintptr_t>(page_size);
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) {
+    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+  }
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+}  // namespace
+
 StatusOr<Tensor> CpuBackend::PackMatrix(const HostTensor& src, const std::string& who) {
   // NOTE: the packed copy replaces the source for MatMul: a mapped file's pages of this matrix
   // are not read again, and a caller's own copy (fused or quantized weights) can be freed.
@@ -100,6 +129,7 @@ StatusOr<Tensor> CpuBackend::PackMatrix(const HostTensor& src, const std::string
   });
   packed_.emplace(dst, PackedWeight{layout, dst});
   owned_.push_back(std::move(buf));
+  ReleaseSourcePages(src.data, src.nbytes);
   return Tensor::Dense(dst, src.dtype, layout.n, layout.k);
 }
 

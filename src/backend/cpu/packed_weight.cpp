@@ -1,5 +1,7 @@
 #include "backend/cpu/packed_weight.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -46,6 +48,14 @@ void PackRows(const PackedLayout& layout, const void* src, int64_t src_stride, i
           break;
         }
         case DType::kBF16: {
+          if (count == kGroupElems) {  // word 2i <- element i, word 2i + 1 <- element 16 + i
+            const __m512i idx = _mm512_set_epi16(
+                31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5,
+                20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+            _mm512_storeu_si512(out,
+                                _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(row + 2 * k0)));
+            break;
+          }
           uint16_t e[kGroupElems] = {};
           std::memcpy(e, row + 2 * k0, 2 * count);
           uint32_t d[kGroupElems / 2];
