@@ -84,7 +84,7 @@ class LlamaModel final : public Model {
   Backend* backend_;
   int max_batch_tokens_;
   ModelLoadOptions options_;
-  // Q8_0 copies of the matrices when options_.quantize_q8_0 (the CPU backend aliases them).
+  // Q8_0 copies of the weights when options_.quantize_q8_0 that the backend aliases.
   std::vector<std::unique_ptr<std::byte[]>> quantized_;
   // Fused weights' host bytes the backend uses in place (backend.h: AliasesHostWeights).
   std::vector<OwnedHostTensor> fused_host_;
@@ -198,7 +198,14 @@ StatusOr<Tensor> LlamaModel::Load(const HostTensor& tensor, WeightKind kind) {
     q8 = QuantizeQ8_0(*t);
     t = &q8;
   }
-  return backend_->LoadWeight(*t, kind);
+  auto loaded = backend_->LoadWeight(*t, kind);
+  // NOTE: keep the Q8_0 bytes only when the backend reads them in place (the CPU backend's
+  // embedding); a backend copy (CPU packed matrices, CUDA) makes them garbage.
+  if (t == &q8 && loaded.ok()) {
+    const auto* data = static_cast<const std::byte*>(loaded->data);
+    if (data < q8.data || data >= q8.data + q8.nbytes) quantized_.pop_back();
+  }
+  return loaded;
 }
 
 Status LlamaModel::Init() {

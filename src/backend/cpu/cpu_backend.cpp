@@ -1,6 +1,10 @@
 // CpuBackend: construction, memory, weights, the KV cache and batch validation.
 #include "backend/cpu/cpu_backend.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -9,12 +13,12 @@
 namespace llmux {
 namespace cpu {
 
-std::unique_ptr<HostBuffer> HostBuffer::Create(size_t bytes) {
+std::unique_ptr<HostBuffer> HostBuffer::Create(size_t bytes, bool zeroed) {
   if (bytes > std::numeric_limits<size_t>::max() - 64) return nullptr;
   size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
   void* p = std::aligned_alloc(64, rounded);
   if (p == nullptr) return nullptr;
-  std::memset(p, 0, rounded);
+  if (zeroed) std::memset(p, 0, rounded);
   return std::unique_ptr<HostBuffer>(new HostBuffer(p, bytes));
 }
 
@@ -48,9 +52,12 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
   }
   switch (kind) {
     case WeightKind::kMatrix:
+      if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
+      return PackMatrix(src, who);
     case WeightKind::kEmbedding: {
       if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
-      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract).
+      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract). The
+      // Embedding op reads rows of it, so it stays row-major (a tied lm_head streams it).
       return Tensor::Dense(const_cast<std::byte*>(src.data), src.dtype, src.shape[0],
                            src.shape[1]);
     }
@@ -79,6 +86,65 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
     }
   }
   return InvalidArgument(who + ": unknown weight kind");
+}
+
+namespace {
+
+// NOTE: a packed matrix is never read from its source again. MADV_PAGEOUT (Linux 5.4+) is a
+// non-destructive hint: a mapped file's clean pages leave this process's resident memory (and
+// are read from the file again if anyone touches them), anonymous memory is at most swapped
+// out. So a mapped model's matrices stay resident once, as the packed copy. Only pages wholly
+// inside [data, data + bytes) are named: a page shared with a neighbouring tensor (the
+// embedding, still read in place) is left alone. Failure (an older kernel) changes nothing.
+void ReleaseSourcePages(const std::byte* data, size_t bytes) {
+#ifdef MADV_PAGEOUT
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (page_size <= 0) return;
+  const auto page = static_cast<uintptr_t>(page_size);
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) {
+    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+  }
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+}  // namespace
+
+StatusOr<Tensor> CpuBackend::PackMatrix(const HostTensor& src, const std::string& who) {
+  // NOTE: the packed copy replaces the source for MatMul: a mapped file's pages of this matrix
+  // are not read again, and a caller's own copy (fused or quantized weights) can be freed.
+  const PackedLayout layout{src.dtype, src.shape[0], src.shape[1]};
+  // PackRows writes every byte, padding included.
+  auto buf = HostBuffer::Create(layout.bytes(), /*zeroed=*/false);
+  if (buf == nullptr) return ResourceExhausted(who + ": out of memory packing the matrix");
+  auto* dst = static_cast<std::byte*>(buf->data());
+  const int64_t panels = (layout.n + kPanelRows - 1) / kPanelRows;
+  pool_.ParallelFor(panels, [&](int64_t p0, int64_t p1) {
+    PackRows(layout, src.data, layout.k, p0 * kPanelRows, std::min(layout.n, p1 * kPanelRows),
+             dst);
+  });
+  packed_.emplace(dst, PackedWeight{layout, dst});
+  owned_.push_back(std::move(buf));
+  ReleaseSourcePages(src.data, src.nbytes);
+  return Tensor::Dense(dst, src.dtype, layout.n, layout.k);
+}
+
+const PackedWeight* CpuBackend::PackedFor(const Tensor& w) const {
+  auto it = packed_.upper_bound(w.data);
+  if (it == packed_.begin()) return nullptr;
+  --it;
+  const PackedWeight& p = it->second;
+  const auto* d = static_cast<const std::byte*>(w.data);
+  if (d >= p.data + p.layout.bytes()) return nullptr;
+  LLMUX_CHECK(d == p.data && w.rows == p.layout.n && w.cols == p.layout.k &&
+              w.dtype == p.layout.dtype)
+      << "MatMul: a view into part of a packed weight [" << p.layout.n << ", " << p.layout.k
+      << "]; packed weights are used whole";
+  return &p;
 }
 
 StatusOr<Tensor> CpuBackend::UploadF32(std::span<const float> values, int64_t rows,

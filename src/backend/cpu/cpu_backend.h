@@ -1,17 +1,21 @@
 // The CPU backend: the reference implementation of every Backend op and a real serving path.
 //
-// Layouts: activations F32, row-major with a row stride (Tensor). Matrices and the embedding
-// alias the mapped weight file in their own dtype (F32/F16/BF16, any alignment); vectors are
-// owned F32 copies. KV cache: one 64-byte aligned F32 allocation; layer l's K is
+// Layouts: activations F32, row-major with a row stride (Tensor). Matrices are owned copies
+// prepacked at load into MatMul's panel layout in their own dtype (packed_weight.h); the
+// embedding aliases the mapped weight file (row-major, any alignment); vectors are owned F32
+// copies. KV cache: one 64-byte aligned F32 allocation; layer l's K is
 // [num_blocks, block_size, num_kv_heads, head_dim] at kv_ + 2 * l * LayerElems(), V follows it.
 //
 // Thread ownership: the engine thread calls every method; ops fan out to the ThreadPool and
 // return when done (no asynchrony). See docs/cpu_backend.md for the batch-invariance argument.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "backend/cpu/packed_weight.h"
 #include "backend/cpu/thread_pool.h"
 #include "llmux/backend.h"
 
@@ -20,8 +24,9 @@ namespace llmux::cpu {
 // An owned, 64-byte aligned, zero-initialised host allocation.
 class HostBuffer final : public DeviceBuffer {
  public:
-  // nullptr when the allocation fails.
-  static std::unique_ptr<HostBuffer> Create(size_t bytes);
+  // nullptr when the allocation fails. `zeroed` false leaves the bytes for the caller to write
+  // (every one of them).
+  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true);
   ~HostBuffer() override;
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
@@ -44,7 +49,7 @@ class CpuBackend final : public Backend {
 
   StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
   StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override;
-  bool AliasesHostWeights() const override { return true; }  // matrices, embeddings
+  bool AliasesHostWeights() const override { return true; }  // embeddings
   Status DeviceHealth() const override { return Status::Ok(); }  // host memory cannot fault
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
   Status InitKvCache(const KvCacheSpec& spec) override;
@@ -74,6 +79,11 @@ class CpuBackend final : public Backend {
     return kv_cache_ + DTypeBytes(spec_.dtype, 2 * layer * LayerElems());
   }
   std::byte* VCache(int layer) { return KCache(layer) + DTypeBytes(spec_.dtype, LayerElems()); }
+  // An owned copy of the matrix `src` in the packed layout, registered in packed_.
+  StatusOr<Tensor> PackMatrix(const HostTensor& src, const std::string& who);
+  // The packed form of `w` when LoadWeight packed it (w is the whole weight); nullptr for a
+  // row-major weight. Aborts on a view into part of a packed weight (it has no row-major rows).
+  const PackedWeight* PackedFor(const Tensor& w) const;
   // Cuts the current batch into attention tiles (attn_items_: one sequence, one kv head, up to
   // kAttnTileRows query rows) and splits them into pool.threads() ranges of roughly equal cost
   // (key visits); fills attn_items_ and attn_split_.
@@ -87,7 +97,9 @@ class CpuBackend final : public Backend {
 
   CpuBackendOptions options_;
   ThreadPool pool_;
-  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors and uploads
+  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed matrices
+  // Packed matrices by their data address (storage in owned_).
+  std::map<const void*, PackedWeight> packed_;
 
   KvCacheSpec spec_;
   std::unique_ptr<HostBuffer> kv_buffer_;

@@ -129,6 +129,7 @@ void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Te
   a.w = w.data;
   a.w_dtype = w.dtype;
   a.w_stride = w.stride;
+  a.packed = PackedFor(w);
   if (bias != nullptr) {
     CheckF32(*bias, "MatMul bias");
     LLMUX_CHECK(bias->cols == w.rows) << "MatMul: bias size";

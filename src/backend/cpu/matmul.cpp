@@ -8,151 +8,220 @@
 namespace llmux::cpu {
 namespace {
 
-// Weight loaders: 16 consecutive elements k..k+15 of one weight row as exact F32. `Stride`
-// turns a row stride in elements into one in T units; `Addr` is element k's address.
-template <class TT>
-struct DenseW {
-  using T = TT;
-  static constexpr bool kPairs = false;
-  static int64_t Stride(int64_t elems) { return elems; }
-  static const void* Addr(const T* row, int64_t k) { return row + k; }
-};
-struct F32W : DenseW<float> {
-  static __m512 Load(const T* row, int64_t k) { return Load16(row + k); }
-  static __m512 LoadTail(const T* row, int64_t k, __mmask16 m) { return LoadMasked(row + k, m); }
-};
-struct F16W : DenseW<uint16_t> {
-  static __m512 Load(const T* row, int64_t k) { return LoadF16x16(row + k); }
-  static __m512 LoadTail(const T* row, int64_t k, __mmask16 m) {
-    return LoadF16Masked(row + k, m);
+// Weight readers: one row's group of 32 elements (k..k+31, packed_weight.h) at `g` as two exact
+// F32 chunks, lo = k..k+15 and hi = k+16..k+31. Load2 decodes both (sharing what it can),
+// Load one of them. kPacked readers find zero padding past K; row-major ones (kPacked false)
+// must not read past the row, so their tail goes through LoadMasked.
+struct F32W {
+  static constexpr bool kPacked = false;  // same bytes in both layouts; see F32Packed
+  static __m512 Load(const std::byte* g, int h) {
+    return Load16(reinterpret_cast<const float*>(g) + 16 * h);
+  }
+  static void Load2(const std::byte* g, __m512& lo, __m512& hi) {
+    lo = Load(g, 0);
+    hi = Load(g, 1);
+  }
+  static __m512 LoadMasked(const std::byte* g, int h, __mmask16 m) {
+    return cpu::LoadMasked(reinterpret_cast<const float*>(g) + 16 * h, m);
   }
 };
-struct Bf16W : DenseW<uint16_t> {
-  static __m512 Load(const T* row, int64_t k) { return LoadBf16x16(row + k); }
-  static __m512 LoadTail(const T* row, int64_t k, __mmask16 m) {
-    return LoadBf16Masked(row + k, m);
+struct F16W {
+  static constexpr bool kPacked = false;
+  static __m512 Load(const std::byte* g, int h) {
+    return LoadF16x16(reinterpret_cast<const uint16_t*>(g) + 16 * h);
+  }
+  static void Load2(const std::byte* g, __m512& lo, __m512& hi) {
+    lo = Load(g, 0);
+    hi = Load(g, 1);
+  }
+  static __m512 LoadMasked(const std::byte* g, int h, __mmask16 m) {
+    return LoadF16Masked(reinterpret_cast<const uint16_t*>(g) + 16 * h, m);
   }
 };
-// Q8_0 rows (dtype.h): element k is q[k % 32] of block k / 32. Its 16-element chunks never
-// straddle a block (k is a multiple of 16), and d * q is exact in F32, so a Q8_0 weight gives
-// the same bits as the F32 matrix DequantizeRowQ8_0 makes of it.
+// Row-major BF16: zero-extend each 16-bit element, shift into the high half.
+struct Bf16RowsW {
+  static constexpr bool kPacked = false;
+  static __m512 Load(const std::byte* g, int h) {
+    return LoadBf16x16(reinterpret_cast<const uint16_t*>(g) + 16 * h);
+  }
+  static void Load2(const std::byte* g, __m512& lo, __m512& hi) {
+    lo = Load(g, 0);
+    hi = Load(g, 1);
+  }
+  static __m512 LoadMasked(const std::byte* g, int h, __mmask16 m) {
+    return LoadBf16Masked(reinterpret_cast<const uint16_t*>(g) + 16 * h, m);
+  }
+};
+// Packed BF16 (dword i = element i | element 16 + i << 16): one 64-byte load, then a shift (lo)
+// or a mask (hi) per 16 weights.
+struct Bf16PackedW {
+  static constexpr bool kPacked = true;
+  static __m512i Raw(const std::byte* g) { return _mm512_loadu_si512(g); }
+  static __m512 Lo(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+  static __m512 Hi(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-65536)));
+  }
+  static __m512 Load(const std::byte* g, int h) { return h == 0 ? Lo(Raw(g)) : Hi(Raw(g)); }
+  static void Load2(const std::byte* g, __m512& lo, __m512& hi) {
+    const __m512i v = Raw(g);
+    lo = Lo(v);
+    hi = Hi(v);
+  }
+  static __m512 LoadMasked(const std::byte* g, int h, __mmask16) { return Load(g, h); }
+};
+// Q8_0 blocks (dtype.h): d * q, exact in F32, so a Q8_0 weight gives the same bits as the F32
+// matrix DequantizeRowQ8_0 makes of it. Rows are whole blocks: no tail.
 struct Q8W {
-  using T = uint8_t;
-  // Tile reads a whole block (two 16-element chunks) per step: one scale broadcast per block.
-  static constexpr bool kPairs = true;
-  static void LoadBlock(const T* row, int64_t k, __m512& lo, __m512& hi) {
-    const T* blk = row + (k >> 5) * static_cast<int64_t>(kQ8BlockBytes);
-    const __m512 d = Q8Scale(blk);
-    const auto* q = reinterpret_cast<const __m128i*>(blk + 2);
-    lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
-    hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))), d);
+  static constexpr bool kPacked = false;
+  static __m512 Half(const std::byte* g, int h, __m512 d) {
+    const auto* q = reinterpret_cast<const __m128i*>(g + 2) + h;
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
   }
-  static int64_t Stride(int64_t elems) {
-    return elems / kQ8BlockElems * static_cast<int64_t>(kQ8BlockBytes);
+  static __m512 Scale(const std::byte* g) { return Q8Scale(reinterpret_cast<const uint8_t*>(g)); }
+  static __m512 Load(const std::byte* g, int h) { return Half(g, h, Scale(g)); }
+  static void Load2(const std::byte* g, __m512& lo, __m512& hi) {
+    const __m512 d = Scale(g);
+    lo = Half(g, 0, d);
+    hi = Half(g, 1, d);
   }
-  static const void* Addr(const T* row, int64_t k) {
-    return row + (k >> 5) * static_cast<int64_t>(kQ8BlockBytes) + 2 + (k & 31);
-  }
-  static __m512 Load(const T* row, int64_t k) { return LoadQ8x16(row, k); }
-  static __m512 LoadTail(const T* row, int64_t k, __mmask16 m) {
-    const T* blk = row + (k >> 5) * static_cast<int64_t>(kQ8BlockBytes);
-    __m512i q = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, blk + 2 + (k & 31)));
-    return _mm512_maskz_mul_ps(m, _mm512_cvtepi32_ps(q), Q8Scale(blk));
-  }
+  static __m512 LoadMasked(const std::byte* g, int h, __mmask16) { return Load(g, h); }
+};
+// Packed F32/F16/Q8_0 read exactly like their row-major forms; only kPacked differs.
+template <class W>
+struct PackedW : W {
+  static constexpr bool kPacked = true;
 };
 
-// NOTE: prefetch distance for streamed (unpacked) weight rows, in elements. Decode GEMV is bound
-// by memory bandwidth; the hardware prefetcher alone does not keep 6-8 row streams full.
-constexpr int64_t kPrefetchElems = 256;
+// NOTE: prefetch distances for decode. Decode GEMV is bound by memory bandwidth; a packed
+// panel is one contiguous stream (kPrefetchBytes ahead of the group being read), row-major
+// rows are NR streams (kPrefetchGroups groups ahead in each row).
+constexpr int64_t kPrefetchBytes = 2048;
+constexpr int64_t kPrefetchGroups = 8;
 
-// out[i, j] for i < MR, j < NR: x rows x + i * xs, weight rows w + j * ws.
-template <int MR, int NR, class W, bool kPrefetch>
-void Tile(const float* x, int64_t xs, const typename W::T* w, int64_t ws, int64_t K,
-          const float* bias, float* out, int64_t os) {
+// NOTE: an empty asm that claims to change v: the compiler must keep v in a register from here
+// on. Without it GCC 12 folds the x (or F32 weight) loads into every FMA (MR * NR loads per
+// chunk instead of MR + NR), which makes the prefill tile load-bound (docs/performance.md).
+inline void InRegister(__m512& v) { asm("" : "+v"(v)); }
+
+// out[i, j] = Dot(x row i, weight row j) (+ bias[j]) for i < MR, j < NR. x rows at x + i * xs;
+// group g of weight row j at w + j * rs + g * cs (bytes). Per output: FMA over the 16-element
+// chunks in k order, the last partial chunk masked, then Hsum: the Dot order (simd.h).
+template <int MR, int NR, class W>
+void Tile(const float* x, int64_t xs, const std::byte* w, int64_t rs, int64_t cs, int64_t K,
+          bool prefetch, const float* bias, float* out, int64_t os) {
   __m512 acc[MR][NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
-  int64_t k = 0;
-  if constexpr (W::kPairs && MR <= 2) {
-    // Same FMA sequence per accumulator as the loop below (chunk k, then k + 16); only the
-    // weight decode is shared. MR <= 2 keeps x, weights and accumulators in 32 registers.
-    for (; k + 32 <= K && k % 32 == 0; k += 32) {
-      __m512 xlo[MR], xhi[MR];
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        xlo[i] = Load16(x + i * xs + k);
-        xhi[i] = Load16(x + i * xs + k + 16);
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) {
-        if constexpr (kPrefetch) {
-          _mm_prefetch(static_cast<const char*>(W::Addr(w + j * ws, k + kPrefetchElems)),
+  const int64_t full = K / kGroupElems;
+  for (int64_t g = 0; g < full; ++g) {
+    const std::byte* wg = w + g * cs;
+    const float* xg = x + g * kGroupElems;
+    if (prefetch) {
+      if constexpr (W::kPacked) {
+        // The tile's rows of this group are NR * rs contiguous bytes of the panel's stream.
+        for (int64_t off = 0; off < NR * rs; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(wg) + kPrefetchBytes + off, _MM_HINT_T0);
+        }
+      } else {
+#pragma GCC unroll 12
+        for (int j = 0; j < NR; ++j) {
+          _mm_prefetch(reinterpret_cast<const char*>(wg + j * rs + kPrefetchGroups * cs),
                        _MM_HINT_T0);
         }
+      }
+    }
+    if constexpr (MR <= 2) {
+      // Both chunks' x in registers; each weight row's group decoded once (one load for packed
+      // BF16, one scale for Q8_0). Per accumulator: chunk lo, then hi.
+      __m512 xlo[MR], xhi[MR];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        xlo[i] = Load16(xg + i * xs);
+        xhi[i] = Load16(xg + i * xs + 16);
+      }
+#pragma GCC unroll 12
+      for (int j = 0; j < NR; ++j) {
         __m512 lo, hi;
-        W::LoadBlock(w + j * ws, k, lo, hi);
-#pragma GCC unroll 8
+        W::Load2(wg + j * rs, lo, hi);
+#pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) {
           acc[i][j] = _mm512_fmadd_ps(xlo[i], lo, acc[i][j]);
           acc[i][j] = _mm512_fmadd_ps(xhi[i], hi, acc[i][j]);
         }
       }
-    }
-  }
-  for (; k + 16 <= K; k += 16) {
-    __m512 xv[MR];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) xv[i] = Load16(x + i * xs + k);
-#pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) {
-      if constexpr (kPrefetch) {
-        _mm_prefetch(static_cast<const char*>(W::Addr(w + j * ws, k + kPrefetchElems)),
-                     _MM_HINT_T0);
+    } else {
+      // MR x rows of one chunk, then the next: MR * NR accumulators + MR x + 1 weight fit the
+      // 32 registers; each weight vector is widened once for MR rows.
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        __m512 xv[MR];
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+          xv[i] = Load16(xg + i * xs + 16 * h);
+          InRegister(xv[i]);
+        }
+#pragma GCC unroll 12
+        for (int j = 0; j < NR; ++j) {
+          __m512 wv = W::Load(wg + j * rs, h);
+          InRegister(wv);
+#pragma GCC unroll 4
+          for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
+        }
       }
-      __m512 wv = W::Load(w + j * ws, k);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
     }
   }
-  if (k < K) {
-    __mmask16 m = TailMask(K - k);
+  // K % 32 trailing elements: a full chunk and/or a masked one, as Dot does.
+  const int64_t tail = K - full * kGroupElems;
+  for (int h = 0; h < 2 && tail - 16 * h > 0; ++h) {
+    const int64_t rem = tail - 16 * h;
+    const __mmask16 m = rem >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(rem);
+    const std::byte* wg = w + full * cs;
     __m512 xv[MR];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) xv[i] = LoadMasked(x + i * xs + k, m);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) xv[i] = LoadMasked(x + i * xs + full * kGroupElems + 16 * h, m);
+#pragma GCC unroll 12
     for (int j = 0; j < NR; ++j) {
-      __m512 wv = W::LoadTail(w + j * ws, k, m);
-#pragma GCC unroll 8
+      const __m512 wv = W::LoadMasked(wg + j * rs, h, m);
+#pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
     }
   }
-#pragma GCC unroll 8
+  // Hsum of four accumulators at a time (Hsum4: the same bits as Hsum), + bias, stored.
+#pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) {
-      float v = Hsum(acc[i][j]);
-      out[i * os + j] = bias != nullptr ? v + bias[j] : v;
+#pragma GCC unroll 3
+    for (int j = 0; j < NR; j += 4) {
+      const __m512 z = _mm512_setzero_ps();
+      __m128 h = Hsum4(acc[i][j], j + 1 < NR ? acc[i][j + 1] : z, j + 2 < NR ? acc[i][j + 2] : z,
+                       j + 3 < NR ? acc[i][j + 3] : z);
+      const __mmask8 m = NR - j >= 4 ? 0xf : static_cast<__mmask8>((1u << (NR - j)) - 1u);
+      if (bias != nullptr) h = _mm_add_ps(h, _mm_maskz_loadu_ps(m, bias + j));
+      _mm_mask_storeu_ps(out + i * os + j, m, h);
     }
   }
 }
 
-template <class W, bool kPrefetch>
-using TileFn = void (*)(const float*, int64_t, const typename W::T*, int64_t, int64_t,
+using TileFn = void (*)(const float*, int64_t, const std::byte*, int64_t, int64_t, int64_t, bool,
                         const float*, float*, int64_t);
 
+// Tile shapes: up to 2 x rows by a whole panel (decode), or up to 4 x rows by half a panel
+// (prefill): at most 24 accumulators.
 constexpr int kMaxMr = 4;
-constexpr int kMaxNr = 8;
+constexpr int kWideMr = 2;
+constexpr int kMaxNr = static_cast<int>(kPanelRows);
+constexpr int kNarrowNr = kMaxNr / 2;
+constexpr int NrCap(int mr) { return mr <= kWideMr ? kMaxNr : kNarrowNr; }
 
-// Table of Tile instantiations indexed [mr - 1][nr - 1].
-template <class W, bool kPrefetch>
+// Table of Tile instantiations indexed [mr - 1][nr - 1] (nr <= NrCap(mr)).
+template <class W>
 struct TileTable {
-  TileFn<W, kPrefetch> fn[kMaxMr][kMaxNr];
+  TileFn fn[kMaxMr][kMaxNr];
   template <int MR, int NR>
   constexpr void Fill() {
-    fn[MR - 1][NR - 1] = &Tile<MR, NR, W, kPrefetch>;
-    if constexpr (NR < kMaxNr) {
+    fn[MR - 1][NR - 1] = &Tile<MR, NR, W>;
+    if constexpr (NR < NrCap(MR)) {
       Fill<MR, NR + 1>();
     } else if constexpr (MR < kMaxMr) {
       Fill<MR + 1, 1>();
@@ -161,72 +230,94 @@ struct TileTable {
   constexpr TileTable() : fn{} { Fill<1, 1>(); }
 };
 
-template <class W, bool kPrefetch>
-constexpr TileTable<W, kPrefetch> kTiles{};
+template <class W>
+constexpr TileTable<W> kTiles{};
 
-// Rows of w per block: the unit threads split N into, and the packed panel height.
-constexpr int64_t kBlockN = 48;
-// Packing into an F32 panel pays off once the panel is reused by more than one m tile.
+// Rows of w per block: the unit threads split N into (whole panels).
+constexpr int64_t kBlockN = 4 * kPanelRows;
+static_assert(kBlockN % kPanelRows == 0);
+// Below this M a row-major weight is streamed as is; from it on each block is packed first
+// (the packed panel is reused by every m tile).
 constexpr int64_t kPackMinM = 5;
 
-// Computes rows [m0, m1) x columns [n0, n1) from weight rows `w` (row n0 at w, stride ws).
-template <class W, bool kPrefetch>
-void Block(const MatMulArgs& a, const typename W::T* w, int64_t ws, int64_t n0, int64_t n1) {
-  const int mr_max = a.M == 1 ? 1 : kMaxMr;
-  const int nr_max = a.M <= 2 ? 8 : 6;  // 24 accumulators at most, 4 x rows + 1 weight in regs
+int MrMax(int64_t M) { return M == 1 ? 1 : kMaxMr; }
+
+// Rows [n0, n1) (whole panels of `layout`, n0 a multiple of kPanelRows) from packed `data`.
+// For each tile of x rows, the block's panels in order: a decode tile reads each panel front to
+// back in one pass.
+template <class W>
+void PackedBlock(const MatMulArgs& a, const PackedLayout& layout, const std::byte* data,
+                 int64_t n0, int64_t n1, int64_t col0) {
+  const int64_t gb = static_cast<int64_t>(layout.group_bytes());
+  const bool prefetch = a.M < kPackMinM;
+  const int mr_max = MrMax(a.M);
   for (int64_t m = 0; m < a.M; m += mr_max) {
-    int mr = static_cast<int>(std::min<int64_t>(mr_max, a.M - m));
-    for (int64_t n = n0; n < n1; n += nr_max) {
-      int nr = static_cast<int>(std::min<int64_t>(nr_max, n1 - n));
-      kTiles<W, kPrefetch>.fn[mr - 1][nr - 1](a.x + m * a.x_stride, a.x_stride,
-                                                w + (n - n0) * ws, ws, a.K,
-                                                a.bias != nullptr ? a.bias + n : nullptr,
-                                                a.out + m * a.out_stride + n, a.out_stride);
+    const int mr = static_cast<int>(std::min<int64_t>(mr_max, a.M - m));
+    const int nr_cap = NrCap(mr);
+    for (int64_t p0 = n0; p0 < n1; p0 += kPanelRows) {
+      const int64_t p = p0 / kPanelRows, rows = layout.PanelRows(p);
+      const std::byte* panel = data + layout.PanelOffset(p);
+      for (int64_t j0 = 0; j0 < rows; j0 += nr_cap) {
+        const int nr = static_cast<int>(std::min<int64_t>(nr_cap, rows - j0));
+        const int64_t n = col0 + p0 + j0;
+        kTiles<W>.fn[mr - 1][nr - 1](a.x + m * a.x_stride, a.x_stride, panel + j0 * gb, gb,
+                                     rows * gb, a.K, prefetch,
+                                     a.bias != nullptr ? a.bias + n : nullptr,
+                                     a.out + m * a.out_stride + n, a.out_stride);
+      }
     }
   }
 }
 
-// Converts rows [n0, n1) of the weight into `panel` ([n1 - n0, kpad] F32, zero padded).
+// Rows [n0, n1) streamed from the row-major weight (decode of a weight not packed at load).
 template <class W>
-void Pack(const MatMulArgs& a, int64_t n0, int64_t n1, int64_t kpad, float* panel) {
-  const auto* w = static_cast<const typename W::T*>(a.w);
-  const int64_t ws = W::Stride(a.w_stride);
-  for (int64_t n = n0; n < n1; ++n) {
-    const typename W::T* src = w + n * ws;
-    float* dst = panel + (n - n0) * kpad;
-    int64_t k = 0;
-    for (; k + 16 <= a.K; k += 16) _mm512_storeu_ps(dst + k, W::Load(src, k));
-    for (; k < kpad; k += 16) {
-      __mmask16 m = k < a.K ? TailMask(a.K - k) : 0;
-      _mm512_storeu_ps(dst + k, m != 0 ? W::LoadTail(src, k, m) : _mm512_setzero_ps());
+void RowMajorBlock(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  const int64_t rs = static_cast<int64_t>(DTypeBytes(a.w_dtype, a.w_stride));
+  const int64_t cs = static_cast<int64_t>(PackedGroupBytes(a.w_dtype));
+  const auto* w = static_cast<const std::byte*>(a.w);
+  const int mr_max = MrMax(a.M);
+  for (int64_t m = 0; m < a.M; m += mr_max) {
+    const int mr = static_cast<int>(std::min<int64_t>(mr_max, a.M - m));
+    const int nr_cap = NrCap(mr);
+    for (int64_t n = n0; n < n1; n += nr_cap) {
+      const int nr = static_cast<int>(std::min<int64_t>(nr_cap, n1 - n));
+      kTiles<W>.fn[mr - 1][nr - 1](a.x + m * a.x_stride, a.x_stride, w + n * rs, rs, cs, a.K,
+                                   /*prefetch=*/true, a.bias != nullptr ? a.bias + n : nullptr,
+                                   a.out + m * a.out_stride + n, a.out_stride);
     }
   }
 }
 
-template <class W>
+// RowsW reads the dtype row-major, PackW reads it packed.
+template <class RowsW, class PackW>
 void RunBlocks(const MatMulArgs& a, int64_t b0, int64_t b1) {
-  const auto* w = static_cast<const typename W::T*>(a.w);
-  if (a.M < kPackMinM) {
-    // Decode: stream the weight straight from (mapped) memory, converting on the fly.
-    const int64_t ws = W::Stride(a.w_stride);
+  if (a.packed != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
-      int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
-      Block<W, true>(a, w + n0 * ws, ws, n0, n1);
+      PackedBlock<PackW>(a, a.packed->layout, a.packed->data, b * kBlockN,
+                         std::min(a.N, (b + 1) * kBlockN), 0);
     }
     return;
   }
-  // Prefill: copy/convert each block once into an aligned F32 panel reused by every m tile.
-  // NOTE: F32 is packed too: a mapped weight may sit at any byte offset, and loads that split
-  // cache lines cost ~30% of GEMM throughput. The panel is thread_local and grows once.
-  thread_local std::vector<float> storage;
-  const int64_t kpad = (a.K + 15) / 16 * 16;
-  if (storage.size() < static_cast<size_t>(kBlockN * kpad + 16)) storage.resize(kBlockN * kpad + 16);
-  float* panel = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) &
-                                          ~uintptr_t{63});
+  if (a.M < kPackMinM) {
+    for (int64_t b = b0; b < b1; ++b) {
+      RowMajorBlock<RowsW>(a, b * kBlockN, std::min(a.N, (b + 1) * kBlockN));
+    }
+    return;
+  }
+  // A row-major weight in a prefill (an embedding table used as lm_head, callers without
+  // LoadWeight): pack each block into a thread_local panel, then read it like a packed weight.
+  thread_local std::vector<std::byte> storage;
+  const PackedLayout full{a.w_dtype, std::min(a.N, kBlockN), a.K};
+  if (storage.size() < full.bytes() + 64) storage.resize(full.bytes() + 64);
+  auto* panel = reinterpret_cast<std::byte*>(
+      (reinterpret_cast<uintptr_t>(storage.data()) + 63) & ~uintptr_t{63});
+  const size_t row_bytes = DTypeBytes(a.w_dtype, a.w_stride);
   for (int64_t b = b0; b < b1; ++b) {
-    int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
-    Pack<W>(a, n0, n1, kpad, panel);
-    Block<F32W, false>(a, panel, kpad, n0, n1);
+    const int64_t n0 = b * kBlockN, n1 = std::min(a.N, n0 + kBlockN);
+    const PackedLayout layout{a.w_dtype, n1 - n0, a.K};
+    PackRows(layout, static_cast<const std::byte*>(a.w) + n0 * row_bytes, a.w_stride, 0,
+             n1 - n0, panel);
+    PackedBlock<PackW>(a, layout, panel, 0, n1 - n0, n0);
   }
 }
 
@@ -241,10 +332,10 @@ void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
       blocks,
       [&](int64_t b0, int64_t b1) {
         switch (a.w_dtype) {
-          case DType::kF32: RunBlocks<F32W>(a, b0, b1); break;
-          case DType::kF16: RunBlocks<F16W>(a, b0, b1); break;
-          case DType::kBF16: RunBlocks<Bf16W>(a, b0, b1); break;
-          case DType::kQ8_0: RunBlocks<Q8W>(a, b0, b1); break;
+          case DType::kF32: RunBlocks<F32W, PackedW<F32W>>(a, b0, b1); break;
+          case DType::kF16: RunBlocks<F16W, PackedW<F16W>>(a, b0, b1); break;
+          case DType::kBF16: RunBlocks<Bf16RowsW, Bf16PackedW>(a, b0, b1); break;
+          case DType::kQ8_0: RunBlocks<Q8W, PackedW<Q8W>>(a, b0, b1); break;
           case DType::kI32: break;  // rejected by the backend before it gets here
         }
       },

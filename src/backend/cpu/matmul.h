@@ -2,14 +2,16 @@
 //
 // Batch invariance: every out[m, n] is Dot(x[m, :], w[n, :]) exactly as simd.h defines it
 // (16-lane FMA accumulation over k chunks in order, masked tail, fixed Hsum), then + bias[n].
-// Register tiles, packing and thread splits only decide WHICH elements are computed together,
-// never the order inside one, so a row's result is bit-identical for any M and thread count.
-// F16/BF16 weights are converted to F32 exactly (vcvtph2ps, bf16 << 16), on the fly or into a
-// packed F32 panel; both give the same bits.
+// Register tiles, weight layouts and thread splits only decide WHICH elements are computed
+// together, never the order inside one, so a row's result is bit-identical for any M and thread
+// count. F16/BF16/Q8_0 weights are converted to F32 exactly (vcvtph2ps, bf16 << 16, d * q) in
+// registers, from the row-major weight or from its prepacked panels (packed_weight.h); both
+// layouts give the same bits.
 #pragma once
 
 #include <cstdint>
 
+#include "backend/cpu/packed_weight.h"
 #include "backend/cpu/thread_pool.h"
 #include "llmux/dtype.h"
 
@@ -18,7 +20,11 @@ namespace llmux::cpu {
 struct MatMulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride
   int64_t x_stride = 0;
-  const void* w = nullptr;  // [N, K] in w_dtype (F32/F16/BF16), row stride w_stride; any alignment
+  // The weight [N, K]: prepacked (packed != nullptr; w and w_stride unused, w_dtype ==
+  // packed->layout.dtype), or row-major at w in w_dtype (F32/F16/BF16/Q8_0), row stride
+  // w_stride elements, any alignment.
+  const PackedWeight* packed = nullptr;
+  const void* w = nullptr;
   DType w_dtype = DType::kF32;
   int64_t w_stride = 0;
   const float* bias = nullptr;  // [N] or nullptr
@@ -32,8 +38,8 @@ struct MatMulArgs {
 // The batch-invariant path. Threads split N.
 void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool);
 
-// The batch-DEPENDENT fast path (CpuBackendOptions::use_blas): OpenBLAS sgemm, F16/BF16 weights
-// converted to F32 panels first. OpenBLAS chooses its own blocking (and K splits) from the
+// The batch-DEPENDENT fast path (CpuBackendOptions::use_blas): OpenBLAS sgemm, weights other
+// than row-major F32 converted to F32 panels first. OpenBLAS chooses its own blocking (and K splits) from the
 // shape, so a row's bits depend on M. Called from the engine thread; OpenBLAS threads itself.
 void MatMulBlas(const MatMulArgs& a, ThreadPool& pool);
 

@@ -10,10 +10,15 @@
 namespace llmux::cpu {
 namespace {
 
-// Rows of an F16/BF16 weight converted per sgemm call: 256 x K floats (<= 4 MiB at K = 4096).
+// Rows of a packed or F16/BF16/Q8_0 weight converted per sgemm call: 256 x K floats (<= 4 MiB
+// at K = 4096).
 constexpr int64_t kBlasPanelN = 256;
 
 void ConvertRows(const MatMulArgs& a, int64_t n0, int64_t n1, float* dst) {
+  if (a.packed != nullptr) {
+    UnpackRowsF32(*a.packed, n0, n1, dst);
+    return;
+  }
   if (a.w_dtype == DType::kQ8_0) {
     const auto* w = static_cast<const uint8_t*>(a.w);
     const int64_t ws = a.w_stride / kQ8BlockElems * static_cast<int64_t>(kQ8BlockBytes);
@@ -46,7 +51,7 @@ void MatMulBlas(const MatMulArgs& a, ThreadPool& pool) {
                 static_cast<int>(a.x_stride), w, static_cast<int>(ws), 0.0f, a.out + n0,
                 static_cast<int>(a.out_stride));
   };
-  if (a.w_dtype == DType::kF32) {
+  if (a.w_dtype == DType::kF32 && a.packed == nullptr) {
     gemm(static_cast<const float*>(a.w), a.w_stride, 0, a.N);
   } else {
     thread_local std::vector<float> panel;

@@ -65,6 +65,25 @@ inline float Hsum(__m512 v) {
   return _mm_cvtss_f32(b);
 }
 
+// [Hsum(v0), Hsum(v1), Hsum(v2), Hsum(v3)], bit for bit: the same additions of the same lane
+// pairs as Hsum (float addition is commutative, so which operand is which does not matter),
+// four reductions sharing each shuffle and add.
+inline __m128 Hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+  // Lanes i + i+8: [a(v0) | a(v1)], [a(v2) | a(v3)], 8 lanes each.
+  const __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x44),
+                                   _mm512_shuffle_f32x4(v0, v1, 0xee));
+  const __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, 0x44),
+                                   _mm512_shuffle_f32x4(v2, v3, 0xee));
+  // Lanes i + i+4: 128-bit lane k holds b(vk).
+  __m512 r = _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, 0x88),
+                           _mm512_shuffle_f32x4(s01, s23, 0xdd));
+  // Lanes 0 + 2 and 1 + 3 of each 128-bit lane (movehl), then 0 + 1 (movehdup).
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0xee));
+  r = _mm512_add_ps(r, _mm512_permute_ps(r, 0x55));
+  return _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r));
+}
+
 // sum_i a[i] * b[i] over n floats: 16-lane FMA accumulation over consecutive chunks of 16 in
 // order, the last partial chunk masked, then Hsum. The order every dot product in the backend
 // follows.

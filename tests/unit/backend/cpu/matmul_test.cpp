@@ -1,5 +1,6 @@
 // MatMul: exactness against a double-precision reference and batch invariance (bit-identical
-// rows for any M and thread count) for F32, F16, BF16 and Q8_0 weights.
+// rows for any M and thread count) for F32, F16, BF16 and Q8_0 weights; weights prepacked at
+// load give the bits of the row-major weight.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,9 @@
 #include <sstream>
 #include <string>
 
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/packed_weight.h"
+#include "backend/cpu/simd.h"
 #include "unit/backend/cpu/test_util.h"
 
 namespace llmux::cpu {
@@ -54,7 +58,7 @@ TEST_P(MatMulTest, MatchesReferenceAndIsBatchInvariant) {
     ASSERT_NE(be, nullptr);
     auto w = be->LoadWeight(img->tensor, WeightKind::kMatrix);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
-    EXPECT_EQ(w->data, img->tensor.data) << "matrices are aliased, not copied";
+    EXPECT_NE(w->data, img->tensor.data) << "matrices are packed copies, not aliased";
     auto b = be->UploadF32(bias_values, 1, c.n);
     ASSERT_TRUE(b.ok());
     const Tensor* bias = c.bias ? &b.value() : nullptr;
@@ -168,6 +172,134 @@ TEST(MatMulQ8Test, LoadWeightRejectsMalformedQ8) {
   t = img->tensor;
   t.shape = {256};
   EXPECT_EQ(be->LoadWeight(t, WeightKind::kVector).status().code(), StatusCode::kInvalidArgument);
+}
+
+// The packed layout holds every element exactly: unpacking gives the dtype-rounded values.
+TEST(PackedWeightTest, UnpacksToTheRoundedValues) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{77, 288}, {13, 64}, {25, 37}, {12, 48},
+                        {1, 17}}) {
+      if (dt == DType::kQ8_0 && k % 32 != 0) continue;
+      auto img = MakeWeight(RandomFloats(n * k, 41), {n, k}, dt);
+      const PackedLayout layout{dt, n, k};
+      std::vector<std::byte> buf(layout.bytes(), std::byte{0x5a});
+      PackRows(layout, img->tensor.data, k, 0, n, buf.data());
+      std::vector<float> out(n * k);
+      UnpackRowsF32(PackedWeight{layout, buf.data()}, 0, n, out.data());
+      ASSERT_EQ(0, std::memcmp(out.data(), img->rounded.data(), 4 * out.size()))
+          << DTypeName(dt) << " [" << n << ", " << k << "]";
+      EXPECT_EQ(layout.bytes(), dt == DType::kQ8_0 ? img->tensor.nbytes
+                                                   : DTypeBytes(dt, n * ((k + 31) / 32 * 32)));
+    }
+  }
+}
+
+// The packed kernels (decode: whole-panel tiles, prefill: half-panel tiles) give the bits of
+// the row-major kernels for every dtype, M, and K with and without a 16/32-element tail.
+TEST(PackedWeightTest, BitIdenticalToTheRowMajorWeight) {
+  ThreadPool pool(2);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{77, 288}, {130, 37}, {25, 48}, {60, 96},
+                        {5, 17}}) {
+      if (dt == DType::kQ8_0 && k % 32 != 0) continue;
+      constexpr int64_t kM = 13;
+      const auto x = RandomFloats(kM * k, 51);
+      auto img = MakeWeight(RandomFloats(n * k, 52), {n, k}, dt);
+      const auto bias = RandomFloats(n, 53);
+      const PackedLayout layout{dt, n, k};
+      std::vector<std::byte> storage(layout.bytes() + 64);
+      auto* buf = reinterpret_cast<std::byte*>(
+          (reinterpret_cast<uintptr_t>(storage.data()) + 63) & ~uintptr_t{63});
+      PackRows(layout, img->tensor.data, k, 0, n, buf);
+      const PackedWeight packed{layout, buf};
+      for (int64_t m : {1, 2, 3, 4, 5, 7, 13}) {
+        std::vector<float> out[2];
+        for (int p = 0; p < 2; ++p) {
+          out[p].assign(m * n, -7.0f);
+          MatMulArgs a;
+          a.x = x.data();
+          a.x_stride = k;
+          a.packed = p == 0 ? nullptr : &packed;
+          a.w = img->tensor.data;
+          a.w_dtype = dt;
+          a.w_stride = k;
+          a.bias = bias.data();
+          a.out = out[p].data();
+          a.out_stride = n;
+          a.M = m;
+          a.N = n;
+          a.K = k;
+          MatMulInvariant(a, pool);
+        }
+        ASSERT_EQ(0, std::memcmp(out[0].data(), out[1].data(), 4 * out[0].size()))
+            << DTypeName(dt) << " [" << n << ", " << k << "] M=" << m;
+      }
+    }
+  }
+}
+
+// The contract of matmul.h, bit for bit: out[m, n] = Dot(x[m, :], w[n, :]) + bias[n] with
+// simd.h's Dot on the dtype-rounded weight, whatever the layout, tile or M.
+TEST(PackedWeightTest, EveryOutputIsTheDotOrderBitForBit) {
+  constexpr int64_t kM = 9;
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{29, 96}, {14, 37}, {40, 48}}) {
+      if (dt == DType::kQ8_0 && k % 32 != 0) continue;
+      const auto x = RandomFloats(kM * k, 71);
+      auto img = MakeWeight(RandomFloats(n * k, 72), {n, k}, dt);
+      const auto bias_values = RandomFloats(n, 73);
+      auto be = MakeBackend(2);
+      auto w = be->LoadWeight(img->tensor, WeightKind::kMatrix);
+      auto b = be->UploadF32(bias_values, 1, n);
+      ASSERT_TRUE(w.ok() && b.ok());
+      for (int64_t m : {1, 2, 3, 4, 9}) {
+        auto out = RunMatMul(*be, x, 0, m, k, *w, &b.value());
+        for (int64_t r = 0; r < m; ++r) {
+          for (int64_t c = 0; c < n; ++c) {
+            const float want = Dot(x.data() + r * k, img->rounded.data() + c * k, k) +
+                               bias_values[c];
+            ASSERT_EQ(0, std::memcmp(&out[r * n + c], &want, 4))
+                << DTypeName(dt) << " [" << n << ", " << k << "] M=" << m << " out[" << r
+                << ", " << c << "] = " << out[r * n + c] << ", Dot gives " << want;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Hsum4 (the MatMul tiles' reduction) is Hsum four times over, bit for bit.
+TEST(PackedWeightTest, Hsum4IsHsum) {
+  const auto v = RandomFloats(64 * 200, 81, -1e4f, 1e4f);
+  for (size_t t = 0; t + 64 <= v.size(); t += 64) {
+    __m512 a[4];
+    for (int i = 0; i < 4; ++i) a[i] = _mm512_loadu_ps(v.data() + t + 16 * i);
+    float got[4];
+    _mm_storeu_ps(got, Hsum4(a[0], a[1], a[2], a[3]));
+    for (int i = 0; i < 4; ++i) {
+      const float want = Hsum(a[i]);
+      ASSERT_EQ(0, std::memcmp(&got[i], &want, 4)) << "vector " << t / 64 << " lane " << i;
+    }
+  }
+}
+
+// LoadWeight's packed copy is what MatMul reads: the source may change or go away after it.
+TEST(PackedWeightTest, MatMulNoLongerReadsTheSource) {
+  constexpr int64_t kM = 6, kN = 40, kK = 96;
+  const auto x = RandomFloats(kM * kK, 61);
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    auto img = MakeWeight(RandomFloats(kN * kK, 62), {kN, kK}, dt);
+    auto be = MakeBackend(2);
+    auto w = be->LoadWeight(img->tensor, WeightKind::kMatrix);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    auto before = RunMatMul(*be, x, 0, kM, kK, *w, nullptr);
+    auto before1 = RunMatMul(*be, x, 0, 1, kK, *w, nullptr);
+    std::memset(const_cast<std::byte*>(img->tensor.data), 0xff, img->tensor.nbytes);  // NaN
+    auto after = RunMatMul(*be, x, 0, kM, kK, *w, nullptr);
+    auto after1 = RunMatMul(*be, x, 0, 1, kK, *w, nullptr);
+    ASSERT_EQ(0, std::memcmp(before.data(), after.data(), 4 * after.size())) << DTypeName(dt);
+    ASSERT_EQ(0, std::memcmp(before1.data(), after1.data(), 4 * after1.size())) << DTypeName(dt);
+  }
 }
 
 TEST(MatMulBlasTest, CloseToTheInvariantPath) {
