@@ -21,6 +21,7 @@ void EngineImpl::PublishStats() {
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   // kv_events_*: read live in Stats().
   if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
+  e.gemm_choices = backend_->GemmChoices();
   std::unordered_map<std::string, TenantStats> per_tenant;
   for (const std::string& name : tenants_) {
     auto id = scheduler_->FindTenant(name);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <tuple>
 
+#include "backend/cuda/gemm_choice.h"
 #include "gpu_test_util.h"
 #include "reference_ops.h"
 
@@ -45,6 +46,17 @@ TEST(GpuGemm, ForcedFallbackMatchesReferenceAndIsInvariant) {
   auto fallbacks = cuda::GemmFallbackShapes(*b);
   ASSERT_TRUE(fallbacks.ok());
   EXPECT_GE(*fallbacks, 7);  // every (N, K, output dtype) seen above
+  // What /admin/pools shows: every shape on the fallback, ceil(N / 64) CTAs at M = 1.
+  bool saw_1024x4096 = false;
+  for (const GemmChoice& c : b->GemmChoices()) {
+    EXPECT_EQ(c.kernel, "fallback") << c.n << "x" << c.k;
+    EXPECT_EQ(c.ctas_at_m1, (c.n + 63) / 64) << c.n << "x" << c.k;
+    if (c.n == 1024 && c.k == 4096 && !c.out_f32) {
+      saw_1024x4096 = true;
+      EXPECT_GE(c.m_plans, 7);  // M = 33 above, then 300, 1, 2, 5, 16, 64, 255
+    }
+  }
+  EXPECT_TRUE(saw_1024x4096);
 }
 
 void ExpectMatchesReferenceOnOddShapes(Backend* b) {
@@ -103,6 +115,39 @@ TEST(GpuGemm, RowsAreBitIdenticalAcrossBatchSizes) {
   auto fallbacks = cuda::GemmFallbackShapes(*b);
   ASSERT_TRUE(fallbacks.ok());
   std::printf("GEMM weight shapes on the fallback kernel: %d\n", *fallbacks);
+  // One pinned kernel per weight shape for every M, none rejected at some layout; a pinned
+  // cuBLASLt algorithm reports its tile and the CTAs it launches at M = 1.
+  const std::vector<GemmChoice> choices = b->GemmChoices();
+  ASSERT_EQ(choices.size(), 3u);  // (1024, 4096, bf16), (2048, 512, f32), (4096, 1024, bf16)
+  EXPECT_EQ(choices[0].n, 1024);
+  EXPECT_EQ(choices[1].n, 2048);
+  EXPECT_TRUE(choices[1].out_f32);
+  EXPECT_EQ(choices[2].n, 4096);
+  for (const GemmChoice& c : choices) {
+    std::printf("GEMM choice: %s (%d candidates failed the bit-identity check)\n",
+                cuda::DescribeGemmChoice(c).c_str(), c.candidates_tried);
+    EXPECT_TRUE(c.kernel == "cublaslt" || c.kernel == "fallback") << c.kernel;
+    EXPECT_EQ(c.m_plans, 7);  // M = 300, 1, 2, 5, 16, 64, 255
+    EXPECT_EQ(c.rejected_layouts, 0);
+    if (c.kernel == "cublaslt") {
+      ASSERT_GT(c.tile_n, 0);
+      EXPECT_EQ(c.ctas_at_m1, (c.n + c.tile_n - 1) / c.tile_n);
+    }
+  }
+}
+
+// Fast mode (engine.batch_invariant: false): cuBLASLt's heuristic per M, reported as such.
+TEST(GpuGemm, FastModeChoosesPerM) {
+  CudaBackendOptions o;
+  o.batch_invariant = false;
+  LLMUX_CUDA_BACKEND_OR_SKIP(b, o);
+  ExpectMatchesReferenceOnOddShapes(b.get());
+  const std::vector<GemmChoice> choices = b->GemmChoices();
+  ASSERT_EQ(choices.size(), 10u);  // 5 weight shapes x (bf16, f32) outputs
+  for (const GemmChoice& c : choices) {
+    EXPECT_EQ(c.kernel, "per_m");
+    EXPECT_EQ(c.ctas_at_m1, 0);
+  }
 }
 #else
 TEST(GpuGemm, SkippedWithoutCuda) {
