@@ -129,10 +129,10 @@ step "done"
   echo "|---|---|"
   printf '%s\n' "${summary[@]}"
   echo
-  if grep -q "GEMM choice:" "$out/unit_backend_cuda.log" 2>/dev/null; then
-    echo "### invariant-mode GEMM choices (GpuGemm.RowsAreBitIdenticalAcrossBatchSizes)"
+  if grep -q "^\[gpu_bench\] GEMM " "$out/gpu_bench.log" 2>/dev/null; then
+    echo "### invariant-mode GEMM kernel per Llama-3-8B weight shape (gpu_bench)"
     echo
-    grep "GEMM choice:" "$out/unit_backend_cuda.log" | sed 's/^GEMM choice: /- /'
+    grep "^\[gpu_bench\] GEMM " "$out/gpu_bench.log" | sed 's/^\[gpu_bench\] GEMM /- /'
     echo
   fi
   [[ -f "$out/gpu_bench.md" ]] && { echo "### invariant mode"; cat "$out/gpu_bench.md"; }

@@ -193,6 +193,7 @@ void GemmRunner::Candidates(const GemmShape& s, std::vector<cublasLtMatmulAlgo_t
         props->push_back(c);
       }
       if (ranks_prefill) (*props)[at].prefill_rank = std::min((*props)[at].prefill_rank, i);
+      (*props)[at].offered_at_m = std::max((*props)[at].offered_at_m, m);
     }
   };
   add(kPrefillRefM, true);

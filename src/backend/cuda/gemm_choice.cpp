@@ -13,18 +13,29 @@ int64_t GemmCtas(const GemmCandidate& c, int64_t m, int64_t n) {
 
 bool GemmSplitFree(const GemmCandidate& c) { return c.split_k <= 1 && !c.reduction; }
 
+int64_t GemmBusySms(const GemmCandidate& c, int64_t n, int sm_count) {
+  return std::min<int64_t>(GemmCtas(c, 1, n), std::max(sm_count, 1));
+}
+
 std::vector<int> InvariantGemmOrder(std::span<const GemmCandidate> candidates, int64_t n,
                                     int sm_count) {
   std::vector<int> order;
+  int64_t best = 0;
   for (int i = 0; i < static_cast<int>(candidates.size()); ++i) {
-    if (GemmSplitFree(candidates[i])) order.push_back(i);
+    if (!GemmSplitFree(candidates[i])) continue;
+    order.push_back(i);
+    best = std::max(best, GemmBusySms(candidates[i], n, sm_count));
   }
-  const int64_t wave = std::max(sm_count, 1);
-  auto busy = [&](int i) { return std::min(GemmCtas(candidates[i], 1, n), wave); };
+  auto busy = [&](int i) { return GemmBusySms(candidates[i], n, sm_count); };
+  auto near_best = [&](int i) { return busy(i) * 10 >= best * 9; };
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    const int64_t ba = busy(a), bb = busy(b);
-    if (ba != bb) return ba > bb;
-    return candidates[a].prefill_rank < candidates[b].prefill_rank;
+    const GemmCandidate& ca = candidates[a];
+    const GemmCandidate& cb = candidates[b];
+    if (near_best(a) != near_best(b)) return near_best(a);
+    if (!near_best(a) && busy(a) != busy(b)) return busy(a) > busy(b);
+    if (ca.prefill_rank != cb.prefill_rank) return ca.prefill_rank < cb.prefill_rank;
+    if (ca.offered_at_m != cb.offered_at_m) return ca.offered_at_m > cb.offered_at_m;
+    return busy(a) > busy(b);
   });
   return order;
 }

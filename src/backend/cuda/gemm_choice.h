@@ -8,9 +8,11 @@
 // cuBLASLt's heuristic at a prefill-sized M favours 128- or 256-row tiles, which at M = 1 give
 // a Llama-3-8B o/down projection (N = 4096) 16-32 CTAs on 132 SMs; a decode GEMM at M <= the
 // tile's column width is bandwidth-bound, and its time scales with 1 / (SMs kept busy). The
-// choice below takes the candidate that keeps the most SMs busy at M = 1 (capped at one wave:
-// more CTAs than SMs add nothing at M = 1), and among equals the one the heuristic ranks best
-// for prefill (compute-bound, where the heuristic's ranking is the best information we have).
+// choice below first keeps the candidates whose M = 1 GEMM keeps at least 90% as many SMs busy
+// as the best one does (capped at one wave: more CTAs than SMs add nothing at M = 1), and
+// among those prefers the one the heuristic ranks best for prefill (compute-bound, where the
+// heuristic's ranking is the best information we have), so a marginally wider decode grid
+// never buys a tile that is poor at large M.
 #pragma once
 
 #include <cstdint>
@@ -32,8 +34,14 @@ struct GemmCandidate {
   // Position in the heuristic's list at the prefill reference M (0 = its first choice), or
   // kUnranked when the heuristic offered it only at a small M.
   int prefill_rank = kUnranked;
+  // The largest reference M whose heuristic offered it (for unranked candidates, a larger M
+  // suggests a tile that does better on large batches).
+  int offered_at_m = 0;
   static constexpr int kUnranked = 1 << 20;
 };
+
+// SMs kept busy by one M = 1 GEMM: min(CTAs, sm_count).
+int64_t GemmBusySms(const GemmCandidate& c, int64_t n, int sm_count);
 
 // CTAs a candidate launches for out[m, n] (at least 1).
 int64_t GemmCtas(const GemmCandidate& c, int64_t m, int64_t n);
@@ -44,9 +52,10 @@ bool GemmSplitFree(const GemmCandidate& c);
 
 // Invariant mode: the order in which to try `candidates` for a weight with `n` output columns
 // on a device with `sm_count` SMs. Only split-free candidates are listed; the first one that
-// passes the device's bit-identity check across M is pinned. Order: most SMs busy at M = 1
-// (min(CTAs, sm_count)), then prefill_rank, then the caller's order. Returns indices into
-// `candidates`.
+// passes the device's bit-identity check across M is pinned. Order: first the candidates with
+// GemmBusySms >= 90% of the best, by prefill_rank, then larger offered_at_m, then more busy
+// SMs; then the rest by busy SMs, prefill_rank, offered_at_m; ties keep the caller's order.
+// Returns indices into `candidates`.
 std::vector<int> InvariantGemmOrder(std::span<const GemmCandidate> candidates, int64_t n,
                                     int sm_count);
 
