@@ -1,5 +1,5 @@
 // Paged attention against the CPU backend's Attention op: mixed batches (prefill chunks over a
-// cached prefix, fresh prefills, decodes), GQA ratios 1/4/8/4, head_dim 8 to 128,
+// cached prefix, fresh prefills, decodes), GQA ratios 1/4/8/2/4/7, head_dim 8 to 128,
 // non-contiguous block tables with -1 holes, long contexts that take several (and longer)
 // splits, and batch invariance: a decode row alone vs batched, and every token of a sequence
 // bit-identical across prefill chunkings and decodes.
@@ -221,7 +221,8 @@ TEST_P(GpuAttention, TokensAreBitIdenticalAcrossChunkingsAndDecodes) {
 
 INSTANTIATE_TEST_SUITE_P(GqaRatios, GpuAttention,
                          ::testing::Values(Shape{4, 4, 64}, Shape{8, 2, 64}, Shape{8, 1, 128},
-                                           Shape{8, 4, 8}, Shape{16, 4, 128}),
+                                           Shape{8, 4, 8}, Shape{16, 4, 128},
+                                           Shape{14, 2, 64}),  // group 7: 9-token tiles
                          [](const auto& info) {
                            char name[64];
                            std::snprintf(name, sizeof(name), "h%dkv%dd%d", info.param.heads,
