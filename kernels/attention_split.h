@@ -27,12 +27,27 @@ inline constexpr int kAttnMaxSplits = 32;             // longer contexts get lon
 inline constexpr int kAttnMaxGroup = 16;       // query heads per kv head
 inline constexpr int kAttnMaxHeadDim = 256;
 
+// Rows of one attention block: (query token, query head of the GQA group) pairs, 4 warps of
+// 16 rows for the tensor-core tiles.
+inline constexpr int kAttnTileRows = 64;
+
+// Query tokens per attention block for a GQA group of `group` query heads per kv head.
+LLMUX_HD int AttnQueryTileTokens(int group) {
+  return group >= kAttnTileRows ? 1 : kAttnTileRows / group;
+}
+
 struct AttnSplit {
   int num_splits;  // >= 1
   int split_len;   // keys per split (a multiple of kAttnTileKeys), the last one may be shorter
 };
 
 // context_len >= 1.
+//
+// NOTE: the split depends on ceil(context_len / kAttnTileKeys) only, i.e. it is the same for
+// every query position of one 64-position window [64w, 64w + 63] (context 64w + 1 .. 64w + 64),
+// and every split of such a position holds at least one of its keys. So a query tile never
+// straddling a window shares one split layout among all its rows, and a token's split (and
+// with it its bits) is the same whether it is computed alone (decode) or in a prefill tile.
 LLMUX_HD AttnSplit AttnSplitFor(int context_len) {
   int n = (context_len + kAttnSplitKeys - 1) / kAttnSplitKeys;
   if (n > kAttnMaxSplits) n = kAttnMaxSplits;
@@ -43,6 +58,9 @@ LLMUX_HD AttnSplit AttnSplitFor(int context_len) {
   s.num_splits = (context_len + len - 1) / len;
   return s;
 }
+
+// True when positions a and b (>= 0) lie in the same 64-position window (same split layout).
+LLMUX_HD bool AttnSameWindow(int a, int b) { return a / kAttnTileKeys == b / kAttnTileKeys; }
 
 }  // namespace llmux::kernels
 

@@ -5,7 +5,7 @@ namespace llmux::kernels {
 namespace {
 
 constexpr int kBm = 64;
-constexpr int kBn = 64;
+constexpr int kBn = kGemmFallbackTileN;
 constexpr int kBk = 16;
 constexpr int kThreads = 256;  // 16 x 16, each thread 4 x 4 outputs
 

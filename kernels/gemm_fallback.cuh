@@ -10,6 +10,9 @@
 
 namespace llmux::kernels {
 
+// Output columns per CTA (an M = 1 GEMM launches ceil(N / kGemmFallbackTileN) CTAs).
+inline constexpr int kGemmFallbackTileN = 64;
+
 // x: [M, K] bf16, w: [N, K] bf16, out: [M, N] bf16 (out_is_f32 false) or f32; row strides in
 // elements.
 cudaError_t LaunchGemmFallback(const void* x, int64_t x_stride, const void* w, int64_t w_stride,

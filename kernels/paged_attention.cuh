@@ -1,5 +1,6 @@
 // Causal paged attention for mixed batches (prefill chunks over a cached prefix, and decode),
-// with GQA, online softmax and split-K over long contexts (see attention_split.h).
+// with GQA, online softmax and split-K over long contexts (see attention_split.h): one kernel
+// for every token, on tensor cores, over query tiles (BatchMetadata builds them).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,6 +25,12 @@ struct PagedAttentionArgs {
   // [num_seqs, block_table_stride] physical block ids.
   const int32_t* block_tables = nullptr;
   int block_table_stride = 0;
+  // Query tiles: [num_tiles][2] = (first token, within this launch; token count). A tile's
+  // tokens are consecutive tokens of one sequence inside one 64-position window
+  // (AttnSameWindow), at most AttnQueryTileTokens(num_heads / num_kv_heads) of them, and the
+  // tiles cover the launch's tokens exactly once.
+  const int32_t* tiles = nullptr;
+  int num_tiles = 0;
   int num_tokens = 0;
   int num_heads = 0;
   int num_kv_heads = 0;
@@ -39,6 +46,10 @@ struct PagedAttentionArgs {
 
 // Floats of workspace one launch of `num_tokens` tokens needs.
 size_t PagedAttentionWorkspaceFloats(int num_tokens, int num_heads, int head_dim);
+
+// Dynamic shared memory one block needs (Q tile and double-buffered K/V tiles). The backend
+// refuses a head_dim whose need exceeds the device's per-block opt-in limit.
+size_t PagedAttentionSmemBytes(int head_dim);
 
 // Raises the kernel's dynamic shared memory limit for the largest supported shapes. Call once
 // per device before the first launch (not during stream capture).

@@ -77,7 +77,7 @@ step "GPU unit tests (kernels vs CPU ops, faults, the real model vs the CPU back
 CI=true LLMUX_TEST_DATA="$root/.gpu-prefix" \
   timeout 240 "$build/tests/unit_backend_cuda" > "$out/unit_backend_cuda.log" 2>&1
 rc=$?
-grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|GEMM weight shapes|largest logit error" \
+grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|GEMM weight shapes|GEMM choice:|largest logit error" \
   "$out/unit_backend_cuda.log"
 if grep -q "SKIPPED: no CUDA device" "$out/unit_backend_cuda.log"; then
   note "| unit_backend_cuda | FAIL: tests skipped, no CUDA device visible |"
@@ -87,12 +87,22 @@ else
   note "| unit_backend_cuda | FAIL (rc $rc, see unit_backend_cuda.log) |"
 fi
 
-for t in TeacherForcedLogitsAgreeWithTheCpuBackend FirstGreedyTokensMatchTheReference \
-    LogitsAreBitIdenticalAtBatch1And8And64; do
-  if grep -q "^\[       OK \] GpuModel.$t" "$out/unit_backend_cuda.log"; then
-    note "| GpuModel.$t | pass |"
+# The batch-invariance and reference checks, one row each (a parameterised test counts as
+# passed when no instance failed and at least one passed).
+for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
+    GpuModel.FirstGreedyTokensMatchTheReference GpuModel.LogitsAreBitIdenticalAtBatch1And8And64 \
+    GpuGemm.RowsAreBitIdenticalAcrossBatchSizes GpuGemm.ForcedFallbackMatchesReferenceAndIsInvariant \
+    GpuGemm.FastModeChoosesPerM \
+    GqaRatios/GpuAttention.MixedPrefillAndDecodeMatchTheCpuBackend \
+    GqaRatios/GpuAttention.LongContextMatchesTheCpuBackend \
+    GqaRatios/GpuAttention.DecodeRowIsBitIdenticalAloneAndInABatch \
+    GqaRatios/GpuAttention.TokensAreBitIdenticalAcrossChunkingsAndDecodes; do
+  if grep -q "^\[  FAILED  \] $t" "$out/unit_backend_cuda.log"; then
+    note "| $t | FAIL (see unit_backend_cuda.log) |"
+  elif grep -q "^\[       OK \] $t" "$out/unit_backend_cuda.log"; then
+    note "| $t | pass |"
   else
-    note "| GpuModel.$t | FAIL or not run (see unit_backend_cuda.log) |"
+    note "| $t | not run (see unit_backend_cuda.log) |"
   fi
 done
 
@@ -119,6 +129,12 @@ step "done"
   echo "|---|---|"
   printf '%s\n' "${summary[@]}"
   echo
+  if grep -q "^\[gpu_bench\] GEMM " "$out/gpu_bench.log" 2>/dev/null; then
+    echo "### invariant-mode GEMM kernel per Llama-3-8B weight shape (gpu_bench)"
+    echo
+    grep "^\[gpu_bench\] GEMM " "$out/gpu_bench.log" | sed 's/^\[gpu_bench\] GEMM /- /'
+    echo
+  fi
   [[ -f "$out/gpu_bench.md" ]] && { echo "### invariant mode"; cat "$out/gpu_bench.md"; }
   [[ -f "$out/gpu_bench_fast.md" ]] && { echo; echo "### fast mode"; cat "$out/gpu_bench_fast.md"; }
 } > "$out/summary.md"

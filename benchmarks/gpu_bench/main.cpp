@@ -314,6 +314,16 @@ int Main(int argc, char** argv) {
   }
   table.Add(Row("| engine prefill, %d tokens | %.1f ms | %.0f tok/s | - | - |", opt.prefill,
                 *prefill * 1e3, opt.prefill / *prefill));
+  // The kernel each weight shape ran (what GET /admin/pools shows as gemm.shapes).
+  for (const GemmChoice& c : (*engine)->Stats().gemm_choices) {
+    std::printf("[gpu_bench] GEMM N=%lld K=%lld %s: %s", static_cast<long long>(c.n),
+                static_cast<long long>(c.k), c.out_f32 ? "f32" : "bf16", c.kernel.c_str());
+    if (c.kernel == "cublaslt") std::printf(" tile %dx%d", c.tile_n, c.tile_m);
+    if (c.kernel != "per_m") {
+      std::printf(", %lld CTAs at M=1", static_cast<long long>(c.ctas_at_m1));
+    }
+    std::printf(", %d layouts, %d rejected\n", c.m_plans, c.rejected_layouts);
+  }
 #ifdef LLMUX_HAVE_CUDA
   if (opt.backend == "cuda") {
     auto stats = cuda::GetGraphStats(*b);

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -45,6 +46,24 @@ struct Tensor {
     auto* p = static_cast<std::byte*>(data) + first * static_cast<int64_t>(DTypeSize(dtype));
     return Tensor{p, dtype, rows, n, stride};
   }
+};
+
+// How one weight shape's GEMMs run on a backend that chooses a kernel per shape (CUDA), for
+// operators (GET /admin/pools `gemm.shapes`). See src/backend/cuda/gemm_choice.h.
+struct GemmChoice {
+  int64_t n = 0;  // output columns (weight rows)
+  int64_t k = 0;  // reduction length
+  bool out_f32 = false;
+  // "cublaslt": one pinned algorithm for every M (batch invariant); "fallback": the
+  // fixed-order kernel for every M (batch invariant); "per_m": chosen per M (fast mode).
+  std::string kernel;
+  int tile_n = 0, tile_m = 0;  // the pinned algorithm's output tile (cublaslt)
+  int64_t ctas_at_m1 = 0;      // CTAs one M = 1 GEMM launches (0 when chosen per M)
+  int candidates_tried = 0;    // algorithms that failed the bit-identity check before this one
+  int m_plans = 0;             // GEMM layouts (M, strides) planned for this shape so far
+  // Layouts the pinned algorithm rejected (cublasLtMatmulAlgoCheck): they run the fallback
+  // kernel, which breaks batch invariance for them. 0 is expected (docs/isolation.md).
+  int rejected_layouts = 0;
 };
 
 // Backend-owned memory. Freed when destroyed.
@@ -142,6 +161,10 @@ class Backend {
   // Every later step fails then; the engine reports it (EngineStats::device_fault). Engine
   // thread.
   virtual Status DeviceHealth() const = 0;
+
+  // The kernel each weight shape's GEMMs run, in (n, k, out_f32) order; empty for a backend
+  // that has one GEMM path (CPU). Engine thread.
+  virtual std::vector<GemmChoice> GemmChoices() const { return {}; }
 
   // ---- KV block hygiene and test hooks (engine thread) ----
   // Overwrites the given blocks with zeros in every layer (zero_kv_on_free).

@@ -187,6 +187,9 @@ struct EngineStats {
   // unhealthy and a process pool's worker exits so that the supervisor restarts it.
   // NOTE: not in LLMUX_ENGINE_STATS (a reason, not a figure); the worker wire carries it.
   std::string device_fault;
+  // The kernel each weight shape's GEMMs run (Backend::GemmChoices; empty on the CPU backend).
+  // NOTE: not in LLMUX_ENGINE_STATS either (a description); the worker wire carries it.
+  std::vector<GemmChoice> gemm_choices;
 };
 
 // One row of LLMUX_ENGINE_STATS, as data.

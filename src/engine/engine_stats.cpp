@@ -29,6 +29,7 @@ void EngineImpl::PublishStats() {
   e.cost_fit_steps = cost_model_.observed_steps();
   // kv_events_*: read live in Stats().
   if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
+  e.gemm_choices = backend_->GemmChoices();
   std::unordered_map<std::string, TenantStats> per_tenant;
   for (const std::string& name : tenants_) {
     auto id = scheduler_->FindTenant(name);

@@ -234,10 +234,47 @@ TenantLimits DecodeLimits(const json& j) {
   return l;
 }
 
+json EncodeGemmChoices(const std::vector<GemmChoice>& choices) {
+  json out = json::array();
+  for (const GemmChoice& c : choices) {
+    out.push_back({{"n", c.n},
+                   {"k", c.k},
+                   {"out", c.out_f32 ? "f32" : "bf16"},
+                   {"kernel", c.kernel},
+                   {"tile_n", c.tile_n},
+                   {"tile_m", c.tile_m},
+                   {"ctas_at_m1", c.ctas_at_m1},
+                   {"candidates_tried", c.candidates_tried},
+                   {"m_plans", c.m_plans},
+                   {"rejected_layouts", c.rejected_layouts}});
+  }
+  return out;
+}
+
+std::vector<GemmChoice> DecodeGemmChoices(const json& j) {
+  std::vector<GemmChoice> out;
+  for (const json& e : j) {
+    GemmChoice c;
+    c.n = e.at("n").get<int64_t>();
+    c.k = e.at("k").get<int64_t>();
+    c.out_f32 = e.at("out").get<std::string>() == "f32";
+    c.kernel = e.at("kernel").get<std::string>();
+    c.tile_n = e.at("tile_n").get<int>();
+    c.tile_m = e.at("tile_m").get<int>();
+    c.ctas_at_m1 = e.at("ctas_at_m1").get<int64_t>();
+    c.candidates_tried = e.at("candidates_tried").get<int>();
+    c.m_plans = e.at("m_plans").get<int>();
+    c.rejected_layouts = e.at("rejected_layouts").get<int>();
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json EncodeStats(const EngineStats& s) {
   json j = json::object();
   ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
   j["device_fault"] = s.device_fault;  // not a figure: outside LLMUX_ENGINE_STATS
+  j["gemm_choices"] = EncodeGemmChoices(s.gemm_choices);
   return j;
 }
 
@@ -247,6 +284,7 @@ EngineStats DecodeStats(const json& j) {
     s.*member = j.at(f.name).get<std::remove_reference_t<decltype(s.*member)>>();
   });
   s.device_fault = j.value("device_fault", std::string());
+  if (j.contains("gemm_choices")) s.gemm_choices = DecodeGemmChoices(j.at("gemm_choices"));
   return s;
 }
 

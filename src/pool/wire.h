@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "llmux/engine.h"
 #include "llmux/scheduler.h"
@@ -49,6 +50,9 @@ nlohmann::json EncodeOutput(const EngineOutput& o);
 EngineOutput DecodeOutput(const nlohmann::json& j);
 nlohmann::json EncodeLimits(const TenantLimits& l);
 TenantLimits DecodeLimits(const nlohmann::json& j);
+// EngineStats::gemm_choices, one object per weight shape (the keys GET /admin/pools shows).
+nlohmann::json EncodeGemmChoices(const std::vector<GemmChoice>& choices);
+std::vector<GemmChoice> DecodeGemmChoices(const nlohmann::json& j);
 nlohmann::json EncodeStats(const EngineStats& s);
 EngineStats DecodeStats(const nlohmann::json& j);
 // A worker's per-tenant figures, sent with each pong: {"<tenant>": {...}}.

@@ -78,6 +78,25 @@ void MarkEngineMilestones(ObservedChannel& channel, const EngineOutput& out) {
   timeline->Mark(Milestone::kFirstToken, now);
 }
 
+// GET /admin/pools `gemm`: the pool's GEMM mode and what each weight shape runs
+// (docs/isolation.md: "invariant" pins one kernel per shape for every M; "fast" picks per M).
+json GemmJson(bool batch_invariant, const EngineStats& stats) {
+  json shapes = json::array();
+  for (const GemmChoice& c : stats.gemm_choices) {
+    shapes.push_back({{"n", c.n},
+                      {"k", c.k},
+                      {"out", c.out_f32 ? "f32" : "bf16"},
+                      {"kernel", c.kernel},
+                      {"tile_n", c.tile_n},
+                      {"tile_m", c.tile_m},
+                      {"ctas_at_m1", c.ctas_at_m1},
+                      {"candidates_tried", c.candidates_tried},
+                      {"m_plans", c.m_plans},
+                      {"rejected_layouts", c.rejected_layouts}});
+  }
+  return {{"mode", batch_invariant ? "invariant" : "fast"}, {"shapes", shapes}};
+}
+
 }  // namespace
 
 ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore* policies,
@@ -398,7 +417,8 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"device_fault", s.stats.device_fault},
                        {"batch_invariant", p->config().engine.batch_invariant},
                        {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
-                       {"kv_cache_tokens", p->config().engine.kv_cache_tokens}});
+                       {"kv_cache_tokens", p->config().engine.kv_cache_tokens},
+                       {"gemm", GemmJson(p->config().engine.batch_invariant, s.stats)}});
     }
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});

@@ -51,6 +51,7 @@ class ForwardingBackend : public Backend {
     return inner_->CopyToHostF32(src, dst);
   }
   Status DeviceHealth() const override { return inner_->DeviceHealth(); }
+  std::vector<GemmChoice> GemmChoices() const override { return inner_->GemmChoices(); }
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override {
     return inner_->ZeroKvBlocks(blocks);
   }

@@ -73,6 +73,10 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   assert.equal(p.shared.kv_dtype, 'f32');  // the CPU backend's default
   assert.equal(p.dedicated.kv_dtype, 'f16');
   assert.equal(p.dedicated.kv_cache_tokens, 8192);
+  // The GEMM mode per pool; the CPU backend plans no per-shape kernels (docs/pools.md), and
+  // a process pool's list crosses the worker wire.
+  assert.deepEqual(p.shared.gemm, { mode: 'invariant', shapes: [] });
+  assert.deepEqual(p.dedicated.gemm, { mode: 'invariant', shapes: [] });
   assert.equal(p.dedicated.isolation, 'process');
   assert.equal(p.dedicated.state, 'ready');
   assert.ok(p.dedicated.pid > 0 && p.dedicated.pid !== d.proc.pid);

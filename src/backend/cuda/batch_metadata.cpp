@@ -5,6 +5,7 @@
 #include <string>
 
 #include "attention_split.h"
+#include "backend/cuda/attention_tiles.h"
 #include "backend/cuda/cuda_check.h"
 
 namespace llmux::cuda {
@@ -48,6 +49,8 @@ Status BatchMetadata::Grow(int tokens, int seqs, int bt_stride) {
   off += Align(4ull * ct);
   const size_t bt = off;
   off += Align(4ull * cs * cw);
+  const size_t at = off;
+  off += Align(8ull * ct);
   LLMUX_ASSIGN_OR_RETURN(auto device, CudaBuffer::Create(off));
   LLMUX_ASSIGN_OR_RETURN(auto staging, PinnedBuffer::Create(off));
   device_ = std::move(device);
@@ -64,6 +67,7 @@ Status BatchMetadata::Grow(int tokens, int seqs, int bt_stride) {
   off_token_seq_ = ts;
   off_logits_ = lo;
   off_block_tables_ = bt;
+  off_attn_tiles_ = at;
   total_bytes_ = off;
   ++generation_;
   return Status::Ok();
@@ -146,6 +150,10 @@ Status BatchMetadata::Set(const ForwardBatch& b, const KvCacheSpec& spec, cudaSt
                 4ull * b.max_blocks_per_seq);
   }
 
+  const AttnTiles tiles = BuildAttnTiles(b.query_start_loc, b.positions,
+                                         spec.num_heads / spec.num_kv_heads, kAttnChunkTokens);
+  std::memcpy(h + off_attn_tiles_, tiles.tiles.data(), 4ull * tiles.tiles.size());
+
   char* d = static_cast<char*>(device_->data());
   struct Section {
     size_t off;
@@ -158,6 +166,7 @@ Status BatchMetadata::Set(const ForwardBatch& b, const KvCacheSpec& spec, cudaSt
       {off_token_seq_, 4ull * t_count},
       {off_logits_, 4ull * b.logits_indices.size()},
       {off_block_tables_, 4ull * s_count * stride},
+      {off_attn_tiles_, 4ull * tiles.tiles.size()},
   };
   for (const Section& sec : sections) {
     if (sec.bytes == 0) continue;
@@ -180,6 +189,7 @@ Status BatchMetadata::Set(const ForwardBatch& b, const KvCacheSpec& spec, cudaSt
     m = std::max(m, RoundUpPow2(n, 1));
   }
   for (int& m : chunk_max_splits_) m = std::min(m, kernels::kAttnMaxSplits);
+  attn_chunk_begin_ = tiles.chunk_begin;
   return Status::Ok();
 }
 

@@ -43,6 +43,10 @@ class BatchMetadata {
   // Grid depth of paged attention for token chunk `c` (tokens [c * kAttnChunkTokens, ...)):
   // the largest split count of its tokens rounded up to a power of two.
   int chunk_max_splits(int c) const { return chunk_max_splits_[c]; }
+  // Paged-attention query tiles of token chunk `c`: the first tile's index and the count
+  // (attention_tiles.h); the tiles themselves are d_attn_tiles() + 2 * first.
+  int chunk_first_tile(int c) const { return attn_chunk_begin_[c]; }
+  int chunk_num_tiles(int c) const { return attn_chunk_begin_[c + 1] - attn_chunk_begin_[c]; }
 
   // Device arrays (valid after Set).
   const int32_t* d_token_ids() const { return d_i32(off_token_ids_); }
@@ -50,6 +54,7 @@ class BatchMetadata {
   const int32_t* d_token_seq() const { return d_i32(off_token_seq_); }
   const int32_t* d_logits_indices() const { return d_i32(off_logits_); }
   const int32_t* d_block_tables() const { return d_i32(off_block_tables_); }
+  const int32_t* d_attn_tiles() const { return d_i32(off_attn_tiles_); }
   const int64_t* d_slot_mapping() const {
     return reinterpret_cast<const int64_t*>(static_cast<const char*>(device_->data()));
   }
@@ -67,12 +72,12 @@ class BatchMetadata {
 
   // Capacities and byte offsets of the sections (same layout on host and device):
   // [slot_mapping i64 cap_t][token_ids cap_t][positions cap_t][token_seq cap_t]
-  // [logits cap_t][block_tables cap_s * cap_w].
+  // [logits cap_t][block_tables cap_s * cap_w][attn_tiles 2 * cap_t].
   int cap_tokens_ = 0;
   int cap_seqs_ = 0;
   int cap_stride_ = 0;
   size_t off_token_ids_ = 0, off_positions_ = 0, off_token_seq_ = 0, off_logits_ = 0,
-         off_block_tables_ = 0, total_bytes_ = 0;
+         off_block_tables_ = 0, off_attn_tiles_ = 0, total_bytes_ = 0;
 
   int num_tokens_ = 0;
   int num_seqs_ = 0;
@@ -80,6 +85,7 @@ class BatchMetadata {
   std::vector<int32_t> token_ids_;
   std::vector<int32_t> logits_indices_;
   std::vector<int> chunk_max_splits_;
+  std::vector<int> attn_chunk_begin_;
 };
 
 }  // namespace llmux::cuda

@@ -1,5 +1,6 @@
 #include "backend/cuda/cublas_gemm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -13,6 +14,12 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = 32ull << 20;  // NOTE: cuBLAS' recommendation for Hopper
 constexpr int kCandidates = 16;
+// Heuristic queries that supply invariant-mode candidates: the prefill reference (its order is
+// the prefill ranking) first, then decode sizes, where the heuristic offers narrower tiles.
+constexpr int kPrefillRefM = 2048;
+constexpr int kDecodeRefMs[] = {1, 16, 64};
+// Bit-identity checks per weight shape at most (each runs 5 GEMMs on the device).
+constexpr int kMaxChecks = 8;
 // Output bytes the invariance check may allocate (bounds the largest M tried for wide N).
 constexpr size_t kCheckOutBytes = 256ull << 20;
 
@@ -38,7 +45,13 @@ GemmPlan::~GemmPlan() {
 StatusOr<std::unique_ptr<GemmRunner>> GemmRunner::Create(cudaStream_t stream,
                                                          bool batch_invariant,
                                                          bool force_fallback) {
-  std::unique_ptr<GemmRunner> r(new GemmRunner(stream, batch_invariant, force_fallback));
+  int device = 0;
+  int sm_count = 0;
+  LLMUX_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&device), "cudaGetDevice"));
+  LLMUX_RETURN_IF_ERROR(CudaStatus(
+      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device), "SM count"));
+  std::unique_ptr<GemmRunner> r(
+      new GemmRunner(stream, batch_invariant, force_fallback, sm_count));
   LLMUX_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&r->handle_), "cublasLtCreate"));
   LLMUX_ASSIGN_OR_RETURN(r->workspace_, CudaBuffer::Create(kWorkspaceBytes));
   return r;
@@ -154,26 +167,72 @@ bool GemmRunner::RowsInvariant(const cublasLtMatmulAlgo_t& algo, const GemmShape
   return true;
 }
 
+void GemmRunner::Candidates(const GemmShape& s, std::vector<cublasLtMatmulAlgo_t>* algos,
+                            std::vector<GemmCandidate>* props) const {
+  auto add = [&](int m, bool ranks_prefill) {
+    GemmShape ref{m, s.n, s.k, s.k, s.w_stride, s.n, s.out_f32};
+    auto plan = MakePlan(ref);
+    cublasLtMatmulAlgo_t found[kCandidates];
+    int count = 0;
+    if (!Heuristic(*plan, kCandidates, found, &count)) return;
+    for (int i = 0; i < count; ++i) {
+      size_t at = 0;
+      while (at < algos->size() &&
+             std::memcmp(&(*algos)[at], &found[i], sizeof(cublasLtMatmulAlgo_t)) != 0) {
+        ++at;
+      }
+      if (at == algos->size()) {
+        GemmCandidate c;
+        if (!CublasLtTileDims(ConfigU32(found[i], CUBLASLT_ALGO_CONFIG_TILE_ID), &c.tile_n,
+                              &c.tile_m)) {
+          c.tile_n = c.tile_m = 0;
+        }
+        c.split_k = static_cast<int>(ConfigU32(found[i], CUBLASLT_ALGO_CONFIG_SPLITK_NUM));
+        c.reduction = ConfigU32(found[i], CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) != 0;
+        algos->push_back(found[i]);
+        props->push_back(c);
+      }
+      if (ranks_prefill) (*props)[at].prefill_rank = std::min((*props)[at].prefill_rank, i);
+      (*props)[at].offered_at_m = std::max((*props)[at].offered_at_m, m);
+    }
+  };
+  add(kPrefillRefM, true);
+  for (int m : kDecodeRefMs) add(m, false);
+}
+
+GemmChoice& GemmRunner::ChoiceFor(const GemmShape& s) {
+  GemmChoice& c = choices_[std::make_tuple(s.n, s.k, s.out_f32)];
+  c.n = s.n;
+  c.k = s.k;
+  c.out_f32 = s.out_f32;
+  return c;
+}
+
 const cublasLtMatmulAlgo_t* GemmRunner::PinnedAlgo(const GemmShape& s, const void* w) {
   const auto key = std::make_tuple(s.n, s.k, s.out_f32);
   auto it = pinned_.find(key);
   if (it != pinned_.end()) return it->second.get();
-  GemmShape ref{128, s.n, s.k, s.k, s.w_stride, s.n, s.out_f32};
-  auto plan = MakePlan(ref);
-  cublasLtMatmulAlgo_t algos[kCandidates];
-  int count = 0;
+  std::vector<cublasLtMatmulAlgo_t> algos;
+  std::vector<GemmCandidate> props;
+  Candidates(s, &algos, &props);
+  GemmChoice& choice = ChoiceFor(s);
   std::unique_ptr<cublasLtMatmulAlgo_t> chosen;
-  if (Heuristic(*plan, kCandidates, algos, &count)) {
-    for (int i = 0; i < count && !chosen; ++i) {
-      if (ConfigU32(algos[i], CUBLASLT_ALGO_CONFIG_SPLITK_NUM) > 1) continue;
-      if (ConfigU32(algos[i], CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) != 0) continue;
-      if (RowsInvariant(algos[i], s, w)) {
-        chosen = std::make_unique<cublasLtMatmulAlgo_t>(algos[i]);
-      }
+  for (int i : InvariantGemmOrder(props, s.n, sm_count_)) {
+    if (choice.candidates_tried == kMaxChecks) break;
+    if (RowsInvariant(algos[i], s, w)) {
+      chosen = std::make_unique<cublasLtMatmulAlgo_t>(algos[i]);
+      choice.kernel = "cublaslt";
+      choice.tile_n = props[i].tile_n;
+      choice.tile_m = props[i].tile_m;
+      choice.ctas_at_m1 = GemmCtas(props[i], 1, s.n);
+      break;
     }
+    ++choice.candidates_tried;
   }
   if (!chosen) {
     ++fallback_shapes_;
+    choice.kernel = "fallback";
+    choice.ctas_at_m1 = (s.n + kernels::kGemmFallbackTileN - 1) / kernels::kGemmFallbackTileN;
     std::fprintf(stderr,
                  "llmux cuda: no batch-invariant cuBLASLt algorithm for N=%d K=%d; using the "
                  "fallback GEMM kernel\n",
@@ -186,8 +245,14 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
   auto it = plans_.find(s);
   if (it != plans_.end()) return it->second.get();
   auto plan = MakePlan(s);
+  ++ChoiceFor(s).m_plans;
   if (force_fallback_) {
-    if (pinned_.emplace(std::make_tuple(s.n, s.k, s.out_f32), nullptr).second) ++fallback_shapes_;
+    if (pinned_.emplace(std::make_tuple(s.n, s.k, s.out_f32), nullptr).second) {
+      ++fallback_shapes_;
+      GemmChoice& choice = ChoiceFor(s);
+      choice.kernel = "fallback";
+      choice.ctas_at_m1 = (s.n + kernels::kGemmFallbackTileN - 1) / kernels::kGemmFallbackTileN;
+    }
     plan->use_fallback = true;
   } else if (batch_invariant_) {
     const cublasLtMatmulAlgo_t* pinned = PinnedAlgo(s, w);
@@ -205,8 +270,10 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
       std::fprintf(stderr, "llmux cuda: pinned GEMM algorithm rejects M=%d N=%d K=%d\n", s.m,
                    s.n, s.k);
       plan->use_fallback = true;
+      ++ChoiceFor(s).rejected_layouts;
     }
   } else {
+    ChoiceFor(s).kernel = "per_m";
     cublasLtMatmulAlgo_t algo;
     int count = 0;
     if (Heuristic(*plan, 1, &algo, &count)) {
@@ -220,6 +287,13 @@ const GemmPlan* GemmRunner::Prepare(const GemmShape& s, const void* w) {
 
 Status GemmRunner::Run(const GemmPlan& plan, const void* x, const void* w, void* out) {
   return RunOn(plan, plan.use_fallback ? nullptr : &plan.algo, x, w, out);
+}
+
+std::vector<GemmChoice> GemmRunner::Choices() const {
+  std::vector<GemmChoice> out;
+  out.reserve(choices_.size());
+  for (const auto& [key, choice] : choices_) out.push_back(choice);
+  return out;
 }
 
 }  // namespace llmux::cuda

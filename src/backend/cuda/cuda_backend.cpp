@@ -155,6 +155,18 @@ Status CudaBackend::InitKvCache(const KvCacheSpec& spec) {
     return InvalidArgument("KV cache spec: head_dim must be a multiple of 8 and at most 256");
   }
   LLMUX_RETURN_IF_CUDA_ERROR(cudaSetDevice(options_.device), "cudaSetDevice");
+  int smem_optin = 0;
+  LLMUX_RETURN_IF_CUDA_ERROR(cudaDeviceGetAttribute(&smem_optin,
+                                                    cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                                    options_.device),
+                             "shared memory limit");
+  if (kernels::PagedAttentionSmemBytes(spec.head_dim) > static_cast<size_t>(smem_optin)) {
+    return InvalidArgument("KV cache spec: head_dim " + std::to_string(spec.head_dim) +
+                           " needs " + std::to_string(kernels::PagedAttentionSmemBytes(
+                                           spec.head_dim)) +
+                           " bytes of shared memory per attention block; this device allows " +
+                           std::to_string(smem_optin));
+  }
   KvCacheSpec s = spec;
   s.dtype = DType::kBF16;
   const size_t layer_bytes = static_cast<size_t>(s.num_blocks) * s.BlockBytes();

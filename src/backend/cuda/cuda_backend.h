@@ -61,6 +61,7 @@ class CudaBackend final : public Backend {
   Status CopyToHostF32(const Tensor& src, float* dst) override;
 
   Status DeviceHealth() const override { return faults_.Health(); }
+  std::vector<GemmChoice> GemmChoices() const override { return gemm_->Choices(); }
 
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override;
   Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,

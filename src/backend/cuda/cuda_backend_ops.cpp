@@ -212,6 +212,8 @@ void CudaBackend::Attention(int layer, const Tensor& q, float scale, Tensor out)
     a.token_seq = meta_.d_token_seq() + t0;
     a.positions = meta_.d_positions() + t0;
     a.block_tables = meta_.d_block_tables();
+    a.tiles = meta_.d_attn_tiles() + 2 * meta_.chunk_first_tile(c);
+    a.num_tiles = meta_.chunk_num_tiles(c);
     a.block_table_stride = meta_.block_table_stride();
     a.num_heads = spec_.num_heads;
     a.num_kv_heads = spec_.num_kv_heads;
@@ -222,6 +224,7 @@ void CudaBackend::Attention(int layer, const Tensor& q, float scale, Tensor out)
     a.workspace = attn_workspace_->as<float>();
     graphs_.Enqueue({kOpAttention, P(a.q), U(a.q_stride), P(a.out), U(a.out_stride),
                      P(a.k_cache), P(a.token_seq), P(a.block_tables), U(a.block_table_stride),
+                     P(a.tiles), U(a.num_tiles),
                      U(a.num_tokens), F(a.scale), U(a.max_splits), P(a.workspace)},
                     [=, this](cudaStream_t s) {
                       OpResult("Attention", kernels::LaunchPagedAttention(a, s));

@@ -149,6 +149,11 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   s.prefix_hit_tokens = 48;
   s.generation_tokens_total = 77;
   s.device_fault = "cuda device faulted: Attention: an illegal memory access was encountered";
+  s.gemm_choices.push_back({.n = 4096, .k = 14336, .out_f32 = false, .kernel = "cublaslt",
+                            .tile_n = 64, .tile_m = 64, .ctas_at_m1 = 64,
+                            .candidates_tried = 2, .m_plans = 5, .rejected_layouts = 1});
+  s.gemm_choices.push_back({.n = 128256, .k = 4096, .out_f32 = true, .kernel = "fallback",
+                            .ctas_at_m1 = 2004, .m_plans = 1});
   const EngineStats e = DecodeStats(EncodeStats(s));
   EXPECT_EQ(e.steps, 10);
   EXPECT_EQ(e.running, 3);
@@ -157,6 +162,25 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   EXPECT_EQ(e.prefix_hit_tokens, 48);
   EXPECT_EQ(e.generation_tokens_total, 77);
   EXPECT_EQ(e.device_fault, s.device_fault);  // the daemon learns it from the worker's pong
+  // /admin/pools shows a process pool's GEMM choices as its worker reported them.
+  ASSERT_EQ(e.gemm_choices.size(), 2u);
+  const GemmChoice& a = e.gemm_choices[0];
+  EXPECT_EQ(a.n, 4096);
+  EXPECT_EQ(a.k, 14336);
+  EXPECT_FALSE(a.out_f32);
+  EXPECT_EQ(a.kernel, "cublaslt");
+  EXPECT_EQ(a.tile_n, 64);
+  EXPECT_EQ(a.tile_m, 64);
+  EXPECT_EQ(a.ctas_at_m1, 64);
+  EXPECT_EQ(a.candidates_tried, 2);
+  EXPECT_EQ(a.m_plans, 5);
+  EXPECT_EQ(a.rejected_layouts, 1);
+  const GemmChoice& b = e.gemm_choices[1];
+  EXPECT_EQ(b.n, 128256);
+  EXPECT_TRUE(b.out_f32);
+  EXPECT_EQ(b.kernel, "fallback");
+  EXPECT_EQ(b.ctas_at_m1, 2004);
+  EXPECT_EQ(b.tile_n, 0);
 }
 
 // A process pool's engine time reaches the daemon's /metrics through the pong: the pool's busy

@@ -1,5 +1,5 @@
-// MatMul (cuBLASLt or the fallback kernel) against the naive reference, and the
-// batch-invariance contract: a row's bits do not depend on M.
+// MatMul (cuBLASLt or the fallback kernel) against the CPU backend's MatMul, and the
+// batch-invariance contract: a row's bits do not depend on M, one kernel per weight shape.
 // Tolerances: bf16 out rtol 1e-2 + atol 1e-2; f32 out (logits) rtol 1e-3 + atol 2e-3 (f32
 // accumulation in another order over K <= 4096 terms of magnitude <= 1).
 #include <gtest/gtest.h>
@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <tuple>
 
+#include "backend/cuda/gemm_choice.h"
 #include "gpu_test_util.h"
 #include "reference_ops.h"
 
@@ -45,10 +46,45 @@ TEST(GpuGemm, ForcedFallbackMatchesReferenceAndIsInvariant) {
   auto fallbacks = cuda::GemmFallbackShapes(*b);
   ASSERT_TRUE(fallbacks.ok());
   EXPECT_GE(*fallbacks, 7);  // every (N, K, output dtype) seen above
+  // What /admin/pools shows: every shape on the fallback, ceil(N / 64) CTAs at M = 1.
+  bool saw_1024x4096 = false;
+  for (const GemmChoice& c : b->GemmChoices()) {
+    EXPECT_EQ(c.kernel, "fallback") << c.n << "x" << c.k;
+    EXPECT_EQ(c.ctas_at_m1, (c.n + 63) / 64) << c.n << "x" << c.k;
+    if (c.n == 1024 && c.k == 4096 && !c.out_f32) {
+      saw_1024x4096 = true;
+      EXPECT_GE(c.m_plans, 7);  // M = 33 above, then 300, 1, 2, 5, 16, 64, 255
+    }
+  }
+  EXPECT_TRUE(saw_1024x4096);
+}
+
+// out = x w^T (+ bias) on the CPU backend, the reference op (f32 activations; w as given).
+std::vector<float> CpuMatMul(Backend& cpu, const std::vector<float>& x,
+                             const std::vector<float>& w, const std::vector<float>* bias, int m,
+                             int n, int k) {
+  HostTensor hw{"w", DType::kF32, {n, k}, reinterpret_cast<const std::byte*>(w.data()),
+                w.size() * 4};
+  auto tw = cpu.LoadWeight(hw, WeightKind::kMatrix);  // aliases w: used before w goes away
+  EXPECT_TRUE(tw.ok()) << tw.status().ToString();
+  auto tx = cpu.UploadF32(x, m, k);
+  EXPECT_TRUE(tx.ok());
+  std::vector<float> out(size_t(m) * n);
+  Tensor to = Tensor::Dense(out.data(), DType::kF32, m, n);
+  if (bias != nullptr) {
+    auto tb = cpu.UploadF32(*bias, 1, n);
+    EXPECT_TRUE(tb.ok());
+    cpu.MatMul(*tx, *tw, &*tb, to);
+  } else {
+    cpu.MatMul(*tx, *tw, nullptr, to);
+  }
+  return out;
 }
 
 void ExpectMatchesReferenceOnOddShapes(Backend* b) {
   DeviceTensors dev(b);
+  auto cpu = CreateCpuBackend({.threads = 4});
+  ASSERT_TRUE(cpu.ok());
   for (auto [m, n, k] : {std::tuple{1, 64, 64}, {7, 173, 96}, {16, 512, 173}, {33, 1024, 4096},
                          {130, 96, 264}}) {
     const auto x = RandomBf16(size_t(m) * k, m * 7 + k);
@@ -58,8 +94,8 @@ void ExpectMatchesReferenceOnOddShapes(Backend* b) {
     Tensor tx = dev.Upload(x, DType::kBF16, m, k, 8);
     auto tb = b->UploadF32(bias, 1, n);
     ASSERT_TRUE(tb.ok());
-    const auto want = cuda::testing::RefMatMul(x, w, nullptr, m, n, k);
-    const auto want_b = cuda::testing::RefMatMul(x, w, &bias, m, n, k);
+    const auto want = CpuMatMul(**cpu, x, w, nullptr, m, n, k);
+    const auto want_b = CpuMatMul(**cpu, x, w, &bias, m, n, k);
     char what[96];
     std::snprintf(what, sizeof(what), "M=%d N=%d K=%d", m, n, k);
 
@@ -103,6 +139,39 @@ TEST(GpuGemm, RowsAreBitIdenticalAcrossBatchSizes) {
   auto fallbacks = cuda::GemmFallbackShapes(*b);
   ASSERT_TRUE(fallbacks.ok());
   std::printf("GEMM weight shapes on the fallback kernel: %d\n", *fallbacks);
+  // One pinned kernel per weight shape for every M, none rejected at some layout; a pinned
+  // cuBLASLt algorithm reports its tile and the CTAs it launches at M = 1.
+  const std::vector<GemmChoice> choices = b->GemmChoices();
+  ASSERT_EQ(choices.size(), 3u);  // (1024, 4096, bf16), (2048, 512, f32), (4096, 1024, bf16)
+  EXPECT_EQ(choices[0].n, 1024);
+  EXPECT_EQ(choices[1].n, 2048);
+  EXPECT_TRUE(choices[1].out_f32);
+  EXPECT_EQ(choices[2].n, 4096);
+  for (const GemmChoice& c : choices) {
+    std::printf("GEMM choice: %s (%d candidates failed the bit-identity check)\n",
+                cuda::DescribeGemmChoice(c).c_str(), c.candidates_tried);
+    EXPECT_TRUE(c.kernel == "cublaslt" || c.kernel == "fallback") << c.kernel;
+    EXPECT_EQ(c.m_plans, 7);  // M = 300, 1, 2, 5, 16, 64, 255
+    EXPECT_EQ(c.rejected_layouts, 0);
+    if (c.kernel == "cublaslt") {
+      ASSERT_GT(c.tile_n, 0);
+      EXPECT_EQ(c.ctas_at_m1, (c.n + c.tile_n - 1) / c.tile_n);
+    }
+  }
+}
+
+// Fast mode (engine.batch_invariant: false): cuBLASLt's heuristic per M, reported as such.
+TEST(GpuGemm, FastModeChoosesPerM) {
+  CudaBackendOptions o;
+  o.batch_invariant = false;
+  LLMUX_CUDA_BACKEND_OR_SKIP(b, o);
+  ExpectMatchesReferenceOnOddShapes(b.get());
+  const std::vector<GemmChoice> choices = b->GemmChoices();
+  ASSERT_EQ(choices.size(), 10u);  // 5 weight shapes x (bf16, f32) outputs
+  for (const GemmChoice& c : choices) {
+    EXPECT_EQ(c.kernel, "per_m");
+    EXPECT_EQ(c.ctas_at_m1, 0);
+  }
 }
 #else
 TEST(GpuGemm, SkippedWithoutCuda) {

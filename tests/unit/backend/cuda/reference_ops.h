@@ -1,5 +1,6 @@
-// Naive CPU references for the CUDA kernel tests: plain loops in float (double for
-// reductions), on values already rounded to bf16 where the device sees bf16 inputs.
+// Naive CPU references for the CUDA elementwise kernel tests: plain loops in float (double for
+// reductions), on values already rounded to bf16 where the device sees bf16 inputs. GEMM,
+// attention and the model are judged against the CPU backend itself.
 #pragma once
 
 #include <algorithm>
@@ -56,46 +57,6 @@ inline void RefRope(std::vector<float>& x, const std::vector<int>& positions,
   }
 }
 
-// out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]).
-inline std::vector<float> RefMatMul(const std::vector<float>& x, const std::vector<float>& w,
-                                    const std::vector<float>* bias, int m, int n, int k) {
-  std::vector<float> out(size_t(m) * n);
-  for (int i = 0; i < m; ++i) {
-    for (int j = 0; j < n; ++j) {
-      double acc = 0;
-      for (int p = 0; p < k; ++p) acc += double(x[size_t(i) * k + p]) * w[size_t(j) * k + p];
-      if (bias != nullptr) acc += (*bias)[j];
-      out[size_t(i) * n + j] = float(acc);
-    }
-  }
-  return out;
-}
-
 inline float RefSilu(float g) { return g / (1.0f + std::exp(-g)); }
-
-// Causal attention of one query head over keys [0, context) of its sequence.
-// keys/values: [context, head_dim] for the query's kv head. Returns [head_dim].
-inline std::vector<float> RefAttentionHead(const float* q, const std::vector<const float*>& keys,
-                                           const std::vector<const float*>& values, int head_dim,
-                                           float scale) {
-  const size_t n = keys.size();
-  std::vector<double> s(n);
-  double mx = -1e300;
-  for (size_t j = 0; j < n; ++j) {
-    double d = 0;
-    for (int i = 0; i < head_dim; ++i) d += double(q[i]) * keys[j][i];
-    s[j] = d * scale;
-    mx = std::max(mx, s[j]);
-  }
-  double z = 0;
-  for (auto& v : s) z += (v = std::exp(v - mx));
-  std::vector<float> out(head_dim);
-  for (int i = 0; i < head_dim; ++i) {
-    double acc = 0;
-    for (size_t j = 0; j < n; ++j) acc += s[j] * values[j][i];
-    out[i] = float(acc / z);
-  }
-  return out;
-}
 
 }  // namespace llmux::cuda::testing
