@@ -87,12 +87,19 @@ else
   note "| unit_backend_cuda | FAIL (rc $rc, see unit_backend_cuda.log) |"
 fi
 
-for t in TeacherForcedLogitsAgreeWithTheCpuBackend FirstGreedyTokensMatchTheReference \
-    LogitsAreBitIdenticalAtBatch1And8And64; do
-  if grep -q "^\[       OK \] GpuModel.$t" "$out/unit_backend_cuda.log"; then
-    note "| GpuModel.$t | pass |"
+# The tests whose outcome the summary names one by one (suite.test).
+for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
+    GpuModel.FirstGreedyTokensMatchTheReference GpuModel.LogitsAreBitIdenticalAtBatch1And8And64 \
+    GpuSampling.GreedyMatchesTheCpuSamplerExactly GpuSampling.SeededDrawsMatchTheCpuSampler \
+    GpuSampling.AMaskedTokenIsNeverSampled \
+    GpuSampling.EverythingSuppressedFallsBackToTheMaskedArgmax \
+    GpuSampling.EmpiricalFrequenciesFollowTheCuts \
+    GpuGraphs.DecodeStepsReplayGraphsWithIdenticalLogits \
+    GpuGraphs.AnEarlyLaunchedGraphThatWasWrongIsOverwrittenByTheStepsOps; do
+  if grep -q "^\[       OK \] $t" "$out/unit_backend_cuda.log"; then
+    note "| $t | pass |"
   else
-    note "| GpuModel.$t | FAIL or not run (see unit_backend_cuda.log) |"
+    note "| $t | FAIL or not run (see unit_backend_cuda.log) |"
   fi
 done
 
@@ -107,8 +114,15 @@ rc_bench=${PIPESTATUS[0]}
 if (( $(date +%s) - t0 < 400 )); then
   timeout 90 "$build/gpu_bench" --fast --batches 1,256 --context 1024 --prefill 2048 --steps 10 \
     --out "$out/gpu_bench_fast.md" 2>&1 | tee "$out/gpu_bench_fast.log" | grep -v '^|'
+  rc_bench=$(( rc_bench | PIPESTATUS[0] ))
 fi
-rc_bench=${PIPESTATUS[0]}
+# Device sampling's longest path (temperature + top-p draws) in whole engine steps.
+if (( $(date +%s) - t0 < 430 )); then
+  timeout 60 "$build/gpu_bench" --sampling nucleus --batches 1,256 --context 1024 --prefill 16 \
+    --steps 10 --out "$out/gpu_bench_nucleus.md" 2>&1 | tee "$out/gpu_bench_nucleus.log" \
+    | grep -v '^|'
+  rc_bench=$(( rc_bench | PIPESTATUS[0] ))
+fi
 [[ $rc_bench -eq 0 ]] || note "| gpu_bench | FAIL (rc $rc_bench, see gpu_bench.log) |"
 
 step "done"
@@ -121,5 +135,6 @@ step "done"
   echo
   [[ -f "$out/gpu_bench.md" ]] && { echo "### invariant mode"; cat "$out/gpu_bench.md"; }
   [[ -f "$out/gpu_bench_fast.md" ]] && { echo; echo "### fast mode"; cat "$out/gpu_bench_fast.md"; }
+  [[ -f "$out/gpu_bench_nucleus.md" ]] && { echo; echo "### nucleus sampling (invariant mode)"; cat "$out/gpu_bench_nucleus.md"; }
 } > "$out/summary.md"
 cat "$out/summary.md"
