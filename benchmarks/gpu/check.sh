@@ -90,10 +90,12 @@ fi
 # The tests whose outcome the summary names one by one (suite.test).
 for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
     GpuModel.FirstGreedyTokensMatchTheReference GpuModel.LogitsAreBitIdenticalAtBatch1And8And64 \
+    GpuModel.ServingPathGreedyTokensMatchTheReference \
     GpuSampling.GreedyMatchesTheCpuSamplerExactly GpuSampling.SeededDrawsMatchTheCpuSampler \
     GpuSampling.AMaskedTokenIsNeverSampled \
     GpuSampling.EverythingSuppressedFallsBackToTheMaskedArgmax \
     GpuSampling.EmpiricalFrequenciesFollowTheCuts \
+    GpuSampling.AFailedSamplingLaunchFailsThatCallWithUnavailable \
     GpuGraphs.DecodeStepsReplayGraphsWithIdenticalLogits \
     GpuGraphs.AnEarlyLaunchedGraphThatWasWrongIsOverwrittenByTheStepsOps; do
   if grep -q "^\[       OK \] $t" "$out/unit_backend_cuda.log"; then

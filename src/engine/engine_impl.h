@@ -22,7 +22,6 @@
 
 #include "engine/batch_builder.h"
 #include "engine/inbox.h"
-#include "sampling/sampler.h"
 #include "engine/step_cost.h"
 #include "engine/stop_checker.h"
 #include "llmux/engine.h"

@@ -7,14 +7,6 @@ constexpr size_t kMaxSeen = 1024;
 
 }  // namespace
 
-uint64_t StepBucket(const StepShape& s) {
-  return StepGraphs::HashWords({static_cast<uint64_t>(s.tokens), static_cast<uint64_t>(s.seqs),
-                                static_cast<uint64_t>(s.logits),
-                                static_cast<uint64_t>(s.block_table_stride),
-                                static_cast<uint64_t>(s.attention_splits),
-                                s.metadata_generation});
-}
-
 StepGraphs::~StepGraphs() {
   if (recording_) Flush();
   Clear();
@@ -46,10 +38,6 @@ void StepGraphs::Enqueue(std::initializer_list<uint64_t> signature, Launch launc
   signature_.push_back(0x9e3779b97f4a7c15ull ^ signature.size());
   signature_.insert(signature_.end(), signature.begin(), signature.end());
   launches_.push_back(std::move(launch));
-}
-
-uint64_t StepGraphs::HashWords(std::initializer_list<uint64_t> words) {
-  return Hash(std::vector<uint64_t>(words));
 }
 
 uint64_t StepGraphs::Hash(const std::vector<uint64_t>& words) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "backend/cuda/lru_cache.h"
+#include "backend/cuda/step_bucket.h"
 #include "llmux/status.h"
 
 namespace llmux::cuda {
@@ -41,19 +42,6 @@ inline constexpr int kMaxGraphBatch = 256;
 // Graphs kept at once (each holds its kernels' parameters; a few hundred KB of host and device
 // memory for a 32-layer model).
 inline constexpr size_t kMaxGraphs = 64;
-
-// The bucket of a decode step: what decides its ops' signature besides the model itself (the
-// batch shape: tokens, sequences, logits rows, block-table stride, attention grid depth, and
-// the generation of the metadata buffers). Equal buckets predict equal signatures.
-struct StepShape {
-  int tokens = 0;
-  int seqs = 0;
-  int logits = 0;
-  int block_table_stride = 0;
-  int attention_splits = 0;
-  uint64_t metadata_generation = 0;
-};
-uint64_t StepBucket(const StepShape& shape);
 
 class StepGraphs {
  public:
@@ -92,8 +80,6 @@ class StepGraphs {
   int64_t early_launches() const { return early_launches_; }
   int64_t early_misses() const { return early_misses_; }  // early graphs that were wrong
   size_t size() const { return graphs_.size(); }
-
-  static uint64_t HashWords(std::initializer_list<uint64_t> words);
 
  private:
   struct SignatureHash {

@@ -263,6 +263,30 @@ TEST(GpuSampling, MalformedCallsAreInvalidArgument) {
   EXPECT_EQ(out[0].token, 39);
   EXPECT_EQ(out[1].token, 0);
 }
+TEST(GpuSampling, AFailedSamplingLaunchFailsThatCallWithUnavailable) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  const int vocab = 64;
+  std::vector<float> l(2 * vocab, 0.0f);
+  l[10] = 3.0f;
+  l[vocab + 20] = 3.0f;
+  std::vector<Case> cases(2);
+  for (Case& c : cases) c.params.temperature = 0.0f;
+  DeviceTensors dev(b.get());
+  const Tensor t = dev.Upload(l, DType::kF32, 2, vocab);
+  const std::vector<SampleRow> rows = Rows(cases);
+  std::vector<SampledToken> out;
+  constexpr int kLaunchOutOfResources = 701;  // cudaErrorLaunchOutOfResources: not sticky
+  ASSERT_TRUE(cuda::InjectFaultForTesting(*b, "Sample", kLaunchOutOfResources).ok());
+  const Status failed = b->SampleTokens(t, SampleBatch{{}, rows}, &out);
+  EXPECT_EQ(failed.code(), StatusCode::kUnavailable);
+  EXPECT_NE(failed.message().find("Sample: "), std::string::npos) << failed.message();
+  EXPECT_TRUE(b->DeviceHealth().ok());
+  // The next call works (the kernel did run; processing the same logits again is harmless
+  // here: no edits).
+  ASSERT_TRUE(b->SampleTokens(t, SampleBatch{{}, rows}, &out).ok());
+  EXPECT_EQ(out[0].token, 10);
+  EXPECT_EQ(out[1].token, 20);
+}
 #else
 TEST(GpuSampling, SkippedWithoutCuda) {
   GTEST_SKIP() << "SKIPPED: no CUDA device (built without CUDA)";
