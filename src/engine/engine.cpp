@@ -16,7 +16,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Backend> back
       scheduler_(std::move(scheduler)),
       stop_checker_(model_->config().eos_token_ids, config.scheduler.max_model_len),
       batch_builder_(config.scheduler.block_size),
-      cost_model_(StepCostModel::ForModel(model_->config())),
+      cost_model_(model_->config(), config.step_cost),
       epoch_(EngineClock::now()),
       inbox_(config.max_inbox) {}
 
