@@ -87,16 +87,24 @@ else
   note "| unit_backend_cuda | FAIL (rc $rc, see unit_backend_cuda.log) |"
 fi
 
-# The batch-invariance and reference checks, one row each (a parameterised test counts as
-# passed when no instance failed and at least one passed).
+# The batch-invariance, reference and serving-path checks, one row each (a parameterised test
+# counts as passed when no instance failed and at least one passed).
 for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
     GpuModel.FirstGreedyTokensMatchTheReference GpuModel.LogitsAreBitIdenticalAtBatch1And8And64 \
+    GpuModel.ServingPathGreedyTokensMatchTheReference \
     GpuGemm.RowsAreBitIdenticalAcrossBatchSizes GpuGemm.ForcedFallbackMatchesReferenceAndIsInvariant \
     GpuGemm.FastModeChoosesPerM \
     GqaRatios/GpuAttention.MixedPrefillAndDecodeMatchTheCpuBackend \
     GqaRatios/GpuAttention.LongContextMatchesTheCpuBackend \
     GqaRatios/GpuAttention.DecodeRowIsBitIdenticalAloneAndInABatch \
-    GqaRatios/GpuAttention.TokensAreBitIdenticalAcrossChunkingsAndDecodes; do
+    GqaRatios/GpuAttention.TokensAreBitIdenticalAcrossChunkingsAndDecodes \
+    GpuSampling.GreedyMatchesTheCpuSamplerExactly GpuSampling.SeededDrawsMatchTheCpuSampler \
+    GpuSampling.AMaskedTokenIsNeverSampled \
+    GpuSampling.EverythingSuppressedFallsBackToTheMaskedArgmax \
+    GpuSampling.EmpiricalFrequenciesFollowTheCuts \
+    GpuSampling.AFailedSamplingLaunchFailsThatCallWithUnavailable \
+    GpuGraphs.DecodeStepsReplayGraphsWithIdenticalLogits \
+    GpuGraphs.AnEarlyLaunchedGraphThatWasWrongIsOverwrittenByTheStepsOps; do
   if grep -q "^\[  FAILED  \] $t" "$out/unit_backend_cuda.log"; then
     note "| $t | FAIL (see unit_backend_cuda.log) |"
   elif grep -q "^\[       OK \] $t" "$out/unit_backend_cuda.log"; then
@@ -117,8 +125,15 @@ rc_bench=${PIPESTATUS[0]}
 if (( $(date +%s) - t0 < 400 )); then
   timeout 90 "$build/gpu_bench" --fast --batches 1,256 --context 1024 --prefill 2048 --steps 10 \
     --out "$out/gpu_bench_fast.md" 2>&1 | tee "$out/gpu_bench_fast.log" | grep -v '^|'
+  rc_bench=$(( rc_bench | PIPESTATUS[0] ))
 fi
-rc_bench=${PIPESTATUS[0]}
+# Device sampling's longest path (temperature + top-p draws) in whole engine steps.
+if (( $(date +%s) - t0 < 430 )); then
+  timeout 60 "$build/gpu_bench" --sampling nucleus --batches 1,256 --context 1024 --prefill 16 \
+    --steps 10 --out "$out/gpu_bench_nucleus.md" 2>&1 | tee "$out/gpu_bench_nucleus.log" \
+    | grep -v '^|'
+  rc_bench=$(( rc_bench | PIPESTATUS[0] ))
+fi
 [[ $rc_bench -eq 0 ]] || note "| gpu_bench | FAIL (rc $rc_bench, see gpu_bench.log) |"
 
 step "done"
@@ -137,5 +152,6 @@ step "done"
   fi
   [[ -f "$out/gpu_bench.md" ]] && { echo "### invariant mode"; cat "$out/gpu_bench.md"; }
   [[ -f "$out/gpu_bench_fast.md" ]] && { echo; echo "### fast mode"; cat "$out/gpu_bench_fast.md"; }
+  [[ -f "$out/gpu_bench_nucleus.md" ]] && { echo; echo "### nucleus sampling (invariant mode)"; cat "$out/gpu_bench_nucleus.md"; }
 } > "$out/summary.md"
 cat "$out/summary.md"

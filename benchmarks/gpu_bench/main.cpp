@@ -2,8 +2,10 @@
 // gate/up weights, as Model::Load builds them) with synthetic BF16 weights of a
 // config.json's shape (no checkpoint is read or written; the values do not
 // change the time) is served by a real Engine, and whole engine steps are
-// timed: schedule, batch metadata, forward, the logits copy, sampling (greedy,
-// on the host as the engine does today), emit.
+// timed: schedule, batch metadata, forward, sampling through
+// Backend::SampleTokens (on the device for CUDA: only token ids come back, into
+// pinned memory), emit. --sampling picks greedy (default) or nucleus requests
+// (temperature 0.8, top_p 0.95: the draw's full path in the sampling kernel).
 //
 //   1. the device and its measured memory bandwidth (a device-to-device copy);
 //   2. decode steps at each --batches size with --context-token contexts:
@@ -13,12 +15,13 @@
 //   3. one prefill of --prefill tokens;
 //   4. with --micro, the kernel microbenchmarks on a hand-built model of the
 //   same shape: paged
-//      attention decode alone, small-M GEMMs per weight shape (bench_model.h).
+//      attention decode alone, small-M GEMMs per weight shape (bench_model.h),
+//      and SampleTokens alone on [rows, vocab] logits (greedy and nucleus).
 //
 // Usage: gpu_bench [--config DIR] [--backend cuda|cpu] [--batches 1,8,32,256]
 // [--context 1024]
-//                  [--prefill 2048] [--steps 20] [--fast] [--micro] [--out
-//                  FILE.md]
+//                  [--prefill 2048] [--steps 20] [--fast] [--micro]
+//                  [--sampling greedy|nucleus] [--out FILE.md]
 // --config names a model directory (its config.json; default: the llama3-8b
 // shape written to a temporary directory). --fast runs the pool mode
 // engine.batch_invariant: false. --backend cpu exercises the same harness
@@ -56,8 +59,19 @@ struct Options {
   int steps = 20;
   bool fast = false;
   bool micro = false;
+  std::string sampling = "greedy";  // or "nucleus"
   std::string out;
 };
+
+// The requests' sampling parameters for --sampling.
+void SetSampling(const Options& o, SamplingParams* p) {
+  if (o.sampling == "nucleus") {
+    p->temperature = 0.8f;
+    p->top_p = 0.95f;
+  } else {
+    p->temperature = 0;
+  }
+}
 
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
@@ -82,6 +96,12 @@ bool ParseArgs(int argc, char** argv, Options* o) {
         o->fast = true;
       } else if (a == "--micro") {
         o->micro = true;
+      } else if (a == "--sampling") {
+        o->sampling = next();
+        if (o->sampling != "greedy" && o->sampling != "nucleus") {
+          std::fprintf(stderr, "gpu_bench: --sampling must be greedy or nucleus\n");
+          return false;
+        }
       } else if (a == "--out") {
         o->out = next();
       } else {
@@ -166,8 +186,8 @@ std::string Row(const char* fmt, ...) {
 // Serves `batch` greedy requests of `context` prompt tokens until every one has
 // its first token (the prefills), then times `steps` decode steps of the whole
 // batch.
-StatusOr<double> TimeDecode(Engine& engine, const ModelConfig& c, int batch, int context, int steps,
-                            uint64_t* next_id) {
+StatusOr<double> TimeDecode(Engine& engine, const ModelConfig& c, const Options& opt, int batch,
+                            int context, int steps, uint64_t* next_id) {
   std::mt19937 rng(static_cast<uint32_t>(batch));
   std::uniform_int_distribution<int32_t> token(0, c.vocab_size - 1);
   std::map<uint64_t, int> produced;
@@ -178,7 +198,8 @@ StatusOr<double> TimeDecode(Engine& engine, const ModelConfig& c, int batch, int
     r.tenant = "bench";
     r.prompt.resize(context);
     for (int32_t& t : r.prompt) t = token(rng);
-    r.sampling.temperature = 0;
+    SetSampling(opt, &r.sampling);
+    r.sampling.seed = r.id;
     r.sampling.ignore_eos = true;
     r.sampling.max_tokens = steps + 8;
     ids.push_back(r.id);
@@ -224,6 +245,40 @@ StatusOr<double> TimePrefill(Engine& engine, const ModelConfig& c, int tokens, u
   }
   return Seconds(t0);
 }
+
+#ifdef LLMUX_HAVE_CUDA
+// Seconds per Backend::SampleTokens call on [rows, vocab] random logits (seeded), `mode`
+// greedy or nucleus, the best of `reps` after a warm-up call.
+StatusOr<double> TimeSampling(Backend& b, int vocab, int rows, const std::string& mode,
+                              int reps) {
+  const size_t n = static_cast<size_t>(rows) * vocab;
+  LLMUX_ASSIGN_OR_RETURN(auto buf, b.Allocate(n * 4));
+  std::mt19937 rng(11);
+  std::normal_distribution<float> logit(0.0f, 3.0f);
+  std::vector<float> host(n);
+  for (float& x : host) x = logit(rng);
+  const Tensor logits = Tensor::Dense(buf->data(), DType::kF32, rows, vocab);
+  LLMUX_RETURN_IF_ERROR(cuda::CopyTensorFromHost(b, logits, host.data()));
+  Options o;
+  o.sampling = mode;
+  std::vector<SamplingParams> params(rows);
+  std::vector<SampleRow> sample_rows(rows);
+  for (int r = 0; r < rows; ++r) {
+    SetSampling(o, &params[r]);
+    sample_rows[r].params = &params[r];
+    sample_rows[r].seed = static_cast<uint64_t>(r);
+  }
+  std::vector<SampledToken> out;
+  double best = 0;
+  for (int i = 0; i <= reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    LLMUX_RETURN_IF_ERROR(b.SampleTokens(logits, SampleBatch{{}, sample_rows}, &out));
+    const double t = Seconds(t0);
+    if (i > 0 && (best == 0 || t < best)) best = t;  // call 0 warms up
+  }
+  return best;
+}
+#endif
 
 int Main(int argc, char** argv) {
   Options opt;
@@ -293,7 +348,7 @@ int Main(int argc, char** argv) {
   const double weights = WeightBytes(config);
   uint64_t next_id = 1;
   for (int batch : opt.batches) {
-    auto step = TimeDecode(**engine, config, batch, opt.context, opt.steps, &next_id);
+    auto step = TimeDecode(**engine, config, opt, batch, opt.context, opt.steps, &next_id);
     if (!step.ok()) {
       std::fprintf(stderr, "gpu_bench: decode batch %d: %s\n", batch,
                    step.status().ToString().c_str());
@@ -302,9 +357,9 @@ int Main(int argc, char** argv) {
     const double bytes = weights + KvBytes(config, kv, batch, opt.context);
     const double rate = bytes / *step;
     table.Add(
-        Row("| engine decode step, batch %d, ctx %d | %.3f ms | %.0f tok/s | %.2f "
+        Row("| engine decode step, batch %d, ctx %d, %s | %.3f ms | %.0f tok/s | %.2f "
             "TB/s | %s |",
-            batch, opt.context, *step * 1e3, batch / *step, rate / 1e12,
+            batch, opt.context, opt.sampling.c_str(), *step * 1e3, batch / *step, rate / 1e12,
             bandwidth > 0 ? Row("%.0f%%", 100.0 * rate / bandwidth).c_str() : "-"));
   }
   auto prefill = TimePrefill(**engine, config, opt.prefill, &next_id);
@@ -371,6 +426,23 @@ int Main(int argc, char** argv) {
         table.Add(Row("| GEMM %s M=%d N=%d K=%d | %.1f us | - | %.2f TB/s | %.0f%% |",
                       g.name.c_str(), m, g.n, g.k, gt * 1e6, gb / gt / 1e12,
                       100.0 * gb / gt / bandwidth));
+      }
+    }
+    // SampleTokens alone: pack, upload, the kernel, the records back, the sync. The bytes are
+    // one read of the logits (the kernel reads them many times: the column shows how far off
+    // one pass it is).
+    for (const char* mode : {"greedy", "nucleus"}) {
+      for (int rows : {1, 32, 256}) {
+        if (rows > max_batch) continue;
+        auto t = TimeSampling(**micro_backend, config.vocab_size, rows, mode, 20);
+        if (!t.ok()) {
+          std::fprintf(stderr, "gpu_bench: sampling: %s\n", t.status().ToString().c_str());
+          return 1;
+        }
+        const double sb = 4.0 * rows * config.vocab_size;
+        table.Add(Row("| SampleTokens %s, %d rows x %d | %.1f us | - | %.2f TB/s | %.0f%% |",
+                      mode, rows, config.vocab_size, *t * 1e6, sb / *t / 1e12,
+                      100.0 * sb / *t / bandwidth));
       }
     }
   }

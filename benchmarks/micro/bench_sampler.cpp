@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 
 namespace llmux {
 namespace {

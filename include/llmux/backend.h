@@ -19,6 +19,7 @@
 #include "llmux/dtype.h"
 #include "llmux/forward_batch.h"
 #include "llmux/host_tensor.h"
+#include "llmux/sampling.h"
 #include "llmux/status.h"
 
 namespace llmux {
@@ -96,6 +97,27 @@ struct KvCacheSpec {
   }
 };
 
+// One logits row to sample and what the sampler needs to know about its sequence.
+// Non-owning; valid for the duration of Backend::SampleTokens.
+struct SampleRow {
+  const SamplingParams* params = nullptr;  // passed Validate() for the vocabulary
+  std::span<const int32_t> prompt_token_ids;
+  std::span<const int32_t> output_token_ids;  // generated so far (this step's not included)
+  // The effective seed (SamplingParams::seed, or the engine's draw at submit). The draw for
+  // output index i = output_token_ids.size() is UniformAt(seed, i) (src/sampling/rng.h), so a
+  // token depends only on (seed, i, logits), never on the batch (docs/isolation.md).
+  uint64_t seed = 0;
+  // Empty, or the grammar's packed allowed-token bitmask: [ceil(vocab / 32)] words, bit id % 32
+  // of word id / 32 set when `id` may be sampled (GrammarMatcher::FillNextTokenBitmask).
+  std::span<const uint32_t> allowed;
+};
+
+// One step's sampling: a row per logits row, in order.
+struct SampleBatch {
+  std::span<const int32_t> eos_token_ids;  // the model's; suppressed by min_tokens
+  std::span<const SampleRow> rows;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -155,6 +177,20 @@ class Backend {
   // step's sync point: a device failure in any op of the step is returned here as Unavailable
   // (the ops themselves return nothing and never abort on a device error).
   virtual Status CopyToHostF32(const Tensor& src, float* dst) = 0;
+
+  // Samples one token per row of `logits` ([batch.rows.size(), vocab] F32 in backend memory:
+  // the tensor Model::ForwardLogits returned) and fills `out` (resized to one entry per row)
+  // with the token and, where the row's params ask for them, its logprob and top logprobs.
+  // The backend may overwrite `logits` with the processed logits. Semantics are
+  // src/sampling/sampler.h's (logit_bias, min_tokens, penalties, mask, temperature, top-k,
+  // top-p, min-p, the seeded draw, logprobs of the processed logits): the CPU backend runs
+  // that sampler and is bit-identical to it; the CUDA backend's guarantee is stated in
+  // docs/isolation.md. Like CopyToHostF32 this is the step's sync point: Unavailable when a
+  // device error occurred in the step; InvalidArgument on a malformed call (rows != logits
+  // rows, a token id outside the vocabulary, a mask of the wrong length). Zero rows: OK, no
+  // sync.
+  virtual Status SampleTokens(Tensor logits, const SampleBatch& batch,
+                              std::vector<SampledToken>* out) = 0;
 
   // OK while the backend can run steps; Unavailable naming the fault once a device error left
   // it unusable for the rest of the process (CUDA: a sticky error such as an illegal address).

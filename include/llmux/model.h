@@ -44,6 +44,12 @@ class Model {
   // owned by the model, valid until the next call). InvalidArgument on a malformed batch.
   // The KV cache must have been initialised on the backend (Backend::InitKvCache).
   virtual StatusOr<std::span<const float>> Forward(const ForwardBatch& batch) = 0;
+
+  // Runs one step like Forward but leaves the logits in backend memory: a tensor
+  // [batch.logits_indices.size(), vocab_size] F32 owned by the model, valid until the next call,
+  // for Backend::SampleTokens (which may overwrite it). No sync point: a device error of the
+  // step is reported by SampleTokens (rows == 0: by the next step's BeginBatch).
+  virtual StatusOr<Tensor> ForwardLogits(const ForwardBatch& batch) = 0;
 };
 
 }  // namespace llmux

@@ -22,7 +22,6 @@
 
 #include "engine/batch_builder.h"
 #include "engine/inbox.h"
-#include "engine/sampler.h"
 #include "engine/step_cost.h"
 #include "engine/stop_checker.h"
 #include "llmux/engine.h"
@@ -122,10 +121,13 @@ class EngineImpl final : public Engine {
   Step Schedule();
   // Zeroes newly allocated KV blocks, builds the batch and runs the model. On failure the
   // step is failed as a whole (FailStep).
-  StatusOr<std::span<const float>> Forward(const Step& step);
-  // Samples every sequence whose step ended its known tokens, in plan order; a sequence whose
-  // sampling fails is finished with that error alone.
-  void Sample(Step& step, std::span<const float> logits);
+  // Returns the step's logits in backend memory (Model::ForwardLogits).
+  StatusOr<Tensor> Forward(const Step& step);
+  // Samples every sequence whose step ended its known tokens with one Backend::SampleTokens
+  // call (the step's sync point), then applies each token in plan order. A failure of that
+  // call fails the step as a whole (FailStep) and is returned; a sequence whose own part fails
+  // (its grammar, an injected fault) is finished with that error alone.
+  Status Sample(Step& step, const Tensor& logits);
   // Scheduler::Update, then a final event for finished sequences and a token event for the
   // others.
   void Postprocess(const Step& step);
@@ -137,9 +139,13 @@ class EngineImpl final : public Engine {
   // engine.max_step_ms: moves the scheduler's step token budget toward the tokens that fit the
   // target at this step's measured cost.
   void AdaptStepBudget(const Step& step);
-  // One sequence's sample and stop check. A failure (an exception from the sampler, stop
-  // checker or allocator, or an injected fault) concerns that sequence only.
-  StatusOr<Emitted> SampleOne(LiveRequest& live, std::span<const float> row);
+  // Before sampling, one sequence's row: the injected fault, if any, and its grammar's
+  // allowed-token mask appended to sample_masks_ (returns whether it added one).
+  StatusOr<bool> PrepareRow(LiveRequest& live);
+  // After sampling: the override hook, the grammar's acceptance, the output and the stop
+  // check for one sequence. A failure (an exception from the stop checker or allocator, a
+  // token the grammar refuses) concerns that sequence only.
+  StatusOr<Emitted> ApplySampled(LiveRequest& live, SampledToken sampled);
 
   // ---- stats (engine_stats.cpp) ----
   void PublishStats();
@@ -159,13 +165,16 @@ class EngineImpl final : public Engine {
 
   // Engine thread only.
   std::unique_ptr<Scheduler> scheduler_;
-  Sampler sampler_;
   StopChecker stop_checker_;
   BatchBuilder batch_builder_;
   StepCostModel cost_model_;
   double busy_seconds_total_ = 0;  // every step's busy time (Attribute)
   std::unordered_map<std::string, double> tenant_engine_seconds_;  // each tenant's shares of it
-  std::vector<uint32_t> mask_;  // [ceil(vocab / 32)] allowed-token bitmask of the row sampled
+  // The step's sampling inputs and outputs, capacity kept across steps: per logits row, its
+  // request's view; the constrained rows' masks, [rows with a grammar, ceil(vocab / 32)].
+  std::vector<SampleRow> sample_rows_;
+  std::vector<uint32_t> sample_masks_;
+  std::vector<SampledToken> sampled_;
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler
   std::function<void(const SchedulerOutput&)> before_forward_hook_;

@@ -18,9 +18,9 @@ StatusOr<bool> EngineImpl::StepOnce() {
     PublishStats();
     return false;  // work is waiting on capacity that only a finishing request can free
   }
-  LLMUX_ASSIGN_OR_RETURN(std::span<const float> logits, Forward(step));
+  LLMUX_ASSIGN_OR_RETURN(Tensor logits, Forward(step));
   ++steps_;
-  Sample(step, logits);
+  LLMUX_RETURN_IF_ERROR(Sample(step, logits));
   Attribute(step);
   Postprocess(step);
   ReportStep(step);
@@ -61,14 +61,14 @@ EngineImpl::Step EngineImpl::Schedule() {
   return step;
 }
 
-StatusOr<std::span<const float>> EngineImpl::Forward(const Step& step) {
+StatusOr<Tensor> EngineImpl::Forward(const Step& step) {
   if (!step.plan.blocks_to_zero.empty()) {
     Status zeroed = backend_->ZeroKvBlocks(step.plan.blocks_to_zero);
     if (!zeroed.ok()) return FailStep(step.plan, zeroed.WithContext("zeroing KV blocks"));
   }
   if (before_forward_hook_) before_forward_hook_(step.plan);
   const ForwardBatch& batch = batch_builder_.Build(step.plan);
-  auto logits = model_->Forward(batch);
+  auto logits = model_->ForwardLogits(batch);
   if (!logits.ok()) {
     return FailStep(step.plan,
                     logits.status().WithContext("forward step " + std::to_string(steps_)));
@@ -76,26 +76,57 @@ StatusOr<std::span<const float>> EngineImpl::Forward(const Step& step) {
   return *logits;
 }
 
-void EngineImpl::Sample(Step& step, std::span<const float> logits) {
-  // NOTE: a token exists once the forward pass that computes it is done, so a request's
-  // first-token time is this step's end of forward, not its schedule time.
-  step.forwarded = EngineClock::now();
-  const int32_t vocab = model_->config().vocab_size;
+Status EngineImpl::Sample(Step& step, const Tensor& logits) {
   const std::vector<ScheduledSeq>& seqs = step.plan.seqs;
   step.results.assign(seqs.size(), SampleResult{});
   step.emitted.assign(seqs.size(), std::nullopt);
   std::vector<std::pair<uint64_t, Status>> failed;
-  size_t logit_row = 0;
+  // Per logits row: its index in plan.seqs, and its mask's index in sample_masks_ (-1: none).
+  std::vector<std::pair<size_t, int64_t>> row_of;
+  sample_rows_.clear();
+  sample_masks_.clear();
   for (size_t i = 0; i < seqs.size(); ++i) {
     step.results[i].id = seqs[i].id;
     if (!seqs[i].samples) continue;
     LiveRequest& live = live_.at(seqs[i].id);
-    const std::span<const float> row = logits.subspan(logit_row * vocab, vocab);
-    ++logit_row;
-    StatusOr<Emitted> e = SampleOne(live, row);
+    const int64_t masks_before = static_cast<int64_t>(sample_masks_.size());
+    StatusOr<bool> masked = PrepareRow(live);
+    if (!masked.ok()) {
+      // NOTE: the row is still sampled (the batch has one logits row per sampling sequence);
+      // its token is dropped. The scheduler skips sequences aborted between Schedule and Update.
+      failed.emplace_back(seqs[i].id, masked.status());
+      sample_masks_.resize(static_cast<size_t>(masks_before));
+    }
+    row_of.emplace_back(i, masked.ok() && *masked ? masks_before : -1);
+    sample_rows_.push_back(
+        SampleRow{&live.request.sampling, live.request.prompt, live.output, live.seed, {}});
+  }
+  // Spans into sample_masks_ only now: appending may have moved it.
+  const size_t words = static_cast<size_t>((model_->config().vocab_size + 31) / 32);
+  for (size_t r = 0; r < sample_rows_.size(); ++r) {
+    if (row_of[r].second >= 0) {
+      sample_rows_[r].allowed = std::span<const uint32_t>(
+          sample_masks_.data() + row_of[r].second, words);
+    }
+  }
+  const SampleBatch batch{model_->config().eos_token_ids, sample_rows_};
+  Status sampled = backend_->SampleTokens(logits, batch, &sampled_);
+  if (!sampled.ok()) {
+    return FailStep(step.plan, sampled.WithContext("sampling step " + std::to_string(steps_)));
+  }
+  // NOTE: a token exists once the step's sync point (sampling) has returned, so a request's
+  // first-token time is this moment, not its schedule time.
+  step.forwarded = EngineClock::now();
+  for (size_t r = 0; r < row_of.size(); ++r) {
+    const size_t i = row_of[r].first;
+    const uint64_t id = seqs[i].id;
+    if (std::any_of(failed.begin(), failed.end(), [id](const auto& f) { return f.first == id; })) {
+      continue;
+    }
+    LiveRequest& live = live_.at(id);
+    StatusOr<Emitted> e = ApplySampled(live, std::move(sampled_[r]));
     if (!e.ok()) {
-      // NOTE: the scheduler skips sequences aborted between Schedule and Update.
-      failed.emplace_back(seqs[i].id, e.status());
+      failed.emplace_back(id, e.status());
       continue;
     }
     step.results[i].token = e->sampled.token;
@@ -111,6 +142,7 @@ void EngineImpl::Sample(Step& step, std::span<const float> logits) {
                     std::to_string(steps_) + ": " + status.message()),
            {}, {});
   }
+  return Status::Ok();
 }
 
 void EngineImpl::Postprocess(const Step& step) {
@@ -204,22 +236,29 @@ void EngineImpl::ReportStep(const Step& step) {
   config_.observer->OnStep(info);
 }
 
-StatusOr<EngineImpl::Emitted> EngineImpl::SampleOne(LiveRequest& live,
-                                                     std::span<const float> row) {
+StatusOr<bool> EngineImpl::PrepareRow(LiveRequest& live) {
   if (sequence_fault_hook_) {
     LLMUX_RETURN_IF_ERROR(
         sequence_fault_hook_(live.request, static_cast<int32_t>(live.output.size())));
   }
+  if (!live.matcher) return false;
   try {
-    SequenceView view{live.request.prompt, live.output, live.seed};
-    // NOTE: only constrained rows pay for a mask. It is computed on the host and applied to
-    // the host logits row; the packed layout is what a device-side masking kernel would take.
-    std::span<const uint32_t> allowed;
-    if (live.matcher) {
-      live.matcher->FillNextTokenBitmask(mask_);
-      allowed = mask_;
-    }
-    Emitted e{sampler_.Sample(row, live.request.sampling, view, allowed), std::nullopt};
+    // NOTE: only constrained rows pay for a mask: the grammar computes it on the host, the
+    // backend applies it to the logits where they are (the CUDA backend uploads the packed
+    // words and masks on the device).
+    const size_t words = static_cast<size_t>((model_->config().vocab_size + 31) / 32);
+    const size_t at = sample_masks_.size();
+    sample_masks_.resize(at + words);
+    live.matcher->FillNextTokenBitmask(std::span<uint32_t>(sample_masks_.data() + at, words));
+    return true;
+  } catch (const std::exception& ex) {
+    return Internal(std::string("grammar mask failed: ") + ex.what());
+  }
+}
+
+StatusOr<EngineImpl::Emitted> EngineImpl::ApplySampled(LiveRequest& live, SampledToken sampled) {
+  try {
+    Emitted e{std::move(sampled), std::nullopt};
     if (sample_override_hook_) {
       const std::optional<int32_t> forced =
           sample_override_hook_(live.request, static_cast<int32_t>(live.output.size()));

@@ -56,6 +56,7 @@ class LlamaModel final : public Model {
 
   const ModelConfig& config() const override { return config_; }
   StatusOr<std::span<const float>> Forward(const ForwardBatch& batch) override;
+  StatusOr<Tensor> ForwardLogits(const ForwardBatch& batch) override;
 
  private:
   // Finds tensor `name` with the expected shape ({rows, cols}; rows == 0 means 1-D of `cols`).
@@ -278,6 +279,14 @@ Status LlamaModel::AllocateActivations() {
 }
 
 StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) {
+  LLMUX_ASSIGN_OR_RETURN(Tensor logits, ForwardLogits(batch));
+  if (logits.rows == 0) return std::span<const float>();
+  host_logits_.resize(static_cast<size_t>(logits.rows) * config_.vocab_size);
+  LLMUX_RETURN_IF_ERROR(backend_->CopyToHostF32(logits, host_logits_.data()));
+  return std::span<const float>(host_logits_);
+}
+
+StatusOr<Tensor> LlamaModel::ForwardLogits(const ForwardBatch& batch) {
   const int64_t n = batch.num_tokens();
   const int64_t num_logits = static_cast<int64_t>(batch.logits_indices.size());
   if (n <= 0 || n > max_batch_tokens_) {
@@ -325,16 +334,14 @@ StatusOr<std::span<const float>> LlamaModel::Forward(const ForwardBatch& batch) 
     backend_->SiluMul(gate, up, ff);
     backend_->MatMul(ff, l.w_down, nullptr, proj);
   }
-  if (num_logits == 0) return std::span<const float>();
+  if (num_logits == 0) return act_.logits.RowSlice(0, 0);
   backend_->AddRmsNorm(residual, proj, final_norm_, eps, normed);
   // Only the rows that will be sampled go through the (large) vocabulary projection.
   Tensor last = act_.last.RowSlice(0, num_logits);
   backend_->GatherLogitsRows(normed, last);
   Tensor logits = act_.logits.RowSlice(0, num_logits);
   backend_->MatMul(last, lm_head_, nullptr, logits);
-  host_logits_.resize(static_cast<size_t>(num_logits) * c.vocab_size);
-  LLMUX_RETURN_IF_ERROR(backend_->CopyToHostF32(logits, host_logits_.data()));
-  return std::span<const float>(host_logits_);
+  return logits;
 }
 
 }  // namespace

@@ -50,6 +50,10 @@ class ForwardingBackend : public Backend {
   Status CopyToHostF32(const Tensor& src, float* dst) override {
     return inner_->CopyToHostF32(src, dst);
   }
+  Status SampleTokens(Tensor logits, const SampleBatch& batch,
+                      std::vector<SampledToken>* out) override {
+    return inner_->SampleTokens(logits, batch, out);
+  }
   Status DeviceHealth() const override { return inner_->DeviceHealth(); }
   std::vector<GemmChoice> GemmChoices() const override { return inner_->GemmChoices(); }
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override {

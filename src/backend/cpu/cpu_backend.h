@@ -18,6 +18,7 @@
 #include "backend/cpu/packed_weight.h"
 #include "backend/cpu/thread_pool.h"
 #include "llmux/backend.h"
+#include "sampling/sampler.h"
 
 namespace llmux::cpu {
 
@@ -67,6 +68,9 @@ class CpuBackend final : public Backend {
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) override;
   void GatherLogitsRows(const Tensor& x, Tensor out) override;
   Status CopyToHostF32(const Tensor& src, float* dst) override;
+  // Runs src/sampling's Sampler on each row in order (cpu_sampling.cpp): the reference.
+  Status SampleTokens(Tensor logits, const SampleBatch& batch,
+                      std::vector<SampledToken>* out) override;
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override;
   Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
                      std::vector<std::byte>* v) override;
@@ -116,6 +120,10 @@ class CpuBackend final : public Backend {
   std::vector<float> rope_cos_;
   std::vector<float> rope_sin_;
   const void* rope_key_ = nullptr;
+  // SampleTokens' sampler (scratch sized to the vocabulary), made at the first call and again
+  // when the vocabulary or the EOS ids change.
+  std::unique_ptr<Sampler> sampler_;
+  std::vector<int32_t> sampler_eos_;
 };
 
 }  // namespace llmux::cpu

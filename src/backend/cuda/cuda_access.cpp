@@ -1,7 +1,6 @@
 #include "backend/cuda/cuda_access.h"
 
 #include "backend/cuda/cuda_backend.h"
-#include "sampling.cuh"
 
 namespace llmux::cuda {
 namespace {
@@ -28,14 +27,6 @@ Status Synchronize(Backend& backend) {
   LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
   return b->Synchronize();
 }
-
-StatusOr<std::vector<int32_t>> SampleOnDevice(Backend& backend, const Tensor& logits,
-                                              std::span<const DeviceSamplingParams> params) {
-  LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));
-  return b->Sample(logits, params);
-}
-
-float SamplingUniformForSeed(uint64_t seed) { return kernels::SamplingUniform(seed); }
 
 StatusOr<GraphStats> GetGraphStats(Backend& backend) {
   LLMUX_ASSIGN_OR_RETURN(CudaBackend * b, AsCuda(backend));

@@ -1,5 +1,4 @@
-// Entry points of the CUDA backend beyond the Backend interface, for tests, benchmarks and
-// (later) the engine's device-side sampling. No CUDA types: includable from any target.
+// Entry points of the CUDA backend beyond the Backend interface, for tests and benchmarks. No CUDA types: includable from any target.
 // Every function returns InvalidArgument when `backend` is not the CUDA backend. Engine
 // thread only (the backend's thread).
 #pragma once
@@ -21,26 +20,12 @@ Status CopyTensorFromHost(Backend& backend, Tensor dst, const void* src);
 // Waits for all work enqueued so far (flushing a recorded graph step).
 Status Synchronize(Backend& backend);
 
-// One row's sampling parameters: temperature <= 0 or top_k == 1 is greedy; top_k <= 0 and
-// top_p >= 1 disable those cuts; `seed` decides the draw (the same seed and logits always give
-// the same token). The exact definition is in kernels/sampling.cuh.
-struct DeviceSamplingParams {
-  float temperature = 0.0f;
-  int32_t top_k = 0;
-  float top_p = 1.0f;
-  uint64_t seed = 0;
-};
-// Samples one token per row of `logits` ([rows, vocab] F32 in backend memory) on the device.
-// InvalidArgument when params.size() != logits.rows or the tensor is not F32.
-StatusOr<std::vector<int32_t>> SampleOnDevice(Backend& backend, const Tensor& logits,
-                                              std::span<const DeviceSamplingParams> params);
-// The uniform number in [0, 1) the sampler draws for `seed` (for reference implementations).
-float SamplingUniformForSeed(uint64_t seed);
-
 struct GraphStats {
   int64_t captures = 0;  // graphs captured so far
   int64_t replays = 0;   // steps run from a graph (including the capturing step)
   int64_t cached = 0;    // graphs held now
+  int64_t early_launches = 0;  // graphs launched at BeginBatch, before the ops were recorded
+  int64_t early_misses = 0;    // of those, the ones whose step recorded other ops
 };
 StatusOr<GraphStats> GetGraphStats(Backend& backend);
 // Weight shapes whose GEMM fell back to the fixed-order kernel (batch-invariant mode).
@@ -57,7 +42,7 @@ struct DeviceProbe {
 StatusOr<DeviceProbe> ProbeDevice(Backend& backend, size_t bytes = size_t{1} << 30);
 
 // Test hook: the next launch of op `op` ("Embedding", "RmsNorm", "AddRmsNorm", "MatMul",
-// "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather") reports the cudaError_t value
+// "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather", "Sample") reports the cudaError_t value
 // `cuda_error` as if its launch had failed, once. The step then fails at its sync point with
 // Unavailable; a sticky code (an illegal address, ...) also makes DeviceHealth() Unavailable
 // for the backend's life (src/backend/cuda/device_faults.h).

@@ -8,7 +8,6 @@
 #include "attention_split.h"
 #include "backend/cuda/cuda_check.h"
 #include "paged_attention.cuh"
-#include "sampling.cuh"
 
 namespace llmux::cuda {
 
@@ -206,7 +205,14 @@ Status CudaBackend::BeginBatch(const ForwardBatch& batch) {
   }
   have_batch_ = true;
   if (options_.cuda_graphs && meta_.is_decode() && meta_.num_seqs() <= kMaxGraphBatch) {
-    graphs_.BeginRecording();
+    StepShape shape;
+    shape.tokens = meta_.num_tokens();
+    shape.seqs = meta_.num_seqs();
+    shape.logits = meta_.num_logits();
+    shape.block_table_stride = meta_.block_table_stride();
+    shape.attention_splits = meta_.chunk_max_splits(0);  // a decode batch is one chunk
+    shape.metadata_generation = meta_generation_;
+    graphs_.BeginRecording(StepBucket(shape));
   }
   return Status::Ok();
 }
@@ -298,41 +304,6 @@ Status CudaBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>
   return StepStatus(err, "read KV");
 }
 
-StatusOr<std::vector<int32_t>> CudaBackend::Sample(const Tensor& logits,
-                                                   std::span<const DeviceSamplingParams> params) {
-  if (logits.dtype != DType::kF32) return InvalidArgument("SampleOnDevice: logits must be F32");
-  if (static_cast<int64_t>(params.size()) != logits.rows) {
-    return InvalidArgument("SampleOnDevice: one parameter set per logits row");
-  }
-  graphs_.Flush();
-  const size_t rows = params.size();
-  std::vector<kernels::SamplingRow> host(rows);
-  for (size_t i = 0; i < rows; ++i) {
-    host[i].temperature = params[i].temperature;
-    host[i].top_k = params[i].top_k;
-    host[i].top_p = params[i].top_p;
-    host[i].seed = params[i].seed;
-  }
-  LLMUX_ASSIGN_OR_RETURN(auto d_params,
-                         CudaBuffer::Create(sizeof(kernels::SamplingRow) * rows));
-  LLMUX_ASSIGN_OR_RETURN(auto d_out, CudaBuffer::Create(sizeof(int32_t) * rows));
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(d_params->data(), host.data(),
-                                             sizeof(kernels::SamplingRow) * rows,
-                                             cudaMemcpyHostToDevice, stream_),
-                             "sampling params");
-  LLMUX_RETURN_IF_CUDA_ERROR(
-      kernels::LaunchSampling(static_cast<const float*>(logits.data), logits.stride,
-                              d_params->as<kernels::SamplingRow>(), d_out->as<int32_t>(),
-                              static_cast<int>(rows), static_cast<int>(logits.cols), stream_),
-      "sampling");
-  std::vector<int32_t> out(rows);
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(out.data(), d_out->data(), sizeof(int32_t) * rows,
-                                             cudaMemcpyDeviceToHost, stream_),
-                             "sampling result");
-  LLMUX_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "sampling");
-  return out;
-}
-
 StatusOr<DeviceProbe> CudaBackend::Probe(size_t bytes) {
   graphs_.Flush();
   cudaDeviceProp prop{};
@@ -371,6 +342,8 @@ GraphStats CudaBackend::graph_stats() const {
   s.captures = graphs_.captures();
   s.replays = graphs_.replays();
   s.cached = static_cast<int64_t>(graphs_.size());
+  s.early_launches = graphs_.early_launches();
+  s.early_misses = graphs_.early_misses();
   return s;
 }
 

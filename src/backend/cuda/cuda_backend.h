@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_access.h"
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/device_faults.h"
+#include "backend/cuda/sampling_pack.h"
 #include "backend/cuda/step_graphs.h"
 #include "llmux/backend.h"
 
@@ -59,6 +60,12 @@ class CudaBackend final : public Backend {
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) override;
   void GatherLogitsRows(const Tensor& x, Tensor out) override;
   Status CopyToHostF32(const Tensor& src, float* dst) override;
+  // On the device (cuda_sampling.cpp, kernels/sampling.cu): the batch is packed on the host
+  // (SamplingPacker), uploaded in one copy from pinned memory, sampled in place on `logits`,
+  // and only the SampledRow records ([rows], token + requested logprobs) come back, in one
+  // copy into pinned memory.
+  Status SampleTokens(Tensor logits, const SampleBatch& batch,
+                      std::vector<SampledToken>* out) override;
 
   Status DeviceHealth() const override { return faults_.Health(); }
   std::vector<GemmChoice> GemmChoices() const override { return gemm_->Choices(); }
@@ -71,13 +78,11 @@ class CudaBackend final : public Backend {
   Status CopyToHost(const Tensor& src, void* dst);
   Status CopyFromHost(Tensor dst, const void* src);
   Status Synchronize();
-  StatusOr<std::vector<int32_t>> Sample(const Tensor& logits,
-                                        std::span<const DeviceSamplingParams> params);
   GraphStats graph_stats() const;
   StatusOr<DeviceProbe> Probe(size_t bytes);
   int gemm_fallback_shapes() const { return gemm_->fallback_shapes(); }
   // Test hook: the next launch of op `op` ("Embedding", "RmsNorm", "AddRmsNorm", "MatMul",
-  // "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather") reports `cuda_error` as if
+  // "Bias", "Rope", "WriteKv", "Attention", "SiluMul", "Gather", "Sample") reports `cuda_error` as if
   // the launch had failed with it (the kernel still runs), exactly once.
   void InjectFaultForTesting(std::string op, cudaError_t cuda_error);
 
@@ -111,6 +116,14 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaBuffer> kv_;
   std::unique_ptr<CudaBuffer> attn_workspace_;
   std::vector<std::unique_ptr<CudaBuffer>> owned_;  // weights and uploads
+
+  // SampleTokens: the packer and its buffers, grown on demand and kept.
+  SamplingPacker sampling_packer_;
+  std::unique_ptr<PinnedBuffer> sampling_in_host_;  // SamplingSections layout
+  std::unique_ptr<CudaBuffer> sampling_in_;         // same, on the device
+  std::unique_ptr<CudaBuffer> sampling_edit_raw_;   // [edits] f32 scratch
+  std::unique_ptr<CudaBuffer> sampling_out_;        // [rows] SampledRow
+  std::unique_ptr<PinnedBuffer> sampling_out_host_;
 };
 
 }  // namespace llmux::cuda

@@ -12,11 +12,22 @@ StepGraphs::~StepGraphs() {
   Clear();
 }
 
-void StepGraphs::BeginRecording() {
+void StepGraphs::BeginRecording(uint64_t bucket) {
   LLMUX_CHECK(!recording_) << "previous step not flushed";
   recording_ = true;
   signature_.clear();
   launches_.clear();
+  bucket_ = bucket;
+  early_ = false;
+  auto predicted = last_by_bucket_.find(bucket);
+  if (predicted == last_by_bucket_.end()) return;
+  cudaGraphExec_t* exec = graphs_.Find(predicted->second);
+  if (exec == nullptr) return;
+  const cudaError_t err = cudaGraphLaunch(*exec, stream_);
+  if (err != cudaSuccess) return on_error_(err, "cudaGraphLaunch (early)");
+  early_ = true;
+  early_signature_ = predicted->second;
+  ++early_launches_;
 }
 
 void StepGraphs::Enqueue(std::initializer_list<uint64_t> signature, Launch launch) {
@@ -47,6 +58,17 @@ void StepGraphs::Flush() {
   if (!recording_) return;
   recording_ = false;
   if (launches_.empty()) return;
+  if (last_by_bucket_.size() >= kMaxSeen) last_by_bucket_.clear();
+  last_by_bucket_[bucket_] = signature_;
+  if (early_) {
+    early_ = false;
+    if (signature_ == early_signature_) {  // the early graph was this step
+      launches_.clear();
+      ++replays_;
+      return;
+    }
+    ++early_misses_;  // it ran the wrong ops: the recorded ones follow and overwrite its output
+  }
   if (cudaGraphExec_t* exec = graphs_.Find(signature_)) {
     launches_.clear();
     const cudaError_t err = cudaGraphLaunch(*exec, stream_);
@@ -94,6 +116,7 @@ void StepGraphs::Flush() {
 void StepGraphs::Clear() {
   graphs_.Clear([](cudaGraphExec_t exec) { cudaGraphExecDestroy(exec); });
   seen_.clear();
+  last_by_bucket_.clear();
 }
 
 }  // namespace llmux::cuda

@@ -10,6 +10,17 @@
 // otherwise they run eagerly. Metadata (token ids, positions, slots, block tables) lives in
 // persistent device buffers (BatchMetadata) that BeginBatch refills outside the graph, so one
 // graph serves every step with the same shapes.
+//
+// Early launch: a step's bucket (its batch shape: tokens, sequences, logits rows, block-table
+// stride, attention grid depth, metadata generation) is known at BeginBatch, before any op is
+// called. When the last step of the same bucket ended with a cached graph, that graph is
+// launched at once (BeginRecording), so the device runs the step while the host is still
+// walking the forward pass and preparing sampling. At the flush the recorded signature is
+// compared with the launched graph's: equal, nothing more is launched; different (a rare
+// change of the op sequence under the same shape), the recorded ops then run by the rules
+// above. NOTE: that is safe because a step graph writes only the step's activations and the
+// KV slots of the step's own tokens (slot_mapping), all of which the correct ops, run after it
+// on the same stream, overwrite.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -22,6 +33,7 @@
 #include <vector>
 
 #include "backend/cuda/lru_cache.h"
+#include "backend/cuda/step_bucket.h"
 #include "llmux/status.h"
 
 namespace llmux::cuda {
@@ -43,8 +55,10 @@ class StepGraphs {
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
 
-  // Starts recording a graph-eligible step. Any previous recording must have been flushed.
-  void BeginRecording();
+  // Starts recording a graph-eligible step of bucket `bucket` (a hash of its batch shape), and
+  // launches the bucket's predicted graph early when there is one. Any previous recording must
+  // have been flushed.
+  void BeginRecording(uint64_t bucket);
   bool recording() const { return recording_; }
 
   // Records `launch` with its signature words while recording; otherwise runs it now.
@@ -63,6 +77,8 @@ class StepGraphs {
   int64_t replays() const { return replays_; }
   int64_t captures() const { return captures_; }
   int64_t evictions() const { return evictions_; }
+  int64_t early_launches() const { return early_launches_; }
+  int64_t early_misses() const { return early_misses_; }  // early graphs that were wrong
   size_t size() const { return graphs_.size(); }
 
  private:
@@ -80,6 +96,13 @@ class StepGraphs {
   // Exact signature -> instantiated graph; the least recently launched one goes when full.
   LruCache<std::vector<uint64_t>, cudaGraphExec_t, SignatureHash> graphs_{kMaxGraphs};
   std::map<uint64_t, int> seen_;  // signature hash -> eager runs so far
+  // Bucket -> the signature its last recorded step had (the early-launch prediction).
+  std::map<uint64_t, std::vector<uint64_t>> last_by_bucket_;
+  uint64_t bucket_ = 0;
+  bool early_ = false;                 // a graph was launched at BeginRecording
+  std::vector<uint64_t> early_signature_;
+  int64_t early_launches_ = 0;
+  int64_t early_misses_ = 0;
   int64_t replays_ = 0;
   int64_t captures_ = 0;
   int64_t evictions_ = 0;

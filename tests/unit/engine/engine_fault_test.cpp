@@ -3,6 +3,7 @@
 // breaking the engine (the next steps run normally).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <string>
@@ -24,13 +25,18 @@ class FlakyModel final : public Model {
     if (fail) return Internal("simulated device fault");
     return inner_->Forward(batch);
   }
+  StatusOr<Tensor> ForwardLogits(const ForwardBatch& batch) override {
+    if (fail) return Internal("simulated device fault");
+    return inner_->ForwardLogits(batch);
+  }
   bool fail = false;
 
  private:
   std::unique_ptr<Model> inner_;
 };
 
-// Delegates every op to a real backend; its sync point (CopyToHostF32) fails the step with
+// Delegates every op to a real backend; its sync points (SampleTokens, the engine's, and
+// CopyToHostF32) fail the step with
 // Unavailable while `step_fault` is set, and `sticky_fault` also makes DeviceHealth fail from
 // then on: what the CUDA backend does after a failed launch or a sticky device error.
 class FaultyBackend final : public testing::ForwardingBackend {
@@ -41,9 +47,18 @@ class FaultyBackend final : public testing::ForwardingBackend {
     return ForwardingBackend::BeginBatch(batch);
   }
   Status CopyToHostF32(const Tensor& src, float* dst) override {
+    ++host_copies;
     if (!sticky_fault.empty()) return Unavailable("cuda device faulted: " + sticky_fault);
     if (!step_fault.empty()) return Unavailable("cuda step failed: " + step_fault);
     return ForwardingBackend::CopyToHostF32(src, dst);
+  }
+  Status SampleTokens(Tensor logits, const SampleBatch& batch,
+                      std::vector<SampledToken>* out) override {
+    ++sample_calls;
+    max_rows = std::max(max_rows, batch.rows.size());
+    if (!sticky_fault.empty()) return Unavailable("cuda device faulted: " + sticky_fault);
+    if (!step_fault.empty()) return Unavailable("cuda step failed: " + step_fault);
+    return ForwardingBackend::SampleTokens(logits, batch, out);
   }
   Status DeviceHealth() const override {
     if (sticky_fault.empty()) return Status::Ok();
@@ -52,6 +67,9 @@ class FaultyBackend final : public testing::ForwardingBackend {
 
   std::string step_fault;
   std::string sticky_fault;
+  int host_copies = 0;   // CopyToHostF32 calls
+  int sample_calls = 0;  // SampleTokens calls
+  size_t max_rows = 0;   // the most rows one SampleTokens call had
 };
 
 struct Result {
@@ -154,6 +172,30 @@ TEST_F(EngineFaultTest, SequenceFaultFailsOnlyThatSequence) {
       EXPECT_EQ(r.tokens, want) << id;
     }
   }
+  ExpectIdle();
+}
+
+// One engine path for every backend: a step samples all its sequences with one
+// Backend::SampleTokens call on the logits where the forward pass left them; nothing copies the
+// logits to the host (on CUDA only token ids come back). The tokens are the CPU sampler's.
+TEST_F(EngineFaultTest, StepsSampleThroughTheBackendWithoutCopyingLogits) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Make(dir);
+  const std::vector<int32_t> want = Reference(dir, 12);
+  for (uint64_t id = 1; id <= 3; ++id) Submit(id, "a", 12);
+  int steps = 0;
+  for (;; ++steps) {
+    auto progressed = engine_->StepOnce();
+    ASSERT_TRUE(progressed.ok()) << progressed.status().ToString();
+    if (!*progressed) break;
+  }
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(results_[id].finished) << id;
+    EXPECT_EQ(results_[id].tokens, want) << id;
+  }
+  EXPECT_EQ(backend_->host_copies, 0);
+  EXPECT_EQ(backend_->sample_calls, steps);  // one call per step, every step samples here
+  EXPECT_EQ(backend_->max_rows, 3u);         // the three decodes in one call
   ExpectIdle();
 }
 

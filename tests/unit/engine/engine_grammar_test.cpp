@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_data.h"
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 #include "llmux/engine.h"
 #include "llmux/grammar.h"
 #include "llmux/tokenizer.h"

@@ -60,8 +60,9 @@ class TinyModel {
     logits_ = dev_.Make(DType::kF32, t, kVocab);
   }
 
-  // Runs one step; returns [logits rows, vocab].
-  std::vector<float> Forward(const ForwardBatch& fb) {
+  // Runs one step; returns [logits rows, vocab]. `eps` of the norms is an op argument, so a
+  // different value gives the step another signature under the same batch shape.
+  std::vector<float> Forward(const ForwardBatch& fb, float eps = 1e-5f) {
     EXPECT_TRUE(b_->BeginBatch(fb).ok());
     const int t = fb.num_tokens();
     const int n = static_cast<int>(fb.logits_indices.size());
@@ -69,7 +70,7 @@ class TinyModel {
            k = k_.RowSlice(0, t), v = v_.RowSlice(0, t), attn = attn_.RowSlice(0, t),
            gate = gate_.RowSlice(0, t), up = up_.RowSlice(0, t);
     b_->Embedding(emb_, h);
-    b_->RmsNorm(h, norm_, 1e-5f, x);
+    b_->RmsNorm(h, norm_, eps, x);
     b_->MatMul(x, wq_, nullptr, q);
     b_->MatMul(x, wk_, nullptr, k);
     b_->MatMul(x, wv_, nullptr, v);
@@ -77,12 +78,12 @@ class TinyModel {
     b_->WriteKv(0, k, v);
     b_->Attention(0, q, 1.0f / std::sqrt(float(kHd)), attn);
     b_->MatMul(attn, wo_, nullptr, x);
-    b_->AddRmsNorm(h, x, norm_, 1e-5f, x);
+    b_->AddRmsNorm(h, x, norm_, eps, x);
     b_->MatMul(x, wg_, nullptr, gate);
     b_->MatMul(x, wu_, nullptr, up);
     b_->SiluMul(gate, up, gate);
     b_->MatMul(gate, wd_, nullptr, x);
-    b_->AddRmsNorm(h, x, norm_, 1e-5f, x);
+    b_->AddRmsNorm(h, x, norm_, eps, x);
     Tensor last = last_.RowSlice(0, n), logits = logits_.RowSlice(0, n);
     b_->GatherLogitsRows(x, last);
     b_->MatMul(last, emb_, nullptr, logits);
@@ -135,15 +136,17 @@ ForwardBatch MakeBatch(const std::vector<int>& seqs, const std::vector<int>& len
   return fb;
 }
 
-// Prefills 3 sequences, then decodes `steps` steps of all three; returns every step's logits.
-std::vector<std::vector<float>> RunSteps(Backend* b, int steps) {
+// Prefills 3 sequences, then decodes `steps` steps of all three (decode step i with norm eps
+// eps[i] when given); returns every step's logits.
+std::vector<std::vector<float>> RunSteps(Backend* b, int steps, std::vector<float> eps = {}) {
   TinyModel m(b);
   std::vector<std::vector<float>> all;
   std::vector<int> lens = {0, 0, 0};
   all.push_back(m.Forward(MakeBatch({0, 1, 2}, lens, {9, 17, 4})));
   lens = {9, 17, 4};
   for (int i = 0; i < steps; ++i) {
-    all.push_back(m.Forward(MakeBatch({0, 1, 2}, lens, {1, 1, 1})));
+    const float e = i < static_cast<int>(eps.size()) ? eps[i] : 1e-5f;
+    all.push_back(m.Forward(MakeBatch({0, 1, 2}, lens, {1, 1, 1}), e));
     for (int& l : lens) ++l;
   }
   return all;
@@ -168,8 +171,41 @@ TEST(GpuGraphs, DecodeStepsReplayGraphsWithIdenticalLogits) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->captures, 1);               // one shape: batch of 3 decodes
   EXPECT_EQ(stats->replays, steps - 1);        // the first decode step runs eagerly
+  // From the third decode step on, the bucket's graph is launched at BeginBatch, before the
+  // ops are called, and each step's recorded ops turn out to be that graph's.
+  EXPECT_EQ(stats->early_launches, steps - 2);
+  EXPECT_EQ(stats->early_misses, 0);
   auto none = cuda::GetGraphStats(*eager);
   EXPECT_EQ(none->replays, 0);
+  EXPECT_EQ(none->early_launches, 0);
+}
+
+TEST(GpuGraphs, AnEarlyLaunchedGraphThatWasWrongIsOverwrittenByTheStepsOps) {
+  CudaBackendOptions eager_opts;
+  eager_opts.cuda_graphs = false;
+  LLMUX_CUDA_BACKEND_OR_SKIP(eager, eager_opts);
+  LLMUX_CUDA_BACKEND_OR_SKIP(graphed);
+  // Decode steps 0-3 one signature (graph captured at step 1, launched early at 2 and 3); step
+  // 4 has the same batch shape but other ops (eps): the early graph is the wrong one; steps 5
+  // and 6 return to the first signature.
+  const std::vector<float> eps = {1e-5f, 1e-5f, 1e-5f, 1e-5f, 1e-2f, 1e-5f, 1e-5f};
+  const int steps = static_cast<int>(eps.size());
+  const auto want = RunSteps(eager.get(), steps, eps);
+  const auto got = RunSteps(graphed.get(), steps, eps);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t s = 0; s < got.size(); ++s) {
+    ASSERT_EQ(got[s].size(), want[s].size());
+    for (size_t i = 0; i < got[s].size(); ++i) {
+      ASSERT_EQ(got[s][i], want[s][i]) << "step " << s << " element " << i;
+    }
+  }
+  auto stats = cuda::GetGraphStats(*graphed);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->early_misses, 1);  // step 4 (its ops then ran eagerly: first sight)
+  // Early at 2, 3, 4 (the miss), then step 5's prediction is step 4's signature, which has no
+  // graph (no early launch); step 6 is early again.
+  EXPECT_EQ(stats->early_launches, 4);
+  EXPECT_EQ(stats->captures, 1);
 }
 
 TEST(GpuGraphs, LogitsOfASequenceDoNotDependOnItsBatch) {

@@ -153,6 +153,55 @@ TEST(GpuModel, FirstGreedyTokensMatchTheReference) {
   EXPECT_EQ(out, std::vector<int32_t>(ref.greedy.begin(), ref.greedy.begin() + kFirst));
 }
 
+// The serving path: logits left on the device (Model::ForwardLogits) and sampled there
+// (Backend::SampleTokens, greedy), four sequences decoding together so that decode steps run
+// from CUDA graphs launched early at BeginBatch. Every sequence's first tokens are the
+// reference's.
+TEST(GpuModel, ServingPathGreedyTokensMatchTheReference) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(cuda_backend);
+  LLMUX_REQUIRE_DATA(dir, llmux::testing::SharedDataDir() / "models" / "stories260K-hf");
+  const Reference ref = ReadReference(dir);
+  constexpr int kFirst = 16, kSeqs = 4;
+  Backend* b = cuda_backend.get();
+  Loaded gpu = Load(std::move(cuda_backend), dir, 256, DType::kBF16);
+  ASSERT_TRUE(gpu.model);
+  BatchBuilder bb(kSeqs, 512, kBlock);
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  std::vector<std::vector<int32_t>> out(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) bb.Append(s, ref.prompt);
+  for (int step = 0; static_cast<int>(out[0].size()) < kFirst && step < 1000; ++step) {
+    std::vector<std::pair<int, int>> work;
+    for (int s = 0; s < kSeqs; ++s) {
+      work.push_back({s, static_cast<int>(bb.tokens(s).size()) - bb.computed(s)});
+    }
+    auto logits = gpu.model->ForwardLogits(bb.Build(work));
+    ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+    bb.Commit();
+    std::vector<SampleRow> rows;
+    for (int s : bb.logit_seqs()) {
+      rows.push_back({&greedy, ref.prompt, out[s], 1234, {}});
+    }
+    std::vector<SampledToken> sampled;
+    const Status st = b->SampleTokens(*logits, SampleBatch{{}, rows}, &sampled);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (size_t i = 0; i < sampled.size(); ++i) {
+      const int s = bb.logit_seqs()[i];
+      out[s].push_back(sampled[i].token);
+      bb.Append(s, {sampled[i].token});
+    }
+  }
+  ASSERT_GE(ref.greedy.size(), static_cast<size_t>(kFirst));
+  for (int s = 0; s < kSeqs; ++s) {
+    EXPECT_EQ(out[s], std::vector<int32_t>(ref.greedy.begin(), ref.greedy.begin() + kFirst))
+        << "sequence " << s;
+  }
+  auto stats = cuda::GetGraphStats(*b);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GT(stats->early_launches, 0);
+  EXPECT_EQ(stats->early_misses, 0);
+}
+
 using LogitsLog = std::map<int, std::vector<std::vector<float>>>;
 
 // Drives `num_seqs` sequences to `new_tokens` greedy tokens each: sequence s

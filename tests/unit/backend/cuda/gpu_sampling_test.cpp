@@ -1,9 +1,13 @@
-// Device sampling (src/backend/cuda/cuda_access.h SampleOnDevice) against a reference written
-// from the definition in kernels/sampling.cuh, plus the empirical distribution of the draw.
+// Device sampling (CudaBackend::SampleTokens, kernels/sampling.cu) against the CPU backend's
+// SampleTokens (the host sampler, the reference) on the same logits: greedy tokens exact
+// (processing included: logit_bias, masks, min_tokens, penalties), seeded draws equal to the
+// host's, masked tokens never sampled, logprobs within float rounding, and the empirical
+// distribution of the draw under top-k / top-p / min-p cuts.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -13,119 +17,275 @@ namespace llmux {
 namespace {
 
 #ifdef LLMUX_HAVE_CUDA
-using cuda::DeviceSamplingParams;
 using cuda::testing::DeviceTensors;
 
-int RefSample(const std::vector<float>& l, const DeviceSamplingParams& p) {
-  const int v = static_cast<int>(l.size());
-  const int argmax = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());
-  if (p.temperature <= 0.0f || p.top_k == 1) return argmax;
-  const double lmax = l[argmax];
-  std::vector<float> sorted = l;
-  std::sort(sorted.begin(), sorted.end(), std::greater<float>());
-  float thr = -INFINITY;
-  if (p.top_k > 0 && p.top_k < v) thr = sorted[p.top_k - 1];
-  auto w = [&](int i) { return std::exp((l[i] - lmax) / p.temperature); };
-  auto mass_at = [&](float t) {
-    double m = 0;
-    for (int i = 0; i < v; ++i) {
-      if (l[i] >= t && l[i] >= thr) m += w(i);
-    }
-    return m;
-  };
-  if (p.top_p > 0.0f && p.top_p < 1.0f) {
-    const double target = p.top_p * mass_at(thr);
-    for (float t : sorted) {  // descending: the first t reaching the target is the largest
-      if (t >= thr && mass_at(t) >= target) {
-        thr = t;
-        break;
-      }
-    }
-  }
-  const double u = cuda::SamplingUniformForSeed(p.seed) * mass_at(thr);
-  double cum = 0;
-  int last = argmax;
-  for (int i = 0; i < v; ++i) {
-    if (l[i] < thr) continue;
-    last = i;
-    cum += w(i);
-    if (cum > u) return i;
-  }
-  return last;
+// One row's request, owning what SampleRow points to.
+struct Case {
+  SamplingParams params;
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> output;
+  uint64_t seed = 0;
+  std::vector<uint32_t> mask;  // empty: none
+};
+
+std::vector<SampleRow> Rows(const std::vector<Case>& cases) {
+  std::vector<SampleRow> rows;
+  for (const Case& c : cases) rows.push_back({&c.params, c.prompt, c.output, c.seed, c.mask});
+  return rows;
 }
 
-TEST(GpuSampling, GreedyIsArgmaxWithLowestIdOnTies) {
+// The CPU backend's answer (the reference) for logits [cases.size(), vocab].
+std::vector<SampledToken> OnCpu(std::vector<float> logits, int vocab,
+                                const std::vector<Case>& cases,
+                                const std::vector<int32_t>& eos) {
+  auto cpu = CreateCpuBackend({});
+  EXPECT_TRUE(cpu.ok());
+  const std::vector<SampleRow> rows = Rows(cases);
+  std::vector<SampledToken> out;
+  const Tensor t = Tensor::Dense(logits.data(), DType::kF32,
+                                 static_cast<int64_t>(cases.size()), vocab);
+  const Status st = (*cpu)->SampleTokens(t, SampleBatch{eos, rows}, &out);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+// The device's answer; the logits are uploaded with a padded row stride (pad columns).
+std::vector<SampledToken> OnDevice(Backend& b, const std::vector<float>& logits, int vocab,
+                                   const std::vector<Case>& cases,
+                                   const std::vector<int32_t>& eos) {
+  DeviceTensors dev(&b);
+  const Tensor t = dev.Upload(logits, DType::kF32, static_cast<int64_t>(cases.size()), vocab, 5);
+  const std::vector<SampleRow> rows = Rows(cases);
+  std::vector<SampledToken> out;
+  const Status st = b.SampleTokens(t, SampleBatch{eos, rows}, &out);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+void ExpectLogprob(float got, float want, size_t row) {
+  if (std::isinf(want)) {
+    EXPECT_EQ(got, want) << "row " << row;
+  } else {
+    EXPECT_NEAR(got, want, 1e-5f + 1e-6f * std::fabs(want)) << "row " << row;
+  }
+}
+
+void ExpectSame(const std::vector<SampledToken>& got, const std::vector<SampledToken>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t r = 0; r < got.size(); ++r) {
+    EXPECT_EQ(got[r].token, want[r].token) << "row " << r;
+    // Logprobs: the same formula; expf and the order of the double sum differ in the last bits.
+    ExpectLogprob(got[r].logprob, want[r].logprob, r);
+    ASSERT_EQ(got[r].top.size(), want[r].top.size()) << "row " << r;
+    for (size_t j = 0; j < got[r].top.size(); ++j) {
+      EXPECT_EQ(got[r].top[j].token, want[r].top[j].token) << "row " << r << " top " << j;
+      ExpectLogprob(got[r].top[j].logprob, want[r].top[j].logprob, r);
+    }
+  }
+}
+
+std::vector<uint32_t> EveryNth(int vocab, int n, int offset) {
+  std::vector<uint32_t> m((vocab + 31) / 32, 0u);
+  for (int id = offset; id < vocab; id += n) m[id / 32] |= 1u << (id % 32);
+  return m;
+}
+
+TEST(GpuSampling, GreedyMatchesTheCpuSamplerExactly) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
-  DeviceTensors dev(b.get());
   const int vocab = 128256;
-  std::vector<float> l = cuda::testing::RandomBf16(3 * size_t(vocab), 9, 4.0f);
-  l[0 * vocab + 70000] = 9.0f;
-  l[1 * vocab + 5] = 9.0f;  // tie: 5 wins over 100000
-  l[1 * vocab + 100000] = 9.0f;
-  l[2 * vocab + vocab - 1] = 9.5f;
-  Tensor t = dev.Upload(l, DType::kF32, 3, vocab, 3);
-  std::vector<DeviceSamplingParams> ps(3);
-  ps[2].temperature = 0.8f;
-  ps[2].top_k = 1;
-  auto got = cuda::SampleOnDevice(*b, t, ps);
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, (std::vector<int32_t>{70000, 5, vocab - 1}));
+  const int rows = 8;
+  std::vector<float> l = cuda::testing::RandomBf16(size_t(rows) * vocab, 9, 4.0f);
+  l[0 * size_t(vocab) + 70000] = 9.0f;
+  l[1 * size_t(vocab) + 5] = 9.0f;  // tie: 5 wins over 100000
+  l[1 * size_t(vocab) + 100000] = 9.0f;
+  l[2 * size_t(vocab) + 17] = NAN;  // NaN counts as -inf
+  const std::vector<int32_t> eos = {2, 128001};
+  std::vector<Case> cases(rows);
+  for (Case& c : cases) c.params.temperature = 0.0f;
+  cases[2].params.temperature = 0.8f;
+  cases[2].params.top_k = 1;  // greedy too
+  cases[3].params.logit_bias = {{40, 100.0f}, {41, -3.5f}, {40, 0.25f}};  // duplicates add in order
+  cases[4].params.repetition_penalty = 1.7f;
+  cases[4].prompt = {70000, 5, 5, 9};
+  cases[4].output = {11, 11, 12};
+  cases[4].params.frequency_penalty = 0.6f;
+  cases[4].params.presence_penalty = -1.2f;
+  cases[4].params.logprobs = 5;
+  cases[5].params.min_tokens = 3;  // EOS and stop ids suppressed while fewer outputs exist
+  cases[5].params.stop_token_ids = {77};
+  cases[5].output = {1};
+  cases[5].params.logit_bias = {{2, 100.0f}, {77, 100.0f}, {128001, 100.0f}};
+  cases[5].params.logprobs = 0;
+  cases[6].mask = EveryNth(vocab, 7, 3);
+  cases[6].params.logprobs = 20;
+  cases[7].params.top_k = 1;
+  cases[7].params.logprobs = 3;
+  const auto want = OnCpu(l, vocab, cases, eos);
+  EXPECT_EQ(want[0].token, 70000);
+  EXPECT_EQ(want[1].token, 5);
+  EXPECT_EQ(want[3].token, 40);
+  EXPECT_NE(want[5].token, 2);
+  EXPECT_NE(want[5].token, 77);
+  EXPECT_EQ(want[6].token % 7, 3);
+  ExpectSame(OnDevice(*b, l, vocab, cases, eos), want);
 }
 
-TEST(GpuSampling, MatchesReferenceAcrossParameters) {
+TEST(GpuSampling, SeededDrawsMatchTheCpuSampler) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
-  DeviceTensors dev(b.get());
-  const int vocab = 1003, rows = 48;
+  const int vocab = 1003, rows = 64;
   const auto l = cuda::testing::RandomBf16(size_t(rows) * vocab, 13, 5.0f);
-  Tensor t = dev.Upload(l, DType::kF32, rows, vocab);
-  std::vector<DeviceSamplingParams> ps(rows);
+  std::vector<Case> cases(rows);
   const float temps[] = {0.3f, 0.7f, 1.0f, 1.5f};
   const int ks[] = {0, 2, 40, 1003};
   const float tops[] = {1.0f, 0.9f, 0.5f};
+  const float min_ps[] = {0.0f, 0.0f, 0.05f, 0.3f};
   for (int r = 0; r < rows; ++r) {
-    ps[r].temperature = temps[r % 4];
-    ps[r].top_k = ks[(r / 4) % 4];
-    ps[r].top_p = tops[r % 3];
-    ps[r].seed = 1000 + 17 * r;
+    Case& c = cases[r];
+    c.params.temperature = temps[r % 4];
+    c.params.top_k = ks[(r / 4) % 4];
+    c.params.top_p = tops[r % 3];
+    c.params.min_p = min_ps[(r / 16) % 4];
+    c.seed = 1000 + 17 * r;
+    c.output.assign(r % 5, 7);  // the draw's counter is the output index
+    if (r % 9 == 0) c.mask = EveryNth(vocab, 3, r % 3);
+    if (r % 11 == 0) c.params.logprobs = 4;
   }
-  auto got = cuda::SampleOnDevice(*b, t, ps);
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  for (int r = 0; r < rows; ++r) {
-    const std::vector<float> row(l.begin() + size_t(r) * vocab, l.begin() + size_t(r + 1) * vocab);
-    EXPECT_EQ((*got)[r], RefSample(row, ps[r])) << "row " << r;
-  }
-  // Same seed, same logits: same token.
-  auto again = cuda::SampleOnDevice(*b, t, ps);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*got, *again);
+  // NOTE: both draw with UniformAt(seed, output index) over the same order and cuts; they can
+  // disagree only when u falls within float rounding of a boundary of the cumulative weights
+  // (about 1e-6 per draw), so the tokens are expected to be equal.
+  const auto want = OnCpu(l, vocab, cases, {0});
+  const auto got = OnDevice(*b, l, vocab, cases, {0});
+  ExpectSame(got, want);
+  // Same seed and logits: the same tokens again (the kernel's reductions have a fixed order).
+  const auto again = OnDevice(*b, l, vocab, cases, {0});
+  for (int r = 0; r < rows; ++r) EXPECT_EQ(again[r].token, got[r].token) << "row " << r;
 }
 
-TEST(GpuSampling, EmpiricalFrequenciesFollowTheCutDistribution) {
+TEST(GpuSampling, AMaskedTokenIsNeverSampled) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
-  DeviceTensors dev(b.get());
+  const int vocab = 4099, rows = 256;
+  const auto l = cuda::testing::RandomBf16(size_t(rows) * vocab, 21, 3.0f);
+  std::vector<Case> cases(rows);
+  for (int r = 0; r < rows; ++r) {
+    Case& c = cases[r];
+    c.params.temperature = 2.0f;  // flat: every allowed token is likely
+    c.seed = 555 + r;
+    c.mask = EveryNth(vocab, 5, r % 5);
+    // A huge bias on a masked token (the mask wins: it is applied first and stays).
+    c.params.logit_bias = {{(r % 5) + 1, 100.0f}};
+  }
+  const auto got = OnDevice(*b, l, vocab, cases, {0});
+  for (int r = 0; r < rows; ++r) {
+    const int32_t t = got[r].token;
+    ASSERT_TRUE(t >= 0 && t < vocab) << "row " << r;
+    EXPECT_EQ(t % 5, r % 5) << "row " << r << " sampled masked token " << t;
+  }
+}
+
+TEST(GpuSampling, EverythingSuppressedFallsBackToTheMaskedArgmax) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  const int vocab = 300;
+  std::vector<float> l(2 * size_t(vocab), -INFINITY);
+  l[7] = 1.0f;  // row 0: only EOS (7) is finite, and min_tokens suppresses it
+  l[vocab + 9] = 2.0f;  // row 1: the stop id 9 and token 10 only; 10 is masked out
+  l[vocab + 10] = 5.0f;
+  std::vector<Case> cases(2);
+  cases[0].params.min_tokens = 2;
+  cases[0].params.logprobs = 2;
+  cases[1].params.min_tokens = 2;
+  cases[1].params.stop_token_ids = {9};
+  cases[1].mask = std::vector<uint32_t>((vocab + 31) / 32, 0xffffffffu);
+  cases[1].mask[0] &= ~(1u << 10);
+  const auto want = OnCpu(l, vocab, cases, {7});
+  EXPECT_EQ(want[0].token, 7);
+  EXPECT_EQ(want[1].token, 9);
+  ExpectSame(OnDevice(*b, l, vocab, cases, {7}), want);
+}
+
+TEST(GpuSampling, EmpiricalFrequenciesFollowTheCuts) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
   const int rows = 4000;
   const std::vector<float> probs = {0.1f, 0.2f, 0.3f, 0.4f};
   std::vector<float> l;
   for (int r = 0; r < rows; ++r) {
     for (float p : probs) l.push_back(std::log(p));
   }
-  Tensor t = dev.Upload(l, DType::kF32, rows, 4);
-  for (auto [top_k, top_p, want] :
-       {std::tuple{0, 1.0f, std::vector<double>{0.1, 0.2, 0.3, 0.4}},
-        {2, 1.0f, std::vector<double>{0, 0, 0.3 / 0.7, 0.4 / 0.7}},
-        {0, 0.5f, std::vector<double>{0, 0, 0.3 / 0.7, 0.4 / 0.7}},
-        {3, 0.6f, std::vector<double>{0, 0, 0.3 / 0.7, 0.4 / 0.7}}}) {
-    std::vector<DeviceSamplingParams> ps(rows);
-    for (int r = 0; r < rows; ++r) ps[r] = {1.0f, top_k, top_p, 7000u + r};
-    auto got = cuda::SampleOnDevice(*b, t, ps);
-    ASSERT_TRUE(got.ok());
+  struct Cut {
+    int top_k;
+    float top_p;
+    float min_p;
+    std::vector<double> want;
+  };
+  for (const Cut& cut : {Cut{0, 1.0f, 0.0f, {0.1, 0.2, 0.3, 0.4}},
+                         Cut{2, 1.0f, 0.0f, {0, 0, 0.3 / 0.7, 0.4 / 0.7}},
+                         Cut{0, 0.5f, 0.0f, {0, 0, 0.3 / 0.7, 0.4 / 0.7}},
+                         Cut{3, 0.6f, 0.0f, {0, 0, 0.3 / 0.7, 0.4 / 0.7}},
+                         Cut{0, 1.0f, 0.6f, {0, 0, 0.3 / 0.7, 0.4 / 0.7}}}) {
+    std::vector<Case> cases(rows);
+    for (int r = 0; r < rows; ++r) {
+      cases[r].params.top_k = cut.top_k;
+      cases[r].params.top_p = cut.top_p;
+      cases[r].params.min_p = cut.min_p;
+      cases[r].seed = 7000u + r;
+    }
+    const auto got = OnDevice(*b, l, 4, cases, {});
     std::vector<double> freq(4);
-    for (int32_t id : *got) freq[id] += 1.0 / rows;
+    for (const SampledToken& t : got) freq[t.token] += 1.0 / rows;
     for (int i = 0; i < 4; ++i) {
-      EXPECT_NEAR(freq[i], want[i], 0.03) << "token " << i << " top_k " << top_k << " top_p "
-                                          << top_p;
+      EXPECT_NEAR(freq[i], cut.want[i], 0.03)
+          << "token " << i << " top_k " << cut.top_k << " top_p " << cut.top_p << " min_p "
+          << cut.min_p;
     }
   }
+}
+
+TEST(GpuSampling, MalformedCallsAreInvalidArgument) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  DeviceTensors dev(b.get());
+  const Tensor t = dev.Upload(std::vector<float>(2 * 40, 0.0f), DType::kF32, 2, 40);
+  std::vector<Case> one(1);
+  std::vector<SampledToken> out;
+  std::vector<SampleRow> rows = Rows(one);
+  EXPECT_EQ(b->SampleTokens(t, SampleBatch{{}, rows}, &out).code(), StatusCode::kInvalidArgument);
+  std::vector<Case> two(2);
+  for (Case& c : two) c.params.temperature = 0.0f;
+  two[1].mask = std::vector<uint32_t>(1, 1u);  // vocab 40 needs 2 words
+  rows = Rows(two);
+  EXPECT_EQ(b->SampleTokens(t, SampleBatch{{}, rows}, &out).code(), StatusCode::kInvalidArgument);
+  two[1].mask.clear();
+  two[0].params.logit_bias = {{40, 1.0f}};
+  rows = Rows(two);
+  EXPECT_EQ(b->SampleTokens(t, SampleBatch{{}, rows}, &out).code(), StatusCode::kInvalidArgument);
+  // The backend still works afterwards.
+  two[0].params.logit_bias = {{39, 1.0f}};
+  rows = Rows(two);
+  ASSERT_TRUE(b->SampleTokens(t, SampleBatch{{}, rows}, &out).ok());
+  EXPECT_EQ(out[0].token, 39);
+  EXPECT_EQ(out[1].token, 0);
+}
+TEST(GpuSampling, AFailedSamplingLaunchFailsThatCallWithUnavailable) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  const int vocab = 64;
+  std::vector<float> l(2 * vocab, 0.0f);
+  l[10] = 3.0f;
+  l[vocab + 20] = 3.0f;
+  std::vector<Case> cases(2);
+  for (Case& c : cases) c.params.temperature = 0.0f;
+  DeviceTensors dev(b.get());
+  const Tensor t = dev.Upload(l, DType::kF32, 2, vocab);
+  const std::vector<SampleRow> rows = Rows(cases);
+  std::vector<SampledToken> out;
+  constexpr int kLaunchOutOfResources = 701;  // cudaErrorLaunchOutOfResources: not sticky
+  ASSERT_TRUE(cuda::InjectFaultForTesting(*b, "Sample", kLaunchOutOfResources).ok());
+  const Status failed = b->SampleTokens(t, SampleBatch{{}, rows}, &out);
+  EXPECT_EQ(failed.code(), StatusCode::kUnavailable);
+  EXPECT_NE(failed.message().find("Sample: "), std::string::npos) << failed.message();
+  EXPECT_TRUE(b->DeviceHealth().ok());
+  // The next call works (the kernel did run; processing the same logits again is harmless
+  // here: no edits).
+  ASSERT_TRUE(b->SampleTokens(t, SampleBatch{{}, rows}, &out).ok());
+  EXPECT_EQ(out[0].token, 10);
+  EXPECT_EQ(out[1].token, 20);
 }
 #else
 TEST(GpuSampling, SkippedWithoutCuda) {

@@ -1,4 +1,4 @@
-#include "engine/rng.h"
+#include "sampling/rng.h"
 
 #include <random>
 

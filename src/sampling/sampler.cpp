@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <sstream>
 #include <utility>
 
-#include "engine/rng.h"
+#include "sampling/rng.h"
 #include "llmux/status.h"
 
 namespace llmux {
@@ -152,8 +152,11 @@ void Sampler::ProcessLogits(std::span<float> logits, const SamplingParams& param
     }
     for (int32_t t : seq.output_token_ids) {
       if (counts_[t] == 0) continue;  // already applied for this token
-      // NOTE: frequency then presence, as two subtractions, like vLLM's apply_penalties.
-      logits[t] -= params.frequency_penalty * static_cast<float>(counts_[t]);
+      // NOTE: frequency then presence, like vLLM's apply_penalties. The frequency term is one
+      // fused multiply-add, written out so that it does not depend on the compiler's
+      // contraction (GCC contracts the plain expression where FMA exists); the CUDA backend
+      // does the same operation (kernels/sampling.cu), so processed logits match bit for bit.
+      logits[t] = std::fma(-params.frequency_penalty, static_cast<float>(counts_[t]), logits[t]);
       logits[t] -= params.presence_penalty;
       counts_[t] = 0;
     }

@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include <set>
 #include <vector>
 
-#include "engine/rng.h"
+#include "sampling/rng.h"
 
 namespace llmux {
 namespace {
