@@ -106,7 +106,7 @@ SweepPoint PointOf(int level, RunData data,
     auto b = before.find(pool);
     const EngineCounters zero;
     const EngineCounters& from = b == before.end() ? zero : b->second;
-    p.engine_seconds = a->second.step_seconds - from.step_seconds;
+    p.engine_seconds = a->second.busy_seconds - from.busy_seconds;
     if (p.engine_seconds > 0) {
       p.tokens_per_engine_second =
           static_cast<double>(s.prompt_tokens + s.output_tokens) / p.engine_seconds;

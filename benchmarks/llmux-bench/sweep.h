@@ -20,7 +20,10 @@ namespace llmux::bench {
 
 // What /metrics says about one pool's engine: the counters a sweep point differences.
 struct EngineCounters {
-  double step_seconds = 0;  // llmux_engine_step_seconds_sum: the engine's busy time
+  double step_seconds = 0;  // llmux_engine_step_seconds_sum: steps, schedule through emit
+  // llmux_pool_busy_seconds_total: steps, schedule through sampling, the time split among the
+  // tenants (llmux_tenant_engine_seconds_total); every pool has it, a process pool's included.
+  double busy_seconds = 0;
   double steps = 0;         // llmux_engine_step_seconds_count
   // Cumulative histogram buckets (upper bound -> count) of sequences and tokens per step.
   std::map<double, double> batch_size, batch_tokens;
@@ -60,6 +63,7 @@ inline std::map<std::string, EngineCounters> ParseEngineCounters(const std::stri
       return std::stod(*v);
     };
     if (name == "llmux_engine_step_seconds_sum") c.step_seconds = value;
+    else if (name == "llmux_pool_busy_seconds_total") c.busy_seconds = value;
     else if (name == "llmux_engine_step_seconds_count") c.steps = value;
     else if (name == "llmux_engine_batch_size_bucket" && le()) c.batch_size[*le()] = value;
     else if (name == "llmux_engine_batch_tokens_bucket" && le()) c.batch_tokens[*le()] = value;
@@ -87,7 +91,7 @@ struct SweepPoint {
   int concurrency = 0;
   int64_t completed = 0, failed = 0;
   double total_tokens_per_s = 0, output_tokens_per_s = 0;
-  double engine_seconds = 0;                  // the pool's busy time during the level
+  double engine_seconds = 0;                  // the pool's busy time in the level (busy_seconds)
   double tokens_per_engine_second = 0;        // (prompt + output tokens) / engine_seconds
   LatencyStats e2el, ttft, tpot;              // ms: time per request, first token, per token
   double batch_seqs_p99 = 0, batch_tokens_p99 = 0;  // bucket bounds of the steps' batches

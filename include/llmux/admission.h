@@ -100,6 +100,17 @@ class Admission {
   // The call ended with `usage`: releases what it still holds (queue places not yet left, the
   // in-flight lease) and settles the quota reservation to the real usage. Once per ticket.
   virtual void Finish(const AdmissionTicket& ticket, const AdmissionUsage& usage) = 0;
+  // A charge outside any call (capacity held for `tenant`: reserved KV or sequences, a
+  // dedicated pool) for the hour starting `at_unix_ms`, already written to this replica's
+  // ledger: it counts toward the tenant's spend quota like a call's cost. The local
+  // implementation leaves this to the QuotaTracker, which the ledger feeds; cluster mode adds it
+  // to this replica's monthly spend in the shared store. Never blocks.
+  virtual void RecordCharge(const std::string& tenant, std::int64_t at_unix_ms,
+                            std::int64_t cost_nano) {
+    (void)tenant;
+    (void)at_unix_ms;
+    (void)cost_nano;
+  }
 
   // Calls of `tenant` queued on this replica (choices admitted, not yet started).
   virtual std::int64_t Queued(const std::string& tenant) = 0;

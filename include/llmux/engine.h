@@ -40,6 +40,17 @@ class EngineObserver {
   virtual void OnStep(const StepInfo& step) = 0;
 };
 
+// The step cost model's constants, in seconds (docs/billing.md, "Engine time: the cost model"):
+// a step is predicted to take step_s + prefill_token_s * prefill tokens + decode_token_s *
+// decode tokens + context_s * attended positions + sample_s * sampled rows.
+struct StepCostConstants {
+  double step_s = 0;           // per step (split equally among the step's sequences)
+  double prefill_token_s = 0;  // per token of a prompt chunk longer than one token
+  double decode_token_s = 0;   // per single-token step of a sequence (a decode)
+  double context_s = 0;        // per attended position (QK^T and AV)
+  double sample_s = 0;         // per sampled row (the LM head and the sampler)
+};
+
 struct EngineConfig {
   // Scheduler settings; num_kv_blocks == 0 derives it from kv_cache_tokens / block_size.
   SchedulerConfig scheduler;
@@ -54,6 +65,9 @@ struct EngineConfig {
   int32_t max_step_ms = 0;
   // Not owned; must outlive the engine. Called on the engine thread after each forward step.
   EngineObserver* observer = nullptr;
+  // The step cost model (engine time attribution): nullopt fits its constants online to the
+  // measured steps; set, these constants are used as they are (deterministic attribution).
+  std::optional<StepCostConstants> step_cost;
   // Optional: receives the prefix cache's KV events on the engine thread (must never block).
   // The engine keeps it alive until its scheduler is gone.
   std::shared_ptr<KvEventSink> kv_event_sink;
@@ -144,7 +158,21 @@ using OutputSink = std::function<void(EngineOutput&&)>;
   X(int64_t, kv_events_published, "llmux_kv_events_published_total", kCounter, kFull,            \
     "KV-cache events published over ZeroMQ (engine.kv_events).")                                 \
   X(int64_t, kv_events_dropped, "llmux_kv_events_dropped_total", kCounter, kFull,                \
-    "KV-cache events dropped because the publisher queue was full.")
+    "KV-cache events dropped because the publisher queue was full.")                             \
+  X(double, busy_seconds, "", kInfo, kFull,                                                      \
+    "Seconds in steps, schedule through sampling (llmux_pool_busy_seconds_total).")              \
+  X(double, cost_step_us, "", kInfo, kFull,                                                      \
+    "Cost model: microseconds per step.")                                                        \
+  X(double, cost_prefill_token_us, "", kInfo, kFull,                                             \
+    "Cost model: microseconds per prefill token.")                                               \
+  X(double, cost_decode_token_us, "", kInfo, kFull,                                              \
+    "Cost model: microseconds per decode token.")                                                \
+  X(double, cost_context_us, "", kInfo, kFull,                                                   \
+    "Cost model: microseconds per attended position.")                                           \
+  X(double, cost_sample_us, "", kInfo, kFull,                                                    \
+    "Cost model: microseconds per sampled row.")                                                 \
+  X(int64_t, cost_fit_steps, "", kInfo, kFull,                                                   \
+    "Steps the cost model was fitted on (0: the FLOPs prior, or fixed constants).")
 
 struct EngineStats {
 #define LLMUX_ENGINE_STAT_MEMBER(type, name, metric, kind, scope, help) type name = 0;

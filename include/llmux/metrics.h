@@ -75,6 +75,7 @@ struct MetricsSnapshot {
   std::vector<PoolEngineStats> pools;  // every pool's engine (the vllm:* engine series)
   struct Tenant {
     std::string name;
+    std::string pool;                  // the tenant's pool (llmux_tenant_engine_seconds_total)
     int64_t inflight_budget = 0;       // max_inflight_tokens
     int64_t queued = 0;                // submitted, not yet started (the HTTP layer's count)
     std::optional<TenantStats> stats;  // nullopt before the engine knows the tenant

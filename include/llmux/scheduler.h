@@ -146,6 +146,9 @@ struct TenantStats {
   int32_t waiting = 0;         // queued, including preempted
   int32_t running = 0;
   double fair_share_counter = 0;
+  // Filled by the engine, not the scheduler: the tenant's shares of the engine's busy time
+  // since the engine started (llmux_tenant_engine_seconds_total).
+  double engine_seconds = 0;
 };
 
 struct SchedulerStats {

@@ -115,6 +115,19 @@ class RedisClusterAdmission final : public ClusterAdmission {
     QueueDelta(ticket.tenant, Delta{-held.tokens, -held.nano, -held.queued, true});
   }
 
+  void RecordCharge(const std::string& tenant, int64_t at_unix_ms, int64_t cost_nano) override {
+    if (cost_nano == 0) return;
+    MutexLock lock(mutex_);
+    // Seeds a new entry from the ledger first: FlushCapacity calls this before it records the
+    // charge in the QuotaTracker, so the seed does not hold this charge yet.
+    Tenant& t = TenantFor(tenant);
+    RollPeriods(t, UnixMsNow());
+    // A charge for the last hour of a month that has already rolled over counts for nothing now.
+    if (FormatDate(at_unix_ms).substr(0, 7) != t.month) return;
+    t.used_nano += cost_nano;
+    QueueDelta(tenant, Delta{0, 0, 0, true});
+  }
+
   int64_t Queued(const std::string& tenant) override {
     MutexLock lock(mutex_);
     auto it = tenants_.find(tenant);

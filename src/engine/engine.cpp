@@ -17,7 +17,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Backend> back
       sampler_(model_->config().vocab_size, model_->config().eos_token_ids),
       stop_checker_(model_->config().eos_token_ids, config.scheduler.max_model_len),
       batch_builder_(config.scheduler.block_size),
-      cost_model_(StepCostModel::ForModel(model_->config())),
+      cost_model_(model_->config(), config.step_cost),
       mask_((model_->config().vocab_size + 31) / 32),
       epoch_(EngineClock::now()),
       inbox_(config.max_inbox) {}

@@ -130,7 +130,8 @@ class EngineImpl final : public Engine {
   // others.
   void Postprocess(const Step& step);
   // Splits the step's busy time (Schedule through Sample) among its sequences by
-  // StepCostModel and adds each share to its request and its tenant.
+  // StepCostModel, adds each share to its request and its tenant, then fits the model's
+  // constants to this step.
   void Attribute(Step& step);
   void ReportStep(const Step& step);
   // engine.max_step_ms: moves the scheduler's step token budget toward the tokens that fit the
@@ -161,7 +162,9 @@ class EngineImpl final : public Engine {
   Sampler sampler_;
   StopChecker stop_checker_;
   BatchBuilder batch_builder_;
-  const StepCostModel cost_model_;
+  StepCostModel cost_model_;
+  double busy_seconds_total_ = 0;  // every step's busy time (Attribute)
+  std::unordered_map<std::string, double> tenant_engine_seconds_;  // each tenant's shares of it
   std::vector<uint32_t> mask_;  // [ceil(vocab / 32)] allowed-token bitmask of the row sampled
   std::unordered_map<uint64_t, LiveRequest> live_;
   std::set<std::string> tenants_;  // registered with the scheduler

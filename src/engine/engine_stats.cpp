@@ -19,12 +19,24 @@ void EngineImpl::PublishStats() {
   e.num_preemptions = s.num_preemptions;
   e.prefix_query_tokens = s.prefix_query_tokens;
   e.prefix_hit_tokens = s.prefix_hit_tokens;
+  e.busy_seconds = busy_seconds_total_;
+  const StepCostConstants& k = cost_model_.constants();
+  e.cost_step_us = k.step_s * 1e6;
+  e.cost_prefill_token_us = k.prefill_token_s * 1e6;
+  e.cost_decode_token_us = k.decode_token_s * 1e6;
+  e.cost_context_us = k.context_s * 1e6;
+  e.cost_sample_us = k.sample_s * 1e6;
+  e.cost_fit_steps = cost_model_.observed_steps();
   // kv_events_*: read live in Stats().
   if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
   std::unordered_map<std::string, TenantStats> per_tenant;
   for (const std::string& name : tenants_) {
     auto id = scheduler_->FindTenant(name);
-    if (id.ok()) per_tenant[name] = scheduler_->GetTenantStats(*id);
+    if (!id.ok()) continue;
+    TenantStats& t = per_tenant[name] = scheduler_->GetTenantStats(*id);
+    if (auto it = tenant_engine_seconds_.find(name); it != tenant_engine_seconds_.end()) {
+      t.engine_seconds = it->second;
+    }
   }
   MutexLock lock(stats_mutex_);
   stats_ = e;

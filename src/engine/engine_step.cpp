@@ -151,12 +151,15 @@ void EngineImpl::Attribute(Step& step) {
   // on its final event; emitting (posting events to other threads) is not attributed.
   step.busy_seconds = SecondsBetween(step.start, EngineClock::now());
   const std::vector<ScheduledSeq>& seqs = step.plan.seqs;
-  const std::vector<double> shares = SplitStepSeconds(cost_model_, seqs, step.busy_seconds);
+  const std::vector<double> shares = cost_model_.Split(seqs, step.busy_seconds);
+  cost_model_.Observe(seqs, step.busy_seconds);  // the next step is split by the refit
+  busy_seconds_total_ += step.busy_seconds;
   for (size_t i = 0; i < seqs.size(); ++i) {
     // A request that failed in Sample is gone from live_; its tenant still pays its share.
     if (auto it = live_.find(seqs[i].id); it != live_.end()) it->second.engine_seconds += shares[i];
     if (step.seq_tenants[i] == nullptr) continue;
     const std::string& tenant = *step.seq_tenants[i];
+    tenant_engine_seconds_[tenant] += shares[i];
     auto t = std::find_if(step.tenant_seconds.begin(), step.tenant_seconds.end(),
                           [&](const auto& e) { return e.first == tenant; });
     if (t == step.tenant_seconds.end()) {

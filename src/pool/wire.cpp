@@ -259,7 +259,8 @@ json EncodeTenantStats(const std::map<std::string, TenantStats>& stats) {
                  {"reserved_blocks", t.reserved_blocks},
                  {"waiting", t.waiting},
                  {"running", t.running},
-                 {"fair_share_counter", t.fair_share_counter}};
+                 {"fair_share_counter", t.fair_share_counter},
+                 {"engine_seconds", t.engine_seconds}};
   }
   return out;
 }
@@ -275,6 +276,7 @@ std::map<std::string, TenantStats> DecodeTenantStats(const json& j) {
     t.waiting = v.at("waiting").get<int32_t>();
     t.running = v.at("running").get<int32_t>();
     t.fair_share_counter = v.at("fair_share_counter").get<double>();
+    t.engine_seconds = v.at("engine_seconds").get<double>();
     out.emplace(name, t);
   }
   return out;

@@ -16,10 +16,13 @@ Status FlushCapacity(const ServerTelemetry& telemetry, int64_t now_ms) {
               F("pending", static_cast<long long>(telemetry.capacity->pending()))});
     return charges.status();
   }
-  if (telemetry.quota != nullptr) {
-    for (const CapacityCharge& c : *charges) {
-      telemetry.quota->Record(c.tenant, c.hour_start_ms, 0, c.added_nano);
+  for (const CapacityCharge& c : *charges) {
+    // The shared store first: a tenant it has not seen yet is seeded from `quota`, which must
+    // not hold this charge at that moment.
+    if (telemetry.admission != nullptr) {
+      telemetry.admission->RecordCharge(c.tenant, c.hour_start_ms, c.added_nano);
     }
+    if (telemetry.quota != nullptr) telemetry.quota->Record(c.tenant, c.hour_start_ms, 0, c.added_nano);
   }
   return Status::Ok();
 }

@@ -203,16 +203,6 @@ int RunDaemon(const DaemonArgs& args) {
     served_pools[p->name()] = ServedModel{p->model_name(), p->max_model_len(), &p->tokenizer(),
                                           &p->chat_template(), p->engine(), p};
   }
-  const ServedModel served = served_pools.at("shared");
-  ApiService api(api_options, served, store.get(), Authenticator(config.server.admin_api_keys),
-                 [&] {
-                   LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
-                   return reload("admin");
-                 },
-                 ServerTelemetry{metrics.get(), ledger.get(), &quota, &capacity});
-  CapacityFlusher capacity_flusher(ServerTelemetry{metrics.get(), ledger.get(), &quota, &capacity},
-                                   std::chrono::minutes(1));
-  api.SetPools(served_pools, pools.get());
   // Cluster mode: admission against the fleet's state in Redis (the replica id defaults to
   // HOSTNAME:PORT of the listener, known once it is bound; see below).
   std::unique_ptr<ClusterAdmission> cluster_admission;
@@ -222,7 +212,6 @@ int RunDaemon(const DaemonArgs& args) {
     auto created = ClusterAdmission::Create(cluster, &quota);
     if (!created.ok()) return StartupFailure("cluster", created.status());
     cluster_admission = std::move(created).value();
-    api.SetAdmission(cluster_admission.get());
     // Start with the fleet's state when Redis answers now; otherwise on_store_failure applies
     // until it does (a fleet restart must not wait for Redis).
     const bool up = cluster_admission->Flush(std::max<Millis>(config.cluster.timeout * 4, Millis(200)));
@@ -233,6 +222,19 @@ int RunDaemon(const DaemonArgs& args) {
                              : cluster.redis_socket),
               F("on_store_failure", std::string(StoreFailureModeName(cluster.on_store_failure)))});
   }
+
+  const ServerTelemetry telemetry{metrics.get(), ledger.get(), &quota, &capacity,
+                                  cluster_admission.get()};
+  const ServedModel served = served_pools.at("shared");
+  ApiService api(api_options, served, store.get(), Authenticator(config.server.admin_api_keys),
+                 [&] {
+                   LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
+                   return reload("admin");
+                 },
+                 telemetry);
+  CapacityFlusher capacity_flusher(telemetry, std::chrono::minutes(1));
+  api.SetPools(served_pools, pools.get());
+  if (cluster_admission != nullptr) api.SetAdmission(cluster_admission.get());
 
   HttpServerOptions http;
   http.listen = config.server.listen;

@@ -13,6 +13,7 @@ MetricsSnapshot BuildMetricsSnapshot(std::vector<PoolEngineStats> pools,
   for (const auto& [name, t] : policy.tenants) {
     MetricsSnapshot::Tenant entry;
     entry.name = name;
+    entry.pool = t.pool;
     entry.inflight_budget = t.max_inflight_tokens;
     entry.queued = queued ? queued(name) : 0;
     if (const Engine* engine = engine_of(t)) entry.stats = engine->GetTenantStats(name);

@@ -82,6 +82,7 @@ class PrometheusMetrics final : public Metrics {
   // The same for a figure whose source may restart from 0 (a process pool's worker): a value
   // below the last one is a reset, and all of it is new.
   static void AdvanceResettable(Counter& counter, int64_t now, int64_t* last);
+  static void AdvanceResettable(Counter& counter, double now, double* last);
 
   const std::string model_;
   const std::string pool_;
@@ -149,6 +150,9 @@ class PrometheusMetrics final : public Metrics {
   Mutex render_mutex_;
   // Each pool's engine counters already exported.
   std::map<std::string, EngineStats, std::less<>> last_ GUARDED_BY(render_mutex_);
+  // (tenant, pool) -> the engine_seconds of the last scrape.
+  std::map<std::pair<std::string, std::string>, double> last_tenant_engine_
+      GUARDED_BY(render_mutex_);
   int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
   MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
   // Each lane's planning counters already exported.
@@ -322,7 +326,6 @@ void PrometheusMetrics::SetTenants(const std::vector<std::string>& tenants) {
     }
     for (auto* f : {&t_prompt_, &t_cached_, &t_completion_, &t_preemptions_})
       f->Add({{"tenant", t}});
-    t_engine_.Add({{"tenant", t}, {"pool", pool_}});
   }
 }
 
@@ -387,10 +390,9 @@ void PrometheusMetrics::OnStep(const StepInfo& step) {
   step_seconds_.Add(p, kStepBuckets).Observe(step.seconds);
   batch_size_.Add(p, kBatchSizeBuckets).Observe(step.num_seqs);
   batch_tokens_.Add(p, kBatchTokenBuckets).Observe(step.num_tokens);
-  pool_busy_.Add(p).Increment(step.busy_seconds);
-  for (const auto& [tenant, seconds] : step.tenant_seconds) {
-    t_engine_.Add({{"tenant", Label(tenant)}, {"pool", pool_}}).Increment(seconds);
-  }
+  // NOTE: llmux_pool_busy_seconds_total and llmux_tenant_engine_seconds_total come from the
+  // engines' cumulative figures at scrape time (Render), so a process pool, whose steps run in
+  // its worker, reports them as a thread pool does.
 }
 
 void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {
@@ -401,6 +403,12 @@ void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {
 void PrometheusMetrics::AdvanceResettable(Counter& counter, int64_t now, int64_t* last) {
   if (now < *last) *last = 0;
   Advance(counter, now, last);
+}
+
+void PrometheusMetrics::AdvanceResettable(Counter& counter, double now, double* last) {
+  if (now < *last) *last = 0;
+  if (now > *last) counter.Increment(now - *last);
+  *last = now;
 }
 
 std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
@@ -418,6 +426,8 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
         }
       }
     });
+    AdvanceResettable(pool_busy_.Add({{"pool", p.pool}}), p.stats.busy_seconds,
+                      &last.busy_seconds);
   }
   for (const MetricsSnapshot::Tenant& t : s.tenants) {
     const prometheus::Labels l = {{"tenant", Label(t.name)}};
@@ -430,6 +440,11 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     t_running_.Add(l).Set(ts.running);
     t_blocks_.Add(l).Set(ts.blocks_in_use);
     t_reserved_.Add(l).Set(ts.reserved_blocks);
+    // Exists at 0 from the first scrape, so rate() works before the tenant's first step.
+    Counter& engine = t_engine_.Add({{"tenant", Label(t.name)}, {"pool", t.pool}});
+    if (t.stats) {
+      AdvanceResettable(engine, ts.engine_seconds, &last_tenant_engine_[{t.name, t.pool}]);
+    }
   }
   if (s.ledger) {
     ledger_up_.Add({}).Set(s.ledger->store_up ? 1 : 0);

@@ -2,16 +2,19 @@
 // sends calls or not, prorated across a hot reload, continued (not charged twice) across a
 // restart on the same ledger, shown beside token charges in /v1/usage, /admin/usage and
 // `llmux usage export`, and counted by the spend quota; the engine time of a call in its row
-// and the tenants' engine seconds summing to the pool's busy time on /metrics.
+// and the tenants' engine seconds summing to the pool's busy time on /metrics, for a thread
+// pool and for a process pool (whose steps run in its worker).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUILD_DIR, KEYS, http, requireData, serverYaml, sha256, startDaemon } from './harness.mjs';
+import {
+  BUILD_DIR, KEYS, STORIES, http, requireData, serverYaml, sha256, startDaemon, waitFor,
+} from './harness.mjs';
 
-const K = { held: 'sk-bill-held-3b7e', capped: 'sk-bill-capped-91c2' };
+const K = { held: 'sk-bill-held-3b7e', capped: 'sk-bill-capped-91c2', ded: 'sk-bill-ded-5d0a', own: 'sk-bill-own-77f1' };
 
 // reserved_seq_per_hour 3.6 = 3600000000 nano-units an hour = exactly 1000 a millisecond per seq.
 const tenants = (seqs) => `lanes: [ { name: standard } ]
@@ -139,4 +142,93 @@ test('a reservation is billed per millisecond held, prorated across a reload and
   assert.equal(sum(rows, 'cost_nano') - exported.reduce((a, r) => a + r.cost_nano, 0),
     (held3 - heldAtStop) * 2000);
   await d.stop();
+});
+
+// A process pool's steps run in its worker: its busy time, its tenants' engine seconds and its
+// cost model's constants reach the daemon's /metrics and /admin/stats through the health pings.
+test('a process pool reports its busy time and its tenants\' engine seconds on the daemon\'s /metrics', async (t) => {
+  if (!requireData(t)) return;
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'llmux-billing-pool-'));
+  t.after(() => fs.rmSync(home, { recursive: true, force: true }));
+  const db = path.join(home, 'usage.db');
+  const tenantsYaml = `lanes: [ { name: standard } ]
+tenants:
+  ded:
+    api_keys: [ { sha256: "${sha256(K.ded)}" } ]
+    pool: dedicated
+    models: [ "stories-dedicated" ]
+    capacity_prices: { dedicated_pool_per_hour: 1.20 }
+  own:
+    api_keys: [ { sha256: "${sha256(K.own)}" } ]
+    pool: dedicated
+    models: [ "stories-dedicated" ]
+  held:
+    api_keys: [ { sha256: "${sha256(K.held)}" } ]
+`;
+  const pools = `pools:
+  dedicated:
+    isolation: process
+    health_timeout: 1s
+    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8 }
+    model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
+`;
+  const d = await startDaemon({
+    tenants: tenantsYaml, server: serverYaml({ extra: `telemetry: { usage_db: "${db}" }\n`, pools }),
+  });
+  t.after(() => d.stop());
+  const scrape = async () => (await http(d, 'GET', '/metrics', { key: KEYS.admin })).body;
+  const value = (body, re) => [...body.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  const busyOf = (body, pool) => value(body, new RegExp(`^llmux_pool_busy_seconds_total\\{pool="${pool}"\\} (\\S+)$`, 'gm'));
+  const tenantOf = (body, tenant, pool) => value(body,
+    new RegExp(`^llmux_tenant_engine_seconds_total\\{pool="${pool}",tenant="${tenant}"\\} (\\S+)$`, 'gm'));
+
+  // Every tenant's series exists (at 0) under its own pool from the first scrape.
+  const first = await scrape();
+  assert.match(first, /^llmux_tenant_engine_seconds_total\{pool="dedicated",tenant="ded"\} 0$/m);
+  assert.match(first, /^llmux_tenant_engine_seconds_total\{pool="shared",tenant="held"\} 0$/m);
+  assert.doesNotMatch(first, /^llmux_tenant_engine_seconds_total\{pool="shared",tenant="ded"\}/m);
+  const sharedBusy0 = busyOf(first, 'shared');
+
+  // Two tenants of the dedicated pool at once: a long prompt and a short one.
+  const [a, b] = await Promise.all([
+    http(d, 'POST', '/v1/completions', { key: K.ded, body: {
+      model: 'stories-dedicated', prompt: 'Once upon a time there was a little girl who liked to play in the park with her dog and her friends', max_tokens: 40, temperature: 0, ignore_eos: true } }),
+    http(d, 'POST', '/v1/completions', { key: K.own, body: {
+      model: 'stories-dedicated', prompt: 'Hi', max_tokens: 40, temperature: 0, ignore_eos: true } }),
+  ]);
+  assert.equal(a.status, 200, a.body);
+  assert.equal(b.status, 200, b.body);
+  assert.equal(a.headers.get('x-llmux-pool'), 'dedicated');
+
+  // The ledger rows carry the calls' engine time, from the worker's final events.
+  const rows = (await http(d, 'GET', '/admin/usage?start=2020-01-01&format=json', { key: KEYS.admin })).json;
+  const rowA = rows.find((r) => r.request_id === a.json.id);
+  const rowB = rows.find((r) => r.request_id === b.json.id);
+  assert.equal(rowA.pool, 'dedicated');
+  assert.ok(rowA.engine_ms >= 1 && rowA.engine_ms <= rowA.duration_ms, JSON.stringify(rowA));
+  assert.ok(rowB.engine_ms >= 0 && rowB.engine_ms <= rowB.duration_ms, JSON.stringify(rowB));
+
+  // /metrics: the pool's busy time and both tenants' shares, from the worker's pings.
+  const body = await waitFor(async () => {
+    const m = await scrape();
+    const ms = (tenantOf(m, 'ded', 'dedicated') + tenantOf(m, 'own', 'dedicated')) * 1000;
+    return ms >= rowA.engine_ms + rowB.engine_ms - 2 ? m : null;
+  }, 5000, 'the worker\'s engine seconds on /metrics');
+  const busy = busyOf(body, 'dedicated');
+  const ded = tenantOf(body, 'ded', 'dedicated');
+  const own = tenantOf(body, 'own', 'dedicated');
+  assert.ok(busy > 0, body);
+  assert.ok(Math.abs(ded + own - busy) <= 0.01 * busy, `${ded} + ${own} vs ${busy}`);
+  assert.ok(ded * 1000 >= rowA.engine_ms - 1 && own * 1000 >= rowB.engine_ms - 1, `${ded} ${own}`);
+  // Nothing of it was counted in the shared pool.
+  assert.equal(busyOf(body, 'shared'), sharedBusy0);
+  assert.equal(tenantOf(body, 'held', 'shared'), 0);
+
+  // The pool's fitted cost constants, from its worker, on /admin/stats.
+  const stats = (await http(d, 'GET', '/admin/stats', { key: KEYS.admin })).json;
+  const ps = stats.pools.dedicated;
+  assert.ok(ps.cost_fit_steps > 0 && ps.cost_fit_steps <= ps.steps, JSON.stringify(ps));
+  assert.ok(ps.busy_seconds > 0 && ps.busy_seconds >= busy, JSON.stringify(ps));
+  assert.ok(ps.cost_prefill_token_us + ps.cost_decode_token_us > 0, JSON.stringify(ps));
+  assert.equal(stats.pools.shared.cost_fit_steps, stats.pools.shared.steps);
 });

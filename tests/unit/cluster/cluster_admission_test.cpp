@@ -206,6 +206,36 @@ TEST(ClusterAdmissionTest, SpendPerMonthReservesCost) {
   EXPECT_NE(Ticket(a->Admit("acme", t, Req(10, 1, 1))), nullptr);  // 120 spent
 }
 
+// Capacity charges (reserved KV or sequences, dedicated pools) count toward the fleet's spend
+// quota: replica a's hourly charge refuses a call on replica b; a charge for a month that has
+// rolled over counts for nothing.
+TEST(ClusterAdmissionTest, CapacityChargesCountTowardFleetSpend) {
+  RedisServer redis;
+  LLMUX_START_REDIS(redis);
+  auto a = Replica(redis, "a");
+  auto b = Replica(redis, "b");
+  TenantConfig t = Tenant();
+  t.quota = Quota{std::nullopt, 1000};
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  a->RecordCharge("acme", now, 950);
+  a->RecordCharge("acme", now - 40LL * 86400000, 500);  // an earlier month: not counted
+  ASSERT_TRUE(a->Flush(Millis(2000)));
+  const AdmissionResult under = b->Admit("acme", t, Req(10, 1, 0));  // 950 spent < 1000
+  ASSERT_NE(Ticket(under), nullptr);
+  b->Finish(*Ticket(under), AdmissionUsage{10, 0});
+  ASSERT_TRUE(b->Flush(Millis(2000)));
+  a->RecordCharge("acme", now, 50);
+  ASSERT_TRUE(a->Flush(Millis(2000)));
+  const AdmissionResult over = b->Admit("acme", t, Req(10, 1, 0));
+  ASSERT_NE(Refusal(over), nullptr);
+  EXPECT_EQ(Refusal(over)->code, "quota_exceeded");
+  EXPECT_NE(Refusal(over)->status.message().find("spent 0.000001000 of its 0.000001000"),
+            std::string::npos)
+      << Refusal(over)->status.message();
+}
+
 TEST(ClusterAdmissionTest, QueueCapCountsEveryReplica) {
   RedisServer redis;
   LLMUX_START_REDIS(redis);

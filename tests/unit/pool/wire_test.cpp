@@ -159,6 +159,39 @@ TEST(WireTest, LimitsAndStatsRoundTrip) {
   EXPECT_EQ(e.device_fault, s.device_fault);  // the daemon learns it from the worker's pong
 }
 
+// A process pool's engine time reaches the daemon's /metrics through the pong: the pool's busy
+// seconds in its stats, each tenant's share in its tenant stats, bit-exact.
+TEST(WireTest, EngineTimeAndCostConstantsRoundTrip) {
+  EngineStats s;
+  s.busy_seconds = 12.345678901234567;
+  s.cost_step_us = 250.5;
+  s.cost_prefill_token_us = 0.125;
+  s.cost_decode_token_us = 3.75;
+  s.cost_context_us = 0.0009765625;
+  s.cost_sample_us = 41.0;
+  s.cost_fit_steps = 9876;
+  const EngineStats e = DecodeStats(EncodeStats(s));
+  EXPECT_EQ(e.busy_seconds, s.busy_seconds);
+  EXPECT_EQ(e.cost_step_us, 250.5);
+  EXPECT_EQ(e.cost_prefill_token_us, 0.125);
+  EXPECT_EQ(e.cost_decode_token_us, 3.75);
+  EXPECT_EQ(e.cost_context_us, 0.0009765625);
+  EXPECT_EQ(e.cost_sample_us, 41.0);
+  EXPECT_EQ(e.cost_fit_steps, 9876);
+
+  TenantStats a;
+  a.running = 2;
+  a.engine_seconds = 7.000000000000001;
+  TenantStats b;
+  b.engine_seconds = 0.1;
+  const std::map<std::string, TenantStats> d =
+      DecodeTenantStats(EncodeTenantStats({{"acme", a}, {"beta", b}}));
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.at("acme").engine_seconds, 7.000000000000001);
+  EXPECT_EQ(d.at("acme").running, 2);
+  EXPECT_EQ(d.at("beta").engine_seconds, 0.1);
+}
+
 // Every field of the stats table crosses the wire (a process pool's /metrics and /admin/stats
 // read what its worker sent), each with its own value.
 TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
@@ -167,7 +200,7 @@ TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
   ForEachEngineStat([&](const EngineStatField&, auto member) {
     s.*member = static_cast<std::remove_reference_t<decltype(s.*member)>>(++n * 3);
   });
-  ASSERT_EQ(n, 13);
+  ASSERT_EQ(n, 20);
   const nlohmann::json j = EncodeStats(s);
   EXPECT_EQ(j.at("kv_events_dropped").get<int64_t>(), 39);
   EXPECT_EQ(j.at("inbox").get<int32_t>(), 15);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -219,25 +220,59 @@ TEST(Metrics, EngineStepsAndPolicyReloads) {
             R"(llmux_policy_reloads_total{result="rejected"} 2)");
 }
 
+// Engine time is read from the engines' cumulative figures at scrape time, for every pool (a
+// process pool's from its worker's ping), each tenant under its own pool.
 TEST(Metrics, PoolBusySecondsAndEachTenantsShare) {
-  auto m = Metrics::Create("stories", "gold");
-  m->SetTenants({"acme", "beta"});
+  auto m = Metrics::Create("stories", "shared");
+  m->SetTenants({"acme", "beta", "gamma"});
+  auto snapshot = [](double shared_busy, double gold_busy, double acme, double beta,
+                     std::optional<double> gamma) {
+    MetricsSnapshot s;
+    PoolEngineStats shared{"shared", "stories", {}};
+    shared.stats.busy_seconds = shared_busy;
+    PoolEngineStats gold{"gold", "stories-gold", {}};
+    gold.stats.busy_seconds = gold_busy;
+    s.pools = {shared, gold};
+    auto tenant = [](const char* name, const char* pool, std::optional<double> seconds) {
+      MetricsSnapshot::Tenant t;
+      t.name = name;
+      t.pool = pool;
+      if (seconds) {
+        t.stats = TenantStats{};
+        t.stats->engine_seconds = *seconds;
+      }
+      return t;
+    };
+    s.tenants = {tenant("acme", "gold", acme), tenant("beta", "gold", beta),
+                 tenant("gamma", "shared", gamma)};
+    return s;
+  };
   {
-    const std::string text = m->Render(MetricsSnapshot{});  // configured tenants start at 0
+    // Every tenant's series exists at 0 from the first scrape, under its own pool only; a
+    // tenant its engine does not know yet (gamma) too.
+    const std::string text = m->Render(snapshot(0, 0, 0, 0, std::nullopt));
     EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"})"),
               R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"} 0)");
+    EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="gamma"})"),
+              R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="gamma"} 0)");
+    EXPECT_EQ(text.find(R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="acme"})"),
+              std::string::npos);
   }
-  StepInfo a{0.010, 2, 20, 0.008, {{"acme", 0.006}, {"beta", 0.002}}};
-  StepInfo b{0.005, 1, 1, 0.004, {{"acme", 0.004}}};
-  m->OnStep(a);
-  m->OnStep(b);
-  const std::string text = m->Render(MetricsSnapshot{});
+  // Steps reach the step histograms only: the engine's figures are the source of the totals.
+  m->OnStep(StepInfo{0.010, 2, 20, 0.008, {{"acme", 0.006}, {"beta", 0.002}}});
+  m->Render(snapshot(2.0, 0.5, 0.375, 0.125, 1.5));
+  // A worker restart: gold's figures start again from 0 (0.25 new), acme's too (0.125 new).
+  const std::string text = m->Render(snapshot(3.0, 0.25, 0.125, 0.25, 2.5));
+  EXPECT_EQ(Line(text, R"(llmux_pool_busy_seconds_total{pool="shared"})"),
+            R"(llmux_pool_busy_seconds_total{pool="shared"} 3)");
   EXPECT_EQ(Line(text, R"(llmux_pool_busy_seconds_total{pool="gold"})"),
-            R"(llmux_pool_busy_seconds_total{pool="gold"} 0.012)");
+            R"(llmux_pool_busy_seconds_total{pool="gold"} 0.75)");
   EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="acme"})"),
-            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="acme"} 0.01)");
+            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="acme"} 0.5)");
   EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"})"),
-            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"} 0.002)");
+            R"(llmux_tenant_engine_seconds_total{pool="gold",tenant="beta"} 0.25)");
+  EXPECT_EQ(Line(text, R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="gamma"})"),
+            R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="gamma"} 2.5)");
 }
 
 TEST(Metrics, LedgerHealthOnlyWhenTheSnapshotHasALedger) {

@@ -33,12 +33,16 @@ TEST(BenchSweepTest, ParsesEngineCountersPerPool) {
       "llmux_engine_batch_size_bucket{pool=\"shared\",le=\"+Inf\"} 300\n"
       "llmux_engine_batch_tokens_bucket{pool=\"shared\",le=\"64\"} 300\n"
       "llmux_tenant_engine_seconds_total{tenant=\"a\",pool=\"shared\"} 9\n"
+      "llmux_pool_busy_seconds_total{pool=\"shared\"} 1.25\n"
+      "llmux_pool_busy_seconds_total{pool=\"gold\"} 0.125\n"
       "vllm:num_requests_running{model_name=\"m\"} 3\n";
   const auto c = ParseEngineCounters(text);
   ASSERT_EQ(c.size(), 2u);
   EXPECT_DOUBLE_EQ(c.at("shared").step_seconds, 1.5);
   EXPECT_DOUBLE_EQ(c.at("shared").steps, 300);
   EXPECT_DOUBLE_EQ(c.at("gold").step_seconds, 0.25);
+  EXPECT_DOUBLE_EQ(c.at("shared").busy_seconds, 1.25);
+  EXPECT_DOUBLE_EQ(c.at("gold").busy_seconds, 0.125);
   EXPECT_EQ(c.at("shared").batch_size,
             (std::map<double, double>{{1, 100}, {2, 250}, {1e300, 300}}));
   EXPECT_EQ(c.at("shared").batch_tokens, (std::map<double, double>{{64, 300}}));
