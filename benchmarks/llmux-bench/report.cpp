@@ -72,7 +72,7 @@ void PrintRun(std::FILE* out, const RunReport& run) {
                  run.data.daemon_cpu_s / secs * 100);
   }
   if (!run.data.server_full_ttft_ms.empty()) {
-    Rule(out, "Server side: full-path TTFT (ms; llmuxd access lines)", '-');
+    Rule(out, "Server-side full-path TTFT (ms)", '-');
     for (const auto& [name, ms] : run.data.server_full_ttft_ms) {
       std::fprintf(out, "%-40s %zu calls, p50 %.2f, p99 %.2f\n", ("  " + name + ":").c_str(),
                    ms.size(), Percentile(ms, 50), Percentile(ms, 99));
