@@ -341,6 +341,10 @@ class Anchors:
                                   "temperature": 0}, API_KEY)
         if status != 200 or body["usage"]["completion_tokens"] != 1:
             die(f"{srv.name}: unexpected answer {status} {body}")
+        # Prompt tokens served from the server's cache of earlier requests (OpenAI's usage field
+        # on llmuxd, `timings.cache_n` on llama-server); None when the server does not say.
+        details = body["usage"].get("prompt_tokens_details") or {}
+        reused = details.get("cached_tokens", (body.get("timings") or {}).get("cache_n"))
         try:
             urllib.request.urlopen(urllib.request.Request(
                 f"{srv.base}/v1/completions", data=b"{}", method="POST",
@@ -349,7 +353,7 @@ class Anchors:
         except urllib.error.HTTPError as e:
             if e.code != 401:
                 die(f"{srv.name}: a request without an API key got {e.code}, not 401")
-        return body["usage"]["prompt_tokens"], body["choices"][0]["text"]
+        return body["usage"]["prompt_tokens"], body["choices"][0]["text"], reused
 
     def ab(self, srv, body_path, conns, n):
         out = run(["ab", "-k", "-q", "-n", n, "-c", conns, "-p", body_path,
@@ -382,11 +386,14 @@ class Anchors:
         results = {}
         llama = self.llama_server(g, 4, "http")
         try:
-            lp, ltext = self.one_request(llama, d.name)
+            lp, ltext, _ = self.one_request(llama, d.name)
+            _, _, l_reused = self.one_request(llama, d.name)  # a repeat: what its cache serves
+            reused = {}
             for sync in self.a.syncs:
                 llmux = self.llmuxd(d, sync, f"http-{sync}")
                 try:
-                    mp, mtext = self.one_request(llmux, d.name)
+                    mp, mtext, _ = self.one_request(llmux, d.name)
+                    _, _, reused[sync] = self.one_request(llmux, d.name)
                     if mp != lp:
                         die(f"prompt tokens differ: llmuxd {mp}, llama-server {lp}")
                     if mtext != ltext:
@@ -413,7 +420,10 @@ class Anchors:
         lines += [f"One-token requests: {shape} {dtype}, prompt {PROMPT!r} ({lp} tokens with BOS), "
                   f"max_tokens 1, non-streaming, API key; `ab -k -n {self.a.requests}`, "
                   f"{self.a.http_rounds} alternating rounds; llmuxd io_threads 1, engine.threads "
-                  f"{THREADS}; llama-server -t {THREADS} -np 4.", "",
+                  f"{THREADS}; llama-server -t {THREADS} -np 4. Prompt tokens a repeat "
+                  f"reuses from the previous request: llmuxd "
+                  f"{', '.join(str(v) for v in reused.values())} (cached_tokens), "
+                  f"llama-server {l_reused} (timings.cache_n).", "",
                   "| ledger_sync | conns | llmuxd req/s (rounds) | llama-server req/s (rounds) | "
                   "median ratio | p50 ms llmuxd / llama-server | failed llmuxd / llama-server |",
                   "|---|---:|---|---|---:|---|---|"]

@@ -5,8 +5,9 @@
 // (weight bytes read per token x tokens/s).
 //
 //   build/cpu_bench --model DIR|FILE.gguf [--model ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
-//                   [--quantize q8_0] [--blas]
+//                   [--quantize q8_0] [--blas] [--kv-dtype f32|f16]
 // --quantize q8_0 loads the weights as model.quantize: q8_0 does (Q8_0 matrices).
+// --kv-dtype f16 keeps the KV cache in F16 as engine.kv_dtype: f16 does (llama-bench's default).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +33,7 @@ struct Options {
   int reps = 3;
   bool blas = false;
   bool q8 = false;
+  DType kv = DType::kF32;
 };
 
 // A single sequence in blocks 0..n (contiguous), `computed` tokens already cached.
@@ -75,7 +77,7 @@ int Run(const Options& o) {
     const int block = 16;
     const int max_len = o.pp + o.tg + 1;
     const int max_blocks = (max_len + block - 1) / block;
-    KvCacheSpec spec{c.num_layers, max_blocks, block, c.num_heads, c.num_kv_heads, c.head_dim, DType::kF32};
+    KvCacheSpec spec{c.num_layers, max_blocks, block, c.num_heads, c.num_kv_heads, c.head_dim, o.kv};
     if (Status s = (*backend)->InitKvCache(spec); !s.ok()) return std::fprintf(stderr, "%s\n", s.ToString().c_str()), 1;
 
     // Bytes of weights one decode token reads: every tensor once (tied embeddings once).
@@ -148,6 +150,14 @@ int main(int argc, char** argv) {
     else if (a == "--tg") o.tg = std::stoi(next());
     else if (a == "--reps") o.reps = std::stoi(next());
     else if (a == "--blas") o.blas = true;
+    else if (a == "--kv-dtype") {
+      const std::string k = next();
+      if (k != "f32" && k != "f16") {
+        std::fprintf(stderr, "--kv-dtype: expected f32 or f16, got '%s'\n", k.c_str());
+        return 2;
+      }
+      o.kv = k == "f16" ? DType::kF16 : DType::kF32;
+    }
     else if (a == "--quantize") {
       const std::string q = next();
       if (q != "q8_0" && q != "none") {
@@ -157,7 +167,7 @@ int main(int argc, char** argv) {
       o.q8 = q == "q8_0";
     }
     else {
-      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--quantize q8_0|none] [--blas]\n");
+      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--quantize q8_0|none] [--blas] [--kv-dtype f32|f16]\n");
       return 2;
     }
   }

@@ -230,6 +230,76 @@ BENCHMARK_CAPTURE(BM_Forward, smollm135M_f16_decode, kSmolLm135M, 1)
 BENCHMARK_CAPTURE(BM_Forward, smollm135M_f16_pp512, kSmolLm135M, 512)
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Attention alone (one layer): prefill = 512 query tokens from position 0 over their own keys
+// (causal); decode = one query token at position `ctx - 1` over ctx cached keys. K/V in `kv`
+// (F32 or F16). tok/s = query tokens per second.
+struct AttnShape {
+  int heads, kv_heads, head_dim;
+};
+
+void BM_Attention(benchmark::State& state, AttnShape as, DType kv, int tokens, int ctx) {
+  CpuBackendOptions o;
+  o.threads = 2;
+  auto be = std::move(CreateCpuBackend(o)).value();
+  KvCacheSpec spec{1, (ctx + 15) / 16, 16, as.heads, as.kv_heads, as.head_dim, kv};
+  if (!be->InitKvCache(spec).ok()) {
+    state.SkipWithError("this build has no such KV cache dtype");
+    return;
+  }
+  auto batch = [&](int first, int n) {
+    ForwardBatch b;
+    for (int t = 0; t < n; ++t) {
+      b.token_ids.push_back(1);
+      b.positions.push_back(first + t);
+      b.slot_mapping.push_back(first + t);
+    }
+    b.query_start_loc = {0, n};
+    b.seq_lens = {first + n};
+    for (int i = 0; i < spec.num_blocks; ++i) b.block_tables.push_back(i);
+    b.max_blocks_per_seq = spec.num_blocks;
+    b.logits_indices = {n - 1};
+    return b;
+  };
+  const int qw = as.heads * as.head_dim, kw = as.kv_heads * as.head_dim;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+  };
+  auto k = random(static_cast<size_t>(ctx) * kw), v = random(static_cast<size_t>(ctx) * kw);
+  (void)be->BeginBatch(batch(0, ctx));
+  be->WriteKv(0, Tensor::Dense(k.data(), DType::kF32, ctx, kw),
+              Tensor::Dense(v.data(), DType::kF32, ctx, kw));
+  auto q = random(static_cast<size_t>(tokens) * qw);
+  std::vector<float> out(q.size());
+  (void)be->BeginBatch(batch(ctx - tokens, tokens));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(as.head_dim));
+  for (auto _ : state) {
+    be->Attention(0, Tensor::Dense(q.data(), DType::kF32, tokens, qw), scale,
+                  Tensor::Dense(out.data(), DType::kF32, tokens, qw));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(tokens) * state.iterations(),
+                                               benchmark::Counter::kIsRate);
+}
+
+const AttnShape kStoriesAttn{6, 6, 48};
+const AttnShape kSmolAttn{9, 3, 64};
+BENCHMARK_CAPTURE(BM_Attention, stories15M_f32_pp512, kStoriesAttn, DType::kF32, 512, 512)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, stories15M_f16_pp512, kStoriesAttn, DType::kF16, 512, 512)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_pp512, kSmolAttn, DType::kF32, 512, 512)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f16_pp512, kSmolAttn, DType::kF16, 512, 512)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_decode_ctx2048, kSmolAttn, DType::kF32, 1, 2048)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f16_decode_ctx2048, kSmolAttn, DType::kF16, 1, 2048)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 }  // namespace
 }  // namespace llmux
 

@@ -156,6 +156,9 @@ struct CpuBackendOptions {
   // Batch-dependent fast path: large GEMMs through OpenBLAS. Faster prefill, but a row's
   // result then depends on the batch's shape (not batch-invariant). Off by default.
   bool use_blas = false;
+  // Query tokens per attention tile (prefill): 0 = automatic. Tests set it to show that the
+  // tiling never changes a result; any value gives the same bits.
+  int attention_tile_tokens = 0;
 };
 StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options);
 

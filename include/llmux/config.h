@@ -93,6 +93,8 @@ struct ModelSection {
 };
 
 enum class BackendKind { kCpu, kCuda };
+enum class KvDType { kBackendDefault, kF32, kF16, kBF16 };
+std::string_view KvDTypeName(KvDType dtype);  // "default" | "f32" | "f16" | "bf16"
 enum class EngineBatching { kContinuous, kStatic };
 
 std::string_view BackendKindName(BackendKind kind);    // "cpu" | "cuda"
@@ -115,6 +117,9 @@ struct EngineSection {
   int threads = 2;                       // CPU backend worker threads
   std::vector<int> devices = {0};        // CUDA device ordinals
   std::int64_t kv_cache_tokens = 65536;  // KV pool capacity in tokens
+  // `kv_dtype`: element type of the KV cache. kBackendDefault = the backend's own (cpu: f32,
+  // cuda: bf16). The CPU backend takes f32 or f16, the CUDA backend bf16 only (checked at load).
+  KvDType kv_dtype = KvDType::kBackendDefault;
   int block_size = 16;                   // tokens per KV block
   int max_batched_tokens = 2048;         // token budget of one engine step
   int max_seqs = 64;                     // sequences in one engine step
@@ -127,6 +132,12 @@ struct EngineSection {
   // faster batch-dependent paths (CPU: OpenBLAS GEMMs for prefill; CUDA: free GEMM algorithms).
   bool batch_invariant = true;
   KvEventsSection kv_events;
+
+  // kv_dtype with kBackendDefault resolved: kF32 on the cpu backend, kBF16 on cuda.
+  KvDType ResolvedKvDType() const {
+    if (kv_dtype != KvDType::kBackendDefault) return kv_dtype;
+    return backend == BackendKind::kCuda ? KvDType::kBF16 : KvDType::kF32;
+  }
 };
 
 enum class PoolIsolation { kThread, kProcess };

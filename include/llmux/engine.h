@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "llmux/backend.h"
+#include "llmux/dtype.h"
 #include "llmux/grammar.h"
 #include "llmux/model.h"
 #include "llmux/sampling.h"
@@ -55,6 +56,9 @@ struct EngineConfig {
   // Scheduler settings; num_kv_blocks == 0 derives it from kv_cache_tokens / block_size.
   SchedulerConfig scheduler;
   int64_t kv_cache_tokens = 65536;
+  // Element type of the KV cache (engine.kv_dtype); nullopt = the backend's activation dtype.
+  // The backend may refuse a dtype it does not implement (Engine::Create then fails).
+  std::optional<DType> kv_dtype;
   // Bound of the inbox (submits + aborts not yet seen by the engine thread); Submit beyond it
   // returns Unavailable.
   int32_t max_inbox = 4096;

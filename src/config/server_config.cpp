@@ -241,6 +241,34 @@ void ReadEngine(MapReader& m, EngineSection& s) {
     }
   }
   s.block_size = static_cast<int>(m.Int("block_size", s.block_size, 1, 1024));
+  std::optional<Value> kv_dtype = m.Get("kv_dtype");
+  if (kv_dtype) {
+    const std::string d = kv_dtype->String("f32");
+    if (d == "f32") {
+      s.kv_dtype = KvDType::kF32;
+    } else if (d == "f16") {
+      s.kv_dtype = KvDType::kF16;
+    } else if (d == "bf16") {
+      s.kv_dtype = KvDType::kBF16;
+    } else {
+      kv_dtype->Error("expected \"f32\", \"f16\" or \"bf16\", got " + QuoteValue(d));
+    }
+  }
+  // NOTE: checked here, where a pool's own keys meet the ones it inherits: the CPU backend keeps
+  // its cache in f32 or f16, the CUDA backend in bf16 only.
+  const bool cuda = s.backend == BackendKind::kCuda;
+  const bool fits = s.kv_dtype == KvDType::kBackendDefault ||
+                    (cuda ? s.kv_dtype == KvDType::kBF16 : s.kv_dtype != KvDType::kBF16);
+  if (!fits) {
+    const std::string why = std::string("kv_dtype ") + std::string(KvDTypeName(s.kv_dtype)) +
+                            (cuda ? " is not supported by the cuda backend (its KV cache is bf16)"
+                                  : " is not supported by the cpu backend (f32 or f16)");
+    if (kv_dtype) {
+      kv_dtype->Error(why);
+    } else if (auto b = m.Get("backend")) {
+      b->Error(why);
+    }
+  }
   if (auto v = m.Get("kv_cache_tokens")) {
     s.kv_cache_tokens = v->Int(s.kv_cache_tokens, 1, kInt64Max / 2);
     if (s.kv_cache_tokens < s.block_size) {

@@ -53,6 +53,20 @@ std::string_view BackendKindName(BackendKind kind) {
   return "?";
 }
 
+std::string_view KvDTypeName(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::kBackendDefault:
+      return "default";
+    case KvDType::kF32:
+      return "f32";
+    case KvDType::kF16:
+      return "f16";
+    case KvDType::kBF16:
+      return "bf16";
+  }
+  return "?";
+}
+
 std::string_view EngineBatchingName(EngineBatching mode) {
   switch (mode) {
     case EngineBatching::kContinuous:

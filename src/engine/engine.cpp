@@ -95,7 +95,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config,
   spec.num_heads = mc.num_heads;
   spec.num_kv_heads = mc.num_kv_heads;
   spec.head_dim = mc.head_dim;
-  spec.dtype = backend->ActivationDType();
+  spec.dtype = c.kv_dtype.value_or(backend->ActivationDType());
   LLMUX_RETURN_IF_ERROR(backend->InitKvCache(spec));
   c.scheduler.kv_event_sink = c.kv_event_sink.get();
   LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(c.scheduler));

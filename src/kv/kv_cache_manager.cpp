@@ -46,6 +46,7 @@ KvCacheManager::KvCacheManager(int32_t num_blocks, int32_t block_size)
       parent_(num_blocks, -1),
       parent_epoch_(num_blocks, 0),
       cache_tokens_(static_cast<size_t>(num_blocks) * block_size, 0),
+      cached_len_(num_blocks, 0),
       links_(std::make_shared<BlockLinks>(num_blocks)),
       free_(links_, 1),
       evictable_(links_, 2) {
@@ -84,7 +85,10 @@ bool KvCacheManager::CanTake(int32_t t, int32_t n) const {
 
 bool KvCacheManager::Matches(int32_t block, int32_t seed_id, const PrefixChain& parent,
                              std::span<const int32_t> tokens) const {
-  if (!cached_[block] || seed_id_[block] != seed_id || parent_[block] != parent.block) return false;
+  if (!cached_[block] || cached_len_[block] != block_size_ || seed_id_[block] != seed_id ||
+      parent_[block] != parent.block) {
+    return false;
+  }
   if (parent.block >= 0 && parent_epoch_[block] != parent.epoch) return false;
   return std::equal(tokens.begin(), tokens.end(), CachedTokens(block).begin());
 }
@@ -108,6 +112,48 @@ int32_t KvCacheManager::MatchPrefix(const PrefixRoot& root, std::span<const int3
   }
   if (count_stats) hit_tokens_ += static_cast<int64_t>(n) * block_size_;
   return n;
+}
+
+bool KvCacheManager::PartialParentValid(int32_t block) const {
+  const int32_t p = parent_[block];
+  return p < 0 ||
+         (cached_[p] && cached_len_[p] == block_size_ && epoch_[p] == parent_epoch_[block]);
+}
+
+PartialHit KvCacheManager::MatchPartial(const PrefixRoot& root, const PrefixChain& chain,
+                                        std::span<const int32_t> tokens, int32_t max_tokens,
+                                        bool count_stats) {
+  PartialHit best;
+  if (!root.enabled() || chain.broken) return best;
+  auto it = partials_.find(chain.hash);
+  if (it == partials_.end()) return best;
+  max_tokens = std::min({max_tokens, block_size_ - 1, static_cast<int32_t>(tokens.size())});
+  // Newest first, so the most recent of equally long matches wins. Stale entries (parent
+  // evicted or re-registered) can never match again: they are dropped after the scan.
+  std::vector<int32_t> stale;
+  const std::vector<int32_t>& entries = it->second;
+  for (auto e = entries.rbegin(); e != entries.rend(); ++e) {
+    const int32_t b = *e;
+    if (!PartialParentValid(b)) {
+      stale.push_back(b);
+      continue;
+    }
+    if (seed_id_[b] != root.seed_id || parent_[b] != chain.block ||
+        (chain.block >= 0 && parent_epoch_[b] != chain.epoch)) {
+      continue;
+    }
+    const int32_t n = std::min(cached_len_[b], max_tokens);
+    const int32_t* cached = cache_tokens_.data() + static_cast<size_t>(b) * block_size_;
+    int32_t k = 0;
+    while (k < n && cached[k] == tokens[k]) ++k;
+    // NOTE: only a complete use counts (all of the entry, or all the prompt can take): adopting
+    // removes the entry, and a prompt that diverges inside it (at the latest after the BOS every
+    // prompt shares) would destroy rows an exact repeat or a conversation's next turn needs.
+    if (k == n && k > best.num_tokens) best = PartialHit{b, k};
+  }
+  for (int32_t b : stale) Uncache(b);
+  if (count_stats) hit_tokens_ += best.num_tokens;
+  return best;
 }
 
 int32_t KvCacheManager::CountUnreferenced(std::span<const int32_t> hits) const {
@@ -146,11 +192,26 @@ void KvCacheManager::EmitStored(int32_t block, bool has_parent, uint64_t parent_
   sink_->OnBlocksStored(std::move(blocks));
 }
 
-void KvCacheManager::Uncache(int32_t block) {
-  if (cached_[block]) EmitRemoved(block);
-  auto it = by_hash_.find(hash_[block]);
-  if (it != by_hash_.end() && it->second == block) by_hash_.erase(it);
+void KvCacheManager::Forget(int32_t block) {
+  if (!cached_[block]) return;
+  if (cached_len_[block] == block_size_) {
+    EmitRemoved(block);
+    auto it = by_hash_.find(hash_[block]);
+    if (it != by_hash_.end() && it->second == block) by_hash_.erase(it);
+  } else {
+    auto it = partials_.find(hash_[block]);
+    LLMUX_CHECK(it != partials_.end()) << "partial block " << block << " unindexed";
+    auto& v = it->second;
+    v.erase(std::find(v.begin(), v.end(), block));
+    if (v.empty()) partials_.erase(it);
+    --num_partials_;
+  }
   cached_[block] = 0;
+  cached_len_[block] = 0;
+}
+
+void KvCacheManager::Uncache(int32_t block) {
+  Forget(block);
   if (evictable_.contains(block)) {
     evictable_.Remove(block);
     free_.PushBack(block);
@@ -163,10 +224,7 @@ int32_t KvCacheManager::TakeFreshBlock() {
     b = free_.PopFront();
   } else {
     b = evictable_.PopFront();
-    EmitRemoved(b);
-    auto it = by_hash_.find(hash_[b]);
-    if (it != by_hash_.end() && it->second == b) by_hash_.erase(it);
-    cached_[b] = 0;
+    Forget(b);
   }
   if (needs_zero_[b]) {
     to_zero_.push_back(b);
@@ -176,9 +234,17 @@ int32_t KvCacheManager::TakeFreshBlock() {
 }
 
 bool KvCacheManager::Allocate(int32_t t, bool sensitive, std::span<const int32_t> hits,
-                              int32_t num_fresh, std::vector<int32_t>* table) {
+                              const PartialHit& partial, int32_t num_fresh,
+                              std::vector<int32_t>* table) {
   LLMUX_CHECK(num_fresh >= 0) << num_fresh;
-  if (!CanTake(t, num_fresh + CountUnreferenced(hits))) return false;
+  const bool adopt = partial.block >= 0;
+  if (adopt) {
+    const int32_t b = partial.block;
+    LLMUX_CHECK(cached_[b] && cached_len_[b] < block_size_ && ref_[b] == 0 &&
+                partial.num_tokens > 0 && partial.num_tokens <= cached_len_[b])
+        << "partial hit on block " << b << " (" << partial.num_tokens << " tokens) is stale";
+  }
+  if (!CanTake(t, num_fresh + CountUnreferenced(hits) + (adopt ? 1 : 0))) return false;
   int32_t charged = num_fresh;
   for (int32_t b : hits) {
     LLMUX_CHECK(cached_[b]) << "hit block " << b << " is not cached";
@@ -188,6 +254,17 @@ bool KvCacheManager::Allocate(int32_t t, bool sensitive, std::span<const int32_t
       ++charged;
     }
     ++ref_[b];
+    if (sensitive) needs_zero_[b] = 1;
+    table->push_back(b);
+  }
+  if (adopt) {
+    const int32_t b = partial.block;
+    Uncache(b);  // evictable -> free list, out of the index
+    free_.Remove(b);
+    ref_[b] = 1;
+    owner_[b] = t;
+    ++charged;
+    // Same rule as a full-block hit: the rows it keeps belong to the scope that reads them.
     if (sensitive) needs_zero_[b] = 1;
     table->push_back(b);
   }
@@ -246,6 +323,7 @@ void KvCacheManager::RegisterFullBlock(const PrefixRoot& root,
   if (rep == block) {
     LLMUX_CHECK(!cached_[block] && ref_[block] > 0) << "block " << block;
     cached_[block] = 1;
+    cached_len_[block] = block_size_;
     hash_[block] = h;
     epoch_[block] = next_epoch_++;
     seed_id_[block] = root.seed_id;
@@ -257,6 +335,34 @@ void KvCacheManager::RegisterFullBlock(const PrefixRoot& root,
     EmitStored(block, chain->block >= 0, chain->hash);
   }
   *chain = PrefixChain{h, rep, epoch_[rep], chain->num_blocks + 1, false};
+}
+
+void KvCacheManager::RegisterPartialBlock(const PrefixRoot& root, const PrefixChain& chain,
+                                          std::span<const int32_t> tail_tokens, int32_t block) {
+  if (!root.enabled() || chain.broken) return;
+  const int32_t n = static_cast<int32_t>(tail_tokens.size());
+  LLMUX_CHECK(n > 0 && n < block_size_) << "partial tail of " << n << " tokens";
+  LLMUX_CHECK(!cached_[block] && ref_[block] == 1) << "partial tail block " << block;
+  // The chain position must still be live, or no lookup could ever reach the entry.
+  if (chain.block >= 0 && !(cached_[chain.block] && cached_len_[chain.block] == block_size_ &&
+                            epoch_[chain.block] == chain.epoch)) {
+    return;
+  }
+  std::vector<int32_t>& entries = partials_[chain.hash];
+  if (static_cast<int32_t>(entries.size()) >= kMaxPartialsPerPosition) {
+    Uncache(entries.front());  // the oldest; erases it from `entries`
+  }
+  cached_[block] = 1;
+  cached_len_[block] = n;
+  hash_[block] = chain.hash;
+  epoch_[block] = next_epoch_++;
+  seed_id_[block] = root.seed_id;
+  parent_[block] = chain.block;
+  parent_epoch_[block] = chain.epoch;
+  std::memcpy(cache_tokens_.data() + static_cast<size_t>(block) * block_size_, tail_tokens.data(),
+              sizeof(int32_t) * n);
+  entries.push_back(block);
+  ++num_partials_;
 }
 
 std::vector<int32_t> KvCacheManager::TakeBlocksToZero() {
@@ -283,13 +389,29 @@ void KvCacheManager::CheckInvariants() const {
     }
     nfree += in_free;
     nevict += in_evict;
-    if (cached_[b]) {
+    if (cached_[b] && cached_len_[b] == block_size_) {
       auto it = by_hash_.find(hash_[b]);
       LLMUX_CHECK(it != by_hash_.end() && it->second == b) << "cached block " << b << " unmapped";
+    } else if (cached_[b]) {
+      LLMUX_CHECK(cached_len_[b] > 0 && ref_[b] == 0) << "partial block " << b;
+      auto it = partials_.find(hash_[b]);
+      LLMUX_CHECK(it != partials_.end() && std::count(it->second.begin(), it->second.end(), b) == 1)
+          << "partial block " << b << " unindexed";
     }
   }
   LLMUX_CHECK(nfree == free_.size() && nevict == evictable_.size()) << "list sizes";
-  for (const auto& [h, b] : by_hash_) LLMUX_CHECK(cached_[b] && hash_[b] == h) << "map " << b;
+  for (const auto& [h, b] : by_hash_) {
+    LLMUX_CHECK(cached_[b] && cached_len_[b] == block_size_ && hash_[b] == h) << "map " << b;
+  }
+  int32_t npartial = 0;
+  for (const auto& [h, v] : partials_) {
+    LLMUX_CHECK(!v.empty() && static_cast<int32_t>(v.size()) <= kMaxPartialsPerPosition) << h;
+    for (int32_t b : v) {
+      LLMUX_CHECK(cached_[b] && cached_len_[b] < block_size_ && hash_[b] == h) << "partial " << b;
+    }
+    npartial += static_cast<int32_t>(v.size());
+  }
+  LLMUX_CHECK(npartial == num_partials_) << "partial count " << npartial << " != " << num_partials_;
   int32_t slack = 0, reserved = 0;
   for (int32_t t = 0; t < NumTenants(); ++t) {
     LLMUX_CHECK(owned[t] == used_[t]) << "tenant " << t << " owns " << owned[t] << " counted "

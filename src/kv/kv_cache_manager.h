@@ -1,5 +1,6 @@
 // Paged KV block pool with per-tenant accounting, reservations (floors), zero-on-free hygiene
-// and a tenant-scoped automatic prefix cache.
+// and a tenant-scoped automatic prefix cache: full blocks in a hash chain, plus the partial tail
+// blocks sequences leave behind (token-level reuse inside a block).
 //
 // Owned by the engine thread (through the Scheduler); no locks, no device calls. Block ids are
 // physical indices into the backend's KV pool, [0, num_blocks).
@@ -43,8 +44,20 @@ struct PrefixChain {
   bool broken = false;     // a true hash collision stopped registration for this sequence
 };
 
+// A partial-block hit: a cached tail block whose first num_tokens K/V rows continue a chain.
+// block < 0 when there is none.
+struct PartialHit {
+  int32_t block = -1;
+  int32_t num_tokens = 0;
+};
+
 class KvCacheManager {
  public:
+  // Partial tail entries kept per chain position; registering one more drops the oldest.
+  // NOTE: duplicates of one tail are kept on purpose: an entry is adopted (moved into the
+  // adopting sequence's table), so N concurrent repeats of a prompt need N entries.
+  static constexpr int32_t kMaxPartialsPerPosition = 8;
+
   KvCacheManager(int32_t num_blocks, int32_t block_size);
   KvCacheManager(const KvCacheManager&) = delete;
   KvCacheManager& operator=(const KvCacheManager&) = delete;
@@ -79,11 +92,30 @@ class KvCacheManager {
   // Blocks among `hits` that currently have no reference (taking them uses the free pool).
   int32_t CountUnreferenced(std::span<const int32_t> hits) const;
 
+  // The cached partial tail block at chain position `chain` (as left by MatchPrefix) whose
+  // leading tokens equal those of `tokens` over min(its length, max_tokens) (max_tokens <
+  // block_size): the longest such use, among equal ones the most recently registered; an entry
+  // the prompt diverges inside is not used. num_tokens == 0 when none matches. Entries whose parent
+  // was evicted are dropped on the way. Adds the matched tokens to the hit statistics when
+  // count_stats. The hit is valid until the next Allocate, Free or registration.
+  PartialHit MatchPartial(const PrefixRoot& root, const PrefixChain& chain,
+                          std::span<const int32_t> tokens, int32_t max_tokens, bool count_stats);
+
   // Appends `hits` (taking a reference each) and `num_fresh` new blocks to *table for tenant t.
   // Returns false and changes nothing when CanTake fails. sensitive marks the blocks as holding
   // zero_kv_on_free data: they are reported by TakeBlocksToZero before their next reuse.
   bool Allocate(int32_t t, bool sensitive, std::span<const int32_t> hits, int32_t num_fresh,
-                std::vector<int32_t>* table);
+                std::vector<int32_t>* table) {
+    return Allocate(t, sensitive, hits, PartialHit{}, num_fresh, table);
+  }
+  // As above, and adopts partial.block (when >= 0) between the hits and the fresh blocks: the
+  // block stops being cached and becomes the caller's own (charged to t, one reference), its
+  // first partial.num_tokens K/V rows already computed; the caller writes its next tokens into
+  // it. NOTE: adoption instead of a copy: a cached partial block never has a reference (it is
+  // registered by a sequence that is leaving), so moving it costs nothing and needs no device
+  // copy; the adopter re-registers its own tail when it leaves.
+  bool Allocate(int32_t t, bool sensitive, std::span<const int32_t> hits, const PartialHit& partial,
+                int32_t num_fresh, std::vector<int32_t>* table);
   // Drops a reference to every block of *table (last block first, so a chain's tail is
   // evicted before its head) and clears it.
   void Free(std::vector<int32_t>* table);
@@ -94,6 +126,14 @@ class KvCacheManager {
   // cached, or advances *chain to an identical block already cached. No-op if !root.enabled().
   void RegisterFullBlock(const PrefixRoot& root, std::span<const int32_t> block_tokens,
                          int32_t block, PrefixChain* chain);
+
+  // Registers `block`, the partial tail of a sequence about to be freed, as cached: its first
+  // tail_tokens.size() (1 .. block_size - 1) K/V rows hold tail_tokens at chain position *chain.
+  // Call right before Free of the table holding it (the block must have exactly one reference
+  // and not be cached). No-op if !root.enabled() or the chain is broken. Partial entries are not
+  // reported to the event sink (vLLM's event format has full blocks only).
+  void RegisterPartialBlock(const PrefixRoot& root, const PrefixChain& chain,
+                            std::span<const int32_t> tail_tokens, int32_t block);
 
   // ---- KV-cache events ----
   // Reports every block that becomes cached or stops being cached to `sink` (not owned; must
@@ -114,6 +154,10 @@ class KvCacheManager {
   int32_t ref_count(int32_t block) const { return ref_[block]; }
   int32_t owner(int32_t block) const { return owner_[block]; }
   bool is_cached(int32_t block) const { return cached_[block] != 0; }
+  // Tokens a cached block holds: block_size for a full block, fewer for a partial tail.
+  int32_t cached_len(int32_t block) const { return cached_[block] ? cached_len_[block] : 0; }
+  // Cached partial tail entries.
+  int32_t num_partial_blocks() const { return num_partials_; }
   // Evictable cached blocks, next to be evicted first.
   std::vector<int32_t> EvictionOrder() const { return evictable_.ToVector(); }
   // True when the free pool still covers every tenant's unused reservation (it can only stop
@@ -129,6 +173,9 @@ class KvCacheManager {
   void AddUsed(int32_t t, int32_t delta);
   int32_t TakeFreshBlock();
   void Uncache(int32_t block);
+  // Drops `block`'s cache entry (full or partial) from the indexes; its list is unchanged.
+  void Forget(int32_t block);
+  bool PartialParentValid(int32_t block) const;
   void EmitRemoved(int32_t block);
   void EmitStored(int32_t block, bool has_parent, uint64_t parent_hash);
   bool Matches(int32_t block, int32_t seed_id, const PrefixChain& parent,
@@ -146,16 +193,21 @@ class KvCacheManager {
   std::vector<int32_t> owner_;  // tenant charged for the block while it is referenced
   std::vector<uint8_t> needs_zero_;
   std::vector<uint8_t> cached_;
-  std::vector<uint64_t> hash_;
+  std::vector<uint64_t> hash_;   // a full block's chain hash; a partial tail's position hash
   std::vector<uint64_t> epoch_;  // changes each time the block is (re)registered
   std::vector<int32_t> seed_id_;
   std::vector<int32_t> parent_;  // cached parent block, -1 for a chain's first block
   std::vector<uint64_t> parent_epoch_;
   std::vector<int32_t> cache_tokens_;  // [num_blocks, block_size] tokens of cached blocks
+  std::vector<int32_t> cached_len_;    // tokens of a cached block (< block_size: partial tail)
   std::shared_ptr<BlockLinks> links_;
   BlockList free_;       // never-cached (or uncached) free blocks, handed out first
   BlockList evictable_;  // cached blocks without references, least recently freed first
-  std::unordered_map<uint64_t, int32_t> by_hash_;
+  std::unordered_map<uint64_t, int32_t> by_hash_;  // full blocks
+  // Partial tail blocks by the chain hash of their position (the parent's hash, or the seed),
+  // oldest first. Always unreferenced (evictable).
+  std::unordered_map<uint64_t, std::vector<int32_t>> partials_;
+  int32_t num_partials_ = 0;
   uint64_t next_epoch_ = 1;
 
   // Per tenant.

@@ -37,6 +37,12 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
   EngineConfig ec;
   ec.observer = observer;
   ec.kv_cache_tokens = e.kv_cache_tokens;
+  switch (e.kv_dtype) {
+    case KvDType::kBackendDefault: break;
+    case KvDType::kF32: ec.kv_dtype = DType::kF32; break;
+    case KvDType::kF16: ec.kv_dtype = DType::kF16; break;
+    case KvDType::kBF16: ec.kv_dtype = DType::kBF16; break;
+  }
   ec.scheduler.block_size = e.block_size;
   ec.scheduler.max_batched_tokens = e.max_batched_tokens;
   ec.scheduler.max_seqs = e.max_seqs;

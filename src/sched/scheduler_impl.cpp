@@ -223,6 +223,9 @@ bool SchedulerImpl::Abort(uint64_t id) {
   Seq* s = it->second.get();
   TenantState& ts = tenants_[s->tenant];
   if (s->state == SeqState::kRunning) {
+    // K/V of the first num_computed tokens is complete even when a step planned before this
+    // Abort still runs: it writes only later positions.
+    RegisterPartialTail(s);
     kv_.Free(&s->block_table);
     AddRunning(s->tenant, -1);
   } else {
@@ -247,7 +250,17 @@ void SchedulerImpl::RegisterFullBlocks(Seq* s) {
   }
 }
 
+void SchedulerImpl::RegisterPartialTail(Seq* s) {
+  const int32_t bs = config_.block_size;
+  const int32_t full = s->num_computed / bs;
+  const int32_t tail = s->num_computed % bs;
+  if (!s->root.enabled() || tail == 0 || s->chain.broken || s->chain.num_blocks != full) return;
+  std::span<const int32_t> toks(s->tokens.data() + static_cast<size_t>(full) * bs, tail);
+  kv_.RegisterPartialBlock(s->root, s->chain, toks, s->block_table[full]);
+}
+
 void SchedulerImpl::Finish(Seq* s, FinishReason reason, UpdateResult* result) {
+  RegisterPartialTail(s);
   kv_.Free(&s->block_table);
   AddRunning(s->tenant, -1);
   tenants_[s->tenant].inflight -= s->cost;

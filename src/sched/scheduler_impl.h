@@ -97,6 +97,9 @@ class SchedulerImpl final : public Scheduler {
   void MaybeDeactivate(TenantId t);
   void Retire(Seq* s);  // moves ownership to graveyard_ and forgets the id
   void RegisterFullBlocks(Seq* s);
+  // Caches the K/V rows of s's last, partly filled block before s's blocks are freed (token-level
+  // prefix reuse for the next prompt that starts the same way).
+  void RegisterPartialTail(Seq* s);
   void Finish(Seq* s, FinishReason reason, UpdateResult* result);
   void RevalidateWaiting();
   int32_t BlocksFor(int32_t tokens) const {

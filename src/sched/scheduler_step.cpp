@@ -155,28 +155,36 @@ bool SchedulerImpl::TryAdmit(Seq* s, int32_t lane, bool floors_only) {
   }
   const int32_t bs = config_.block_size;
   const bool first = s->num_cached_tokens < 0;
-  // At least one token must be computed to produce logits, so the last block is never a hit.
+  // At least one token must be computed to produce logits, so the last token is never a hit.
   const int32_t max_hit_blocks = (s->len() - 1) / bs;
   hits_.clear();
   PrefixChain chain;
   const int32_t hit_blocks =
       kv_.MatchPrefix(ts.root, s->tokens, max_hit_blocks, &hits_, &chain, /*count_stats=*/first);
-  const int32_t computed = hit_blocks * bs;
+  // Then the tokens a cached partial tail holds, inside the next block.
+  const int32_t full = hit_blocks * bs;
+  const PartialHit partial =
+      kv_.MatchPartial(ts.root, chain, std::span<const int32_t>(s->tokens).subspan(full),
+                       s->len() - 1 - full, /*count_stats=*/first);
+  const int32_t adopted = partial.block >= 0 ? 1 : 0;
+  const int32_t computed = full + partial.num_tokens;
   const int32_t remaining = s->len() - computed;
   int32_t num_new = remaining == 1 ? std::min(1, tokens_left_)
                                    : chunk_->ChunkTokens(remaining, tokens_left_);
   if (num_new <= 0 && config_.batching == BatchingMode::kContinuous) return false;
   num_new = std::max(num_new, 0);
-  const int32_t fresh = std::max(0, BlocksFor(computed + num_new) - hit_blocks);
-  if (floors_only && fresh + kv_.CountUnreferenced(hits_) > kv_.unused_reservation(t)) {
-    return false;
-  }
-  while (!kv_.CanTake(t, fresh + kv_.CountUnreferenced(hits_))) {
+  const int32_t fresh = std::max(0, BlocksFor(computed + num_new) - hit_blocks - adopted);
+  auto taken = [&] { return fresh + kv_.CountUnreferenced(hits_) + adopted; };
+  if (floors_only && taken() > kv_.unused_reservation(t)) return false;
+  // NOTE: preempting victims frees blocks without evicting any, so the hits and the partial
+  // block stay valid through this loop.
+  while (!kv_.CanTake(t, taken())) {
     Seq* v = PickVictim(nullptr, t, lane);
     if (!v) return false;
     Preempt(v);
   }
-  const bool ok = kv_.Allocate(t, ts.limits.zero_kv_on_free, hits_, fresh, &s->block_table);
+  const bool ok =
+      kv_.Allocate(t, ts.limits.zero_kv_on_free, hits_, partial, fresh, &s->block_table);
   LLMUX_CHECK(ok) << "allocation after CanTake failed";
 
   LLMUX_CHECK(ts.queue.front() == s) << "request " << s->id << " is not its queue's head";

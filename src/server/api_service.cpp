@@ -356,7 +356,9 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"waiting", s.stats.waiting},
                        {"kv_usage", s.stats.kv_usage},
                        {"device_fault", s.stats.device_fault},
-                       {"batch_invariant", p->config().engine.batch_invariant}});
+                       {"batch_invariant", p->config().engine.batch_invariant},
+                       {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
+                       {"kv_cache_tokens", p->config().engine.kv_cache_tokens}});
     }
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});

@@ -37,7 +37,7 @@ const POOLS = `pools:
     health_timeout: 2s
     restart_backoff: 5s
     max_down: 2s
-    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8 }
+    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8, kv_dtype: f16 }
     model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
 `;
 
@@ -70,6 +70,9 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   assert.equal(p.shared.model, 'stories');
   assert.equal(p.shared.batch_invariant, true);
   assert.equal(p.dedicated.batch_invariant, true);
+  assert.equal(p.shared.kv_dtype, 'f32');  // the CPU backend's default
+  assert.equal(p.dedicated.kv_dtype, 'f16');
+  assert.equal(p.dedicated.kv_cache_tokens, 8192);
   assert.equal(p.dedicated.isolation, 'process');
   assert.equal(p.dedicated.state, 'ready');
   assert.ok(p.dedicated.pid > 0 && p.dedicated.pid !== d.proc.pid);
@@ -96,7 +99,7 @@ test('a dedicated tenant is served by its worker process, a shared one by the da
   assert.equal(s.status, 200, s.body);
   assert.equal(s.headers.get('x-llmux-pool'), 'shared');
   assert.equal(Number(s.headers.get('x-llmux-pid')), d.proc.pid);
-  // Same weights, greedy: the worker computes what the daemon computes.
+  // Same weights, greedy: the worker (F16 KV cache) computes the daemon's (F32 KV) text.
   assert.equal(a.json.choices[0].text, s.json.choices[0].text);
   // The dedicated tenant's figures come from its worker (reported with each health ping).
   const stats = await waitFor(async () => {
@@ -196,6 +199,28 @@ test('prefix cache: private per tenant, cache_salt changes nothing, shared withi
   assert.equal(await cached(K.g2, G), 0);  // other group
   assert.equal(await cached(K.alice, G), 0);  // private tenant
   assert.equal(await cached(K.acme, G), 0);  // another pool altogether
+});
+
+test('prefix cache: a short prompt\'s repeat reuses all but its last token, same logprobs', async (t) => {
+  if (!requireData(t)) return;
+  // Shorter than one 16-token block: only the partial tail the first request leaves can serve it.
+  const body = { prompt: 'the cat sat', max_tokens: 3, temperature: 0, logprobs: 3 };
+  for (const key of [K.bob, K.acme]) {  // a thread pool, and a process pool's worker
+    const first = await complete(key, body);
+    assert.equal(first.status, 200, first.body);
+    const n = first.json.usage.prompt_tokens;
+    assert.ok(n > 2 && n < 16, `prompt has ${n} tokens`);
+    assert.equal(first.json.usage.prompt_tokens_details.cached_tokens, 0);
+    const again = await complete(key, body);
+    assert.equal(again.status, 200, again.body);
+    assert.equal(again.json.usage.prompt_tokens_details.cached_tokens, n - 1);
+    assert.equal(again.json.choices[0].text, first.json.choices[0].text);
+    assert.deepEqual(again.json.choices[0].logprobs, first.json.choices[0].logprobs);
+  }
+  // The tails are scoped like full blocks: another tenant's identical prompt reuses nothing.
+  const other = await complete(K.g2, body);
+  assert.equal(other.status, 200, other.body);
+  assert.equal(other.json.usage.prompt_tokens_details.cached_tokens, 0);
 });
 
 test('batch invariance: seeded sampling gives the same tokens alone and among 15 others', async (t) => {

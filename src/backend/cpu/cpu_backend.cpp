@@ -111,9 +111,9 @@ Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
         "head_dim");
   }
   if (spec.head_dim > 512) return InvalidArgument("cpu: head_dim above 512 is not supported");
-  if (spec.dtype != DType::kF32) {
+  if (spec.dtype != DType::kF32 && spec.dtype != DType::kF16) {
     return Unimplemented("cpu: KV cache dtype " + std::string(DTypeName(spec.dtype)) +
-                         " (only f32 is implemented)");
+                         " (the CPU backend keeps K/V in f32 or f16)");
   }
   const double bytes = 2.0 * spec.num_layers * spec.num_blocks * static_cast<double>(spec.BlockBytes());
   if (bytes > static_cast<double>(std::numeric_limits<int64_t>::max() / 2)) {
@@ -126,12 +126,15 @@ Status CpuBackend::InitKvCache(const KvCacheSpec& spec) {
   }
   spec_ = spec;
   kv_buffer_ = std::move(buf);
-  kv_cache_ = static_cast<float*>(kv_buffer_->data());
+  kv_cache_ = static_cast<std::byte*>(kv_buffer_->data());
   return Status::Ok();
 }
 
 Status CpuBackend::BeginBatch(const ForwardBatch& b) {
   has_batch_ = false;
+  // A step starts: workers resting since the last one wake while the batch is checked and
+  // planned, so the first op does not wait for a futex wake-up.
+  pool_.Wake();
   if (kv_cache_ == nullptr) return FailedPrecondition("cpu: BeginBatch before InitKvCache");
   const int64_t T = b.num_tokens();
   const int64_t S = b.num_seqs();
@@ -205,6 +208,9 @@ Status CpuBackend::CopyToHostF32(const Tensor& src, float* dst) {
     std::memcpy(dst + r * src.cols, static_cast<const float*>(src.data) + r * src.stride,
                 src.cols * sizeof(float));
   }
+  // The step's sync point ends its ops: workers sleep until the next step instead of spinning
+  // through sampling, scheduling and the I/O threads' work.
+  pool_.Rest();
   return Status::Ok();
 }
 
@@ -216,11 +222,10 @@ Status CpuBackend::ZeroKvBlocks(std::span<const int32_t> blocks) {
     }
   }
   const size_t bytes = spec_.BlockBytes();
-  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
   for (int layer = 0; layer < spec_.num_layers; ++layer) {
     for (int32_t b : blocks) {
-      std::memset(KCache(layer) + b * per_block, 0, bytes);
-      std::memset(VCache(layer) + b * per_block, 0, bytes);
+      std::memset(KCache(layer) + b * bytes, 0, bytes);
+      std::memset(VCache(layer) + b * bytes, 0, bytes);
     }
   }
   return Status::Ok();
@@ -233,10 +238,18 @@ Status CpuBackend::ReadKvBlock(int layer, int32_t block, std::vector<std::byte>*
     return InvalidArgument("cpu: ReadKvBlock: layer or block out of range");
   }
   const size_t bytes = spec_.BlockBytes();
-  const int64_t per_block = static_cast<int64_t>(bytes / sizeof(float));
-  const auto* kp = reinterpret_cast<const std::byte*>(KCache(layer) + block * per_block);
-  const auto* vp = reinterpret_cast<const std::byte*>(VCache(layer) + block * per_block);
-  k->assign(kp, kp + bytes);
+  const size_t esize = DTypeSize(spec_.dtype);
+  const std::byte* kp = KCache(layer) + block * bytes;
+  const std::byte* vp = VCache(layer) + block * bytes;
+  // K is stored [num_kv_heads * head_dim, block_size] in the block; return it token-major.
+  const int64_t bs = spec_.block_size;
+  const int64_t row = static_cast<int64_t>(spec_.num_kv_heads) * spec_.head_dim;
+  k->resize(bytes);
+  for (int64_t e = 0; e < row; ++e) {
+    for (int64_t o = 0; o < bs; ++o) {
+      std::memcpy(k->data() + (o * row + e) * esize, kp + (e * bs + o) * esize, esize);
+    }
+  }
   v->assign(vp, vp + bytes);
   return Status::Ok();
 }

@@ -69,11 +69,21 @@ class CpuBackend final : public Backend {
  private:
   // Elements of one layer's K (or V): num_blocks * block_size * num_kv_heads * head_dim.
   int64_t LayerElems() const;
-  float* KCache(int layer) { return kv_cache_ + 2 * layer * LayerElems(); }
-  float* VCache(int layer) { return KCache(layer) + LayerElems(); }
-  // Splits the current batch's (token, head) attention pairs into pool.threads() ranges of
-  // roughly equal cost (keys visited); fills attn_split_.
+  // First byte of layer `layer`'s K (or V) in the cache (elements of spec_.dtype).
+  std::byte* KCache(int layer) {
+    return kv_cache_ + DTypeBytes(spec_.dtype, 2 * layer * LayerElems());
+  }
+  std::byte* VCache(int layer) { return KCache(layer) + DTypeBytes(spec_.dtype, LayerElems()); }
+  // Cuts the current batch into attention tiles (attn_items_: one sequence, one kv head, up to
+  // kAttnTileRows query rows) and splits them into pool.threads() ranges of roughly equal cost
+  // (key visits); fills attn_items_ and attn_split_.
   void PlanAttention();
+
+  // One attention work item: query tokens [t0, t1) of sequence `seq` (consecutive positions)
+  // for every query head of kv head `kv_head`.
+  struct AttnItem {
+    int32_t seq, kv_head, t0, t1;
+  };
 
   CpuBackendOptions options_;
   ThreadPool pool_;
@@ -81,13 +91,15 @@ class CpuBackend final : public Backend {
 
   KvCacheSpec spec_;
   std::unique_ptr<HostBuffer> kv_buffer_;
-  float* kv_cache_ = nullptr;
+  std::byte* kv_cache_ = nullptr;
 
   // The current batch (copied in BeginBatch; capacity is reused across steps).
   ForwardBatch batch_;
   bool has_batch_ = false;
   std::vector<int32_t> token_seq_;      // [num_tokens] sequence index of each token
-  std::vector<int64_t> attn_split_;     // [threads + 1] pair index boundaries
+  std::vector<AttnItem> attn_items_;    // the current batch's attention tiles
+  std::vector<int64_t> attn_cost_;      // [items] estimated cost of each tile
+  std::vector<int64_t> attn_split_;     // [chunks + 1] item index boundaries
   // Rope cos/sin of the current batch, [num_tokens, head_dim / 2] each; valid for rope_key_.
   std::vector<float> rope_cos_;
   std::vector<float> rope_sin_;

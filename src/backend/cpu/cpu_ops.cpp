@@ -206,12 +206,34 @@ void CpuBackend::WriteKv(int layer, const Tensor& k, const Tensor& v) {
   LLMUX_CHECK(layer >= 0 && layer < spec_.num_layers && k.rows == T && v.rows == T &&
               k.cols == row && v.cols == row)
       << "WriteKv: shape mismatch";
-  float* kc = KCache(layer);
-  float* vc = VCache(layer);
+  // K goes to [block, kv_head, dim, offset] (transposed in its block, see cpu_backend.h), V to
+  // [block, offset, kv_head, dim]. F16 caches round to nearest even (vcvtps2ph), as llama.cpp's.
+  const int64_t bs = spec_.block_size;
+  const bool f16 = spec_.dtype == DType::kF16;
+  std::byte* kc = KCache(layer);
+  std::byte* vc = VCache(layer);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t slot = batch_.slot_mapping[t];
-    std::memcpy(kc + slot * row, RowF(k, t), row * sizeof(float));
-    std::memcpy(vc + slot * row, RowF(v, t), row * sizeof(float));
+    const int64_t kbase = (slot / bs) * bs * row + slot % bs;  // element of (dim 0, offset)
+    const float* kr = RowF(k, t);
+    const float* vr = RowF(v, t);
+    if (f16) {
+      auto* kh = reinterpret_cast<uint16_t*>(kc) + kbase;
+      auto* vh = reinterpret_cast<uint16_t*>(vc) + slot * row;
+      for (int64_t e = 0; e < row; ++e) {
+        kh[e * bs] = _cvtss_sh(kr[e], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      }
+      for (int64_t i = 0; i < row; i += 16) {
+        __mmask16 m = row - i >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(row - i);
+        _mm256_mask_storeu_epi16(
+            vh + i, m,
+            _mm512_cvtps_ph(LoadMasked(vr + i, m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+    } else {
+      auto* kf = reinterpret_cast<float*>(kc) + kbase;
+      for (int64_t e = 0; e < row; ++e) kf[e * bs] = kr[e];
+      std::memcpy(reinterpret_cast<float*>(vc) + slot * row, vr, row * sizeof(float));
+    }
   }
 }
 

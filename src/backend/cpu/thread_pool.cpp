@@ -10,7 +10,15 @@ namespace {
 // within microseconds and a futex wake-up costs more than a small op, so workers stay hot
 // across a step but do not burn a core between steps.
 constexpr int kSpinIterations = 20000;
+// After Rest (a forward step ended), a much shorter poll (~10-50 us): long enough to catch the
+// next step of a busy engine (sampling and scheduling between steps take tens of microseconds,
+// and catching it saves a futex wake-up), short enough to hand the core to the I/O threads
+// when no step follows soon.
+constexpr int kRestSpinIterations = 1000;
 constexpr int kChunksPerThread = 4;
+// The caller waiting for a chunk that a descheduled worker holds: after this many polls it
+// yields its core (on 2 shared cores, to that worker or to an I/O thread) between polls.
+constexpr int kWaitSpinsBeforeYield = 2000;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -55,13 +63,30 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   fn_ = &fn;
   n_ = n;
   done_.store(0, std::memory_order_relaxed);
+  resting_.store(false, std::memory_order_relaxed);
   const uint32_t job = generation_.load(std::memory_order_relaxed) + 1;
   claim_.store((static_cast<uint64_t>(job) << 32) | (static_cast<uint64_t>(chunks) << 16),
                std::memory_order_release);
   generation_.store(job, std::memory_order_release);
   generation_.notify_all();
   Work(job);
-  while (done_.load(std::memory_order_acquire) != chunks) _mm_pause();
+  for (int spin = 0; done_.load(std::memory_order_acquire) != chunks; ++spin) {
+    if (spin < kWaitSpinsBeforeYield) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+void ThreadPool::Rest() { resting_.store(true, std::memory_order_release); }
+
+void ThreadPool::Wake() {
+  if (threads_ == 1 || !resting_.exchange(false, std::memory_order_acq_rel)) return;
+  // A generation with no job: the claim word still names the previous (finished) job, so a
+  // worker that wakes for it finds nothing to claim and spins, ready for the next one.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
 }
 
 void ThreadPool::WorkerLoop() {
@@ -70,7 +95,10 @@ void ThreadPool::WorkerLoop() {
   uint32_t seen = 0;
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 0;
+         g == seen &&
+         spin < (resting_.load(std::memory_order_relaxed) ? kRestSpinIterations : kSpinIterations);
+         ++spin) {
       _mm_pause();
       g = generation_.load(std::memory_order_acquire);
     }

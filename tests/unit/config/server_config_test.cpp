@@ -204,6 +204,38 @@ TEST(ServerConfigTest, RangesAndNegativeNumbers) {
             "both be 0");
 }
 
+TEST(ServerConfigTest, KvDtypeAndItsBackend) {
+  auto def = ParseServerConfig("", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(def->engine.kv_dtype, KvDType::kBackendDefault);
+  EXPECT_EQ(def->engine.ResolvedKvDType(), KvDType::kF32);
+  auto f16 = ParseServerConfig("engine: {kv_dtype: f16}", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(f16.ok()) << f16.status().ToString();
+  EXPECT_EQ(f16->engine.kv_dtype, KvDType::kF16);
+  EXPECT_EQ(KvDTypeName(f16->engine.ResolvedKvDType()), "f16");
+  auto cuda = ParseServerConfig("engine: {backend: cuda, kv_dtype: bf16}", "llmux.yaml", "/e");
+  ASSERT_TRUE(cuda.ok()) << cuda.status().ToString();
+  EXPECT_EQ(cuda->engine.kv_dtype, KvDType::kBF16);
+  auto cuda_default = ParseServerConfig("engine: {backend: cuda}", "llmux.yaml", "/e");
+  ASSERT_TRUE(cuda_default.ok());
+  EXPECT_EQ(cuda_default->engine.ResolvedKvDType(), KvDType::kBF16);
+
+  EXPECT_EQ(Error("engine: {kv_dtype: q8_0}"),
+            "llmux.yaml:1:20: engine.kv_dtype: expected \"f32\", \"f16\" or \"bf16\", got "
+            "\"q8_0\"");
+  EXPECT_EQ(Error("engine: {kv_dtype: bf16}"),
+            "llmux.yaml:1:20: engine.kv_dtype: kv_dtype bf16 is not supported by the cpu backend "
+            "(f32 or f16)");
+  EXPECT_EQ(Error("engine: {backend: cuda, kv_dtype: f16}"),
+            "llmux.yaml:1:35: engine.kv_dtype: kv_dtype f16 is not supported by the cuda backend "
+            "(its KV cache is bf16)");
+  // A pool that switches to cuda under an inherited f16: the error names the pool's backend.
+  EXPECT_EQ(Error("engine: {kv_dtype: f16}\npools:\n  g:\n    engine: {backend: cuda}\n"
+                  "    model: {path: /m}\n"),
+            "llmux.yaml:4:23: pools.g.engine.backend: kv_dtype f16 is not supported by the cuda "
+            "backend (its KV cache is bf16)");
+}
+
 TEST(ServerConfigTest, EnumsAndAddresses) {
   EXPECT_EQ(Error("engine: {backend: gpu}"),
             "llmux.yaml:1:19: engine.backend: expected \"cpu\" or \"cuda\", got \"gpu\"");

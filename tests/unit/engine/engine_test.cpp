@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "common/test_data.h"
 
@@ -15,6 +16,7 @@ namespace {
 
 struct Result {
   std::vector<int32_t> tokens;
+  std::vector<SampledToken> logprobs;
   int64_t first_token_step = -1;
   bool finished = false;
   EngineOutput final_event;
@@ -23,7 +25,8 @@ struct Result {
 class EngineTest : public ::testing::Test {
  protected:
   void Make(const std::filesystem::path& dir, int32_t kv_blocks, int32_t max_seqs,
-            int32_t max_batched_tokens = 256, std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}}) {
+            int32_t max_batched_tokens = 256, std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}},
+            std::optional<DType> kv_dtype = std::nullopt) {
     CpuBackendOptions o;
     o.threads = 1;
     auto backend = CreateCpuBackend(o);
@@ -37,6 +40,7 @@ class EngineTest : public ::testing::Test {
     c.scheduler.max_batched_tokens = max_batched_tokens;
     c.scheduler.max_model_len = 512;
     c.scheduler.lanes = std::move(lanes);
+    c.kv_dtype = kv_dtype;
     auto engine = Engine::Create(c, std::move(*backend), std::move(*model));
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     engine_ = std::move(*engine);
@@ -48,7 +52,7 @@ class EngineTest : public ::testing::Test {
   }
 
   void Submit(uint64_t id, const std::string& tenant, std::vector<int32_t> prompt, int max_tokens,
-              bool ignore_eos = true) {
+              bool ignore_eos = true, std::optional<int32_t> logprobs = std::nullopt) {
     EngineRequest r;
     r.id = id;
     r.tenant = tenant;
@@ -56,10 +60,12 @@ class EngineTest : public ::testing::Test {
     r.sampling.temperature = 0;
     r.sampling.max_tokens = max_tokens;
     r.sampling.ignore_eos = ignore_eos;
+    r.sampling.logprobs = logprobs;
     ASSERT_TRUE(engine_->Submit(std::move(r), [this, id](EngineOutput&& out) {
       Result& res = results_[id];
       if (!out.tokens.empty() && res.first_token_step < 0) res.first_token_step = out.step;
       res.tokens.insert(res.tokens.end(), out.tokens.begin(), out.tokens.end());
+      res.logprobs.insert(res.logprobs.end(), out.logprobs.begin(), out.logprobs.end());
       if (out.finished) {
         res.finished = true;
         res.final_event = out;
@@ -163,6 +169,62 @@ TEST_F(EngineTest, EightPromptsTogetherEqualEachAlone) {
   }
 }
 
+TEST_F(EngineTest, F16KvCacheKeepsTheGreedyTextAndBatchInvariance) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
+  std::ifstream in(dir / "expected_greedy.json");
+  const size_t prompt_len = nlohmann::json::parse(in)["prompt_ids"].size();
+  const std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}};
+  // The reference continuation (computed in F32) is reproduced token for token with the KV
+  // cache in F16.
+  Make(dir, 64, 4, 256, lanes, DType::kF16);
+  ASSERT_EQ(engine_->backend_for_testing()->kv_spec().dtype, DType::kF16);
+  Tenant("t", 1);
+  const std::vector<int32_t> prompt(seq.begin(), seq.begin() + prompt_len);
+  const std::vector<int32_t> want(seq.begin() + prompt_len, seq.end());
+  Submit(1, "t", prompt, static_cast<int>(want.size()));
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  EXPECT_EQ(results_[1].tokens, want);
+  // Batch invariance holds with an F16 cache too: three different prompts, alone and
+  // together with chunked prefill mixing into decodes.
+  auto other = [&](int i) {
+    std::vector<int32_t> p(seq.begin(), seq.begin() + 5 + 4 * i);
+    p[2] = 290 + 13 * i;
+    return p;
+  };
+  std::map<int, std::vector<int32_t>> alone;
+  for (int i = 0; i < 3; ++i) {
+    results_.clear();
+    Make(dir, 64, 4, 256, lanes, DType::kF16);
+    Tenant("t", 1);
+    Submit(10 + i, "t", other(i), 30);
+    ASSERT_TRUE(engine_->RunUntilIdle().ok());
+    alone[i] = results_[10 + i].tokens;
+  }
+  results_.clear();
+  Make(dir, 64, 4, /*max_batched_tokens=*/16, lanes, DType::kF16);
+  Tenant("t", 1);
+  for (int i = 0; i < 3; ++i) Submit(10 + i, "t", other(i), 30);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(results_[10 + i].tokens, alone[i]) << "prompt " << i;
+}
+
+TEST_F(EngineTest, KvDtypeTheBackendDoesNotImplementFailsCreate) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  auto backend = CreateCpuBackend(CpuBackendOptions{});
+  ASSERT_TRUE(backend.ok());
+  auto model = Model::Load(dir, backend->get(), 64);
+  ASSERT_TRUE(model.ok());
+  EngineConfig c;
+  c.scheduler.num_kv_blocks = 8;
+  c.kv_dtype = DType::kBF16;
+  auto engine = Engine::Create(c, std::move(*backend), std::move(*model));
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(engine.status().message().find("bf16"), std::string::npos)
+      << engine.status().message();
+}
+
 TEST_F(EngineTest, PreemptedRequestsResumeWithIdenticalGreedyOutput) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
   // KV for ~2 full sequences: six requests of 150 tokens force preemption (recompute).
@@ -203,13 +265,74 @@ TEST_F(EngineTest, PrefixCacheIsScopedToTheTenant) {
     EXPECT_TRUE(engine_->RunUntilIdle().ok());
     return results_[id].final_event.cached_tokens;
   };
+  // A repeat reuses the 2 full blocks and 7 of the 8 tokens of the first run's partial tail
+  // (the last prompt token is always computed).
   EXPECT_EQ(run(1, "a"), 0);
   EXPECT_EQ(run(2, "b"), 0) << "tenant b hit tenant a's cache";
-  EXPECT_EQ(run(3, "a"), 32);
+  EXPECT_EQ(run(3, "a"), 39);
   EXPECT_EQ(run(4, "s1"), 0);
-  EXPECT_EQ(run(5, "s2"), 32) << "the shared group did not share";
+  EXPECT_EQ(run(5, "s2"), 39) << "the shared group did not share";
   EXPECT_EQ(results_[3].tokens, results_[1].tokens);
   EXPECT_EQ(results_[5].tokens, results_[1].tokens);
+}
+
+// Token-level reuse inside a block gives the same bits as a cold run: tokens and the logprobs
+// of the chosen and top-5 tokens (log-softmax of the logits) compared exactly.
+TEST_F(EngineTest, PartialBlockPrefixHitsGiveBitIdenticalOutputs) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
+  auto prompt = [&](int n) { return std::vector<int32_t>(seq.begin(), seq.begin() + n); };
+  auto expect_same = [](const Result& got, const Result& want, const char* what) {
+    ASSERT_TRUE(got.finished && want.finished) << what;
+    EXPECT_EQ(got.tokens, want.tokens) << what;
+    ASSERT_EQ(got.logprobs.size(), want.logprobs.size()) << what;
+    for (size_t i = 0; i < want.logprobs.size(); ++i) {
+      EXPECT_EQ(got.logprobs[i].logprob, want.logprobs[i].logprob) << what << " token " << i;
+      ASSERT_EQ(got.logprobs[i].top.size(), want.logprobs[i].top.size()) << what;
+      for (size_t k = 0; k < want.logprobs[i].top.size(); ++k) {
+        EXPECT_EQ(got.logprobs[i].top[k].token, want.logprobs[i].top[k].token) << what;
+        EXPECT_EQ(got.logprobs[i].top[k].logprob, want.logprobs[i].top[k].logprob) << what;
+      }
+    }
+  };
+  // Cold references, each on a fresh engine: the 10-token prompt, then a 27-token follow-up
+  // made of it and its first 17 generated tokens (a chat's next turn).
+  auto run_cold = [&](const std::vector<int32_t>& p) {
+    Make(dir, 64, 4);
+    Tenant("t", 1);
+    Submit(1, "t", p, 20, true, 5);
+    EXPECT_TRUE(engine_->RunUntilIdle().ok());
+    EXPECT_EQ(results_[1].final_event.cached_tokens, 0);
+    Result r = results_[1];
+    results_.clear();
+    return r;
+  };
+  std::map<int, Result> cold;
+  cold[10] = run_cold(prompt(10));
+  ASSERT_EQ(cold[10].tokens.size(), 20u);
+  std::vector<int32_t> follow_up = prompt(10);
+  follow_up.insert(follow_up.end(), cold[10].tokens.begin(), cold[10].tokens.begin() + 17);
+  cold[27] = run_cold(follow_up);
+  Make(dir, 64, 4);
+  Tenant("t", 1);
+  // A one-token request leaves its 10 prompt tokens in a partial tail block.
+  Submit(1, "t", prompt(10), 1, true, 5);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  EXPECT_EQ(results_[1].final_event.cached_tokens, 0);
+  EXPECT_EQ(results_[1].tokens.front(), cold[10].tokens.front());
+  // Its repeat reuses 9 and computes the 10th.
+  Submit(2, "t", prompt(10), 20, true, 5);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  EXPECT_EQ(results_[2].final_event.cached_tokens, 9);
+  expect_same(results_[2], cold[10], "repeat of a 10-token prompt");
+  // Request 2 computed 29 tokens (10 + 19 generated): a full block and a 13-token tail. A
+  // follow-up whose prompt is 27 of those tokens reuses 16 + 10.
+  Submit(3, "t", follow_up, 20, true, 5);
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  EXPECT_EQ(results_[3].final_event.cached_tokens, 26);
+  expect_same(results_[3], cold[27], "follow-up prompt ending inside the tail");
+  const EngineStats st = engine_->Stats();
+  EXPECT_EQ(st.prefix_hit_tokens, 9 + 26);
 }
 
 TEST_F(EngineTest, ZeroKvOnFreeZeroesBlocksBeforeAnotherSequenceGetsThem) {

@@ -53,13 +53,15 @@ TEST(SchedulerPrefixCache, PrivateCachesAreIsolatedBetweenTenants) {
   const auto prompt = Iota(14, 7);  // 3 full blocks + 2 tokens
   EXPECT_EQ(RunOne(d, 1, "a", prompt), 0);
   EXPECT_EQ(RunOne(d, 2, "b", prompt), 0);   // B sending A's exact prompt: no hit
-  EXPECT_EQ(RunOne(d, 3, "a", prompt), 12);  // A's repeat: its 3 cached blocks
+  // A's repeat: its 3 cached blocks, and the first token of its partial tail (the last prompt
+  // token is always computed).
+  EXPECT_EQ(RunOne(d, 3, "a", prompt), 13);
   auto st = sched->Stats();
   EXPECT_EQ(st.prefix_query_tokens, 42);
-  EXPECT_EQ(st.prefix_hit_tokens, 12);
-  // The repeat's first step computes only the 2 uncached tokens.
+  EXPECT_EQ(st.prefix_hit_tokens, 13);
+  // The repeat's first step computes only the last prompt token.
   ASSERT_TRUE(d.Submit(4, "a", prompt, 1).ok());
-  EXPECT_THAT(Plan(d.Step()), ElementsAre("4:12+2"));
+  EXPECT_THAT(Plan(d.Step()), ElementsAre("4:13+1"));
 }
 
 TEST(SchedulerPrefixCache, SharedGroupSharesAndOffDisables) {
@@ -92,6 +94,37 @@ TEST(SchedulerPrefixCache, ConcurrentSharersHoldOneCopy) {
   EXPECT_EQ(out.seqs[0].block_table[1], out.seqs[1].block_table[1]);
   EXPECT_NE(out.seqs[0].block_table[2], out.seqs[1].block_table[2]);
   EXPECT_EQ(sched->GetTenantStats(*a).blocks_in_use, 4);  // 2 shared + 1 each
+  sched->CheckInvariants();
+}
+
+TEST(SchedulerPrefixCache, FinishedTailIsAdoptedByTheNextRequestThatStartsTheSameWay) {
+  auto sched = std::move(Scheduler::Create(Config())).value();
+  ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
+  Driver d(sched.get(), 4);
+  const auto prompt = Iota(3, 50);  // shorter than a block: only a partial tail can be reused
+  ASSERT_TRUE(d.Submit(1, "a", prompt, 1).ok());
+  auto out = d.Step();
+  EXPECT_THAT(Plan(out), ElementsAre("1:0+3"));
+  const int32_t tail = out.seqs[0].block_table[0];
+  EXPECT_FALSE(d.known(1));
+  // Two repeats at once: the first adopts the tail block, the second finds nothing left.
+  ASSERT_TRUE(d.Submit(2, "a", prompt, 1).ok());
+  ASSERT_TRUE(d.Submit(3, "a", prompt, 1).ok());
+  out = d.Step();
+  EXPECT_THAT(Plan(out), ElementsAre("2:2+1", "3:0+3"));
+  EXPECT_EQ(out.seqs[0].block_table[0], tail);
+  EXPECT_NE(out.seqs[1].block_table[0], tail);
+  ASSERT_EQ(out.admitted.size(), 2u);
+  EXPECT_EQ(out.admitted[0].num_cached_tokens, 2);
+  EXPECT_EQ(out.admitted[1].num_cached_tokens, 0);
+  EXPECT_FALSE(d.known(2) || d.known(3));
+  sched->CheckInvariants();
+  // Both left their 3 computed tokens as tails: two longer prompts adopt one each.
+  ASSERT_TRUE(d.Submit(5, "a", Iota(5, 50), 1).ok());
+  ASSERT_TRUE(d.Submit(6, "a", Iota(5, 50), 1).ok());
+  out = d.Step();
+  EXPECT_THAT(Plan(out), ElementsAre("5:3+2", "6:3+2"));
+  EXPECT_EQ(sched->Stats().prefix_hit_tokens, 2 + 3 + 3);
   sched->CheckInvariants();
 }
 

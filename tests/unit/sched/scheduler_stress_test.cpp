@@ -69,7 +69,7 @@ void RunStress(uint32_t seed, BatchingMode mode, int steps) {
 
   std::set<uint64_t> live;
   uint64_t next_id = 1;
-  int64_t accepted = 0, rejected = 0, aborted = 0, preempted = 0;
+  int64_t accepted = 0, rejected = 0, aborted = 0, preempted = 0, partial_hits = 0;
   // Load: one arrival every 5 steps on average (about 80% of what 6 slots can serve), then a
   // drain phase without arrivals until the scheduler is empty (bounded: a hang fails).
   const int max_steps = steps + 3000;
@@ -80,9 +80,18 @@ void RunStress(uint32_t seed, BatchingMode mode, int steps) {
       for (int n = uni(0, 4) == 0 ? 1 : 0; n > 0; --n) {
         const size_t t = uni(0, static_cast<int>(specs.size()) - 1);
         std::vector<int32_t> prompt;
-        if (uni(0, 1)) prompt = stems[uni(0, 3)];
-        for (int k = uni(1, 30); k > 0; --k) prompt.push_back(uni(0, 500));
-        const int32_t max_new = uni(0, 9) == 0 ? uni(40, 80) : uni(1, 40);  // some never fit
+        int32_t max_new;
+        if (uni(0, 2) == 0) {
+          // Short requests for the first tokens of a stem: they leave partial tail blocks inside
+          // the stem, which later ones adopt.
+          const auto& stem = stems[uni(0, 3)];
+          prompt.assign(stem.begin(), stem.begin() + uni(2, 12));
+          max_new = uni(1, 2);
+        } else {
+          if (uni(0, 1)) prompt = stems[uni(0, 3)];
+          for (int k = uni(1, 30); k > 0; --k) prompt.push_back(uni(0, 500));
+          max_new = uni(0, 9) == 0 ? uni(40, 80) : uni(1, 40);  // some never fit
+        }
         const uint64_t id = next_id++;
         Status st = d.Submit(id, specs[t].name, prompt, max_new);
         if (st.ok()) {
@@ -106,6 +115,9 @@ void RunStress(uint32_t seed, BatchingMode mode, int steps) {
     }
     auto out = d.Step();
     preempted += static_cast<int64_t>(out.preempted.size());
+    for (const AdmittedSeq& a : out.admitted) {
+      partial_hits += a.num_cached_tokens % c.block_size != 0 ? 1 : 0;
+    }
     ASSERT_LE(out.num_batched_tokens, c.max_batched_tokens) << " at step " << step;
     ASSERT_LE(static_cast<int32_t>(out.seqs.size()), c.max_seqs) << " at step " << step;
     for (const FinishedSeq& f : d.last_finished()) live.erase(f.id);
@@ -131,6 +143,7 @@ void RunStress(uint32_t seed, BatchingMode mode, int steps) {
   EXPECT_GT(aborted, 50);
   EXPECT_GT(preempted, 20) << "seed " << seed;
   EXPECT_GT(st.prefix_hit_tokens, 0);
+  EXPECT_GT(partial_hits, 10) << "seed " << seed;
 }
 
 TEST(SchedulerStress, ContinuousRandomOperationsKeepEveryInvariant) {

@@ -185,6 +185,45 @@ TEST(CpuOpsTest, WriteKvLandsInTheSlotAndZeroKvBlocksClearsIt) {
   EXPECT_EQ(be->ReadKvBlock(2, 0, &kb, &vb).code(), StatusCode::kInvalidArgument);
 }
 
+TEST(CpuOpsTest, F16KvCacheStoresRoundedHalvesAtHalfTheBytes) {
+  auto be = MakeBackend(2);
+  KvCacheSpec spec = SmallSpec();
+  spec.dtype = DType::kF16;
+  ASSERT_TRUE(be->InitKvCache(spec).ok());
+  EXPECT_EQ(be->kv_spec().BlockBytes(), 4u * 16 * 2);
+  ASSERT_TRUE(be->BeginBatch(OneSeq(3, 2)).ok());  // positions 3 (block 5, off 3), 4 (block 2)
+  // Values that need rounding (ties included) and one beyond F16's range (-> inf).
+  auto k = RandomFloats(2 * 16, 11), v = RandomFloats(2 * 16, 12);
+  k[5] = 1.0f + 1.0f / 2048;  // a tie: rounds to even (1.0)
+  v[7] = 70000.0f;            // above 65504: inf
+  be->WriteKv(1, Tensor::Dense(k.data(), DType::kF32, 2, 16),
+              Tensor::Dense(v.data(), DType::kF32, 2, 16));
+  std::vector<std::byte> kb, vb;
+  ASSERT_TRUE(be->ReadKvBlock(1, 5, &kb, &vb).ok());
+  ASSERT_EQ(kb.size(), 4u * 16 * 2);
+  for (int e = 0; e < 16; ++e) {
+    uint16_t kh, vh;
+    std::memcpy(&kh, kb.data() + (3 * 16 + e) * 2, 2);
+    std::memcpy(&vh, vb.data() + (3 * 16 + e) * 2, 2);
+    EXPECT_EQ(kh, FloatToHalf(k[e])) << "k " << e;
+    EXPECT_EQ(vh, FloatToHalf(v[e])) << "v " << e;
+  }
+  uint16_t tie, big;
+  std::memcpy(&tie, kb.data() + (3 * 16 + 5) * 2, 2);
+  std::memcpy(&big, vb.data() + (3 * 16 + 7) * 2, 2);
+  EXPECT_EQ(HalfToFloat(tie), 1.0f);
+  EXPECT_TRUE(std::isinf(HalfToFloat(big)));
+  ASSERT_TRUE(be->ReadKvBlock(1, 2, &kb, &vb).ok());
+  uint16_t first;
+  std::memcpy(&first, kb.data(), 2);
+  EXPECT_EQ(first, FloatToHalf(k[16]));
+  const int32_t blocks[] = {5};
+  ASSERT_TRUE(be->ZeroKvBlocks(blocks).ok());
+  ASSERT_TRUE(be->ReadKvBlock(1, 5, &kb, &vb).ok());
+  EXPECT_EQ(std::vector<std::byte>(kb.size()), kb);
+  EXPECT_EQ(std::vector<std::byte>(vb.size()), vb);
+}
+
 TEST(CpuOpsTest, BeginBatchRejectsInconsistentInput) {
   auto be = MakeBackend(1);
   EXPECT_EQ(be->BeginBatch(OneSeq(0, 2)).code(), StatusCode::kFailedPrecondition);
@@ -252,9 +291,9 @@ TEST(CpuOpsTest, MemoryWeightsAndKvSpec) {
   ASSERT_TRUE(be->CopyToHostF32(strided, host.data()).ok());
   EXPECT_EQ(host, (std::vector<float>{1, 3, 5}));
 
-  KvCacheSpec f16 = SmallSpec();
-  f16.dtype = DType::kF16;
-  EXPECT_EQ(be->InitKvCache(f16).code(), StatusCode::kUnimplemented);
+  KvCacheSpec bf16 = SmallSpec();
+  bf16.dtype = DType::kBF16;
+  EXPECT_EQ(be->InitKvCache(bf16).code(), StatusCode::kUnimplemented);
   KvCacheSpec bad_gqa = SmallSpec();
   bad_gqa.num_heads = 3;
   EXPECT_EQ(be->InitKvCache(bad_gqa).code(), StatusCode::kInvalidArgument);

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace llmux::cpu {
@@ -28,6 +30,42 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInContiguousChunks) {
     std::atomic<int> calls{0};
     pool.ParallelFor(100, [&](int64_t, int64_t) { calls.fetch_add(1); }, 1);
     EXPECT_EQ(calls.load(), 1) << "max_chunks";
+  }
+}
+
+// After Rest (workers sleep at once) and Wake (they spin again), every job is still complete and
+// still run by more than one thread: two chunks that each wait for the other to start can only
+// finish if a worker took one of them while the caller ran the other.
+TEST(ThreadPoolTest, RestAndWakeBetweenJobsKeepWorkersServing) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 100; ++rep) {
+      // rep % 4: 0 nothing, 1 Rest, 2 Rest then Wake, 3 Rest and let the workers fall asleep.
+      if (rep % 4 != 0) pool.Rest();
+      if (rep % 4 == 2) pool.Wake();
+      if (rep % 4 == 3) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::atomic<int> started{0};
+      std::atomic<bool> timed_out{false};
+      pool.ParallelFor(2, [&](int64_t, int64_t) {
+        started.fetch_add(1);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (started.load() < 2) {
+          if (std::chrono::steady_clock::now() > deadline) {
+            timed_out = true;
+            return;
+          }
+          std::this_thread::yield();
+        }
+      });
+      ASSERT_FALSE(timed_out.load())
+          << "no worker joined job " << rep << " with " << threads << " threads";
+      std::vector<std::atomic<int>> hits(1000);
+      pool.ParallelFor(1000, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (int i = 0; i < 1000; ++i) ASSERT_EQ(hits[i].load(), 1) << "rep " << rep << " i " << i;
+    }
+    pool.Rest();  // destruction while resting still joins every worker
   }
 }
 
