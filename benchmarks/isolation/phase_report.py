@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-PHASES = ["auth", "parse", "tokenize", "admit", "submit", "inbox", "queue", "prefill", "write"]
+PHASES = ["auth", "plan_queue", "parse", "tokenize", "admit", "submit", "inbox", "queue", "prefill", "write"]
 
 
 def percentile(values, q):

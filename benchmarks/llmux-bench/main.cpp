@@ -23,6 +23,7 @@
 #include "plot.h"
 #include "report.h"
 #include "run_report.h"
+#include "server_log.h"
 #include "scenario_parse.h"
 #include "sweep_command.h"
 
@@ -87,8 +88,9 @@ nlohmann::json Machine() {
 StatusOr<RunData> RunOne(const Options& o, const Scenario& sc, const Run& run) {
   Target target;
   std::unique_ptr<DaemonProcess> daemon;
+  const std::string run_dir = o.work + "/" + sc.name + "/" + run.name;
   if (!o.llmuxd.empty()) {
-    auto d = DaemonProcess::Start(o.llmuxd, o.model_dir, sc, run, o.work + "/" + sc.name + "/" + run.name);
+    auto d = DaemonProcess::Start(o.llmuxd, o.model_dir, sc, run, run_dir);
     if (!d.ok()) return d.status();
     daemon = std::move(*d);
     target.host = daemon->host();
@@ -118,6 +120,11 @@ StatusOr<RunData> RunOne(const Options& o, const Scenario& sc, const Run& run) {
   if (daemon) {
     const int rc = daemon->Stop();
     if (rc != 0) std::fprintf(stderr, "llmux-bench: llmuxd exited with %d after run %s\n", rc, run.name.c_str());
+    // The server side of the run: the daemon's access lines (its stderr).
+    std::ifstream log(run_dir + "/llmuxd.log");
+    std::stringstream text;
+    text << log.rdbuf();
+    if (data.ok()) data->server_full_ttft_ms = ServerFullTtftMs(text.str());
   }
   return data;
 }

@@ -71,6 +71,13 @@ void PrintRun(std::FILE* out, const RunReport& run) {
     std::fprintf(out, "%-40s %.2f (%.1f%%)\n", "llmuxd CPU:", run.data.daemon_cpu_s,
                  run.data.daemon_cpu_s / secs * 100);
   }
+  if (!run.data.server_full_ttft_ms.empty()) {
+    Rule(out, "Server-side full-path TTFT (ms)", '-');
+    for (const auto& [name, ms] : run.data.server_full_ttft_ms) {
+      std::fprintf(out, "%-40s %zu calls, p50 %.2f, p99 %.2f\n", ("  " + name + ":").c_str(),
+                   ms.size(), Percentile(ms, 50), Percentile(ms, 99));
+    }
+  }
   if (run.data.admin_polls > 0) {
     Rule(out, "GET /admin/stats", '-');
     for (const auto& [name, hw] : run.data.inflight_high_water) {
@@ -123,6 +130,14 @@ json RunJson(const RunReport& run) {
   j["cpu"] = {{"loadgen_seconds", run.data.loadgen_cpu_s},
               {"loadgen_processes", run.data.loadgen_processes}};
   if (run.data.daemon_cpu_s >= 0) j["cpu"]["daemon_seconds"] = run.data.daemon_cpu_s;
+  if (!run.data.server_full_ttft_ms.empty()) {
+    json server = json::object();
+    for (const auto& [name, ms] : run.data.server_full_ttft_ms) {
+      server[name] = {{"calls", ms.size()},
+                      {"full_path_ttft_ms", {{"median", Percentile(ms, 50)}, {"p99", Percentile(ms, 99)}}}};
+    }
+    j["server"] = std::move(server);
+  }
   if (run.data.admin_polls > 0) {
     json a = json::object();
     for (const auto& [name, hw] : run.data.inflight_high_water) {

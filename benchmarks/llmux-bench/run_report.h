@@ -25,6 +25,9 @@ struct RunData {
   double loadgen_cpu_s = 0;
   double daemon_cpu_s = -1;
   int loadgen_processes = 1;
+  // The daemon's own view (its access lines; server_log.h): per tenant, the full-path TTFT in
+  // ms of each call. Empty when llmux-bench did not start the daemon.
+  std::map<std::string, std::vector<double>> server_full_ttft_ms;
 };
 
 struct RunReport {
@@ -100,13 +103,14 @@ inline std::vector<CheckResult> EvaluateChecks(const Scenario& sc,
     const RunReport& r = run->second;
     const int k = TenantIndex(r, c.tenant);
     const bool fifo = c.kind == "fifo_ttft_p99_ratio" || c.kind == "fifo_throughput_ratio";
+    const bool server = c.kind == "server_ttft_p99_ratio";
     if (fifo) base = runs.find(c.run + "@fifo");
     if (fifo && base == runs.end()) {
       out.push_back({c.kind + ": run " + c.run + "@fifo has no result (run the fifo ablation: "
                      "`ablate: [fifo]` or --ablate fifo)", 0, false});
       continue;
     }
-    if (c.kind == "ttft_p99_ratio" || c.kind == "throughput_ratio") {
+    if (c.kind == "ttft_p99_ratio" || c.kind == "throughput_ratio" || server) {
       if (base == runs.end()) {
         out.push_back({c.kind + ": baseline run " + c.baseline + " has no result", 0, false});
         continue;
@@ -121,8 +125,22 @@ inline std::vector<CheckResult> EvaluateChecks(const Scenario& sc,
       const double a = r.per_tenant[k].ttft.p99, b = base->second.per_tenant[kb].ttft.p99;
       res.value = b > 0 ? a / b : INFINITY;
       res.pass = res.value <= c.max;
-      res.what = c.tenant + " p99 TTFT " + c.run + "/" + c.baseline + " = " + Fmt(a) + "/" + Fmt(b) +
-                 " ms = " + Fmt(res.value) + "x <= " + Fmt(c.max) + "x";
+      res.what = c.tenant + " client-side p99 TTFT " + c.run + "/" + c.baseline + " = " + Fmt(a) +
+                 "/" + Fmt(b) + " ms = " + Fmt(res.value) + "x <= " + Fmt(c.max) + "x";
+    } else if (server) {
+      const auto& now = r.data.server_full_ttft_ms;
+      const auto& then = base->second.data.server_full_ttft_ms;
+      auto a_it = now.find(c.tenant), b_it = then.find(c.tenant);
+      if (a_it == now.end() || b_it == then.end()) {
+        out.push_back({c.kind + ": no server-side TTFT of " + c.tenant + " in both runs (the "
+                       "daemon's access lines; run with --llmuxd)", 0, false});
+        continue;
+      }
+      const double a = Percentile(a_it->second, 99), b = Percentile(b_it->second, 99);
+      res.value = b > 0 ? a / b : INFINITY;
+      res.pass = res.value <= c.max;
+      res.what = c.tenant + " server-side full-path p99 TTFT " + c.run + "/" + c.baseline + " = " +
+                 Fmt(a) + "/" + Fmt(b) + " ms = " + Fmt(res.value) + "x <= " + Fmt(c.max) + "x";
     } else if (fifo) {
       const int kb = TenantIndex(base->second, c.tenant);
       if (k < 0 || kb < 0) {
@@ -133,7 +151,7 @@ inline std::vector<CheckResult> EvaluateChecks(const Scenario& sc,
       const Summary& plain = base->second.per_tenant[kb];
       if (c.kind == "fifo_ttft_p99_ratio") {
         res.value = policy.ttft.p99 > 0 ? plain.ttft.p99 / policy.ttft.p99 : 0;
-        res.what = c.tenant + " p99 TTFT " + c.run + "@fifo/" + c.run + " = " + Fmt(plain.ttft.p99) +
+        res.what = c.tenant + " client-side p99 TTFT " + c.run + "@fifo/" + c.run + " = " + Fmt(plain.ttft.p99) +
                    "/" + Fmt(policy.ttft.p99) + " ms = " + Fmt(res.value) + "x >= " + Fmt(c.min) + "x";
       } else {
         res.value = plain.output_throughput > 0 ? policy.output_throughput / plain.output_throughput : 0;

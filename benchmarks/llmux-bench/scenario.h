@@ -44,7 +44,9 @@ struct Run {
 };
 
 struct Check {
-  // ttft_p99_ratio:   tenant's p99 TTFT in `run` / in `baseline` <= max
+  // ttft_p99_ratio:   tenant's p99 TTFT in `run` / in `baseline` <= max (client side)
+  // server_ttft_p99_ratio: the same on the daemon's full-path TTFT (request read -> first byte
+  //                   written, from its access lines; needs --llmuxd)
   // errors:           tenant's failed requests (any status but 200) in `run` <= max
   // fair_share:       each tenant's share of service in `run` within `tolerance` (relative) of
   //                   its weight's share

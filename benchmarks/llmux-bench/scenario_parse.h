@@ -159,7 +159,7 @@ inline Check ParseCheck(const YAML::Node& n, const std::string& path, const Scen
   static const std::set<std::string> kKinds = {"ttft_p99_ratio",      "errors",
                                                "fair_share",          "throughput_ratio",
                                                "inflight_high_water", "fifo_ttft_p99_ratio",
-                                               "fifo_throughput_ratio"};
+                                               "fifo_throughput_ratio", "server_ttft_p99_ratio"};
   if (!kKinds.count(c.kind)) Fail(path + ".kind", "unknown check \"" + c.kind + "\"");
   c.run = Get<std::string>(n["run"], path + ".run");
   if (n["baseline"]) c.baseline = Get<std::string>(n["baseline"], path + ".baseline");
@@ -174,7 +174,8 @@ inline Check ParseCheck(const YAML::Node& n, const std::string& path, const Scen
     return false;
   };
   if (!has_run(c.run)) Fail(path + ".run", "unknown run \"" + c.run + "\"");
-  const bool needs_baseline = c.kind == "ttft_p99_ratio" || c.kind == "throughput_ratio";
+  const bool needs_baseline = c.kind == "ttft_p99_ratio" || c.kind == "throughput_ratio" ||
+                              c.kind == "server_ttft_p99_ratio";
   if (needs_baseline && !has_run(c.baseline)) Fail(path + ".baseline", "unknown run \"" + c.baseline + "\"");
   const bool needs_tenant = c.kind != "fair_share" && c.kind != "throughput_ratio";
   if (needs_tenant && !sc.FindTenant(c.tenant)) Fail(path + ".tenant", "unknown tenant \"" + c.tenant + "\"");

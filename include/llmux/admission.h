@@ -9,11 +9,14 @@
 // Finish once when the call's usage is known.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "llmux/quota.h"
 #include "llmux/status.h"
@@ -112,6 +115,35 @@ class Admission {
   // Calls of `tenant` queued on this replica (choices admitted, not yet started).
   virtual std::int64_t Queued(const std::string& tenant) = 0;
   virtual AdmissionStats Stats() = 0;
+};
+
+// One admitted call's hold on its tenant's admission, from Admit to Finish: the ticket, which
+// of its choices have left the tenant's queue, and the settlement. The HTTP layer marks each
+// choice as it starts (its first engine event) and finishes the call once its usage is known;
+// the queue counts stay right whatever order those come in. Thread-safe (the engine's sinks,
+// the strand, the ledger's writer); `admission` must outlive it.
+class AdmittedCall {
+ public:
+  AdmittedCall(Admission* admission, AdmissionTicket ticket);
+  AdmittedCall(const AdmittedCall&) = delete;
+  AdmittedCall& operator=(const AdmittedCall&) = delete;
+
+  // Choice `i` (< num_choices) left the queue: the engine started it, or it ended before
+  // starting. Only the first call per choice counts.
+  void ChoiceLeftQueue(size_t i);
+  // Choices `first`..num_choices-1 never reach the engine (its Submit failed): they leave the
+  // queue now.
+  void NeverSubmitted(size_t first);
+  // Settles the call with `usage` and releases what it still holds. Only the first call counts.
+  void Finish(const AdmissionUsage& usage);
+
+  const AdmissionTicket& ticket() const { return ticket_; }
+
+ private:
+  Admission* const admission_;
+  const AdmissionTicket ticket_;
+  std::vector<std::atomic<bool>> left_;  // [choice]
+  std::atomic<bool> finished_{false};
 };
 
 // The refusals both implementations give (same messages and codes): a rate limit (`rate` not

@@ -31,6 +31,10 @@ struct AdminKey {
 struct ServerSection {
   std::string listen = "127.0.0.1:8080";  // "HOST:PORT" or "[IPV6]:PORT"
   int io_threads = 2;
+  // The front door's planning pool (parse, chat template, tokenize; docs/isolation.md): its
+  // workers, and the requests one lane may have waiting there before more get 503.
+  int planning_threads = 1;
+  int planning_queue = 256;
   std::int64_t max_body_bytes = 4194304;
   std::int64_t max_header_bytes = 16384;
   Millis read_timeout{30000};

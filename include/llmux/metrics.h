@@ -92,6 +92,14 @@ struct MetricsSnapshot {
     int64_t errors = 0;            // store calls failed or timed out
   };
   ClusterStore cluster;
+  // The front door's planning pool (llmux_planning_*), per lane, highest first.
+  struct PlanningLane {
+    std::string lane;
+    int64_t queued = 0;   // requests waiting for a planning worker now
+    int64_t started = 0;  // requests a worker took, since start
+    int64_t refused = 0;  // refused with 503 because the lane's queue was full, since start
+  };
+  std::vector<PlanningLane> planning;
 };
 
 // The KV cache's shape, exported as vLLM's `vllm:cache_config_info` (a gauge of 1 whose labels

@@ -91,6 +91,8 @@ void ReadServer(MapReader& m, ServerSection& s) {
     if (auto err = CheckListenAddress(s.listen)) v->Error(*err);
   }
   s.io_threads = static_cast<int>(m.Int("io_threads", s.io_threads, 1, 1024));
+  s.planning_threads = static_cast<int>(m.Int("planning_threads", s.planning_threads, 1, 256));
+  s.planning_queue = static_cast<int>(m.Int("planning_queue", s.planning_queue, 1, 1 << 20));
   s.max_body_bytes = m.Int("max_body_bytes", s.max_body_bytes, 1, kInt64Max);
   s.max_header_bytes = m.Int("max_header_bytes", s.max_header_bytes, 1, kInt32Max);
   s.read_timeout = m.Duration("read_timeout", s.read_timeout);

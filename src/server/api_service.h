@@ -1,5 +1,7 @@
-// The HTTP API: routing, authentication, admission (rate limits, queue caps, context length)
-// and the OpenAI routes. Handle() is the HttpServer's handler; it runs on I/O threads.
+// The HTTP API: routing, authentication and the routes. Handle() is the HttpServer's handler;
+// it runs on I/O threads (the connection's strand). The completion routes
+// (completion_route.cpp) plan each call on a lane-ordered pool, admit it through the tenancy
+// module's Admission and submit it to the tenant's pool.
 #pragma once
 
 #include <atomic>
@@ -7,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -17,12 +20,14 @@
 #include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
 #include "llmux/tokenizer.h"
+#include "server/api_error.h"
 #include "server/auth_throttle.h"
 #include "server/client_address.h"
 #include "server/completion_call.h"
 #include "server/observed_channel.h"
 #include "server/server_telemetry.h"
 #include "server/http_types.h"
+#include "server/lane_pool.h"
 #include "server/response_format.h"
 #include "server/openai_request.h"
 
@@ -47,6 +52,9 @@ struct ApiServiceOptions {
   ServerSection::ForwardedHeader forwarded_header = ServerSection::ForwardedHeader::kXForwardedFor;
   // server.tenant_header, lower-cased; "" = off.
   std::string tenant_header;
+  // server.planning_threads / planning_queue: the planning pool's workers and per-lane bound.
+  int planning_threads = 1;
+  int planning_queue = 256;
 };
 
 class ApiService {
@@ -75,6 +83,10 @@ class ApiService {
   void StartDraining() { draining_ = true; }
   void RefuseNewWork() { refusing_ = true; }
   bool draining() const { return draining_; }
+  // The last step of the drain, before the HTTP server shuts down: lets the planning pool
+  // answer the calls it still holds and joins its threads; completions then get 503. Any
+  // thread but a planning one.
+  void StopPlanning() { planning_.Shutdown(); }
   // Calls in flight (for the drain): a call leaves once its usage row committed.
   int64_t calls_in_flight() const { return calls_in_flight_.load(); }
   // Requests of `tenant` submitted and not yet started. Any thread.
@@ -84,12 +96,28 @@ class ApiService {
   MetricsSnapshot BuildSnapshot(const TenantPolicy& policy);
   // Every pool's engine stats now (the shared pool alone before SetPools). Any thread.
   std::vector<PoolEngineStats> PoolEngineStatsNow() const;
+  // The planning pool's queues, by lane index. Any thread.
+  std::vector<LanePoolLaneStats> PlanningStats() const { return planning_.Stats(); }
 
  private:
-  // `responses`: POST /v1/responses (a chat request underneath; kind is kChat).
+  struct PlannedCall;  // completion_route.cpp
+
+  // ---- the completion routes (completion_route.cpp) ----
+  // `responses`: POST /v1/responses (a chat request underneath; kind is kChat). Strand: refuses
+  // early from the headers, else queues PlanCall on the planning pool in the tenant's lane
+  // (503 server_overloaded when that lane's queue is full).
   void HandleCompletion(ApiKind kind, HttpRequest&& request, const std::string& tenant,
                         std::shared_ptr<const TenantPolicy> policy,
                         std::shared_ptr<ObservedChannel> channel, bool responses = false);
+  // Planning pool: parses `body` into `call` (tools, service tier, grammar, prompts tokenized,
+  // context checked). The error to answer with, or nullopt when `call` is ready for ServeCall.
+  std::optional<ApiError> PlanCall(PlannedCall& call, const std::string& body);
+  // Strand: admit -> submit (the CompletionCall then streams on the strand).
+  void ServeCall(PlannedCall& call);
+  // The call's hold on its tenant's admission; null after answering a refusal (or the drain).
+  std::shared_ptr<AdmittedCall> AdmitCall(PlannedCall& call);
+  // Starts the call (accounting, CompletionCall) and submits every choice to the engine.
+  void SubmitCall(PlannedCall& call, std::shared_ptr<AdmittedCall> admitted);
   // GET /metrics, /v1/usage, /admin/usage (the caller checked the principal).
   void HandleMetrics(const HttpRequest& request, const TenantPolicy& policy,
                      ResponseChannel& channel);
@@ -134,6 +162,8 @@ class ApiService {
   std::atomic<uint64_t> next_engine_id_{1};
   std::atomic<int64_t> calls_in_flight_{0};
   StructuredOutputs structured_outputs_;  // response_format grammars (thread-safe)
+  // Last: destroyed first, so its workers (which use the members above) finish before them.
+  LanePool planning_;
 };
 
 }  // namespace llmux::server

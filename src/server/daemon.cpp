@@ -22,6 +22,7 @@
 #include "llmux/usage_ledger.h"
 #include "llmux/pool.h"
 #include "llmux/tenant_policy.h"
+#include "llmux/thread_annotations.h"
 #include "llmux/tokenizer.h"
 #include "server/api_service.h"
 #include "server/capacity_billing.h"
@@ -160,9 +161,15 @@ int RunDaemon(const DaemonArgs& args) {
   Status applied = pools->ApplyPolicy(*store->Current());
   if (!applied.ok()) return StartupFailure("tenants", applied);
 
-  // `trigger`: "admin" (POST /admin/reload) or "signal" (SIGHUP); the file watcher logs "file".
-  auto reload = [&](const char* trigger) -> Status {
-    Status s = store->Reload();
+  // The one path a policy change takes, whatever its trigger: "admin" (POST /admin/reload) and
+  // "signal" (SIGHUP) reload the file here; "file" (the watcher) has reloaded it already and
+  // passes how that went. A rejected file leaves the policy in force untouched. Serialized: the
+  // triggers come from the watcher's thread, an I/O thread and the main thread; each applies
+  // the store's current policy, so the last one applied is the newest.
+  Mutex apply_mutex;
+  auto apply_policy = [&](const char* trigger, Status loaded) -> Status {
+    MutexLock lock(apply_mutex);
+    Status s = std::move(loaded);
     if (s.ok()) s = pools->ApplyPolicy(*store->Current());
     if (s.ok()) metrics->SetTenants(TenantNames(*store->Current()));
     if (s.ok()) capacity.Apply(*store->Current(), UnixMsNow());  // prorated from this moment
@@ -172,6 +179,9 @@ int RunDaemon(const DaemonArgs& args) {
               F("error", s.ok() ? "" : s.message()),
               F("generation", static_cast<long long>(store->generation()))});
     return s;
+  };
+  auto reload = [&](const char* trigger) -> Status {
+    return apply_policy(trigger, store->Reload());
   };
 
   ApiServiceOptions api_options;
@@ -183,6 +193,8 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.trusted_proxies = config.server.trusted_proxies;
   api_options.forwarded_header = config.server.forwarded_header;
   api_options.tenant_header = config.server.tenant_header;
+  api_options.planning_threads = config.server.planning_threads;
+  api_options.planning_queue = config.server.planning_queue;
   for (char& c : api_options.tenant_header) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
@@ -255,15 +267,8 @@ int RunDaemon(const DaemonArgs& args) {
     metrics_server = std::move(ms).value();
   }
 
-  auto watcher = PolicyFileWatcher::Start(store.get(), [&](const Status& s) {
-    Status applied_now = s.ok() ? pools->ApplyPolicy(*store->Current()) : s;
-    if (applied_now.ok()) metrics->SetTenants(TenantNames(*store->Current()));
-    if (applied_now.ok()) capacity.Apply(*store->Current(), UnixMsNow());
-    metrics->CountPolicyReload(applied_now.ok());
-    LogEvent(applied_now.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
-             {F("trigger", "file"), F("result", applied_now.ok() ? "ok" : "rejected"),
-              F("error", applied_now.ok() ? "" : applied_now.message())});
-  });
+  auto watcher = PolicyFileWatcher::Start(
+      store.get(), [&](const Status& loaded) { (void)apply_policy("file", loaded); });
   if (!watcher.ok()) {
     LogEvent(LogLevel::kWarn, "policy_watch_unavailable", {F("error", watcher.status().message())});
   }
@@ -325,6 +330,7 @@ int RunDaemon(const DaemonArgs& args) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const bool clean = api.calls_in_flight() == 0;
+  api.StopPlanning();  // its last calls are answered on connections that still exist
   if (watcher.ok()) (*watcher)->Stop();
   pools->Stop();  // ends what is left (after the drain timeout) with 503
   capacity_flusher.Stop();  // capacity held until now, before the ledger closes

@@ -10,6 +10,8 @@ std::string_view PhaseEndingAt(Milestone m) {
       return "";
     case Milestone::kAuthenticated:
       return "auth";
+    case Milestone::kPlanningStarted:
+      return "plan_queue";
     case Milestone::kParsed:
       return "parse";
     case Milestone::kTokenized:

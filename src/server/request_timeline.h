@@ -23,6 +23,7 @@ namespace llmux::server {
 enum class Milestone {
   kRead,            // the whole HTTP request was read from the socket (the timeline's origin)
   kAuthenticated,   // the key (or trusted tenant header) mapped to a tenant
+  kPlanningStarted,  // a planning-pool worker took the call from its lane's queue
   kParsed,          // the JSON body parsed and validated
   kTokenized,       // template rendered, prompt tokenized, context and sampling checked
   kAdmitted,        // rate limits, queue caps, quotas and budgets passed
@@ -34,8 +35,9 @@ enum class Milestone {
 };
 inline constexpr int kNumMilestones = static_cast<int>(Milestone::kFirstByte) + 1;
 
-// The name of the phase that ends at `m` (the `phase` label): "auth", "parse", "tokenize",
-// "admit", "submit", "inbox", "queue", "prefill", "write"; "" for kRead (no phase ends there).
+// The name of the phase that ends at `m` (the `phase` label): "auth", "plan_queue", "parse",
+// "tokenize", "admit", "submit", "inbox", "queue", "prefill", "write"; "" for kRead (no phase
+// ends there).
 std::string_view PhaseEndingAt(Milestone m);
 
 class RequestTimeline {

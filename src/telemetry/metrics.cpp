@@ -142,6 +142,11 @@ class PrometheusMetrics final : public Metrics {
   Family<Counter>& cluster_refusals_;
   Family<Counter>& cluster_errors_;
 
+  // The front door's planning pool, per lane.
+  Family<Gauge>& planning_queued_;
+  Family<Counter>& planning_started_;
+  Family<Counter>& planning_refused_;
+
   Mutex render_mutex_;
   // Each pool's engine counters already exported.
   std::map<std::string, EngineStats, std::less<>> last_ GUARDED_BY(render_mutex_);
@@ -150,6 +155,9 @@ class PrometheusMetrics final : public Metrics {
       GUARDED_BY(render_mutex_);
   int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
   MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
+  // Each lane's planning counters already exported.
+  std::map<std::string, MetricsSnapshot::PlanningLane, std::less<>> last_planning_
+      GUARDED_BY(render_mutex_);
 };
 
 template <typename B>
@@ -266,7 +274,17 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                             "Requests refused with 503 because the cluster store was down (reject).",
                             *registry_)),
       cluster_errors_(Reg(BuildCounter(), "llmux_cluster_store_errors_total",
-                          "Cluster store calls that failed or timed out.", *registry_)) {
+                          "Cluster store calls that failed or timed out.", *registry_)),
+      planning_queued_(Reg(BuildGauge(), "llmux_planning_queue_depth",
+                           "Completion requests waiting for a planning worker (parse, template, "
+                           "tokenize), per lane.",
+                           *registry_)),
+      planning_started_(Reg(BuildCounter(), "llmux_planning_started_total",
+                            "Completion requests a planning worker took, per lane.", *registry_)),
+      planning_refused_(Reg(BuildCounter(), "llmux_planning_refused_total",
+                            "Completion requests refused with 503 server_overloaded because "
+                            "their lane's planning queue was full.",
+                            *registry_)) {
   // The shared pool's engine series exist (at 0) from start-up; other pools' from their first
   // scrape.
   const prometheus::Labels m = {{"model_name", model_}};
@@ -440,6 +458,13 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     Advance(cluster_refusals_.Add({}), s.cluster.unavailable_refusals,
             &last_cluster_.unavailable_refusals);
     Advance(cluster_errors_.Add({}), s.cluster.errors, &last_cluster_.errors);
+  }
+  for (const MetricsSnapshot::PlanningLane& p : s.planning) {
+    const prometheus::Labels l = {{"lane", p.lane}};
+    MetricsSnapshot::PlanningLane& last = last_planning_[p.lane];
+    planning_queued_.Add(l).Set(static_cast<double>(p.queued));
+    Advance(planning_started_.Add(l), p.started, &last.started);
+    Advance(planning_refused_.Add(l), p.refused, &last.refused);
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -328,7 +328,7 @@ test('phases: each call\'s path to its first byte, in its access line and llmux_
     const found = ['phases-plain', 'phases-stream', 'phases-refused'].map(byId);
     return found.every(Boolean) && found;
   }, 10000, 'three access lines');
-  const fullPath = ['auth', 'parse', 'tokenize', 'admit', 'submit', 'inbox', 'queue', 'prefill', 'write'];
+  const fullPath = ['auth', 'plan_queue', 'parse', 'tokenize', 'admit', 'submit', 'inbox', 'queue', 'prefill', 'write'];
   for (const a of lines.slice(0, 2)) {
     assert.deepEqual(Object.keys(a.phases_us), fullPath, JSON.stringify(a));
     for (const us of Object.values(a.phases_us)) assert.ok(Number.isInteger(us) && us >= 0, JSON.stringify(a));
@@ -340,7 +340,7 @@ test('phases: each call\'s path to its first byte, in its access line and llmux_
     assert.ok(Math.abs(engine - a.ttft_ms * 1000) <= 502, `${engine} us vs ttft_ms ${a.ttft_ms}`);
     assert.ok(a.full_ttft_us >= engine, JSON.stringify(a));
   }
-  assert.deepEqual(Object.keys(lines[2].phases_us), ['auth', 'parse']);
+  assert.deepEqual(Object.keys(lines[2].phases_us), ['auth', 'plan_queue', 'parse']);
   assert.equal(lines[2].full_ttft_us, undefined);
   assert.equal(lines[2].status, 400);
 
@@ -351,7 +351,7 @@ test('phases: each call\'s path to its first byte, in its access line and llmux_
   }, 10000, 'two full-path observations');
   const delta = (p) => count(after, 'llmux_request_phase_seconds', phase(p)) -
     count(before, 'llmux_request_phase_seconds', phase(p));
-  assert.deepEqual(fullPath.map(delta), [3, 3, 2, 2, 2, 2, 2, 2, 2]);
+  assert.deepEqual(fullPath.map(delta), [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]);
   // Fine buckets from 100 us.
   assert.match(after, /^llmux_request_phase_seconds_bucket\{lane="premium",phase="auth",tenant="alpha",le="0\.0001"\} \d+$/m);
 });

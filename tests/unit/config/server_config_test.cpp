@@ -20,6 +20,8 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->server.listen, "127.0.0.1:8080");
   EXPECT_EQ(cfg->server.io_threads, 2);
+  EXPECT_EQ(cfg->server.planning_threads, 1);
+  EXPECT_EQ(cfg->server.planning_queue, 256);
   EXPECT_EQ(cfg->server.max_body_bytes, 4194304);
   EXPECT_EQ(cfg->server.max_header_bytes, 16384);
   EXPECT_EQ(cfg->server.read_timeout, Millis(30000));
@@ -79,6 +81,8 @@ TEST(ServerConfigTest, ReadsEveryKey) {
 server:
   listen: "[::1]:9000"
   io_threads: 4
+  planning_threads: 3
+  planning_queue: 17
   max_body_bytes: 1000
   max_header_bytes: 2000
   read_timeout: 250ms
@@ -103,6 +107,8 @@ tenants_file: /srv/tenants.yaml
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->server.listen, "[::1]:9000");
   EXPECT_EQ(cfg->server.io_threads, 4);
+  EXPECT_EQ(cfg->server.planning_threads, 3);
+  EXPECT_EQ(cfg->server.planning_queue, 17);
   EXPECT_EQ(cfg->server.max_body_bytes, 1000);
   EXPECT_EQ(cfg->server.max_header_bytes, 2000);
   EXPECT_EQ(cfg->server.read_timeout, Millis(250));

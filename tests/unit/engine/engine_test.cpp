@@ -116,6 +116,31 @@ TEST_F(EngineTest, PremiumRequestRunsWithinTwoStepsWhileBatchSaturates) {
   }
 }
 
+// The inbox is lane-ordered where it matters: the engine takes the whole inbox each step and
+// the scheduler admits by lane, so a premium submission that arrived behind a burst of batch
+// submissions (all still in the inbox) starts first.
+TEST_F(EngineTest, PremiumSubmissionBehindBatchSubmissionsInTheInboxStartsFirst) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  Make(dir, /*kv_blocks=*/64, /*max_seqs=*/1);
+  Tenant("batch", 2);
+  Tenant("premium", 0);
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
+  const std::vector<int32_t> prompt(seq.begin(), seq.begin() + 8);
+  for (uint64_t id = 1; id <= 6; ++id) Submit(id, "batch", prompt, 4);
+  Submit(100, "premium", prompt, 4);
+  ASSERT_TRUE(engine_->StepOnce().ok());
+  EXPECT_EQ(results_[100].first_token_step, 1);
+  for (uint64_t id = 1; id <= 6; ++id) {
+    EXPECT_LT(results_[id].first_token_step, 0) << "batch request " << id << " started first";
+  }
+  ASSERT_TRUE(engine_->RunUntilIdle().ok());
+  // One slot: the batch requests then start in their arrival order, one after another.
+  for (uint64_t id = 2; id <= 6; ++id) {
+    EXPECT_GT(results_[id].first_token_step, results_[id - 1].first_token_step) << "request " << id;
+  }
+  EXPECT_GT(results_[1].first_token_step, results_[100].first_token_step);
+}
+
 TEST_F(EngineTest, EightPromptsTogetherEqualEachAlone) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
   const std::vector<int32_t> seq = ReferenceSequence(dir);

@@ -17,6 +17,7 @@ TEST(RequestTimelineTest, PhasesAreTheGapsBetweenReachedMilestonesInPathOrder) {
   // successors); the phases follow the path order.
   t.Mark(Milestone::kParsed, t0 + microseconds(50));
   t.Mark(Milestone::kAuthenticated, t0 + microseconds(20));
+  t.Mark(Milestone::kPlanningStarted, t0 + microseconds(35));
   t.Mark(Milestone::kTokenized, t0 + microseconds(250));
   t.Mark(Milestone::kAdmitted, t0 + microseconds(260));
   t.Mark(Milestone::kSubmitted, t0 + microseconds(300));
@@ -28,7 +29,7 @@ TEST(RequestTimelineTest, PhasesAreTheGapsBetweenReachedMilestonesInPathOrder) {
 
   const auto phases = t.Phases();
   const std::vector<std::pair<std::string_view, int64_t>> want = {
-      {"auth", 20},   {"parse", 30},  {"tokenize", 200}, {"admit", 10},  {"submit", 40},
+      {"auth", 20},   {"plan_queue", 15}, {"parse", 15},  {"tokenize", 200}, {"admit", 10},  {"submit", 40},
       {"inbox", 1000}, {"queue", 200}, {"prefill", 3000}, {"write", 200}};
   ASSERT_EQ(phases.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {

@@ -121,7 +121,7 @@ TEST(BenchAblation, ChecksCompareARunWithItsFifoTwin) {
   ASSERT_EQ(r.size(), 2u);
   EXPECT_TRUE(r[0].pass) << r[0].what;  // 100 ms under FIFO vs 4 ms: 25x
   EXPECT_NEAR(r[0].value, 25, 1e-9);
-  EXPECT_EQ(r[0].what, "premium p99 TTFT loaded@fifo/loaded = 100/4 ms = 25x >= 20x");
+  EXPECT_EQ(r[0].what, "premium client-side p99 TTFT loaded@fifo/loaded = 100/4 ms = 25x >= 20x");
   EXPECT_TRUE(r[1].pass) << r[1].what;  // 48 vs 50 tok/s
   EXPECT_NEAR(r[1].value, 0.96, 1e-9);
   runs["loaded@fifo"].per_tenant[1].output_throughput = 60;

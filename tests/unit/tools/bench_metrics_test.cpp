@@ -4,6 +4,7 @@
 
 #include "../../../benchmarks/llmux-bench/run_report.h"
 #include "../../../benchmarks/llmux-bench/scenario_parse.h"
+#include "../../../benchmarks/llmux-bench/server_log.h"
 
 namespace llmux::bench {
 namespace {
@@ -110,6 +111,55 @@ checks:
   EXPECT_DOUBLE_EQ(r[3].value, 4);
   EXPECT_FALSE(r[4].pass) << r[4].what;
   EXPECT_EQ(r[4].what, "q inflight_high_water in loaded = 120 <= 100");
+}
+
+TEST(BenchMetrics, ServerSideTtftComesFromTheDaemonsAccessLines) {
+  const std::string log =
+      "llmuxd: serving stories on http://127.0.0.1:4000\n"
+      R"({"event":"access","tenant":"premium","status":200,"full_ttft_us":2500})" "\n"
+      R"({"event":"access","tenant":"premium","status":429})" "\n"  // refused: no first byte
+      R"({"event":"policy_reload","tenant":"premium","full_ttft_us":1})" "\n"
+      R"({"event":"access","tenant":"flooder","status":200,"full_ttft_us":40000})" "\n"
+      R"({"event":"access","tenant":"premium","status":200,"full_ttft_us":3100})" "\n"
+      R"({"event":"access","tenant":"premium","full_tt)";  // torn last line
+  const auto ms = ServerFullTtftMs(log);
+  ASSERT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.at("premium"), (std::vector<double>{2.5, 3.1}));
+  EXPECT_EQ(ms.at("flooder"), (std::vector<double>{40.0}));
+}
+
+TEST(BenchMetrics, ServerTtftCheckComparesTheDaemonsP99) {
+  StatusOr<Scenario> sc = ParseScenario(R"(
+name: c
+tenants:
+  p: { key: k1, rate: 1 }
+  q: { key: k2, rate: 1 }
+runs: [ { name: idle, tenants: [p] }, { name: loaded } ]
+checks:
+  - { kind: server_ttft_p99_ratio, tenant: p, run: loaded, baseline: idle, max: 1.2 }
+  - { kind: server_ttft_p99_ratio, tenant: q, run: loaded, baseline: idle, max: 1.2 }
+)");
+  ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+  RunData idle;
+  idle.tenants = {"p"};
+  idle.duration_s = 1;
+  idle.server_full_ttft_ms = {{"p", {2, 2, 2, 4}}};  // p99 3.94
+  RunData loaded;
+  loaded.tenants = {"p", "q"};
+  loaded.duration_s = 1;
+  loaded.server_full_ttft_ms = {{"p", {2, 3, 4, 4.5}}, {"q", {50}}};  // p99 4.485
+  std::map<std::string, RunReport> runs;
+  runs["idle"] = BuildRunReport(*sc, "idle", idle);
+  runs["loaded"] = BuildRunReport(*sc, "loaded", loaded);
+  const std::vector<CheckResult> r = EvaluateChecks(*sc, runs);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_NEAR(r[0].value, 4.485 / 3.94, 1e-9);
+  EXPECT_TRUE(r[0].pass) << r[0].what;
+  EXPECT_EQ(r[0].what,
+            "p server-side full-path p99 TTFT loaded/idle = 4.485/3.94 ms = 1.138x <= 1.2x");
+  // q has no server-side figures in the baseline run: a failure that says so.
+  EXPECT_FALSE(r[1].pass);
+  EXPECT_NE(r[1].what.find("no server-side TTFT of q in both runs"), std::string::npos) << r[1].what;
 }
 
 }  // namespace

@@ -1,0 +1,160 @@
+#include "server/lane_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace llmux::server {
+namespace {
+
+// Holds the pool's only worker inside a job until Release, so that what is queued behind it is
+// ordered by the pool alone.
+class Gate {
+ public:
+  void Block() {
+    std::unique_lock<std::mutex> lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+  }
+  void WaitEntered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+};
+
+// The order jobs ran in (they run on the pool's one worker; the mutex is for the reader).
+class Trace {
+ public:
+  LanePool::Job Job(std::string name) {
+    return [this, name] {
+      std::lock_guard<std::mutex> lock(mu_);
+      order_.push_back(name);
+    };
+  }
+  std::vector<std::string> order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return order_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> order_;
+};
+
+LanePoolOptions Options(int lanes, int threads, int max_queued_per_lane) {
+  LanePoolOptions o;
+  o.lanes = lanes;
+  o.threads = threads;
+  o.max_queued_per_lane = max_queued_per_lane;
+  return o;
+}
+
+TEST(LanePoolTest, APremiumJobQueuedBehindBatchJobsRunsFirst) {
+  LanePool pool(Options(3, 1, 64));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(2, [&] { gate.Block(); }).ok());
+  gate.WaitEntered();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
+  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
+  ASSERT_TRUE(pool.Post(0, trace.Job("premium0")).ok());
+  ASSERT_TRUE(pool.Post(0, trace.Job("premium1")).ok());
+  const std::vector<LanePoolLaneStats> before = pool.Stats();
+  EXPECT_EQ(before[0].queued, 2);
+  EXPECT_EQ(before[1].queued, 1);
+  EXPECT_EQ(before[2].queued, 20);
+  EXPECT_EQ(before[2].started, 1);  // the gate
+  gate.Release();
+  pool.Shutdown();  // runs everything queued, then joins
+
+  std::vector<std::string> want = {"premium0", "premium1", "standard0"};
+  for (int i = 0; i < 20; ++i) want.push_back("batch" + std::to_string(i));
+  EXPECT_EQ(trace.order(), want);
+  const std::vector<LanePoolLaneStats> after = pool.Stats();
+  EXPECT_EQ(after[0].started, 2);
+  EXPECT_EQ(after[1].started, 1);
+  EXPECT_EQ(after[2].started, 21);
+  for (const auto& s : after) EXPECT_EQ(s.queued, 0);
+}
+
+TEST(LanePoolTest, AFullLaneRefusesWhileOtherLanesStillQueue) {
+  LanePool pool(Options(2, 1, 3));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(1, [&] { gate.Block(); }).ok());
+  gate.WaitEntered();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(1, trace.Job("batch" + std::to_string(i))).ok());
+  const Status full = pool.Post(1, trace.Job("refused"));
+  EXPECT_EQ(full.code(), StatusCode::kUnavailable);
+  EXPECT_NE(full.message().find("3 requests of this lane are waiting"), std::string::npos)
+      << full.message();
+  EXPECT_TRUE(pool.Post(0, trace.Job("premium")).ok());
+  EXPECT_EQ(pool.Stats()[1].refused, 1);
+  EXPECT_EQ(pool.Stats()[0].refused, 0);
+  gate.Release();
+  pool.Shutdown();
+  EXPECT_EQ(trace.order(), (std::vector<std::string>{"premium", "batch0", "batch1", "batch2"}));
+}
+
+TEST(LanePoolTest, ALaneBeyondTheLastQueuesInTheLast) {
+  LanePool pool(Options(2, 1, 8));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());
+  gate.WaitEntered();
+  ASSERT_TRUE(pool.Post(7, trace.Job("far")).ok());
+  ASSERT_TRUE(pool.Post(-1, trace.Job("negative")).ok());  // clamps to lane 0
+  EXPECT_EQ(pool.Stats()[1].queued, 1);
+  EXPECT_EQ(pool.Stats()[0].queued, 1);
+  gate.Release();
+  pool.Shutdown();
+  EXPECT_EQ(trace.order(), (std::vector<std::string>{"negative", "far"}));
+}
+
+TEST(LanePoolTest, ShutdownRunsWhatIsQueuedAndRefusesNewJobs) {
+  LanePool pool(Options(1, 2, 100));
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(pool.Post(0, [&] { ran.fetch_add(1); }).ok());
+  pool.Shutdown();
+  EXPECT_EQ(ran.load(), 50);
+  const Status late = pool.Post(0, [&] { ran.fetch_add(1); });
+  EXPECT_EQ(late.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(ran.load(), 50);
+  pool.Shutdown();  // idempotent
+}
+
+TEST(LanePoolTest, EveryWorkerTakesJobs) {
+  // Two workers: two jobs that each wait for the other meet only if both run at once (with one
+  // worker each gives up after its timeout and the test fails instead of hanging).
+  LanePool pool(Options(1, 2, 4));
+  std::promise<void> a, b;
+  std::future<void> a_started = a.get_future(), b_started = b.get_future();
+  std::atomic<int> met{0};
+  auto wait = [&met](std::future<void>& f) {
+    if (f.wait_for(std::chrono::seconds(10)) == std::future_status::ready) met.fetch_add(1);
+  };
+  ASSERT_TRUE(pool.Post(0, [&] { a.set_value(); wait(b_started); }).ok());
+  ASSERT_TRUE(pool.Post(0, [&] { b.set_value(); wait(a_started); }).ok());
+  pool.Shutdown();
+  EXPECT_EQ(met.load(), 2);
+}
+
+}  // namespace
+}  // namespace llmux::server
