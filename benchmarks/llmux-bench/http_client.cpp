@@ -81,11 +81,14 @@ class HttpClient::Exchange : public std::enable_shared_from_this<HttpClient::Exc
     ReadSome();
   }
 
+  // NOTE: async_read_some, not async_read: async_read returns only once the body buffer is full
+  // or the message is complete, so every event of a stream shorter than the buffer would arrive
+  // (and be timed) at the end, making TTFT equal to the whole request's time.
   void ReadSome() {
     if (parser_->is_done()) return Done();
     parser_->get().body().data = chunk_;
     parser_->get().body().size = sizeof(chunk_);
-    http::async_read(*socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    http::async_read_some(*socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec == http::error::need_buffer) ec = {};
       if (ec) return self->Finish(self->status_, "read body: " + ec.message());
       const size_t n = sizeof(self->chunk_) - self->parser_->get().body().size;

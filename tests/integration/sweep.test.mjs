@@ -70,6 +70,10 @@ test('sweep: throughput rises then saturates, latency never falls, the knee and 
     assert.ok(p.batch_seqs_p99 >= 1 && p.batch_seqs_p99 <= 32, JSON.stringify(p));
   }
   const [c1, c4, c16] = j.points;
+  // Events are timed as they arrive: one request alone gets its first of 32 tokens after one
+  // prefill step, long before its last (a client that timed the whole stream at its end would
+  // report TTFT = time per request).
+  assert.ok(c1.ttft.median_ms < 0.5 * c1.time_per_request.median_ms, JSON.stringify(c1));
   // Throughput rises with concurrency until saturation (then it may flatten, not fall).
   assert.ok(c4.total_tokens_per_s > 1.2 * c1.total_tokens_per_s, `${c1.total_tokens_per_s} -> ${c4.total_tokens_per_s}`);
   assert.ok(c16.total_tokens_per_s >= 0.9 * c4.total_tokens_per_s, `${c4.total_tokens_per_s} -> ${c16.total_tokens_per_s}`);
