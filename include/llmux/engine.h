@@ -4,11 +4,14 @@
 // and through the output sinks they pass in.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -178,6 +181,32 @@ using OutputSink = std::function<void(EngineOutput&&)>;
   X(int64_t, cost_fit_steps, "", kInfo, kFull,                                                   \
     "Steps the cost model was fitted on (0: the FLOPs prior, or fixed constants).")
 
+// The bounds (Prometheus `le`) of the engine's step histograms: llmux_engine_step_seconds,
+// llmux_engine_batch_size and llmux_engine_batch_tokens. Fixed here, so the counts an engine
+// keeps (in a worker process too) and the daemon's series use the same buckets.
+inline constexpr double kStepSecondsBounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                1.0,    2.5,     5.0,    10.0};
+inline constexpr double kBatchSizeBounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+inline constexpr double kBatchTokenBounds[] = {1,   4,    16,   64,   128,  256,
+                                               512, 1024, 2048, 4096, 8192, 16384};
+
+// One step histogram as cumulative counts since the engine started: counts[i] steps whose
+// value v has bounds[i - 1] < v <= bounds[i], the last entry those above every bound (+Inf);
+// empty before the first step.
+struct StepHistogram {
+  std::vector<int64_t> counts;
+  double sum = 0;
+
+  void Observe(double v, std::span<const double> bounds) {
+    if (counts.empty()) counts.assign(bounds.size() + 1, 0);
+    ++counts[static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin())];
+    sum += v;
+  }
+  int64_t Count() const { return std::accumulate(counts.begin(), counts.end(), int64_t{0}); }
+  bool operator==(const StepHistogram&) const = default;
+};
+
 struct EngineStats {
 #define LLMUX_ENGINE_STAT_MEMBER(type, name, metric, kind, scope, help) type name = 0;
   LLMUX_ENGINE_STATS(LLMUX_ENGINE_STAT_MEMBER)
@@ -190,6 +219,12 @@ struct EngineStats {
   // The kernel each weight shape's GEMMs run (Backend::GemmChoices; empty on the CPU backend).
   // NOTE: not in LLMUX_ENGINE_STATS either (a description); the worker wire carries it.
   std::vector<GemmChoice> gemm_choices;
+  // Every step's duration (schedule through emit), sequences and tokens (/metrics renders them
+  // per pool; a process pool's come with its worker's pings).
+  // NOTE: not in LLMUX_ENGINE_STATS (histograms, not figures); the worker wire carries them.
+  StepHistogram step_seconds;
+  StepHistogram batch_size;
+  StepHistogram batch_tokens;
 };
 
 // One row of LLMUX_ENGINE_STATS, as data.

@@ -110,11 +110,13 @@ struct CacheConfigInfo {
   bool enable_prefix_caching = true;
 };
 
-class Metrics : public EngineObserver {
+class Metrics {
  public:
+  virtual ~Metrics() = default;
   // `model_name` labels the request series (vllm:* histograms, request_success) and
-  // cache_config_info; `pool` labels the step histograms (OnStep). The engine series take both
-  // labels from each MetricsSnapshot::pools entry.
+  // cache_config_info; `pool` is the pool whose busy time and step histograms exist (at 0)
+  // from the first scrape. The engine series, the busy time and the step histograms of every
+  // pool take their labels and figures from each MetricsSnapshot::pools entry.
   static std::unique_ptr<Metrics> Create(std::string model_name, std::string pool = "shared");
 
   // The tenants that may appear as label values (the policy's). Any thread.

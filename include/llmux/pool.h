@@ -69,9 +69,6 @@ struct PoolSetOptions {
   std::string worker_executable;
   std::string config_path;
   std::string model_override;  // --model DIR given to the daemon ("" = none)
-  // Receives the step figures of the shared pool's engine (metrics); may be null. Must outlive
-  // the pool set.
-  EngineObserver* shared_observer = nullptr;
 };
 
 // The served model id of a pool: model.name, else the model folder's name

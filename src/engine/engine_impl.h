@@ -169,6 +169,8 @@ class EngineImpl final : public Engine {
   BatchBuilder batch_builder_;
   StepCostModel cost_model_;
   double busy_seconds_total_ = 0;  // every step's busy time (Attribute)
+  // Every step's duration, sequences and tokens (ReportStep), published with the stats.
+  StepHistogram step_seconds_, batch_size_, batch_tokens_;
   std::unordered_map<std::string, double> tenant_engine_seconds_;  // each tenant's shares of it
   // The step's sampling inputs and outputs, capacity kept across steps: per logits row, its
   // request's view; the constrained rows' masks, [rows with a grammar, ceil(vocab / 32)].

@@ -20,6 +20,9 @@ void EngineImpl::PublishStats() {
   e.prefix_query_tokens = s.prefix_query_tokens;
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   e.busy_seconds = busy_seconds_total_;
+  e.step_seconds = step_seconds_;
+  e.batch_size = batch_size_;
+  e.batch_tokens = batch_tokens_;
   const StepCostConstants& k = cost_model_.constants();
   e.cost_step_us = k.step_s * 1e6;
   e.cost_prefill_token_us = k.prefill_token_s * 1e6;

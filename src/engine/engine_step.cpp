@@ -226,11 +226,14 @@ void EngineImpl::AdaptStepBudget(const Step& step) {
 }
 
 void EngineImpl::ReportStep(const Step& step) {
-  if (config_.observer == nullptr) return;
   StepInfo info;
   info.seconds = SecondsBetween(step.start, EngineClock::now());
   info.num_seqs = static_cast<int32_t>(step.plan.seqs.size());
   for (const ScheduledSeq& seq : step.plan.seqs) info.num_tokens += seq.num_new_tokens;
+  step_seconds_.Observe(info.seconds, kStepSecondsBounds);
+  batch_size_.Observe(info.num_seqs, kBatchSizeBounds);
+  batch_tokens_.Observe(info.num_tokens, kBatchTokenBounds);
+  if (config_.observer == nullptr) return;
   info.busy_seconds = step.busy_seconds;
   info.tenant_seconds = step.tenant_seconds;
   config_.observer->OnStep(info);

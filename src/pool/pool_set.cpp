@@ -166,9 +166,7 @@ StatusOr<std::unique_ptr<PoolSet>> PoolSet::Create(const ServerConfig& config,
     switch (section.isolation) {
       case PoolIsolation::kThread: {
         LLMUX_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                               pool::CreateLocalEngine(
-                                   section, lane_configs,
-                                   section.name == "shared" ? options.shared_observer : nullptr));
+                               pool::CreateLocalEngine(section, lane_configs));
         engine->Start();
         pool->SetEngine(std::move(engine), nullptr);
         break;

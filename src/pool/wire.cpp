@@ -270,11 +270,27 @@ std::vector<GemmChoice> DecodeGemmChoices(const json& j) {
   return out;
 }
 
+namespace {
+
+json EncodeHistogram(const StepHistogram& h) { return {{"counts", h.counts}, {"sum", h.sum}}; }
+
+StepHistogram DecodeHistogram(const json& j) {
+  StepHistogram h;
+  h.counts = j.at("counts").get<std::vector<int64_t>>();
+  h.sum = j.at("sum").get<double>();
+  return h;
+}
+
+}  // namespace
+
 json EncodeStats(const EngineStats& s) {
   json j = json::object();
   ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
   j["device_fault"] = s.device_fault;  // not a figure: outside LLMUX_ENGINE_STATS
   j["gemm_choices"] = EncodeGemmChoices(s.gemm_choices);
+  j["step_seconds"] = EncodeHistogram(s.step_seconds);  // histograms: outside it too
+  j["batch_size"] = EncodeHistogram(s.batch_size);
+  j["batch_tokens"] = EncodeHistogram(s.batch_tokens);
   return j;
 }
 
@@ -285,6 +301,9 @@ EngineStats DecodeStats(const json& j) {
   });
   s.device_fault = j.value("device_fault", std::string());
   if (j.contains("gemm_choices")) s.gemm_choices = DecodeGemmChoices(j.at("gemm_choices"));
+  if (j.contains("step_seconds")) s.step_seconds = DecodeHistogram(j.at("step_seconds"));
+  if (j.contains("batch_size")) s.batch_size = DecodeHistogram(j.at("batch_size"));
+  if (j.contains("batch_tokens")) s.batch_tokens = DecodeHistogram(j.at("batch_tokens"));
   return s;
 }
 

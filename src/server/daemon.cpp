@@ -115,7 +115,7 @@ int RunDaemon(const DaemonArgs& args) {
   std::unique_ptr<PolicyStore> store = std::move(store_or).value();
   start_lanes = store->Current()->lanes;
 
-  // Telemetry outlives the pools (the shared engine's observer) and the servers (their handlers).
+  // Telemetry outlives the servers (their handlers).
   const std::string model_name = ServedModelName(config.model);
   std::unique_ptr<Metrics> metrics = Metrics::Create(model_name, "shared");
   metrics->SetTenants(TenantNames(*store->Current()));
@@ -150,7 +150,6 @@ int RunDaemon(const DaemonArgs& args) {
   capacity.Apply(*store->Current(), UnixMsNow());
 
   PoolSetOptions pool_options;
-  pool_options.shared_observer = metrics.get();
   pool_options.worker_executable = "/proc/self/exe";
   pool_options.config_path = std::filesystem::absolute(args.config_path).string();
   pool_options.model_override = config.model.path.string();

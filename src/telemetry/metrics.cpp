@@ -11,6 +11,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <atomic>
+#include <iterator>
 #include <map>
 #include <cstdio>
 #include <mutex>
@@ -46,13 +47,13 @@ const Buckets kItlBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 const Buckets kLatencyBuckets = {0.001, 0.01,  0.05, 0.1,  0.3,  0.5,   0.8,  1.0,  1.5,
                                  2.0,   2.5,   5.0,  10.0, 15.0, 20.0,  30.0, 40.0, 50.0,
                                  60.0,  120.0, 240., 480., 960., 1920., 7680.};
-const Buckets kStepBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                              0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+// The step histograms' bounds are the engine's (engine.h): their counts come from the engines.
+const Buckets kStepBuckets(std::begin(kStepSecondsBounds), std::end(kStepSecondsBounds));
 // Request phases (and the full-path TTFT): fine from 100 us, where the I/O layer's phases live.
 const Buckets kPhaseBuckets = {0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                0.05,   0.1,    0.2,    0.5,   1.0,   2.0,   5.0,  10.0, 30.0};
-const Buckets kBatchSizeBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
-const Buckets kBatchTokenBuckets = {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+const Buckets kBatchSizeBuckets(std::begin(kBatchSizeBounds), std::end(kBatchSizeBounds));
+const Buckets kBatchTokenBuckets(std::begin(kBatchTokenBounds), std::end(kBatchTokenBounds));
 
 const RejectReason kAllReasons[] = {RejectReason::kAuth,         RejectReason::kInvalid,
                                     RejectReason::kRateLimit,    RejectReason::kQuota,
@@ -73,7 +74,6 @@ class PrometheusMetrics final : public Metrics {
   std::string Render(const MetricsSnapshot& snapshot) override;
   void SetCacheConfig(const CacheConfigInfo& info) override;
   std::string RenderEngine(const std::vector<PoolEngineStats>& pools) const override;
-  void OnStep(const StepInfo& step) override;
 
  private:
   std::string Label(std::string_view tenant) const;
@@ -83,6 +83,9 @@ class PrometheusMetrics final : public Metrics {
   // below the last one is a reset, and all of it is new.
   static void AdvanceResettable(Counter& counter, int64_t now, int64_t* last);
   static void AdvanceResettable(Counter& counter, double now, double* last);
+  // Adds to `h` what an engine's cumulative counts `now` hold beyond `last` (all of `now`
+  // when they went back: a restarted worker), then remembers `now`.
+  static void AdvanceHistogram(Histogram& h, const StepHistogram& now, StepHistogram* last);
 
   const std::string model_;
   const std::string pool_;
@@ -385,16 +388,6 @@ void PrometheusMetrics::CountPolicyReload(bool ok) {
   reloads_.Add({{"result", ok ? "ok" : "rejected"}}).Increment();
 }
 
-void PrometheusMetrics::OnStep(const StepInfo& step) {
-  const prometheus::Labels p = {{"pool", pool_}};
-  step_seconds_.Add(p, kStepBuckets).Observe(step.seconds);
-  batch_size_.Add(p, kBatchSizeBuckets).Observe(step.num_seqs);
-  batch_tokens_.Add(p, kBatchTokenBuckets).Observe(step.num_tokens);
-  // NOTE: llmux_pool_busy_seconds_total and llmux_tenant_engine_seconds_total come from the
-  // engines' cumulative figures at scrape time (Render), so a process pool, whose steps run in
-  // its worker, reports them as a thread pool does.
-}
-
 void PrometheusMetrics::Advance(Counter& counter, int64_t now, int64_t* last) {
   if (now > *last) counter.Increment(static_cast<double>(now - *last));
   *last = std::max(*last, now);
@@ -408,6 +401,22 @@ void PrometheusMetrics::AdvanceResettable(Counter& counter, int64_t now, int64_t
 void PrometheusMetrics::AdvanceResettable(Counter& counter, double now, double* last) {
   if (now < *last) *last = 0;
   if (now > *last) counter.Increment(now - *last);
+  *last = now;
+}
+
+void PrometheusMetrics::AdvanceHistogram(Histogram& h, const StepHistogram& now,
+                                         StepHistogram* last) {
+  if (now.counts.empty()) return;
+  bool reset = last->counts.size() != now.counts.size();
+  for (size_t i = 0; !reset && i < now.counts.size(); ++i) reset = now.counts[i] < last->counts[i];
+  if (reset) *last = StepHistogram{std::vector<int64_t>(now.counts.size(), 0), 0};
+  std::vector<double> increments(now.counts.size());
+  bool any = false;
+  for (size_t i = 0; i < now.counts.size(); ++i) {
+    increments[i] = static_cast<double>(now.counts[i] - last->counts[i]);
+    any = any || increments[i] > 0;
+  }
+  if (any) h.ObserveMultiple(increments, now.sum - last->sum);
   *last = now;
 }
 
@@ -428,6 +437,13 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     });
     AdvanceResettable(pool_busy_.Add({{"pool", p.pool}}), p.stats.busy_seconds,
                       &last.busy_seconds);
+    const prometheus::Labels pool = {{"pool", p.pool}};
+    AdvanceHistogram(step_seconds_.Add(pool, kStepBuckets), p.stats.step_seconds,
+                     &last.step_seconds);
+    AdvanceHistogram(batch_size_.Add(pool, kBatchSizeBuckets), p.stats.batch_size,
+                     &last.batch_size);
+    AdvanceHistogram(batch_tokens_.Add(pool, kBatchTokenBuckets), p.stats.batch_tokens,
+                     &last.batch_tokens);
   }
   for (const MetricsSnapshot::Tenant& t : s.tenants) {
     const prometheus::Labels l = {{"tenant", Label(t.name)}};

@@ -231,4 +231,15 @@ tenants:
   assert.ok(ps.busy_seconds > 0 && ps.busy_seconds >= busy, JSON.stringify(ps));
   assert.ok(ps.cost_prefill_token_us + ps.cost_decode_token_us > 0, JSON.stringify(ps));
   assert.equal(stats.pools.shared.cost_fit_steps, stats.pools.shared.steps);
+
+  // Its step histograms too (the worker's bucket counts), the shared pool's untouched.
+  const after = await scrape();
+  const one = (re) => value(after, re);
+  const steps = one(/^llmux_engine_step_seconds_count\{pool="dedicated"\} (\S+)$/gm);
+  assert.equal(steps, ps.steps, after);
+  assert.ok(ps.steps >= 40, JSON.stringify(ps));
+  const seqSteps = one(/^llmux_engine_batch_size_sum\{pool="dedicated"\} (\S+)$/gm);
+  assert.ok(seqSteps >= steps && seqSteps <= 2 * steps, `${seqSteps} sequence-steps in ${steps} steps`);
+  assert.equal(one(/^llmux_engine_batch_tokens_count\{pool="dedicated"\} (\S+)$/gm), steps);
+  assert.match(after, /^llmux_engine_step_seconds_count\{pool="shared"\} 0$/m);
 });

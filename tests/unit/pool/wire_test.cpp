@@ -237,6 +237,27 @@ TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
   });
 }
 
+// The step histograms (outside LLMUX_ENGINE_STATS) cross the wire whole, so a process pool's
+// llmux_engine_step_seconds / _batch_size / _batch_tokens come out of its worker's pings.
+TEST(WireTest, StepHistogramsRoundTrip) {
+  EngineStats s;
+  s.step_seconds.Observe(0.0003, kStepSecondsBounds);
+  s.step_seconds.Observe(20.0, kStepSecondsBounds);  // above every bound: +Inf
+  s.batch_size.Observe(3, kBatchSizeBounds);
+  s.batch_tokens.Observe(64, kBatchTokenBounds);  // on a bound: that bucket (le)
+  const EngineStats d = DecodeStats(EncodeStats(s));
+  EXPECT_EQ(d.step_seconds, s.step_seconds);
+  EXPECT_EQ(d.batch_size, s.batch_size);
+  EXPECT_EQ(d.batch_tokens, s.batch_tokens);
+  ASSERT_EQ(d.step_seconds.counts.size(), std::size(kStepSecondsBounds) + 1);
+  EXPECT_EQ(d.step_seconds.counts[2], 1);       // 0.00025 < 0.0003 <= 0.0005
+  EXPECT_EQ(d.step_seconds.counts.back(), 1);   // +Inf
+  EXPECT_EQ(d.batch_size.counts[2], 1);         // 2 < 3 <= 4
+  EXPECT_EQ(d.batch_tokens.counts[3], 1);       // 64 <= 64
+  EXPECT_DOUBLE_EQ(d.step_seconds.sum, 20.0003);
+  EXPECT_TRUE(DecodeStats(EncodeStats(EngineStats{})).batch_size.counts.empty());
+}
+
 TEST(WireTest, FramesCrossASocketInOrderAndEofEndsTheSession) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

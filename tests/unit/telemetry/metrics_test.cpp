@@ -205,17 +205,54 @@ TEST(Metrics, PhasesAndTheFullPathTtftPerTenantLaneAndPhase) {
   EXPECT_EQ(text.find("stranger"), std::string::npos);
 }
 
-TEST(Metrics, EngineStepsAndPolicyReloads) {
+// The step histograms come from every pool's engine counts at scrape time (a process pool's
+// from its worker's pings), each under its own pool; a restarted worker's counts start again.
+TEST(Metrics, EngineStepHistogramsPerPoolAndPolicyReloads) {
   auto m = Metrics::Create("stories", "shared");
-  m->OnStep(StepInfo{0.004, 3, 40});
   m->CountPolicyReload(true);
   m->CountPolicyReload(false);
   m->CountPolicyReload(false);
-  const std::string text = m->Render(MetricsSnapshot{});
+  {
+    // Before any step: the shared pool's series exist at 0.
+    const std::string text = m->Render(MetricsSnapshot{});
+    EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_count{pool="shared"})"),
+              R"(llmux_engine_batch_size_count{pool="shared"} 0)");
+  }
+  auto snapshot = [](std::vector<std::pair<int, int>> shared_steps,
+                     std::vector<std::pair<int, int>> gold_steps) {
+    auto stats = [](const std::vector<std::pair<int, int>>& steps) {
+      EngineStats e;
+      for (const auto& [seqs, tokens] : steps) {
+        e.step_seconds.Observe(0.004, kStepSecondsBounds);
+        e.batch_size.Observe(seqs, kBatchSizeBounds);
+        e.batch_tokens.Observe(tokens, kBatchTokenBounds);
+      }
+      return e;
+    };
+    MetricsSnapshot s;
+    s.pools = {PoolEngineStats{"shared", "stories", stats(shared_steps)},
+               PoolEngineStats{"gold", "stories-gold", stats(gold_steps)}};
+    return s;
+  };
+  m->Render(snapshot({{3, 40}}, {{1, 1}, {2, 2}}));
+  // The gold worker restarted: its counts start again (one step of 5 sequences since).
+  const std::string text = m->Render(snapshot({{3, 40}, {4, 100}}, {{5, 600}}));
   EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_sum{pool="shared"})"),
-            R"(llmux_engine_batch_size_sum{pool="shared"} 3)");
+            R"(llmux_engine_batch_size_sum{pool="shared"} 7)");
   EXPECT_EQ(Line(text, R"(llmux_engine_batch_tokens_bucket{pool="shared",le="64"})"),
             R"(llmux_engine_batch_tokens_bucket{pool="shared",le="64"} 1)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_tokens_bucket{pool="shared",le="128"})"),
+            R"(llmux_engine_batch_tokens_bucket{pool="shared",le="128"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_count{pool="gold"})"),
+            R"(llmux_engine_batch_size_count{pool="gold"} 3)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_sum{pool="gold"})"),
+            R"(llmux_engine_batch_size_sum{pool="gold"} 8)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_batch_size_bucket{pool="gold",le="4"})"),
+            R"(llmux_engine_batch_size_bucket{pool="gold",le="4"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_step_seconds_count{pool="gold"})"),
+            R"(llmux_engine_step_seconds_count{pool="gold"} 3)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_step_seconds_bucket{pool="gold",le="0.005"})"),
+            R"(llmux_engine_step_seconds_bucket{pool="gold",le="0.005"} 3)");
   EXPECT_EQ(Line(text, R"(llmux_policy_reloads_total{result="rejected"})"),
             R"(llmux_policy_reloads_total{result="rejected"} 2)");
 }
@@ -258,8 +295,6 @@ TEST(Metrics, PoolBusySecondsAndEachTenantsShare) {
     EXPECT_EQ(text.find(R"(llmux_tenant_engine_seconds_total{pool="shared",tenant="acme"})"),
               std::string::npos);
   }
-  // Steps reach the step histograms only: the engine's figures are the source of the totals.
-  m->OnStep(StepInfo{0.010, 2, 20, 0.008, {{"acme", 0.006}, {"beta", 0.002}}});
   m->Render(snapshot(2.0, 0.5, 0.375, 0.125, 1.5));
   // A worker restart: gold's figures start again from 0 (0.25 new), acme's too (0.125 new).
   const std::string text = m->Render(snapshot(3.0, 0.25, 0.125, 0.25, 2.5));
