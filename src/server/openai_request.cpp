@@ -5,24 +5,18 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "server/field_error.h"
+
 namespace llmux::server {
 namespace {
 
 // NOTE: ordered, so that tool schemas reach the chat template with the client's key order.
 using json = nlohmann::ordered_json;
 
-// Parse failures travel as this exception inside this file only; ParseOpenAiRequest catches it.
-struct FieldError {
-  ApiError error;
-};
-
-[[noreturn]] void Fail(std::string param, std::string message, std::string code = "") {
-  throw FieldError{InvalidRequest(std::move(message), std::move(param), std::move(code))};
-}
-
-[[noreturn]] void Unsupported(const std::string& param, const std::string& what) {
-  throw FieldError{InvalidRequest(what + " is not supported by llmux", param, "unsupported_feature")};
-}
+// Parse failures travel as parse::FieldError inside this file only (server/field_error.h).
+using parse::Fail;
+using parse::FieldError;
+using parse::Unsupported;
 
 double Number(const json& v, const std::string& name, double lo, double hi) {
   if (!v.is_number()) Fail(name, "'" + name + "' must be a number");

@@ -2,23 +2,17 @@
 
 #include <random>
 
+#include "server/field_error.h"
+
 namespace llmux::server {
 namespace {
 
 using json = nlohmann::ordered_json;
 
-struct FieldError {
-  ApiError error;
-};
-
-[[noreturn]] void Fail(std::string param, std::string message, std::string code = "") {
-  throw FieldError{InvalidRequest(std::move(message), std::move(param), std::move(code))};
-}
-
-[[noreturn]] void Unsupported(const std::string& param, const std::string& what) {
-  throw FieldError{
-      InvalidRequest(what + " is not supported by llmux", param, "unsupported_feature")};
-}
+// Parse failures travel as parse::FieldError inside this file only (server/field_error.h).
+using parse::Fail;
+using parse::FieldError;
+using parse::Unsupported;
 
 std::string RandomHex(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
