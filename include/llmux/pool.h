@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "llmux/chat_template.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
@@ -113,6 +115,10 @@ class PoolSet {
   // Stops every engine (and worker). Unfinished requests end with Unavailable.
   virtual void Stop() = 0;
 };
+
+// A pool's GEMM choices (EngineStats::gemm_choices) as JSON, one object per weight shape: what
+// the worker wire carries and GET /admin/pools shows (docs/pools.md).
+nlohmann::json GemmChoicesJson(const std::vector<GemmChoice>& choices);
 
 struct PoolWorkerArgs {
   std::string pool;

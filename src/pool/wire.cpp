@@ -234,8 +234,12 @@ TenantLimits DecodeLimits(const json& j) {
   return l;
 }
 
-json EncodeGemmChoices(const std::vector<GemmChoice>& choices) {
-  json out = json::array();
+}  // namespace llmux::pool
+
+namespace llmux {
+
+nlohmann::json GemmChoicesJson(const std::vector<GemmChoice>& choices) {
+  nlohmann::json out = nlohmann::json::array();
   for (const GemmChoice& c : choices) {
     out.push_back({{"n", c.n},
                    {"k", c.k},
@@ -250,6 +254,10 @@ json EncodeGemmChoices(const std::vector<GemmChoice>& choices) {
   }
   return out;
 }
+
+}  // namespace llmux
+
+namespace llmux::pool {
 
 std::vector<GemmChoice> DecodeGemmChoices(const json& j) {
   std::vector<GemmChoice> out;
@@ -287,7 +295,7 @@ json EncodeStats(const EngineStats& s) {
   json j = json::object();
   ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
   j["device_fault"] = s.device_fault;  // not a figure: outside LLMUX_ENGINE_STATS
-  j["gemm_choices"] = EncodeGemmChoices(s.gemm_choices);
+  j["gemm_choices"] = GemmChoicesJson(s.gemm_choices);
   j["step_seconds"] = EncodeHistogram(s.step_seconds);  // histograms: outside it too
   j["batch_size"] = EncodeHistogram(s.batch_size);
   j["batch_tokens"] = EncodeHistogram(s.batch_tokens);

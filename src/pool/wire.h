@@ -50,8 +50,7 @@ nlohmann::json EncodeOutput(const EngineOutput& o);
 EngineOutput DecodeOutput(const nlohmann::json& j);
 nlohmann::json EncodeLimits(const TenantLimits& l);
 TenantLimits DecodeLimits(const nlohmann::json& j);
-// EngineStats::gemm_choices, one object per weight shape (the keys GET /admin/pools shows).
-nlohmann::json EncodeGemmChoices(const std::vector<GemmChoice>& choices);
+// EngineStats::gemm_choices back from GemmChoicesJson (llmux/pool.h).
 std::vector<GemmChoice> DecodeGemmChoices(const nlohmann::json& j);
 nlohmann::json EncodeStats(const EngineStats& s);
 EngineStats DecodeStats(const nlohmann::json& j);

@@ -33,20 +33,8 @@ int64_t NowUnixMs() {
 // GET /admin/pools `gemm`: the pool's GEMM mode and what each weight shape runs
 // (docs/isolation.md: "invariant" pins one kernel per shape for every M; "fast" picks per M).
 json GemmJson(bool batch_invariant, const EngineStats& stats) {
-  json shapes = json::array();
-  for (const GemmChoice& c : stats.gemm_choices) {
-    shapes.push_back({{"n", c.n},
-                      {"k", c.k},
-                      {"out", c.out_f32 ? "f32" : "bf16"},
-                      {"kernel", c.kernel},
-                      {"tile_n", c.tile_n},
-                      {"tile_m", c.tile_m},
-                      {"ctas_at_m1", c.ctas_at_m1},
-                      {"candidates_tried", c.candidates_tried},
-                      {"m_plans", c.m_plans},
-                      {"rejected_layouts", c.rejected_layouts}});
-  }
-  return {{"mode", batch_invariant ? "invariant" : "fast"}, {"shapes", shapes}};
+  return {{"mode", batch_invariant ? "invariant" : "fast"},
+          {"shapes", GemmChoicesJson(stats.gemm_choices)}};
 }
 
 }  // namespace
