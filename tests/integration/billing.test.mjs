@@ -228,7 +228,8 @@ tenants:
   const stats = (await http(d, 'GET', '/admin/stats', { key: KEYS.admin })).json;
   const ps = stats.pools.dedicated;
   assert.ok(ps.cost_fit_steps > 0 && ps.cost_fit_steps <= ps.steps, JSON.stringify(ps));
-  assert.ok(ps.busy_seconds > 0 && ps.busy_seconds >= busy, JSON.stringify(ps));
+  // /metrics sums the increments of the worker's figure, so it may round a hair above it.
+  assert.ok(ps.busy_seconds > 0 && ps.busy_seconds >= busy * (1 - 1e-9), `${JSON.stringify(ps)} vs ${busy}`);
   assert.ok(ps.cost_prefill_token_us + ps.cost_decode_token_us > 0, JSON.stringify(ps));
   assert.equal(stats.pools.shared.cost_fit_steps, stats.pools.shared.steps);
 
