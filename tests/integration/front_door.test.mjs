@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+  requireData,
   KEYS, STORIES, defaultTenants, http, serverYaml, startDaemon, waitFor,
 } from './harness.mjs';
 
@@ -25,20 +26,13 @@ before(async () => {
 });
 after(async () => { if (d) await d.stop(); });
 
-function skipWithoutData(t) {
-  if (haveData) return false;
-  if (process.env.CI === 'true') throw new Error(`test data missing under CI=true: ${STORIES}`);
-  t.skip(`SKIPPED: test data missing: ${STORIES} (set LLMUX_TEST_DATA)`);
-  return true;
-}
-
 const metric = (text, name, lane) => {
   const m = text.match(new RegExp(`^${name}\\{lane="${lane}"\\} (\\d+)$`, 'm'));
   return m ? Number(m[1]) : undefined;
 };
 
 test('a flooded lane is refused at its planning queue while the premium lane is served', async (t) => {
-  if (skipWithoutData(t)) return;
+  if (!requireData(t)) return;
   // Each flood request costs its planner a long tokenization (a prompt far over the context,
   // so planning ends in a 400 and no engine work follows); 32 of them at once overflow the
   // batch lane's queue of 2 behind the single planning worker.
@@ -86,7 +80,7 @@ test('a flooded lane is refused at its planning queue while the premium lane is 
 });
 
 test('a completion\'s access line has its wait for a planner as the plan_queue phase', async (t) => {
-  if (skipWithoutData(t)) return;
+  if (!requireData(t)) return;
   const r = await http(d, 'POST', '/v1/completions', {
     key: KEYS.premium,
     headers: { 'x-request-id': 'front-door-phases' },
