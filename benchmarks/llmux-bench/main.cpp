@@ -4,11 +4,12 @@
 //
 //   llmux-bench --scenario FILE (--llmuxd PATH --model-dir DIR | --url http://HOST:PORT
 //               [--model NAME]) [--run NAME] [--out FILE.json] [--plot DIR] [--work DIR]
-//               [--strict] [--ablate fifo]
+//               [--strict] [--ablate fifo] [--flood-nice N]
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -35,6 +36,7 @@ struct Options {
   std::string work = "build/bench/work";
   bool strict = false;
   std::vector<std::string> ablate;  // --ablate fifo (also the scenario's `ablate`)
+  int flood_nice = -1;              // --flood-nice N: replaces the scenario's flood_nice
 };
 
 int Usage() {
@@ -42,7 +44,7 @@ int Usage() {
                "usage: llmux-bench --scenario FILE (--llmuxd PATH --model-dir DIR | --url "
                "http://HOST:PORT [--model NAME])\n"
                "                   [--run NAME] [--out FILE.json] [--plot DIR] [--work DIR] [--strict]\n"
-               "                   [--ablate fifo]\n");
+               "                   [--ablate fifo] [--flood-nice 0..19]\n");
   return 2;
 }
 
@@ -65,6 +67,12 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--plot") o->plot_dir = v;
     else if (a == "--work") o->work = v;
     else if (a == "--ablate" && v == "fifo") o->ablate.push_back(v);
+    else if (a == "--flood-nice") {
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || n < 0 || n > 19) return false;
+      o->flood_nice = static_cast<int>(n);
+    }
     else return false;
   }
   return !o->scenario.empty() && (o->url.empty() != o->llmuxd.empty()) &&
@@ -145,6 +153,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   for (const std::string& a : o.ablate) parsed->ablate.push_back(a);
+  if (o.flood_nice >= 0) parsed->flood_nice = o.flood_nice;
   if (!parsed->ablate.empty()) {
     // The only ablation so far is fifo (the parser and the flag accept nothing else).
     const Status s = AddFifoAblation(&*parsed);
@@ -174,6 +183,14 @@ int Main(int argc, char** argv) {
   }
   const std::vector<CheckResult> checks = o.only_run.empty() ? EvaluateChecks(sc, reports) : std::vector<CheckResult>{};
   std::printf("Checks of scenario %s:\n", sc.name.c_str());
+  // The results depend on it: say under which load-generator priority they were taken.
+  if (sc.flood_nice > 0) {
+    std::printf("  (flood generated at nice %d in a process of its own, standing in for clients "
+                "on other hosts; --flood-nice 0 for the same priority as llmuxd)\n",
+                sc.flood_nice);
+  } else {
+    std::printf("  (flood generated at the daemon's priority on the same cores)\n");
+  }
   PrintChecks(stdout, checks);
   if (!o.out.empty()) {
     std::ofstream out(o.out);

@@ -155,7 +155,7 @@ json ScenarioJson(const Scenario& sc, const std::vector<const RunReport*>& runs,
   json c = json::array();
   for (const CheckResult& x : checks) c.push_back({{"check", x.what}, {"value", x.value}, {"pass", x.pass}});
   return {{"scenario", sc.name}, {"description", sc.description}, {"seed", sc.seed},
-          {"machine", machine}, {"runs", r}, {"checks", c}};
+          {"flood_nice", sc.flood_nice}, {"machine", machine}, {"runs", r}, {"checks", c}};
 }
 
 }  // namespace llmux::bench

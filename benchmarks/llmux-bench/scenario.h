@@ -77,6 +77,11 @@ struct Scenario {
   std::vector<Run> runs;
   std::vector<Check> checks;
   std::vector<std::string> ablate;  // ablations run in every invocation (`fifo`)
+  // `flood_nice`: 1..19 runs the tenants without `process: own` (the flood) in a process of
+  // their own at this nice value (setpriority), standing in for clients on other hosts: on one
+  // machine they would otherwise take CPU from the daemon. 0: in the llmux-bench process at
+  // its priority. `--flood-nice N` overrides it (docs/benchmarking.md).
+  int flood_nice = 0;
 
   const Run* FindRun(const std::string& n) const {
     for (const Run& r : runs) {

@@ -192,7 +192,7 @@ inline StatusOr<Scenario> ParseScenario(const std::string& yaml_text) {
     const YAML::Node root = YAML::Load(yaml_text);
     OnlyKeys(root, "(scenario)", {"name", "description", "seed", "model", "api", "prompt", "token_ids",
                                   "drain", "service_weights", "admin_key", "server", "tenants", "runs",
-                                  "checks", "ablate"});
+                                  "checks", "ablate", "flood_nice"});
     Scenario sc;
     if (!root["name"]) Fail("name", "is required");
     sc.name = Get<std::string>(root["name"], "name");
@@ -211,6 +211,10 @@ inline StatusOr<Scenario> ParseScenario(const std::string& yaml_text) {
       if (sc.token_id_min < 0 || sc.token_id_max < sc.token_id_min) Fail("token_ids", "needs 0 <= min <= max");
     }
     if (root["drain"]) sc.drain_s = Seconds(root["drain"], "drain");
+    if (root["flood_nice"]) {
+      sc.flood_nice = Get<int>(root["flood_nice"], "flood_nice");
+      if (sc.flood_nice < 0 || sc.flood_nice > 19) Fail("flood_nice", "must be 0..19");
+    }
     if (const YAML::Node w = root["service_weights"]) {
       OnlyKeys(w, "service_weights", {"prefill", "decode"});
       if (w["prefill"]) sc.prefill_weight = Get<double>(w["prefill"], "service_weights.prefill");

@@ -138,6 +138,11 @@ class Backend {
   // model's fused q/k/v and gate/up weights) keeps that memory alive for the backend's use
   // exactly when this is true, and may free it right after LoadWeight otherwise.
   virtual bool AliasesHostWeights() const = 0;
+  // True when each op has completed when it returns (the CPU backend), so a model may stop a
+  // step between layers (ForwardBatch::stop) and the time not spent is saved. False when ops
+  // are queued on a device stream and may replay as one captured graph (CUDA): a step then
+  // always runs to its end.
+  virtual bool StopsBetweenLayers() const { return false; }
   // Copies host F32 values into a new backend-owned F32 tensor [rows, cols].
   virtual StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) = 0;
 

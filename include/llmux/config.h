@@ -124,6 +124,10 @@ struct EngineSection {
   int max_batched_tokens = 2048;         // token budget of one engine step
   int max_seqs = 64;                     // sequences in one engine step
   int max_step_ms = 0;  // step-time target: the step token budget adapts to it (0 = off)
+  // A higher-lane arrival stops the step in flight between layers (CPU backend).
+  bool yield_to_higher_lane = true;
+  // A step that runs a lane's prefill holds no lower-lane work.
+  bool lane_exclusive_prefill = true;
   EngineBatching batching = EngineBatching::kContinuous;
   Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
   int prefill_weight = 1;        // fair-share cost of one prefill token

@@ -62,14 +62,22 @@ struct EngineConfig {
   // Element type of the KV cache (engine.kv_dtype); nullopt = the backend's activation dtype.
   // The backend may refuse a dtype it does not implement (Engine::Create then fails).
   std::optional<DType> kv_dtype;
-  // Bound of the inbox (submits + aborts not yet seen by the engine thread); Submit beyond it
-  // returns Unavailable.
+  // Bound of the inbox per lane: submits of one lane (EngineRequest::lane, else the tenant's)
+  // not yet seen by the engine thread; Submit beyond it returns Unavailable. Per lane, so a
+  // flood in one lane never makes another lane's submits fail.
   int32_t max_inbox = 4096;
   // Step-time target in milliseconds (engine.max_step_ms; 0 = off): the token budget of the
   // next step follows the measured cost per token so that a step takes about this long, and a
   // request arriving mid-step waits for at most one short step (Sarathi-Serve's stall-free
   // batching). Never above the scheduler's max_batched_tokens nor below its max_seqs.
   int32_t max_step_ms = 0;
+  // engine.yield_to_higher_lane: a request arriving in a lane above every lane of the step in
+  // flight stops that step between two layers (backends whose ops run on the engine thread:
+  // the CPU backend; Backend::StopsBetweenLayers) and the next step is planned with it. The
+  // stopped step commits nothing (Scheduler::CancelStep) and is run again in part or whole;
+  // a step is stopped at most once per arrival and never when it holds the arrival's lane
+  // (docs/scheduler.md, "Yielding to a higher lane").
+  bool yield_to_higher_lane = true;
   // Not owned; must outlive the engine. Called on the engine thread after each forward step.
   EngineObserver* observer = nullptr;
   // The step cost model (engine time attribution): nullopt fits its constants online to the
@@ -168,6 +176,10 @@ using OutputSink = std::function<void(EngineOutput&&)>;
     "KV-cache events dropped because the publisher queue was full.")                             \
   X(double, busy_seconds, "", kInfo, kFull,                                                      \
     "Seconds in steps, schedule through sampling (llmux_pool_busy_seconds_total).")              \
+  X(int64_t, steps_yielded, "llmux_engine_steps_yielded_total", kCounter, kFull,               \
+    "Steps stopped mid-forward for a higher-lane arrival (engine.yield_to_higher_lane).")        \
+  X(double, yielded_seconds, "", kInfo, kFull,                                                   \
+    "Seconds spent in stopped steps, not in busy_seconds (llmux_engine_yielded_seconds_total).") \
   X(double, cost_step_us, "", kInfo, kFull,                                                      \
     "Cost model: microseconds per step.")                                                        \
   X(double, cost_prefill_token_us, "", kInfo, kFull,                                             \

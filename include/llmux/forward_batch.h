@@ -2,6 +2,7 @@
 // longer prompt) and in decode, mixed, in vLLM's "flattened tokens" layout.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,13 @@ struct ForwardBatch {
 
   // Token rows whose logits the step returns, in the order they are returned.
   std::vector<int32_t> logits_indices;
+
+  // Not owned; null = run to the end. When set and raised while the step runs, a backend whose
+  // ops complete on the calling thread (Backend::StopsBetweenLayers) lets the model stop
+  // between layers and return Aborted: the step computed nothing the caller may use (the
+  // K/V rows it wrote are rewritten when the same positions are computed again). The engine
+  // raises it when a higher-lane request arrives (engine.yield_to_higher_lane).
+  const std::atomic<bool>* stop = nullptr;
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
   int32_t num_seqs() const { return static_cast<int32_t>(seq_lens.size()); }

@@ -61,6 +61,10 @@ struct SchedulerConfig {
   double vtc_prefill_weight = 1.0;     // VTC cost of one prompt token
   double vtc_decode_weight = 2.0;      // VTC cost of one generated token
   int32_t long_prefill_chunk = 0;      // max prompt tokens per sequence per step; 0 = step budget
+  // Continuous batching: a step that runs a lane's prefill (a chunk or an admission) holds no
+  // work of lower lanes; they resume the next step (docs/scheduler.md, "Lane-exclusive
+  // prefill"). A step in which that lane's prefill cannot run schedules lower lanes as usual.
+  bool lane_exclusive_prefill = true;
   // Not owned; must outlive the scheduler. Receives the prefix cache's stored/removed blocks on
   // the scheduler's (engine) thread; nullptr publishes nothing.
   KvEventSink* kv_event_sink = nullptr;
@@ -102,6 +106,7 @@ struct ScheduledSeq {
   std::span<const int32_t> new_token_ids;  // [num_new_tokens]
   std::span<const int32_t> block_table;    // physical ids covering every token after this step
   bool samples = false;  // the step ends the known tokens: sample one token from its last row
+  int32_t lane = 0;      // the lane it was admitted in (after aging)
 };
 
 struct AdmittedSeq {
@@ -260,6 +265,13 @@ class Scheduler {
   // sequences that finished (engine said so, or max_new_tokens reached).
   virtual UpdateResult Update(const SchedulerOutput& output,
                               std::span<const SampleResult> results) = 0;
+
+  // The step planned by the last Schedule did not run and never will (the engine stopped its
+  // forward pass for a higher-lane arrival): takes back its fair-share charges and its
+  // sequences' progress as if it had not been planned, and allows the next Schedule. Its
+  // admissions and preemptions stand (admitted sequences keep their blocks and prefix hits,
+  // and are planned again from where they were). Nothing is registered in the prefix cache.
+  virtual void CancelStep(const SchedulerOutput& output) = 0;
 
   // Requests dropped from a queue because a policy update made them impossible to run, with
   // the reason; cleared by the call.

@@ -279,6 +279,8 @@ void ReadEngine(MapReader& m, EngineSection& s) {
       static_cast<int>(m.Int("max_batched_tokens", s.max_batched_tokens, 1, kInt32Max));
   s.max_seqs = static_cast<int>(m.Int("max_seqs", s.max_seqs, 1, 1 << 20));
   s.max_step_ms = static_cast<int>(m.Int("max_step_ms", s.max_step_ms, 0, 60000));
+  s.yield_to_higher_lane = m.Bool("yield_to_higher_lane", s.yield_to_higher_lane);
+  s.lane_exclusive_prefill = m.Bool("lane_exclusive_prefill", s.lane_exclusive_prefill);
   if (auto v = m.Get("batching")) {
     const std::string b = v->String("continuous");
     if (b == "continuous") {

@@ -4,8 +4,10 @@
 
 namespace llmux {
 
-const ForwardBatch& BatchBuilder::Build(const SchedulerOutput& plan) {
+const ForwardBatch& BatchBuilder::Build(const SchedulerOutput& plan,
+                                        const std::atomic<bool>* stop) {
   ForwardBatch& b = batch_;
+  b.stop = stop;
   b.token_ids.clear();
   b.positions.clear();
   b.slot_mapping.clear();

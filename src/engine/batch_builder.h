@@ -13,8 +13,9 @@ class BatchBuilder {
 
   // The batch for `plan`: one row per scheduled token (sequence order as in plan.seqs), the
   // sequences' block tables padded with -1 to the longest, and logits rows for each sequence
-  // whose `samples` is set, in plan order. Valid until the next Build.
-  const ForwardBatch& Build(const SchedulerOutput& plan);
+  // whose `samples` is set, in plan order; `stop` as ForwardBatch::stop. Valid until the next
+  // Build.
+  const ForwardBatch& Build(const SchedulerOutput& plan, const std::atomic<bool>* stop = nullptr);
 
  private:
   int32_t block_size_;

@@ -18,7 +18,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Backend> back
       batch_builder_(config.scheduler.block_size),
       cost_model_(model_->config(), config.step_cost),
       epoch_(EngineClock::now()),
-      inbox_(config.max_inbox) {}
+      inbox_(config.max_inbox, static_cast<int32_t>(config.scheduler.lanes.size())) {}
 
 void EngineImpl::ThreadMain() {
   for (;;) {

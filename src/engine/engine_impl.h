@@ -120,9 +120,15 @@ class EngineImpl final : public Engine {
   // cached prompt tokens, preemptions).
   Step Schedule();
   // Zeroes newly allocated KV blocks, builds the batch and runs the model. On failure the
-  // step is failed as a whole (FailStep).
+  // step is failed as a whole (FailStep), except Aborted: the model stopped for a higher-lane
+  // arrival (ForwardBatch::stop) and the caller cancels the step (Yield).
   // Returns the step's logits in backend memory (Model::ForwardLogits).
-  StatusOr<Tensor> Forward(const Step& step);
+  StatusOr<Tensor> Forward(const Step& step, bool yieldable);
+  // engine.yield_to_higher_lane: the step stopped before its end; nothing of it is committed
+  // (Scheduler::CancelStep), its time is counted as yielded.
+  void Yield(const Step& step);
+  // The highest lane (lowest number) among the step's sequences.
+  static int32_t TopLane(const SchedulerOutput& plan);
   // Samples every sequence whose step ended its known tokens with one Backend::SampleTokens
   // call (the step's sync point), then applies each token in plan order. A failure of that
   // call fails the step as a whole (FailStep) and is returned; a sequence whose own part fails
@@ -183,6 +189,8 @@ class EngineImpl final : public Engine {
   std::function<Status(const EngineRequest&, int32_t)> sequence_fault_hook_;
   std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
   int64_t steps_ = 0;
+  int64_t steps_yielded_ = 0;
+  double yielded_seconds_ = 0;
   int32_t step_token_budget_ = 0;  // AdaptStepBudget's current budget (0 = not yet measured)
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;

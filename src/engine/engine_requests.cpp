@@ -8,7 +8,7 @@ namespace llmux {
 Status EngineImpl::UpsertTenant(const std::string& name, const TenantLimits& limits) {
   if (name.empty()) return InvalidArgument("tenant name is empty");
   if (!(limits.weight > 0)) return InvalidArgument("tenant '" + name + "': weight must be > 0");
-  return inbox_.Push(UpsertItem{name, limits}, /*bounded=*/false);
+  return inbox_.Push(UpsertItem{name, limits});
 }
 
 Status EngineImpl::Submit(EngineRequest request, OutputSink sink) {
@@ -27,10 +27,10 @@ Status EngineImpl::Submit(EngineRequest request, OutputSink sink) {
                            " tokens, the model has " + std::to_string(vocab));
   }
   if (!sink) return InvalidArgument("no output sink");
-  return inbox_.Push(SubmitItem{std::move(request), std::move(sink)}, /*bounded=*/true);
+  return inbox_.PushSubmit(SubmitItem{std::move(request), std::move(sink)});
 }
 
-void EngineImpl::Abort(uint64_t id) { (void)inbox_.Push(AbortItem{id}, /*bounded=*/false); }
+void EngineImpl::Abort(uint64_t id) { (void)inbox_.Push(AbortItem{id}); }
 
 void EngineImpl::DrainInbox() {
   for (InboxItem& item : inbox_.TakeAll()) {

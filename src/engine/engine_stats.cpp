@@ -20,6 +20,8 @@ void EngineImpl::PublishStats() {
   e.prefix_query_tokens = s.prefix_query_tokens;
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   e.busy_seconds = busy_seconds_total_;
+  e.steps_yielded = steps_yielded_;
+  e.yielded_seconds = yielded_seconds_;
   e.step_seconds = step_seconds_;
   e.batch_size = batch_size_;
   e.batch_tokens = batch_tokens_;

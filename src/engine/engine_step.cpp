@@ -3,6 +3,7 @@
 #include "engine/engine_impl.h"
 
 #include <algorithm>
+#include <climits>
 
 namespace llmux {
 
@@ -18,7 +19,17 @@ StatusOr<bool> EngineImpl::StepOnce() {
     PublishStats();
     return false;  // work is waiting on capacity that only a finishing request can free
   }
-  LLMUX_ASSIGN_OR_RETURN(Tensor logits, Forward(step));
+  // NOTE: only where the backend can stop between layers; static batches run to the end.
+  const bool yieldable = config_.yield_to_higher_lane && backend_->StopsBetweenLayers() &&
+                         config_.scheduler.batching == BatchingMode::kContinuous;
+  if (yieldable) inbox_.BeginStep(TopLane(step.plan));
+  StatusOr<Tensor> forwarded = Forward(step, yieldable);
+  if (yieldable) inbox_.EndStep();
+  if (!forwarded.ok() && forwarded.status().code() == StatusCode::kAborted && yieldable) {
+    Yield(step);
+    return true;
+  }
+  LLMUX_ASSIGN_OR_RETURN(Tensor logits, std::move(forwarded));
   ++steps_;
   LLMUX_RETURN_IF_ERROR(Sample(step, logits));
   Attribute(step);
@@ -61,14 +72,31 @@ EngineImpl::Step EngineImpl::Schedule() {
   return step;
 }
 
-StatusOr<Tensor> EngineImpl::Forward(const Step& step) {
+int32_t EngineImpl::TopLane(const SchedulerOutput& plan) {
+  int32_t top = INT32_MAX;
+  for (const ScheduledSeq& seq : plan.seqs) top = std::min(top, seq.lane);
+  return top;
+}
+
+void EngineImpl::Yield(const Step& step) {
+  scheduler_->CancelStep(step.plan);
+  ++steps_yielded_;
+  yielded_seconds_ += SecondsBetween(step.start, EngineClock::now());
+  PublishStats();
+}
+
+StatusOr<Tensor> EngineImpl::Forward(const Step& step, bool yieldable) {
   if (!step.plan.blocks_to_zero.empty()) {
     Status zeroed = backend_->ZeroKvBlocks(step.plan.blocks_to_zero);
     if (!zeroed.ok()) return FailStep(step.plan, zeroed.WithContext("zeroing KV blocks"));
   }
   if (before_forward_hook_) before_forward_hook_(step.plan);
-  const ForwardBatch& batch = batch_builder_.Build(step.plan);
+  const ForwardBatch& batch =
+      batch_builder_.Build(step.plan, yieldable ? inbox_.yield_flag() : nullptr);
   auto logits = model_->ForwardLogits(batch);
+  if (!logits.ok() && logits.status().code() == StatusCode::kAborted && yieldable) {
+    return logits.status();
+  }
   if (!logits.ok()) {
     return FailStep(step.plan,
                     logits.status().WithContext("forward step " + std::to_string(steps_)));

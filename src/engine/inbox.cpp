@@ -1,14 +1,49 @@
 #include "engine/inbox.h"
 
+#include <algorithm>
+#include <climits>
+
 namespace llmux {
 
-Status EngineInbox::Push(InboxItem item, bool bounded) {
+EngineInbox::EngineInbox(int32_t max_per_lane, int32_t num_lanes)
+    : max_per_lane_(max_per_lane), num_lanes_(std::max(num_lanes, 1)) {
+  MutexLock lock(mutex_);
+  lane_counts_.assign(static_cast<size_t>(num_lanes_), 0);
+}
+
+int32_t EngineInbox::LaneOf(const EngineRequest& request) const {
+  int32_t lane = request.lane;
+  if (lane < 0) {
+    auto it = tenant_lanes_.find(request.tenant);
+    lane = it == tenant_lanes_.end() ? num_lanes_ - 1 : it->second;
+  }
+  return std::clamp(lane, 0, num_lanes_ - 1);
+}
+
+Status EngineInbox::PushSubmit(SubmitItem item) {
   {
     MutexLock lock(mutex_);
     if (closed_) return Unavailable("engine stopped");
-    if (bounded && static_cast<int32_t>(items_.size()) >= max_bounded_) {
-      return Unavailable("engine inbox full (" + std::to_string(max_bounded_) + ")");
+    const int32_t lane = LaneOf(item.request);
+    int32_t& count = lane_counts_[static_cast<size_t>(lane)];
+    if (count >= max_per_lane_) {
+      return Unavailable("engine inbox full (" + std::to_string(max_per_lane_) +
+                         " submits in lane " + std::to_string(lane) + ")");
     }
+    ++count;
+    items_.push_back(std::move(item));
+    // NOTE: under the mutex, so BeginStep/TakeAll order it against the step it concerns.
+    if (lane < step_top_lane_) yield_.store(true, std::memory_order_relaxed);
+  }
+  cv_.NotifyOne();
+  return Status::Ok();
+}
+
+Status EngineInbox::Push(InboxItem item) {
+  {
+    MutexLock lock(mutex_);
+    if (closed_) return Unavailable("engine stopped");
+    if (const auto* u = std::get_if<UpsertItem>(&item)) tenant_lanes_[u->name] = u->limits.lane;
     items_.push_back(std::move(item));
   }
   cv_.NotifyOne();
@@ -19,12 +54,35 @@ std::deque<InboxItem> EngineInbox::TakeAll() {
   std::deque<InboxItem> items;
   MutexLock lock(mutex_);
   items.swap(items_);
+  std::fill(lane_counts_.begin(), lane_counts_.end(), 0);
+  step_top_lane_ = kNoStep;
+  yield_.store(false, std::memory_order_relaxed);
   return items;
 }
 
 int32_t EngineInbox::size() const {
   MutexLock lock(mutex_);
   return static_cast<int32_t>(items_.size());
+}
+
+int32_t EngineInbox::lane_size(int32_t lane) const {
+  MutexLock lock(mutex_);
+  if (lane < 0 || lane >= num_lanes_) return 0;
+  return lane_counts_[static_cast<size_t>(lane)];
+}
+
+void EngineInbox::BeginStep(int32_t top_lane) {
+  MutexLock lock(mutex_);
+  step_top_lane_ = top_lane;
+  // Submits that arrived after TakeAll are not in this step either.
+  for (int32_t lane = 0; lane < std::min(top_lane, num_lanes_); ++lane) {
+    if (lane_counts_[static_cast<size_t>(lane)] > 0) yield_.store(true, std::memory_order_relaxed);
+  }
+}
+
+void EngineInbox::EndStep() {
+  MutexLock lock(mutex_);
+  step_top_lane_ = kNoStep;
 }
 
 bool EngineInbox::Close() {

@@ -1,12 +1,17 @@
 // The engine's inbox: the one queue other threads use to reach the engine thread (submits,
-// aborts, tenant upserts), bounded for submits, and the flag that stops the engine.
+// aborts, tenant upserts), bounded per lane for submits, the flag that stops the engine, and
+// the yield flag that asks the step in flight to stop for a higher-lane arrival.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <variant>
+#include <vector>
 
 #include "llmux/engine.h"
 #include "llmux/thread_annotations.h"
@@ -27,16 +32,39 @@ struct UpsertItem {
 using InboxItem = std::variant<SubmitItem, AbortItem, UpsertItem>;
 
 // Thread-safe.
+//
+// Lanes: a submit counts against the bound of its lane (EngineRequest::lane, else its tenant's
+// lane as last upserted; an unknown tenant's, or an out-of-range lane, counts in the lowest
+// lane), so a flood in one lane cannot fill the inbox for another.
+//
+// Yield (engine.yield_to_higher_lane): while the engine thread has a step in flight
+// (BeginStep .. EndStep or the next TakeAll), a submit whose lane is above every lane in that
+// step raises yield_flag(); so does BeginStep when such a submit is already queued. The
+// flag is lowered by TakeAll, when the engine takes the arrivals into its next schedule.
 class EngineInbox {
  public:
-  // `max_bounded`: bound on the items queued, checked by bounded pushes (submits).
-  explicit EngineInbox(int32_t max_bounded) : max_bounded_(max_bounded) {}
+  // `max_per_lane`: bound on the submits queued per lane; `num_lanes` >= 1.
+  EngineInbox(int32_t max_per_lane, int32_t num_lanes);
 
-  // Queues `item`; Unavailable when the inbox is closed, or when `bounded` and it is full.
-  Status Push(InboxItem item, bool bounded);
-  // Everything queued, in order; the inbox is empty afterwards.
+  // Queues a submit; Unavailable when the inbox is closed or the submit's lane is full.
+  Status PushSubmit(SubmitItem item);
+  // Queues an abort or an upsert (never bounded); Unavailable when the inbox is closed. An
+  // upsert also records the tenant's lane for the submits that follow.
+  Status Push(InboxItem item);
+  // Everything queued, in order; the inbox is empty afterwards, no step is in flight and the
+  // yield flag is lowered.
   std::deque<InboxItem> TakeAll();
   int32_t size() const;
+  // Submits queued in `lane` (tests, stats).
+  int32_t lane_size(int32_t lane) const;
+
+  // A step whose highest lane (lowest number) is `top_lane` is in flight.
+  void BeginStep(int32_t top_lane);
+  // No step is in flight any more.
+  void EndStep();
+  // Raised when the step in flight should stop for a higher-lane arrival (checked by the model
+  // between layers). Stable address for the inbox's lifetime.
+  const std::atomic<bool>* yield_flag() const { return &yield_; }
 
   // Closes the inbox (pushes fail from now on) and wakes a waiting engine thread. Returns false
   // when it was already closed.
@@ -47,11 +75,19 @@ class EngineInbox {
   bool WaitForItem(std::chrono::milliseconds timeout);
 
  private:
-  const int32_t max_bounded_;
+  static constexpr int32_t kNoStep = INT32_MAX;
+  int32_t LaneOf(const EngineRequest& request) const REQUIRES(mutex_);
+
+  const int32_t max_per_lane_;
+  const int32_t num_lanes_;
   mutable Mutex mutex_;
   CondVar cv_;
   std::deque<InboxItem> items_ GUARDED_BY(mutex_);
+  std::vector<int32_t> lane_counts_ GUARDED_BY(mutex_);  // queued submits per lane
+  std::unordered_map<std::string, int32_t> tenant_lanes_ GUARDED_BY(mutex_);
+  int32_t step_top_lane_ GUARDED_BY(mutex_) = kNoStep;  // the step in flight's highest lane
   bool closed_ GUARDED_BY(mutex_) = false;
+  std::atomic<bool> yield_{false};
 };
 
 }  // namespace llmux

@@ -316,7 +316,14 @@ StatusOr<Tensor> LlamaModel::ForwardLogits(const ForwardBatch& batch) {
   Tensor up = gate_up.ColSlice(c.intermediate_size, c.intermediate_size);
 
   backend_->Embedding(embed_, residual);
+  // NOTE: where each op has completed on return, a raised stop flag ends the step before the
+  // next layer: the layers already run wrote K/V rows of this step's positions only, which
+  // the step that computes them again overwrites.
+  const std::atomic<bool>* stop = backend_->StopsBetweenLayers() ? batch.stop : nullptr;
   for (int i = 0; i < c.num_layers; ++i) {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      return Status(StatusCode::kAborted, "step stopped before layer " + std::to_string(i));
+    }
     const LayerWeights& l = layers_[i];
     // The previous layer's FFN output (proj) joins the residual stream here, fused with the norm.
     if (i == 0) {

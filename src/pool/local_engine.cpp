@@ -47,6 +47,8 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
   ec.scheduler.max_batched_tokens = e.max_batched_tokens;
   ec.scheduler.max_seqs = e.max_seqs;
   ec.max_step_ms = e.max_step_ms;
+  ec.yield_to_higher_lane = e.yield_to_higher_lane;
+  ec.scheduler.lane_exclusive_prefill = e.lane_exclusive_prefill;
   ec.scheduler.max_model_len = pool.model.max_model_len;
   ec.scheduler.batching =
       e.batching == EngineBatching::kStatic ? BatchingMode::kStatic : BatchingMode::kContinuous;

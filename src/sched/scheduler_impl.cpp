@@ -311,6 +311,25 @@ UpdateResult SchedulerImpl::Update(const SchedulerOutput& output,
   return result;
 }
 
+void SchedulerImpl::CancelStep(const SchedulerOutput& output) {
+  if (output.seqs.empty()) return;
+  LLMUX_CHECK(pending_update_) << "CancelStep without a pending Schedule";
+  // NOTE: entries_ still describes the plan (cleared by the next Schedule). Progress was never
+  // advanced (Update does that), so only the fair-share charges are taken back, exactly as
+  // Unschedule does for an entry dropped while planning. Blocks allocated for the planned
+  // tokens stay with their sequence: the next plan for it needs them again.
+  for (const Entry& e : entries_) {
+    if (!e.live) continue;
+    Seq* s = e.seq;
+    if (s->state != SeqState::kRunning) continue;
+    fair_->Charge(s->tenant, tenants_[s->tenant].limits.weight, -e.charged_prefill,
+                  -e.charged_decode);
+    s->prefill_charged_upto = e.prev_charged_upto;
+  }
+  last_.clear();
+  pending_update_ = false;
+}
+
 void SchedulerImpl::RevalidateWaiting() {
   for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
     TenantState& ts = tenants_[t];

@@ -69,6 +69,7 @@ class SchedulerImpl final : public Scheduler {
   void SetStepTokenBudget(int32_t tokens) override { step_token_budget_ = tokens; }
   UpdateResult Update(const SchedulerOutput& output,
                       std::span<const SampleResult> results) override;
+  void CancelStep(const SchedulerOutput& output) override;
   std::vector<std::pair<uint64_t, Status>> TakeRejected() override;
   bool HasWork() const override { return num_running_ + num_waiting_ > 0; }
   SchedulerStats Stats() const override;
@@ -129,6 +130,13 @@ class SchedulerImpl final : public Scheduler {
   void Preempt(Seq* s);
   void AddEntry(Seq* s, int32_t num_new);
   void Unschedule(Seq* s);
+  // Schedule's phases over the lanes [lo, hi): decodes of running sequences; then per lane the
+  // running prefill chunks and the admissions.
+  void PlanDecodes(int32_t lo, int32_t hi);
+  void PlanPrefills(int32_t lo, int32_t hi, Admission* admission);
+  // The highest lane (lowest number) with prefill work: a running sequence with more than one
+  // token to compute, or a waiting request whose effective lane it is; -1 when none.
+  int32_t TopPrefillLane() const;
 
   const SchedulerConfig config_;
   std::unique_ptr<FairSharePolicy> fair_;

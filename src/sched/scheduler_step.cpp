@@ -5,6 +5,10 @@
 //   2. per lane, high to low: running sequences still in prefill get a chunk, then waiting
 //      requests whose effective lane (after aging) is this lane are admitted, the tenant with
 //      the lowest fair-share counter first.
+// Lane-exclusive prefill (SchedulerConfig::lane_exclusive_prefill): when the highest lane with
+// prefill work is L and lanes below L have running work, 1 and 2 run for lanes 0..L first; if
+// that planned any prefill (a chunk or an admission), the step holds only lanes 0..L.
+// Otherwise 1 and 2 continue for the lanes below L, so the step stays work-conserving.
 // Admission stops for the step at the first request that cannot get a slot or KV even after
 // preempting lower-lane work (lanes are strict); after that only admissions that fit entirely
 // inside the tenant's own unused reservation go ahead (the blocked request could never have
@@ -246,6 +250,42 @@ void SchedulerImpl::AdmitLane(int32_t lane, Admission* admission) {
   }
 }
 
+int32_t SchedulerImpl::TopPrefillLane() const {
+  int32_t top = -1;
+  auto consider = [&](int32_t lane) {
+    if (top < 0 || lane < top) top = lane;
+  };
+  for (const Seq* s : running_) {
+    if (s->state == SeqState::kRunning && s->remaining() > 1) consider(s->lane);
+  }
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    if (!tenants_[t].queue.empty()) consider(EffectiveLane(t));
+  }
+  return top;
+}
+
+void SchedulerImpl::PlanDecodes(int32_t lo, int32_t hi) {
+  for (int32_t lane = lo; lane < hi; ++lane) {
+    for (Seq* s : by_lane_[lane]) {
+      if (tokens_left_ <= 0) return;
+      if (s->state == SeqState::kRunning && s->out_index < 0 && s->remaining() == 1) {
+        ScheduleRunning(s, 1);
+      }
+    }
+  }
+}
+
+void SchedulerImpl::PlanPrefills(int32_t lo, int32_t hi, Admission* admission) {
+  for (int32_t lane = lo; lane < hi; ++lane) {
+    for (Seq* s : by_lane_[lane]) {
+      if (s->state != SeqState::kRunning || s->out_index >= 0 || s->remaining() <= 1) continue;
+      const int32_t n = chunk_->ChunkTokens(s->remaining(), tokens_left_);
+      if (n > 0) ScheduleRunning(s, n);
+    }
+    AdmitLane(lane, admission);
+  }
+}
+
 SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
   LLMUX_CHECK(!pending_update_) << "Schedule called twice without Update";
   SchedulerOutput out;
@@ -264,26 +304,32 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
   for (auto& v : by_lane_) v.clear();
   for (Seq* s : running_) by_lane_[s->lane].push_back(s);
 
-  // 1. Decodes of every running sequence, highest lane first.
-  for (auto& lane_seqs : by_lane_) {
-    for (Seq* s : lane_seqs) {
-      if (tokens_left_ <= 0) break;
-      if (s->state == SeqState::kRunning && s->out_index < 0 && s->remaining() == 1) {
-        ScheduleRunning(s, 1);
-      }
-    }
-  }
-  // 2. Per lane: running prefill chunks, then admissions.
+  const int32_t num_lanes = static_cast<int32_t>(by_lane_.size());
   Admission admission = config_.batching == BatchingMode::kContinuous || num_running_ == 0
                             ? Admission::kOpen
                             : Admission::kClosed;
-  for (int32_t lane = 0; lane < static_cast<int32_t>(by_lane_.size()); ++lane) {
-    for (Seq* s : by_lane_[lane]) {
-      if (s->state != SeqState::kRunning || s->out_index >= 0 || s->remaining() <= 1) continue;
-      const int32_t n = chunk_->ChunkTokens(s->remaining(), tokens_left_);
-      if (n > 0) ScheduleRunning(s, n);
+  // Lane-exclusive prefill: when lane L has prefill to run and lower lanes have running work,
+  // lanes 0..L are planned first; if a prefill of theirs made it into the step, the step ends
+  // there (lower lanes' decodes wait one step), otherwise the lower lanes are planned as usual.
+  int32_t split = num_lanes;
+  if (config_.lane_exclusive_prefill && config_.batching == BatchingMode::kContinuous) {
+    const int32_t top = TopPrefillLane();
+    if (top >= 0) {
+      for (int32_t lane = top + 1; lane < num_lanes && split == num_lanes; ++lane) {
+        if (!by_lane_[lane].empty()) split = top + 1;
+      }
     }
-    AdmitLane(lane, &admission);
+  }
+  PlanDecodes(0, split);
+  const size_t decodes_end = entries_.size();
+  PlanPrefills(0, split, &admission);
+  if (split < num_lanes) {
+    const bool prefill_planned = std::any_of(entries_.begin() + static_cast<ptrdiff_t>(decodes_end),
+                                             entries_.end(), [](const Entry& e) { return e.live; });
+    if (!prefill_planned) {
+      PlanDecodes(split, num_lanes);
+      PlanPrefills(split, num_lanes, &admission);
+    }
   }
 
   // Emit the live entries in plan order; views are taken now that no table changes.
@@ -296,7 +342,7 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
     out.seqs.push_back(ScheduledSeq{
         s->id, s->tenant, s->num_computed, e.num_new,
         std::span<const int32_t>(s->tokens.data() + s->num_computed, e.num_new),
-        std::span<const int32_t>(s->block_table), e.samples});
+        std::span<const int32_t>(s->block_table), e.samples, s->lane});
     out.num_batched_tokens += e.num_new;
     last_.push_back(s);
   }

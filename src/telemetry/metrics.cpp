@@ -131,6 +131,8 @@ class PrometheusMetrics final : public Metrics {
   Family<Histogram>& batch_tokens_;
   // Cost attribution: the pool's busy time and each tenant's share of it (StepInfo).
   Family<Counter>& pool_busy_;
+  // Seconds of steps stopped for a higher-lane arrival (engine.yield_to_higher_lane).
+  Family<Counter>& pool_yielded_;
   Family<Counter>& t_engine_;
   Family<Counter>& reloads_;
   // Usage ledger (set from the snapshot's LedgerHealth when it has one).
@@ -249,6 +251,10 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
       pool_busy_(Reg(BuildCounter(), "llmux_pool_busy_seconds_total",
                      "Seconds the pool's engine spent in steps (schedule through sampling).",
                      *registry_)),
+      pool_yielded_(Reg(BuildCounter(), "llmux_engine_yielded_seconds_total",
+                        "Seconds the pool's engine spent in steps it stopped for a higher-lane "
+                        "arrival (not in llmux_pool_busy_seconds_total).",
+                        *registry_)),
       t_engine_(Reg(BuildCounter(), "llmux_tenant_engine_seconds_total",
                     "The tenant's share of the pool's busy time, split per step by the work "
                     "of its sequences.",
@@ -308,6 +314,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
   const prometheus::Labels p = {{"pool", pool_}};
   step_seconds_.Add(p, kStepBuckets);
   pool_busy_.Add(p);
+  pool_yielded_.Add(p);
   batch_size_.Add(p, kBatchSizeBuckets);
   batch_tokens_.Add(p, kBatchTokenBuckets);
   for (RejectReason r : kAllReasons) {
@@ -437,6 +444,8 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     });
     AdvanceResettable(pool_busy_.Add({{"pool", p.pool}}), p.stats.busy_seconds,
                       &last.busy_seconds);
+    AdvanceResettable(pool_yielded_.Add({{"pool", p.pool}}), p.stats.yielded_seconds,
+                      &last.yielded_seconds);
     const prometheus::Labels pool = {{"pool", p.pool}};
     AdvanceHistogram(step_seconds_.Add(pool, kStepBuckets), p.stats.step_seconds,
                      &last.step_seconds);

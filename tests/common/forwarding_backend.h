@@ -20,6 +20,7 @@ class ForwardingBackend : public Backend {
     return inner_->LoadWeight(src, kind);
   }
   bool AliasesHostWeights() const override { return inner_->AliasesHostWeights(); }
+  bool StopsBetweenLayers() const override { return inner_->StopsBetweenLayers(); }
   StatusOr<Tensor> UploadF32(std::span<const float> v, int64_t rows, int64_t cols) override {
     return inner_->UploadF32(v, rows, cols);
   }

@@ -51,6 +51,7 @@ class CpuBackend final : public Backend {
   StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
   StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override;
   bool AliasesHostWeights() const override { return true; }  // embeddings
+  bool StopsBetweenLayers() const override { return true; }   // ops run on the caller's thread
   Status DeviceHealth() const override { return Status::Ok(); }  // host memory cannot fault
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
   Status InitKvCache(const KvCacheSpec& spec) override;

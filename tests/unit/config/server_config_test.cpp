@@ -45,6 +45,9 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->engine.block_size, 16);
   EXPECT_EQ(cfg->engine.max_batched_tokens, 2048);
   EXPECT_EQ(cfg->engine.max_seqs, 64);
+  EXPECT_EQ(cfg->engine.max_step_ms, 0);
+  EXPECT_TRUE(cfg->engine.yield_to_higher_lane);
+  EXPECT_TRUE(cfg->engine.lane_exclusive_prefill);
   EXPECT_EQ(cfg->engine.batching, EngineBatching::kContinuous);
   EXPECT_EQ(cfg->engine.max_queue_wait, Millis(30000));
   EXPECT_EQ(cfg->engine.prefill_weight, 1);
@@ -158,6 +161,23 @@ TEST(ServerConfigTest, ChatTemplateForms) {
   EXPECT_EQ(Error("model: {quantize: q4_0}"),
             "llmux.yaml:1:19: model.quantize: expected \"none\" or \"q8_0\", got \"q4_0\"");
   EXPECT_NE(Error("model: {chat_template: \"file:\"}"), "");
+}
+
+TEST(ServerConfigTest, LaneIsolationKeys) {
+  auto cfg = ParseServerConfig("engine: {yield_to_higher_lane: false, lane_exclusive_prefill: false}\n",
+                               "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_FALSE(cfg->engine.yield_to_higher_lane);
+  EXPECT_FALSE(cfg->engine.lane_exclusive_prefill);
+  cfg = ParseServerConfig("engine: {yield_to_higher_lane: true}\n", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_TRUE(cfg->engine.yield_to_higher_lane);
+  EXPECT_TRUE(cfg->engine.lane_exclusive_prefill);
+  EXPECT_EQ(Error("engine:\n  yield_to_higher_lane: sometimes\n"),
+            "llmux.yaml:2:25: engine.yield_to_higher_lane: expected true or false, got "
+            "\"sometimes\"");
+  EXPECT_EQ(Error("engine:\n  lane_exclusive_prefill: 1\n"),
+            "llmux.yaml:2:27: engine.lane_exclusive_prefill: expected true or false, got \"1\"");
 }
 
 TEST(ServerConfigTest, UnknownKeyIsAnError) {

@@ -194,7 +194,11 @@ TEST(WireTest, EngineTimeAndCostConstantsRoundTrip) {
   s.cost_context_us = 0.0009765625;
   s.cost_sample_us = 41.0;
   s.cost_fit_steps = 9876;
+  s.steps_yielded = 31;
+  s.yielded_seconds = 0.015625;
   const EngineStats e = DecodeStats(EncodeStats(s));
+  EXPECT_EQ(e.steps_yielded, 31);
+  EXPECT_EQ(e.yielded_seconds, 0.015625);
   EXPECT_EQ(e.busy_seconds, s.busy_seconds);
   EXPECT_EQ(e.cost_step_us, 250.5);
   EXPECT_EQ(e.cost_prefill_token_us, 0.125);

@@ -96,6 +96,14 @@ class Driver {
     return out;
   }
 
+  // Plans a step that never runs (the engine stopped its forward pass): Schedule, then
+  // CancelStep. Nothing is sampled and the driver's clock does not advance.
+  SchedulerOutput Cancel() {
+    SchedulerOutput out = sched_->Schedule(step_);
+    sched_->CancelStep(out);
+    return out;
+  }
+
   int64_t step() const { return step_; }
   const std::map<uint64_t, FinishedSeq>& finished() const { return finished_; }
   const std::vector<FinishedSeq>& last_finished() const { return last_finished_; }

@@ -23,6 +23,10 @@ SchedulerConfig ThreeLanes() {
   c.max_seqs = 4;
   c.max_model_len = 256;
   c.lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}};
+  // These tests pin preemption, victim order, aging and floors in steps where a higher lane's
+  // admission shares the step with lower lanes' decodes; lane-exclusive prefill (which keeps
+  // those decodes out of such a step) has its own tests in scheduler_isolation_test.cpp.
+  c.lane_exclusive_prefill = false;
   return c;
 }
 

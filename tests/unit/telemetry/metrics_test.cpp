@@ -83,7 +83,11 @@ TEST(Metrics, EngineSeriesPerPoolWithPoolAndModelLabels) {
   d.kv_usage = 0.5;
   d.generation_tokens_total = 9;
   d.kv_events_dropped = 2;
+  d.steps_yielded = 3;
+  d.yielded_seconds = 0.25;
   (void)m->Render(s);
+  d.steps_yielded = 7;
+  d.yielded_seconds = 0.75;
   d.generation_tokens_total = 19;
   s.pools[0].stats.generation_tokens_total = 41;
   const std::string text = m->Render(s);
@@ -100,6 +104,12 @@ TEST(Metrics, EngineSeriesPerPoolWithPoolAndModelLabels) {
             R"(vllm:generation_tokens_total{model_name="stories",pool="shared"} 41)");
   EXPECT_EQ(Line(text, R"(llmux_kv_events_dropped_total{model_name="stories-big",pool="dedicated"})"),
             R"(llmux_kv_events_dropped_total{model_name="stories-big",pool="dedicated"} 2)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_steps_yielded_total{model_name="stories-big",pool="dedicated"})"),
+            R"(llmux_engine_steps_yielded_total{model_name="stories-big",pool="dedicated"} 7)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_yielded_seconds_total{pool="dedicated"})"),
+            R"(llmux_engine_yielded_seconds_total{pool="dedicated"} 0.75)");
+  EXPECT_EQ(Line(text, R"(llmux_engine_yielded_seconds_total{pool="shared"})"),
+            R"(llmux_engine_yielded_seconds_total{pool="shared"} 0)");
 }
 
 // A process pool's worker restarts with its counters at 0: what it counts afterwards is added,

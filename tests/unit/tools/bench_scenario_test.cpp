@@ -16,6 +16,7 @@ name: demo
 seed: 7
 model: stories15m
 drain: 500ms
+flood_nice: 10
 admin_key: sk-admin
 server:
   llmux_yaml: "engine: {}"
@@ -49,6 +50,7 @@ TEST(BenchScenario, ParsesEveryField) {
   EXPECT_EQ(s->seed, 7u);
   EXPECT_EQ(s->model_shape, "stories15m");
   EXPECT_DOUBLE_EQ(s->drain_s, 0.5);
+  EXPECT_EQ(s->flood_nice, 10);
   EXPECT_EQ(s->admin_key, "sk-admin");
   EXPECT_EQ(s->llmux_yaml, "engine: {}");
   ASSERT_EQ(s->tenants.size(), 2u);
@@ -113,6 +115,11 @@ TEST(BenchScenario, ErrorsNameTheKey) {
               "checks[0].baseline: unknown run");
   ExpectError("name: x\napi: chat\n" + t, "token-id prompts need api: completions");
   ExpectError("name: [\n", "scenario YAML");
+  ExpectError("name: x\nflood_nice: 20\n" + t, "flood_nice: must be 0..19");
+  ExpectError("name: x\nflood_nice: -1\n" + t, "flood_nice: must be 0..19");
+  StatusOr<Scenario> plain = ParseScenario("name: x\n" + t);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->flood_nice, 0);
 }
 
 TEST(BenchScenario, ShippedScenariosParse) {
