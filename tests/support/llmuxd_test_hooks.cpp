@@ -7,7 +7,12 @@
 // LLMUX_TEST_FORCE_TOKENS=NAME:ID,ID,...: tenant NAME's requests generate exactly these token
 // ids first (then sample normally), so that output parsing (tool calls) can be tested on a
 // tiny model; the tests end the list with EOS.
+// LLMUX_TEST_SLOW_LANES=LANE:MS: a step whose sequences are all in lanes LANE and below
+// (numerically >= LANE) sleeps MS milliseconds before its forward pass, so that a request of
+// a higher lane surely arrives while such a step is in flight (engine.yield_to_higher_lane).
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,9 +63,26 @@ void InstallForcedTokens(Engine& engine) {
       });
 }
 
+void InstallSlowLanes(Engine& engine) {
+  const char* spec = std::getenv("LLMUX_TEST_SLOW_LANES");
+  if (spec == nullptr || *spec == '\0') return;
+  const std::string text = spec;
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) return;
+  const int32_t lane = static_cast<int32_t>(std::atoi(text.substr(0, colon).c_str()));
+  const int ms = std::atoi(text.c_str() + colon + 1);
+  engine.SetBeforeForwardHookForTesting([lane, ms](const SchedulerOutput& plan) {
+    for (const ScheduledSeq& s : plan.seqs) {
+      if (s.lane < lane) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  });
+}
+
 void InstallTestHooks(Engine& engine) {
   InstallFaultInjection(engine);
   InstallForcedTokens(engine);
+  InstallSlowLanes(engine);
 }
 
 // Runs before main(): every engine this process creates (the daemon's thread pools, or a

@@ -1,0 +1,55 @@
+// The engine's yield to a higher lane (engine.yield_to_higher_lane) through the daemon: a
+// premium call that arrives while a batch-only step is in flight stops that step, the daemon
+// counts it on /admin/stats and /metrics, and every output is the same as without stopping.
+// The test daemon makes batch-only steps slow (LLMUX_TEST_SLOW_LANES, tests/support/
+// llmuxd_test_hooks.cpp) so that each premium call surely arrives during one.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { KEYS, adminStats, http, requireData, serverYaml, startDaemon, statsIdle, waitFor } from './harness.mjs';
+
+const daemons = [];
+after(async () => { for (const d of daemons) await d.stop(); });
+
+async function run(yieldOn) {
+  const d = await startDaemon({
+    server: serverYaml({ engine: `  yield_to_higher_lane: ${yieldOn}\n` }),
+    env: { LLMUX_TEST_SLOW_LANES: '1:100' },  // steps of lanes >= 1 only: 100 ms
+    binary: 'llmuxd-test',
+  });
+  daemons.push(d);
+  const body = (prompt, maxTokens) => ({
+    model: 'stories', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, logprobs: 2,
+  });
+  const batch = ['Once upon a time', 'The little dog'].map((p) =>
+    http(d, 'POST', '/v1/completions', { key: KEYS.batch, body: body(p, 24) }));
+  await waitFor(async () => (await adminStats(d)).running === 2, 10000, 'both batch calls running');
+  const premium = [];
+  for (const p of ['One day', 'Lily and Tom went to the park', 'A big red ball']) {
+    const r = await http(d, 'POST', '/v1/completions', { key: KEYS.premium, body: body(p, 3) });
+    assert.equal(r.status, 200, r.body);
+    premium.push(r.json.choices[0]);
+  }
+  const batchOut = (await Promise.all(batch)).map((r) => {
+    assert.equal(r.status, 200, r.body);
+    return r.json.choices[0];
+  });
+  await waitFor(async () => statsIdle(await adminStats(d)), 10000, 'idle');
+  const stats = await adminStats(d);
+  const metrics = (await http(d, 'GET', '/metrics', { key: KEYS.admin })).body;
+  const series = metrics.match(/^llmux_engine_steps_yielded_total\{model_name="stories",pool="shared"\} (\S+)$/m);
+  assert.ok(series, 'llmux_engine_steps_yielded_total missing from /metrics');
+  assert.equal(Number(series[1]), stats.pools.shared.steps_yielded);
+  assert.match(metrics, /^llmux_engine_yielded_seconds_total\{pool="shared"\} \S+$/m);
+  return { yielded: stats.pools.shared.steps_yielded, premium, batchOut };
+}
+
+test('a premium call stops the batch step in flight; outputs equal a daemon that never stops', { timeout: 120000 }, async (t) => {
+  if (!requireData(t)) return;
+  const on = await run(true);
+  const off = await run(false);
+  // One premium call can stop at most one step; each arrived during a slow batch-only step.
+  assert.ok(on.yielded >= 1 && on.yielded <= 3, `steps yielded: ${on.yielded}`);
+  assert.equal(off.yielded, 0);
+  assert.deepEqual(on.premium, off.premium);
+  assert.deepEqual(on.batchOut, off.batchOut);
+});
