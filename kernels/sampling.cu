@@ -175,24 +175,45 @@ __device__ void ChooseBucket(const Histogram& h, int width, bool by_count, uint6
 }
 
 // Adds the candidates of the row whose order value's top `matched` bits equal `prefix` to `h`,
-// by their digit at [shift, shift + width).
+// by their digit at [shift, shift + width). At level 0 most tokens share a few buckets (the
+// digit is the logit's sign, exponent and top mantissa bit), so the lanes of a warp with the
+// same bucket add together: one atomic per bucket per warp instead of one per token.
 template <int kThreads>
 __device__ void BuildHistogram(const Row& r, int matched, uint64_t prefix, int shift, int width,
                                Histogram& h, Shared& s, float min_p) {
   ClearHistogram(h);
   __syncthreads();
+  constexpr unsigned int kNoBucket = 0xffffffffu;
+  constexpr int kLowBits = 27;  // W < 2^41 = 2^14 * 2^27: 32 lanes' pieces sum in 32 bits
   const uint64_t mask = (1ull << width) - 1;
   unsigned long long above_min_p = 0;
-  for (int i = threadIdx.x; i < r.vocab; i += kThreads) {
-    const uint64_t o = r.Order(i);
-    if (matched > 0 && (o >> (r.total_bits - matched)) != prefix) continue;
-    const float fw = r.FloatWeight(i);
-    const uint64_t w = sel::FixedWeight(fw);
-    if (w == 0) continue;
-    const unsigned int d = static_cast<unsigned int>((o >> shift) & mask);
-    atomicAdd(&h.count[d], 1u);
-    atomicAdd(&h.weight[d], static_cast<unsigned long long>(w));
-    above_min_p += fw >= min_p ? 1 : 0;
+  // NOTE: every lane runs the same number of iterations (the warp stays converged for
+  // __match_any_sync); lanes past the end or without a candidate take no bucket.
+  for (int base = 0; base < r.vocab; base += kThreads) {
+    const int i = base + static_cast<int>(threadIdx.x);
+    unsigned int d = kNoBucket;
+    uint64_t w = 0;
+    if (i < r.vocab) {
+      const uint64_t o = r.Order(i);
+      if (matched == 0 || (o >> (r.total_bits - matched)) == prefix) {
+        const float fw = r.FloatWeight(i);
+        w = sel::FixedWeight(fw);
+        if (w != 0) {
+          d = static_cast<unsigned int>((o >> shift) & mask);
+          above_min_p += fw >= min_p ? 1 : 0;
+        }
+      }
+    }
+    const unsigned int peers = __match_any_sync(0xffffffffu, d);
+    if (d != kNoBucket) {
+      const unsigned int lo =
+          __reduce_add_sync(peers, static_cast<unsigned int>(w & ((1u << kLowBits) - 1)));
+      const unsigned int hi = __reduce_add_sync(peers, static_cast<unsigned int>(w >> kLowBits));
+      if ((threadIdx.x & 31) == static_cast<unsigned int>(__ffs(peers) - 1)) {
+        atomicAdd(&h.count[d], static_cast<unsigned int>(__popc(peers)));
+        atomicAdd(&h.weight[d], (static_cast<unsigned long long>(hi) << kLowBits) + lo);
+      }
+    }
   }
   if (matched == 0) {
     const unsigned long long n = BlockSum<kThreads>(above_min_p, s.red);
