@@ -310,12 +310,22 @@ __global__ void __launch_bounds__(kThreads)
   float* l = logits + static_cast<int64_t>(blockIdx.x) * stride;
   const SamplingRowParams p = params[blockIdx.x];
 
-  // 1. NaN -> -inf; the grammar's mask.
+  // 1. NaN -> -inf; the grammar's mask. A row without edits also finds its argmax (step 3)
+  // in this pass: a greedy row then reads its logits once.
   const uint32_t* mask = p.mask_offset >= 0 ? masks + p.mask_offset : nullptr;
+  const bool no_edits = p.edit_begin == p.edit_end;
+  uint64_t best = kNone;
   for (int i = threadIdx.x; i < vocab; i += kThreads) {
-    const float x = l[i];
+    float x = l[i];
     const bool allowed = mask == nullptr || ((mask[i >> 5] >> (i & 31)) & 1u) != 0;
-    if (x != x || !allowed) l[i] = -INFINITY;
+    if (x != x || !allowed) {
+      x = -INFINITY;
+      l[i] = x;
+    }
+    if (no_edits) {
+      const uint64_t o = sel::OrderValue(x, i, id_bits);
+      best = o < best ? o : best;
+    }
   }
   __syncthreads();
   // 2. The edits: one token each, so in parallel.
@@ -347,7 +357,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     return BlockMin<kThreads>(best, s.red);
   };
-  uint64_t first = argmin_pass(kNone);
+  uint64_t first = no_edits ? BlockMin<kThreads>(best, s.red) : argmin_pass(kNone);
   bool greedy = p.inv_temperature == 0.0f;
   if (l[r.Id(first)] == -INFINITY) {
     // Everything was suppressed: drop the processing (the mask stays), sample greedily.
