@@ -4,7 +4,8 @@
 // host's, masked tokens never sampled, logprobs within float rounding, and the empirical
 // distribution of the draw under top-k / top-p / min-p cuts. The kernel launched directly
 // against its host emulation (sampling_emulation.h): the same tokens at batch 1, 3 and 64 and
-// vocabularies of 32000 and 128256, the same records whatever the block size or the batch.
+// vocabularies of 32000 and 128256, the same records whatever the block size or the batch (256
+// rows, and rows alone).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -408,7 +409,7 @@ TEST(GpuSampling, KernelEqualsTheHostEmulationTokenForToken) {
 TEST(GpuSampling, TheDrawDoesNotDependOnTheBlockSizeOrTheBatch) {
   LLMUX_CUDA_BACKEND_OR_SKIP(b);
   const int vocab = 128256;
-  const int rows = 64;
+  const int rows = 256;
   std::vector<float> l;
   std::vector<Case> cases;
   RandomBatch(77, rows, vocab, &l, &cases);
@@ -419,6 +420,7 @@ TEST(GpuSampling, TheDrawDoesNotDependOnTheBlockSizeOrTheBatch) {
   for (int r = 0; r < rows; ++r) {
     // Integer sums throughout: the same record, bit for bit.
     ASSERT_EQ(std::memcmp(&wide[r], &narrow[r], sizeof(kernels::SampledRow)), 0) << "row " << r;
+    if (r % 4 != 0) continue;  // every 4th row also alone (64 launches)
     const std::vector<Case> one = {cases[r]};
     cuda::SamplingPacker single;
     ASSERT_TRUE(single.Pack(SampleBatch{{}, Rows(one)}, vocab).ok());
