@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 namespace llmux::testing {
 namespace {
@@ -14,8 +15,8 @@ constexpr const char* kStickyError = "Attention: an illegal memory access was en
 
 class FaultInjectingBackend final : public Backend {
  public:
-  FaultInjectingBackend(std::unique_ptr<Backend> inner, cuda::FaultKind kind, uint64_t seed)
-      : inner_(std::move(inner)), kind_(kind), seed_(seed) {}
+  FaultInjectingBackend(std::unique_ptr<Backend> inner, const DeviceFaultSpec& spec)
+      : inner_(std::move(inner)), spec_(spec) {}
 
   std::string_view Name() const override { return inner_->Name(); }
   DType ActivationDType() const override { return inner_->ActivationDType(); }
@@ -68,10 +69,12 @@ class FaultInjectingBackend final : public Backend {
                       std::vector<SampledToken>* out) override {
     if (Status health = DeviceHealth(); !health.ok()) return health;
     for (const SampleRow& row : batch.rows) {
-      if (row.seed != seed_) continue;
+      if (row.seed != spec_.trigger_seed || row.output_token_ids.size() < spec_.after_tokens) {
+        continue;
+      }
       // The step's sync point reports the failure exactly as DeviceFaults::TakeStepStatus
       // words it; a sticky one also marks the backend faulted (DeviceFaults::Health).
-      if (kind_ == cuda::FaultKind::kSticky) {
+      if (spec_.kind == cuda::FaultKind::kSticky) {
         sticky_ = kStickyError;
         return DeviceHealth();
       }
@@ -96,35 +99,46 @@ class FaultInjectingBackend final : public Backend {
 
  private:
   const std::unique_ptr<Backend> inner_;
-  const cuda::FaultKind kind_;
-  const uint64_t seed_;
+  const DeviceFaultSpec spec_;
   std::string sticky_;  // the sticky fault ("" while healthy); engine thread only
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> WrapWithDeviceFault(std::unique_ptr<Backend> inner, cuda::FaultKind kind,
-                                             uint64_t trigger_seed) {
-  return std::make_unique<FaultInjectingBackend>(std::move(inner), kind, trigger_seed);
+std::unique_ptr<Backend> WrapWithDeviceFault(std::unique_ptr<Backend> inner,
+                                             const DeviceFaultSpec& spec) {
+  return std::make_unique<FaultInjectingBackend>(std::move(inner), spec);
 }
 
-bool ParseDeviceFaultSpec(const std::string& spec, cuda::FaultKind* kind, uint64_t* seed) {
-  const size_t colon = spec.find(':');
-  if (colon == std::string::npos || colon + 1 >= spec.size()) return false;
-  const std::string name = spec.substr(0, colon);
-  if (name == "step") {
-    *kind = cuda::FaultKind::kStep;
-  } else if (name == "sticky") {
-    *kind = cuda::FaultKind::kSticky;
+namespace {
+// A whole decimal number: false for "", signs, spaces or trailing characters.
+bool ParseDecimal(const std::string& text, uint64_t* value) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  char* end = nullptr;
+  *value = std::strtoull(text.c_str(), &end, 10);
+  return *end == '\0';
+}
+}  // namespace
+
+bool ParseDeviceFaultSpec(const std::string& text, DeviceFaultSpec* spec) {
+  std::vector<std::string> parts;
+  for (size_t p = 0;;) {
+    const size_t colon = text.find(':', p);
+    parts.push_back(text.substr(p, colon == std::string::npos ? std::string::npos : colon - p));
+    if (colon == std::string::npos) break;
+    p = colon + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  if (parts[0] == "step") {
+    spec->kind = cuda::FaultKind::kStep;
+  } else if (parts[0] == "sticky") {
+    spec->kind = cuda::FaultKind::kSticky;
   } else {
     return false;
   }
-  const char* digits = spec.c_str() + colon + 1;
-  char* end = nullptr;
-  const unsigned long long value = std::strtoull(digits, &end, 10);
-  if (end == digits || *end != '\0') return false;
-  *seed = value;
-  return true;
+  if (!ParseDecimal(parts[1], &spec->trigger_seed)) return false;
+  spec->after_tokens = 0;
+  return parts.size() == 2 || ParseDecimal(parts[2], &spec->after_tokens);
 }
 
 }  // namespace llmux::testing

@@ -4,7 +4,8 @@
 // to end without a GPU.
 //
 // The fault fires in the first step that samples a row whose seed is `trigger_seed` (a
-// request's `seed`): that step's sync point (SampleTokens) returns Unavailable, as
+// request's `seed`) once that request has generated `after_tokens` tokens (0: its first
+// sampling step): that step's sync point (SampleTokens) returns Unavailable, as
 // CudaBackend's does when an op of the step failed. kStep: only that step is lost; the backend
 // stays healthy. kSticky: the backend is faulted for good, as after an illegal address:
 // DeviceHealth() and every later BeginBatch, CopyToHostF32 and SampleTokens return Unavailable
@@ -20,10 +21,17 @@
 
 namespace llmux::testing {
 
-std::unique_ptr<Backend> WrapWithDeviceFault(std::unique_ptr<Backend> inner, cuda::FaultKind kind,
-                                             uint64_t trigger_seed);
+struct DeviceFaultSpec {
+  cuda::FaultKind kind = cuda::FaultKind::kStep;
+  uint64_t trigger_seed = 0;
+  uint64_t after_tokens = 0;
+};
 
-// Parses LLMUX_TEST_DEVICE_FAULT's value, "step:SEED" or "sticky:SEED". False on anything else.
-bool ParseDeviceFaultSpec(const std::string& spec, cuda::FaultKind* kind, uint64_t* seed);
+std::unique_ptr<Backend> WrapWithDeviceFault(std::unique_ptr<Backend> inner,
+                                             const DeviceFaultSpec& spec);
+
+// Parses LLMUX_TEST_DEVICE_FAULT's value, KIND:SEED[:AFTER] with KIND step or sticky and SEED,
+// AFTER decimal. False on anything else.
+bool ParseDeviceFaultSpec(const std::string& text, DeviceFaultSpec* spec);
 
 }  // namespace llmux::testing
