@@ -71,4 +71,42 @@ __device__ __forceinline__ float BlockMax(float v, float* scratch) {
   return WarpMax(t);
 }
 
+// kN consecutive bf16 values moved with one access of 2 * kN bytes (the address must be
+// aligned to it: the launchers choose kN with AccessBytes, elementwise_plan.h).
+template <int kBytes> struct RawAccess;
+template <> struct RawAccess<2> { using type = uint16_t; };
+template <> struct RawAccess<4> { using type = uint32_t; };
+template <> struct RawAccess<8> { using type = uint2; };
+template <> struct RawAccess<16> { using type = uint4; };
+
+template <int kN>
+__device__ __forceinline__ void LoadBf16(const __nv_bfloat16* p, float (&v)[kN]) {
+  using Raw = typename RawAccess<2 * kN>::type;
+  const Raw raw = *reinterpret_cast<const Raw*>(p);
+  const auto* h = reinterpret_cast<const __nv_bfloat16*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) v[e] = Bf16ToF32(h[e]);
+}
+template <int kN>
+__device__ __forceinline__ void StoreBf16(__nv_bfloat16* p, const float (&v)[kN]) {
+  using Raw = typename RawAccess<2 * kN>::type;
+  Raw raw;
+  auto* h = reinterpret_cast<__nv_bfloat16*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) h[e] = F32ToBf16(v[e]);
+  *reinterpret_cast<Raw*>(p) = raw;
+}
+
+// Copies `bytes` (a multiple of kBytes; both pointers kBytes-aligned) with kBytes accesses,
+// threads [tid, tid + threads, ...).
+template <int kBytes>
+__device__ __forceinline__ void CopyRow(void* dst, const void* src, int64_t bytes, int tid,
+                                        int threads) {
+  using Raw = typename RawAccess<kBytes>::type;
+  const Raw* s = static_cast<const Raw*>(src);
+  Raw* d = static_cast<Raw*>(dst);
+  const int64_t n = bytes / kBytes;
+  for (int64_t i = tid; i < n; i += threads) d[i] = s[i];
+}
+
 }  // namespace llmux::kernels
