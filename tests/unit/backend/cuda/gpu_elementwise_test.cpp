@@ -135,9 +135,9 @@ class Both {
     ASSERT_TRUE(cpu_->InitKvCache(s).ok());
   }
 
-  // The same batch on both backends: sequences of `lens[i]` new tokens starting at
-  // `starts[i]`, token ids `ids` (one per token), each sequence's blocks `seq * stride_blocks`
-  // onwards, logits rows in `logits_indices`.
+  // The same batch on both backends: sequence i has `lens[i]` new tokens from position
+  // `starts[i]` and owns the i-th of num_seqs equal runs of the pool's blocks; token ids `ids`
+  // (one per token); logits rows `logits_indices` (default: each sequence's last token).
   void Begin(const std::vector<int>& starts, const std::vector<int>& lens,
              const std::vector<int32_t>& ids, const std::vector<int32_t>& logits_indices = {}) {
     InitKv();
@@ -170,9 +170,6 @@ class Both {
     const Status h = cpu_->BeginBatch(fb);
     ASSERT_TRUE(h.ok()) << h.ToString();
   }
-  // One sequence of `n` tokens from position `start`.
-  void BeginOne(int start, int n) { Begin({start}, {n}, std::vector<int32_t>(n, 1)); }
-
  private:
   std::unique_ptr<Backend> cuda_;
   DeviceTensors dev_;
