@@ -97,6 +97,25 @@ __device__ __forceinline__ void StoreBf16(__nv_bfloat16* p, const float (&v)[kN]
   *reinterpret_cast<Raw*>(p) = raw;
 }
 
+// kN consecutive f32 values moved with one access of 4 * kN bytes (aligned to it).
+template <int kN>
+__device__ __forceinline__ void LoadF32(const float* p, float (&v)[kN]) {
+  using Raw = typename RawAccess<4 * kN>::type;
+  const Raw raw = *reinterpret_cast<const Raw*>(p);
+  const auto* f = reinterpret_cast<const float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) v[e] = f[e];
+}
+template <int kN>
+__device__ __forceinline__ void StoreF32(float* p, const float (&v)[kN]) {
+  using Raw = typename RawAccess<4 * kN>::type;
+  Raw raw;
+  auto* f = reinterpret_cast<float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) f[e] = v[e];
+  *reinterpret_cast<Raw*>(p) = raw;
+}
+
 // Copies `bytes` (a multiple of kBytes; both pointers kBytes-aligned) with kBytes accesses,
 // threads [tid, tid + threads, ...).
 template <int kBytes>
