@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>
 
 #include "llmux/log.h"
 #include "telemetry/group_commit_queue.h"
@@ -57,44 +58,20 @@ class PgLedger final : public UsageLedger {
   Status AppendSync(UsageRecord record) override { return queue_.AppendSync(std::move(record)); }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Summarize(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Summarize(q); });
   }
-
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Records(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Records(q); });
   }
-
   StatusOr<int64_t> Prune(int64_t before_ms) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Prune(before_ms);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Prune(before_ms); });
   }
-
   StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
       const std::vector<CapacityAccrual>& accruals) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->AccrueCapacity(accruals);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.AccrueCapacity(accruals); });
   }
-
   StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->CapacityRecords(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.CapacityRecords(q); });
   }
 
   LedgerHealth Health() const override {
@@ -130,6 +107,16 @@ class PgLedger final : public UsageLedger {
   }
   static void DropIfBroken(std::unique_ptr<PgStore>& store) {
     if (store && !store->usable()) store.reset();
+  }
+  // Runs `call` on the read connection under `read_mutex_`, connecting first when there is
+  // none, and drops the connection when the call left it broken (the next call reconnects).
+  template <typename Call>
+  auto OnReadStore(Call call) -> decltype(call(std::declval<PgStore&>())) {
+    MutexLock lock(read_mutex_);
+    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
+    auto out = call(*read_store_);
+    if (!out.ok()) DropIfBroken(read_store_);
+    return out;
   }
   // Records reachability; logs once per transition.
   void SetStoreUp(bool up, const Status& why) {
