@@ -18,14 +18,13 @@
 namespace llmux {
 namespace {
 
-using testing::BatchBuilder;
-
-constexpr int kBlockSize = 16;
-
 using testing::Argmax;
+using testing::BatchBuilder;
 using testing::CpuModel;
 using testing::LogitsLog;
 using testing::ReferenceSequence;
+
+constexpr int kBlockSize = 16;
 
 CpuModel LoadStories(const std::filesystem::path& dir, int num_blocks, int threads = 2) {
   return testing::LoadCpuModel(dir, num_blocks, kBlockSize, threads);

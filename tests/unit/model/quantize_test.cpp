@@ -23,12 +23,11 @@
 namespace llmux {
 namespace {
 
+using testing::Argmax;
 using testing::BatchBuilder;
+using testing::CpuModel;
 
 constexpr int kBlockSize = 16;
-
-using testing::Argmax;
-using testing::CpuModel;
 
 CpuModel Load(const std::filesystem::path& dir, bool q8, int num_blocks, int threads = 2) {
   ModelLoadOptions lo;
