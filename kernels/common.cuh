@@ -27,16 +27,11 @@ inline int CeilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) /
 __device__ __forceinline__ float Bf16ToF32(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ __nv_bfloat16 F32ToBf16(float x) { return __float2bfloat16_rn(x); }
 
-// Butterfly sum / max over a warp. The shuffle pattern is fixed, so the order of the
+// Butterfly sum over a warp. The shuffle pattern is fixed, so the order of the
 // additions for a given lane's value set is fixed too.
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float WarpMax(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -56,19 +51,6 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   float t = lane < kWarps ? scratch[lane] : 0.0f;
   t = WarpSum(t);
   return t;
-}
-
-template <int kThreads>
-__device__ __forceinline__ float BlockMax(float v, float* scratch) {
-  constexpr int kWarps = kThreads / 32;
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float t = lane < kWarps ? scratch[lane] : -INFINITY;
-  return WarpMax(t);
 }
 
 // kN consecutive bf16 values moved with one access of 2 * kN bytes (the address must be
