@@ -94,7 +94,8 @@ function assertUnavailable(r, message) {
 test('a step fault fails the requests of that step with 503; the pool stays healthy', async (t) => {
   if (!requireData(t)) return;
   // The step that samples the 201st token of the request with seed 7001 fails.
-  const d = await start({ env: { LLMUX_TEST_DEVICE_FAULT: 'step:7001:200' }, binary: 'llmuxd-test' });
+  const d = await start({ env: { LLMUX_TEST_DEVICE_FAULT: 'step:7001:200' },
+                          binary: 'llmuxd-test' });
   const reference = await complete(d, KEYS.premium, greedy(1));
   assert.equal(reference.status, 200, reference.body);
 
@@ -123,7 +124,8 @@ test('a step fault fails the requests of that step with 503; the pool stays heal
 
 test('a sticky fault marks the thread pool unhealthy: /health, /admin/pools, 503 after', async (t) => {
   if (!requireData(t)) return;
-  const d = await start({ env: { LLMUX_TEST_DEVICE_FAULT: 'sticky:7002' }, binary: 'llmuxd-test' });
+  const d = await start({ env: { LLMUX_TEST_DEVICE_FAULT: 'sticky:7002' },
+                          binary: 'llmuxd-test' });
   assert.equal((await complete(d, KEYS.premium, greedy(1))).status, 200);
   assert.equal((await http(d, 'GET', '/health')).status, 200);
 
@@ -193,6 +195,7 @@ test('the production llmuxd ignores LLMUX_TEST_DEVICE_FAULT', async (t) => {
 
 test('llmuxd-test refuses a malformed LLMUX_TEST_DEVICE_FAULT', async (t) => {
   if (!requireData(t)) return;
-  await assert.rejects(start({ env: { LLMUX_TEST_DEVICE_FAULT: 'sticky:x' }, binary: 'llmuxd-test' }),
-                       /llmuxd exited 2:[\s\S]*expected step:SEED\[:AFTER\] or sticky:SEED\[:AFTER\]/);
+  await assert.rejects(
+    start({ env: { LLMUX_TEST_DEVICE_FAULT: 'sticky:x' }, binary: 'llmuxd-test' }),
+    /llmuxd exited 2:[\s\S]*expected step:SEED\[:AFTER\] or sticky:SEED\[:AFTER\]/);
 });

@@ -11,7 +11,8 @@ namespace {
 // (cudaErrorLaunchOutOfResources is a step fault, cudaErrorIllegalAddress a sticky one), with
 // the op's name first as CudaBackend records it (cuda_backend_ops.cpp).
 constexpr const char* kStepError = "MatMul: too many resources requested for launch (injected)";
-constexpr const char* kStickyError = "Attention: an illegal memory access was encountered (injected)";
+constexpr const char* kStickyError =
+    "Attention: an illegal memory access was encountered (injected)";
 
 class FaultInjectingBackend final : public Backend {
  public:

@@ -85,7 +85,8 @@ void InstallDeviceFault() {
   if (spec == nullptr || *spec == '\0') return;
   if (!testing::ParseDeviceFaultSpec(spec, &device_fault)) {
     std::fprintf(stderr,
-                 "LLMUX_TEST_DEVICE_FAULT='%s': expected step:SEED[:AFTER] or sticky:SEED[:AFTER]\n",
+                 "LLMUX_TEST_DEVICE_FAULT='%s': expected step:SEED[:AFTER] or "
+                 "sticky:SEED[:AFTER]\n",
                  spec);
     std::exit(2);
   }
