@@ -45,9 +45,9 @@ std::string StatusLine(int status) {
 class LaneRunQueue {
  public:
   LaneRunQueue(asio::io_context& ioc, int lanes)
-      : ioc_(ioc), queues_(static_cast<size_t>(std::max(1, lanes))) {}
+      : ioc_(ioc), lanes_(std::max(1, lanes)), queues_(static_cast<size_t>(lanes_)) {}
 
-  int lanes() const { return static_cast<int>(queues_.size()); }
+  int lanes() const { return lanes_; }
   int Clamp(int lane) const { return std::clamp(lane, 0, lanes() - 1); }
 
   void Add(int lane, asio::any_io_executor strand, std::function<void()> fn) {
@@ -94,6 +94,7 @@ class LaneRunQueue {
   }
 
   asio::io_context& ioc_;
+  const int lanes_;
   mutable Mutex mutex_;
   std::vector<std::deque<Entry>> queues_ GUARDED_BY(mutex_);  // [lane]
 };
