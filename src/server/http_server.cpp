@@ -51,6 +51,8 @@ class LaneRunQueue {
   int Clamp(int lane) const { return std::clamp(lane, 0, lanes() - 1); }
 
   void Add(int lane, asio::any_io_executor strand, std::function<void()> fn) {
+    // One lane has no order to keep but arrival's: straight to the strand, as without lanes.
+    if (lanes_ == 1) return asio::post(strand, std::move(fn));
     {
       MutexLock lock(mutex_);
       queues_[static_cast<size_t>(Clamp(lane))].push_back(Entry{std::move(strand), std::move(fn)});
