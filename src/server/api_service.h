@@ -71,8 +71,9 @@ class ApiService {
   void Handle(HttpRequest&& request, std::shared_ptr<ResponseChannel> channel);
 
   // The I/O lane of a request from its headers alone (HttpServerOptions::lane_of): the lane of
-  // the tenant its key (or trusted tenant header) names; 0 for the admin key; the last lane
-  // when it names nobody. Any thread; costs one key hash, as authentication does.
+  // the tenant its key (or trusted tenant header) names; 0 for the admin key and for /health
+  // and /ready; the last lane when it names nobody. Any thread; costs one key hash, as
+  // authentication does.
   int IoLane(const HttpRequest& headers_only) const;
 
   // Routes each tenant to the ServedModel of its pool (TenantConfig::pool); `pool_set` answers
