@@ -94,6 +94,10 @@ for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
     GpuModel.ServingPathGreedyTokensMatchTheReference \
     GpuGemm.RowsAreBitIdenticalAcrossBatchSizes GpuGemm.ForcedFallbackMatchesReferenceAndIsInvariant \
     GpuGemm.FastModeChoosesPerM \
+    GpuElementwise.EmbeddingEqualsTheCpuOp GpuElementwise.RmsNormMatchesTheCpuOp \
+    GpuElementwise.AddRmsNormMatchesTheCpuOps GpuElementwise.RopeMatchesTheCpuOpAtModelFrequencies \
+    GpuElementwise.SiluMulMatchesTheCpuOp GpuElementwise.MatMulBiasEqualsTheCpuOp \
+    GpuElementwise.WriteKvEqualsTheCpuOp GpuElementwise.GatherLogitsRowsEqualsTheCpuOp \
     GqaRatios/GpuAttention.MixedPrefillAndDecodeMatchTheCpuBackend \
     GqaRatios/GpuAttention.LongContextMatchesTheCpuBackend \
     GqaRatios/GpuAttention.DecodeRowIsBitIdenticalAloneAndInABatch \
