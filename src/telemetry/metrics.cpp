@@ -131,6 +131,9 @@ class PrometheusMetrics final : public Metrics {
   Family<Histogram>& batch_tokens_;
   // Cost attribution: the pool's busy time and each tenant's share of it (StepInfo).
   Family<Counter>& pool_busy_;
+  // Pool health: ready without a sticky device fault; process pools' worker restarts.
+  Family<Gauge>& pool_up_;
+  Family<Counter>& pool_restarts_;
   Family<Counter>& t_engine_;
   Family<Counter>& reloads_;
   // Usage ledger (set from the snapshot's LedgerHealth when it has one).
@@ -157,6 +160,7 @@ class PrometheusMetrics final : public Metrics {
   // (tenant, pool) -> the engine_seconds of the last scrape.
   std::map<std::pair<std::string, std::string>, double> last_tenant_engine_
       GUARDED_BY(render_mutex_);
+  std::map<std::string, double, std::less<>> last_restarts_ GUARDED_BY(render_mutex_);
   int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
   MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
   // Each lane's planning counters already exported.
@@ -250,6 +254,14 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
       pool_busy_(Reg(BuildCounter(), "llmux_pool_busy_seconds_total",
                      "Seconds the pool's engine spent in steps (schedule through sampling).",
                      *registry_)),
+      pool_up_(Reg(BuildGauge(), "llmux_pool_up",
+                   "1 while the pool is ready and its device has no sticky fault (what /health "
+                   "checks per pool), else 0.",
+                   *registry_)),
+      pool_restarts_(Reg(BuildCounter(), "llmux_pool_worker_restarts_total",
+                         "Workers a process pool started after its first (a worker that died, "
+                         "hung or exited on a device fault was replaced).",
+                         *registry_)),
       t_engine_(Reg(BuildCounter(), "llmux_tenant_engine_seconds_total",
                     "The tenant's share of the pool's busy time, split per step by the work "
                     "of its sequences.",
@@ -313,6 +325,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
   const prometheus::Labels p = {{"pool", pool_}};
   step_seconds_.Add(p, kStepBuckets);
   pool_busy_.Add(p);
+  pool_restarts_.Add(p);
   batch_size_.Add(p, kBatchSizeBuckets);
   batch_tokens_.Add(p, kBatchTokenBuckets);
   for (RejectReason r : kAllReasons) {
@@ -443,6 +456,9 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     AdvanceResettable(pool_busy_.Add({{"pool", p.pool}}), p.stats.busy_seconds,
                       &last.busy_seconds);
     const prometheus::Labels pool = {{"pool", p.pool}};
+    pool_up_.Add(pool).Set(p.up ? 1 : 0);
+    AdvanceResettable(pool_restarts_.Add(pool), static_cast<double>(p.restarts),
+                      &last_restarts_[p.pool]);
     AdvanceHistogram(step_seconds_.Add(pool, kStepBuckets), p.stats.step_seconds,
                      &last.step_seconds);
     AdvanceHistogram(batch_size_.Add(pool, kBatchSizeBuckets), p.stats.batch_size,
