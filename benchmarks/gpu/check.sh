@@ -102,6 +102,8 @@ for t in GpuModel.TeacherForcedLogitsAgreeWithTheCpuBackend \
     GpuSampling.AMaskedTokenIsNeverSampled \
     GpuSampling.EverythingSuppressedFallsBackToTheMaskedArgmax \
     GpuSampling.EmpiricalFrequenciesFollowTheCuts \
+    GpuSampling.KernelEqualsTheHostEmulationTokenForToken \
+    GpuSampling.TheDrawDoesNotDependOnTheBlockSizeOrTheBatch \
     GpuSampling.AFailedSamplingLaunchFailsThatCallWithUnavailable \
     GpuGraphs.DecodeStepsReplayGraphsWithIdenticalLogits \
     GpuGraphs.AnEarlyLaunchedGraphThatWasWrongIsOverwrittenByTheStepsOps; do

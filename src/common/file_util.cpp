@@ -1,4 +1,4 @@
-#include "common/file_util.h"
+#include "llmux/file_util.h"
 
 #include <fstream>
 #include <sstream>

@@ -13,7 +13,7 @@
 #include <sstream>
 #include <string>
 
-#include "common/file_util.h"
+#include "llmux/file_util.h"
 
 namespace llmux {
 namespace {

@@ -1,4 +1,4 @@
-#include "model/model_shapes.h"
+#include "llmux/model_shapes.h"
 
 namespace llmux {
 namespace {

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "llmux/model_config.h"
+#include "llmux/model_shapes.h"
 #include "llmux/safetensors.h"
-#include "model/model_shapes.h"
 
 namespace llmux {
 

@@ -1,6 +1,7 @@
 #include "telemetry/capacity_rows.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "telemetry/sqlite_util.h"
 
@@ -24,6 +25,19 @@ int64_t ApplyCapacityAccrual(const CapacityAccrual& a, CapacityRowState* row) {
   r.held_ms += to - from;
   r.cost_nano = row->amount.CostNano();
   return r.cost_nano - before;
+}
+
+void AppendUsageDay(std::vector<TenantUsage>* usage, const std::string& tenant, DailyUsage day) {
+  if (usage->empty() || usage->back().tenant != tenant) {
+    usage->push_back(TenantUsage{tenant, {}, {}});
+  }
+  UsageTotals& t = usage->back().totals;
+  t.requests += day.totals.requests;
+  t.prompt_tokens += day.totals.prompt_tokens;
+  t.cached_tokens += day.totals.cached_tokens;
+  t.completion_tokens += day.totals.completion_tokens;
+  t.cost_nano += day.totals.cost_nano;
+  usage->back().daily.push_back(std::move(day));
 }
 
 void MergeCapacityDay(std::vector<TenantUsage>* usage, const std::string& tenant,

@@ -1,5 +1,5 @@
 // Capacity rows as the SQLite and PostgreSQL ledgers store them: the accrual rule both apply,
-// the SQLite table, and merging capacity charges into usage summaries (telemetry only).
+// the SQLite table, and building usage summaries from token and capacity rows (telemetry only).
 #pragma once
 
 #include <sqlite3.h>
@@ -26,6 +26,10 @@ struct CapacityRowState {
 // part of [from_ms, to_ms) at or after covered_until_ms, moves covered_until_ms to to_ms and
 // records the hold. Returns the cost the row gained (0 when nothing was new).
 int64_t ApplyCapacityAccrual(const CapacityAccrual& a, CapacityRowState* row);
+
+// Appends `day` (token charges) to `tenant`'s days and adds it to the tenant's totals. Rows
+// come in (tenant, day) order: a tenant other than the last one starts a new TenantUsage.
+void AppendUsageDay(std::vector<TenantUsage>* usage, const std::string& tenant, DailyUsage day);
 
 // Adds `cost_nano` of capacity charges to `tenant`'s day starting at `day_start_ms` (a new
 // tenant or day is inserted in order) and to the tenant's totals.

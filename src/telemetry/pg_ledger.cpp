@@ -11,8 +11,10 @@
 // too, or a replay cut short between the PostgreSQL commit and the spool delete, adds nothing
 // twice.
 //
-// Thread ownership: `writer_store_` belongs to the writer thread, `replay_store_` to the replay
-// thread, `read_store_` to query callers under `read_mutex_`. `direct_` (the route) is
+// Rows are queued through a GroupCommitQueue, whose writer thread runs Commit for each group.
+//
+// Thread ownership: `writer_store_` belongs to the queue's writer thread, `replay_store_` to the
+// replay thread, `read_store_` to query callers under `read_mutex_`. `direct_` (the route) is
 // guarded by `route_mutex_`, which the writer holds while it commits a group and the replay
 // thread holds while it checks the spool is empty and switches the route back to direct, so
 // no row can be left behind in the spool.
@@ -21,20 +23,18 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <future>
-#include <mutex>
 #include <thread>
+#include <utility>
 
 #include "llmux/log.h"
+#include "telemetry/group_commit_queue.h"
 #include "telemetry/pg_store.h"
 #include "telemetry/usage_spool.h"
 
 namespace llmux {
 namespace {
 
-constexpr int kMaxBatch = 512;  // rows per group commit, and per replay transaction
+constexpr int kMaxReplayBatch = GroupCommitQueue::kMaxGroup;  // rows per replay transaction
 
 class PgLedger final : public UsageLedger {
  public:
@@ -43,73 +43,35 @@ class PgLedger final : public UsageLedger {
       : options_(std::move(options)),
         redacted_url_(RedactUrl(options_.target)),
         spool_(std::move(spool)),
-        writer_store_(std::move(first)) {
-    store_up_.store(writer_store_ != nullptr);
-    spooled_rows_.store(spooled);
-    direct_ = writer_store_ != nullptr && spooled == 0;
-    writer_ = std::thread([this] { WriterMain(); });
+        writer_store_(std::move(first)),
+        direct_(writer_store_ != nullptr && spooled == 0),
+        store_up_(writer_store_ != nullptr),
+        spooled_rows_(spooled),
+        queue_([this](const std::vector<const UsageRecord*>& rows) { return Commit(rows); }) {
     if (spool_) replayer_ = std::thread([this] { ReplayMain(); });
   }
   ~PgLedger() override { Close(); }
 
   void Append(UsageRecord record, OnCommitted on_committed) override {
-    {
-      MutexLock lock(mutex_);
-      if (!closed_) {
-        queue_.push_back({std::move(record), std::move(on_committed)});
-        cv_.NotifyAll();
-        return;
-      }
-    }
-    if (on_committed) on_committed(Unavailable("usage ledger closed"));
+    queue_.Append(std::move(record), std::move(on_committed));
   }
-
-  Status AppendSync(UsageRecord record) override {
-    auto done = std::make_shared<std::promise<Status>>();
-    std::future<Status> f = done->get_future();
-    Append(std::move(record), [done](const Status& s) { done->set_value(s); });
-    return f.get();
-  }
+  Status AppendSync(UsageRecord record) override { return queue_.AppendSync(std::move(record)); }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Summarize(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Summarize(q); });
   }
-
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Records(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Records(q); });
   }
-
   StatusOr<int64_t> Prune(int64_t before_ms) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->Prune(before_ms);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.Prune(before_ms); });
   }
-
   StatusOr<std::vector<CapacityCharge>> AccrueCapacity(
       const std::vector<CapacityAccrual>& accruals) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->AccrueCapacity(accruals);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.AccrueCapacity(accruals); });
   }
-
   StatusOr<std::vector<CapacityRecord>> CapacityRecords(const UsageQuery& q) override {
-    MutexLock lock(read_mutex_);
-    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
-    auto out = read_store_->CapacityRecords(q);
-    if (!out.ok()) DropIfBroken(read_store_);
-    return out;
+    return OnReadStore([&](PgStore& store) { return store.CapacityRecords(q); });
   }
 
   LedgerHealth Health() const override {
@@ -118,22 +80,17 @@ class PgLedger final : public UsageLedger {
 
   void Close() override {
     {
-      MutexLock lock(mutex_);
+      MutexLock lock(close_mutex_);
       if (closed_) return;
       closed_ = true;
     }
-    cv_.NotifyAll();
-    if (writer_.joinable()) writer_.join();
+    close_cv_.NotifyAll();  // the replay thread stops at its next wake
+    queue_.Close();         // commits what is queued (direct or spooled)
     if (replayer_.joinable()) replayer_.join();
   }
 
  private:
-  struct Pending {
-    UsageRecord record;
-    OnCommitted on_committed;
-  };
-
-  void WriterMain();
+  // The queue's writer thread: commits one group directly or to the spool (see the top).
   Status Commit(const std::vector<const UsageRecord*>& rows);
   void ReplayMain();
   // Moves spooled rows to PostgreSQL until the spool is empty (then the route goes back to
@@ -150,6 +107,16 @@ class PgLedger final : public UsageLedger {
   }
   static void DropIfBroken(std::unique_ptr<PgStore>& store) {
     if (store && !store->usable()) store.reset();
+  }
+  // Runs `call` on the read connection under `read_mutex_`, connecting first when there is
+  // none, and drops the connection when the call left it broken (the next call reconnects).
+  template <typename Call>
+  auto OnReadStore(Call call) -> decltype(call(std::declval<PgStore&>())) {
+    MutexLock lock(read_mutex_);
+    LLMUX_RETURN_IF_ERROR(EnsureStore(read_store_));
+    auto out = call(*read_store_);
+    if (!out.ok()) DropIfBroken(read_store_);
+    return out;
   }
   // Records reachability; logs once per transition.
   void SetStoreUp(bool up, const Status& why) {
@@ -173,45 +140,20 @@ class PgLedger final : public UsageLedger {
   std::unique_ptr<PgStore> read_store_ GUARDED_BY(read_mutex_);
 
   Mutex route_mutex_;
-  bool direct_ GUARDED_BY(route_mutex_) = false;
+  bool direct_ GUARDED_BY(route_mutex_);
 
-  std::atomic<bool> store_up_{false};
-  std::atomic<int64_t> spooled_rows_{0};
+  std::atomic<bool> store_up_;
+  std::atomic<int64_t> spooled_rows_;
   std::atomic<int64_t> replayed_rows_{0};
 
-  Mutex mutex_;
-  CondVar cv_;
-  std::deque<Pending> queue_ GUARDED_BY(mutex_);
-  bool closed_ GUARDED_BY(mutex_) = false;
-  std::thread writer_;
+  Mutex close_mutex_;
+  CondVar close_cv_;
+  bool closed_ GUARDED_BY(close_mutex_) = false;
   std::thread replayer_;
+  // Last: its writer thread runs Commit over the members above, so it starts after them and
+  // Close (which the destructor calls) stops it before they go.
+  GroupCommitQueue queue_;
 };
-
-void PgLedger::WriterMain() {
-  for (;;) {
-    std::deque<Pending> batch;
-    {
-      MutexLock lock(mutex_);
-      cv_.Wait(lock, [this]() REQUIRES(mutex_) { return closed_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // closed and drained
-      while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    std::vector<const UsageRecord*> rows;
-    rows.reserve(batch.size());
-    for (const Pending& p : batch) rows.push_back(&p.record);
-    const Status s = Commit(rows);
-    if (!s.ok()) {
-      LogEvent(LogLevel::kError, "usage_write_failed",
-               {F("rows", static_cast<long long>(batch.size())), F("error", s.message())});
-    }
-    for (Pending& p : batch) {
-      if (p.on_committed) p.on_committed(s);
-    }
-  }
-}
 
 Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
   MutexLock route(route_mutex_);
@@ -223,10 +165,6 @@ Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
     DropIfBroken(writer_store_);
     direct_ = false;
     SetStoreUp(false, pg);
-    {
-      MutexLock lock(mutex_);
-      cv_.NotifyAll();  // wake the replay thread
-    }
   }
   if (!spool_) {
     // Without a spool, nothing can hold the rows; try PostgreSQL once more.
@@ -244,9 +182,9 @@ Status PgLedger::Commit(const std::vector<const UsageRecord*>& rows) {
 void PgLedger::ReplayMain() {
   for (;;) {
     {
-      MutexLock lock(mutex_);
-      cv_.WaitFor(lock, std::chrono::milliseconds(options_.retry_interval_ms),
-                   [this]() REQUIRES(mutex_) { return closed_; });
+      MutexLock lock(close_mutex_);
+      close_cv_.WaitFor(lock, std::chrono::milliseconds(options_.retry_interval_ms),
+                        [this]() REQUIRES(close_mutex_) { return closed_; });
       if (closed_) return;
     }
     bool direct;
@@ -262,7 +200,7 @@ void PgLedger::Replay() {
   Status s = EnsureStore(replay_store_);
   if (s.ok()) s = replay_store_->Migrate();  // the ledger may have started with PG down
   while (s.ok()) {
-    auto oldest = spool_->Oldest(kMaxBatch);
+    auto oldest = spool_->Oldest(kMaxReplayBatch);
     if (!oldest.ok()) {
       LogEvent(LogLevel::kError, "usage_spool_read_failed",
                {F("error", oldest.status().message())});

@@ -350,8 +350,6 @@ StatusOr<std::vector<TenantUsage>> PgStore::Summarize(const UsageQuery& q) {
         "FROM llmux_usage WHERE " +
         Filter(t, q) + " GROUP BY tenant, day ORDER BY tenant COLLATE \"C\", day");
     for (const pqxx::row& row : r) {
-      const std::string tenant = row[0].c_str();
-      if (out.empty() || out.back().tenant != tenant) out.push_back(TenantUsage{tenant, {}, {}});
       DailyUsage d;
       d.date = FormatDate(row[1].as<int64_t>() * 86400000);
       d.totals.requests = row[2].as<int64_t>();
@@ -359,13 +357,7 @@ StatusOr<std::vector<TenantUsage>> PgStore::Summarize(const UsageQuery& q) {
       d.totals.cached_tokens = row[4].as<int64_t>();
       d.totals.completion_tokens = row[5].as<int64_t>();
       d.totals.cost_nano = row[6].as<int64_t>();
-      UsageTotals& tot = out.back().totals;
-      tot.requests += d.totals.requests;
-      tot.prompt_tokens += d.totals.prompt_tokens;
-      tot.cached_tokens += d.totals.cached_tokens;
-      tot.completion_tokens += d.totals.completion_tokens;
-      tot.cost_nano += d.totals.cost_nano;
-      out.back().daily.push_back(std::move(d));
+      AppendUsageDay(&out, row[0].c_str(), std::move(d));
     }
     const pqxx::result c = t.exec(
         "SELECT tenant, hour_start_ms / 86400000 AS day, SUM(cost_nano)::bigint FROM "

@@ -1,56 +1,36 @@
-// SQLite usage ledger: WAL, synchronous=FULL or NORMAL (ledger_sync), one writer thread doing
-// group commits.
+// SQLite usage ledger: WAL, synchronous=FULL or NORMAL (ledger_sync), rows written through a
+// GroupCommitQueue (one writer thread, group commits).
 //
-// Thread ownership: `write_db_` belongs to the writer thread (and to Close after it joined);
-// `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking (with a busy
-// timeout) orders the writer's transactions against Prune on the read connection.
+// Thread ownership: `write_db_` belongs to the queue's writer thread (and to Close after it
+// joined); `read_db_` is shared by query callers under `read_mutex_`. SQLite's own locking
+// (with a busy timeout) orders the writer's transactions against Prune on the read connection.
 #include "llmux/thread_annotations.h"
 #include "telemetry/sqlite_ledger.h"
 
 #include <sqlite3.h>
 
-#include <condition_variable>
-#include <deque>
-#include <future>
-#include <mutex>
-#include <thread>
-
-#include "llmux/log.h"
 #include "telemetry/capacity_rows.h"
+#include "telemetry/group_commit_queue.h"
 #include "telemetry/sqlite_util.h"
 #include "telemetry/usage_sqlite_rows.h"
 
 namespace llmux {
 namespace {
 
-constexpr int kMaxBatch = 512;  // rows per group commit
-
 class SqliteLedger final : public UsageLedger {
  public:
   SqliteLedger(sqlite::Db write_db, sqlite::Db read_db)
-      : write_db_(std::move(write_db)), read_db_(std::move(read_db)) {
-    writer_ = std::thread([this] { WriterMain(); });
-  }
+      : write_db_(std::move(write_db)),
+        read_db_(std::move(read_db)),
+        queue_([this](const std::vector<const UsageRecord*>& rows) {
+          return sqlite::InsertUsageRows(write_db_.get(), rows, "insert usage row");
+        }) {}
   ~SqliteLedger() override { Close(); }
 
   void Append(UsageRecord record, OnCommitted on_committed) override {
-    {
-      MutexLock lock(mutex_);
-      if (!closed_) {
-        queue_.push_back({std::move(record), std::move(on_committed)});
-        cv_.NotifyOne();
-        return;
-      }
-    }
-    if (on_committed) on_committed(Unavailable("usage ledger closed"));
+    queue_.Append(std::move(record), std::move(on_committed));
   }
-
-  Status AppendSync(UsageRecord record) override {
-    auto done = std::make_shared<std::promise<Status>>();
-    std::future<Status> f = done->get_future();
-    Append(std::move(record), [done](const Status& s) { done->set_value(s); });
-    return f.get();
-  }
+  Status AppendSync(UsageRecord record) override { return queue_.AppendSync(std::move(record)); }
 
   StatusOr<std::vector<TenantUsage>> Summarize(const UsageQuery& q) override;
   StatusOr<std::vector<UsageRecord>> Records(const UsageQuery& q) override;
@@ -69,76 +49,16 @@ class SqliteLedger final : public UsageLedger {
     return sqlite::ReadCapacity(read_db_.get(), q);
   }
 
-  void Close() override {
-    {
-      MutexLock lock(mutex_);
-      if (closed_) return;
-      closed_ = true;
-    }
-    cv_.NotifyOne();
-    if (writer_.joinable()) writer_.join();
-  }
+  void Close() override { queue_.Close(); }
 
  private:
-  struct Pending {
-    UsageRecord record;
-    OnCommitted on_committed;
-  };
-
-  void WriterMain();
-  Status WriteBatch(const std::deque<Pending>& batch);
-
-  sqlite::Db write_db_;  // writer thread only
+  sqlite::Db write_db_;  // the queue's writer thread only
   Mutex read_mutex_;
   sqlite::Db read_db_ GUARDED_BY(read_mutex_);
-
-  Mutex mutex_;
-  CondVar cv_;
-  std::deque<Pending> queue_ GUARDED_BY(mutex_);
-  bool closed_ GUARDED_BY(mutex_) = false;
-  std::thread writer_;
+  // Last: its writer thread uses `write_db_`, so it starts after the members above and stops
+  // before they go.
+  GroupCommitQueue queue_;
 };
-
-void SqliteLedger::WriterMain() {
-  for (;;) {
-    std::deque<Pending> batch;
-    {
-      MutexLock lock(mutex_);
-      cv_.Wait(lock, [this]() REQUIRES(mutex_) { return closed_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // closed and drained
-      while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    const Status s = WriteBatch(batch);
-    if (!s.ok()) {
-      LogEvent(LogLevel::kError, "usage_write_failed",
-               {F("rows", static_cast<long long>(batch.size())), F("error", s.message())});
-    }
-    for (Pending& p : batch) {
-      if (p.on_committed) p.on_committed(s);
-    }
-  }
-}
-
-Status SqliteLedger::WriteBatch(const std::deque<Pending>& batch) {
-  sqlite3* db = write_db_.get();
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(db, "BEGIN IMMEDIATE"));
-  sqlite::Stmt stmt;
-  Status s = sqlite::Prepare(db, sqlite::kUsageInsert, &stmt);
-  for (size_t i = 0; s.ok() && i < batch.size(); ++i) {
-    sqlite3_reset(stmt.get());
-    sqlite::BindUsageRow(stmt.get(), batch[i].record);
-    if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = sqlite::Error(db, "insert usage row");
-  }
-  stmt.reset();
-  if (!s.ok()) {
-    (void)sqlite::Exec(db, "ROLLBACK");
-    return s;
-  }
-  return sqlite::Exec(db, "COMMIT");
-}
 
 // Binds ?1..?3 (tenant or NULL, start, end) shared by both queries.
 const char* TenantFilter(const UsageQuery& q) {
@@ -171,8 +91,6 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
   std::vector<TenantUsage> out;
   int rc;
   while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    const std::string tenant = sqlite::ColumnText(stmt.get(), 0);
-    if (out.empty() || out.back().tenant != tenant) out.push_back(TenantUsage{tenant, {}, {}});
     DailyUsage d;
     d.date = FormatDate(sqlite3_column_int64(stmt.get(), 1) * 86400000);
     d.totals.requests = sqlite3_column_int64(stmt.get(), 2);
@@ -180,13 +98,7 @@ StatusOr<std::vector<TenantUsage>> SqliteLedger::Summarize(const UsageQuery& q) 
     d.totals.cached_tokens = sqlite3_column_int64(stmt.get(), 4);
     d.totals.completion_tokens = sqlite3_column_int64(stmt.get(), 5);
     d.totals.cost_nano = sqlite3_column_int64(stmt.get(), 6);
-    UsageTotals& t = out.back().totals;
-    t.requests += d.totals.requests;
-    t.prompt_tokens += d.totals.prompt_tokens;
-    t.cached_tokens += d.totals.cached_tokens;
-    t.completion_tokens += d.totals.completion_tokens;
-    t.cost_nano += d.totals.cost_nano;
-    out.back().daily.push_back(std::move(d));
+    AppendUsageDay(&out, sqlite::ColumnText(stmt.get(), 0), std::move(d));
   }
   if (rc != SQLITE_DONE) return sqlite::Error(db, "summarize usage");
   LLMUX_RETURN_IF_ERROR(sqlite::SummarizeCapacity(db, q, &out));
@@ -227,10 +139,7 @@ StatusOr<int64_t> SqliteLedger::Prune(int64_t before_ms) {
 
 StatusOr<std::unique_ptr<UsageLedger>> OpenSqliteLedger(const std::filesystem::path& path,
                                                         LedgerSync sync) {
-  LLMUX_ASSIGN_OR_RETURN(sqlite::Db write_db, sqlite::OpenDb(path));
-  LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(write_db.get(), sync));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kUsageSchema));
-  LLMUX_RETURN_IF_ERROR(sqlite::AddUsageRequestIdColumn(write_db.get()));
+  LLMUX_ASSIGN_OR_RETURN(sqlite::Db write_db, sqlite::OpenUsageDb(path, sync));
   LLMUX_RETURN_IF_ERROR(sqlite::Exec(write_db.get(), sqlite::kCapacitySchema));
   LLMUX_ASSIGN_OR_RETURN(sqlite::Db read_db, sqlite::OpenDb(path));
   LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(read_db.get(), sync));

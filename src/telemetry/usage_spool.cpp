@@ -8,30 +8,13 @@ namespace llmux {
 
 StatusOr<std::unique_ptr<UsageSpool>> UsageSpool::Open(const std::filesystem::path& path,
                                                        LedgerSync sync) {
-  LLMUX_ASSIGN_OR_RETURN(sqlite::Db db, sqlite::OpenDb(path));
-  LLMUX_RETURN_IF_ERROR(sqlite::ApplySync(db.get(), sync));
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(db.get(), sqlite::kUsageSchema));
-  LLMUX_RETURN_IF_ERROR(sqlite::AddUsageRequestIdColumn(db.get()));
+  LLMUX_ASSIGN_OR_RETURN(sqlite::Db db, sqlite::OpenUsageDb(path, sync));
   return std::unique_ptr<UsageSpool>(new UsageSpool(path, std::move(db)));
 }
 
 Status UsageSpool::Append(const std::vector<const UsageRecord*>& rows) {
   MutexLock lock(mutex_);
-  sqlite3* db = db_.get();
-  LLMUX_RETURN_IF_ERROR(sqlite::Exec(db, "BEGIN IMMEDIATE"));
-  sqlite::Stmt stmt;
-  Status s = sqlite::Prepare(db, sqlite::kUsageInsert, &stmt);
-  for (size_t i = 0; s.ok() && i < rows.size(); ++i) {
-    sqlite3_reset(stmt.get());
-    sqlite::BindUsageRow(stmt.get(), *rows[i]);
-    if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = sqlite::Error(db, "spool usage row");
-  }
-  stmt.reset();
-  if (!s.ok()) {
-    (void)sqlite::Exec(db, "ROLLBACK");
-    return s;
-  }
-  return sqlite::Exec(db, "COMMIT");
+  return sqlite::InsertUsageRows(db_.get(), rows, "spool usage row");
 }
 
 StatusOr<std::vector<std::pair<int64_t, UsageRecord>>> UsageSpool::Oldest(int limit) {

@@ -87,6 +87,31 @@ Status AddUsageRequestIdColumn(sqlite3* db) {
   return s;
 }
 
+StatusOr<Db> OpenUsageDb(const std::filesystem::path& path, LedgerSync sync) {
+  LLMUX_ASSIGN_OR_RETURN(Db db, OpenDb(path));
+  LLMUX_RETURN_IF_ERROR(ApplySync(db.get(), sync));
+  LLMUX_RETURN_IF_ERROR(Exec(db.get(), kUsageSchema));
+  LLMUX_RETURN_IF_ERROR(AddUsageRequestIdColumn(db.get()));
+  return db;
+}
+
+Status InsertUsageRows(sqlite3* db, const std::vector<const UsageRecord*>& rows, const char* what) {
+  LLMUX_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+  Stmt stmt;
+  Status s = Prepare(db, kUsageInsert, &stmt);
+  for (size_t i = 0; s.ok() && i < rows.size(); ++i) {
+    sqlite3_reset(stmt.get());
+    BindUsageRow(stmt.get(), *rows[i]);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) s = Error(db, what);
+  }
+  stmt.reset();
+  if (!s.ok()) {
+    (void)Exec(db, "ROLLBACK");
+    return s;
+  }
+  return Exec(db, "COMMIT");
+}
+
 Status ApplySync(sqlite3* db, LedgerSync sync) {
   LLMUX_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL"));
   switch (sync) {

@@ -4,7 +4,11 @@
 
 #include <sqlite3.h>
 
+#include <filesystem>
+#include <vector>
+
 #include "llmux/usage_ledger.h"
+#include "telemetry/sqlite_util.h"
 
 namespace llmux::sqlite {
 
@@ -24,5 +28,11 @@ Status ApplySync(sqlite3* db, LedgerSync sync);
 // Migrations: adds the nullable x_request_id column and the engine_ms column (default 0) to a
 // table created before they existed (a no-op for a column that is there).
 Status AddUsageRequestIdColumn(sqlite3* db);
+// Opens (creating when missing) `path` with `sync` (ApplySync) and the `usage` table at its
+// current schema (kUsageSchema, then the migrations). Internal naming the file or the step.
+StatusOr<Db> OpenUsageDb(const std::filesystem::path& path, LedgerSync sync);
+// Inserts `rows` in one transaction; on failure rolls it back and returns
+// Internal("WHAT: <sqlite message>"). Durable per the connection's `synchronous` once OK.
+Status InsertUsageRows(sqlite3* db, const std::vector<const UsageRecord*>& rows, const char* what);
 
 }  // namespace llmux::sqlite

@@ -6,7 +6,7 @@
 #include <sstream>
 #include <utility>
 
-#include "common/file_util.h"
+#include "llmux/file_util.h"
 #include "tokenizer/chat_template_builtins.h"
 #include "tokenizer/jinja/template.h"
 

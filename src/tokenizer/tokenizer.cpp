@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/file_util.h"
+#include "llmux/file_util.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "model/model_shapes.h"
+#include "llmux/model_shapes.h"
 #include "tools/command.h"
 
 namespace llmux::tools {

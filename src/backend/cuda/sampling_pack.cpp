@@ -5,6 +5,7 @@
 #include <string>
 
 #include "sampling/rng.h"
+#include "sampling_select.h"
 
 namespace llmux::cuda {
 namespace {
@@ -37,6 +38,11 @@ Status SamplingPacker::Pack(const SampleBatch& batch, int32_t vocab) {
   edits_.clear();
   biases_.clear();
   masks_.clear();
+  if (vocab <= 0 || vocab > kernels::sampling::kMaxVocab) {
+    return InvalidArgument("SampleTokens: a vocabulary of " + std::to_string(vocab) +
+                           " tokens (device sampling takes 1 to " +
+                           std::to_string(kernels::sampling::kMaxVocab) + ")");
+  }
   mask_words_ = (vocab + 31) / 32;
   if (static_cast<int32_t>(slot_.size()) != vocab) {
     slot_.assign(vocab, 0);

@@ -32,8 +32,9 @@ class SamplingPacker {
   SamplingPacker& operator=(const SamplingPacker&) = delete;
 
   // Packs `batch` for a vocabulary of `vocab` tokens. InvalidArgument (nothing usable packed)
-  // for a row without params, a mask that is not ceil(vocab / 32) words, a token id (logit_bias,
-  // stop_token_ids, EOS, prompt, output) outside [0, vocab), or logprobs above 20.
+  // for a vocabulary outside [1, kernels::sampling::kMaxVocab], a row without params, a mask
+  // that is not ceil(vocab / 32) words, a token id (logit_bias, stop_token_ids, EOS, prompt,
+  // output) outside [0, vocab), or logprobs above 20.
   Status Pack(const SampleBatch& batch, int32_t vocab);
 
   // Valid after a successful Pack, until the next.

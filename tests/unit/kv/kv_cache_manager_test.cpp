@@ -4,7 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <numeric>
+#include "unit/kv/kv_test_util.h"
 
 namespace llmux {
 namespace {
@@ -12,22 +12,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<int32_t> Tokens(int32_t n, int32_t start) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), start);
-  return v;
-}
-
-// Registers every full block of `table` for `tokens` under `root`, as Update does.
-void RegisterAll(KvCacheManager& kv, const PrefixRoot& root, const std::vector<int32_t>& tokens,
-                 const std::vector<int32_t>& table) {
-  PrefixChain chain{root.seed_hash, -1, 0, 0, false};
-  const int32_t bs = kv.block_size();
-  for (size_t b = 0; b < tokens.size() / bs; ++b) {
-    kv.RegisterFullBlock(root, std::span<const int32_t>(tokens).subspan(b * bs, bs), table[b],
-                         &chain);
-  }
-}
+using kv_test::RegisterFullBlocks;
+using kv_test::Tokens;
 
 TEST(KvCacheManager, FreshBlocksComeInOrderAndReturnToTheTail) {
   KvCacheManager kv(6, 4);
@@ -83,7 +69,7 @@ TEST(KvCacheManager, ChainsAreScopedBySeedAndVerifiedByTokens) {
   auto toks = Tokens(10, 7);
   std::vector<int32_t> table;
   ASSERT_TRUE(kv.Allocate(0, false, {}, 3, &table));
-  RegisterAll(kv, a, toks, table);  // blocks 0 and 1 are full
+  RegisterFullBlocks(kv, a, toks, table);  // blocks 0 and 1 are full
   EXPECT_TRUE(kv.is_cached(0) && kv.is_cached(1) && !kv.is_cached(2));
 
   std::vector<int32_t> hits;
@@ -111,8 +97,8 @@ TEST(KvCacheManager, LruEvictsTailBlocksOfTheLeastRecentlyFreedFirst) {
   std::vector<int32_t> s1, s2;
   ASSERT_TRUE(kv.Allocate(0, false, {}, 3, &s1));
   ASSERT_TRUE(kv.Allocate(0, false, {}, 2, &s2));
-  RegisterAll(kv, root, t1, s1);
-  RegisterAll(kv, root, t2, s2);
+  RegisterFullBlocks(kv, root, t1, s1);
+  RegisterFullBlocks(kv, root, t2, s2);
   kv.Free(&s1);
   kv.Free(&s2);
   EXPECT_THAT(kv.EvictionOrder(), ElementsAre(2, 1, 0, 4, 3));
@@ -139,9 +125,9 @@ TEST(KvCacheManager, ChildOfAnEvictedParentIsUnreachableAndReplacedOnReregistrat
   auto toks = Tokens(4, 50);
   std::vector<int32_t> a, b, c;
   ASSERT_TRUE(kv.Allocate(0, false, {}, 1, &a));
-  RegisterAll(kv, root, {toks[0], toks[1]}, a);  // block 0 holds the first block
+  RegisterFullBlocks(kv, root, std::span(toks).first(2), a);  // block 0: the first block
   ASSERT_TRUE(kv.Allocate(0, false, {}, 2, &b));
-  RegisterAll(kv, root, toks, b);  // block 1 duplicates 0 (not cached); block 2's parent is 0
+  RegisterFullBlocks(kv, root, toks, b);  // block 1 duplicates 0 (uncached); block 2's parent: 0
   EXPECT_FALSE(kv.is_cached(1));
   EXPECT_TRUE(kv.is_cached(2));
   kv.Free(&a);
@@ -150,7 +136,7 @@ TEST(KvCacheManager, ChildOfAnEvictedParentIsUnreachableAndReplacedOnReregistrat
   std::vector<int32_t> hits;
   PrefixChain chain;
   EXPECT_EQ(kv.MatchPrefix(root, toks, 2, &hits, &chain, true), 0);
-  RegisterAll(kv, root, toks, c);  // block 0 now holds the second block, under parent 3
+  RegisterFullBlocks(kv, root, toks, c);  // block 0 now holds the second block, under parent 3
   EXPECT_FALSE(kv.is_cached(2));   // the stale entry with the same hash was dropped
   EXPECT_EQ(kv.MatchPrefix(root, toks, 2, &hits, &chain, true), 2);
   EXPECT_THAT(hits, ElementsAre(3, 0));
@@ -164,7 +150,7 @@ TEST(KvCacheManager, SensitiveBlocksAreReportedForZeroingBeforeReuseOnly) {
   ASSERT_TRUE(kv.Allocate(0, /*sensitive=*/true, {}, 2, &z));
   ASSERT_TRUE(kv.Allocate(1, false, {}, 1, &plain));
   auto toks = Tokens(2, 9);
-  RegisterAll(kv, root, toks, z);  // block 0 cached, block 1 not
+  RegisterFullBlocks(kv, root, toks, z);  // block 0 cached, block 1 not
   EXPECT_THAT(kv.TakeBlocksToZero(), IsEmpty());  // fresh pool blocks are already zero
   kv.Free(&z);
   kv.Free(&plain);
@@ -192,7 +178,7 @@ TEST(KvCacheManager, SharedBlockIsChargedToItsFirstHolderUntilTheLastRefGoes) {
   auto toks = Tokens(3, 0);
   std::vector<int32_t> a, b, hits;
   ASSERT_TRUE(kv.Allocate(0, false, {}, 2, &a));
-  RegisterAll(kv, g, toks, a);
+  RegisterFullBlocks(kv, g, toks, a);
   PrefixChain chain;
   ASSERT_EQ(kv.MatchPrefix(g, toks, 1, &hits, &chain, true), 1);
   ASSERT_TRUE(kv.Allocate(1, false, hits, 1, &b));

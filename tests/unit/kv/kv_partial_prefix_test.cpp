@@ -3,9 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <numeric>
-
 #include "kv/kv_cache_manager.h"
+#include "unit/kv/kv_test_util.h"
 
 namespace llmux {
 namespace {
@@ -13,22 +12,15 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<int32_t> Tokens(int32_t n, int32_t start) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), start);
-  return v;
-}
+using kv_test::Tokens;
 
 // A sequence that computed `tokens` into `table` under `root`, registered as Update does (full
 // blocks) and then as a finishing sequence does (its partial tail), then freed.
 void FinishSequence(KvCacheManager& kv, const PrefixRoot& root, std::span<const int32_t> tokens,
                     std::vector<int32_t>* table) {
   const int32_t bs = kv.block_size();
-  PrefixChain chain{root.seed_hash, -1, 0, 0, false};
+  const PrefixChain chain = kv_test::RegisterFullBlocks(kv, root, tokens, *table);
   const size_t full = tokens.size() / bs;
-  for (size_t b = 0; b < full; ++b) {
-    kv.RegisterFullBlock(root, tokens.subspan(b * bs, bs), (*table)[b], &chain);
-  }
   if (tokens.size() % bs != 0) {
     kv.RegisterPartialBlock(root, chain, tokens.subspan(full * bs), (*table)[full]);
   }

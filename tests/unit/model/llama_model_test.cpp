@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/batch_builder.h"
+#include "common/cpu_model.h"
 #include "common/forwarding_backend.h"
 #include "common/test_data.h"
 #include "llmux/backend.h"
@@ -17,42 +18,16 @@
 namespace llmux {
 namespace {
 
+using testing::Argmax;
 using testing::BatchBuilder;
+using testing::CpuModel;
+using testing::LogitsLog;
+using testing::ReferenceSequence;
 
 constexpr int kBlockSize = 16;
 
-struct Loaded {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Model> model;
-};
-
-Loaded LoadStories(const std::filesystem::path& dir, int num_blocks, int threads = 2) {
-  Loaded l;
-  CpuBackendOptions opts;
-  opts.threads = threads;
-  auto backend = CreateCpuBackend(opts);
-  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
-  l.backend = std::move(backend).value();
-  auto model = Model::Load(dir, l.backend.get(), 1024);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  l.model = std::move(model).value();
-  const ModelConfig& c = l.model->config();
-  KvCacheSpec spec{c.num_layers, num_blocks, kBlockSize, c.num_heads, c.num_kv_heads, c.head_dim,
-                   DType::kF32};
-  EXPECT_TRUE(l.backend->InitKvCache(spec).ok());
-  return l;
-}
-
-int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
-std::vector<int32_t> ExpectedSequence(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  nlohmann::json j = nlohmann::json::parse(in);
-  std::vector<int32_t> seq = j["prompt_ids"].get<std::vector<int32_t>>();
-  for (int32_t t : j["greedy_ids"].get<std::vector<int32_t>>()) seq.push_back(t);
-  return seq;
+CpuModel LoadStories(const std::filesystem::path& dir, int num_blocks, int threads = 2) {
+  return testing::LoadCpuModel(dir, num_blocks, kBlockSize, threads);
 }
 
 // Greedy decoding of one sequence: prompt in one prefill step, then one token per step.
@@ -79,8 +54,8 @@ std::vector<int32_t> Greedy(Model& model, std::vector<int32_t> prompt, int new_t
 
 TEST(LlamaModelTest, GreedyFromBosReproducesReference) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
-  Loaded l = LoadStories(dir, 64);
-  const std::vector<int32_t> expected = ExpectedSequence(dir / "expected_greedy.json");
+  CpuModel l = LoadStories(dir, 64);
+  const std::vector<int32_t> expected = ReferenceSequence(dir);
   ASSERT_EQ(expected.size(), 201u);
   std::vector<int32_t> got = Greedy(*l.model, {1}, 200);
   std::vector<int32_t> want(expected.begin() + 1, expected.end());
@@ -89,8 +64,8 @@ TEST(LlamaModelTest, GreedyFromBosReproducesReference) {
 
 TEST(LlamaModelTest, AnyPrefixContinuesWithTheRest) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
-  Loaded l = LoadStories(dir, 64);
-  const std::vector<int32_t> seq = ExpectedSequence(dir / "expected_greedy.json");
+  CpuModel l = LoadStories(dir, 64);
+  const std::vector<int32_t> seq = ReferenceSequence(dir);
   for (int prefix_len : {5, 17, 64, 150}) {
     std::vector<int32_t> prompt(seq.begin(), seq.begin() + prefix_len);
     const int n = std::min(24, static_cast<int>(seq.size()) - prefix_len);
@@ -99,43 +74,6 @@ TEST(LlamaModelTest, AnyPrefixContinuesWithTheRest) {
     std::vector<int32_t> want(seq.begin() + prefix_len, seq.begin() + prefix_len + n);
     EXPECT_EQ(got, want) << "prefix length " << prefix_len;
   }
-}
-
-// Runs `work` steps; returns each sequence's logits rows (in order of production).
-using LogitsLog = std::map<int, std::vector<std::vector<float>>>;
-
-// Drives `num_seqs` sequences with the given prompts to `new_tokens` greedy tokens each, the
-// scheduling of which is decided by `plan(step)` -> (seq, max tokens) pairs; records logits.
-LogitsLog RunPlan(Model& model, BatchBuilder& bb, int num_seqs, int new_tokens, int chunk,
-                  std::vector<int> order_seed) {
-  LogitsLog log;
-  std::vector<int> generated(num_seqs, 0);
-  std::mt19937 rng(order_seed.empty() ? 0 : order_seed[0]);
-  for (int step = 0; step < 10000; ++step) {
-    std::vector<std::pair<int, int>> work;
-    for (int s = 0; s < num_seqs; ++s) {
-      if (generated[s] >= new_tokens) continue;
-      const int remaining = static_cast<int>(bb.tokens(s).size()) - bb.computed(s);
-      // Staggered starts: sequence s joins at step s % 5, so prefills mix with decodes.
-      if (step < s % 5) continue;
-      work.push_back({s, std::min(remaining, chunk)});
-    }
-    if (work.empty()) break;
-    ForwardBatch b = bb.Build(work);
-    auto logits = model.Forward(b);
-    EXPECT_TRUE(logits.ok()) << logits.status().ToString();
-    if (!logits.ok()) break;
-    bb.Commit();
-    const int vocab = model.config().vocab_size;
-    for (size_t i = 0; i < bb.logit_seqs().size(); ++i) {
-      const int s = bb.logit_seqs()[i];
-      std::span<const float> row = logits->subspan(i * vocab, vocab);
-      log[s].emplace_back(row.begin(), row.end());
-      bb.Append(s, {Argmax(row)});
-      ++generated[s];
-    }
-  }
-  return log;
 }
 
 std::vector<int32_t> RandomPrompt(std::mt19937& rng, int len) {
@@ -155,17 +93,18 @@ TEST(LlamaModelTest, LogitsAreBitIdenticalAtBatch1And8And64) {
   // Batch 1: each of the first 8 sequences alone, prompt in one step.
   std::map<int, std::vector<std::vector<float>>> alone;
   for (int s = 0; s < 8; ++s) {
-    Loaded l = LoadStories(dir, 16, /*threads=*/1);
+    CpuModel l = LoadStories(dir, 16, /*threads=*/1);
     BatchBuilder bb(1, 128, kBlockSize);
     bb.Append(0, prompts[s]);
-    alone[s] = RunPlan(*l.model, bb, 1, kNew, 1 << 20, {})[0];
+    alone[s] = testing::RunGreedyBatch(*l.model, bb, 1, kNew, 1 << 20, /*stagger=*/5)[0];
   }
   for (int batch : {8, 64}) {
-    Loaded l = LoadStories(dir, batch * 8, /*threads=*/2);
+    CpuModel l = LoadStories(dir, batch * 8, /*threads=*/2);
     BatchBuilder bb(batch, 128, kBlockSize, /*shuffle_seed=*/batch);
     for (int s = 0; s < batch; ++s) bb.Append(s, prompts[s]);
-    // Chunked prefill (chunk 13) with staggered starts: steps mix prefill chunks and decodes.
-    LogitsLog log = RunPlan(*l.model, bb, batch, kNew, 13, {batch});
+    // Chunked prefill (chunk 13) with staggered starts (sequence s joins at step s % 5): steps
+    // mix prefill chunks and decodes.
+    LogitsLog log = testing::RunGreedyBatch(*l.model, bb, batch, kNew, 13, /*stagger=*/5);
     for (int s = 0; s < 8; ++s) {
       ASSERT_EQ(log[s].size(), alone[s].size()) << "seq " << s << " batch " << batch;
       for (size_t i = 0; i < log[s].size(); ++i) {
@@ -224,7 +163,7 @@ TEST(LlamaModelTest, RunsFourGemmsPerLayerOnFusedWeights) {
 
 TEST(LlamaModelTest, RejectsMalformedBatches) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
-  Loaded l = LoadStories(dir, 8);
+  CpuModel l = LoadStories(dir, 8);
   BatchBuilder bb(1, 32, kBlockSize);
   bb.Append(0, {1, 600});  // 600 is outside the 512-token vocabulary
   auto r = l.model->Forward(bb.Build({{0, 2}}));

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/batch_builder.h"
+#include "common/cpu_model.h"
 #include "common/test_data.h"
 #include "fixtures/make_model.h"
 #include "llmux/backend.h"
@@ -22,37 +23,16 @@
 namespace llmux {
 namespace {
 
+using testing::Argmax;
 using testing::BatchBuilder;
+using testing::CpuModel;
 
 constexpr int kBlockSize = 16;
 
-struct Loaded {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Model> model;
-};
-
-Loaded Load(const std::filesystem::path& dir, bool q8, int num_blocks, int threads = 2) {
-  Loaded l;
-  CpuBackendOptions opts;
-  opts.threads = threads;
-  auto backend = CreateCpuBackend(opts);
-  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
-  l.backend = std::move(backend).value();
+CpuModel Load(const std::filesystem::path& dir, bool q8, int num_blocks, int threads = 2) {
   ModelLoadOptions lo;
   lo.quantize_q8_0 = q8;
-  auto model = Model::Load(dir, l.backend.get(), 1024, lo);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok()) return l;
-  l.model = std::move(model).value();
-  const ModelConfig& c = l.model->config();
-  KvCacheSpec spec{c.num_layers, num_blocks, kBlockSize, c.num_heads, c.num_kv_heads, c.head_dim,
-                   DType::kF32};
-  EXPECT_TRUE(l.backend->InitKvCache(spec).ok());
-  return l;
-}
-
-int32_t Argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+  return testing::LoadCpuModel(dir, num_blocks, kBlockSize, threads, lo);
 }
 
 struct Scored {
@@ -91,22 +71,14 @@ double Agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   return a.empty() ? 0.0 : static_cast<double>(same) / static_cast<double>(a.size());
 }
 
-std::vector<int32_t> ReferenceText(const std::filesystem::path& dir) {
-  std::ifstream in(dir / "expected_greedy.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  std::vector<int32_t> seq = j["prompt_ids"].get<std::vector<int32_t>>();
-  for (int32_t t : j["greedy_ids"].get<std::vector<int32_t>>()) seq.push_back(t);
-  return seq;
-}
-
 // Real (trained) weights: the 200-token TinyStories text of expected_greedy.json. Matrices with
 // 64-element rows are quantized; down_proj (172-element rows) stays F32.
 TEST(QuantizeTest, Stories260KPerplexityWithinOnePercent) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
-  const std::vector<int32_t> text = ReferenceText(dir);
+  const std::vector<int32_t> text = testing::ReferenceSequence(dir);
   ASSERT_EQ(text.size(), 201u);
-  Loaded f32 = Load(dir, false, 32);
-  Loaded q8 = Load(dir, true, 32);
+  CpuModel f32 = Load(dir, false, 32);
+  CpuModel q8 = Load(dir, true, 32);
   ASSERT_TRUE(f32.model && q8.model);
   const Scored a = Score(*f32.model, text);
   const Scored b = Score(*q8.model, text);
@@ -133,38 +105,16 @@ TEST(QuantizeTest, Q8LogitsAreBitIdenticalAloneAndInABatch) {
     for (int i = 1; i < 5 + 11 * s; ++i) p.push_back(tok(rng));
     prompts.push_back(p);
   }
-  auto run = [&](int batch, int threads, int chunk) {
-    Loaded l = Load(dir, true, batch * 8, threads);
-    BatchBuilder bb(batch, 128, kBlockSize, /*shuffle_seed=*/batch);
-    for (int s = 0; s < batch; ++s) bb.Append(s, prompts[s]);
-    std::vector<std::vector<std::vector<float>>> log(batch);
-    std::vector<int> generated(batch, 0);
-    const int vocab = l.model->config().vocab_size;
-    for (int step = 0; step < 200; ++step) {
-      std::vector<std::pair<int, int>> work;
-      for (int s = 0; s < batch; ++s) {
-        if (generated[s] >= 4 || step < s % 3) continue;
-        work.push_back({s, std::min(chunk, static_cast<int>(bb.tokens(s).size()) - bb.computed(s))});
-      }
-      if (work.empty()) break;
-      ForwardBatch b = bb.Build(work);
-      auto logits = l.model->Forward(b);
-      EXPECT_TRUE(logits.ok());
-      if (!logits.ok()) break;
-      bb.Commit();
-      for (size_t i = 0; i < bb.logit_seqs().size(); ++i) {
-        const int s = bb.logit_seqs()[i];
-        std::span<const float> row = logits->subspan(i * vocab, vocab);
-        log[s].emplace_back(row.begin(), row.end());
-        bb.Append(s, {Argmax(row)});
-        ++generated[s];
-      }
-    }
-    return log;
-  };
-  auto batched = run(8, 2, 9);
+  // Chunked prefill (chunk 9) with staggered starts (sequence s joins at step s % 3): steps mix
+  // prefill chunks and decodes.
+  CpuModel l8 = Load(dir, true, 8 * 8, /*threads=*/2);
+  ASSERT_TRUE(l8.model);
+  BatchBuilder bb8(8, 128, kBlockSize, /*shuffle_seed=*/8);
+  for (int s = 0; s < 8; ++s) bb8.Append(s, prompts[s]);
+  const testing::LogitsLog batched =
+      testing::RunGreedyBatch(*l8.model, bb8, 8, /*new_tokens=*/4, /*chunk=*/9, /*stagger=*/3);
   for (int s = 0; s < 8; ++s) {
-    Loaded l = Load(dir, true, 16, 1);
+    CpuModel l = Load(dir, true, 16, 1);
     BatchBuilder bb(1, 128, kBlockSize);
     bb.Append(0, prompts[s]);
     for (size_t i = 0; i < batched[s].size(); ++i) {
@@ -199,8 +149,8 @@ TEST(QuantizeTest, Stories15MShapePerplexityWithinOnePercentOfF16) {
   Scored a, b;
   double max_diff = 0, spread = 0;
   {
-    Loaded f16 = Load(dir, false, 16);
-    Loaded q8 = Load(dir, true, 16);
+    CpuModel f16 = Load(dir, false, 16);
+    CpuModel q8 = Load(dir, true, 16);
     ASSERT_TRUE(f16.model && q8.model);
     a = Score(*f16.model, ids);
     b = Score(*q8.model, ids);

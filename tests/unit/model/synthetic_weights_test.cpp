@@ -12,7 +12,7 @@
 #include "common/test_data.h"
 #include "llmux/backend.h"
 #include "llmux/model.h"
-#include "model/model_shapes.h"
+#include "llmux/model_shapes.h"
 
 namespace llmux {
 namespace {

@@ -15,11 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_data.h"
 #include "llmux/quota.h"
 #include "llmux/usage_ledger.h"
 #include "telemetry/pg_store.h"
 #include "telemetry/usage_spool.h"
 #include "unit/telemetry/pg_test_cluster.h"
+#include "unit/telemetry/usage_rows.h"
 
 namespace llmux {
 namespace {
@@ -27,29 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing_pg::PgCluster;
 
-bool InCi() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
-
 UsageRecord Row(const std::string& id, const std::string& tenant, const std::string& when,
                 int64_t prompt, int64_t completion, int64_t cost) {
-  UsageRecord r;
-  r.request_id = id;
-  r.tenant = tenant;
-  r.model = "stories";
-  r.lane = "standard";
-  r.pool = "shared";
-  r.finished_unix_ms = *ParseTimeArg(when);
-  r.prompt_tokens = prompt;
-  r.cached_tokens = prompt / 2;
-  r.completion_tokens = completion;
-  r.queue_ms = 1;
-  r.ttft_ms = 2;
-  r.duration_ms = 3;
-  r.outcome = "ok";
-  r.cost_nano = cost;
-  return r;
+  return telemetry_test::UsageRow(id, tenant, when, prompt, prompt / 2, completion, cost);
 }
 
 // prefix + n. NOTE: not `"x" + std::to_string(n)`, which trips GCC 12's -Wrestrict false
@@ -80,7 +62,7 @@ class PgLedgerTest : public ::testing::Test {
     cluster_ = PgCluster::Start(name, &error, &missing);
     if (!cluster_) {
       if (!missing) FAIL() << "PostgreSQL did not start: " << error;
-      if (InCi()) FAIL() << "PostgreSQL is required under CI=true: " << error;
+      if (testing::InCi()) FAIL() << "PostgreSQL is required under CI=true: " << error;
       GTEST_SKIP() << "PostgreSQL unavailable: " << error;
     }
     dir_ =

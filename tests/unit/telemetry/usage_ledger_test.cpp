@@ -6,7 +6,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <string>
 #include <thread>
+#include <utility>
+
+#include "unit/telemetry/usage_rows.h"
 
 namespace llmux {
 namespace {
@@ -25,25 +29,11 @@ class UsageLedgerTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static UsageRecord Row(std::string tenant, std::string when, int64_t prompt, int64_t cached,
-                         int64_t completion, int64_t cost) {
-    UsageRecord r;
-    r.request_id = "cmpl-";
-    r.request_id.append(tenant).append("-").append(when);
-    r.tenant = std::move(tenant);
-    r.model = "stories";
-    r.lane = "standard";
-    r.pool = "shared";
-    r.finished_unix_ms = *ParseTimeArg(when);
-    r.prompt_tokens = prompt;
-    r.cached_tokens = cached;
-    r.completion_tokens = completion;
-    r.queue_ms = 1;
-    r.ttft_ms = 2;
-    r.duration_ms = 3;
-    r.outcome = "ok";
-    r.cost_nano = cost;
-    return r;
+  static UsageRecord Row(const std::string& tenant, const std::string& when, int64_t prompt,
+                         int64_t cached, int64_t completion, int64_t cost) {
+    std::string id = "cmpl-";
+    id.append(tenant).append("-").append(when);
+    return telemetry_test::UsageRow(std::move(id), tenant, when, prompt, cached, completion, cost);
   }
 
   fs::path dir_;

@@ -2,7 +2,10 @@
 // SampleTokens (the host sampler, the reference) on the same logits: greedy tokens exact
 // (processing included: logit_bias, masks, min_tokens, penalties), seeded draws equal to the
 // host's, masked tokens never sampled, logprobs within float rounding, and the empirical
-// distribution of the draw under top-k / top-p / min-p cuts.
+// distribution of the draw under top-k / top-p / min-p cuts. The kernel launched directly
+// against its host emulation (sampling_emulation.h): the same tokens at batch 1, 3 and 64 and
+// vocabularies of 32000 and 128256, the same records whatever the block size or the batch (256
+// rows, and rows alone).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +15,16 @@
 
 #include "gpu_test_util.h"
 #include "reference_ops.h"
+
+#ifdef LLMUX_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <cstring>
+
+#include "backend/cuda/sampling_emulation.h"
+#include "backend/cuda/sampling_pack.h"
+#include "sampling.cuh"
+#endif
 
 namespace llmux {
 namespace {
@@ -286,6 +299,135 @@ TEST(GpuSampling, AFailedSamplingLaunchFailsThatCallWithUnavailable) {
   ASSERT_TRUE(b->SampleTokens(t, SampleBatch{{}, rows}, &out).ok());
   EXPECT_EQ(out[0].token, 10);
   EXPECT_EQ(out[1].token, 20);
+}
+// The kernel launched directly on the default stream: upload, LaunchSampling with `threads`
+// per block, the records back.
+std::vector<kernels::SampledRow> LaunchDirect(const std::vector<float>& logits, int64_t stride,
+                                              int vocab, const cuda::SamplingPacker& packer,
+                                              int threads) {
+  const int rows = static_cast<int>(packer.rows().size());
+  const cuda::SamplingSections sec = packer.sections();
+  std::vector<std::byte> upload(sec.total);
+  packer.WriteTo(upload.data());
+  float* d_logits = nullptr;
+  char* d_in = nullptr;
+  float* d_raw = nullptr;
+  kernels::SampledRow* d_out = nullptr;
+  std::vector<kernels::SampledRow> out(rows);
+  EXPECT_EQ(cudaMalloc(&d_logits, logits.size() * 4), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&d_in, sec.total), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&d_raw, 4 * (packer.edits().size() + 1)), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&d_out, rows * sizeof(kernels::SampledRow)), cudaSuccess);
+  EXPECT_EQ(cudaMemset(d_out, 0, rows * sizeof(kernels::SampledRow)), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d_logits, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d_in, upload.data(), sec.total, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(kernels::LaunchSampling(
+                d_logits, stride, rows, vocab,
+                reinterpret_cast<const kernels::SamplingRowParams*>(d_in + sec.rows),
+                reinterpret_cast<const kernels::LogitEdit*>(d_in + sec.edits),
+                reinterpret_cast<const float*>(d_in + sec.biases),
+                reinterpret_cast<const uint32_t*>(d_in + sec.masks), d_raw, d_out, nullptr,
+                threads),
+            cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(out.data(), d_out, rows * sizeof(kernels::SampledRow),
+                       cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  cudaFree(d_logits);
+  cudaFree(d_in);
+  cudaFree(d_raw);
+  cudaFree(d_out);
+  return out;
+}
+
+// `rows` random rows of an LLM-like shape (a long tail, a few strong tokens, ties) with
+// serving-like parameters (every cut, masks, penalties, logprobs), seeded.
+void RandomBatch(uint64_t seed, int rows, int vocab, std::vector<float>* logits,
+                 std::vector<Case>* cases) {
+  uint64_t s = seed;
+  auto next = [&s] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return s >> 33;
+  };
+  *logits = cuda::testing::RandomBf16(size_t(rows) * vocab, seed, 3.0f);
+  cases->assign(rows, Case{});
+  for (int r = 0; r < rows; ++r) {
+    float* l = logits->data() + size_t(r) * vocab;
+    for (int j = 0; j < 40; ++j) l[next() % vocab] = 6.0f + static_cast<float>(next() % 80) / 8.0f;
+    l[next() % vocab] = -INFINITY;
+    Case& c = (*cases)[r];
+    SamplingParams& p = c.params;
+    const float temps[] = {0.5f, 0.8f, 1.0f, 1.3f};
+    p.temperature = temps[next() % 4];
+    const int32_t ks[] = {0, 0, 1, 20, 50};
+    p.top_k = ks[next() % 5];
+    const float tops[] = {1.0f, 0.95f, 0.9f, 0.5f, 1e-6f};
+    p.top_p = tops[next() % 5];
+    const float min_ps[] = {0.0f, 0.0f, 0.05f};
+    p.min_p = min_ps[next() % 3];
+    if (next() % 4 == 0) c.mask = EveryNth(vocab, 2 + static_cast<int>(next() % 5), 1);
+    if (next() % 4 == 0) {
+      p.logit_bias = {{static_cast<int32_t>(next() % vocab), 4.0f}};
+      p.repetition_penalty = 1.2f;
+      c.prompt = {static_cast<int32_t>(next() % vocab), static_cast<int32_t>(next() % vocab)};
+      c.output = {static_cast<int32_t>(next() % vocab)};
+      p.frequency_penalty = 0.5f;
+    }
+    if (next() % 3 == 0) p.logprobs = static_cast<int32_t>(next() % 6);
+    c.seed = next();
+  }
+}
+
+TEST(GpuSampling, KernelEqualsTheHostEmulationTokenForToken) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  int drawn = 0;
+  for (int vocab : {32000, 128256}) {
+    for (int rows : {1, 3, 64}) {
+      std::vector<float> l;
+      std::vector<Case> cases;
+      RandomBatch(1000 + vocab + rows, rows, vocab, &l, &cases);
+      cuda::SamplingPacker packer;
+      ASSERT_TRUE(packer.Pack(SampleBatch{{}, Rows(cases)}, vocab).ok());
+      const auto want = cuda::EmulateSampling(packer, l, vocab, vocab);
+      const auto got = LaunchDirect(l, vocab, vocab, packer, 1024);
+      for (int r = 0; r < rows; ++r) {
+        ASSERT_EQ(got[r].token, want[r].token) << "vocab " << vocab << " rows " << rows
+                                               << " row " << r;
+        EXPECT_EQ(got[r].num_top, want[r].num_top);
+        ExpectLogprob(got[r].logprob, want[r].logprob, r);
+        for (int j = 0; j < got[r].num_top; ++j) {
+          EXPECT_EQ(got[r].top_tokens[j], want[r].top_tokens[j]) << "row " << r;
+          ExpectLogprob(got[r].top_logprobs[j], want[r].top_logprobs[j], r);
+        }
+        drawn += packer.rows()[r].inv_temperature != 0.0f ? 1 : 0;
+      }
+    }
+  }
+  EXPECT_GT(drawn, 80);
+}
+
+TEST(GpuSampling, TheDrawDoesNotDependOnTheBlockSizeOrTheBatch) {
+  LLMUX_CUDA_BACKEND_OR_SKIP(b);
+  const int vocab = 128256;
+  const int rows = 256;
+  std::vector<float> l;
+  std::vector<Case> cases;
+  RandomBatch(77, rows, vocab, &l, &cases);
+  cuda::SamplingPacker packer;
+  ASSERT_TRUE(packer.Pack(SampleBatch{{}, Rows(cases)}, vocab).ok());
+  const auto wide = LaunchDirect(l, vocab, vocab, packer, 1024);
+  const auto narrow = LaunchDirect(l, vocab, vocab, packer, 256);
+  for (int r = 0; r < rows; ++r) {
+    // Integer sums throughout: the same record, bit for bit.
+    ASSERT_EQ(std::memcmp(&wide[r], &narrow[r], sizeof(kernels::SampledRow)), 0) << "row " << r;
+    if (r % 4 != 0) continue;  // every 4th row also alone (64 launches)
+    const std::vector<Case> one = {cases[r]};
+    cuda::SamplingPacker single;
+    ASSERT_TRUE(single.Pack(SampleBatch{{}, Rows(one)}, vocab).ok());
+    const std::vector<float> row(l.begin() + size_t(r) * vocab, l.begin() + size_t(r + 1) * vocab);
+    const auto alone = LaunchDirect(row, vocab, vocab, single, r % 2 ? 256 : 1024);
+    ASSERT_EQ(std::memcmp(&wide[r], &alone[0], sizeof(kernels::SampledRow)), 0) << "row " << r;
+  }
 }
 #else
 TEST(GpuSampling, SkippedWithoutCuda) {

@@ -14,6 +14,7 @@
 #include "backend/cuda/sampling_pack.h"
 #include "sampling/rng.h"
 #include "sampling/sampler.h"
+#include "sampling_select.h"
 #endif
 
 namespace llmux {
@@ -207,146 +208,6 @@ TEST(CudaSamplingPack, PackedEditsReproduceProcessLogitsBitForBit) {
   }
 }
 
-// The kernel's selection and draw (kernels/sampling.cu, steps 3 and 4: the order value, the
-// bisections, the cuts) written sequentially on the host, probe for probe. Checks on the CPU
-// that this definition picks the host sampler's tokens; the GPU tests check the kernel.
-struct KernelDefinition {
-  const std::vector<float>& l;
-  int id_bits;
-  float wmax = 0.0f;
-  float inv_t = 0.0f;
-  static constexpr uint64_t kNone = ~0ull;
-
-  static uint32_t DescendingKey(float x) {
-    x += 0.0f;
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    const uint32_t flip = static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u;
-    return ~(bits ^ flip);
-  }
-  int vocab() const { return static_cast<int>(l.size()); }
-  uint64_t Order(int i) const {
-    return (static_cast<uint64_t>(DescendingKey(l[i])) << id_bits) | static_cast<uint64_t>(i);
-  }
-  int Id(uint64_t o) const { return static_cast<int>(o & ((1ull << id_bits) - 1)); }
-  float Weight(int i) const { return std::exp((l[i] - wmax) * inv_t); }
-  double PrefixSum(bool count, uint64_t limit) const {
-    double acc = 0.0;
-    for (int i = 0; i < vocab(); ++i) {
-      if (Order(i) <= limit) acc += count ? 1.0 : static_cast<double>(Weight(i));
-    }
-    return acc;
-  }
-  uint64_t FindFirst(bool count, double target, bool inclusive, uint64_t limit) const {
-    auto crosses = [&](double v) { return inclusive ? v >= target : v > target; };
-    if (!crosses(PrefixSum(count, limit))) return kNone;
-    uint64_t lo = 0, hi = limit;
-    while (lo < hi) {
-      const uint64_t mid = lo + (hi - lo) / 2;
-      if (crosses(PrefixSum(count, mid))) {
-        hi = mid;
-      } else {
-        lo = mid + 1;
-      }
-    }
-    return hi;
-  }
-  uint64_t LastWithWeight(float floor, bool strict) const {
-    uint64_t best = 0;
-    for (int i = 0; i < vocab(); ++i) {
-      const float w = Weight(i);
-      if (strict ? w > floor : w >= floor) best = std::max(best, Order(i));
-    }
-    return best;
-  }
-  uint64_t First() const {
-    uint64_t best = kNone;
-    for (int i = 0; i < vocab(); ++i) best = std::min(best, Order(i));
-    return best;
-  }
-  int Draw(const SamplingRowParams& p) const {
-    const uint64_t all = (0xffffffffull << id_bits) | ((1ull << id_bits) - 1);
-    uint64_t last = all;
-    double mass = 0.0;
-    if (p.top_k > 0) {
-      last = FindFirst(true, static_cast<double>(p.top_k), true, all);
-      if (p.top_p < 1.0f) {
-        const double need = static_cast<double>(p.top_p) * PrefixSum(false, last);
-        const uint64_t tp = FindFirst(false, need, true, last);
-        if (tp != kNone) last = tp;
-      }
-      if (p.min_p > 0.0f) last = std::min(last, LastWithWeight(p.min_p, false));
-      mass = PrefixSum(false, last);
-    } else {
-      const double total = PrefixSum(false, all);
-      mass = total;
-      bool cut = false;
-      if (p.top_p < 1.0f) {
-        const uint64_t tp = FindFirst(false, static_cast<double>(p.top_p) * total, true, all);
-        last = tp != kNone ? tp : LastWithWeight(0.0f, true);
-        mass = tp != kNone ? PrefixSum(false, tp) : total;
-        cut = true;
-      }
-      if (p.min_p > 0.0f && (!cut || Weight(Id(last)) < p.min_p)) {
-        last = LastWithWeight(p.min_p, false);
-        mass = PrefixSum(false, last);
-      }
-    }
-    const uint64_t t = FindFirst(false, p.uniform * mass, false, last);
-    if (t != kNone) return Id(t);
-    return Id(last != all ? last : LastWithWeight(0.0f, true));
-  }
-};
-
-TEST(CudaSamplingPack, TheKernelsDrawDefinitionPicksTheHostSamplersTokens) {
-  uint64_t s = 7;
-  auto next = [&s] {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    return s >> 33;
-  };
-  int sampled = 0;
-  for (int trial = 0; trial < 300; ++trial) {
-    const int vocab = 50 + static_cast<int>(next() % 400);
-    std::vector<float> logits(vocab);
-    const float spread = 1.0f + static_cast<float>(next() % 8);
-    for (float& x : logits) {
-      // Coarse values, so ties between tokens are common.
-      x = static_cast<float>(static_cast<int>(next() % 64) - 32) / 32.0f * spread;
-    }
-    if (next() % 4 == 0) logits[next() % vocab] = -std::numeric_limits<float>::infinity();
-    Case c;
-    SamplingParams& p = c.params;
-    const float temps[] = {0.0f, 0.25f, 0.7f, 1.0f, 1.8f};
-    p.temperature = temps[next() % 5];
-    const int32_t ks[] = {0, 1, 2, 5, 40, vocab, vocab + 3};
-    p.top_k = ks[next() % 7];
-    const float tops[] = {1.0f, 0.95f, 0.6f, 0.2f};
-    p.top_p = tops[next() % 4];
-    const float min_ps[] = {0.0f, 0.0f, 0.1f, 0.5f};
-    p.min_p = min_ps[next() % 4];
-    c.seed = next();
-    c.output.assign(next() % 4, 1);
-    const std::vector<Case> cases = {c};
-    cuda::SamplingPacker packer;
-    ASSERT_TRUE(packer.Pack(SampleBatch{{}, Rows(cases)}, vocab).ok());
-    const SamplingRowParams& r = packer.rows()[0];
-
-    Sampler sampler(vocab, {});
-    const int32_t want = sampler.Sample(logits, p, SequenceView{c.prompt, c.output, c.seed}).token;
-    KernelDefinition k{logits, 1};
-    while ((1 << k.id_bits) < vocab) ++k.id_bits;
-    const uint64_t first = k.First();
-    k.wmax = logits[k.Id(first)];
-    k.inv_t = r.inv_temperature;
-    const bool greedy = r.inv_temperature == 0.0f || k.wmax == std::numeric_limits<float>::infinity();
-    const int got = greedy ? k.Id(first) : k.Draw(r);
-    sampled += greedy ? 0 : 1;
-    ASSERT_EQ(got, want) << "trial " << trial << " vocab " << vocab << " T " << p.temperature
-                         << " top_k " << p.top_k << " top_p " << p.top_p << " min_p " << p.min_p;
-  }
-  EXPECT_GT(sampled, 150);  // most trials drew (not greedy)
-}
-
 TEST(CudaSamplingPack, MalformedRowsAreInvalidArgument) {
   cuda::SamplingPacker packer;
   auto code = [&packer](const std::vector<Case>& cases, std::vector<int32_t> eos = {}) {
@@ -369,6 +230,11 @@ TEST(CudaSamplingPack, MalformedRowsAreInvalidArgument) {
   EXPECT_EQ(code(c), StatusCode::kInvalidArgument);
   std::vector<SampleRow> rows(1);  // no params
   EXPECT_EQ(packer.Pack(SampleBatch{{}, rows}, 40).code(), StatusCode::kInvalidArgument);
+  // Vocabularies the integer weights cannot sum (sampling_select.h: kMaxVocab).
+  c[0].params.logprobs.reset();
+  EXPECT_EQ(packer.Pack(SampleBatch{{}, Rows(c)}, kernels::sampling::kMaxVocab + 1).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(packer.Pack(SampleBatch{{}, Rows(c)}, 0).code(), StatusCode::kInvalidArgument);
 }
 #endif  // LLMUX_HAVE_CUDA
 
