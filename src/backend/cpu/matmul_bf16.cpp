@@ -139,6 +139,10 @@ constexpr int64_t kPackMinM = 5;
 
 int MrMax(int64_t M) { return M == 1 ? 1 : kMaxMr; }
 
+// NOTE: from about this many activation elements, splitting their rounding over the threads
+// saves more than the extra ParallelFor wake-up costs (a few microseconds).
+constexpr int64_t kParallelPackElems = int64_t{1} << 16;
+
 void PackedBlock(const MatMulArgs& a, const uint32_t* xb, int64_t xs, const PackedLayout& layout,
                  const std::byte* data, int64_t n0, int64_t n1, int64_t col0) {
   const int64_t gb = static_cast<int64_t>(layout.group_bytes());
@@ -239,12 +243,20 @@ void PackBf16Activations(const float* x, int64_t x_stride, int64_t M, int64_t K,
 void MatMulBf16Dot(const MatMulArgs& a, ThreadPool& pool) {
   if (a.M <= 0 || a.N <= 0) return;
   const int64_t xs = (a.K + kGroupElems - 1) / kGroupElems * kGroupDwords;
-  // NOTE: the engine thread rounds every activation row once; the N panels of all threads then
-  // read them (a GEMM's rounding is M * K element ops against M * N * K multiply-adds).
+  // Every activation row is rounded once, before the N split; all threads' panels then read
+  // them (M * K element ops against M * N * K multiply-adds). Rows are independent: a prefill's
+  // are split over the threads, a decode's few are done here.
   thread_local std::vector<uint32_t> xb;
   if (xb.size() < static_cast<size_t>(a.M * xs)) xb.resize(a.M * xs);
-  PackBf16Activations(a.x, a.x_stride, a.M, a.K, xb.data());
-  const uint32_t* xp = xb.data();
+  uint32_t* xw = xb.data();
+  if (a.M * a.K >= kParallelPackElems) {
+    pool.ParallelFor(a.M, [&](int64_t m0, int64_t m1) {
+      PackBf16Activations(a.x + m0 * a.x_stride, a.x_stride, m1 - m0, a.K, xw + m0 * xs);
+    });
+  } else {
+    PackBf16Activations(a.x, a.x_stride, a.M, a.K, xw);
+  }
+  const uint32_t* xp = xw;
   const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
   const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;
   pool.ParallelFor(
