@@ -1,4 +1,5 @@
 #include "common.cuh"
+#include "elementwise_plan.h"
 #include "kv_write.cuh"
 
 namespace llmux::kernels {
@@ -6,6 +7,9 @@ namespace {
 
 constexpr int kThreads = 128;
 
+// One block per token: its K row and V row (all kv heads, contiguous in a slot) copied with
+// kBytes accesses.
+template <int kBytes>
 __global__ void KvWriteKernel(const __nv_bfloat16* __restrict__ k, int64_t k_stride,
                               const __nv_bfloat16* __restrict__ v, int64_t v_stride,
                               const int64_t* __restrict__ slot_mapping,
@@ -14,32 +18,47 @@ __global__ void KvWriteKernel(const __nv_bfloat16* __restrict__ k, int64_t k_str
   const int t = blockIdx.x;
   const int64_t slot = slot_mapping[t];
   if (slot < 0) return;
-  // A slot's K (or V) row of all kv heads is contiguous: [num_kv_heads, head_dim].
-  __nv_bfloat16* kd = k_cache + slot * row;
-  __nv_bfloat16* vd = v_cache + slot * row;
-  const __nv_bfloat16* ks = k + t * k_stride;
-  const __nv_bfloat16* vs = v + t * v_stride;
-  for (int i = threadIdx.x; i < row; i += kThreads) {
-    kd[i] = ks[i];
-    vd[i] = vs[i];
-  }
+  CopyRow<kBytes>(k_cache + slot * row, k + t * k_stride, int64_t{row} * 2, threadIdx.x, kThreads);
+  CopyRow<kBytes>(v_cache + slot * row, v + t * v_stride, int64_t{row} * 2, threadIdx.x, kThreads);
+}
+
+template <int kBytes>
+void Launch(const void* k, int64_t k_stride, const void* v, int64_t v_stride,
+            const int64_t* slot_mapping, void* k_cache, void* v_cache, int num_tokens, int row,
+            cudaStream_t stream) {
+  KvWriteKernel<kBytes><<<num_tokens, kThreads, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(k), k_stride, static_cast<const __nv_bfloat16*>(v),
+      v_stride, slot_mapping, static_cast<__nv_bfloat16*>(k_cache),
+      static_cast<__nv_bfloat16*>(v_cache), row);
 }
 
 }  // namespace
 
 cudaError_t LaunchKvWrite(const void* k, int64_t k_stride, const void* v, int64_t v_stride,
-                          const int64_t* slot_mapping, void* k_cache, void* v_cache,
-                          int num_tokens, int num_kv_heads, int head_dim, cudaStream_t stream) {
+                          const int64_t* slot_mapping, void* k_cache, void* v_cache, int num_tokens,
+                          int num_kv_heads, int head_dim, cudaStream_t stream) {
   LLMUX_KCHECK(k != nullptr && v != nullptr && slot_mapping != nullptr && k_cache != nullptr &&
                    v_cache != nullptr,
                "null pointer");
   const int row = num_kv_heads * head_dim;
   LLMUX_KCHECK(row > 0 && k_stride >= row && v_stride >= row, "kv_write shape");
   if (num_tokens == 0) return cudaSuccess;
-  KvWriteKernel<<<num_tokens, kThreads, 0, stream>>>(
-      static_cast<const __nv_bfloat16*>(k), k_stride, static_cast<const __nv_bfloat16*>(v),
-      v_stride, slot_mapping, static_cast<__nv_bfloat16*>(k_cache),
-      static_cast<__nv_bfloat16*>(v_cache), row);
+  const auto addr = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+  // Slot s of a layer's cache starts s * row values in, so `row` bytes' alignment covers it.
+  switch (AccessBytes({addr(k), addr(v), addr(k_cache), addr(v_cache)},
+                      {k_stride * 2, v_stride * 2}, int64_t{row} * 2, 2)) {
+    case 16:
+      Launch<16>(k, k_stride, v, v_stride, slot_mapping, k_cache, v_cache, num_tokens, row, stream);
+      break;
+    case 8:
+      Launch<8>(k, k_stride, v, v_stride, slot_mapping, k_cache, v_cache, num_tokens, row, stream);
+      break;
+    case 4:
+      Launch<4>(k, k_stride, v, v_stride, slot_mapping, k_cache, v_cache, num_tokens, row, stream);
+      break;
+    default:
+      Launch<2>(k, k_stride, v, v_stride, slot_mapping, k_cache, v_cache, num_tokens, row, stream);
+  }
   return cudaGetLastError();
 }
 

@@ -30,11 +30,11 @@ struct Fixture {
 };
 
 std::unique_ptr<Fixture> Make(int64_t n, int64_t k, int64_t m, DType dt, int copies,
-                              bool use_blas = false,
+                              bool use_blas = false, int threads = 2,
                               CpuBf16Activations bf16 = CpuBf16Activations::kBf16) {
   auto f = std::make_unique<Fixture>();
   CpuBackendOptions o;
-  o.threads = 2;
+  o.threads = threads;
   o.use_blas = use_blas;
   o.bf16_activations = bf16;
   f->be = std::move(CreateCpuBackend(o)).value();
@@ -82,7 +82,7 @@ void BM_Gemv(benchmark::State& state, DType dt,
   const int64_t n = state.range(0), k = state.range(1);
   const size_t bytes = DTypeBytes(dt, n * k);
   const int copies = static_cast<int>(std::max<size_t>(1, kStreamBytes / bytes));
-  auto f = Make(n, k, 1, dt, copies, false, bf16);
+  auto f = Make(n, k, 1, dt, copies, false, 2, bf16);
   Tensor x = Tensor::Dense(f->x.data(), DType::kF32, 1, k);
   Tensor out = Tensor::Dense(f->out.data(), DType::kF32, 1, n);
   int c = 0;
@@ -94,10 +94,26 @@ void BM_Gemv(benchmark::State& state, DType dt,
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
 }
 
+// The GEMV kernel's own ceiling: one thread, one weight small enough to stay in L2 (no DRAM
+// stream), bytes/s of weight consumed per second of CPU time (so a loaded machine still gives
+// a usable figure). Decode can reach the read bandwidth only where this is well above half of
+// it per core (2 threads).
+void BM_GemvHot(benchmark::State& state, DType dt) {
+  const int64_t n = state.range(0), k = state.range(1);
+  auto f = Make(n, k, 1, dt, 1, false, /*threads=*/1);
+  Tensor x = Tensor::Dense(f->x.data(), DType::kF32, 1, k);
+  Tensor out = Tensor::Dense(f->out.data(), DType::kF32, 1, n);
+  for (auto _ : state) {
+    f->be->MatMul(x, f->w[0], nullptr, out);
+    benchmark::DoNotOptimize(f->out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * DTypeBytes(dt, n * k)));
+}
+
 void BM_Gemm(benchmark::State& state, DType dt, bool use_blas,
              CpuBf16Activations bf16 = CpuBf16Activations::kBf16) {
   const int64_t n = state.range(0), k = state.range(1), m = 512;
-  auto f = Make(n, k, m, dt, 1, use_blas, bf16);
+  auto f = Make(n, k, m, dt, 1, use_blas, 2, bf16);
   Tensor x = Tensor::Dense(f->x.data(), DType::kF32, m, k);
   Tensor out = Tensor::Dense(f->out.data(), DType::kF32, m, n);
   for (auto _ : state) {
@@ -122,6 +138,13 @@ BENCHMARK_CAPTURE(BM_Gemv, f16, DType::kF16)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::kBF16)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16_f32act, DType::kBF16, CpuBf16Activations::kF32)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::kQ8_0)->Apply(Shapes);
+void HotShapes(benchmark::internal::Benchmark* b) {
+  b->Args({384, 576})->Unit(benchmark::kMicrosecond);  // 235 KiB (Q8_0) to 884 KiB (F32): L2
+}
+BENCHMARK_CAPTURE(BM_GemvHot, f32, DType::kF32)->Apply(HotShapes);
+BENCHMARK_CAPTURE(BM_GemvHot, f16, DType::kF16)->Apply(HotShapes);
+BENCHMARK_CAPTURE(BM_GemvHot, bf16, DType::kBF16)->Apply(HotShapes);
+BENCHMARK_CAPTURE(BM_GemvHot, q8_0, DType::kQ8_0)->Apply(HotShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32, DType::kF32, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f16, DType::kF16, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::kBF16, false)->Apply(GemmShapes);

@@ -131,12 +131,13 @@ class Backend {
   // Returns ResourceExhausted when the device cannot hold `bytes`.
   virtual StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) = 0;
   // Makes a weight usable by the ops. The backend owns any copy it makes; `src` (memory-mapped)
-  // must outlive the backend when the backend aliases it (the CPU backend does for matrices).
+  // must outlive the backend when the backend aliases it (AliasesHostWeights).
   virtual StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) = 0;
-  // True when LoadWeight may keep pointers into `src` (the CPU backend: matrices and
-  // embeddings are used in place). A caller that builds a weight in its own host memory (the
-  // model's fused q/k/v and gate/up weights) keeps that memory alive for the backend's use
-  // exactly when this is true, and may free it right after LoadWeight otherwise.
+  // True when LoadWeight may keep pointers into `src` (neither the CPU backend, which packs
+  // every matrix and the embedding into its own memory, nor CUDA does). A caller that builds
+  // a weight in its own host memory (the model's fused q/k/v and gate/up weights) keeps that
+  // memory alive for the backend's use exactly when this is true, and may free it right after
+  // LoadWeight otherwise.
   virtual bool AliasesHostWeights() const = 0;
   // Copies host F32 values into a new backend-owned F32 tensor [rows, cols].
   virtual StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) = 0;

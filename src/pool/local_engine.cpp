@@ -1,10 +1,17 @@
 #include "pool/local_engine.h"
 
+#include <atomic>
+
 #include "llmux/backend.h"
 #include "llmux/kv_event_publisher.h"
 #include "llmux/model.h"
 
 namespace llmux::pool {
+namespace {
+std::atomic<BackendCreatedHook> backend_created_hook{nullptr};
+}  // namespace
+
+void SetBackendCreatedHookForTesting(BackendCreatedHook hook) { backend_created_hook.store(hook); }
 
 StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
                                                     const std::vector<LaneConfig>& lanes,
@@ -32,6 +39,9 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
     }
   }
   if (!backend.ok()) return backend.status().WithContext(context + ": backend");
+  if (BackendCreatedHook hook = backend_created_hook.load(); hook != nullptr) {
+    *backend = hook(std::move(*backend), pool);
+  }
   ModelLoadOptions load_options;
   load_options.quantize_q8_0 = pool.model.quantize_q8_0;
   auto model = Model::Load(pool.model.path, backend->get(), e.max_batched_tokens, load_options);

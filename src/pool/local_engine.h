@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "llmux/backend.h"
 #include "llmux/config.h"
 #include "llmux/engine.h"
 #include "llmux/scheduler.h"
@@ -17,5 +18,13 @@ namespace llmux::pool {
 StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
                                                     const std::vector<LaneConfig>& lanes,
                                                     EngineObserver* observer = nullptr);
+
+// Test binaries only: `hook` receives every backend CreateLocalEngine makes from now on, before
+// the model loads into it, and returns the backend the pool uses (the test daemon `llmuxd-test`
+// wraps it to inject device faults: tests/support/llmuxd_test_hooks.cpp). Production binaries
+// never set it. Call before any pool is built; nullptr clears it.
+using BackendCreatedHook = std::unique_ptr<Backend> (*)(std::unique_ptr<Backend> backend,
+                                                        const PoolSection& pool);
+void SetBackendCreatedHookForTesting(BackendCreatedHook hook);
 
 }  // namespace llmux::pool

@@ -176,13 +176,17 @@ PoolStatus ProcessEngine::Describe() const {
   PoolStatus s;
   s.name = pool_.name;
   s.isolation = PoolIsolation::kProcess;
-  s.state = state_;
-  s.pid = worker_ != nullptr && !worker_->dead ? worker_->pid : 0;
+  const bool worker_alive = worker_ != nullptr && !worker_->dead;
+  // Between a worker's death (its reader saw the socket close) and the supervisor reaping it,
+  // state_ still says ready: report what a caller can rely on, a pool without a worker.
+  const bool dying = state_ == PoolState::kReady && !worker_alive;
+  s.state = dying ? PoolState::kRestarting : state_;
+  s.pid = worker_alive ? worker_->pid : 0;
   s.restarts = restarts_;
   s.worker_deaths = deaths_;
   s.last_error = last_error_;
   s.stats = stats_;
-  if (state_ != PoolState::kReady && state_ != PoolState::kStopped) {
+  if (!dying && state_ != PoolState::kReady && state_ != PoolState::kStopped) {
     s.down_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - down_since_).count();
   }
   return s;

@@ -7,12 +7,22 @@
 // LLMUX_TEST_FORCE_TOKENS=NAME:ID,ID,...: tenant NAME's requests generate exactly these token
 // ids first (then sample normally), so that output parsing (tool calls) can be tested on a
 // tiny model; the tests end the list with EOS.
+// LLMUX_TEST_DEVICE_FAULT=step:SEED[:AFTER] | sticky:SEED[:AFTER]: every pool's backend is
+// wrapped so that the first step sampling a request with `seed` SEED once it has AFTER
+// (default 0) tokens fails as after a CUDA error of that kind
+// (tests/support/fault_injecting_backend.h): a step fault fails that step's requests (503); a
+// sticky one also leaves the backend faulted (EngineStats::device_fault, /health unhealthy, a
+// process pool's worker exits with code 3 and is restarted). A malformed value stops the
+// daemon at start-up.
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "fault_injecting_backend.h"
 #include "llmux/engine.h"
+#include "pool/local_engine.h"
 
 namespace llmux {
 namespace {
@@ -63,10 +73,31 @@ void InstallTestHooks(Engine& engine) {
   InstallForcedTokens(engine);
 }
 
+testing::DeviceFaultSpec device_fault;
+
+std::unique_ptr<Backend> InjectDeviceFault(std::unique_ptr<Backend> backend,
+                                           const PoolSection& /*pool*/) {
+  return testing::WrapWithDeviceFault(std::move(backend), device_fault);
+}
+
+void InstallDeviceFault() {
+  const char* spec = std::getenv("LLMUX_TEST_DEVICE_FAULT");
+  if (spec == nullptr || *spec == '\0') return;
+  if (!testing::ParseDeviceFaultSpec(spec, &device_fault)) {
+    std::fprintf(stderr,
+                 "LLMUX_TEST_DEVICE_FAULT='%s': expected step:SEED[:AFTER] or "
+                 "sticky:SEED[:AFTER]\n",
+                 spec);
+    std::exit(2);
+  }
+  pool::SetBackendCreatedHookForTesting(&InjectDeviceFault);
+}
+
 // Runs before main(): every engine this process creates (the daemon's thread pools, or a
 // process pool's worker, which is this same binary) gets the hook.
 [[maybe_unused]] const bool kInstalled = [] {
   SetEngineCreatedHookForTesting(&InstallTestHooks);
+  InstallDeviceFault();
   return true;
 }();
 

@@ -52,15 +52,12 @@ StatusOr<Tensor> CpuBackend::LoadWeight(const HostTensor& src, WeightKind kind) 
   }
   switch (kind) {
     case WeightKind::kMatrix:
+    case WeightKind::kEmbedding:
+      // NOTE: the embedding is packed like any matrix: a tied lm_head then reads the panel
+      // stream the decode GEMV wants, and the Embedding op gathers its rows from the panels
+      // (UnpackRowsF32: the same floats as the row-major rows). One copy, no alias.
       if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
       return PackMatrix(src, who);
-    case WeightKind::kEmbedding: {
-      if (src.shape.size() != 2) return InvalidArgument(who + ": a matrix must be 2-D");
-      // NOTE: zero copy; the mapped file must outlive the backend (backend.h contract). The
-      // Embedding op reads rows of it, so it stays row-major (a tied lm_head streams it).
-      return Tensor::Dense(const_cast<std::byte*>(src.data), src.dtype, src.shape[0],
-                           src.shape[1]);
-    }
     case WeightKind::kVector: {
       if (src.shape.size() != 1) return InvalidArgument(who + ": a vector must be 1-D");
       const int64_t n = src.shape[0];
@@ -94,8 +91,8 @@ namespace {
 // non-destructive hint: a mapped file's clean pages leave this process's resident memory (and
 // are read from the file again if anyone touches them), anonymous memory is at most swapped
 // out. So a mapped model's matrices stay resident once, as the packed copy. Only pages wholly
-// inside [data, data + bytes) are named: a page shared with a neighbouring tensor (the
-// embedding, still read in place) is left alone. Failure (an older kernel) changes nothing.
+// inside [data, data + bytes) are named: a page shared with a neighbouring tensor (not packed
+// yet) is left alone. Failure (an older kernel) changes nothing.
 void ReleaseSourcePages(const std::byte* data, size_t bytes) {
 #ifdef MADV_PAGEOUT
   const long page_size = sysconf(_SC_PAGESIZE);

@@ -1,9 +1,9 @@
 // The CPU backend: the reference implementation of every Backend op and a real serving path.
 //
-// Layouts: activations F32, row-major with a row stride (Tensor). Matrices are owned copies
-// prepacked at load into MatMul's panel layout in their own dtype (packed_weight.h); the
-// embedding aliases the mapped weight file (row-major, any alignment); vectors are owned F32
-// copies. KV cache: one 64-byte aligned F32 allocation; layer l's K is
+// Layouts: activations F32, row-major with a row stride (Tensor). Matrices and the embedding
+// table are owned copies prepacked at load into MatMul's panel layout in their own dtype
+// (packed_weight.h; Embedding gathers a table row from its panels); vectors are owned F32
+// copies. No weight aliases the caller's host memory. KV cache: one 64-byte aligned F32 allocation; layer l's K is
 // [num_blocks, block_size, num_kv_heads, head_dim] at kv_ + 2 * l * LayerElems(), V follows it.
 //
 // Thread ownership: the engine thread calls every method; ops fan out to the ThreadPool and
@@ -50,7 +50,8 @@ class CpuBackend final : public Backend {
 
   StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
   StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override;
-  bool AliasesHostWeights() const override { return true; }  // embeddings
+  // Every weight is an owned copy (packed matrices and embedding, F32 vectors).
+  bool AliasesHostWeights() const override { return false; }
   Status DeviceHealth() const override { return Status::Ok(); }  // host memory cannot fault
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
   Status InitKvCache(const KvCacheSpec& spec) override;
@@ -86,7 +87,7 @@ class CpuBackend final : public Backend {
   // An owned copy of the matrix `src` in the packed layout, registered in packed_.
   StatusOr<Tensor> PackMatrix(const HostTensor& src, const std::string& who);
   // The packed form of `w` when LoadWeight packed it (w is the whole weight); nullptr for a
-  // row-major weight. Aborts on a view into part of a packed weight (it has no row-major rows).
+  // row-major weight (a caller's own Tensor). Aborts on a view into part of a packed weight (it has no row-major rows).
   const PackedWeight* PackedFor(const Tensor& w) const;
   // Cuts the current batch into attention tiles (attn_items_: one sequence, one kv head, up to
   // kAttnTileRows query rows) and splits them into pool.threads() ranges of roughly equal cost

@@ -45,10 +45,17 @@ void CpuBackend::Embedding(const Tensor& table, Tensor out) {
   CheckF32(out, "Embedding out");
   const int64_t T = static_cast<int64_t>(batch_.token_ids.size());
   LLMUX_CHECK(out.rows == T && out.cols == table.cols) << "Embedding: shape mismatch";
+  // A table from LoadWeight is packed (one copy serves Embedding and a tied lm_head); a
+  // caller's own row-major Tensor is read in place.
+  const PackedWeight* packed = PackedFor(table);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t id = batch_.token_ids[t];
     LLMUX_CHECK(id < table.rows) << "Embedding: token id " << id << " >= vocab " << table.rows;
     float* dst = RowF(out, t);
+    if (packed != nullptr) {
+      UnpackRowsF32(*packed, id, id + 1, dst);
+      continue;
+    }
     const int64_t n = table.cols;
     switch (table.dtype) {
       case DType::kF32:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/simd.h"  // also: GCC 12 AVX-512 intrinsic warnings off
 #include "llmux/status.h"
 
 namespace llmux::cpu {
@@ -77,33 +78,56 @@ void PackRows(const PackedLayout& layout, const void* src, int64_t src_stride, i
 void UnpackRowsF32(const PackedWeight& w, int64_t n0, int64_t n1, float* dst) {
   const PackedLayout& l = w.layout;
   const size_t gb = l.group_bytes();
+  const int64_t groups = l.groups();
   for (int64_t n = n0; n < n1; ++n) {
     const int64_t p = n / kPanelRows, j = n % kPanelRows, rows = l.PanelRows(p);
     const std::byte* panel = w.data + l.PanelOffset(p);
     float* out = dst + (n - n0) * l.k;
-    for (int64_t g = 0; g < l.groups(); ++g) {
+    for (int64_t g = 0; g < groups; ++g) {
       const std::byte* in = panel + static_cast<size_t>(g * rows + j) * gb;
-      float v[kGroupElems];
+      // The group's elements k0..k0+31 as two exact F32 chunks, converted as the kernels do
+      // (vcvtph2ps, bf16 << 16, d * q: the same bits as the row-major Embedding path).
+      __m512 lo = _mm512_setzero_ps(), hi = lo;
       switch (l.dtype) {
-        case DType::kF32: std::memcpy(v, in, sizeof(v)); break;
+        case DType::kF32:
+          lo = _mm512_loadu_ps(in);
+          hi = _mm512_loadu_ps(in + 64);
+          break;
         case DType::kF16:
-        case DType::kBF16: {
-          uint16_t e[kGroupElems];
-          std::memcpy(e, in, sizeof(e));
-          for (int i = 0; i < kGroupElems; ++i) {
-            if (l.dtype == DType::kF16) {
-              v[i] = HalfToFloat(e[i]);
-            } else {  // dword i = element i (low half), element 16 + i (high half)
-              v[i] = Bf16ToFloat(e[i < 16 ? 2 * i : 2 * (i - 16) + 1]);
-            }
-          }
+          lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in)));
+          hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 32)));
+          break;
+        case DType::kBF16: {  // dword i = element i (low half), element 16 + i (high half)
+          const __m512i v = _mm512_loadu_si512(in);
+          lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+          hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-65536)));
           break;
         }
-        case DType::kQ8_0: DequantizeRowQ8_0(in, kGroupElems, v); break;
-        case DType::kI32: break;
+        case DType::kQ8_0: {  // F16 scale d, then 32 int8 q: d * q, exact in F32
+          int16_t d16;
+          std::memcpy(&d16, in, 2);
+          const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(d16));
+          const auto* q = reinterpret_cast<const __m128i*>(in + 2);
+          lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
+          hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))),
+                             d);
+          break;
+        }
+        case DType::kI32: return;  // rejected by PackedGroupBytes
       }
       const int64_t k0 = g * kGroupElems;
-      std::memcpy(out + k0, v, sizeof(float) * std::min(kGroupElems, l.k - k0));
+      const int64_t count = std::min(kGroupElems, l.k - k0);
+      if (count == kGroupElems) {
+        _mm512_storeu_ps(out + k0, lo);
+        _mm512_storeu_ps(out + k0 + 16, hi);
+      } else {  // the padded last group: only the row's elements are written
+        const auto mask = [](int64_t c) {
+          return c >= 16 ? static_cast<__mmask16>(0xffff)
+                         : static_cast<__mmask16>((1u << std::max<int64_t>(c, 0)) - 1u);
+        };
+        _mm512_mask_storeu_ps(out + k0, mask(count), lo);
+        _mm512_mask_storeu_ps(out + k0 + 16, mask(count - 16), hi);
+      }
     }
   }
 }

@@ -73,8 +73,9 @@ struct PackedWeight {
 void PackRows(const PackedLayout& layout, const void* src, int64_t src_stride, int64_t n0,
               int64_t n1, std::byte* dst);
 
-// Rows [n0, n1) of a packed weight as exact F32, row-major [n1 - n0, layout.k] at dst (the
-// OpenBLAS path, tests).
+// Rows [n0, n1) of a packed weight as exact F32, row-major [n1 - n0, layout.k] at dst: the
+// Embedding op's row gather from a packed table, the OpenBLAS path, tests. Each element gets
+// the bits the kernels widen it to (vcvtph2ps, bf16 << 16, d * q).
 void UnpackRowsF32(const PackedWeight& w, int64_t n0, int64_t n1, float* dst);
 
 }  // namespace llmux::cpu

@@ -2,11 +2,13 @@
 // launches are in cuda_backend_ops.cpp.
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "attention_split.h"
 #include "backend/cuda/cuda_check.h"
+#include "elementwise_plan.h"
 #include "paged_attention.cuh"
 
 namespace llmux::cuda {
@@ -64,6 +66,14 @@ StatusOr<Tensor> CudaBackend::LoadWeight(const HostTensor& src, WeightKind kind)
   if (src.dtype == DType::kQ8_0 && (src.shape.size() != 2 || cols % kQ8BlockElems != 0)) {
     return InvalidArgument("weight " + src.name +
                            ": a q8_0 weight must be a matrix whose row length is a multiple of 32");
+  }
+  // A norm weight's width is the width of the rows the norm kernels take; refuse a model they
+  // cannot run here, at load, rather than at its first step.
+  if (kind == WeightKind::kVector && !kernels::NormColsSupported(static_cast<int>(
+                                         std::min<int64_t>(cols, int64_t{1} << 30)))) {
+    return Unimplemented("weight " + src.name + ": " + std::to_string(cols) +
+                         " values is wider than the CUDA norm kernels take (32768 when a "
+                         "multiple of 8, else 16384)");
   }
   const int64_t n = rows * cols;
   if (src.nbytes != DTypeBytes(src.dtype, n) || src.data == nullptr) {

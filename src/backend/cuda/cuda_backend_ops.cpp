@@ -9,6 +9,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "bias_add.cuh"
+#include "elementwise_plan.h"
 #include "embedding.cuh"
 #include "gather_rows.cuh"
 #include "kv_write.cuh"
@@ -90,6 +91,8 @@ void CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tens
   CheckTensor(x, DType::kBF16, x.rows, x.cols, "RmsNorm", "x");
   CheckTensor(weight, DType::kF32, 1, x.cols, "RmsNorm", "weight");
   CheckTensor(out, DType::kBF16, x.rows, x.cols, "RmsNorm", "out");
+  LLMUX_CHECK(kernels::NormColsSupported(static_cast<int>(x.cols)))
+      << "RmsNorm: " << x.cols << " columns is wider than the norm kernel takes";
   graphs_.Enqueue({kOpRmsNorm, P(x.data), U(x.stride), P(weight.data), F(eps), P(out.data),
                    U(out.stride), U(x.rows), U(x.cols)},
                   [=, this](cudaStream_t s) {
@@ -105,6 +108,8 @@ void CudaBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& wei
   CheckTensor(x, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "x");
   CheckTensor(weight, DType::kF32, 1, x.cols, "AddRmsNorm", "weight");
   CheckTensor(out, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "out");
+  LLMUX_CHECK(kernels::NormColsSupported(static_cast<int>(x.cols)))
+      << "AddRmsNorm: " << x.cols << " columns is wider than the norm kernel takes";
   graphs_.Enqueue({kOpAddRmsNorm, P(residual.data), U(residual.stride), P(x.data), U(x.stride),
                    P(weight.data), F(eps), P(out.data), U(out.stride), U(x.rows), U(x.cols)},
                   [=, this](cudaStream_t s) {
@@ -158,6 +163,7 @@ void CudaBackend::Rope(Tensor q, Tensor k, const Tensor& inv_freq) {
   const int hd = static_cast<int>(inv_freq.cols * 2);
   CheckTensor(inv_freq, DType::kF32, 1, inv_freq.cols, "Rope", "inv_freq");
   LLMUX_CHECK(hd > 0 && q.cols % hd == 0 && k.cols % hd == 0) << "Rope: head_dim mismatch";
+  LLMUX_CHECK(hd <= kernels::kRopeMaxHeadDim) << "Rope: head_dim " << hd << " > 256";
   CheckTensor(q, DType::kBF16, t_count, q.cols, "Rope", "q");
   CheckTensor(k, DType::kBF16, t_count, k.cols, "Rope", "k");
   const int heads = static_cast<int>(q.cols / hd);

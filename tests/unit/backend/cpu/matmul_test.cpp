@@ -302,6 +302,62 @@ TEST(PackedWeightTest, MatMulNoLongerReadsTheSource) {
   }
 }
 
+// The embedding table is packed at load like a matrix: the tied lm_head's MatMul reads the
+// panels and gives the row-major table's logits bit for bit at every M, Embedding gathers the
+// exact rows from the panels (nothing written past a row's K elements), and neither reads the
+// source again: one owned copy, no alias.
+TEST(PackedWeightTest, PackedEmbeddingServesEmbeddingAndTiedLmHead) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{101, 96}, {40, 37}, {24, 64}, {7, 17}}) {
+      if (dt == DType::kQ8_0 && k % 32 != 0) continue;
+      SCOPED_TRACE(std::string(DTypeName(dt)) + " [" + std::to_string(n) + ", " +
+                   std::to_string(k) + "]");
+      constexpr int64_t kM = 9;
+      const auto x = RandomFloats(kM * k, 71);
+      auto img = MakeWeight(RandomFloats(n * k, 72), {n, k}, dt);
+      auto be = MakeBackend(2);
+      EXPECT_FALSE(be->AliasesHostWeights());
+      ASSERT_TRUE(be->InitKvCache(KvCacheSpec{1, 1, 16, 1, 1, 2, DType::kF32}).ok());
+      auto emb = be->LoadWeight(img->tensor, WeightKind::kEmbedding);
+      ASSERT_TRUE(emb.ok()) << emb.status().ToString();
+      const auto* d = static_cast<const std::byte*>(emb->data);
+      EXPECT_TRUE(d < img->storage.data() || d >= img->storage.data() + img->storage.size());
+      // The row-major table read in place (a caller's Tensor, not from LoadWeight).
+      const Tensor rows = Tensor::Dense(const_cast<std::byte*>(img->tensor.data), dt, n, k);
+      std::vector<std::vector<float>> want;
+      for (int64_t m : {1, 2, 3, 4, 5, 9}) want.push_back(RunMatMul(*be, x, 0, m, k, rows, nullptr));
+
+      ForwardBatch fb;
+      fb.token_ids = {static_cast<int32_t>(n - 1), 0, static_cast<int32_t>(n / 2)};
+      fb.positions = {0, 1, 2};
+      fb.slot_mapping = {0, 1, 2};
+      fb.query_start_loc = {0, 3};
+      fb.seq_lens = {3};
+      fb.block_tables = {0};
+      fb.max_blocks_per_seq = 1;
+      ASSERT_TRUE(be->BeginBatch(fb).ok());
+      std::memset(const_cast<std::byte*>(img->tensor.data), 0xff, img->tensor.nbytes);  // NaN
+      size_t i = 0;
+      for (int64_t m : {1, 2, 3, 4, 5, 9}) {
+        auto got = RunMatMul(*be, x, 0, m, k, *emb, nullptr);
+        ASSERT_EQ(0, std::memcmp(got.data(), want[i].data(), 4 * got.size())) << "M=" << m;
+        ++i;
+      }
+      const int64_t stride = k + 5;  // rows with a gap that must stay untouched
+      std::vector<float> out(3 * stride, -7.0f);
+      Tensor ot = Tensor::Dense(out.data(), DType::kF32, 3, k);
+      ot.stride = stride;
+      be->Embedding(*emb, ot);
+      for (int t = 0; t < 3; ++t) {
+        ASSERT_EQ(0, std::memcmp(out.data() + t * stride,
+                                 img->rounded.data() + fb.token_ids[t] * k, 4 * k))
+            << "token " << fb.token_ids[t];
+        for (int64_t e = k; e < stride; ++e) ASSERT_EQ(out[t * stride + e], -7.0f);
+      }
+    }
+  }
+}
+
 TEST(MatMulBlasTest, CloseToTheInvariantPath) {
   constexpr int64_t kM = 40, kN = 300, kK = 224;  // K: whole Q8_0 blocks
   const auto x = RandomFloats(kM * kK, 21);

@@ -1,10 +1,8 @@
-// Naive CPU references for the CUDA elementwise kernel tests: plain loops in float (double for
-// reductions), on values already rounded to bf16 where the device sees bf16 inputs. GEMM,
-// attention and the model are judged against the CPU backend itself.
+// Test inputs for the CUDA backend tests: deterministic values that are exact in bf16, so the
+// device (bf16 activations) and the CPU backend (f32), the reference every op is judged
+// against, start from the same numbers.
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -25,38 +23,5 @@ inline std::vector<float> RandomBf16(size_t n, uint64_t seed, float scale = 1.0f
   }
   return v;
 }
-
-// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w.  x: [rows, cols].
-inline std::vector<float> RefRmsNorm(const std::vector<float>& x, const std::vector<float>& w,
-                                     float eps, int rows, int cols) {
-  std::vector<float> out(x.size());
-  for (int r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int c = 0; c < cols; ++c) ss += double(x[r * cols + c]) * x[r * cols + c];
-    const double inv = 1.0 / std::sqrt(ss / cols + eps);
-    for (int c = 0; c < cols; ++c) out[r * cols + c] = float(x[r * cols + c] * inv * w[c]);
-  }
-  return out;
-}
-
-// In place on x: [tokens, heads * head_dim], rotate-half.
-inline void RefRope(std::vector<float>& x, const std::vector<int>& positions,
-                    const std::vector<float>& inv_freq, int heads, int head_dim) {
-  const int half = head_dim / 2;
-  for (size_t t = 0; t < positions.size(); ++t) {
-    for (int h = 0; h < heads; ++h) {
-      float* p = &x[(t * heads + h) * head_dim];
-      for (int i = 0; i < half; ++i) {
-        const double a = double(float(positions[t]) * inv_freq[i]);
-        const float c = float(std::cos(a)), s = float(std::sin(a));
-        const float x1 = p[i], x2 = p[i + half];
-        p[i] = x1 * c - x2 * s;
-        p[i + half] = x2 * c + x1 * s;
-      }
-    }
-  }
-}
-
-inline float RefSilu(float g) { return g / (1.0f + std::exp(-g)); }
 
 }  // namespace llmux::cuda::testing
