@@ -35,6 +35,9 @@ struct ServerSection {
   // workers, and the requests one lane may have waiting there before more get 503.
   int planning_threads = 1;
   int planning_queue = 256;
+  // Every this-many-th planning pick takes the oldest waiting call of any lane, so a lower lane
+  // is never starved by a higher one; 0 = strict lane priority.
+  int planning_oldest_every = 8;
   std::int64_t max_body_bytes = 4194304;
   std::int64_t max_header_bytes = 16384;
   Millis read_timeout{30000};

@@ -100,6 +100,12 @@ struct MetricsSnapshot {
     int64_t refused = 0;  // refused with 503 because the lane's queue was full, since start
   };
   std::vector<PlanningLane> planning;
+  // The HTTP server's lane-ordered run queue (llmux_io_queue_depth), per lane, highest first.
+  struct IoLane {
+    std::string lane;
+    int64_t queued = 0;  // read/write completions and strand work waiting for an I/O thread now
+  };
+  std::vector<IoLane> io;
 };
 
 // The KV cache's shape, exported as vLLM's `vllm:cache_config_info` (a gauge of 1 whose labels

@@ -93,6 +93,8 @@ void ReadServer(MapReader& m, ServerSection& s) {
   s.io_threads = static_cast<int>(m.Int("io_threads", s.io_threads, 1, 1024));
   s.planning_threads = static_cast<int>(m.Int("planning_threads", s.planning_threads, 1, 256));
   s.planning_queue = static_cast<int>(m.Int("planning_queue", s.planning_queue, 1, 1 << 20));
+  s.planning_oldest_every =
+      static_cast<int>(m.Int("planning_oldest_every", s.planning_oldest_every, 0, 1 << 20));
   s.max_body_bytes = m.Int("max_body_bytes", s.max_body_bytes, 1, kInt64Max);
   s.max_header_bytes = m.Int("max_header_bytes", s.max_header_bytes, 1, kInt32Max);
   s.read_timeout = m.Duration("read_timeout", s.read_timeout);

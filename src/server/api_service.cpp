@@ -6,6 +6,7 @@
 #include "server/api_error.h"
 #include "server/capacity_billing.h"
 #include "server/metrics_routes.h"
+#include "server/service_tier.h"
 #include "server/usage_routes.h"
 
 namespace llmux::server {
@@ -56,7 +57,7 @@ ApiService::ApiService(ApiServiceOptions options, ServedModel model, PolicyStore
       created_unix_(NowUnixMs() / 1000),
       planning_(LanePoolOptions{static_cast<int>(policies_->Current()->lanes.size()),
                                 options_.planning_threads, options_.planning_queue,
-                                "llmux-plan"}) {}
+                                options_.planning_oldest_every, "llmux-plan"}) {}
 
 void ApiService::SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set) {
   pool_models_ = std::move(pools);
@@ -105,6 +106,12 @@ MetricsSnapshot ApiService::BuildSnapshot(const TenantPolicy& policy) {
     s.planning.push_back(
         {policy.lanes[l].name, planning[l].queued, planning[l].started, planning[l].refused});
   }
+  if (io_queue_depths_) {
+    const std::vector<int64_t> io = io_queue_depths_();
+    for (size_t l = 0; l < io.size() && l < policy.lanes.size(); ++l) {
+      s.io.push_back({policy.lanes[l].name, io[l]});
+    }
+  }
   return s;
 }
 
@@ -126,6 +133,24 @@ StatusOr<Principal> ApiService::Authenticate(const HttpRequest& req, bool peer_t
     }
   }
   return authenticator_.Authenticate(req.Header("authorization"), policy);
+}
+
+int ApiService::IoLane(const HttpRequest& req) const {
+  // NOTE: a balancer's probes carry no key; answered late under a flood they would take the
+  // replica out of rotation, so they go first (they cost a few microseconds).
+  if (req.path == "/health" || req.path == "/ready") return 0;
+  const std::shared_ptr<const TenantPolicy> policy = policies_->Current();
+  const int last = std::max<int>(1, static_cast<int>(policy->lanes.size())) - 1;
+  const ClientAddress client = client_resolver_.Resolve(req.peer_address, req);
+  const StatusOr<Principal> principal = Authenticate(req, client.peer_trusted, *policy);
+  if (!principal.ok()) return last;
+  if (principal->kind == Principal::Kind::kAdmin) return 0;
+  const TenantConfig* tenant = policy->Find(principal->tenant);
+  if (tenant == nullptr) return last;
+  // A tier the tenant may use, announced in the header, orders its I/O as it orders planning.
+  auto tier = ChooseServiceTier(req.Header(kServiceTierHeader), *tenant, "X-Llmux-Service-Tier");
+  if (const auto* chosen = std::get_if<ServiceTierChoice>(&tier)) return chosen->lane_index;
+  return tenant->lane_index;
 }
 
 void ApiService::Handle(HttpRequest&& req, std::shared_ptr<ResponseChannel> raw_channel) {

@@ -55,6 +55,8 @@ struct ApiServiceOptions {
   // server.planning_threads / planning_queue: the planning pool's workers and per-lane bound.
   int planning_threads = 1;
   int planning_queue = 256;
+  // server.planning_oldest_every: every Nth planning pick takes the oldest call of any lane.
+  int planning_oldest_every = 8;
 };
 
 class ApiService {
@@ -68,6 +70,12 @@ class ApiService {
 
   void Handle(HttpRequest&& request, std::shared_ptr<ResponseChannel> channel);
 
+  // The I/O lane of a request from its headers alone (HttpServerOptions::lane_of): the lane of
+  // the tenant its key (or trusted tenant header) names; 0 for the admin key and for /health
+  // and /ready; the last lane when it names nobody. Any thread; costs one key hash, as
+  // authentication does.
+  int IoLane(const HttpRequest& headers_only) const;
+
   // Routes each tenant to the ServedModel of its pool (TenantConfig::pool); `pool_set` answers
   // GET /admin/pools. Call before serving. Without it every tenant uses `model`.
   void SetPools(std::map<std::string, ServedModel> pools, PoolSet* pool_set);
@@ -76,6 +84,12 @@ class ApiService {
   // of the built-in local one (NewLocalAdmission on the telemetry's quota tracker). Call before
   // serving; `admission` must outlive the service.
   void SetAdmission(Admission* admission) { admission_ = admission; }
+
+  // The HTTP server's I/O queue depths per lane (HttpServer::IoQueueDepths), for /metrics. Call
+  // once the server is started, before it serves; `depths` must stay callable while it does.
+  void SetIoQueueDepths(std::function<std::vector<int64_t>()> depths) {
+    io_queue_depths_ = std::move(depths);
+  }
 
   // The drain, in two steps (daemon.cpp times them). StartDraining: /ready answers 503 at
   // once so balancers stop sending; requests that still arrive are served. RefuseNewWork (after
@@ -164,6 +178,7 @@ class ApiService {
   StructuredOutputs structured_outputs_;  // response_format grammars (thread-safe)
   // Last: destroyed first, so its workers (which use the members above) finish before them.
   LanePool planning_;
+  std::function<std::vector<int64_t>()> io_queue_depths_;
 };
 
 }  // namespace llmux::server

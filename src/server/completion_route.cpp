@@ -1,6 +1,7 @@
 // The completion routes (POST /v1/chat/completions, /v1/completions, /v1/responses), one
 // concern per step:
-//   HandleCompletion (strand)  refuse early from the headers; queue planning in the tenant's lane
+//   HandleCompletion (strand)  refuse early from the headers; queue planning in the call's lane
+//                              (the tenant's, or the X-Llmux-Service-Tier header's tier's)
 //   PlanCall (planning pool)   parse, tools, service tier, grammar, template + tokenize + context
 //   ServeCall (strand)         admit -> start the call -> submit; the call then streams itself
 // (docs/architecture.md, "Threads and a request's path"; docs/isolation.md, "The front door").
@@ -13,6 +14,7 @@
 #include "server/call_usage_tally.h"
 #include "server/request_plan.h"
 #include "server/responses_api.h"
+#include "server/service_tier.h"
 #include "server/tool_constraint.h"
 
 namespace llmux::server {
@@ -29,6 +31,7 @@ struct ApiService::PlannedCall {
   const ServedModel* served = nullptr;
   std::shared_ptr<ObservedChannel> channel;
   std::chrono::steady_clock::time_point start;
+  std::string header_tier;  // X-Llmux-Service-Tier as sent ("" = none)
 
   OpenAiRequest request;
   RequestPlan plan;
@@ -113,31 +116,6 @@ std::optional<ApiError> ApplyTools(OpenAiRequest& r, const ServedModel& served,
   return std::nullopt;
 }
 
-// service_tier -> the call's lane and prices (403 for a tier the tenant's policy does not map).
-std::optional<ApiError> ApplyServiceTier(const OpenAiRequest& r, const TenantConfig& tenant,
-                                         std::string& lane, int32_t& request_lane, Prices& prices,
-                                         CallOptions& options) {
-  lane = tenant.lane;
-  prices = tenant.prices;
-  options.service_tier = "default";
-  if (r.service_tier != "priority" && r.service_tier != "flex") return std::nullopt;
-  auto tier = tenant.service_tiers.find(r.service_tier);
-  if (tier == tenant.service_tiers.end()) {
-    std::string allowed = "auto, default";
-    for (const auto& [name, t] : tenant.service_tiers) allowed += ", " + name;
-    return ApiErrorFromStatus(Status(StatusCode::kPermissionDenied,
-                                     "service_tier '" + r.service_tier +
-                                         "' is not available to this tenant (allowed: " +
-                                         allowed + ")"),
-                              "service_tier", "service_tier_not_allowed");
-  }
-  lane = tier->second.lane;
-  request_lane = tier->second.lane_index;
-  if (tier->second.prices) prices = *tier->second.prices;
-  options.service_tier = r.service_tier;
-  return std::nullopt;
-}
-
 // The prompt text of the access line (tenants with log_prompts).
 std::string PromptForLog(const OpenAiRequest& r, ApiKind kind, const ServedModel& served) {
   std::string text;
@@ -173,16 +151,21 @@ void ApiService::HandleCompletion(ApiKind kind, HttpRequest&& http, const std::s
     e.retry_after_seconds = 5;
     return SendApiError(*call->channel, e);
   }
+  // The planning lane: the tenant's, or the tier's its header names. NOTE: never the body's
+  // service_tier (unparsed yet), so a body cannot raise the lane its own planning runs in.
+  call->header_tier = http.Header(kServiceTierHeader);
+  auto tier = ChooseServiceTier(call->header_tier, tenant, "X-Llmux-Service-Tier");
+  if (auto* err = std::get_if<ApiError>(&tier)) return SendApiError(*call->channel, *err);
+  const int planning_lane = std::get<ServiceTierChoice>(tier).lane_index;
   // The front door's cheap refusal: a tenant over its limits is refused from the headers
   // alone (key -> tenant -> limits), before its body is parsed and its prompt tokenized.
   if (std::optional<AdmissionRefusal> refusal = admission_->RefuseEarly(tenant_name, tenant)) {
     return SendAdmissionRefusal(*call->channel, *refusal);
   }
-  // Planning runs on the pool in the tenant's lane, so a flood of a lower lane's requests
-  // never holds this one; the call resumes on the connection's strand.
-  // NOTE: the tenant's own lane, not a service tier's: the tier is in the body, unparsed yet.
+  // Planning runs on the pool in that lane, so a flood of a lower lane's requests never holds
+  // this one; the call resumes on the connection's strand.
   auto body = std::make_shared<std::string>(std::move(http.body));
-  Status queued = planning_.Post(tenant.lane_index, [this, call, body] {
+  Status queued = planning_.Post(planning_lane, [this, call, body] {
     call->channel->Mark(Milestone::kPlanningStarted);
     if (std::optional<ApiError> err = PlanCall(*call, *body)) {
       return SendApiError(*call->channel, *err);
@@ -213,10 +196,13 @@ std::optional<ApiError> ApiService::PlanCall(PlannedCall& call, const std::strin
   call.options.responses_api = call.responses;
   call.options.system_fingerprint = SystemFingerprint(served);
   if (auto err = ApplyTools(r, served, call.options)) return err;
-  if (auto err = ApplyServiceTier(r, tenant, call.lane, call.request_lane, call.prices,
-                                  call.options)) {
-    return err;
-  }
+  auto tier = ChooseCallServiceTier(call.header_tier, r.service_tier, tenant);
+  if (auto* err = std::get_if<ApiError>(&tier)) return std::move(*err);
+  ServiceTierChoice& chosen = std::get<ServiceTierChoice>(tier);
+  call.lane = std::move(chosen.lane);
+  call.request_lane = chosen.request_lane;
+  call.prices = chosen.prices;
+  call.options.service_tier = std::move(chosen.tier);
   call.channel->SetLane(call.lane);
   // Structured outputs: a refused schema is a 400 before anything is queued.
   if (r.response_format) {

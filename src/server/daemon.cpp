@@ -28,6 +28,7 @@
 #include "server/capacity_billing.h"
 #include "server/http_server.h"
 #include "server/metrics_routes.h"
+#include "server/policy_reloader.h"
 
 namespace llmux::server {
 namespace {
@@ -160,28 +161,27 @@ int RunDaemon(const DaemonArgs& args) {
   Status applied = pools->ApplyPolicy(*store->Current());
   if (!applied.ok()) return StartupFailure("tenants", applied);
 
-  // The one path a policy change takes, whatever its trigger: "admin" (POST /admin/reload) and
-  // "signal" (SIGHUP) reload the file here; "file" (the watcher) has reloaded it already and
-  // passes how that went. A rejected file leaves the policy in force untouched. Serialized: the
-  // triggers come from the watcher's thread, an I/O thread and the main thread; each applies
-  // the store's current policy, so the last one applied is the newest.
-  Mutex apply_mutex;
-  auto apply_policy = [&](const char* trigger, Status loaded) -> Status {
-    MutexLock lock(apply_mutex);
-    Status s = std::move(loaded);
-    if (s.ok()) s = pools->ApplyPolicy(*store->Current());
-    if (s.ok()) metrics->SetTenants(TenantNames(*store->Current()));
-    if (s.ok()) capacity.Apply(*store->Current(), UnixMsNow());  // prorated from this moment
-    metrics->CountPolicyReload(s.ok());
-    LogEvent(s.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
-             {F("trigger", trigger), F("result", s.ok() ? "ok" : "rejected"),
-              F("error", s.ok() ? "" : s.message()),
-              F("generation", static_cast<long long>(store->generation()))});
-    return s;
-  };
-  auto reload = [&](const char* trigger) -> Status {
-    return apply_policy(trigger, store->Reload());
-  };
+  // The one path a policy change takes, whatever its trigger (SIGHUP, POST /admin/reload, the
+  // file watcher): the pools' engines first (the step that may refuse), then the copies that
+  // cannot; every outcome is logged and counted.
+  PolicyReloader reloader(
+      store.get(),
+      {[&](const TenantPolicy& p) { return pools->ApplyPolicy(p); },
+       [&](const TenantPolicy& p) {
+         metrics->SetTenants(TenantNames(p));
+         return Status::Ok();
+       },
+       [&](const TenantPolicy& p) {
+         capacity.Apply(p, UnixMsNow());  // prorated from this moment
+         return Status::Ok();
+       }},
+      [&](const PolicyReloadOutcome& o) {
+        metrics->CountPolicyReload(o.status.ok());
+        LogEvent(o.status.ok() ? LogLevel::kInfo : LogLevel::kError, "policy_reload",
+                 {F("trigger", o.trigger), F("result", o.status.ok() ? "ok" : "rejected"),
+                  F("error", o.status.ok() ? "" : o.status.message()),
+                  F("generation", static_cast<long long>(o.generation))});
+      });
 
   ApiServiceOptions api_options;
   api_options.limits.max_n = config.server.max_n;
@@ -194,6 +194,7 @@ int RunDaemon(const DaemonArgs& args) {
   api_options.tenant_header = config.server.tenant_header;
   api_options.planning_threads = config.server.planning_threads;
   api_options.planning_queue = config.server.planning_queue;
+  api_options.planning_oldest_every = config.server.planning_oldest_every;
   for (char& c : api_options.tenant_header) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
@@ -228,7 +229,7 @@ int RunDaemon(const DaemonArgs& args) {
   ApiService api(api_options, served, store.get(), Authenticator(config.server.admin_api_keys),
                  [&] {
                    LogEvent(LogLevel::kInfo, "admin_action", {F("action", "reload")});
-                   return reload("admin");
+                   return reloader.Reload("admin");
                  },
                  telemetry);
   CapacityFlusher capacity_flusher(telemetry, std::chrono::minutes(1));
@@ -245,10 +246,19 @@ int RunDaemon(const DaemonArgs& args) {
   http.write_timeout = config.server.write_timeout;
   http.max_stream_queue_bytes = config.server.max_stream_queue_bytes;
   http.max_connections = config.server.max_connections;
+  // /metrics shows the server's I/O queue once it exists (set before it can be scraped).
+  std::atomic<HttpServer*> http_server{nullptr};
+  api.SetIoQueueDepths([&http_server] {
+    HttpServer* s = http_server.load();
+    return s == nullptr ? std::vector<int64_t>{} : s->IoQueueDepths();
+  });
+  http.lanes = static_cast<int>(start_lanes.size());  // lanes cannot change on reload
+  http.lane_of = [&api](const HttpRequest& headers) { return api.IoLane(headers); };
   auto server = HttpServer::Start(http, [&api](HttpRequest&& r, std::shared_ptr<ResponseChannel> c) {
     api.Handle(std::move(r), std::move(c));
   });
   if (!server.ok()) return StartupFailure("listen", server.status());
+  http_server.store(server->get());
   std::unique_ptr<HttpServer> metrics_server;
   if (!config.server.metrics_listen.empty()) {
     HttpServerOptions mo = http;
@@ -267,7 +277,7 @@ int RunDaemon(const DaemonArgs& args) {
   }
 
   auto watcher = PolicyFileWatcher::Start(
-      store.get(), [&](const Status& loaded) { (void)apply_policy("file", loaded); });
+      store.get(), [&](const Status& loaded) { (void)reloader.Apply("file", loaded); });
   if (!watcher.ok()) {
     LogEvent(LogLevel::kWarn, "policy_watch_unavailable", {F("error", watcher.status().message())});
   }
@@ -290,7 +300,7 @@ int RunDaemon(const DaemonArgs& args) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      (void)reload("signal");
+      (void)reloader.Reload("signal");
       continue;
     }
     stop_signal = sig;  // SIGTERM / SIGINT: drain

@@ -2,6 +2,11 @@
 // DoRead/OnRead and DoWrite/OnWrite, explicit limits (body, header, read/idle/write timeouts,
 // queued stream bytes, connections). While a request is being served, a "watch" read on the
 // raw socket notices a client that goes away, so its engine work can be aborted at once.
+// Lane-ordered I/O: the completions of a connection's reads and writes, and what is posted to its
+// strand, wait in a LaneRunQueue in the lane of the connection's request; each is given an I/O
+// thread in io_context order, but the slot runs the highest lane's oldest handler (Asio's
+// "prioritised handlers" example, with one slot posted per queued handler so several I/O
+// threads share the queue).
 #include "llmux/thread_annotations.h"
 #include "server/http_server.h"
 
@@ -11,6 +16,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <algorithm>
 #include <deque>
 #include <unordered_map>
 #include <mutex>
@@ -30,6 +36,75 @@ std::string StatusLine(int status) {
   return "HTTP/1.1 " + std::to_string(status) + " " +
          std::string(http::obsolete_reason(static_cast<http::status>(status))) + "\r\n";
 }
+
+// Handlers waiting for an I/O thread, one FIFO per lane (lane 0 first). Add queues a handler
+// and posts one slot to the io_context; whichever slot runs next takes the oldest handler of the
+// highest non-empty lane and hands it to its connection's strand, so completions that became
+// ready together run highest lane first, FIFO within a lane, while the io_context still decides
+// when (and on which thread) a slot runs. Thread-safe.
+class LaneRunQueue {
+ public:
+  LaneRunQueue(asio::io_context& ioc, int lanes)
+      : ioc_(ioc), lanes_(std::max(1, lanes)), queues_(static_cast<size_t>(lanes_)) {}
+
+  int lanes() const { return lanes_; }
+  int Clamp(int lane) const { return std::clamp(lane, 0, lanes() - 1); }
+
+  void Add(int lane, asio::any_io_executor strand, std::function<void()> fn) {
+    // One lane has no order to keep but arrival's: straight to the strand, as without lanes.
+    if (lanes_ == 1) return asio::post(strand, std::move(fn));
+    {
+      MutexLock lock(mutex_);
+      const size_t l = static_cast<size_t>(Clamp(lane));
+      // NOTE: a highest-lane handler with none of its lane waiting skips the slot: no handler
+      // may run before it, and posting it under the lock (after every earlier one of its lane
+      // was posted) keeps its connection's order. One io_context hop less for premium work.
+      if (l == 0 && queues_[0].empty()) return asio::post(strand, std::move(fn));
+      queues_[l].push_back(Entry{std::move(strand), std::move(fn)});
+    }
+    asio::post(ioc_, [this] { RunOne(); });
+  }
+
+  std::vector<int64_t> Depths() const {
+    MutexLock lock(mutex_);
+    std::vector<int64_t> out;
+    for (const auto& q : queues_) out.push_back(static_cast<int64_t>(q.size()));
+    return out;
+  }
+
+  // Drops every queued handler (and what it holds). After the I/O threads are joined.
+  void Clear() {
+    std::vector<std::deque<Entry>> dropped;
+    {
+      MutexLock lock(mutex_);
+      dropped.resize(queues_.size());
+      dropped.swap(queues_);
+    }
+  }
+
+ private:
+  struct Entry {
+    asio::any_io_executor strand;
+    std::function<void()> fn;
+  };
+
+  void RunOne() {
+    MutexLock lock(mutex_);
+    auto q = std::find_if(queues_.begin(), queues_.end(), [](const auto& d) { return !d.empty(); });
+    if (q == queues_.end()) return;  // cleared
+    // NOTE: posted to the strand under the lock, so two handlers of one connection reach its
+    // strand in the order they were queued even when two I/O threads take them at once (a
+    // dispatch outside the lock could swap two SSE chunks). The strand then runs it in
+    // io_context order, after the slots taken before it: highest lane first still.
+    asio::post(q->front().strand, std::move(q->front().fn));
+    q->pop_front();
+  }
+
+  asio::io_context& ioc_;
+  const int lanes_;
+  mutable Mutex mutex_;
+  std::vector<std::deque<Entry>> queues_ GUARDED_BY(mutex_);  // [lane]
+};
 
 class ServerImpl;
 
@@ -52,7 +127,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void DoRead();
+  void OnHeader(beast::error_code ec, size_t bytes);
   void OnRead(beast::error_code ec, size_t bytes);
+  // `handler` (a completion handler of this session), queued in the connection's lane of the
+  // moment it completes rather than run at once. `completed_at`, when given, is set to the
+  // moment the operation completed (before its wait in the queue).
+  template <class Handler>
+  auto InLane(Handler handler, std::chrono::steady_clock::time_point* completed_at = nullptr);
   void StartWatch();
   void OnWatch(beast::error_code ec, size_t bytes);
   void DoWrite();
@@ -67,6 +148,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool first_request_ = true;
+  int lane_;  // the lane of the current (or last) request; the last lane before the first
+  HttpRequest next_;  // the request being read: its headers once OnHeader has run
+  std::chrono::steady_clock::time_point read_at_;  // when its last byte was read
   bool keep_alive_ = true;
   std::atomic<bool> closed_{false};  // written on the strand, read by Channel::closed
   bool watching_ = false;
@@ -88,10 +172,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Channel final : public ResponseChannel {
  public:
-  Channel(std::weak_ptr<Session> session, asio::any_io_executor strand, uint64_t seq,
-          bool keep_alive, std::shared_ptr<const std::atomic<bool>> draining)
-      : session_(std::move(session)), strand_(std::move(strand)), seq_(seq),
-        keep_alive_(keep_alive), draining_(std::move(draining)) {}
+  // `run_queue` must outlive the channel (as the server's io_context must).
+  Channel(std::weak_ptr<Session> session, asio::any_io_executor strand, LaneRunQueue* run_queue,
+          int lane, uint64_t seq, bool keep_alive,
+          std::shared_ptr<const std::atomic<bool>> draining)
+      : session_(std::move(session)), strand_(std::move(strand)), run_queue_(run_queue),
+        lane_(lane), seq_(seq), keep_alive_(keep_alive), draining_(std::move(draining)) {}
 
   void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
     const bool keep = KeepAlive();
@@ -124,8 +210,10 @@ class Channel final : public ResponseChannel {
     Post(std::move(out), false);
   }
   void End() override { Post("0\r\n\r\n", true); }
+  // NOTE: every crossing to the strand goes through the request's lane, so they keep their order
+  // (FIFO within a lane) and a premium response's chunks are not queued behind a flood's.
   void OnClose(std::function<void()> fn) override {
-    asio::post(strand_, [s = session_, seq = seq_, fn = std::move(fn)]() mutable {
+    run_queue_->Add(lane_, strand_, [s = session_, seq = seq_, fn = std::move(fn)]() mutable {
       if (auto p = s.lock()) {
         p->AddCloseHandler(seq, std::move(fn));
       } else {
@@ -138,7 +226,7 @@ class Channel final : public ResponseChannel {
     return !p || p->closed();
   }
   void Post(std::function<void()> fn) override {
-    asio::post(strand_, [s = session_, fn = std::move(fn)] {
+    run_queue_->Add(lane_, strand_, [s = session_, fn = std::move(fn)] {
       if (auto p = s.lock(); p && !p->closed()) fn();
     });
   }
@@ -148,13 +236,15 @@ class Channel final : public ResponseChannel {
   // still in the engine when the drain begins tells its client to go elsewhere next time.
   bool KeepAlive() const { return keep_alive_ && !draining_->load(); }
   void Post(std::string bytes, bool complete, bool close_after = false) {
-    asio::post(strand_, [s = session_, seq = seq_, b = std::move(bytes), complete,
-                         close_after]() mutable {
+    run_queue_->Add(lane_, strand_, [s = session_, seq = seq_, b = std::move(bytes), complete,
+                                     close_after]() mutable {
       if (auto p = s.lock()) p->QueueResponse(seq, std::move(b), complete, close_after);
     });
   }
   std::weak_ptr<Session> session_;
   asio::any_io_executor strand_;
+  LaneRunQueue* run_queue_;
+  int lane_;
   uint64_t seq_;
   bool keep_alive_;
   std::shared_ptr<const std::atomic<bool>> draining_;
@@ -164,13 +254,15 @@ class ServerImpl final : public HttpServer {
  public:
   ServerImpl(const HttpServerOptions& options, Handler handler)
       : options_(options), handler_(std::move(handler)), ioc_(std::max(1, options.io_threads)),
-        acceptor_(asio::make_strand(ioc_)) {}
+        acceptor_(asio::make_strand(ioc_)), run_queue_(ioc_, options.lanes) {}
   ~ServerImpl() override { Shutdown(); }
 
   Status Bind();
   void DoAccept();
   int port() const override { return port_; }
   int open_connections() const override { return connections_.load(); }
+  std::vector<int64_t> IoQueueDepths() const override { return run_queue_.Depths(); }
+  LaneRunQueue& run_queue() { return run_queue_; }
   void StopAccepting() override {
     asio::post(acceptor_.get_executor(), [this] {
       beast::error_code ec;
@@ -205,6 +297,7 @@ class ServerImpl final : public HttpServer {
     ioc_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
+    run_queue_.Clear();  // the sessions its handlers hold go while ioc_ still exists
   }
   void StartThreads() {
     for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
@@ -229,6 +322,8 @@ class ServerImpl final : public HttpServer {
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_ GUARDED_BY(sessions_mutex_);
   asio::io_context ioc_;
   tcp::acceptor acceptor_;
+  // NOTE: after ioc_: handlers still queued hold sessions, destroyed before the io_context.
+  LaneRunQueue run_queue_;
   int port_ = 0;
   std::vector<std::thread> threads_;
   Mutex shutdown_mutex_;
@@ -237,7 +332,8 @@ class ServerImpl final : public HttpServer {
 Session::Session(tcp::socket&& socket, ServerImpl* server)
     : stream_(std::move(socket)),
       strand_(stream_.get_executor()),  // the accept handed us a strand executor
-      server_(server) {
+      server_(server),
+      lane_(server->run_queue().lanes() - 1) {
   server_->connections_.fetch_add(1);
   // NOTE: without TCP_NODELAY, the second small write of a response (an SSE chunk after the
   // headers) waits for the client's delayed ACK: ~40 ms added to every short request.
@@ -272,6 +368,17 @@ void Session::RejectBusy() {
   });
 }
 
+template <class Handler>
+auto Session::InLane(Handler handler, std::chrono::steady_clock::time_point* completed_at) {
+  // Runs on the strand (the stream's executor) when the operation completes.
+  return [self = shared_from_this(), handler = std::move(handler), completed_at](
+             beast::error_code ec, size_t bytes) {
+    if (completed_at != nullptr) *completed_at = std::chrono::steady_clock::now();
+    self->server_->run_queue().Add(self->lane_, self->strand_,
+                                   [handler, ec, bytes]() mutable { handler(ec, bytes); });
+  };
+}
+
 void Session::DoRead() {
   if (closed_) return;
   parser_.emplace();
@@ -279,12 +386,58 @@ void Session::DoRead() {
   parser_->header_limit(static_cast<uint32_t>(server_->options().max_header_bytes));
   stream_.expires_after(first_request_ ? server_->options().read_timeout
                                        : server_->options().idle_timeout);
+  // The headers first (in the connection's lane so far), then the body in the request's lane.
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      InLane(beast::bind_front_handler(&Session::OnHeader, shared_from_this())));
+}
+
+void Session::OnHeader(beast::error_code ec, size_t bytes) {
+  if (closed_) return;
+  if (ec) return OnRead(ec, bytes);
+  const auto& msg = parser_->get();
+  next_ = HttpRequest{};
+  next_.method = std::string(msg.method_string());
+  next_.target = std::string(msg.target());
+  const size_t q = next_.target.find('?');
+  next_.path = next_.target.substr(0, q);
+  if (q != std::string::npos) next_.query = next_.target.substr(q + 1);
+  for (const auto& field : msg) {
+    std::string name(field.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto [it, inserted] = next_.headers.emplace(name, std::string(field.value()));
+    if (!inserted) {
+      // NOTE: the forwarding lists may arrive as several fields (one per proxy); they are one
+      // list in order (RFC 9110 5.3). Any other repeated field keeps its last value.
+      if (name == "x-forwarded-for" || name == "forwarded") {
+        it->second += ", " + std::string(field.value());
+      } else {
+        it->second = std::string(field.value());
+      }
+    }
+  }
+  beast::error_code rec;
+  auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
+  if (!rec) {
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; log them as a.b.c.d.
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    next_.peer_address = addr.to_string();
+    next_.remote_address = next_.peer_address;
+  }
+  const auto& lane_of = server_->options().lane_of;
+  lane_ = server_->run_queue().Clamp(lane_of ? lane_of(next_) : 0);
   http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                   InLane(beast::bind_front_handler(&Session::OnRead, shared_from_this()),
+                          &read_at_));
 }
 
 void Session::OnRead(beast::error_code ec, size_t) {
-  const auto read_at = std::chrono::steady_clock::now();
+  // NOTE: the request's clock starts when its last byte was read, so its wait for an I/O
+  // thread in the lane queue counts in its phases (and full-path TTFT).
+  const auto read_at = ec ? std::chrono::steady_clock::now() : read_at_;
   if (closed_) return;
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
@@ -311,44 +464,15 @@ void Session::OnRead(beast::error_code ec, size_t) {
   stream_.expires_never();
   auto msg = parser_->release();
   keep_alive_ = msg.keep_alive() && !server_->draining();
-  HttpRequest req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
-  const size_t q = req.target.find('?');
-  req.path = req.target.substr(0, q);
-  if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  for (const auto& field : msg) {
-    std::string name(field.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    auto [it, inserted] = req.headers.emplace(name, std::string(field.value()));
-    if (!inserted) {
-      // NOTE: the forwarding lists may arrive as several fields (one per proxy); they are one
-      // list in order (RFC 9110 5.3). Any other repeated field keeps its last value.
-      if (name == "x-forwarded-for" || name == "forwarded") {
-        it->second += ", " + std::string(field.value());
-      } else {
-        it->second = std::string(field.value());
-      }
-    }
-  }
+  HttpRequest req = std::move(next_);
+  next_ = HttpRequest{};
   req.body = std::move(msg.body());
   if (timeline_) timeline_->Release();
   timeline_ = std::make_shared<RequestTimeline>(read_at);
   req.timeline = timeline_;
-  beast::error_code rec;
-  auto ep = beast::get_lowest_layer(stream_).socket().remote_endpoint(rec);
-  if (!rec) {
-    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; log them as a.b.c.d.
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    }
-    req.peer_address = addr.to_string();
-    req.remote_address = req.peer_address;
-  }
   ++request_seq_;
-  auto channel = std::make_shared<Channel>(weak_from_this(), strand_, request_seq_, keep_alive_,
-                                           server_->draining_flag());
+  auto channel = std::make_shared<Channel>(weak_from_this(), strand_, &server_->run_queue(), lane_,
+                                           request_seq_, keep_alive_, server_->draining_flag());
   StartWatch();
   server_->handler()(std::move(req), channel);
 }
@@ -421,7 +545,7 @@ void Session::DoWrite() {
   for (const std::string& b : in_flight_) buffers.push_back(asio::buffer(b));
   stream_.expires_after(server_->options().write_timeout);
   asio::async_write(stream_, buffers,
-                    beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+                    InLane(beast::bind_front_handler(&Session::OnWrite, shared_from_this())));
   // NOTE: on Linux, Asio attempts the write at once (a speculative send before waiting for
   // readiness), so the bytes are in the socket now unless its buffer is full.
   if (timeline_) timeline_->OnBytesWritten(std::chrono::steady_clock::now());

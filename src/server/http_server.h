@@ -3,8 +3,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llmux/status.h"
 #include "server/http_types.h"
@@ -24,6 +27,15 @@ struct HttpServerOptions {
   // A write that makes no progress for this long closes the connection.
   std::chrono::milliseconds write_timeout{30000};
   int max_connections = 1024;  // further connections are answered 503 and closed
+  // Lane-ordered I/O (docs/isolation.md, "The front door"): the completions of every
+  // connection's reads and writes, and the work posted to its strand, queue in the lane of the
+  // connection's current request; an I/O thread always runs the oldest handler of the highest
+  // lane (0) that has one. `lane_of` maps a request's headers (the body is not read yet) to its
+  // lane, on an I/O thread; unset = every request in lane 0. A connection's lane before its first
+  // request's headers are read is the last one; a keep-alive connection keeps its last
+  // request's lane until the next request's headers say otherwise.
+  int lanes = 1;
+  std::function<int(const HttpRequest& headers_only)> lane_of;
 };
 
 class HttpServer {
@@ -35,6 +47,8 @@ class HttpServer {
   // The bound port (useful with port 0).
   virtual int port() const = 0;
   virtual int open_connections() const = 0;
+  // Handlers waiting for an I/O thread, per lane ([lanes]). Any thread.
+  virtual std::vector<int64_t> IoQueueDepths() const = 0;
   // Stops accepting new connections (in-flight requests continue).
   virtual void StopAccepting() = 0;
   // The first step of a drain. From now on every response that has not sent its headers yet

@@ -11,6 +11,7 @@ LanePool::LanePool(LanePoolOptions options)
       lane_stats_size_(static_cast<size_t>(std::max(1, options_.lanes))) {
   LLMUX_CHECK(options_.threads >= 1) << "LanePool needs at least one thread";
   LLMUX_CHECK(options_.max_queued_per_lane >= 1) << "LanePool needs room for one job per lane";
+  LLMUX_CHECK(options_.oldest_every >= 0) << "LanePool oldest_every must be >= 0";
   {
     MutexLock lock(mutex_);
     queues_.resize(lane_stats_size_);
@@ -38,7 +39,7 @@ Status LanePool::Post(int lane, Job job) {
       return Unavailable("the server is overloaded: " + std::to_string(options_.max_queued_per_lane) +
                          " requests of this lane are waiting to be planned");
     }
-    queues_[l].push_back(std::move(job));
+    queues_[l].push_back(Queued{posted_++, std::move(job)});
   }
   cv_.NotifyOne();
   return Status::Ok();
@@ -63,14 +64,26 @@ std::vector<LanePoolLaneStats> LanePool::Stats() const {
 }
 
 bool LanePool::TakeNext(Job* job) {
+  // The highest non-empty lane, or on an aging pick the lane whose front job is the oldest
+  // (each lane's queue is FIFO, so its front is its oldest).
+  const bool aging_pick =
+      options_.oldest_every > 0 && (picks_ + 1) % static_cast<uint64_t>(options_.oldest_every) == 0;
+  size_t pick = queues_.size();
   for (size_t l = 0; l < queues_.size(); ++l) {
     if (queues_[l].empty()) continue;
-    *job = std::move(queues_[l].front());
-    queues_[l].pop_front();
-    ++stats_[l].started;
-    return true;
+    if (pick == queues_.size()) {
+      pick = l;
+      if (!aging_pick) break;
+    } else if (queues_[l].front().seq < queues_[pick].front().seq) {
+      pick = l;
+    }
   }
-  return false;
+  if (pick == queues_.size()) return false;
+  *job = std::move(queues_[pick].front().job);
+  queues_[pick].pop_front();
+  ++stats_[pick].started;
+  ++picks_;
+  return true;
 }
 
 void LanePool::WorkerLoop() {

@@ -1,9 +1,11 @@
 // A lane-ordered worker pool: the front door's CPU work (parsing a completion request,
 // rendering its chat template, tokenizing its prompts) runs here, off the connections' strands,
 // so a flood of one lane's requests cannot hold an I/O thread that a higher lane's request
-// needs. One bounded FIFO queue per lane; a free worker always takes the oldest job of the
-// highest lane (0) that has one, as the scheduler admits lanes (strict priority, no aging: a
-// lane's queue is drained only while every higher lane's is empty).
+// needs. One bounded FIFO queue per lane; a free worker takes the oldest job of the highest lane
+// (0) that has one, as the scheduler admits lanes -- except every `oldest_every`-th pick, which
+// takes the oldest job of any lane (aging: a lower lane is never starved, and a higher lane
+// gives up at most one pick in `oldest_every` to it; docs/isolation.md says why a pick count and
+// not a wait time).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,10 @@ struct LanePoolOptions {
   int lanes = 1;                   // queues; lane 0 is the highest (TenantConfig::lane_index)
   int threads = 1;                 // workers, >= 1
   int max_queued_per_lane = 256;   // jobs waiting in one lane's queue, >= 1
+  // Every this-many-th pick takes the oldest queued job of any lane (by Post order) instead of
+  // the highest lane's; 0 = strict lane priority (a lower lane waits while any higher lane has
+  // a job). 1 = plain FIFO across lanes.
+  int oldest_every = 0;
   std::string thread_name = "llmux-plan";  // at most 15 characters (pthread_setname_np)
 };
 
@@ -56,14 +62,21 @@ class LanePool {
 
  private:
   void WorkerLoop();
-  // The oldest job of the highest non-empty lane; false when every queue is empty.
+  // The next job to run (see oldest_every); false when every queue is empty.
   bool TakeNext(Job* job) REQUIRES(mutex_);
+
+  struct Queued {
+    uint64_t seq;  // Post order, over all lanes
+    Job job;
+  };
 
   const LanePoolOptions options_;
   const size_t lane_stats_size_;
   mutable Mutex mutex_;
   CondVar cv_;
-  std::vector<std::deque<Job>> queues_ GUARDED_BY(mutex_);        // [lane]
+  std::vector<std::deque<Queued>> queues_ GUARDED_BY(mutex_);     // [lane]
+  uint64_t posted_ GUARDED_BY(mutex_) = 0;  // jobs queued so far (the next job's seq)
+  uint64_t picks_ GUARDED_BY(mutex_) = 0;   // jobs taken so far
   std::vector<LanePoolLaneStats> stats_ GUARDED_BY(mutex_);       // [lane] (queued unused)
   bool stopping_ GUARDED_BY(mutex_) = false;
   Mutex shutdown_mutex_;  // serializes Shutdown callers

@@ -149,6 +149,7 @@ class PrometheusMetrics final : public Metrics {
   Family<Gauge>& planning_queued_;
   Family<Counter>& planning_started_;
   Family<Counter>& planning_refused_;
+  Family<Gauge>& io_queued_;  // the HTTP server's lane-ordered run queue
 
   Mutex render_mutex_;
   // Each pool's engine counters already exported.
@@ -287,7 +288,11 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
       planning_refused_(Reg(BuildCounter(), "llmux_planning_refused_total",
                             "Completion requests refused with 503 server_overloaded because "
                             "their lane's planning queue was full.",
-                            *registry_)) {
+                            *registry_)),
+      io_queued_(Reg(BuildGauge(), "llmux_io_queue_depth",
+                     "HTTP read/write completions and connection work waiting for an I/O "
+                     "thread, per lane of their request.",
+                     *registry_)) {
   // The shared pool's engine series exist (at 0) from start-up; other pools' from their first
   // scrape.
   const prometheus::Labels m = {{"model_name", model_}};
@@ -481,6 +486,9 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     planning_queued_.Add(l).Set(static_cast<double>(p.queued));
     Advance(planning_started_.Add(l), p.started, &last.started);
     Advance(planning_refused_.Add(l), p.refused, &last.refused);
+  }
+  for (const MetricsSnapshot::IoLane& io : s.io) {
+    io_queued_.Add({{"lane", io.lane}}).Set(static_cast<double>(io.queued));
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

@@ -22,6 +22,7 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->server.io_threads, 2);
   EXPECT_EQ(cfg->server.planning_threads, 1);
   EXPECT_EQ(cfg->server.planning_queue, 256);
+  EXPECT_EQ(cfg->server.planning_oldest_every, 8);
   EXPECT_EQ(cfg->server.max_body_bytes, 4194304);
   EXPECT_EQ(cfg->server.max_header_bytes, 16384);
   EXPECT_EQ(cfg->server.read_timeout, Millis(30000));
@@ -83,6 +84,7 @@ server:
   io_threads: 4
   planning_threads: 3
   planning_queue: 17
+  planning_oldest_every: 0
   max_body_bytes: 1000
   max_header_bytes: 2000
   read_timeout: 250ms
@@ -109,6 +111,7 @@ tenants_file: /srv/tenants.yaml
   EXPECT_EQ(cfg->server.io_threads, 4);
   EXPECT_EQ(cfg->server.planning_threads, 3);
   EXPECT_EQ(cfg->server.planning_queue, 17);
+  EXPECT_EQ(cfg->server.planning_oldest_every, 0);
   EXPECT_EQ(cfg->server.max_body_bytes, 1000);
   EXPECT_EQ(cfg->server.max_header_bytes, 2000);
   EXPECT_EQ(cfg->server.read_timeout, Millis(250));

@@ -58,11 +58,12 @@ class Trace {
   std::vector<std::string> order_;
 };
 
-LanePoolOptions Options(int lanes, int threads, int max_queued_per_lane) {
+LanePoolOptions Options(int lanes, int threads, int max_queued_per_lane, int oldest_every = 0) {
   LanePoolOptions o;
   o.lanes = lanes;
   o.threads = threads;
   o.max_queued_per_lane = max_queued_per_lane;
+  o.oldest_every = oldest_every;
   return o;
 }
 
@@ -92,6 +93,69 @@ TEST(LanePoolTest, APremiumJobQueuedBehindBatchJobsRunsFirst) {
   EXPECT_EQ(after[1].started, 1);
   EXPECT_EQ(after[2].started, 21);
   for (const auto& s : after) EXPECT_EQ(s.queued, 0);
+}
+
+// Aging: with oldest_every 4, picks 4, 8, 12, ... take the oldest job of any lane. The gate is
+// pick 1; three batch jobs were queued before nine premium ones, so the batch jobs are the
+// oldest and take picks 4, 8 and 12 while premium jobs keep arriving ahead of them.
+TEST(LanePoolTest, EveryNthPickTakesTheOldestJobOfAnyLane) {
+  LanePool pool(Options(3, 1, 64, /*oldest_every=*/4));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());  // pick 1
+  gate.WaitEntered();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
+  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
+  }
+  gate.Release();
+  pool.Shutdown();
+  // picks 2..14: p0 p1 [4: batch0] p2 p3 p4 [8: batch1] p5 p6 p7 [12: batch2] p8 standard0
+  EXPECT_EQ(trace.order(),
+            (std::vector<std::string>{"premium0", "premium1", "batch0", "premium2", "premium3",
+                                      "premium4", "batch1", "premium5", "premium6", "premium7",
+                                      "batch2", "premium8", "standard0"}));
+}
+
+// Without aging (oldest_every 0) the same queue runs every premium job first: a higher lane
+// that always has work starves the lower ones.
+TEST(LanePoolTest, StrictLanesRunTheLowerLaneOnlyWhenTheHigherOnesAreEmpty) {
+  LanePool pool(Options(3, 1, 64, /*oldest_every=*/0));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());
+  gate.WaitEntered();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
+  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
+  }
+  gate.Release();
+  pool.Shutdown();
+  std::vector<std::string> want;
+  for (int i = 0; i < 9; ++i) want.push_back("premium" + std::to_string(i));
+  want.insert(want.end(), {"standard0", "batch0", "batch1", "batch2"});
+  EXPECT_EQ(trace.order(), want);
+}
+
+// An aging pick takes the globally oldest job, which may be in the highest lane: then it is
+// an ordinary pick (here the oldest job is always a premium one, so lanes stay strict).
+TEST(LanePoolTest, AnAgingPickOfAnOlderHigherLaneJobKeepsLaneOrder) {
+  LanePool pool(Options(2, 1, 64, /*oldest_every=*/2));
+  Gate gate;
+  Trace trace;
+  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());  // pick 1
+  gate.WaitEntered();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
+  }
+  ASSERT_TRUE(pool.Post(1, trace.Job("batch0")).ok());
+  ASSERT_TRUE(pool.Post(1, trace.Job("batch1")).ok());
+  gate.Release();
+  pool.Shutdown();
+  EXPECT_EQ(trace.order(), (std::vector<std::string>{"premium0", "premium1", "premium2", "batch0",
+                                                     "batch1"}));
 }
 
 TEST(LanePoolTest, AFullLaneRefusesWhileOtherLanesStillQueue) {
