@@ -395,6 +395,8 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"batch_invariant", p->config().engine.batch_invariant},
                        {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
                        {"kv_cache_tokens", p->config().engine.kv_cache_tokens},
+                       {"cpu_bf16_activations",
+                        Bf16ActivationsName(p->config().engine.cpu_bf16_activations)},
                        {"gemm", GemmJson(p->config().engine.batch_invariant, s.stats)}});
     }
   }
