@@ -5,8 +5,10 @@
 // (weight bytes read per token x tokens/s).
 //
 //   build/cpu_bench --model DIR|FILE.gguf [--model ...] [--threads 2] [--pp 512] [--tg 128] [--reps 3]
-//                   [--quantize q8_0] [--blas] [--kv-dtype f32|f16]
+//                   [--quantize q8_0] [--blas] [--kv-dtype f32|f16] [--bf16-activations bf16|f32]
 // --quantize q8_0 loads the weights as model.quantize: q8_0 does (Q8_0 matrices).
+// --bf16-activations f32 keeps BF16 weights' activations exact as engine.cpu_bf16_activations:
+// f32 does (default bf16: rounded to bf16, AVX-512 BF16 dot products).
 // --kv-dtype f16 keeps the KV cache in F16 as engine.kv_dtype: f16 does (llama-bench's default).
 #include <algorithm>
 #include <chrono>
@@ -34,6 +36,7 @@ struct Options {
   bool blas = false;
   bool q8 = false;
   DType kv = DType::kF32;
+  CpuBf16Activations bf16 = CpuBf16Activations::kBf16;
 };
 
 // A single sequence in blocks 0..n (contiguous), `computed` tokens already cached.
@@ -67,6 +70,7 @@ int Run(const Options& o) {
     CpuBackendOptions bo;
     bo.threads = o.threads;
     bo.use_blas = o.blas;
+    bo.bf16_activations = o.bf16;
     auto backend = CreateCpuBackend(bo);
     if (!backend.ok()) return std::fprintf(stderr, "%s\n", backend.status().ToString().c_str()), 1;
     ModelLoadOptions lo;
@@ -158,6 +162,14 @@ int main(int argc, char** argv) {
       }
       o.kv = k == "f16" ? DType::kF16 : DType::kF32;
     }
+    else if (a == "--bf16-activations") {
+      const std::string b = next();
+      if (b != "bf16" && b != "f32") {
+        std::fprintf(stderr, "--bf16-activations: expected bf16 or f32, got '%s'\n", b.c_str());
+        return 2;
+      }
+      o.bf16 = b == "bf16" ? CpuBf16Activations::kBf16 : CpuBf16Activations::kF32;
+    }
     else if (a == "--quantize") {
       const std::string q = next();
       if (q != "q8_0" && q != "none") {
@@ -167,7 +179,7 @@ int main(int argc, char** argv) {
       o.q8 = q == "q8_0";
     }
     else {
-      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--quantize q8_0|none] [--blas] [--kv-dtype f32|f16]\n");
+      std::fprintf(stderr, "usage: cpu_bench --model DIR [--model DIR ...] [--threads N] [--pp N] [--tg N] [--reps N] [--quantize q8_0|none] [--blas] [--kv-dtype f32|f16] [--bf16-activations bf16|f32]\n");
       return 2;
     }
   }

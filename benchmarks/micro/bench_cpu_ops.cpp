@@ -30,11 +30,13 @@ struct Fixture {
 };
 
 std::unique_ptr<Fixture> Make(int64_t n, int64_t k, int64_t m, DType dt, int copies,
-                              bool use_blas = false, int threads = 2) {
+                              bool use_blas = false, int threads = 2,
+                              CpuBf16Activations bf16 = CpuBf16Activations::kBf16) {
   auto f = std::make_unique<Fixture>();
   CpuBackendOptions o;
   o.threads = threads;
   o.use_blas = use_blas;
+  o.bf16_activations = bf16;
   f->be = std::move(CreateCpuBackend(o)).value();
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1, 1);
@@ -74,11 +76,13 @@ std::unique_ptr<Fixture> Make(int64_t n, int64_t k, int64_t m, DType dt, int cop
   return f;
 }
 
-void BM_Gemv(benchmark::State& state, DType dt) {
+// bf16: the activations option for BF16 weights (bf16 = vdpbf16ps, f32 = the exact path).
+void BM_Gemv(benchmark::State& state, DType dt,
+             CpuBf16Activations bf16 = CpuBf16Activations::kBf16) {
   const int64_t n = state.range(0), k = state.range(1);
   const size_t bytes = DTypeBytes(dt, n * k);
   const int copies = static_cast<int>(std::max<size_t>(1, kStreamBytes / bytes));
-  auto f = Make(n, k, 1, dt, copies);
+  auto f = Make(n, k, 1, dt, copies, false, 2, bf16);
   Tensor x = Tensor::Dense(f->x.data(), DType::kF32, 1, k);
   Tensor out = Tensor::Dense(f->out.data(), DType::kF32, 1, n);
   int c = 0;
@@ -106,9 +110,10 @@ void BM_GemvHot(benchmark::State& state, DType dt) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * DTypeBytes(dt, n * k)));
 }
 
-void BM_Gemm(benchmark::State& state, DType dt, bool use_blas) {
+void BM_Gemm(benchmark::State& state, DType dt, bool use_blas,
+             CpuBf16Activations bf16 = CpuBf16Activations::kBf16) {
   const int64_t n = state.range(0), k = state.range(1), m = 512;
-  auto f = Make(n, k, m, dt, 1, use_blas);
+  auto f = Make(n, k, m, dt, 1, use_blas, 2, bf16);
   Tensor x = Tensor::Dense(f->x.data(), DType::kF32, m, k);
   Tensor out = Tensor::Dense(f->out.data(), DType::kF32, m, n);
   for (auto _ : state) {
@@ -131,6 +136,7 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK_CAPTURE(BM_Gemv, f32, DType::kF32)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, f16, DType::kF16)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, bf16, DType::kBF16)->Apply(Shapes);
+BENCHMARK_CAPTURE(BM_Gemv, bf16_f32act, DType::kBF16, CpuBf16Activations::kF32)->Apply(Shapes);
 BENCHMARK_CAPTURE(BM_Gemv, q8_0, DType::kQ8_0)->Apply(Shapes);
 void HotShapes(benchmark::internal::Benchmark* b) {
   b->Args({384, 576})->Unit(benchmark::kMicrosecond);  // 235 KiB (Q8_0) to 884 KiB (F32): L2
@@ -142,6 +148,8 @@ BENCHMARK_CAPTURE(BM_GemvHot, q8_0, DType::kQ8_0)->Apply(HotShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32, DType::kF32, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f16, DType::kF16, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, bf16, DType::kBF16, false)->Apply(GemmShapes);
+BENCHMARK_CAPTURE(BM_Gemm, bf16_f32act, DType::kBF16, false, CpuBf16Activations::kF32)
+    ->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, q8_0, DType::kQ8_0, false)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f32_blas, DType::kF32, true)->Apply(GemmShapes);
 BENCHMARK_CAPTURE(BM_Gemm, f16_blas, DType::kF16, true)->Apply(GemmShapes);

@@ -216,6 +216,14 @@ class Backend {
                              std::vector<std::byte>* v) = 0;
 };
 
+// Activations of MatMuls on BF16 weights (CPU backend, docs/cpu_backend.md).
+//   kBf16: rounded to bf16 (round to nearest even) once per MatMul and multiplied with AVX-512
+//          BF16 vdpbf16ps, pairs of products accumulated in F32: what llama.cpp and GPUs do,
+//          about twice the F32 path's multiply rate. Outputs differ from kF32 in the low bits.
+//   kF32:  exact F32 activations, bf16 weights widened to F32 (the path of F32/F16 weights).
+// Both are batch invariant. kBf16 needs a CPU with AVX-512 BF16; elsewhere it runs as kF32.
+enum class CpuBf16Activations { kBf16, kF32 };
+
 struct CpuBackendOptions {
   int threads = 0;  // 0: hardware concurrency
   // Batch-dependent fast path: large GEMMs through OpenBLAS. Faster prefill, but a row's
@@ -224,6 +232,7 @@ struct CpuBackendOptions {
   // Query tokens per attention tile (prefill): 0 = automatic. Tests set it to show that the
   // tiling never changes a result; any value gives the same bits.
   int attention_tile_tokens = 0;
+  CpuBf16Activations bf16_activations = CpuBf16Activations::kBf16;
 };
 StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options);
 

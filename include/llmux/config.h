@@ -98,6 +98,10 @@ struct ModelSection {
 enum class BackendKind { kCpu, kCuda };
 enum class KvDType { kBackendDefault, kF32, kF16, kBF16 };
 std::string_view KvDTypeName(KvDType dtype);  // "default" | "f32" | "f16" | "bf16"
+// `engine.cpu_bf16_activations`: what MatMuls on BF16 weights round activations to on the CPU
+// backend (CpuBf16Activations, docs/cpu_backend.md).
+enum class Bf16Activations { kBf16, kF32 };
+std::string_view Bf16ActivationsName(Bf16Activations mode);  // "bf16" | "f32"
 enum class EngineBatching { kContinuous, kStatic };
 
 std::string_view BackendKindName(BackendKind kind);    // "cpu" | "cuda"
@@ -123,6 +127,10 @@ struct EngineSection {
   // `kv_dtype`: element type of the KV cache. kBackendDefault = the backend's own (cpu: f32,
   // cuda: bf16). The CPU backend takes f32 or f16, the CUDA backend bf16 only (checked at load).
   KvDType kv_dtype = KvDType::kBackendDefault;
+  // `cpu_bf16_activations`: kBf16 rounds the activations of BF16-weight MatMuls to bf16 and
+  // multiplies with AVX-512 BF16 (faster; outputs differ from kF32 in the low bits); kF32 keeps
+  // them exact. CPU backend only (the CUDA backend's activations are bf16 already).
+  Bf16Activations cpu_bf16_activations = Bf16Activations::kBf16;
   int block_size = 16;                   // tokens per KV block
   int max_batched_tokens = 2048;         // token budget of one engine step
   int max_seqs = 64;                     // sequences in one engine step

@@ -68,6 +68,10 @@ struct PoolEngineStats {
   std::string pool;        // the `pool` label
   std::string model_name;  // the `model_name` label: the model the pool serves
   EngineStats stats;
+  // llmux_pool_up: ready and no sticky device fault (what /health checks per pool).
+  bool up = true;
+  // llmux_pool_worker_restarts_total: workers started after the first (process pools).
+  int64_t restarts = 0;
 };
 
 // Figures read at scrape time.

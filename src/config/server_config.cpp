@@ -271,6 +271,16 @@ void ReadEngine(MapReader& m, EngineSection& s) {
       b->Error(why);
     }
   }
+  if (auto v = m.Get("cpu_bf16_activations")) {
+    const std::string a = v->String("bf16");
+    if (a == "bf16") {
+      s.cpu_bf16_activations = Bf16Activations::kBf16;
+    } else if (a == "f32") {
+      s.cpu_bf16_activations = Bf16Activations::kF32;
+    } else {
+      v->Error("expected \"bf16\" or \"f32\", got " + QuoteValue(a));
+    }
+  }
   if (auto v = m.Get("kv_cache_tokens")) {
     s.kv_cache_tokens = v->Int(s.kv_cache_tokens, 1, kInt64Max / 2);
     if (s.kv_cache_tokens < s.block_size) {

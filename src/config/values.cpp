@@ -67,6 +67,16 @@ std::string_view KvDTypeName(KvDType dtype) {
   return "?";
 }
 
+std::string_view Bf16ActivationsName(Bf16Activations mode) {
+  switch (mode) {
+    case Bf16Activations::kBf16:
+      return "bf16";
+    case Bf16Activations::kF32:
+      return "f32";
+  }
+  return "?";
+}
+
 std::string_view EngineBatchingName(EngineBatching mode) {
   switch (mode) {
     case EngineBatching::kContinuous:

@@ -24,6 +24,9 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
       CpuBackendOptions o;
       o.threads = e.threads;
       o.use_blas = !e.batch_invariant;
+      o.bf16_activations = e.cpu_bf16_activations == Bf16Activations::kBf16
+                               ? CpuBf16Activations::kBf16
+                               : CpuBf16Activations::kF32;
       backend = CreateCpuBackend(o);
       break;
     }

@@ -85,11 +85,15 @@ void ApiService::HandleMetrics(const HttpRequest& req, const TenantPolicy& polic
 std::vector<PoolEngineStats> ApiService::PoolEngineStatsNow() const {
   std::vector<PoolEngineStats> out;
   if (pool_set_ == nullptr) {
-    out.push_back({"shared", model_.name, model_.engine->Stats()});
+    EngineStats stats = model_.engine->Stats();
+    const bool up = stats.device_fault.empty();
+    out.push_back({"shared", model_.name, std::move(stats), up, 0});
     return out;
   }
   for (Pool* p : pool_set_->pools()) {
-    out.push_back({p->name(), p->model_name(), p->engine()->Stats()});
+    PoolStatus d = p->Describe();
+    const bool up = d.state == PoolState::kReady && d.stats.device_fault.empty();
+    out.push_back({p->name(), p->model_name(), std::move(d.stats), up, d.restarts});
   }
   return out;
 }
@@ -391,6 +395,8 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
                        {"batch_invariant", p->config().engine.batch_invariant},
                        {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
                        {"kv_cache_tokens", p->config().engine.kv_cache_tokens},
+                       {"cpu_bf16_activations",
+                        Bf16ActivationsName(p->config().engine.cpu_bf16_activations)},
                        {"gemm", GemmJson(p->config().engine.batch_invariant, s.stats)}});
     }
   }

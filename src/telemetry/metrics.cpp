@@ -133,6 +133,9 @@ class PrometheusMetrics final : public Metrics {
   Family<Counter>& pool_busy_;
   // Seconds of steps stopped for a higher-lane arrival (engine.yield_to_higher_lane).
   Family<Counter>& pool_yielded_;
+  // Pool health: ready without a sticky device fault; process pools' worker restarts.
+  Family<Gauge>& pool_up_;
+  Family<Counter>& pool_restarts_;
   Family<Counter>& t_engine_;
   Family<Counter>& reloads_;
   // Usage ledger (set from the snapshot's LedgerHealth when it has one).
@@ -159,6 +162,7 @@ class PrometheusMetrics final : public Metrics {
   // (tenant, pool) -> the engine_seconds of the last scrape.
   std::map<std::pair<std::string, std::string>, double> last_tenant_engine_
       GUARDED_BY(render_mutex_);
+  std::map<std::string, double, std::less<>> last_restarts_ GUARDED_BY(render_mutex_);
   int64_t last_replayed_ GUARDED_BY(render_mutex_) = 0;
   MetricsSnapshot::ClusterStore last_cluster_ GUARDED_BY(render_mutex_);
   // Each lane's planning counters already exported.
@@ -256,6 +260,14 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
                         "Seconds the pool's engine spent in steps it stopped for a higher-lane "
                         "arrival (not in llmux_pool_busy_seconds_total).",
                         *registry_)),
+      pool_up_(Reg(BuildGauge(), "llmux_pool_up",
+                   "1 while the pool is ready and its device has no sticky fault (what /health "
+                   "checks per pool), else 0.",
+                   *registry_)),
+      pool_restarts_(Reg(BuildCounter(), "llmux_pool_worker_restarts_total",
+                         "Workers a process pool started after its first (a worker that died, "
+                         "hung or exited on a device fault was replaced).",
+                         *registry_)),
       t_engine_(Reg(BuildCounter(), "llmux_tenant_engine_seconds_total",
                     "The tenant's share of the pool's busy time, split per step by the work "
                     "of its sequences.",
@@ -320,6 +332,7 @@ PrometheusMetrics::PrometheusMetrics(std::string model_name, std::string pool)
   step_seconds_.Add(p, kStepBuckets);
   pool_busy_.Add(p);
   pool_yielded_.Add(p);
+  pool_restarts_.Add(p);
   batch_size_.Add(p, kBatchSizeBuckets);
   batch_tokens_.Add(p, kBatchTokenBuckets);
   for (RejectReason r : kAllReasons) {
@@ -452,6 +465,9 @@ std::string PrometheusMetrics::Render(const MetricsSnapshot& s) {
     AdvanceResettable(pool_yielded_.Add({{"pool", p.pool}}), p.stats.yielded_seconds,
                       &last.yielded_seconds);
     const prometheus::Labels pool = {{"pool", p.pool}};
+    pool_up_.Add(pool).Set(p.up ? 1 : 0);
+    AdvanceResettable(pool_restarts_.Add(pool), static_cast<double>(p.restarts),
+                      &last_restarts_[p.pool]);
     AdvanceHistogram(step_seconds_.Add(pool, kStepBuckets), p.stats.step_seconds,
                      &last.step_seconds);
     AdvanceHistogram(batch_size_.Add(pool, kBatchSizeBuckets), p.stats.batch_size,

@@ -51,6 +51,17 @@ const pools = async (d) => {
   assert.equal(r.status, 200, r.body);
   return Object.fromEntries(r.json.data.map((p) => [p.name, p]));
 };
+const metricsText = async (d) => {
+  const r = await http(d, 'GET', '/metrics', { key: KEYS.admin });
+  assert.equal(r.status, 200, r.body);
+  return r.body;
+};
+// The value of a pool-labelled series (llmux_pool_up, llmux_pool_worker_restarts_total).
+function poolSeries(text, name, pool) {
+  const m = text.match(new RegExp(`^${name}\\{[^}]*pool="${pool}"[^}]*\\} (\\S+)$`, 'm'));
+  assert.ok(m, `${name} for pool ${pool} on /metrics`);
+  return Number(m[1]);
+}
 
 // A streaming completion; `onChunk` runs after each chunk of the body.
 async function stream(d, key, body, onChunk) {
@@ -139,6 +150,7 @@ test('a sticky fault marks the thread pool unhealthy: /health, /admin/pools, 503
   assert.equal(health.json.pools.shared.problem, `device fault: ${FAULTED}`);
   assert.equal((await http(d, 'GET', '/ready')).status, 503);
   assert.equal((await pools(d)).shared.device_fault, FAULTED);
+  assert.equal(poolSeries(await metricsText(d), 'llmux_pool_up', 'shared'), 0);
 
   // Every later request, of any tenant and seed, gets the same clear 503.
   assertUnavailable(await complete(d, KEYS.premium, greedy(1)), FAULTED);
@@ -159,8 +171,8 @@ test('a sticky fault in a process pool: the worker exits with status 3 and is re
 
   assertUnavailable(await complete(d, ACME, greedy(7003)), FAULTED);
   // The worker's next pong reports the fault, and it exits; the supervisor restarts it.
-  // NOTE: between the worker's exit and the supervisor's bookkeeping the pool briefly reads
-  // state 'ready' with pid 0; `restarts` counts a new worker only once it is spawned.
+  // NOTE: `restarts` counts a new worker only once it is spawned; until it is ready the pool
+  // reads 'restarting'.
   const back = await waitFor(async () => {
     const p = (await pools(d)).dedicated;
     return p.state === 'ready' && p.restarts >= 1 ? p : null;
@@ -179,6 +191,10 @@ test('a sticky fault in a process pool: the worker exits with status 3 and is re
   assert.equal(Number(again.headers.get('x-llmux-pid')), back.pid);
   const health = await http(d, 'GET', '/health');
   assert.equal(health.status, 200, health.body);
+  const metrics = await metricsText(d);
+  assert.equal(poolSeries(metrics, 'llmux_pool_worker_restarts_total', 'dedicated'), 1);
+  assert.equal(poolSeries(metrics, 'llmux_pool_worker_restarts_total', 'shared'), 0);
+  assert.equal(poolSeries(metrics, 'llmux_pool_up', 'dedicated'), 1);
   // The shared thread pool never faulted.
   assert.equal((await pools(d)).shared.device_fault, '');
   assert.equal((await complete(d, KEYS.premium, greedy(1))).status, 200);

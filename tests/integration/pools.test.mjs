@@ -37,7 +37,7 @@ const POOLS = `pools:
     health_timeout: 2s
     restart_backoff: 5s
     max_down: 2s
-    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8, kv_dtype: f16 }
+    engine: { threads: 1, kv_cache_tokens: 8192, max_seqs: 8, kv_dtype: f16, cpu_bf16_activations: f32 }
     model: { path: "${STORIES}", name: stories-dedicated, max_model_len: 512 }
 `;
 
@@ -73,6 +73,8 @@ test('GET /admin/pools lists each pool with state, pid, tenants and load', async
   assert.equal(p.shared.kv_dtype, 'f32');  // the CPU backend's default
   assert.equal(p.dedicated.kv_dtype, 'f16');
   assert.equal(p.dedicated.kv_cache_tokens, 8192);
+  assert.equal(p.shared.cpu_bf16_activations, 'bf16');  // the default
+  assert.equal(p.dedicated.cpu_bf16_activations, 'f32');
   // The GEMM mode per pool; the CPU backend plans no per-shape kernels (docs/pools.md), and
   // a process pool's list crosses the worker wire.
   assert.deepEqual(p.shared.gemm, { mode: 'invariant', shapes: [] });

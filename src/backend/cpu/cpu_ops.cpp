@@ -147,6 +147,7 @@ void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Te
   a.M = x.rows;
   a.N = w.rows;
   a.K = w.cols;
+  a.bf16_activations = options_.bf16_activations == CpuBf16Activations::kBf16;
   if (options_.use_blas && a.M >= 16) {
     MatMulBlas(a, pool_);
   } else {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backend/cpu/matmul_bf16.h"
 #include "backend/cpu/simd.h"
 
 namespace llmux::cpu {
@@ -325,6 +326,10 @@ void RunBlocks(const MatMulArgs& a, int64_t b0, int64_t b1) {
 
 void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
   if (a.M <= 0 || a.N <= 0) return;
+  if (a.w_dtype == DType::kBF16 && a.bf16_activations && Bf16DotAvailable()) {
+    MatMulBf16Dot(a, pool);
+    return;
+  }
   const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
   // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
   const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;

@@ -33,9 +33,14 @@ struct MatMulArgs {
   int64_t M = 0;
   int64_t N = 0;
   int64_t K = 0;
+  // BF16 weights only: round the activations to bf16 and multiply with AVX-512 BF16
+  // (matmul_bf16.h) where the CPU has it; false (or no AVX-512 BF16) keeps the exact F32 path.
+  bool bf16_activations = false;
 };
 
-// The batch-invariant path. Threads split N.
+// The batch-invariant path. Threads split N. BF16 weights with a.bf16_activations go to
+// MatMulBf16Dot (matmul_bf16.h) when Bf16DotAvailable(); every other case follows the order
+// above.
 void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool);
 
 // The batch-DEPENDENT fast path (CpuBackendOptions::use_blas): OpenBLAS sgemm, weights other

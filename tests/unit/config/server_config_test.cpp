@@ -259,6 +259,33 @@ TEST(ServerConfigTest, KvDtypeAndItsBackend) {
             "backend (its KV cache is bf16)");
 }
 
+TEST(ServerConfigTest, CpuBf16Activations) {
+  auto def = ParseServerConfig("", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(def.ok());
+  EXPECT_EQ(def->engine.cpu_bf16_activations, Bf16Activations::kBf16);
+  auto f32 = ParseServerConfig("engine: {cpu_bf16_activations: f32}", "llmux.yaml", "/e");
+  ASSERT_TRUE(f32.ok()) << f32.status().ToString();
+  EXPECT_EQ(f32->engine.cpu_bf16_activations, Bf16Activations::kF32);
+  EXPECT_EQ(Bf16ActivationsName(f32->engine.cpu_bf16_activations), "f32");
+  // A pool inherits the key and may set its own.
+  auto pools = ParseServerConfig(
+      "engine: {cpu_bf16_activations: f32}\npools:\n  a:\n    model: {path: /m}\n  b:\n"
+      "    engine: {cpu_bf16_activations: bf16}\n    model: {path: /m}\n",
+      "llmux.yaml", "/e");
+  ASSERT_TRUE(pools.ok()) << pools.status().ToString();
+  int seen = 0;
+  for (const auto& p : pools->pools) {  // "shared" and "a" inherit f32, "b" sets bf16
+    EXPECT_EQ(p.engine.cpu_bf16_activations,
+              p.name == "b" ? Bf16Activations::kBf16 : Bf16Activations::kF32)
+        << p.name;
+    seen += p.name == "a" || p.name == "b";
+  }
+  EXPECT_EQ(seen, 2);
+  EXPECT_EQ(Error("engine: {cpu_bf16_activations: fp32}"),
+            "llmux.yaml:1:32: engine.cpu_bf16_activations: expected \"bf16\" or \"f32\", got "
+            "\"fp32\"");
+}
+
 TEST(ServerConfigTest, EnumsAndAddresses) {
   EXPECT_EQ(Error("engine: {backend: gpu}"),
             "llmux.yaml:1:19: engine.backend: expected \"cpu\" or \"cuda\", got \"gpu\"");

@@ -66,10 +66,15 @@ inline std::unique_ptr<WeightImage> MakeWeight(const std::vector<float>& values,
   return img;
 }
 
-inline std::unique_ptr<Backend> MakeBackend(int threads, bool use_blas = false) {
+// NOTE: BF16 weights default to exact F32 activations here: most CPU tests check the exact
+// contract of matmul.h; matmul_bf16_test.cpp covers CpuBf16Activations::kBf16.
+inline std::unique_ptr<Backend> MakeBackend(
+    int threads, bool use_blas = false,
+    CpuBf16Activations bf16_activations = CpuBf16Activations::kF32) {
   CpuBackendOptions o;
   o.threads = threads;
   o.use_blas = use_blas;
+  o.bf16_activations = bf16_activations;
   auto b = CreateCpuBackend(o);
   if (!b.ok()) return nullptr;
   return std::move(b).value();
