@@ -2,8 +2,10 @@
 // same invocation, so a scenario reports what its policy buys (docs/benchmarking.md).
 //
 // `fifo`: every tenant in one lane with equal weights and no budgets (no in-flight budget, no
-// queue cap or queue wait of its own, no rate limit, reservation, quota or service tier): the
-// engine then serves requests in arrival order, as a server without tenant isolation would.
+// queue cap or queue wait of its own, no rate limit, reservation, quota or service tier), and
+// that lane admits in arrival order (`order: arrival`; equal weights alone would still let the
+// tenant with the least service go first): the engine then serves requests as one FIFO, as a
+// server without tenant isolation would.
 // Each run R gets a twin `R@fifo` with that tenants.yaml. Header-only (tested by unit_tools).
 #pragma once
 
@@ -29,6 +31,7 @@ inline StatusOr<std::string> FifoTenantsYaml(const std::string& tenants_yaml) {
     YAML::Node lanes(YAML::NodeType::Sequence);
     YAML::Node lane;
     lane["name"] = "fifo";
+    lane["order"] = "arrival";
     lanes.push_back(lane);
     root["lanes"] = lanes;
     std::vector<std::string> names;

@@ -48,6 +48,9 @@ struct LaneConfig {
   // Aging: a request waiting at least max_wait (in the caller's clock units, as passed to
   // Schedule) is admitted as if it were one lane higher. 0 disables aging for the lane.
   int64_t max_wait = 0;
+  // Admission within the lane: false = the tenant with the lowest fair-share counter first;
+  // true = the oldest waiting request of any tenant first (arrival order, one FIFO).
+  bool arrival_order = false;
 };
 
 struct SchedulerConfig {

@@ -31,6 +31,10 @@ namespace llmux {
 struct Lane {
   std::string name;
   Millis max_wait{0};  // aging: work waiting longer is no longer held back by higher lanes; 0 = off
+  // Which tenant's waiting request a free slot of the lane goes to: the lowest fair-share
+  // counter (the default), or the oldest request of any tenant (`order: arrival`: one FIFO for
+  // the lane, as an engine without tenants serves; the benchmarks' FIFO baseline).
+  bool arrival_order = false;
 };
 
 struct PrefixCachePolicy {

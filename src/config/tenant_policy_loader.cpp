@@ -36,6 +36,14 @@ std::vector<Lane> ReadLanes(const Value& list) {
       item.Error("missing required key \"name\"");
     }
     lane.max_wait = m.Duration("max_wait", Millis(0));
+    if (auto v = m.Get("order")) {
+      const std::string order = v->String("fair_share");
+      if (order == "arrival") {
+        lane.arrival_order = true;
+      } else if (order != "fair_share") {
+        v->Error("expected \"fair_share\" or \"arrival\", got " + QuoteValue(order));
+      }
+    }
     m.Finish();
     lanes.push_back(std::move(lane));
   }

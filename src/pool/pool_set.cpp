@@ -143,7 +143,9 @@ StatusOr<std::unique_ptr<PoolSet>> PoolSet::Create(const ServerConfig& config,
                                                    const std::vector<Lane>& lanes,
                                                    const PoolSetOptions& options) {
   std::vector<LaneConfig> lane_configs;
-  for (const Lane& l : lanes) lane_configs.push_back(LaneConfig{l.name, l.max_wait.count()});
+  for (const Lane& l : lanes) {
+    lane_configs.push_back(LaneConfig{l.name, l.max_wait.count(), l.arrival_order});
+  }
   std::vector<std::unique_ptr<PoolImpl>> pools;
   for (const PoolSection& section : config.pools) {
     const std::string context = "pool " + section.name;

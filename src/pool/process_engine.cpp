@@ -235,7 +235,9 @@ StatusOr<std::unique_ptr<ProcessEngine::Worker>> ProcessEngine::Spawn() {
   w->pid = pid;
   w->conn = std::make_shared<Connection>(sv[0]);
   json lanes = json::array();
-  for (const LaneConfig& l : lanes_) lanes.push_back({{"name", l.name}, {"max_wait", l.max_wait}});
+  for (const LaneConfig& l : lanes_) {
+    lanes.push_back({{"name", l.name}, {"max_wait", l.max_wait}, {"arrival_order", l.arrival_order}});
+  }
   (void)w->conn->writer.Write({{"t", "init"}, {"lanes", lanes}});
   return w;
 }

@@ -61,7 +61,8 @@ int RunPoolWorker(const PoolWorkerArgs& args) {
   std::vector<LaneConfig> lanes;
   try {
     for (const json& l : init->at("lanes")) {
-      lanes.push_back({l.at("name").get<std::string>(), l.at("max_wait").get<int64_t>()});
+      lanes.push_back({l.at("name").get<std::string>(), l.at("max_wait").get<int64_t>(),
+                       l.at("arrival_order").get<bool>()});
     }
   } catch (const json::exception& e) {
     return Fail(args.pool, std::string("bad init frame: ") + e.what());

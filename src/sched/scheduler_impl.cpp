@@ -196,6 +196,7 @@ Status SchedulerImpl::Submit(SchedRequest request) {
   seq->max_new_tokens = request.max_new_tokens;
   seq->cost = prompt + request.max_new_tokens;
   seq->wait_since = request.arrival;
+  seq->arrival = ++arrival_counter_;
   seq->requested_lane = request.lane;
   Activate(t);
   // Behind every queued request of the same or a higher lane (FIFO within a lane).

@@ -31,6 +31,7 @@ struct Seq {
   bool budget_charged = false;     // counted in the tenant's in-flight tokens
   int64_t wait_since = 0;          // arrival, or the time of the last preemption
   int64_t admit_order = 0;
+  uint64_t arrival = 0;            // submission order (arrival-order lanes admit by it)
   int32_t lane = 0;                // lane it was admitted in (after aging)
   int32_t requested_lane = -1;     // per-request lane; -1 = the tenant's
   SeqState state = SeqState::kWaiting;
@@ -155,6 +156,7 @@ class SchedulerImpl final : public Scheduler {
   int32_t total_seq_slack_ = 0;  // sum over tenants of max(0, reserved_seqs - running)
   int32_t total_reserved_seqs_ = 0;
   int64_t admit_counter_ = 0;
+  uint64_t arrival_counter_ = 0;  // Seq::arrival of the last submission
   int64_t num_preemptions_ = 0;
   // A reservation was raised while the pool was busy: floors are restored as work finishes.
   bool floors_catching_up_ = false;

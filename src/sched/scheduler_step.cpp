@@ -4,7 +4,8 @@
 //   1. every running sequence with one token left (a decode), lanes high to low;
 //   2. per lane, high to low: running sequences still in prefill get a chunk, then waiting
 //      requests whose effective lane (after aging) is this lane are admitted, the tenant with
-//      the lowest fair-share counter first.
+//      the lowest fair-share counter first (in an arrival-order lane: the oldest request of
+//      any tenant first).
 // Lane-exclusive prefill (SchedulerConfig::lane_exclusive_prefill): when the highest lane with
 // prefill work is L and lanes below L have running work, 1 and 2 run for lanes 0..L first; if
 // that planned any prefill (a chunk or an admission), the step holds only lanes 0..L.
@@ -220,16 +221,20 @@ void SchedulerImpl::AdmitLane(int32_t lane, Admission* admission) {
       return;
     }
     const bool floors_only = *admission == Admission::kFloorsOnly;
+    // Fair-share lanes order tenants by their counters; arrival-order lanes by their head
+    // requests' submission order (one FIFO over the lane's tenants).
+    const bool by_arrival = config_.lanes[static_cast<size_t>(lane)].arrival_order;
     TenantId best = -1;
-    double best_counter = 0;
+    double best_key = 0;
     for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
       const TenantState& ts = tenants_[t];
       if (ts.queue.empty() || ts.blocked || EffectiveLane(t) != lane) continue;
       if (floors_only && SeqSlack(t) == 0) continue;
-      const double counter = fair_->Counter(t);
-      if (best < 0 || counter < best_counter) {
+      const double key = by_arrival ? static_cast<double>(ts.queue.front()->arrival)
+                                    : fair_->Counter(t);
+      if (best < 0 || key < best_key) {
         best = t;
-        best_counter = counter;
+        best_key = key;
       }
     }
     if (best < 0) return;

@@ -123,6 +123,18 @@ TEST(TenantPolicyTest, DefaultLaneIsTheLowest) {
   EXPECT_EQ(p->Find("x")->lane_index, 1);
 }
 
+TEST(TenantPolicyTest, LaneOrderIsFairShareUnlessArrival) {
+  auto p = Parse("lanes: [{name: a, order: arrival}, {name: b, order: fair_share}, {name: c}]\n"
+                 "tenants: {x: {}}\n");
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(p->lanes.size(), 3u);
+  EXPECT_TRUE(p->lanes[0].arrival_order);
+  EXPECT_FALSE(p->lanes[1].arrival_order);
+  EXPECT_FALSE(p->lanes[2].arrival_order);
+  EXPECT_EQ(Error("lanes: [{name: a, order: lifo}]\n"),
+            "tenants.yaml:1:26: lanes[0].order: expected \"fair_share\" or \"arrival\", got \"lifo\"");
+}
+
 TEST(TenantPolicyTest, UnknownLane) {
   EXPECT_EQ(Error("lanes: [{name: premium}, {name: batch}]\ntenants:\n  acme:\n    lane: gold\n"),
             "tenants.yaml:4:11: tenants.acme.lane: unknown lane \"gold\" (lanes: premium, batch)");

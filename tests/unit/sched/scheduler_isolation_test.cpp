@@ -167,5 +167,36 @@ TEST(SchedulerIsolation, CancellingEveryOtherStepGivesTheSameRun) {
   EXPECT_EQ(run(true), run(false));
 }
 
+// `order: arrival` (the benchmarks' FIFO baseline): a free slot goes to the oldest request of
+// any tenant, where a fair-share lane gives it to the tenant with the least service so far.
+TEST(SchedulerIsolation, ArrivalOrderLaneAdmitsTheOldestRequestOfAnyTenant) {
+  for (bool arrival : {false, true}) {
+    SCOPED_TRACE(arrival ? "arrival" : "fair_share");
+    SchedulerConfig c;
+    c.num_kv_blocks = 32;
+    c.block_size = 4;
+    c.max_batched_tokens = 64;
+    c.max_seqs = 1;
+    c.max_model_len = 256;
+    c.lanes = {LaneConfig{"only", 0, arrival}};
+    auto sched = Make(c);
+    ASSERT_TRUE(sched->UpsertTenant("a", InLane(0)).ok());
+    ASSERT_TRUE(sched->UpsertTenant("b", InLane(0)).ok());
+    Driver d(sched.get(), 4);
+    ASSERT_TRUE(d.Submit(1, "a", Iota(4), 1).ok());
+    ASSERT_TRUE(d.Submit(2, "a", Iota(4, 20), 1).ok());
+    ASSERT_TRUE(d.Submit(3, "b", Iota(4, 40), 1).ok());
+    EXPECT_THAT(Plan(d.Step()), ElementsAre("1:0+4"));
+    if (arrival) {
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("2:0+4")) << "a's second request came first";
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("3:0+4"));
+    } else {
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("3:0+4")) << "b has had no service yet";
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("2:0+4"));
+    }
+    sched->CheckInvariants();
+  }
+}
+
 }  // namespace
 }  // namespace llmux

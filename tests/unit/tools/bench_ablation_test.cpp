@@ -55,6 +55,7 @@ TEST(BenchAblation, FifoTenantsHaveOneLaneEqualWeightsAndNoBudgets) {
   ASSERT_EQ(root["lanes"].size(), 1u);
   EXPECT_EQ(root["lanes"][0]["name"].as<std::string>(), "fifo");
   EXPECT_FALSE(root["lanes"][0]["max_wait"]);
+  EXPECT_EQ(root["lanes"][0]["order"].as<std::string>(), "arrival");
   ASSERT_EQ(root["tenants"].size(), 3u);
   for (const char* name : {"premium", "flooder", "bare"}) {
     const YAML::Node t = root["tenants"][name];
