@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "../common/forwarding_backend.h"
+
 namespace llmux::testing {
 namespace {
 
@@ -14,57 +16,21 @@ constexpr const char* kStepError = "MatMul: too many resources requested for lau
 constexpr const char* kStickyError =
     "Attention: an illegal memory access was encountered (injected)";
 
-class FaultInjectingBackend final : public Backend {
+// Forwards everything to the real backend, except where a faulted CUDA backend would answer
+// differently: the calls CudaBackend refuses once faulted, and the sampling sync point.
+class FaultInjectingBackend final : public ForwardingBackend {
  public:
   FaultInjectingBackend(std::unique_ptr<Backend> inner, const DeviceFaultSpec& spec)
-      : inner_(std::move(inner)), spec_(spec) {}
-
-  std::string_view Name() const override { return inner_->Name(); }
-  DType ActivationDType() const override { return inner_->ActivationDType(); }
-  StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override {
-    return inner_->Allocate(bytes);
-  }
-  StatusOr<Tensor> LoadWeight(const HostTensor& src, WeightKind kind) override {
-    return inner_->LoadWeight(src, kind);
-  }
-  bool AliasesHostWeights() const override { return inner_->AliasesHostWeights(); }
-  bool StopsBetweenLayers() const override { return inner_->StopsBetweenLayers(); }
-  StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override {
-    return inner_->UploadF32(values, rows, cols);
-  }
-  Status InitKvCache(const KvCacheSpec& spec) override { return inner_->InitKvCache(spec); }
-  const KvCacheSpec& kv_spec() const override { return inner_->kv_spec(); }
+      : ForwardingBackend(std::move(inner)), spec_(spec) {}
 
   Status BeginBatch(const ForwardBatch& batch) override {
     // As CudaBackend::BeginBatch: a faulted device runs nothing more.
     if (Status health = DeviceHealth(); !health.ok()) return health;
-    return inner_->BeginBatch(batch);
+    return ForwardingBackend::BeginBatch(batch);
   }
-  void Embedding(const Tensor& table, Tensor out) override { inner_->Embedding(table, out); }
-  void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
-    inner_->RmsNorm(x, weight, eps, out);
-  }
-  void AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
-                  Tensor out) override {
-    inner_->AddRmsNorm(residual, x, weight, eps, out);
-  }
-  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) override {
-    inner_->MatMul(x, w, bias, out);
-  }
-  void Rope(Tensor q, Tensor k, const Tensor& inv_freq) override { inner_->Rope(q, k, inv_freq); }
-  void WriteKv(int layer, const Tensor& k, const Tensor& v) override {
-    inner_->WriteKv(layer, k, v);
-  }
-  void Attention(int layer, const Tensor& q, float scale, Tensor out) override {
-    inner_->Attention(layer, q, scale, out);
-  }
-  void SiluMul(const Tensor& gate, const Tensor& up, Tensor out) override {
-    inner_->SiluMul(gate, up, out);
-  }
-  void GatherLogitsRows(const Tensor& x, Tensor out) override { inner_->GatherLogitsRows(x, out); }
   Status CopyToHostF32(const Tensor& src, float* dst) override {
     if (Status health = DeviceHealth(); !health.ok()) return health;
-    return inner_->CopyToHostF32(src, dst);
+    return ForwardingBackend::CopyToHostF32(src, dst);
   }
 
   Status SampleTokens(Tensor logits, const SampleBatch& batch,
@@ -82,25 +48,19 @@ class FaultInjectingBackend final : public Backend {
       }
       return Unavailable(std::string("cuda step failed: ") + kStepError);
     }
-    return inner_->SampleTokens(logits, batch, out);
+    return ForwardingBackend::SampleTokens(logits, batch, out);
   }
 
   Status DeviceHealth() const override {
-    if (sticky_.empty()) return inner_->DeviceHealth();
+    if (sticky_.empty()) return ForwardingBackend::DeviceHealth();
     return Unavailable("cuda device faulted: " + sticky_);
   }
-  std::vector<GemmChoice> GemmChoices() const override { return inner_->GemmChoices(); }
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override {
     if (Status health = DeviceHealth(); !health.ok()) return health;
-    return inner_->ZeroKvBlocks(blocks);
-  }
-  Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
-                     std::vector<std::byte>* v) override {
-    return inner_->ReadKvBlock(layer, block, k, v);
+    return ForwardingBackend::ZeroKvBlocks(blocks);
   }
 
  private:
-  const std::unique_ptr<Backend> inner_;
   const DeviceFaultSpec spec_;
   std::string sticky_;  // the sticky fault ("" while healthy); engine thread only
 };
