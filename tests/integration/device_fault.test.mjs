@@ -9,7 +9,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon, waitFor,
+  KEYS, STORIES, defaultTenants, http, readSse, requireData, serverYaml, sha256, startDaemon,
+  waitFor,
 } from './harness.mjs';
 
 const daemons = [];
@@ -71,21 +72,11 @@ async function stream(d, key, body, onChunk) {
     body: JSON.stringify({ ...body, stream: true }),
   });
   const out = { status: res.status, text: '', error: null, done: false };
-  let buf = '';
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += decoder.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const line = buf.slice(0, i).replace(/^data: /, '');
-      buf = buf.slice(i + 2);
-      if (line === '[DONE]') { out.done = true; continue; }
-      const j = JSON.parse(line);
-      if (j.error) out.error = j.error;
-      else for (const c of j.choices) out.text += c.text;
-    }
-    if (onChunk) onChunk();
-  }
+  await readSse(res, (j) => {
+    if (j === null) out.done = true;
+    else if (j.error) out.error = j.error;
+    else for (const c of j.choices) out.text += c.text;
+  }, onChunk);
   return out;
 }
 

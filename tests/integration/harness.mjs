@@ -157,6 +157,23 @@ export async function http(d, method, p, { key, body, headers = {} } = {}) {
   return { status: res.status, headers: res.headers, body: text, json };
 }
 
+// Reads an SSE body: `onEvent` gets each event's JSON (null for `[DONE]`), `onChunk` (if given)
+// runs after each chunk of the body has been split into events.
+export async function readSse(res, onEvent, onChunk = null) {
+  let buf = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const data = buf.slice(0, i).replace(/^data: /, '');
+      buf = buf.slice(i + 2);
+      onEvent(data === '[DONE]' ? null : JSON.parse(data));
+    }
+    if (onChunk) onChunk();
+  }
+}
+
 export async function waitFor(fn, ms = 10000, what = 'condition') {
   const end = Date.now() + ms;
   for (;;) {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   KEYS, STORIES, daemonStartFailure, defaultTenants, http, requireData, serverYaml, sha256,
-  startDaemon, waitFor,
+  readSse, startDaemon, waitFor,
 } from './harness.mjs';
 
 const K = {
@@ -303,21 +303,11 @@ async function stream(key, body) {
     out.error = JSON.parse(await res.text()).error;
     return out;
   }
-  let buf = '';
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += decoder.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const line = buf.slice(0, i).replace(/^data: /, '');
-      buf = buf.slice(i + 2);
-      if (line === '[DONE]') continue;
-      const j = JSON.parse(line);
-      if (j.error) out.error = j.error;
-      else for (const c of j.choices) out.text += c.text;
-    }
-    if (body.onChunk) body.onChunk();
-  }
+  await readSse(res, (j) => {
+    if (j === null) return;
+    if (j.error) out.error = j.error;
+    else for (const c of j.choices) out.text += c.text;
+  }, body.onChunk);
   return out;
 }
 
