@@ -68,6 +68,20 @@ struct SchedulerConfig {
   // work of lower lanes; they resume the next step (docs/scheduler.md, "Lane-exclusive
   // prefill"). A step in which that lane's prefill cannot run schedules lower lanes as usual.
   bool lane_exclusive_prefill = true;
+  // Continuous batching, fair-share lanes: the top prefill lane's underserved tenant (no
+  // running decode in the lane, prefill work there, and a fair-share counter no higher than
+  // any other tenant's with work in the lane) gets its prefill in a step without the lane's
+  // other tenants' work, like lane-exclusive prefill; work-conserving when it cannot run
+  // (docs/scheduler.md, "Yielding to an underserved tenant"). Off by default here; the
+  // engine's `engine.yield_to_underserved` turns it on.
+  bool underserved_exclusive_prefill = false;
+  // The bound on steps spent on underserved tenants (exclusive prefill steps, and steps the
+  // engine stopped for an underserved arrival, ChargeUnderservedStop): a completed step earns
+  // 1/underserved_credit_steps of a credit, at most underserved_credit_burst credits are
+  // banked (the bank starts full), each such step costs one credit. So over any run they are
+  // at most completed steps / underserved_credit_steps + underserved_credit_burst.
+  int32_t underserved_credit_steps = 25;
+  int32_t underserved_credit_burst = 4;
   // Not owned; must outlive the scheduler. Receives the prefix cache's stored/removed blocks on
   // the scheduler's (engine) thread; nullptr publishes nothing.
   KvEventSink* kv_event_sink = nullptr;
@@ -168,6 +182,10 @@ struct SchedulerStats {
   int32_t free_blocks = 0;  // free plus evictable cached blocks
   int64_t prefix_query_tokens = 0;
   int64_t prefix_hit_tokens = 0;
+  // Steps planned as an underserved tenant's exclusive prefill
+  // (SchedulerConfig::underserved_exclusive_prefill), and stops charged to the same bound.
+  int64_t underserved_prefills = 0;
+  int64_t underserved_stops = 0;
 };
 
 // ---- policies: small classes the scheduler is given ----
@@ -275,6 +293,18 @@ class Scheduler {
   // admissions and preemptions stand (admitted sequences keep their blocks and prefix hits,
   // and are planned again from where they were). Nothing is registered in the prefix cache.
   virtual void CancelStep(const SchedulerOutput& output) = 0;
+
+  // The tenants of `lane` whose request, arriving now, would make them the lane's underserved
+  // tenant at the next Schedule: their configured lane is `lane`, they have nothing waiting or
+  // running, and their fair-share counter is no higher than the lowest counter of the lane's
+  // active tenants (the activation lift then makes it the lowest, a tie at most), and a slot
+  // and a KV block are free for it (without preempting: no preemption inside a lane). Empty for an
+  // arrival-order lane, a lane without active tenants, or while the bound has fewer than two
+  // credits (one for the stop, one for the exclusive prefill). Ascending ids.
+  virtual std::vector<TenantId> UnderservedIdleTenants(int32_t lane) const = 0;
+  // The engine stopped the step in flight for an arrival of such a tenant: takes one credit of
+  // the bound (SchedulerConfig::underserved_credit_steps).
+  virtual void ChargeUnderservedStop() = 0;
 
   // Requests dropped from a queue because a policy update made them impossible to run, with
   // the reason; cleared by the call.

@@ -25,6 +25,9 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerConfig& co
     return InvalidArgument("VTC weights must not be negative");
   }
   if (config.long_prefill_chunk < 0) return InvalidArgument("negative long_prefill_chunk");
+  if (config.underserved_credit_steps < 1 || config.underserved_credit_burst < 1) {
+    return InvalidArgument("underserved_credit_steps and underserved_credit_burst must be >= 1");
+  }
   return std::unique_ptr<Scheduler>(new SchedulerImpl(config, std::move(policies)));
 }
 
@@ -37,7 +40,9 @@ SchedulerImpl::SchedulerImpl(const SchedulerConfig& config, SchedulerPolicies po
       chunk_(policies.chunk ? std::move(policies.chunk)
                             : MakeDefaultChunkPolicy(config.long_prefill_chunk)),
       kv_(config.num_kv_blocks, config.block_size),
-      by_lane_(config.lanes.size()) {
+      by_lane_(config.lanes.size()),
+      underserved_credit_(static_cast<int64_t>(config.underserved_credit_burst) *
+                          config.underserved_credit_steps) {
   if (config.kv_event_sink != nullptr) kv_.SetEventSink(config.kv_event_sink);
 }
 
@@ -309,6 +314,9 @@ UpdateResult SchedulerImpl::Update(const SchedulerOutput& output,
   }
   last_.clear();
   pending_update_ = false;
+  underserved_credit_ = std::min(underserved_credit_ + 1,
+                                 static_cast<int64_t>(config_.underserved_credit_burst) *
+                                     config_.underserved_credit_steps);
   return result;
 }
 
@@ -329,6 +337,40 @@ void SchedulerImpl::CancelStep(const SchedulerOutput& output) {
   }
   last_.clear();
   pending_update_ = false;
+}
+
+std::vector<TenantId> SchedulerImpl::UnderservedIdleTenants(int32_t lane) const {
+  std::vector<TenantId> out;
+  if (lane < 0 || lane >= static_cast<int32_t>(config_.lanes.size()) ||
+      config_.lanes[static_cast<size_t>(lane)].arrival_order || !HasUnderservedCredits(2)) {
+    return out;
+  }
+  bool any_active = false;
+  double lowest = 0;
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    const TenantState& ts = tenants_[t];
+    if (!ts.active || ts.limits.lane != lane) continue;
+    const double c = fair_->Counter(t);
+    if (!any_active || c < lowest) lowest = c;
+    any_active = true;
+  }
+  if (!any_active) return out;
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    const TenantState& ts = tenants_[t];
+    // NOTE: only where a slot and a block are free for it: an arrival the next plan could
+    // not admit (the lane's running work holds every slot; no preemption within a lane) would
+    // stop a step for nothing.
+    if (!ts.active && ts.limits.lane == lane && fair_->Counter(t) <= lowest &&
+        SlotAvailable(t) && kv_.CanTake(t, 1)) {
+      out.push_back(t);
+    }
+  }
+  return out;
+}
+
+void SchedulerImpl::ChargeUnderservedStop() {
+  SpendUnderservedCredit();
+  ++underserved_stops_;
 }
 
 void SchedulerImpl::RevalidateWaiting() {
@@ -370,6 +412,8 @@ SchedulerStats SchedulerImpl::Stats() const {
   st.free_blocks = kv_.num_free_blocks();
   st.prefix_query_tokens = kv_.prefix_query_tokens();
   st.prefix_hit_tokens = kv_.prefix_hit_tokens();
+  st.underserved_prefills = underserved_prefills_;
+  st.underserved_stops = underserved_stops_;
   return st;
 }
 

@@ -71,6 +71,8 @@ class SchedulerImpl final : public Scheduler {
   UpdateResult Update(const SchedulerOutput& output,
                       std::span<const SampleResult> results) override;
   void CancelStep(const SchedulerOutput& output) override;
+  std::vector<TenantId> UnderservedIdleTenants(int32_t lane) const override;
+  void ChargeUnderservedStop() override;
   std::vector<std::pair<uint64_t, Status>> TakeRejected() override;
   bool HasWork() const override { return num_running_ + num_waiting_ > 0; }
   SchedulerStats Stats() const override;
@@ -114,7 +116,9 @@ class SchedulerImpl final : public Scheduler {
   // kOpen: admit normally; kFloorsOnly: lanes are blocked for this step, but a tenant may
   // still be admitted into its own unused reservation; kClosed: no step tokens left.
   enum class Admission { kOpen, kFloorsOnly, kClosed };
-  void AdmitLane(int32_t lane, Admission* admission);
+  // Admits waiting requests of `lane` in fair-share (or arrival) order; only tenant `only`'s
+  // when it is >= 0.
+  void AdmitLane(int32_t lane, Admission* admission, TenantId only = -1);
   bool TryAdmit(Seq* s, int32_t lane, bool floors_only);
   int32_t EffectiveLane(TenantId t) const;
   // The lane a waiting sequence of `ts` is queued in (its own, else the tenant's).
@@ -138,6 +142,17 @@ class SchedulerImpl final : public Scheduler {
   // The highest lane (lowest number) with prefill work: a running sequence with more than one
   // token to compute, or a waiting request whose effective lane it is; -1 when none.
   int32_t TopPrefillLane() const;
+  // The underserved tenant of `lane` for this step (docs/scheduler.md, "Yielding to an
+  // underserved tenant"), or -1: a tenant with prefill work in the lane (a running prefill, or
+  // a waiting head whose effective lane it is and that fits its in-flight budget), no running
+  // decode in the lane, and a counter no higher than any other tenant's with work in the lane,
+  // while another tenant has running work in the lane and the bound has a credit.
+  TenantId UnderservedTenant(int32_t lane) const;
+  // The bound's credits, in steps (SchedulerConfig::underserved_credit_steps per credit).
+  bool HasUnderservedCredits(int32_t credits) const {
+    return underserved_credit_ >= static_cast<int64_t>(credits) * config_.underserved_credit_steps;
+  }
+  void SpendUnderservedCredit() { underserved_credit_ -= config_.underserved_credit_steps; }
 
   const SchedulerConfig config_;
   std::unique_ptr<FairSharePolicy> fair_;
@@ -172,6 +187,10 @@ class SchedulerImpl final : public Scheduler {
   std::vector<int32_t> hits_;               // scratch: prefix-cache hit blocks
   std::vector<Seq*> last_;
   bool pending_update_ = false;
+  // The underserved bound: earned one per completed step, capped at burst x credit_steps.
+  int64_t underserved_credit_ = 0;
+  int64_t underserved_prefills_ = 0;
+  int64_t underserved_stops_ = 0;
 };
 
 }  // namespace llmux

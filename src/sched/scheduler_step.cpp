@@ -214,7 +214,7 @@ bool SchedulerImpl::TryAdmit(Seq* s, int32_t lane, bool floors_only) {
   return true;
 }
 
-void SchedulerImpl::AdmitLane(int32_t lane, Admission* admission) {
+void SchedulerImpl::AdmitLane(int32_t lane, Admission* admission, TenantId only) {
   while (*admission != Admission::kClosed) {
     if (tokens_left_ <= 0 && config_.batching == BatchingMode::kContinuous) {
       *admission = Admission::kClosed;
@@ -228,7 +228,9 @@ void SchedulerImpl::AdmitLane(int32_t lane, Admission* admission) {
     double best_key = 0;
     for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
       const TenantState& ts = tenants_[t];
-      if (ts.queue.empty() || ts.blocked || EffectiveLane(t) != lane) continue;
+      if ((only >= 0 && t != only) || ts.queue.empty() || ts.blocked || EffectiveLane(t) != lane) {
+        continue;
+      }
       if (floors_only && SeqSlack(t) == 0) continue;
       const double key = by_arrival ? static_cast<double>(ts.queue.front()->arrival)
                                     : fair_->Counter(t);
@@ -267,6 +269,44 @@ int32_t SchedulerImpl::TopPrefillLane() const {
     if (!tenants_[t].queue.empty()) consider(EffectiveLane(t));
   }
   return top;
+}
+
+TenantId SchedulerImpl::UnderservedTenant(int32_t lane) const {
+  if (lane < 0 || config_.lanes[static_cast<size_t>(lane)].arrival_order ||
+      !HasUnderservedCredits(1)) {
+    return -1;
+  }
+  // Per tenant, its work in `lane`: bit 0 a running decode, bit 1 prefill work, bit 2 any
+  // running sequence.
+  constexpr uint8_t kDecode = 1, kPrefill = 2, kRunning = 4;
+  std::vector<uint8_t> work(tenants_.size(), 0);
+  for (const Seq* s : by_lane_[static_cast<size_t>(lane)]) {
+    if (s->state != SeqState::kRunning) continue;
+    work[s->tenant] |= kRunning | (s->remaining() > 1 ? kPrefill : kDecode);
+  }
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    const TenantState& ts = tenants_[t];
+    if (ts.queue.empty() || EffectiveLane(t) != lane) continue;
+    const Seq* head = ts.queue.front();
+    const bool over_budget = !head->budget_charged && ts.limits.max_inflight_tokens > 0 &&
+                             ts.inflight + head->cost > ts.limits.max_inflight_tokens;
+    // NOTE: a head over its budget is still the tenant's work (it competes on its counter),
+    // but not prefill the step could run.
+    work[t] |= over_budget ? kDecode : kPrefill;
+  }
+  TenantId best = -1;
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    if ((work[t] & (kPrefill | kDecode)) != kPrefill) continue;
+    if (best < 0 || fair_->Counter(t) < fair_->Counter(best)) best = t;
+  }
+  if (best < 0) return -1;
+  bool others_running = false;
+  for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
+    if (t == best || work[t] == 0) continue;
+    if (fair_->Counter(t) < fair_->Counter(best)) return -1;
+    others_running |= (work[t] & kRunning) != 0;
+  }
+  return others_running ? best : -1;
 }
 
 void SchedulerImpl::PlanDecodes(int32_t lo, int32_t hi) {
@@ -325,13 +365,38 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
       }
     }
   }
-  PlanDecodes(0, split);
-  const size_t decodes_end = entries_.size();
-  PlanPrefills(0, split, &admission);
-  if (split < num_lanes) {
-    const bool prefill_planned = std::any_of(entries_.begin() + static_cast<ptrdiff_t>(decodes_end),
-                                             entries_.end(), [](const Entry& e) { return e.live; });
-    if (!prefill_planned) {
+  auto planned_since = [this](size_t from) {
+    return std::any_of(entries_.begin() + static_cast<ptrdiff_t>(from), entries_.end(),
+                       [](const Entry& e) { return e.live; });
+  };
+  // Underserved tenant of the top prefill lane: lanes above it decode, then only that tenant's
+  // prefill of the lane is planned; if it got in, the step ends there. Otherwise the step goes
+  // on as below (the planned decodes are not planned twice).
+  bool underserved_step = false;
+  if (config_.underserved_exclusive_prefill && config_.batching == BatchingMode::kContinuous) {
+    const int32_t top = TopPrefillLane();
+    const TenantId u = UnderservedTenant(top);
+    if (u >= 0) {
+      PlanDecodes(0, top);
+      const size_t decodes_end = entries_.size();
+      for (Seq* s : by_lane_[static_cast<size_t>(top)]) {
+        if (s->tenant != u || s->state != SeqState::kRunning || s->out_index >= 0) continue;
+        const int32_t n = chunk_->ChunkTokens(s->remaining(), tokens_left_);
+        if (n > 0) ScheduleRunning(s, n);
+      }
+      AdmitLane(top, &admission, u);
+      underserved_step = planned_since(decodes_end);
+      if (underserved_step) {
+        SpendUnderservedCredit();
+        ++underserved_prefills_;
+      }
+    }
+  }
+  if (!underserved_step) {
+    PlanDecodes(0, split);
+    const size_t decodes_end = entries_.size();
+    PlanPrefills(0, split, &admission);
+    if (split < num_lanes && !planned_since(decodes_end)) {
       PlanDecodes(split, num_lanes);
       PlanPrefills(split, num_lanes, &admission);
     }
