@@ -139,6 +139,9 @@ struct EngineSection {
   bool yield_to_higher_lane = true;
   // A step that runs a lane's prefill holds no lower-lane work.
   bool lane_exclusive_prefill = true;
+  // Within a fair-share lane, the most underserved tenant's arrival stops the step in flight
+  // and its prefill runs without the lane's other tenants' work (bounded).
+  bool yield_to_underserved = true;
   EngineBatching batching = EngineBatching::kContinuous;
   Millis max_queue_wait{30000};  // server-wide cap on a request's wait before it runs (503)
   int prefill_weight = 1;        // fair-share cost of one prefill token

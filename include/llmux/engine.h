@@ -78,6 +78,14 @@ struct EngineConfig {
   // a step is stopped at most once per arrival and never when it holds the arrival's lane
   // (docs/scheduler.md, "Yielding to a higher lane").
   bool yield_to_higher_lane = true;
+  // engine.yield_to_underserved: within a fair-share lane, a request whose tenant has nothing
+  // waiting or running and would be the lane's most underserved tenant (lowest fair-share
+  // counter) stops the step in flight the same way, when that lane is the step's top lane.
+  // The stop and the arrival's exclusive prefill step (SchedulerConfig::
+  // underserved_exclusive_prefill, which the daemon sets from the same key) share one bound
+  // (SchedulerConfig::underserved_credit_steps; docs/scheduler.md, "Yielding to an
+  // underserved tenant").
+  bool yield_to_underserved = true;
   // Not owned; must outlive the engine. Called on the engine thread after each forward step.
   EngineObserver* observer = nullptr;
   // The step cost model (engine time attribution): nullopt fits its constants online to the
@@ -177,7 +185,7 @@ using OutputSink = std::function<void(EngineOutput&&)>;
   X(double, busy_seconds, "", kInfo, kFull,                                                      \
     "Seconds in steps, schedule through sampling (llmux_pool_busy_seconds_total).")              \
   X(int64_t, steps_yielded, "llmux_engine_steps_yielded_total", kCounter, kFull,               \
-    "Steps stopped mid-forward for a higher-lane arrival (engine.yield_to_higher_lane).")        \
+    "Steps stopped mid-forward for an arrival (engine.yield_to_higher_lane and _underserved).")  \
   X(double, yielded_seconds, "", kInfo, kFull,                                                   \
     "Seconds spent in stopped steps, not in busy_seconds (llmux_engine_yielded_seconds_total).") \
   X(double, cost_step_us, "", kInfo, kFull,                                                      \

@@ -293,6 +293,7 @@ void ReadEngine(MapReader& m, EngineSection& s) {
   s.max_step_ms = static_cast<int>(m.Int("max_step_ms", s.max_step_ms, 0, 60000));
   s.yield_to_higher_lane = m.Bool("yield_to_higher_lane", s.yield_to_higher_lane);
   s.lane_exclusive_prefill = m.Bool("lane_exclusive_prefill", s.lane_exclusive_prefill);
+  s.yield_to_underserved = m.Bool("yield_to_underserved", s.yield_to_underserved);
   if (auto v = m.Get("batching")) {
     const std::string b = v->String("continuous");
     if (b == "continuous") {

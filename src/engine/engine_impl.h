@@ -124,8 +124,12 @@ class EngineImpl final : public Engine {
   // arrival (ForwardBatch::stop) and the caller cancels the step (Yield).
   // Returns the step's logits in backend memory (Model::ForwardLogits).
   StatusOr<Tensor> Forward(const Step& step, bool yieldable);
-  // engine.yield_to_higher_lane: the step stopped before its end; nothing of it is committed
-  // (Scheduler::CancelStep), its time is counted as yielded.
+  // Tells the inbox which arrivals stop this step: a higher lane's (yield_to_higher_lane) and
+  // the step's top lane's underserved idle tenants' (yield_to_underserved).
+  void BeginStep(const Step& step);
+  // The step stopped before its end for an arrival (BeginStep); nothing of it is committed
+  // (Scheduler::CancelStep), its time is counted as yielded, and a stop for an underserved
+  // tenant is charged to the scheduler's bound.
   void Yield(const Step& step);
   // The highest lane (lowest number) among the step's sequences.
   static int32_t TopLane(const SchedulerOutput& plan);

@@ -20,9 +20,10 @@ StatusOr<bool> EngineImpl::StepOnce() {
     return false;  // work is waiting on capacity that only a finishing request can free
   }
   // NOTE: only where the backend can stop between layers; static batches run to the end.
-  const bool yieldable = config_.yield_to_higher_lane && backend_->StopsBetweenLayers() &&
+  const bool yieldable = (config_.yield_to_higher_lane || config_.yield_to_underserved) &&
+                         backend_->StopsBetweenLayers() &&
                          config_.scheduler.batching == BatchingMode::kContinuous;
-  if (yieldable) inbox_.BeginStep(TopLane(step.plan));
+  if (yieldable) BeginStep(step);
   StatusOr<Tensor> forwarded = Forward(step, yieldable);
   if (yieldable) inbox_.EndStep();
   if (!forwarded.ok() && forwarded.status().code() == StatusCode::kAborted && yieldable) {
@@ -78,8 +79,22 @@ int32_t EngineImpl::TopLane(const SchedulerOutput& plan) {
   return top;
 }
 
+void EngineImpl::BeginStep(const Step& step) {
+  const int32_t top = TopLane(step.plan);
+  std::vector<std::string> underserved;
+  if (config_.yield_to_underserved) {
+    for (TenantId t : scheduler_->UnderservedIdleTenants(top)) {
+      underserved.push_back(scheduler_->TenantName(t));
+    }
+  }
+  inbox_.BeginStep(top, config_.yield_to_higher_lane, std::move(underserved));
+}
+
 void EngineImpl::Yield(const Step& step) {
   scheduler_->CancelStep(step.plan);
+  if (inbox_.yield_reason() == EngineInbox::YieldReason::kUnderserved) {
+    scheduler_->ChargeUnderservedStop();
+  }
   ++steps_yielded_;
   yielded_seconds_ += SecondsBetween(step.start, EngineClock::now());
   PublishStats();

@@ -20,6 +20,24 @@ int32_t EngineInbox::LaneOf(const EngineRequest& request) const {
   return std::clamp(lane, 0, num_lanes_ - 1);
 }
 
+EngineInbox::YieldReason EngineInbox::Stops(const EngineRequest& request, int32_t lane) const {
+  if (step_top_lane_ == kNoStep) return YieldReason::kNone;
+  if (step_higher_lanes_ && lane < step_top_lane_) return YieldReason::kHigherLane;
+  if (lane == step_top_lane_ &&
+      std::find(step_underserved_.begin(), step_underserved_.end(), request.tenant) !=
+          step_underserved_.end()) {
+    return YieldReason::kUnderserved;
+  }
+  return YieldReason::kNone;
+}
+
+void EngineInbox::Raise(YieldReason reason) {
+  if (reason == YieldReason::kNone) return;
+  if (reason_ == YieldReason::kNone) reason_ = reason;
+  // NOTE: under the mutex, so BeginStep/TakeAll order it against the step it concerns.
+  yield_.store(true, std::memory_order_relaxed);
+}
+
 Status EngineInbox::PushSubmit(SubmitItem item) {
   {
     MutexLock lock(mutex_);
@@ -31,9 +49,8 @@ Status EngineInbox::PushSubmit(SubmitItem item) {
                          " submits in lane " + std::to_string(lane) + ")");
     }
     ++count;
+    Raise(Stops(item.request, lane));
     items_.push_back(std::move(item));
-    // NOTE: under the mutex, so BeginStep/TakeAll order it against the step it concerns.
-    if (lane < step_top_lane_) yield_.store(true, std::memory_order_relaxed);
   }
   cv_.NotifyOne();
   return Status::Ok();
@@ -56,6 +73,7 @@ std::deque<InboxItem> EngineInbox::TakeAll() {
   items.swap(items_);
   std::fill(lane_counts_.begin(), lane_counts_.end(), 0);
   step_top_lane_ = kNoStep;
+  reason_ = YieldReason::kNone;
   yield_.store(false, std::memory_order_relaxed);
   return items;
 }
@@ -71,18 +89,35 @@ int32_t EngineInbox::lane_size(int32_t lane) const {
   return lane_counts_[static_cast<size_t>(lane)];
 }
 
-void EngineInbox::BeginStep(int32_t top_lane) {
+void EngineInbox::BeginStep(int32_t top_lane, bool higher_lanes,
+                            std::vector<std::string> underserved) {
   MutexLock lock(mutex_);
-  step_top_lane_ = top_lane;
+  step_top_lane_ = std::max(top_lane, 0);
+  step_higher_lanes_ = higher_lanes;
+  step_underserved_ = std::move(underserved);
   // Submits that arrived after TakeAll are not in this step either.
-  for (int32_t lane = 0; lane < std::min(top_lane, num_lanes_); ++lane) {
-    if (lane_counts_[static_cast<size_t>(lane)] > 0) yield_.store(true, std::memory_order_relaxed);
+  if (higher_lanes) {
+    for (int32_t lane = 0; lane < std::min(step_top_lane_, num_lanes_); ++lane) {
+      if (lane_counts_[static_cast<size_t>(lane)] > 0) Raise(YieldReason::kHigherLane);
+    }
+  }
+  if (!step_underserved_.empty()) {
+    for (const InboxItem& item : items_) {
+      const auto* submit = std::get_if<SubmitItem>(&item);
+      if (submit != nullptr) Raise(Stops(submit->request, LaneOf(submit->request)));
+    }
   }
 }
 
 void EngineInbox::EndStep() {
   MutexLock lock(mutex_);
   step_top_lane_ = kNoStep;
+  step_underserved_.clear();
+}
+
+EngineInbox::YieldReason EngineInbox::yield_reason() const {
+  MutexLock lock(mutex_);
+  return reason_;
 }
 
 bool EngineInbox::Close() {

@@ -62,6 +62,8 @@ StatusOr<std::unique_ptr<Engine>> CreateLocalEngine(const PoolSection& pool,
   ec.max_step_ms = e.max_step_ms;
   ec.yield_to_higher_lane = e.yield_to_higher_lane;
   ec.scheduler.lane_exclusive_prefill = e.lane_exclusive_prefill;
+  ec.yield_to_underserved = e.yield_to_underserved;
+  ec.scheduler.underserved_exclusive_prefill = e.yield_to_underserved;
   ec.scheduler.max_model_len = pool.model.max_model_len;
   ec.scheduler.batching =
       e.batching == EngineBatching::kStatic ? BatchingMode::kStatic : BatchingMode::kContinuous;

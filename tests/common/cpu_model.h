@@ -1,6 +1,7 @@
 // A model on a fresh CPU backend for forward-pass tests on real or generated weights: loading
 // it with its KV cache, greedy picks, the reference text of a model folder, and batched greedy
-// decoding that mixes chunked prefill with decode steps.
+// decoding that mixes chunked prefill with decode steps; and the engine on such a model, with
+// the requests and the event collection its tests share.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,13 +11,17 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "common/batch_builder.h"
 #include "llmux/backend.h"
+#include "llmux/engine.h"
 #include "llmux/model.h"
 
 namespace llmux::testing {
@@ -99,6 +104,67 @@ inline LogitsLog RunGreedyBatch(Model& model, BatchBuilder& bb, int num_seqs, in
   }
   for (int s = 0; s < num_seqs; ++s) EXPECT_EQ(generated[s], new_tokens) << "sequence " << s;
   return log;
+}
+
+// ---- the engine on a CPU model ----
+
+// An engine over the model folder `dir` on a one-thread CPU backend, the model loaded for
+// steps of up to config.scheduler.max_batched_tokens tokens. Null after a failure (the calling
+// test has failed then).
+inline std::unique_ptr<Engine> MakeCpuEngine(const std::filesystem::path& dir,
+                                             const EngineConfig& config) {
+  CpuBackendOptions o;
+  o.threads = 1;
+  auto backend = CreateCpuBackend(o);
+  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+  if (!backend.ok()) return nullptr;
+  auto model = Model::Load(dir, backend->get(), config.scheduler.max_batched_tokens);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return nullptr;
+  auto engine = Engine::Create(config, std::move(*backend), std::move(*model));
+  EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+  if (!engine.ok()) return nullptr;
+  return std::move(engine).value();
+}
+
+// A greedy request (temperature 0) of `max_tokens` tokens.
+inline EngineRequest GreedyRequest(uint64_t id, const std::string& tenant,
+                                   std::vector<int32_t> prompt, int max_tokens,
+                                   bool ignore_eos = true,
+                                   std::optional<int32_t> logprobs = std::nullopt) {
+  EngineRequest r;
+  r.id = id;
+  r.tenant = tenant;
+  r.prompt = std::move(prompt);
+  r.sampling.temperature = 0;
+  r.sampling.max_tokens = max_tokens;
+  r.sampling.ignore_eos = ignore_eos;
+  r.sampling.logprobs = logprobs;
+  return r;
+}
+
+// What the events of one request said.
+struct EngineResult {
+  std::vector<int32_t> tokens;
+  std::vector<SampledToken> logprobs;
+  int64_t first_token_step = -1;  // EngineOutput::step of its first token event
+  bool finished = false;
+  EngineOutput final_event;
+};
+
+// A sink that adds request `id`'s events to (*results)[id]. `results` must outlive the
+// request; the engine calls the sink on its stepping thread.
+inline OutputSink CollectInto(std::map<uint64_t, EngineResult>* results, uint64_t id) {
+  return [results, id](EngineOutput&& out) {
+    EngineResult& res = (*results)[id];
+    if (!out.tokens.empty() && res.first_token_step < 0) res.first_token_step = out.step;
+    res.tokens.insert(res.tokens.end(), out.tokens.begin(), out.tokens.end());
+    res.logprobs.insert(res.logprobs.end(), out.logprobs.begin(), out.logprobs.end());
+    if (out.finished) {
+      res.finished = true;
+      res.final_event = out;
+    }
+  };
 }
 
 }  // namespace llmux::testing

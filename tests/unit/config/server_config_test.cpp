@@ -49,6 +49,7 @@ TEST(ServerConfigTest, EmptyFileGivesDocumentedDefaults) {
   EXPECT_EQ(cfg->engine.max_step_ms, 0);
   EXPECT_TRUE(cfg->engine.yield_to_higher_lane);
   EXPECT_TRUE(cfg->engine.lane_exclusive_prefill);
+  EXPECT_TRUE(cfg->engine.yield_to_underserved);
   EXPECT_EQ(cfg->engine.batching, EngineBatching::kContinuous);
   EXPECT_EQ(cfg->engine.max_queue_wait, Millis(30000));
   EXPECT_EQ(cfg->engine.prefill_weight, 1);
@@ -181,6 +182,14 @@ TEST(ServerConfigTest, LaneIsolationKeys) {
             "\"sometimes\"");
   EXPECT_EQ(Error("engine:\n  lane_exclusive_prefill: 1\n"),
             "llmux.yaml:2:27: engine.lane_exclusive_prefill: expected true or false, got \"1\"");
+  // Fair share within a lane drives the same two mechanisms (one key for both).
+  cfg = ParseServerConfig("engine: {yield_to_underserved: false}\n", "llmux.yaml", "/etc/llmux");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_FALSE(cfg->engine.yield_to_underserved);
+  EXPECT_TRUE(cfg->engine.yield_to_higher_lane);
+  EXPECT_TRUE(cfg->engine.lane_exclusive_prefill);
+  EXPECT_EQ(Error("engine:\n  yield_to_underserved: maybe\n"),
+            "llmux.yaml:2:25: engine.yield_to_underserved: expected true or false, got \"maybe\"");
 }
 
 TEST(ServerConfigTest, UnknownKeyIsAnError) {

@@ -9,30 +9,20 @@
 #include <map>
 #include <optional>
 
+#include "common/cpu_model.h"
 #include "common/test_data.h"
 
 namespace llmux {
 namespace {
 
-struct Result {
-  std::vector<int32_t> tokens;
-  std::vector<SampledToken> logprobs;
-  int64_t first_token_step = -1;
-  bool finished = false;
-  EngineOutput final_event;
-};
+using Result = testing::EngineResult;
+using testing::ReferenceSequence;
 
 class EngineTest : public ::testing::Test {
  protected:
   void Make(const std::filesystem::path& dir, int32_t kv_blocks, int32_t max_seqs,
             int32_t max_batched_tokens = 256, std::vector<LaneConfig> lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}},
             std::optional<DType> kv_dtype = std::nullopt) {
-    CpuBackendOptions o;
-    o.threads = 1;
-    auto backend = CreateCpuBackend(o);
-    ASSERT_TRUE(backend.ok());
-    auto model = Model::Load(dir, backend->get(), max_batched_tokens);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
     EngineConfig c;
     c.scheduler.num_kv_blocks = kv_blocks;
     c.scheduler.block_size = 16;
@@ -41,9 +31,8 @@ class EngineTest : public ::testing::Test {
     c.scheduler.max_model_len = 512;
     c.scheduler.lanes = std::move(lanes);
     c.kv_dtype = kv_dtype;
-    auto engine = Engine::Create(c, std::move(*backend), std::move(*model));
-    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-    engine_ = std::move(*engine);
+    engine_ = testing::MakeCpuEngine(dir, c);
+    ASSERT_NE(engine_, nullptr);
   }
 
   void Tenant(const std::string& name, int lane, TenantLimits l = {}) {
@@ -53,24 +42,11 @@ class EngineTest : public ::testing::Test {
 
   void Submit(uint64_t id, const std::string& tenant, std::vector<int32_t> prompt, int max_tokens,
               bool ignore_eos = true, std::optional<int32_t> logprobs = std::nullopt) {
-    EngineRequest r;
-    r.id = id;
-    r.tenant = tenant;
-    r.prompt = std::move(prompt);
-    r.sampling.temperature = 0;
-    r.sampling.max_tokens = max_tokens;
-    r.sampling.ignore_eos = ignore_eos;
-    r.sampling.logprobs = logprobs;
-    ASSERT_TRUE(engine_->Submit(std::move(r), [this, id](EngineOutput&& out) {
-      Result& res = results_[id];
-      if (!out.tokens.empty() && res.first_token_step < 0) res.first_token_step = out.step;
-      res.tokens.insert(res.tokens.end(), out.tokens.begin(), out.tokens.end());
-      res.logprobs.insert(res.logprobs.end(), out.logprobs.begin(), out.logprobs.end());
-      if (out.finished) {
-        res.finished = true;
-        res.final_event = out;
-      }
-    }).ok());
+    ASSERT_TRUE(engine_
+                    ->Submit(testing::GreedyRequest(id, tenant, std::move(prompt), max_tokens,
+                                                    ignore_eos, logprobs),
+                             testing::CollectInto(&results_, id))
+                    .ok());
   }
 
   int64_t Steps() { return engine_->Stats().steps; }
@@ -78,14 +54,6 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
   std::map<uint64_t, Result> results_;
 };
-
-std::vector<int32_t> ReferenceSequence(const std::filesystem::path& dir) {
-  std::ifstream in(dir / "expected_greedy.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  std::vector<int32_t> seq = j["prompt_ids"].get<std::vector<int32_t>>();
-  for (int32_t t : j["greedy_ids"].get<std::vector<int32_t>>()) seq.push_back(t);
-  return seq;
-}
 
 TEST_F(EngineTest, PremiumRequestRunsWithinTwoStepsWhileBatchSaturates) {
   LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
