@@ -1,18 +1,30 @@
-// The engine's yield to a higher lane (engine.yield_to_higher_lane) through the daemon: a
-// premium call that arrives while a batch-only step is in flight stops that step, the daemon
-// counts it on /admin/stats and /metrics, and every output is the same as without stopping.
-// The test daemon makes batch-only steps slow (LLMUX_TEST_SLOW_LANES, tests/support/
-// llmuxd_test_hooks.cpp) so that each premium call surely arrives during one.
+// The engine's yield through the daemon: a premium call that arrives while a batch-only step
+// is in flight stops that step (engine.yield_to_higher_lane), and so does a call of an idle
+// tenant of the batch lane itself, the lane's most underserved (engine.yield_to_underserved);
+// the daemon counts the stops on /admin/stats and /metrics, and every output is the same as
+// without stopping. The test daemon makes batch-only steps slow (LLMUX_TEST_SLOW_LANES,
+// tests/support/llmuxd_test_hooks.cpp) so that each call surely arrives during one.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { KEYS, adminStats, http, requireData, serverYaml, startDaemon, statsIdle, waitFor } from './harness.mjs';
+import { KEYS, adminStats, defaultTenants, http, requireData, serverYaml, sha256, startDaemon, statsIdle, waitFor } from './harness.mjs';
 
 const daemons = [];
 after(async () => { for (const d of daemons) await d.stop(); });
 
-async function run(yieldOn) {
+const BYSTANDER_KEY = 'sk-test-bystander';
+// A second tenant of the batch lane (idle until its calls).
+const BYSTANDER = `  bystander:
+    api_keys: [ { sha256: "${sha256(BYSTANDER_KEY)}" } ]
+    lane: batch
+    max_inflight_tokens: 100000
+`;
+
+// `engine`: llmux.yaml engine keys; `callerKey`: the key of the three sequential calls that
+// arrive while the batch tenant's two calls decode.
+async function run(engine, callerKey = KEYS.premium) {
   const d = await startDaemon({
-    server: serverYaml({ engine: `  yield_to_higher_lane: ${yieldOn}\n` }),
+    server: serverYaml({ engine }),
+    tenants: defaultTenants(BYSTANDER),
     env: { LLMUX_TEST_SLOW_LANES: '1:100' },  // steps of lanes >= 1 only: 100 ms
     binary: 'llmuxd-test',
   });
@@ -25,7 +37,7 @@ async function run(yieldOn) {
   await waitFor(async () => (await adminStats(d)).running === 2, 10000, 'both batch calls running');
   const premium = [];
   for (const p of ['One day', 'Lily and Tom went to the park', 'A big red ball']) {
-    const r = await http(d, 'POST', '/v1/completions', { key: KEYS.premium, body: body(p, 3) });
+    const r = await http(d, 'POST', '/v1/completions', { key: callerKey, body: body(p, 3) });
     assert.equal(r.status, 200, r.body);
     premium.push(r.json.choices[0]);
   }
@@ -45,11 +57,23 @@ async function run(yieldOn) {
 
 test('a premium call stops the batch step in flight; outputs equal a daemon that never stops', { timeout: 120000 }, async (t) => {
   if (!requireData(t)) return;
-  const on = await run(true);
-  const off = await run(false);
+  const on = await run('  yield_to_higher_lane: true\n  yield_to_underserved: false\n');
+  const off = await run('  yield_to_higher_lane: false\n  yield_to_underserved: false\n');
   // One premium call can stop at most one step; each arrived during a slow batch-only step.
   assert.ok(on.yielded >= 1 && on.yielded <= 3, `steps yielded: ${on.yielded}`);
   assert.equal(off.yielded, 0);
+  assert.deepEqual(on.premium, off.premium);
+  assert.deepEqual(on.batchOut, off.batchOut);
+});
+
+test('an idle tenant of the batch lane stops its own lane\'s step in flight; outputs equal a daemon that never stops', { timeout: 120000 }, async (t) => {
+  if (!requireData(t)) return;
+  const on = await run('  yield_to_higher_lane: false\n  yield_to_underserved: true\n', BYSTANDER_KEY);
+  const off = await run('  yield_to_higher_lane: true\n  yield_to_underserved: false\n', BYSTANDER_KEY);
+  // The first call surely stops a step (the bystander has never been served); a later one
+  // only while its fair-share counter is still at most the batch tenant's. At most one each.
+  assert.ok(on.yielded >= 1 && on.yielded <= 3, `steps yielded: ${on.yielded}`);
+  assert.equal(off.yielded, 0, 'a higher-lane yield acted inside one lane');
   assert.deepEqual(on.premium, off.premium);
   assert.deepEqual(on.batchOut, off.batchOut);
 });
