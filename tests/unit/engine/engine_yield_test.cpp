@@ -90,7 +90,8 @@ class EngineYieldTest : public ::testing::Test {
       for (size_t i = 0; i < w.logprobs.size(); ++i) {
         EXPECT_EQ(got.logprobs[i].token, w.logprobs[i].token) << "request " << id << " at " << i;
         // Bit-identical: batch-invariant kernels, and the stopped step left nothing behind.
-        EXPECT_EQ(got.logprobs[i].logprob, w.logprobs[i].logprob) << "request " << id << " at " << i;
+        EXPECT_EQ(got.logprobs[i].logprob, w.logprobs[i].logprob)
+            << "request " << id << " at " << i;
         ASSERT_EQ(got.logprobs[i].top.size(), w.logprobs[i].top.size());
         for (size_t k = 0; k < w.logprobs[i].top.size(); ++k) {
           EXPECT_EQ(got.logprobs[i].top[k].token, w.logprobs[i].top[k].token);
