@@ -78,9 +78,9 @@ struct EngineConfig {
   // a step is stopped at most once per arrival and never when it holds the arrival's lane
   // (docs/scheduler.md, "Yielding to a higher lane").
   bool yield_to_higher_lane = true;
-  // engine.yield_to_underserved: within a fair-share lane, a request whose tenant has nothing
-  // waiting or running and would be the lane's most underserved tenant (lowest fair-share
-  // counter) stops the step in flight the same way, when that lane is the step's top lane.
+  // engine.yield_to_underserved: within a fair-share lane, a request whose tenant would be the
+  // lane's most underserved tenant (lowest fair-share counter; idle, or with a request still
+  // decoding) stops the step in flight the same way, when that lane is the step's top lane.
   // The stop and the arrival's exclusive prefill step (SchedulerConfig::
   // underserved_exclusive_prefill, which the daemon sets from the same key) share one bound
   // (SchedulerConfig::underserved_credit_steps; docs/scheduler.md, "Yielding to an

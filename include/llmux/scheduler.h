@@ -68,10 +68,11 @@ struct SchedulerConfig {
   // work of lower lanes; they resume the next step (docs/scheduler.md, "Lane-exclusive
   // prefill"). A step in which that lane's prefill cannot run schedules lower lanes as usual.
   bool lane_exclusive_prefill = true;
-  // Continuous batching, fair-share lanes: the top prefill lane's underserved tenant (no
-  // running decode in the lane, prefill work there, and a fair-share counter no higher than
-  // any other tenant's with work in the lane) gets its prefill in a step without the lane's
-  // other tenants' work, like lane-exclusive prefill; work-conserving when it cannot run
+  // Continuous batching, fair-share lanes: the top prefill lane's underserved tenant (prefill
+  // work there, and a fair-share counter no higher than any other tenant's with work in the
+  // lane, whether or not it also has decodes running) gets its decodes and its prefill in a
+  // step without the lane's other tenants' work, like lane-exclusive prefill; work-conserving
+  // when its prefill cannot run
   // (docs/scheduler.md, "Yielding to an underserved tenant"). Off by default here; the
   // engine's `engine.yield_to_underserved` turns it on.
   bool underserved_exclusive_prefill = false;
@@ -295,13 +296,14 @@ class Scheduler {
   virtual void CancelStep(const SchedulerOutput& output) = 0;
 
   // The tenants of `lane` whose request, arriving now, would make them the lane's underserved
-  // tenant at the next Schedule: their configured lane is `lane`, they have nothing waiting or
-  // running, and their fair-share counter is no higher than the lowest counter of the lane's
-  // active tenants (the activation lift then makes it the lowest, a tie at most), and a slot
-  // and a KV block are free for it (without preempting: no preemption inside a lane). Empty for an
-  // arrival-order lane, a lane without active tenants, or while the bound has fewer than two
-  // credits (one for the stop, one for the exclusive prefill). Ascending ids.
-  virtual std::vector<TenantId> UnderservedIdleTenants(int32_t lane) const = 0;
+  // tenant at the next Schedule: their configured lane is `lane`, their fair-share counter is
+  // no higher than the lowest counter of the lane's active tenants (an idle tenant's
+  // activation lift then makes it the lowest, a tie at most; an active one, a request still
+  // decoding, already is), another tenant of the lane is active, and a slot and a KV block are
+  // free for it (without preempting: no preemption inside a lane). Empty for an arrival-order
+  // lane or while the bound has fewer than two credits (one for the stop, one for the
+  // exclusive prefill). Ascending ids.
+  virtual std::vector<TenantId> UnderservedStopTenants(int32_t lane) const = 0;
   // The engine stopped the step in flight for an arrival of such a tenant: takes one credit of
   // the bound (SchedulerConfig::underserved_credit_steps).
   virtual void ChargeUnderservedStop() = 0;

@@ -125,7 +125,7 @@ class EngineImpl final : public Engine {
   // Returns the step's logits in backend memory (Model::ForwardLogits).
   StatusOr<Tensor> Forward(const Step& step, bool yieldable);
   // Tells the inbox which arrivals stop this step: a higher lane's (yield_to_higher_lane) and
-  // the step's top lane's underserved idle tenants' (yield_to_underserved).
+  // the step's top lane's underserved tenants' (yield_to_underserved).
   void BeginStep(const Step& step);
   // The step stopped before its end for an arrival (BeginStep); nothing of it is committed
   // (Scheduler::CancelStep), its time is counted as yielded, and a stop for an underserved

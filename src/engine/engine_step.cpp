@@ -83,7 +83,7 @@ void EngineImpl::BeginStep(const Step& step) {
   const int32_t top = TopLane(step.plan);
   std::vector<std::string> underserved;
   if (config_.yield_to_underserved) {
-    for (TenantId t : scheduler_->UnderservedIdleTenants(top)) {
+    for (TenantId t : scheduler_->UnderservedStopTenants(top)) {
       underserved.push_back(scheduler_->TenantName(t));
     }
   }

@@ -39,9 +39,10 @@ using InboxItem = std::variant<SubmitItem, AbortItem, UpsertItem>;
 //
 // Yield: while the engine thread has a step in flight (BeginStep .. EndStep or the next
 // TakeAll), a submit raises yield_flag() when its lane is above every lane in that step
-// (engine.yield_to_higher_lane), or when its tenant is one of the step's underserved idle
-// tenants and it arrives in the step's top lane (engine.yield_to_underserved: the tenant has
-// nothing in the step and would be its lane's most underserved, Scheduler::UnderservedIdleTenants);
+// (engine.yield_to_higher_lane), or when its tenant is one of the step's underserved
+// tenants and it arrives in the step's top lane (engine.yield_to_underserved: the new request
+// would make its tenant the lane's most underserved, Scheduler::UnderservedStopTenants; one
+// stop per submit at most);
 // so does BeginStep when such a submit is already queued. The flag is lowered by TakeAll, when
 // the engine takes the arrivals into its next schedule. Submits outside a step raise nothing.
 class EngineInbox {

@@ -339,31 +339,32 @@ void SchedulerImpl::CancelStep(const SchedulerOutput& output) {
   pending_update_ = false;
 }
 
-std::vector<TenantId> SchedulerImpl::UnderservedIdleTenants(int32_t lane) const {
+std::vector<TenantId> SchedulerImpl::UnderservedStopTenants(int32_t lane) const {
   std::vector<TenantId> out;
   if (lane < 0 || lane >= static_cast<int32_t>(config_.lanes.size()) ||
       config_.lanes[static_cast<size_t>(lane)].arrival_order || !HasUnderservedCredits(2)) {
     return out;
   }
-  bool any_active = false;
+  int32_t num_active = 0;
   double lowest = 0;
   for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
     const TenantState& ts = tenants_[t];
     if (!ts.active || ts.limits.lane != lane) continue;
     const double c = fair_->Counter(t);
-    if (!any_active || c < lowest) lowest = c;
-    any_active = true;
+    if (num_active == 0 || c < lowest) lowest = c;
+    ++num_active;
   }
-  if (!any_active) return out;
   for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
     const TenantState& ts = tenants_[t];
+    if (ts.limits.lane != lane) continue;
+    // An idle tenant's counter is lifted to the lowest active one on arrival (a tie at
+    // most); an active tenant stands where it is. Either way the arrival would make it the
+    // lane's underserved tenant only next to another tenant's work.
+    if (num_active - (ts.active ? 1 : 0) == 0 || fair_->Counter(t) > lowest) continue;
     // NOTE: only where a slot and a block are free for it: an arrival the next plan could
     // not admit (the lane's running work holds every slot; no preemption within a lane) would
     // stop a step for nothing.
-    if (!ts.active && ts.limits.lane == lane && fair_->Counter(t) <= lowest &&
-        SlotAvailable(t) && kv_.CanTake(t, 1)) {
-      out.push_back(t);
-    }
+    if (SlotAvailable(t) && kv_.CanTake(t, 1)) out.push_back(t);
   }
   return out;
 }

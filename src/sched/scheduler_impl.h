@@ -71,7 +71,7 @@ class SchedulerImpl final : public Scheduler {
   UpdateResult Update(const SchedulerOutput& output,
                       std::span<const SampleResult> results) override;
   void CancelStep(const SchedulerOutput& output) override;
-  std::vector<TenantId> UnderservedIdleTenants(int32_t lane) const override;
+  std::vector<TenantId> UnderservedStopTenants(int32_t lane) const override;
   void ChargeUnderservedStop() override;
   std::vector<std::pair<uint64_t, Status>> TakeRejected() override;
   bool HasWork() const override { return num_running_ + num_waiting_ > 0; }
@@ -144,9 +144,10 @@ class SchedulerImpl final : public Scheduler {
   int32_t TopPrefillLane() const;
   // The underserved tenant of `lane` for this step (docs/scheduler.md, "Yielding to an
   // underserved tenant"), or -1: a tenant with prefill work in the lane (a running prefill, or
-  // a waiting head whose effective lane it is and that fits its in-flight budget), no running
-  // decode in the lane, and a counter no higher than any other tenant's with work in the lane,
-  // while another tenant has running work in the lane and the bound has a credit.
+  // a waiting head whose effective lane it is and that fits its in-flight budget), running
+  // decodes of its own in the lane or not, and a counter no higher than any other tenant's
+  // with work in the lane, while another tenant has running work in the lane and the bound has
+  // a credit.
   TenantId UnderservedTenant(int32_t lane) const;
   // The bound's credits, in steps (SchedulerConfig::underserved_credit_steps per credit).
   bool HasUnderservedCredits(int32_t credits) const {

@@ -276,8 +276,8 @@ TenantId SchedulerImpl::UnderservedTenant(int32_t lane) const {
       !HasUnderservedCredits(1)) {
     return -1;
   }
-  // Per tenant, its work in `lane`: bit 0 a running decode, bit 1 prefill work, bit 2 any
-  // running sequence.
+  // Per tenant, its work in `lane`: bit 0 a running decode or a queue head over its budget,
+  // bit 1 prefill work the step could run, bit 2 any running sequence.
   constexpr uint8_t kDecode = 1, kPrefill = 2, kRunning = 4;
   std::vector<uint8_t> work(tenants_.size(), 0);
   for (const Seq* s : by_lane_[static_cast<size_t>(lane)]) {
@@ -294,9 +294,11 @@ TenantId SchedulerImpl::UnderservedTenant(int32_t lane) const {
     // but not prefill the step could run.
     work[t] |= over_budget ? kDecode : kPrefill;
   }
+  // NOTE: U may have running decodes of its own in the lane (its previous request): the test
+  // is its fair-share standing, not idleness.
   TenantId best = -1;
   for (TenantId t = 0; t < static_cast<TenantId>(tenants_.size()); ++t) {
-    if ((work[t] & (kPrefill | kDecode)) != kPrefill) continue;
+    if ((work[t] & kPrefill) == 0) continue;
     if (best < 0 || fair_->Counter(t) < fair_->Counter(best)) best = t;
   }
   if (best < 0) return -1;
@@ -369,17 +371,27 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
     return std::any_of(entries_.begin() + static_cast<ptrdiff_t>(from), entries_.end(),
                        [](const Entry& e) { return e.live; });
   };
-  // Underserved tenant of the top prefill lane: lanes above it decode, then only that tenant's
-  // prefill of the lane is planned; if it got in, the step ends there. Otherwise the step goes
-  // on as below (the planned decodes are not planned twice).
+  // Underserved tenant U of the top prefill lane: lanes above it decode, then U's decodes of
+  // the lane, then only U's prefill of the lane is planned; if a prefill got in, the step ends
+  // there. Otherwise U's decodes are taken back and the step goes on as below (the higher
+  // lanes' planned decodes are not planned twice).
   bool underserved_step = false;
   if (config_.underserved_exclusive_prefill && config_.batching == BatchingMode::kContinuous) {
     const int32_t top = TopPrefillLane();
     const TenantId u = UnderservedTenant(top);
     if (u >= 0) {
       PlanDecodes(0, top);
+      const size_t higher_end = entries_.size();
+      std::vector<Seq*>& lane_seqs = by_lane_[static_cast<size_t>(top)];
+      for (Seq* s : lane_seqs) {
+        if (tokens_left_ <= 0) break;
+        if (s->tenant == u && s->state == SeqState::kRunning && s->out_index < 0 &&
+            s->remaining() == 1) {
+          ScheduleRunning(s, 1);
+        }
+      }
       const size_t decodes_end = entries_.size();
-      for (Seq* s : by_lane_[static_cast<size_t>(top)]) {
+      for (Seq* s : lane_seqs) {
         if (s->tenant != u || s->state != SeqState::kRunning || s->out_index >= 0) continue;
         const int32_t n = chunk_->ChunkTokens(s->remaining(), tokens_left_);
         if (n > 0) ScheduleRunning(s, n);
@@ -389,6 +401,12 @@ SchedulerOutput SchedulerImpl::Schedule(int64_t now) {
       if (underserved_step) {
         SpendUnderservedCredit();
         ++underserved_prefills_;
+      } else {
+        // NOTE: in plan order as without the rule: U's decodes go back (their blocks stay
+        // with them) and are planned again with the lane's.
+        for (size_t i = higher_end; i < decodes_end; ++i) {
+          if (entries_[i].live) Unschedule(entries_[i].seq);
+        }
       }
     }
   }

@@ -1,6 +1,6 @@
 // Fair share driving isolation inside one lane (SchedulerConfig::underserved_exclusive_prefill):
 // the lane's underserved tenant gets its prefill in a step without the lane's other tenants'
-// decodes, which tenants count as underserved arrivals (UnderservedIdleTenants), and the
+// decodes, which tenants count as underserved arrivals (UnderservedStopTenants), and the
 // credit bound that keeps a stream of such tenants from starving the lane's flood.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -65,11 +65,12 @@ TEST(SchedulerUnderserved, IdleTenantsPrefillRunsWithoutTheFloodsDecodes) {
     // flood: 11 prompt tokens + 4 decodes x 2 = 19; other never ran (0): an arrival of other
     // would be the lane's most underserved, so it may stop a step of the lane.
     EXPECT_EQ(sched->GetTenantStats(flood).fair_share_counter, 19);
-    EXPECT_THAT(sched->UnderservedIdleTenants(0), ElementsAre(other));
+    EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(other));
     ASSERT_TRUE(d.Submit(3, "other", Iota(7, 90), 3).ok());
     // Lifted to the lane's lowest active counter on arrival: a tie with the flood.
     EXPECT_EQ(sched->GetTenantStats(other).fair_share_counter, 19);
-    EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty()) << "other is active now";
+    // Both active and tied at the lane's lowest counter: a request of either would stop.
+    EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(flood, other));
     if (underserved) {
       EXPECT_THAT(Plan(d.Step()), ElementsAre("3:0+7")) << "the flood's decodes wait one step";
       EXPECT_THAT(Plan(d.Step()), ElementsAre("1:6+1", "2:7+1", "3:7+1"));
@@ -79,8 +80,12 @@ TEST(SchedulerUnderserved, IdleTenantsPrefillRunsWithoutTheFloodsDecodes) {
       EXPECT_THAT(Plan(d.Step()), ElementsAre("1:7+1", "2:8+1", "3:7+1"));
       EXPECT_EQ(sched->Stats().underserved_prefills, 0);
     }
-    // other's next request arrives while its first one decodes: other is not idle, so its
-    // prefill shares the step with everyone's decodes.
+    // other's next request arrives while its first one decodes, its counter now above the
+    // flood's: not underserved (a request of the flood's would be), so its prefill shares the
+    // step with everyone's decodes.
+    EXPECT_EQ(sched->GetTenantStats(other).fair_share_counter, 30);
+    EXPECT_EQ(sched->GetTenantStats(flood).fair_share_counter, underserved ? 23 : 27);
+    EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(flood));
     ASSERT_TRUE(d.Submit(4, "other", Iota(4, 120), 2).ok());
     const std::vector<std::string> mixed = Plan(d.Step());
     EXPECT_EQ(mixed.size(), 4u);
@@ -88,6 +93,64 @@ TEST(SchedulerUnderserved, IdleTenantsPrefillRunsWithoutTheFloodsDecodes) {
     EXPECT_EQ(sched->Stats().underserved_prefills, underserved ? 1 : 0);
     sched->CheckInvariants();
   }
+}
+
+// The rule is the tenant's fair-share standing, not idleness: a tenant whose earlier request
+// still decodes and whose counter is the lane's lowest gets a step of its own for its new
+// request's prefill, with its own decode in it and none of the flood's.
+TEST(SchedulerUnderserved, DecodingTenantsNewRequestRunsWithItsDecodesOnly) {
+  for (bool underserved : {true, false}) {
+    SCOPED_TRACE(underserved ? "underserved prefill exclusive" : "off");
+    auto sched = Make(OneLane(underserved));
+    ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
+    ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
+    const TenantId flood = *sched->FindTenant("flood");
+    const TenantId other = *sched->FindTenant("other");
+    Driver d(sched.get(), 4);
+    ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 20).ok());
+    ASSERT_TRUE(d.Submit(2, "flood", Iota(6, 50), 20).ok());
+    ASSERT_TRUE(d.Submit(3, "other", Iota(7, 90), 20).ok());
+    // other's counter grows by 2 a step (one decode), the flood's by 4 (two).
+    EXPECT_THAT(Plan(d.Step()), ElementsAre("1:0+5", "3:0+7", "2:0+6"));
+    for (int i = 0; i < 4; ++i) d.Step();
+    EXPECT_EQ(sched->GetTenantStats(flood).fair_share_counter, 11 + 5 * 4);
+    EXPECT_EQ(sched->GetTenantStats(other).fair_share_counter, 7 + 5 * 2);
+    // other is active (request 3 decoding) and has the lane's lowest counter: its next
+    // request stops a step of the lane; the flood's would not.
+    EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(other));
+    ASSERT_TRUE(d.Submit(4, "other", Iota(4, 120), 2).ok());
+    if (underserved) {
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("3:11+1", "4:0+4"))
+          << "other's decode and prefill; the flood's decodes wait one step";
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("1:9+1", "3:12+1", "2:10+1", "4:4+1"));
+      EXPECT_EQ(sched->Stats().underserved_prefills, 1);
+    } else {
+      EXPECT_THAT(Plan(d.Step()), ElementsAre("1:9+1", "3:11+1", "2:10+1", "4:0+4"));
+      EXPECT_EQ(sched->Stats().underserved_prefills, 0);
+    }
+    sched->CheckInvariants();
+  }
+}
+
+// U's prefill cannot get in (no slot): U's decode, planned first, goes back to its place in
+// the lane's order and the step is exactly the one without the rule.
+TEST(SchedulerUnderserved, DecodingTenantWithoutASlotLeavesThePlanUnchanged) {
+  SchedulerConfig c = OneLane();
+  c.max_seqs = 3;
+  auto sched = Make(c);
+  ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
+  ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
+  Driver d(sched.get(), 4);
+  ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 20).ok());
+  ASSERT_TRUE(d.Submit(2, "flood", Iota(6, 50), 20).ok());
+  ASSERT_TRUE(d.Submit(3, "other", Iota(7, 90), 20).ok());
+  EXPECT_THAT(Plan(d.Step()), ElementsAre("1:0+5", "3:0+7", "2:0+6"));
+  for (int i = 0; i < 4; ++i) d.Step();
+  ASSERT_TRUE(d.Submit(4, "other", Iota(4, 120), 2).ok());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty()) << "no slot for other";
+  EXPECT_THAT(Plan(d.Step()), ElementsAre("1:9+1", "3:11+1", "2:10+1"));
+  EXPECT_EQ(sched->Stats().underserved_prefills, 0);
+  sched->CheckInvariants();
 }
 
 TEST(SchedulerUnderserved, HigherLanesDecodeInTheUnderservedStepLowerLanesWait) {
@@ -105,7 +168,7 @@ TEST(SchedulerUnderserved, HigherLanesDecodeInTheUnderservedStepLowerLanesWait) 
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:0+3", "2:0+5", "3:0+4"));
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:3+1", "2:5+1", "3:4+1"));
   // Step in flight's top lane is premium: other (standard) is no arrival that stops it.
-  EXPECT_THAT(sched->UnderservedIdleTenants(1), ElementsAre(*sched->FindTenant("other")));
+  EXPECT_THAT(sched->UnderservedStopTenants(1), ElementsAre(*sched->FindTenant("other")));
   ASSERT_TRUE(d.Submit(4, "other", Iota(6, 60), 2).ok());
   // The premium decode keeps its place; the flood (same lane) and batch (lower lane) wait.
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:4+1", "4:0+6"));
@@ -147,7 +210,8 @@ TEST(SchedulerUnderserved, TenantOverItsBudgetIsNotUnderserved) {
   ASSERT_TRUE(d.Submit(2, "other", Iota(4, 100), 4).ok());
   ASSERT_TRUE(d.Submit(3, "other", Iota(4, 200), 4).ok());
   EXPECT_THAT(Plan(d.Step()), ElementsAre("2:0+4"));
-  // other's next request waits on its own in-flight budget and other decodes: not underserved.
+  // other's next request waits on its own in-flight budget: other has no prefill the step
+  // could run, so it is not underserved (its decode shares the step).
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:5+1", "2:4+1"));
   EXPECT_EQ(sched->Stats().underserved_prefills, 1);
   sched->CheckInvariants();
@@ -164,7 +228,7 @@ TEST(SchedulerUnderserved, ServedTenantThatWentIdleIsNotUnderserved) {
   ASSERT_TRUE(d.Submit(2, "flood", Iota(5, 100), 10).ok());
   d.Step();
   EXPECT_EQ(sched->GetTenantStats(*sched->FindTenant("flood")).fair_share_counter, 7);
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty());
   ASSERT_TRUE(d.Submit(3, "heavy", Iota(4, 200), 2).ok());
   EXPECT_THAT(Plan(d.Step()), ElementsAre("2:5+1", "3:0+4")) << "no exclusive step for heavy";
   EXPECT_EQ(sched->Stats().underserved_prefills, 0);
@@ -179,7 +243,7 @@ TEST(SchedulerUnderserved, ArrivalOrderLaneHasNoUnderservedTenant) {
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 10).ok());
   d.Step();
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty());
   ASSERT_TRUE(d.Submit(2, "other", Iota(4, 100), 2).ok());
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:5+1", "2:0+4"));
 }
@@ -218,6 +282,46 @@ TEST(SchedulerUnderserved, StreamOfUnderservedTenantsCannotStarveTheFlood) {
   sched->CheckInvariants();
 }
 
+// One tenant that is always underserved (a weight so high its counter stays the lane's
+// lowest) sends a request every step while its earlier ones still decode: it gets exactly the
+// bound's exclusive steps, and the flood decodes in every other step.
+TEST(SchedulerUnderserved, AlwaysUnderservedTenantGetsExactlyTheBound) {
+  SchedulerConfig c = OneLane();
+  c.max_seqs = 8;
+  c.underserved_credit_steps = 5;
+  c.underserved_credit_burst = 2;
+  auto sched = Make(c);
+  ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
+  TenantLimits heavy = InLane(0);
+  heavy.weight = 1000;
+  ASSERT_TRUE(sched->UpsertTenant("other", heavy).ok());
+  Driver d(sched.get(), 4);
+  ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 200).ok());
+  ASSERT_TRUE(d.Submit(2, "flood", Iota(6, 50), 200).ok());
+  d.Step();
+  std::vector<int> exclusive;
+  int decoding_at_exclusive = 0;
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(d.Submit(100 + i, "other", Iota(4, 1000 + 4 * i), 3).ok());
+    const std::vector<std::string> plan = Plan(d.Step());
+    EXPECT_TRUE(HasStep(plan, std::to_string(100 + i) + ":0+4")) << "at " << i;
+    if (!HasStep(plan, "1:")) {
+      exclusive.push_back(i);
+      if (i > 0 && HasStep(plan, std::to_string(99 + i) + ":4+1")) ++decoding_at_exclusive;
+    }
+  }
+  // Its first request was lifted to the flood's counter and charged for step 0, so at 1 the
+  // flood (which waited) is lowest; from 2 on other always is, and only the bound limits it:
+  // the bank's second credit at 2, then every fifth step from 5 on.
+  EXPECT_THAT(exclusive, ElementsAre(0, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55));
+  EXPECT_EQ(decoding_at_exclusive, 12) << "each exclusive step after the first holds other's "
+                                          "previous request's decode";
+  EXPECT_EQ(sched->Stats().underserved_prefills, 13);
+  EXPECT_EQ(d.outputs(1), 1 + 47);
+  EXPECT_EQ(d.outputs(2), 1 + 47);
+  sched->CheckInvariants();
+}
+
 TEST(SchedulerUnderserved, StopsAndExclusiveStepsShareTheBound) {
   SchedulerConfig c = OneLane();
   c.underserved_credit_steps = 3;
@@ -232,7 +336,7 @@ TEST(SchedulerUnderserved, StopsAndExclusiveStepsShareTheBound) {
   ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 100).ok());
   d.Step();
   // Two credits banked: an arrival may stop a step (one) and still get its exclusive step.
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), ElementsAre(a, b));
+  EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(a, b));
   // The engine stops the step in flight for a's arrival: the planned step is cancelled.
   SchedulerOutput stopped = sched->Schedule(d.step());
   EXPECT_THAT(Plan(stopped), ElementsAre("1:5+1"));
@@ -240,11 +344,11 @@ TEST(SchedulerUnderserved, StopsAndExclusiveStepsShareTheBound) {
   sched->ChargeUnderservedStop();
   EXPECT_EQ(sched->Stats().underserved_stops, 1);
   // One credit left: not enough for another stop.
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty());
   ASSERT_TRUE(d.Submit(2, "a", Iota(4, 100), 1).ok());
   EXPECT_THAT(Plan(d.Step()), ElementsAre("2:0+4")) << "the last credit pays a's prefill step";
   // No credit: b's arrival neither stops a step nor gets one of its own.
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty());
   ASSERT_TRUE(d.Submit(3, "b", Iota(4, 200), 1).ok());
   EXPECT_THAT(Plan(d.Step()), ElementsAre("1:5+1", "3:0+4"));
   // Each completed step earns a third of a credit: 5/3 after three more steps, still short of
@@ -252,9 +356,9 @@ TEST(SchedulerUnderserved, StopsAndExclusiveStepsShareTheBound) {
   // 15: only the bound keeps them out); the fourth makes two.
   for (int i = 0; i < 3; ++i) d.Step();
   EXPECT_EQ(sched->GetTenantStats(*sched->FindTenant("flood")).fair_share_counter, 15);
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), IsEmpty());
+  EXPECT_THAT(sched->UnderservedStopTenants(0), IsEmpty());
   d.Step();
-  EXPECT_THAT(sched->UnderservedIdleTenants(0), ElementsAre(a, b));
+  EXPECT_THAT(sched->UnderservedStopTenants(0), ElementsAre(a, b));
   sched->CheckInvariants();
 }
 
