@@ -290,6 +290,82 @@ TEST_F(EngineYieldTest, UnderservedStopChangesNoTokenNoLogprobAndNoUsage) {
   EXPECT_EQ(s.kv_usage, 0);
 }
 
+// The rule is fair-share standing, not idleness: the bystander has a request decoding (one
+// decode a step against the batch tenant's four, so its counter stays the lane's lowest) when
+// it sends another from inside a batch-lane step. That step stops; the next holds the
+// bystander's decode and its new prefill and none of the batch tenant's decodes; then all
+// decode. Outputs, usage and KV are those of a run without the rule.
+TEST_F(EngineYieldTest, DecodingTenantsNewRequestStopsTheStepAndRunsWithItsOwnDecodeOnly) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  std::map<uint64_t, Result> want;
+  EngineStats want_stats;
+  for (bool underserved : {false, true}) {
+    SCOPED_TRACE(underserved ? "underserved on" : "off");
+    Options o;
+    o.underserved = underserved;
+    o.max_seqs = 6;
+    Make(dir, o);
+    const std::vector<int32_t> seq = ReferenceSequence(dir);
+    for (uint64_t id = 1; id <= 4; ++id) {
+      std::vector<int32_t> p(seq.begin(), seq.begin() + 9 + 2 * id);
+      p[2] = 250 + static_cast<int32_t>(id);
+      ASSERT_TRUE(Submit(id, "batch", p, 40).ok());
+    }
+    std::vector<int32_t> first(seq.begin(), seq.begin() + 10);
+    first[3] = 240;
+    ASSERT_TRUE(Submit(50, "bystander", first, 40).ok());
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(engine_->StepOnce().ok());
+    const int64_t arrival = engine_->Stats().steps;
+    engine_->SetBeforeForwardHookForTesting(
+        [this, prompt = std::vector<int32_t>(seq.begin(), seq.begin() + 30),
+         sent = false](const SchedulerOutput&) mutable {
+          if (sent) return;
+          sent = true;
+          EXPECT_TRUE(Submit(100, "bystander", prompt, 12).ok());
+        });
+    const size_t batch_before = BatchTokens();
+    const size_t decoding_before = results_[50].tokens.size();
+    ASSERT_EQ(decoding_before, 5u);
+    if (underserved) {
+      ASSERT_TRUE(engine_->StepOnce().ok());
+      EXPECT_EQ(engine_->Stats().steps_yielded, 1);
+      EXPECT_EQ(engine_->Stats().steps, arrival);
+      EXPECT_EQ(BatchTokens(), batch_before) << "the stopped step emitted tokens";
+      EXPECT_EQ(results_[50].tokens.size(), decoding_before) << "the stopped step emitted";
+      ASSERT_TRUE(engine_->StepOnce().ok());
+      EXPECT_EQ(results_[100].first_token_step, arrival + 1);
+      EXPECT_EQ(results_[50].tokens.size(), decoding_before + 1) << "its own decode is in";
+      EXPECT_EQ(BatchTokens(), batch_before) << "batch decodes shared the bystander's step";
+      ASSERT_TRUE(engine_->StepOnce().ok());
+      EXPECT_EQ(BatchTokens(), batch_before + 4);
+      EXPECT_EQ(results_[100].tokens.size(), 2u);
+    }
+    ASSERT_TRUE(engine_->RunUntilIdle().ok());
+    const EngineStats s = engine_->Stats();
+    EXPECT_EQ(s.steps_yielded, underserved ? 1 : 0);
+    EXPECT_EQ(s.num_preemptions, 0);
+    EXPECT_EQ(s.kv_usage, 0) << "a block is still referenced after the drain";
+    for (const char* t : {"batch", "bystander"}) {
+      auto ts = engine_->GetTenantStats(t);
+      ASSERT_TRUE(ts.has_value());
+      EXPECT_EQ(ts->blocks_in_use, 0) << t;
+      EXPECT_EQ(ts->inflight_tokens, 0) << t;
+    }
+    if (underserved) {
+      EXPECT_EQ(results_[100].first_token_step, arrival + 1);
+      ExpectSameResults(want);
+      EXPECT_EQ(s.prompt_tokens_total, want_stats.prompt_tokens_total);
+      EXPECT_EQ(s.generation_tokens_total, want_stats.generation_tokens_total);
+    } else {
+      EXPECT_EQ(results_[100].first_token_step, arrival + 2);
+      want = results_;
+      want_stats = s;
+    }
+    engine_.reset();
+    results_.clear();
+  }
+}
+
 // Six idle tenants of the batch lane arrive one after another, each during a batch-only step:
 // the bound (SchedulerConfig defaults: a credit per 25 completed steps, 4 banked, a stop and
 // an exclusive prefill one credit each) lets the first two stop a step and prefill alone; the

@@ -98,5 +98,29 @@ TEST_F(InboxTest, UnderservedTenantStopsOnlyAStepOfItsLane) {
   EXPECT_EQ(inbox_.yield_reason(), EngineInbox::YieldReason::kUnderserved);
 }
 
+// A tenant published as underserved may have work in the step (a request still decoding):
+// every submit of its stops at most one step. The flag is per submit: TakeAll lowers it, and
+// the next step, publishing the same tenant again, is stopped only by a new submit.
+TEST_F(InboxTest, EachSubmitOfAnUnderservedTenantStopsAtMostOneStep) {
+  inbox_.BeginStep(2, true, {"bystander"});
+  Submit("bystander");
+  Submit("bystander");
+  EXPECT_TRUE(Raised());
+  inbox_.EndStep();
+  EXPECT_EQ(inbox_.TakeAll().size(), 2u);
+  EXPECT_FALSE(Raised());
+  // The tenant (its requests now in the scheduler, one decoding) is still the lane's lowest.
+  inbox_.BeginStep(2, true, {"bystander"});
+  EXPECT_FALSE(Raised()) << "the taken submits stopped a step already";
+  inbox_.EndStep();
+  inbox_.TakeAll();
+  inbox_.BeginStep(2, true, {"bystander"});
+  Submit("flood");
+  EXPECT_FALSE(Raised());
+  Submit("bystander");
+  EXPECT_TRUE(Raised());
+  EXPECT_EQ(inbox_.yield_reason(), EngineInbox::YieldReason::kUnderserved);
+}
+
 }  // namespace
 }  // namespace llmux
