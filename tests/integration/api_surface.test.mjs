@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import {
-  BUILD_DIR, KEYS, STORIES, adminStats, defaultTenants, http, requireData, serverYaml, sha256,
-  startDaemon, waitFor,
+  KEYS, STORIES, adminStats, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
+  tokenize, waitFor,
 } from './harness.mjs';
 
 const TIERED_KEY = 'sk-test-tiered';
@@ -21,11 +21,6 @@ const FORCED_TEXT = 'Tom had a red ball.';
 const EOS = 2;
 
 let d;
-
-function tokenize(text) {
-  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
-  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
-}
 
 // Rows of the usage ledger (SQLite), via the Python standard library.
 function ledgerRows() {

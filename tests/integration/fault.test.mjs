@@ -7,17 +7,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
-  KEYS, adminStats, defaultTenants, http, requireData, rng, serverYaml, sha256, startDaemon,
-  statsIdle, waitFor,
+  KEYS, adminStats, daemonsStoppedAfterFile, defaultTenants, http, requireData, rng, serverYaml,
+  sha256, statsIdle, waitFor,
 } from './harness.mjs';
 
-const daemons = [];
-async function start(opts) {
-  const d = await startDaemon(opts);
-  daemons.push(d);
-  return d;
-}
-after(async () => { for (const d of daemons) await d.stop(); });
+const start = daemonsStoppedAfterFile();
 
 const figures = { requests: 0, faults: 0 };
 after(() => console.log(`FAULT FIGURES ${JSON.stringify(figures)}`));
