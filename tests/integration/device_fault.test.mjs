@@ -10,19 +10,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   KEYS, STORIES, daemonsStoppedAfterFile, defaultTenants, http, readSse, requireData, serverYaml,
-  sha256, waitFor,
+  standardTenant, waitFor,
 } from './harness.mjs';
 
 const start = daemonsStoppedAfterFile();
 
 const ACME = 'sk-test-acme';
-const TENANTS = defaultTenants(`  acme:
-    api_keys: [ { sha256: "${sha256(ACME)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    pool: dedicated
+const TENANTS = defaultTenants(standardTenant('acme', ACME, `    pool: dedicated
     models: [ "stories-dedicated" ]
-`);
+`));
 // restart_backoff 300ms: the worker is back within a second of its exit.
 const POOLS = `pools:
   dedicated:

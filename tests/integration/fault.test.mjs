@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {
   KEYS, adminStats, daemonsStoppedAfterFile, defaultTenants, http, requireData, rng, serverYaml,
-  sha256, statsIdle, waitFor,
+  sha256, standardTenant, statsIdle, waitFor,
 } from './harness.mjs';
 
 const start = daemonsStoppedAfterFile();
@@ -198,11 +198,7 @@ test('KV exhaustion: every request completes through preemption or gets a clear 
 
 test('poisoned request: an engine failure in one sequence fails only that request', { timeout: 120000 }, async (t) => {
   if (!requireData(t)) return;
-  const tenants = defaultTenants(`  poison:
-    api_keys: [ { sha256: "${sha256('sk-test-poison')}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`);
+  const tenants = defaultTenants(standardTenant('poison', 'sk-test-poison'));
   const d = await start({ tenants, env: { LLMUX_TEST_FAIL_TENANT: 'poison:3' }, binary: 'llmuxd-test' });
   const healthy = { prompt: 'Once upon a time', max_tokens: 120, ignore_eos: true, temperature: 0 };
   for (const stream of [false, true]) {
@@ -252,11 +248,7 @@ test('poisoned request: an engine failure in one sequence fails only that reques
 
 test('the production daemon ignores the fault-injection variable', { timeout: 60000 }, async (t) => {
   if (!requireData(t)) return;
-  const tenants = defaultTenants(`  poison:
-    api_keys: [ { sha256: "${sha256('sk-test-poison')}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`);
+  const tenants = defaultTenants(standardTenant('poison', 'sk-test-poison'));
   // Control: the test daemon does fail this tenant, so the variable is the one that matters.
   const test = await start({ tenants, env: { LLMUX_TEST_FAIL_TENANT: 'poison' }, binary: 'llmuxd-test' });
   const failed = await http(test, 'POST', '/v1/completions', { key: 'sk-test-poison', body: { prompt: 'One day', max_tokens: 4 } });

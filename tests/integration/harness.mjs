@@ -29,6 +29,17 @@ export const KEYS = {
   limited: 'sk-test-limited',
 };
 
+// One tenants.yaml entry for defaultTenants' `extra`: tenant NAME in the standard lane with a
+// large in-flight budget, authenticated by `key`; `more`: further keys of the tenant, each
+// line indented four spaces and ending in a newline.
+export function standardTenant(name, key, more = '') {
+  return `  ${name}:
+    api_keys: [ { sha256: "${sha256(key)}" } ]
+    lane: standard
+    max_inflight_tokens: 100000
+${more}`;
+}
+
 export function defaultTenants(extra = '') {
   return `lanes: [ { name: premium }, { name: standard }, { name: batch } ]
 tenants:

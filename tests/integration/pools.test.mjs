@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  KEYS, STORIES, daemonStartFailure, defaultTenants, http, requireData, serverYaml, sha256,
-  readSse, startDaemon, waitFor,
+  KEYS, STORIES, daemonStartFailure, defaultTenants, http, readSse, requireData, serverYaml,
+  standardTenant, startDaemon, waitFor,
 } from './harness.mjs';
 
 const K = {
@@ -16,11 +16,7 @@ const K = {
   g1a: 'sk-test-g1a', g1b: 'sk-test-g1b', g2: 'sk-test-g2', mover: 'sk-test-mover',
 };
 
-const tenant = (name, body) => `  ${name}:
-    api_keys: [ { sha256: "${sha256(K[name])}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-${body}`;
+const tenant = (name, body) => standardTenant(name, K[name], body);
 
 const TENANTS = (moverPool = 'shared') => defaultTenants(
   tenant('acme', '    pool: dedicated\n    models: [ "stories-dedicated" ]\n') +

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  STORIES, defaultTenants, requireData, serverYaml, sha256, startDaemon, tokenize,
+  STORIES, defaultTenants, requireData, serverYaml, standardTenant, startDaemon, tokenize,
 } from './harness.mjs';
 
 export const QWEN3 = path.resolve(process.cwd(), '../../.testdata/qwen3/tokenizer_config.json');
@@ -35,11 +35,7 @@ export async function startToolCallerDaemon(tag) {
   fs.writeFileSync(tplPath, chatTemplate);
   const d = await startDaemon({
     server: serverYaml().replace('max_model_len: 512 }', `max_model_len: 512, chat_template: "file:${tplPath}" }`),
-    tenants: defaultTenants(`  caller:
-    api_keys: [ { sha256: "${sha256(CALLER_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`),
+    tenants: defaultTenants(standardTenant('caller', CALLER_KEY)),
     binary: 'llmuxd-test',
     env: { LLMUX_TEST_FORCE_TOKENS: `caller:${[...tokenize(CALL_TEXT), EOS].join(',')}` },
   });
