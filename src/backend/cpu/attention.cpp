@@ -2,8 +2,7 @@
 // style, online softmax).
 //
 // A work item is a tile: up to kTileRows query rows (at least one token's) of ONE sequence and
-// ONE kv head (the query tokens [t0, t1) times the query heads that share the kv head; in a
-// decode step of few tiles, times one of those heads: PlanAttention). The
+// ONE kv head (the query tokens [t0, t1) times the query heads that share the kv head). The
 // tile walks the sequence's keys in chunks: a chunk is 16 consecutive key slots of one KV block
 // (fewer when block_size is below 16 or not a multiple of it), so chunk boundaries are fixed by
 // absolute key position.
@@ -37,11 +36,9 @@ constexpr int kTileRows = 32;
 constexpr int kChunk = 16;  // keys per chunk: one vector lane each
 // NOTE: below this many key visits in a step, one thread is faster than waking another. In a
 // decode step the layer's K/V come from DRAM (the weights streamed since evicted them), so a
-// visit costs ~4x what a hot micro-benchmark shows; 512 (a SmolLM-135M decode from position
-// ~40 on) was measured against 2048, 256 and 128 (docs/performance.md).
+// visit costs several times what a hot micro-benchmark shows; 512 (a SmolLM-135M decode from
+// position ~40 on) was measured against 2048, 256 and 128 (docs/performance.md).
 constexpr int64_t kMinParallelCost = 512;
-// Fewer tiles than this per thread: one-token tiles are split per query head (PlanAttention).
-constexpr int64_t kMinTilesPerThread = 4;
 // Output columns accumulated in registers at once (8 vectors = 128 dims).
 constexpr int64_t kColBlock = 8;
 // F16 chunks read by at most this many rows are converted as loaded, not staged in F32.
@@ -133,16 +130,15 @@ void AccumulateRows(float* const* o, const float* const* e, const float* alpha, 
   }
 }
 
-// Runs one tile: rows r = (t - t0) * (h1 - h0) + i for query head kv_head * group + h0 + i.
+// Runs one tile: rows r = (t - t0) * group + i for query head kv_head * group + i.
 void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const std::byte* vc,
                 const int32_t* table, const Tensor& q, Tensor& out, int64_t pos0, int64_t t0,
-                int64_t t1, int64_t kvh, int64_t h0, int64_t h1, Scratch& sc) {
+                int64_t t1, int64_t kvh, Scratch& sc) {
   const int64_t hd = sh.head_dim;
   const int64_t hd_pad = (hd + 15) / 16 * 16;
   const int64_t full = hd / 16;
   const __mmask16 hd_tail = TailMask(hd - full * 16);
-  const int64_t heads = h1 - h0;  // query heads of the tile, per token
-  const int64_t nrows = (t1 - t0) * heads;
+  const int64_t nrows = (t1 - t0) * sh.group;
   const int64_t last = pos0 + (t1 - t0) - 1;  // position of the tile's last token
   const bool f16 = kv_dtype == DType::kF16;
   if (static_cast<int64_t>(sc.o.size()) < nrows * hd_pad) sc.o.resize(nrows * hd_pad);
@@ -165,10 +161,10 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
   const float** qrow = sc.q.data();
   int64_t* rpos = sc.pos.data();
   for (int64_t r = 0; r < nrows; ++r) {
-    const int64_t t = t0 + r / heads;
-    const int64_t h = kvh * sh.group + h0 + r % heads;
+    const int64_t t = t0 + r / sh.group;
+    const int64_t h = kvh * sh.group + r % sh.group;
     qrow[r] = static_cast<const float*>(q.data) + t * q.stride + h * hd;
-    rpos[r] = pos0 + r / heads;
+    rpos[r] = pos0 + r / sh.group;
   }
   const int64_t bs = sh.block_size;
   const __m512 vscale = _mm512_set1_ps(sh.scale);
@@ -239,7 +235,7 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
       const int64_t used = std::min<int64_t>(width, last - start + 1);  // keys any row reads
       const __mmask16 lanes = TailMask(width);
       // First row whose position reaches this chunk (rows are ordered by position).
-      const int64_t r_first = std::max<int64_t>(0, start - pos0) * heads;
+      const int64_t r_first = std::max<int64_t>(0, start - pos0) * sh.group;
 
       // K^T of the chunk: [hd][block_size] inside the block; V: [block_size][kv_heads][hd].
       const int64_t k_elem = ((block * sh.kv_heads + kvh) * hd) * bs + off;
@@ -273,8 +269,8 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
   }
 
   for (int64_t row = 0; row < nrows; ++row) {
-    const int64_t t = t0 + row / heads;
-    const int64_t h = kvh * sh.group + h0 + row % heads;
+    const int64_t t = t0 + row / sh.group;
+    const int64_t h = kvh * sh.group + row % sh.group;
     float* dst = static_cast<float*>(out.data) + t * out.stride + h * hd;
     const float* o = sc.o.data() + row * hd_pad;
     const __m512 vinv = _mm512_set1_ps(1.0f / sc.l[row]);
@@ -294,17 +290,6 @@ void CpuBackend::PlanAttention() {
                                   ? std::min<int64_t>(options_.attention_tile_tokens,
                                                       std::max<int64_t>(1, kTileRows / group))
                                   : std::max<int64_t>(1, kTileRows / group);
-  // NOTE: a decode step of one or a few sequences has only kv_heads tiles per sequence (3 for
-  // SmolLM-135M), which two threads split 2:1. When the batch has fewer than kMinTilesPerThread
-  // tiles per thread, a one-token tile becomes one item per query head (9 items, split 5:4):
-  // the heads then load the same K/V separately, but a row's arithmetic does not depend on the
-  // rows it shares a tile with, so the bits are the same.
-  int64_t tiles = 0;
-  for (int64_t s = 0; s < S; ++s) {
-    const int64_t n = batch_.query_start_loc[s + 1] - batch_.query_start_loc[s];
-    tiles += (n + tile_tokens - 1) / tile_tokens * spec_.num_kv_heads;
-  }
-  const bool split_heads = tiles < kMinTilesPerThread * pool_.threads();
   attn_items_.clear();
   std::vector<int64_t>& cost = attn_cost_;
   cost.clear();  // NOTE: a member so that its capacity is reused across steps
@@ -313,19 +298,15 @@ void CpuBackend::PlanAttention() {
     const int64_t q0 = batch_.query_start_loc[s], q1 = batch_.query_start_loc[s + 1];
     for (int64_t a = q0; a < q1; a += tile_tokens) {
       const int64_t b = std::min(q1, a + tile_tokens);
-      const int64_t head_step = split_heads && b - a == 1 ? 1 : group;
       // Cost ~ key visits of the tile's rows + staging one pass over its keys.
       int64_t c = 0;
-      for (int64_t t = a; t < b; ++t) c += head_step * (batch_.positions[t] + 1 + 8);
+      for (int64_t t = a; t < b; ++t) c += group * (batch_.positions[t] + 1 + 8);
       c += batch_.positions[b - 1] + 1;
       for (int64_t g = 0; g < spec_.num_kv_heads; ++g) {
-        for (int64_t h = 0; h < group; h += head_step) {
-          attn_items_.push_back({static_cast<int32_t>(s), static_cast<int32_t>(g),
-                                 static_cast<int32_t>(a), static_cast<int32_t>(b),
-                                 static_cast<int32_t>(h), static_cast<int32_t>(h + head_step)});
-          cost.push_back(c);
-          total += c;
-        }
+        attn_items_.push_back({static_cast<int32_t>(s), static_cast<int32_t>(g),
+                               static_cast<int32_t>(a), static_cast<int32_t>(b)});
+        cost.push_back(c);
+        total += c;
       }
     }
   }
@@ -365,7 +346,7 @@ void CpuBackend::Attention(int layer, const Tensor& q, float scale, Tensor out) 
     for (int64_t u = attn_split_[c0]; u < attn_split_[c1]; ++u) {
       const AttnItem& it = attn_items_[u];
       AttendTile(sh, spec_.dtype, kc, vc, batch_.block_tables.data() + it.seq * sh.max_blocks, q,
-                 out, batch_.positions[it.t0], it.t0, it.t1, it.kv_head, it.h0, it.h1, scratch);
+                 out, batch_.positions[it.t0], it.t0, it.t1, it.kv_head, scratch);
     }
   });
 }

@@ -96,15 +96,14 @@ class CpuBackend final : public Backend {
   // row-major weight (a caller's own Tensor). Aborts on a view into part of a packed weight (it has no row-major rows).
   const PackedWeight* PackedFor(const Tensor& w) const;
   // Cuts the current batch into attention tiles (attn_items_: one sequence, one kv head, up to
-  // kAttnTileRows query rows; a decode batch of few tiles: one query head of one token each)
-  // and splits them into pool.threads() ranges of roughly equal cost (key visits); fills
-  // attn_items_ and attn_split_.
+  // kAttnTileRows query rows) and splits them into pool.threads() ranges of roughly equal cost
+  // (key visits); fills attn_items_ and attn_split_.
   void PlanAttention();
 
   // One attention work item: query tokens [t0, t1) of sequence `seq` (consecutive positions)
-  // for the query heads [h0, h1) (0..group) of kv head `kv_head`.
+  // for every query head of kv head `kv_head`.
   struct AttnItem {
-    int32_t seq, kv_head, t0, t1, h0, h1;
+    int32_t seq, kv_head, t0, t1;
   };
 
   CpuBackendOptions options_;
