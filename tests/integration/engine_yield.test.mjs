@@ -4,12 +4,14 @@
 // the daemon counts the stops on /admin/stats and /metrics, and every output is the same as
 // without stopping. The test daemon makes batch-only steps slow (LLMUX_TEST_SLOW_LANES,
 // tests/support/llmuxd_test_hooks.cpp) so that each call surely arrives during one.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KEYS, adminStats, defaultTenants, http, requireData, serverYaml, sha256, startDaemon, statsIdle, waitFor } from './harness.mjs';
+import {
+  KEYS, adminStats, daemonsStoppedAfterFile, defaultTenants, http, requireData, serverYaml, sha256,
+  statsIdle, waitFor,
+} from './harness.mjs';
 
-const daemons = [];
-after(async () => { for (const d of daemons) await d.stop(); });
+const start = daemonsStoppedAfterFile();
 
 const BYSTANDER_KEY = 'sk-test-bystander';
 // A second tenant of the batch lane (idle until its calls).
@@ -22,13 +24,12 @@ const BYSTANDER = `  bystander:
 // `engine`: llmux.yaml engine keys; `callerKey`: the key of the three sequential calls that
 // arrive while the batch tenant's two calls decode.
 async function run(engine, callerKey = KEYS.premium) {
-  const d = await startDaemon({
+  const d = await start({
     server: serverYaml({ engine }),
     tenants: defaultTenants(BYSTANDER),
     env: { LLMUX_TEST_SLOW_LANES: '1:100' },  // steps of lanes >= 1 only: 100 ms
     binary: 'llmuxd-test',
   });
-  daemons.push(d);
   const body = (prompt, maxTokens) => ({
     model: 'stories', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, logprobs: 2,
   });

@@ -289,19 +289,26 @@ void RowMajorBlock(const MatMulArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
-// RowsW reads the dtype row-major, PackW reads it packed.
+// NOTE: threads split a decode GEMV (M < kPackMinM) by single panels, not by kBlockN blocks:
+// SmolLM-135M's 576-row matrices are 12 blocks, which 8 chunks (4 per thread) cut 1:2:1:2...,
+// leaving one thread idle at the end of every such region; 48 panels cut evenly. A prefill keeps
+// the 48-row blocks its L2 reuse is built on (only a block can be packed per call).
+int64_t SplitRows(const MatMulArgs& a) { return a.M < kPackMinM ? kPanelRows : kBlockN; }
+
+// Units [b0, b1) of SplitRows(a) rows. RowsW reads the dtype row-major, PackW reads it packed.
 template <class RowsW, class PackW>
 void RunBlocks(const MatMulArgs& a, int64_t b0, int64_t b1) {
+  const int64_t rows = SplitRows(a);
   if (a.packed != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
-      PackedBlock<PackW>(a, a.packed->layout, a.packed->data, b * kBlockN,
-                         std::min(a.N, (b + 1) * kBlockN), 0);
+      PackedBlock<PackW>(a, a.packed->layout, a.packed->data, b * rows,
+                         std::min(a.N, (b + 1) * rows), 0);
     }
     return;
   }
   if (a.M < kPackMinM) {
     for (int64_t b = b0; b < b1; ++b) {
-      RowMajorBlock<RowsW>(a, b * kBlockN, std::min(a.N, (b + 1) * kBlockN));
+      RowMajorBlock<RowsW>(a, b * rows, std::min(a.N, (b + 1) * rows));
     }
     return;
   }
@@ -330,7 +337,8 @@ void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
     MatMulBf16Dot(a, pool);
     return;
   }
-  const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
+  const int64_t unit = SplitRows(a);
+  const int64_t blocks = (a.N + unit - 1) / unit;
   // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
   const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;
   pool.ParallelFor(

@@ -183,17 +183,23 @@ void RowMajorBlock(const MatMulArgs& a, const uint32_t* xb, int64_t xs, int64_t 
   }
 }
 
+// The unit threads split N into: single panels for a decode GEMV, blocks for a prefill (see
+// SplitRows in matmul.cpp).
+int64_t SplitRows(const MatMulArgs& a) { return a.M < kPackMinM ? kPanelRows : kBlockN; }
+
+// Units [b0, b1) of SplitRows(a) rows.
 void RunBlocks(const MatMulArgs& a, const uint32_t* xb, int64_t xs, int64_t b0, int64_t b1) {
+  const int64_t rows = SplitRows(a);
   if (a.packed != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
-      PackedBlock(a, xb, xs, a.packed->layout, a.packed->data, b * kBlockN,
-                  std::min(a.N, (b + 1) * kBlockN), 0);
+      PackedBlock(a, xb, xs, a.packed->layout, a.packed->data, b * rows,
+                  std::min(a.N, (b + 1) * rows), 0);
     }
     return;
   }
   if (a.M < kPackMinM) {
     for (int64_t b = b0; b < b1; ++b) {
-      RowMajorBlock(a, xb, xs, b * kBlockN, std::min(a.N, (b + 1) * kBlockN));
+      RowMajorBlock(a, xb, xs, b * rows, std::min(a.N, (b + 1) * rows));
     }
     return;
   }
@@ -257,7 +263,8 @@ void MatMulBf16Dot(const MatMulArgs& a, ThreadPool& pool) {
     PackBf16Activations(a.x, a.x_stride, a.M, a.K, xw);
   }
   const uint32_t* xp = xw;
-  const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
+  const int64_t unit = SplitRows(a);
+  const int64_t blocks = (a.N + unit - 1) / unit;
   const int max_chunks = a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15;
   pool.ParallelFor(
       blocks, [&](int64_t b0, int64_t b1) { RunBlocks(a, xp, xs, b0, b1); }, max_chunks);
