@@ -186,6 +186,13 @@ case "$path_taken" in
   build) step "binaries: BUILT HERE, because: $build_reason"
          note "| binaries | built on the device: $build_reason |" ;;
 esac
+# Both paths build for x86-64-v4 (AVX-512: the CPU backend's kernels, the reference side of the
+# agreement tests); say so up front when this host's CPU lacks it (glibc's loader knows).
+if /lib64/ld-linux-x86-64.so.2 --help 2>/dev/null | grep -q "x86-64-v4 (supported"; then
+  echo "check: host CPU: x86-64-v4 (AVX-512) supported"
+elif /lib64/ld-linux-x86-64.so.2 --help 2>/dev/null | grep -q "x86-64-v4"; then
+  note "| host CPU | lacks x86-64-v4 (AVX-512): the CPU-reference tests will stop with SIGILL |"
+fi
 if (( select_only )); then
   echo "check: selected=$path_taken"
   exit 0
