@@ -2,19 +2,21 @@
 # The GPU check, run ON the device machine from the repository root with .gpu-prefix/ carried
 # (made by benchmarks/gpu/prepare.sh). Which binaries it runs, said in its output and summary:
 #   carried: .gpu-prefix/gpu-carry.tar.xz holds llmux, unit_backend_cuda and gpu_bench built on
-#     the build machine for sm_90 with the libraries they load; they are unpacked and run when
-#     `ldd` finds every library (LD_LIBRARY_PATH: the carried lib/, then the device's CUDA), the
-#     driver and CUDA runtime can run the build's CUDA version, and the tree's sources are the
-#     ones they were built from. Nothing is compiled.
+#     the build machine for sm_90 with the libraries they load; they are unpacked (into
+#     build-gpu-carried/, or LLMUX_GPU_CARRIED_DIR) and run when `ldd` finds every library
+#     (LD_LIBRARY_PATH: the carried lib/, then the device's CUDA), the driver and CUDA runtime
+#     can run the build's CUDA version, and the tree's sources are the ones they were built
+#     from. Nothing is compiled.
 #   built here (the fallback when any of that fails, or the archive is missing): configures
-#     against the -dev packages of .gpu-prefix/root.tar.xz and builds the three for sm_90
-#     (3-4 of the 8 minutes).
+#     against the -dev packages of .gpu-prefix/root.tar.xz (unpacked into build-gpu-root/) and
+#     builds the three for sm_90 in build-gpu/ (3-4 of the 8 minutes).
 #   LLMUX_GPU_BUILD_DIR=DIR: the binaries in a build tree made elsewhere, as they are.
 # LLMUX_GPU_CHECK_BUILD=1 forces the fallback; LLMUX_GPU_PREFIX (default .gpu-prefix) and
 # LLMUX_GPU_CUDA_LIBS (default /usr/local/cuda/lib64: the device's cudart and cuBLAS) say where
 # the carried files and the device's CUDA libraries are; CUDA libraries not found there are
-# looked for under LLMUX_GPU_CUDA_SEARCH (default "/usr/local /opt /usr/lib"). `check.sh --select-only` only chooses (and
-# unpacks), prints the choice and exits: tests/scripts/gpu_carry_test.sh runs it.
+# looked for under LLMUX_GPU_CUDA_SEARCH (default "/usr/local /opt /usr/lib").
+# `check.sh --select-only` only chooses (and unpacks), prints the choice and exits:
+# tests/scripts/gpu_carry_test.sh runs it.
 # It then runs the GPU unit tests (which include the CPU-vs-CUDA agreement of the real model on
 # stories260K-hf: first greedy tokens and logit error bounds, gpu_model_test.cpp), and times a
 # llama3-8b-shaped model from its config alone (no weight files are written). Prints progress
@@ -88,8 +90,12 @@ source "$root/benchmarks/gpu/carry.sh"
 select_only=0
 [[ "${1:-}" == "--select-only" ]] && select_only=1
 prefix="${LLMUX_GPU_PREFIX:-$root/.gpu-prefix}"
-P="$prefix/root"
-if [[ ! -d "$P/usr" && ! -f "$prefix/root.tar.xz" && ! -f "$prefix/gpu-carry.tar.xz" ]]; then
+# What is unpacked goes OUTSIDE .gpu-prefix (into git-ignored build-gpu-* folders), so that
+# .gpu-prefix stays the size prepare.sh measured if it is carried again after a run.
+carried="${LLMUX_GPU_CARRIED_DIR:-$root/build-gpu-carried}"
+P="$prefix/root"  # an unpacked prefix (older prepare.sh) is used as it is
+[[ -d "$P/usr" ]] || P="$root/build-gpu-root/root"
+if [[ ! -d "$prefix/root/usr" && ! -f "$prefix/root.tar.xz" && ! -f "$prefix/gpu-carry.tar.xz" ]]; then
   echo "check: $prefix holds neither binaries nor packages: run benchmarks/gpu/prepare.sh first and carry .gpu-prefix" >&2
   exit 2
 fi
@@ -114,7 +120,7 @@ select_binaries() {
     path_taken="given"
     return
   fi
-  local archive="$prefix/gpu-carry.tar.xz" carried="$prefix/carried" why="" missing manifest
+  local archive="$prefix/gpu-carry.tar.xz" why="" missing manifest
   local cuda_missing found
   if [[ "${LLMUX_GPU_CHECK_BUILD:-0}" == 1 ]]; then
     why="LLMUX_GPU_CHECK_BUILD=1"
@@ -202,7 +208,8 @@ if [[ "$path_taken" == build ]]; then
   if [[ ! -d "$P/usr" ]]; then
     step "unpack the -dev packages (root.tar.xz)"
     [[ -f "$prefix/root.tar.xz" ]] || { echo "check: no $prefix/root.tar.xz to build against" >&2; exit 2; }
-    carry_unxz "$prefix/root.tar.xz" | tar -C "$prefix" -xf - || { echo "check: root.tar.xz did not unpack" >&2; exit 1; }
+    mkdir -p "$(dirname "$P")"
+    carry_unxz "$prefix/root.tar.xz" | tar -C "$(dirname "$P")" -xf - || { echo "check: root.tar.xz did not unpack" >&2; exit 1; }
   fi
   export LD_LIBRARY_PATH="$libdir:$libdir/openblas-pthread:$cuda_libs:${LD_LIBRARY_PATH:-}"
   # NOTE: no -Werror (an unknown compiler's new warning must not stop the check) and no

@@ -80,7 +80,8 @@ expect() {
   local name="$1" want="$2" reason="$3" log
   shift 3
   log="$(env -u LLMUX_GPU_BUILD_DIR -u LLMUX_GPU_CHECK_BUILD PATH="$tmp/bin:$PATH" OUT="$tmp/out" \
-           LLMUX_GPU_PREFIX="$tmp/prefix" LLMUX_GPU_CUDA_LIBS="$tmp/cuda-99.0.1" \
+           LLMUX_GPU_PREFIX="$tmp/prefix" LLMUX_GPU_CARRIED_DIR="$tmp/carried" \
+           LLMUX_GPU_CUDA_LIBS="$tmp/cuda-99.0.1" \
            LLMUX_GPU_CUDA_SEARCH="$tmp/nowhere" "$@" \
            bash "$check" --select-only 2>&1)" || { fail "$name: check.sh exited $?: $log"; return; }
   if ! grep -q "^check: selected=$want\$" <<<"$log"; then
@@ -97,7 +98,8 @@ expect() {
 smi 99.0
 pack 99.0.88
 expect "compatible archive" carried ""
-[[ -x "$tmp/prefix/carried/build/tests/unit_backend_cuda" ]] || fail "the archive was not unpacked"
+[[ -x "$tmp/carried/build/tests/unit_backend_cuda" ]] || fail "the archive was not unpacked"
+[[ ! -e "$tmp/prefix/carried" ]] || fail "the archive was unpacked inside the prefix"
 expect "forced fallback" build "LLMUX_GPU_CHECK_BUILD=1" LLMUX_GPU_CHECK_BUILD=1
 expect "newer runtime" carried "" LLMUX_GPU_CUDA_LIBS="$tmp/cuda-99.2.5"
 pack 99.2.1
