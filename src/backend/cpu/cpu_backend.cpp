@@ -10,6 +10,8 @@
 #include <limits>
 #include <string>
 
+#include "backend/cpu/matmul_bf16.h"
+
 namespace llmux {
 namespace cpu {
 
@@ -26,6 +28,13 @@ HostBuffer::~HostBuffer() { std::free(data_); }
 
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
     : options_(options), pool_(options.threads) {}
+
+std::optional<CpuBf16Activations> CpuBackend::CpuBf16ActivationsInUse() const {
+  // MatMul takes the vdpbf16ps path only where Bf16DotAvailable() (matmul.cpp).
+  return options_.bf16_activations == CpuBf16Activations::kBf16 && Bf16DotAvailable()
+             ? CpuBf16Activations::kBf16
+             : CpuBf16Activations::kF32;
+}
 
 StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
   auto buf = HostBuffer::Create(bytes);

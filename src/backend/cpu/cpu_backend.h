@@ -54,6 +54,8 @@ class CpuBackend final : public Backend {
   bool AliasesHostWeights() const override { return false; }
   bool StopsBetweenLayers() const override { return true; }  // ops run on the caller's thread
   Status DeviceHealth() const override { return Status::Ok(); }  // host memory cannot fault
+  // kBf16 only when asked for and the CPU and build have AVX-512 BF16 (Bf16DotAvailable).
+  std::optional<CpuBf16Activations> CpuBf16ActivationsInUse() const override;
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
   Status InitKvCache(const KvCacheSpec& spec) override;
   const KvCacheSpec& kv_spec() const override { return spec_; }
