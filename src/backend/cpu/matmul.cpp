@@ -85,10 +85,77 @@ struct Q8W {
   }
   static __m512 LoadMasked(const std::byte* g, int h, __mmask16) { return Load(g, h); }
 };
-// Packed F32/F16/Q8_0 read exactly like their row-major forms; only kPacked differs.
+// Packed F32/F16 read exactly like their row-major forms; only kPacked differs.
 template <class W>
 struct PackedW : W {
   static constexpr bool kPacked = true;
+};
+
+// A tile's NR weight rows of one group as its loop reads them: Load2(j, lo, hi), Load(j, h),
+// LoadMasked(j, h, m) for row j < NR. By default row j's group is at wg + j * rs and the
+// reader W decodes it on its own.
+template <class W, int NR>
+class GroupRows {
+ public:
+  GroupRows(const std::byte* wg, int64_t rs) : wg_(wg), rs_(rs) {}
+  void Load2(int j, __m512& lo, __m512& hi) const { W::Load2(wg_ + j * rs_, lo, hi); }
+  __m512 Load(int j, int h) const { return W::Load(wg_ + j * rs_, h); }
+  __m512 LoadMasked(int j, int h, __mmask16 m) const {
+    return W::LoadMasked(wg_ + j * rs_, h, m);
+  }
+
+ private:
+  const std::byte* wg_;
+  int64_t rs_;
+};
+
+// Packed Q8_0 (packed_weight.h: per half of a panel group, the scales side by side, then the
+// int8): the tile's rows start at row 0 or kQ8HalfRows of a panel, so its first half holds
+// min(NR, kQ8HalfRows) rows and its second the rest. Each half's F16 scales become F32 with one
+// vcvtph2ps at construction (once per group, not per row); a row then reads its scale with a
+// broadcast load and computes d * q exactly as Q8W does (same bits).
+struct Q8PackedW {
+  static constexpr bool kPacked = true;
+};
+template <int NR>
+class GroupRows<Q8PackedW, NR> {
+ public:
+  GroupRows(const std::byte* wg, int64_t /*rs*/) : wg_(wg) {
+    d_[0] = HalfScales<kFirst>(wg);
+    if constexpr (NR > kFirst) d_[1] = HalfScales<NR - kFirst>(wg + kFirst * kQ8BlockBytes);
+  }
+  void Load2(int j, __m512& lo, __m512& hi) const {
+    const __m512 d = Scale(j);
+    lo = Half(j, 0, d);
+    hi = Half(j, 1, d);
+  }
+  __m512 Load(int j, int h) const { return Half(j, h, Scale(j)); }
+  __m512 LoadMasked(int j, int h, __mmask16) const { return Load(j, h); }
+
+ private:
+  static constexpr int kFirst = NR < kQ8HalfRows ? NR : static_cast<int>(kQ8HalfRows);
+
+  // The F16 scales of a half of `rows` rows at `half`, as F32 (lanes >= rows are 0).
+  template <int rows>
+  static __m256 HalfScales(const std::byte* half) {
+    return _mm256_cvtph_ps(_mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << rows) - 1u), half));
+  }
+  // NOTE: the scale of row j is broadcast from memory (a load, no vector ALU op); a register
+  // broadcast (vpermps) would compete with the int8 widening for the shuffle pipes.
+  __m512 Scale(int j) const {
+    const float* p = j < kFirst ? &d_[0][j] : &d_[1][j - kFirst];
+    __m512 v;
+    asm("vbroadcastss %1, %0" : "=v"(v) : "m"(*p));
+    return v;
+  }
+  __m512 Half(int j, int h, __m512 d) const {
+    const Q8RowOffsets o = Q8Offsets(NR, j);
+    const auto* q = reinterpret_cast<const __m128i*>(wg_ + o.q) + h;
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
+  }
+
+  const std::byte* wg_;
+  __m256 d_[2];
 };
 
 using matmul_driver::InRegister;
@@ -111,6 +178,7 @@ struct WidenTiles {
       const std::byte* wg = w + g * cs;
       const float* xg = x + g * kGroupElems;
       if (prefetch) matmul_driver::PrefetchGroup<NR, W::kPacked>(wg, rs, cs);
+      const GroupRows<W, NR> wr(wg, rs);
       if constexpr (MR <= 2) {
         // Both chunks' x in registers; each weight row's group decoded once (one load for packed
         // BF16, one scale for Q8_0). Per accumulator: chunk lo, then hi.
@@ -123,7 +191,7 @@ struct WidenTiles {
 #pragma GCC unroll 12
         for (int j = 0; j < NR; ++j) {
           __m512 lo, hi;
-          W::Load2(wg + j * rs, lo, hi);
+          wr.Load2(j, lo, hi);
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i) {
             acc[i][j] = _mm512_fmadd_ps(xlo[i], lo, acc[i][j]);
@@ -143,7 +211,7 @@ struct WidenTiles {
           }
 #pragma GCC unroll 12
           for (int j = 0; j < NR; ++j) {
-            __m512 wv = W::Load(wg + j * rs, h);
+            __m512 wv = wr.Load(j, h);
             InRegister(wv);
 #pragma GCC unroll 4
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
@@ -162,7 +230,7 @@ struct WidenTiles {
       for (int i = 0; i < MR; ++i) xv[i] = LoadMasked(x + i * xs + full * kGroupElems + 16 * h, m);
 #pragma GCC unroll 12
       for (int j = 0; j < NR; ++j) {
-        const __m512 wv = W::LoadMasked(wg + j * rs, h, m);
+        const __m512 wv = GroupRows<W, NR>(wg, rs).LoadMasked(j, h, m);
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
       }
@@ -189,7 +257,7 @@ void MatMulInvariant(const MatMulArgs& a, ThreadPool& pool) {
     case DType::kF32: Run<F32W, PackedW<F32W>>(a, pool); break;
     case DType::kF16: Run<F16W, PackedW<F16W>>(a, pool); break;
     case DType::kBF16: Run<Bf16RowsW, Bf16PackedW>(a, pool); break;
-    case DType::kQ8_0: Run<Q8W, PackedW<Q8W>>(a, pool); break;
+    case DType::kQ8_0: Run<Q8W, Q8PackedW>(a, pool); break;
     case DType::kI32: break;  // rejected by the backend before it gets here
   }
 }

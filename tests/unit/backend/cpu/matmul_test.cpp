@@ -194,6 +194,56 @@ TEST(PackedWeightTest, UnpacksToTheRoundedValues) {
   }
 }
 
+// The Q8_0 panel layout (packed_weight.h): per group, each half of a panel (rows 0..5, 6..11)
+// holds its rows' F16 scales side by side, then their int8; every byte of the group is one
+// scale byte or one int8 of exactly one row, and the 34 bytes per row and group stay.
+TEST(PackedWeightTest, Q8PanelGroupsKeepEachHalfsScalesTogether) {
+  // Fixed offsets of a full panel and of a 5-row last panel.
+  EXPECT_EQ(Q8Offsets(12, 0).scale, 0);
+  EXPECT_EQ(Q8Offsets(12, 0).q, 12);
+  EXPECT_EQ(Q8Offsets(12, 5).scale, 10);
+  EXPECT_EQ(Q8Offsets(12, 5).q, 12 + 5 * 32);
+  EXPECT_EQ(Q8Offsets(12, 6).scale, 6 * 34);
+  EXPECT_EQ(Q8Offsets(12, 6).q, 6 * 34 + 12);
+  EXPECT_EQ(Q8Offsets(12, 11).q, 6 * 34 + 12 + 5 * 32);
+  EXPECT_EQ(Q8Offsets(8, 7).scale, 6 * 34 + 2);
+  EXPECT_EQ(Q8Offsets(8, 7).q, 6 * 34 + 4 + 32);
+  EXPECT_EQ(Q8Offsets(5, 4).q, 10 + 4 * 32);
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{29, 96}, {12, 32}, {7, 64}, {20, 32}, {1, 32}}) {
+    auto img = MakeWeight(RandomFloats(n * k, 44), {n, k}, DType::kQ8_0);
+    const PackedLayout layout{DType::kQ8_0, n, k};
+    ASSERT_EQ(layout.bytes(), img->tensor.nbytes);
+    std::vector<std::byte> buf(layout.bytes(), std::byte{0x5a});
+    PackRows(layout, img->tensor.data, k, 0, n, buf.data());
+    const auto* src = static_cast<const std::byte*>(img->tensor.data);
+    const int64_t groups = k / 32;
+    for (int64_t p = 0; p * kPanelRows < n; ++p) {
+      const int64_t rows = layout.PanelRows(p);
+      for (int64_t g = 0; g < groups; ++g) {
+        const std::byte* group = buf.data() + layout.PanelOffset(p) + g * rows * kQ8BlockBytes;
+        std::vector<int> owners(rows * kQ8BlockBytes, 0);
+        for (int64_t j = 0; j < rows; ++j) {
+          const std::byte* block = src + ((p * kPanelRows + j) * groups + g) * kQ8BlockBytes;
+          const Q8RowOffsets o = Q8Offsets(rows, j);
+          ASSERT_EQ(0, std::memcmp(group + o.scale, block, 2))
+              << "[" << n << ", " << k << "] panel " << p << " row " << j << " group " << g;
+          ASSERT_EQ(0, std::memcmp(group + o.q, block + 2, 32))
+              << "[" << n << ", " << k << "] panel " << p << " row " << j << " group " << g;
+          for (int64_t b = 0; b < 2; ++b) ++owners[o.scale + b];
+          for (int64_t b = 0; b < 32; ++b) ++owners[o.q + b];
+          // The scales of a half are adjacent: row j's follows row j - 1's.
+          if (j % kQ8HalfRows != 0) {
+            EXPECT_EQ(o.scale, Q8Offsets(rows, j - 1).scale + 2);
+          }
+        }
+        for (int64_t b = 0; b < rows * static_cast<int64_t>(kQ8BlockBytes); ++b) {
+          ASSERT_EQ(owners[b], 1) << "[" << n << ", " << k << "] panel " << p << " byte " << b;
+        }
+      }
+    }
+  }
+}
+
 // The packed kernels (decode: whole-panel tiles, prefill: half-panel tiles) give the bits of
 // the row-major kernels for every dtype, M, and K with and without a 16/32-element tail.
 TEST(PackedWeightTest, BitIdenticalToTheRowMajorWeight) {
