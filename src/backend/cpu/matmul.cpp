@@ -121,8 +121,10 @@ template <int NR>
 class GroupRows<Q8PackedW, NR> {
  public:
   GroupRows(const std::byte* wg, int64_t /*rs*/) : wg_(wg) {
-    d_[0] = HalfScales<kFirst>(wg);
-    if constexpr (NR > kFirst) d_[1] = HalfScales<NR - kFirst>(wg + kFirst * kQ8BlockBytes);
+    _mm256_store_ps(d_[0], HalfScales<kFirst>(wg));
+    if constexpr (NR > kFirst) {
+      _mm256_store_ps(d_[1], HalfScales<NR - kFirst>(wg + kFirst * kQ8BlockBytes));
+    }
   }
   void Load2(int j, __m512& lo, __m512& hi) const {
     const __m512 d = Scale(j);
@@ -155,7 +157,7 @@ class GroupRows<Q8PackedW, NR> {
   }
 
   const std::byte* wg_;
-  __m256 d_[2];
+  alignas(32) float d_[2][8];  // [half][row in half]: the F32 scales
 };
 
 using matmul_driver::InRegister;
