@@ -1,5 +1,7 @@
 #include "backend/cpu/matmul.h"
 
+#include <type_traits>
+
 #include "backend/cpu/matmul_bf16.h"
 #include "backend/cpu/matmul_driver.h"
 #include "backend/cpu/simd.h"
@@ -91,36 +93,19 @@ struct PackedW : W {
   static constexpr bool kPacked = true;
 };
 
-// A tile's NR weight rows of one group as its loop reads them: Load2(j, lo, hi), Load(j, h),
-// LoadMasked(j, h, m) for row j < NR. By default row j's group is at wg + j * rs and the
-// reader W decodes it on its own.
-template <class W, int NR>
-class GroupRows {
- public:
-  GroupRows(const std::byte* wg, int64_t rs) : wg_(wg), rs_(rs) {}
-  void Load2(int j, __m512& lo, __m512& hi) const { W::Load2(wg_ + j * rs_, lo, hi); }
-  __m512 Load(int j, int h) const { return W::Load(wg_ + j * rs_, h); }
-  __m512 LoadMasked(int j, int h, __mmask16 m) const {
-    return W::LoadMasked(wg_ + j * rs_, h, m);
-  }
-
- private:
-  const std::byte* wg_;
-  int64_t rs_;
-};
-
 // Packed Q8_0 (packed_weight.h: per half of a panel group, the scales side by side, then the
-// int8): the tile's rows start at row 0 or kQ8HalfRows of a panel, so its first half holds
-// min(NR, kQ8HalfRows) rows and its second the rest. Each half's F16 scales become F32 with one
-// vcvtph2ps at construction (once per group, not per row); a row then reads its scale with a
-// broadcast load and computes d * q exactly as Q8W does (same bits).
+// int8), read a tile's rows of one group together (Q8PackedGroup<NR>): the tile's rows start at
+// row 0 or kQ8HalfRows of a panel, so its first half holds min(NR, kQ8HalfRows) rows and its
+// second the rest. Each half's F16 scales become F32 with one vcvtph2ps at construction (once
+// per group, not per row); a row then reads its scale with a broadcast load and computes d * q
+// exactly as Q8W does (same bits).
 struct Q8PackedW {
   static constexpr bool kPacked = true;
 };
 template <int NR>
-class GroupRows<Q8PackedW, NR> {
+class Q8PackedGroup {
  public:
-  GroupRows(const std::byte* wg, int64_t /*rs*/) : wg_(wg) {
+  explicit Q8PackedGroup(const std::byte* wg) : wg_(wg) {
     _mm256_store_ps(d_[0], HalfScales<kFirst>(wg));
     if constexpr (NR > kFirst) {
       _mm256_store_ps(d_[1], HalfScales<NR - kFirst>(wg + kFirst * kQ8BlockBytes));
@@ -132,7 +117,6 @@ class GroupRows<Q8PackedW, NR> {
     hi = Half(j, 1, d);
   }
   __m512 Load(int j, int h) const { return Half(j, h, Scale(j)); }
-  __m512 LoadMasked(int j, int h, __mmask16) const { return Load(j, h); }
 
  private:
   static constexpr int kFirst = NR < kQ8HalfRows ? NR : static_cast<int>(kQ8HalfRows);
@@ -160,6 +144,20 @@ class GroupRows<Q8PackedW, NR> {
   alignas(32) float d_[2][8];  // [half][row in half]: the F32 scales
 };
 
+// Readers that decode a tile's rows of a group together (a state built once per group). The
+// others keep their per-row calls, W::Load2(wg + j * rs, ...), in the tile.
+// NOTE: kept apart (if constexpr in the tile, not a common row view) because GCC 12 compiled the
+// F16/BF16 GEMV tiles differently once every reader went through a per-group object.
+template <class W>
+inline constexpr bool kWholeGroup = false;
+template <>
+inline constexpr bool kWholeGroup<Q8PackedW> = true;
+struct NoGroup {
+  explicit NoGroup(const std::byte*) {}
+};
+template <class W, int NR>
+using GroupOf = std::conditional_t<kWholeGroup<W>, Q8PackedGroup<NR>, NoGroup>;
+
 using matmul_driver::InRegister;
 
 // The tile family of exact F32 activations times weights W widens to F32 (matmul_driver.h).
@@ -180,7 +178,8 @@ struct WidenTiles {
       const std::byte* wg = w + g * cs;
       const float* xg = x + g * kGroupElems;
       if (prefetch) matmul_driver::PrefetchGroup<NR, W::kPacked>(wg, rs, cs);
-      const GroupRows<W, NR> wr(wg, rs);
+      // Every other reader decodes a row's group on its own, from wg + j * rs.
+      [[maybe_unused]] const GroupOf<W, NR> group(wg);
       if constexpr (MR <= 2) {
         // Both chunks' x in registers; each weight row's group decoded once (one load for packed
         // BF16, one scale for Q8_0). Per accumulator: chunk lo, then hi.
@@ -193,7 +192,11 @@ struct WidenTiles {
 #pragma GCC unroll 12
         for (int j = 0; j < NR; ++j) {
           __m512 lo, hi;
-          wr.Load2(j, lo, hi);
+          if constexpr (kWholeGroup<W>) {
+            group.Load2(j, lo, hi);
+          } else {
+            W::Load2(wg + j * rs, lo, hi);
+          }
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i) {
             acc[i][j] = _mm512_fmadd_ps(xlo[i], lo, acc[i][j]);
@@ -213,7 +216,12 @@ struct WidenTiles {
           }
 #pragma GCC unroll 12
           for (int j = 0; j < NR; ++j) {
-            __m512 wv = wr.Load(j, h);
+            __m512 wv;
+            if constexpr (kWholeGroup<W>) {
+              wv = group.Load(j, h);
+            } else {
+              wv = W::Load(wg + j * rs, h);
+            }
             InRegister(wv);
 #pragma GCC unroll 4
             for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
@@ -232,7 +240,12 @@ struct WidenTiles {
       for (int i = 0; i < MR; ++i) xv[i] = LoadMasked(x + i * xs + full * kGroupElems + 16 * h, m);
 #pragma GCC unroll 12
       for (int j = 0; j < NR; ++j) {
-        const __m512 wv = GroupRows<W, NR>(wg, rs).LoadMasked(j, h, m);
+        __m512 wv;
+        if constexpr (kWholeGroup<W>) {
+          wv = _mm512_setzero_ps();  // never: Q8_0 rows are whole blocks (no K tail)
+        } else {
+          wv = W::LoadMasked(wg + j * rs, h, m);
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(xv[i], wv, acc[i][j]);
       }
