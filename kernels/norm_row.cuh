@@ -125,9 +125,23 @@ __global__ void __launch_bounds__(1024) NormRowKernel(NormRowArgs a) {
   }
 }
 
-// Checks the shape, plans the row and launches the kernel variant.
+// The launcher of both norms (LaunchRmsNorm, LaunchAddRmsNorm): checks the shape, plans the
+// row and launches the kernel variant. `residual` is read only when kAdd (null otherwise).
 template <bool kAdd>
-cudaError_t LaunchNormRows(NormRowArgs a, cudaStream_t stream) {
+cudaError_t LaunchNormRows(void* residual, int64_t residual_stride, const void* x,
+                           int64_t x_stride, const float* weight, float eps, void* out,
+                           int64_t out_stride, int rows, int cols, cudaStream_t stream) {
+  NormRowArgs a;
+  a.residual = static_cast<__nv_bfloat16*>(residual);
+  a.residual_stride = residual_stride;
+  a.x = static_cast<const __nv_bfloat16*>(x);
+  a.x_stride = x_stride;
+  a.weight = weight;
+  a.eps = eps;
+  a.out = static_cast<__nv_bfloat16*>(out);
+  a.out_stride = out_stride;
+  a.rows = rows;
+  a.cols = cols;
   LLMUX_KCHECK(
       a.x != nullptr && a.weight != nullptr && a.out != nullptr && (!kAdd || a.residual != nullptr),
       "null pointer");

@@ -5,16 +5,8 @@ namespace llmux::kernels {
 
 cudaError_t LaunchRmsNorm(const void* x, int64_t x_stride, const float* weight, float eps,
                           void* out, int64_t out_stride, int rows, int cols, cudaStream_t stream) {
-  NormRowArgs a;
-  a.x = static_cast<const __nv_bfloat16*>(x);
-  a.x_stride = x_stride;
-  a.weight = weight;
-  a.eps = eps;
-  a.out = static_cast<__nv_bfloat16*>(out);
-  a.out_stride = out_stride;
-  a.rows = rows;
-  a.cols = cols;
-  return LaunchNormRows<false>(a, stream);
+  return LaunchNormRows<false>(/*residual=*/nullptr, /*residual_stride=*/0, x, x_stride, weight,
+                               eps, out, out_stride, rows, cols, stream);
 }
 
 }  // namespace llmux::kernels

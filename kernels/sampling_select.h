@@ -137,18 +137,23 @@ LLMUX_SAMPLING_HD U128 Mul64(uint64_t a, uint64_t b) {
   const uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
   return {p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32), (mid << 32) | (p00 & 0xffffffffu)};
 }
-// v >> s for s in [0, 127], and whether any bit shifted out was set.
-LLMUX_SAMPLING_HD uint64_t ShiftRight(U128 v, int s, bool* inexact) {
+// a * b / 2^s for s in [0, 127], exactly: rounded down, or up when `round_up`. Both targets
+// below are one such quotient (they fit 64 bits; the low 64 bits are returned).
+LLMUX_SAMPLING_HD uint64_t MulShift(uint64_t a, uint64_t b, int s, bool round_up) {
+  const U128 v = Mul64(a, b);
+  uint64_t q;
+  bool inexact;  // a bit shifted out was set
   if (s == 0) {
-    *inexact = false;
-    return v.lo;
+    q = v.lo;
+    inexact = false;
+  } else if (s < 64) {
+    q = (v.lo >> s) | (v.hi << (64 - s));
+    inexact = (v.lo << (64 - s)) != 0;
+  } else {
+    q = s == 64 ? v.hi : v.hi >> (s - 64);
+    inexact = v.lo != 0 || (s > 64 && (v.hi << (128 - s)) != 0);
   }
-  if (s < 64) {
-    *inexact = (v.lo << (64 - s)) != 0;
-    return (v.lo >> s) | (v.hi << (64 - s));
-  }
-  *inexact = v.lo != 0 || (s > 64 && (v.hi << (128 - s)) != 0);
-  return s == 64 ? v.hi : v.hi >> (s - 64);
+  return round_up && inexact ? q + 1 : q;
 }
 
 // The top-p target: the smallest integer >= mass * top_p (exactly), at least 1. The nucleus
@@ -163,9 +168,7 @@ LLMUX_SAMPLING_HD uint64_t TopPTarget(uint64_t mass, float top_p) {
   if (s <= 0) {
     need = mass;  // top_p >= 1 (not used: such rows make no cut)
   } else if (s < 128) {
-    bool inexact = false;
-    need = ShiftRight(Mul64(mass, mant), s, &inexact);
-    need += inexact ? 1 : 0;
+    need = MulShift(mass, mant, s, /*round_up=*/true);
   }
   return need > 0 ? need : 1;
 }
@@ -174,8 +177,7 @@ LLMUX_SAMPLING_HD uint64_t TopPTarget(uint64_t mass, float top_p) {
 // P > u * mass, i.e. P >= floor(U * mass / 2^53) + 1 with U = u * 2^53 (exact: u has 53 bits).
 LLMUX_SAMPLING_HD uint64_t DrawTarget(uint64_t mass, double u) {
   const uint64_t big_u = static_cast<uint64_t>(u * 9007199254740992.0);  // u * 2^53
-  bool inexact = false;
-  return ShiftRight(Mul64(mass, big_u), kUniformBits, &inexact) + 1;
+  return MulShift(mass, big_u, kUniformBits, /*round_up=*/false) + 1;
 }
 
 // The digits of the radix descent over an order value of `total_bits` bits: level j covers

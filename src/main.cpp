@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "llmux/daemon.h"
 #include "llmux/pool.h"
-#include "server/daemon.h"
 
 int main(int argc, char** argv) {
   llmux::server::DaemonArgs args;

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,6 +49,14 @@ struct Tensor {
     return Tensor{p, dtype, rows, n, stride};
   }
 };
+
+// Activations of MatMuls on BF16 weights (CPU backend, docs/cpu_backend.md).
+//   kBf16: rounded to bf16 (round to nearest even) once per MatMul and multiplied with AVX-512
+//          BF16 vdpbf16ps, pairs of products accumulated in F32: what llama.cpp and GPUs do,
+//          about twice the F32 path's multiply rate. Outputs differ from kF32 in the low bits.
+//   kF32:  exact F32 activations, bf16 weights widened to F32 (the path of F32/F16 weights).
+// Both are batch invariant. kBf16 needs a CPU with AVX-512 BF16; elsewhere it runs as kF32.
+enum class CpuBf16Activations { kBf16, kF32 };
 
 // How one weight shape's GEMMs run on a backend that chooses a kernel per shape (CUDA), for
 // operators (GET /admin/pools `gemm.shapes`). See src/backend/cuda/gemm_choice.h.
@@ -207,6 +216,13 @@ class Backend {
   // The kernel each weight shape's GEMMs run, in (n, k, out_f32) order; empty for a backend
   // that has one GEMM path (CPU). Engine thread.
   virtual std::vector<GemmChoice> GemmChoices() const { return {}; }
+  // What MatMuls on BF16 weights round their activations to, as this backend runs them: the
+  // CPU backend's CpuBackendOptions::bf16_activations, except that kBf16 runs as kF32 where the
+  // CPU (or the build) lacks AVX-512 BF16. nullopt for a backend without that choice (CUDA).
+  // Any thread; fixed for the backend's life.
+  virtual std::optional<CpuBf16Activations> CpuBf16ActivationsInUse() const {
+    return std::nullopt;
+  }
 
   // ---- KV block hygiene and test hooks (engine thread) ----
   // Overwrites the given blocks with zeros in every layer (zero_kv_on_free).
@@ -215,14 +231,6 @@ class Backend {
   virtual Status ReadKvBlock(int layer, int32_t block, std::vector<std::byte>* k,
                              std::vector<std::byte>* v) = 0;
 };
-
-// Activations of MatMuls on BF16 weights (CPU backend, docs/cpu_backend.md).
-//   kBf16: rounded to bf16 (round to nearest even) once per MatMul and multiplied with AVX-512
-//          BF16 vdpbf16ps, pairs of products accumulated in F32: what llama.cpp and GPUs do,
-//          about twice the F32 path's multiply rate. Outputs differ from kF32 in the low bits.
-//   kF32:  exact F32 activations, bf16 weights widened to F32 (the path of F32/F16 weights).
-// Both are batch invariant. kBf16 needs a CPU with AVX-512 BF16; elsewhere it runs as kF32.
-enum class CpuBf16Activations { kBf16, kF32 };
 
 struct CpuBackendOptions {
   int threads = 0;  // 0: hardware concurrency

@@ -231,6 +231,10 @@ struct EngineStats {
   // The kernel each weight shape's GEMMs run (Backend::GemmChoices; empty on the CPU backend).
   // NOTE: not in LLMUX_ENGINE_STATS either (a description); the worker wire carries it.
   std::vector<GemmChoice> gemm_choices;
+  // What the backend's BF16-weight MatMuls round activations to, as run
+  // (Backend::CpuBf16ActivationsInUse: a CPU without AVX-512 BF16 runs kBf16 as kF32); nullopt
+  // for a backend without that choice. NOTE: outside LLMUX_ENGINE_STATS too; the wire carries it.
+  std::optional<CpuBf16Activations> cpu_bf16_activations;
   // Every step's duration (schedule through emit), sequences and tokens (/metrics renders them
   // per pool; a process pool's come with its worker's pings).
   // NOTE: not in LLMUX_ENGINE_STATS (histograms, not figures); the worker wire carries them.

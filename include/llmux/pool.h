@@ -120,6 +120,15 @@ class PoolSet {
 // the worker wire carries and GET /admin/pools shows (docs/pools.md).
 nlohmann::json GemmChoicesJson(const std::vector<GemmChoice>& choices);
 
+// A pool's `cpu_bf16_activations` in GET /admin/pools (docs/pools.md), for a pool whose
+// engine.cpu_bf16_activations is `configured`: what its backend runs
+// (EngineStats::cpu_bf16_activations), or `configured` where the backend reports nothing (the
+// CUDA backend, which ignores the key; a process pool before its worker's first ping). When
+// the two differ (`bf16` asked for on a CPU without AVX-512 BF16) the object also has
+// `cpu_bf16_activations_configured`: {"cpu_bf16_activations": "f32",
+// "cpu_bf16_activations_configured": "bf16"}.
+nlohmann::json CpuBf16ActivationsJson(Bf16Activations configured, const EngineStats& stats);
+
 struct PoolWorkerArgs {
   std::string pool;
   std::string config_path;

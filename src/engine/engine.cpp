@@ -18,7 +18,10 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<Backend> back
       batch_builder_(config.scheduler.block_size),
       cost_model_(model_->config(), config.step_cost),
       epoch_(EngineClock::now()),
-      inbox_(config.max_inbox, static_cast<int32_t>(config.scheduler.lanes.size())) {}
+      inbox_(config.max_inbox, static_cast<int32_t>(config.scheduler.lanes.size())) {
+  // Known before the first step: a pool describes it from the start.
+  stats_.cpu_bf16_activations = backend_->CpuBf16ActivationsInUse();
+}
 
 void EngineImpl::ThreadMain() {
   for (;;) {

@@ -35,6 +35,7 @@ void EngineImpl::PublishStats() {
   // kv_events_*: read live in Stats().
   if (Status health = backend_->DeviceHealth(); !health.ok()) e.device_fault = health.message();
   e.gemm_choices = backend_->GemmChoices();
+  e.cpu_bf16_activations = backend_->CpuBf16ActivationsInUse();
   std::unordered_map<std::string, TenantStats> per_tenant;
   for (const std::string& name : tenants_) {
     auto id = scheduler_->FindTenant(name);

@@ -4,10 +4,22 @@
 #include <type_traits>
 #include <unistd.h>
 
+#include "llmux/config.h"
+#include "llmux/pool.h"
+
 namespace llmux::pool {
 namespace {
 
 using json = nlohmann::json;
+
+// engine.cpu_bf16_activations' names for the backend's value (the wire and /admin/pools).
+std::string_view CpuBf16ActivationsName(CpuBf16Activations mode) {
+  switch (mode) {
+    case CpuBf16Activations::kBf16: return "bf16";
+    case CpuBf16Activations::kF32: return "f32";
+  }
+  return "f32";  // not reached
+}
 
 bool WriteAll(int fd, const char* data, size_t size) {
   while (size > 0) {
@@ -255,6 +267,15 @@ nlohmann::json GemmChoicesJson(const std::vector<GemmChoice>& choices) {
   return out;
 }
 
+nlohmann::json CpuBf16ActivationsJson(Bf16Activations configured, const EngineStats& stats) {
+  const std::string_view wanted = Bf16ActivationsName(configured);
+  if (!stats.cpu_bf16_activations) return {{"cpu_bf16_activations", wanted}};
+  const std::string_view in_use = pool::CpuBf16ActivationsName(*stats.cpu_bf16_activations);
+  nlohmann::json out = {{"cpu_bf16_activations", in_use}};
+  if (in_use != wanted) out["cpu_bf16_activations_configured"] = wanted;
+  return out;
+}
+
 }  // namespace llmux
 
 namespace llmux::pool {
@@ -296,6 +317,9 @@ json EncodeStats(const EngineStats& s) {
   ForEachEngineStat([&](const EngineStatField& f, auto member) { j[f.name] = s.*member; });
   j["device_fault"] = s.device_fault;  // not a figure: outside LLMUX_ENGINE_STATS
   j["gemm_choices"] = GemmChoicesJson(s.gemm_choices);
+  if (s.cpu_bf16_activations) {
+    j["cpu_bf16_activations"] = CpuBf16ActivationsName(*s.cpu_bf16_activations);
+  }
   j["step_seconds"] = EncodeHistogram(s.step_seconds);  // histograms: outside it too
   j["batch_size"] = EncodeHistogram(s.batch_size);
   j["batch_tokens"] = EncodeHistogram(s.batch_tokens);
@@ -309,6 +333,11 @@ EngineStats DecodeStats(const json& j) {
   });
   s.device_fault = j.value("device_fault", std::string());
   if (j.contains("gemm_choices")) s.gemm_choices = DecodeGemmChoices(j.at("gemm_choices"));
+  if (j.contains("cpu_bf16_activations")) {
+    s.cpu_bf16_activations = j.at("cpu_bf16_activations").get<std::string>() == "bf16"
+                                 ? CpuBf16Activations::kBf16
+                                 : CpuBf16Activations::kF32;
+  }
   if (j.contains("step_seconds")) s.step_seconds = DecodeHistogram(j.at("step_seconds"));
   if (j.contains("batch_size")) s.batch_size = DecodeHistogram(j.at("batch_size"));
   if (j.contains("batch_tokens")) s.batch_tokens = DecodeHistogram(j.at("batch_tokens"));

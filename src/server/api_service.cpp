@@ -379,25 +379,25 @@ void ApiService::HandlePools(const TenantPolicy& policy, ResponseChannel& channe
       for (const auto& [name, t] : policy.tenants) {
         if (t.pool == s.name) tenants.push_back(name);
       }
-      pools.push_back({{"name", s.name},
-                       {"isolation", PoolIsolationName(s.isolation)},
-                       {"state", PoolStateName(s.state)},
-                       {"pid", s.pid},
-                       {"model", s.model},
-                       {"restarts", s.restarts},
-                       {"worker_deaths", s.worker_deaths},
-                       {"last_error", s.last_error},
-                       {"tenants", tenants},
-                       {"running", s.stats.running},
-                       {"waiting", s.stats.waiting},
-                       {"kv_usage", s.stats.kv_usage},
-                       {"device_fault", s.stats.device_fault},
-                       {"batch_invariant", p->config().engine.batch_invariant},
-                       {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
-                       {"kv_cache_tokens", p->config().engine.kv_cache_tokens},
-                       {"cpu_bf16_activations",
-                        Bf16ActivationsName(p->config().engine.cpu_bf16_activations)},
-                       {"gemm", GemmJson(p->config().engine.batch_invariant, s.stats)}});
+      json entry = {{"name", s.name},
+                   {"isolation", PoolIsolationName(s.isolation)},
+                   {"state", PoolStateName(s.state)},
+                   {"pid", s.pid},
+                   {"model", s.model},
+                   {"restarts", s.restarts},
+                   {"worker_deaths", s.worker_deaths},
+                   {"last_error", s.last_error},
+                   {"tenants", tenants},
+                   {"running", s.stats.running},
+                   {"waiting", s.stats.waiting},
+                   {"kv_usage", s.stats.kv_usage},
+                   {"device_fault", s.stats.device_fault},
+                   {"batch_invariant", p->config().engine.batch_invariant},
+                   {"kv_dtype", KvDTypeName(p->config().engine.ResolvedKvDType())},
+                   {"kv_cache_tokens", p->config().engine.kv_cache_tokens},
+                   {"gemm", GemmJson(p->config().engine.batch_invariant, s.stats)}};
+      entry.update(CpuBf16ActivationsJson(p->config().engine.cpu_bf16_activations, s.stats));
+      pools.push_back(std::move(entry));
     }
   }
   RespondJson(channel, 200, {{"object", "list"}, {"data", pools}});

@@ -1,4 +1,4 @@
-#include "server/daemon.h"
+#include "llmux/daemon.h"
 
 #include <pthread.h>
 #include <signal.h>

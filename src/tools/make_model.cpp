@@ -1,5 +1,5 @@
 // `llmux make-model`: writes an HF model directory with deterministic random weights.
-#include "fixtures/make_model.h"
+#include "llmux/make_model.h"
 
 #include <chrono>
 #include <cstdio>

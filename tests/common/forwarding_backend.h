@@ -57,6 +57,9 @@ class ForwardingBackend : public Backend {
   }
   Status DeviceHealth() const override { return inner_->DeviceHealth(); }
   std::vector<GemmChoice> GemmChoices() const override { return inner_->GemmChoices(); }
+  std::optional<CpuBf16Activations> CpuBf16ActivationsInUse() const override {
+    return inner_->CpuBf16ActivationsInUse();
+  }
   Status ZeroKvBlocks(std::span<const int32_t> blocks) override {
     return inner_->ZeroKvBlocks(blocks);
   }

@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import {
-  BUILD_DIR, KEYS, STORIES, adminStats, defaultTenants, http, requireData, serverYaml, sha256,
-  startDaemon, waitFor,
+  KEYS, STORIES, adminStats, defaultTenants, http, requireData, serverYaml, standardTenant,
+  startDaemon, tokenize, waitFor,
 } from './harness.mjs';
 
 const TIERED_KEY = 'sk-test-tiered';
@@ -21,11 +21,6 @@ const FORCED_TEXT = 'Tom had a red ball.';
 const EOS = 2;
 
 let d;
-
-function tokenize(text) {
-  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
-  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
-}
 
 // Rows of the usage ledger (SQLite), via the Python standard library.
 function ledgerRows() {
@@ -41,21 +36,13 @@ before(async () => {
   if (!fs.existsSync(path.join(STORIES, 'config.json'))) return;
   d = await startDaemon({
     server: serverYaml({ engine: '  max_seqs: 1\n', extra: 'telemetry: { usage_db: usage.db }\n' }).replace('  max_seqs: 16\n', ''),
-    tenants: defaultTenants(`  tiered:
-    api_keys: [ { sha256: "${sha256(TIERED_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    max_queued_requests: 64
+    tenants: defaultTenants(standardTenant('tiered', TIERED_KEY, `    max_queued_requests: 64
     max_tokens_per_request: 300
     prices: { input_per_mtok: 2, output_per_mtok: 4 }
     service_tiers:
       priority: premium
       flex: { lane: batch, prices: { input_per_mtok: 0.5, output_per_mtok: 1 } }
-  forced:
-    api_keys: [ { sha256: "${sha256(FORCED_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`),
+`) + standardTenant('forced', FORCED_KEY)),
     binary: 'llmuxd-test',
     env: { LLMUX_TEST_FORCE_TOKENS: `forced:${[...tokenize(FORCED_TEXT), EOS].join(',')}` },
   });

@@ -5,20 +5,11 @@
 // generates a fixed Hermes tool call (test-only LLMUX_TEST_FORCE_TOKENS hook of llmuxd-test).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { ChatOpenAI } from '@langchain/openai';
 import { streamText, tool, jsonSchema } from 'ai';
 import { createOpenAI } from '@ai-sdk/openai';
-import {
-  BUILD_DIR, STORIES, defaultTenants, requireData, serverYaml, sha256, startDaemon,
-} from './harness.mjs';
+import { CALLER_KEY, haveData, startToolCallerDaemon } from './tool_caller.mjs';
 
-const QWEN3 = path.resolve(process.cwd(), '../../.testdata/qwen3/tokenizer_config.json');
-const CALLER_KEY = 'sk-test-caller';
-const CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
-const EOS = 2;
 const WEATHER = {
   type: 'function',
   function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
@@ -26,35 +17,8 @@ const WEATHER = {
 
 let d;
 
-function tokenize(text) {
-  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
-  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
-}
-
-function haveData(t) {
-  if (!requireData(t)) return false;
-  if (fs.existsSync(QWEN3)) return true;
-  if (process.env.CI === 'true') throw new Error(`test data missing under CI=true: ${QWEN3} (run scripts/test_data.sh)`);
-  t.skip(`SKIPPED: ${QWEN3} missing (run scripts/test_data.sh)`);
-  return false;
-}
-
 before(async () => {
-  if (!fs.existsSync(path.join(STORIES, 'config.json')) || !fs.existsSync(QWEN3)) return;
-  const config = JSON.parse(fs.readFileSync(QWEN3, 'utf8'));
-  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'llmux-clients-'));
-  const tplPath = path.join(dir, 'qwen3.jinja');
-  fs.writeFileSync(tplPath, config.chat_template);
-  d = await startDaemon({
-    server: serverYaml().replace('max_model_len: 512 }', `max_model_len: 512, chat_template: "file:${tplPath}" }`),
-    tenants: defaultTenants(`  caller:
-    api_keys: [ { sha256: "${sha256(CALLER_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`),
-    binary: 'llmuxd-test',
-    env: { LLMUX_TEST_FORCE_TOKENS: `caller:${[...tokenize(CALL_TEXT), EOS].join(',')}` },
-  });
+  d = (await startToolCallerDaemon('clients'))?.d;
 });
 after(async () => { if (d) await d.stop(); });
 

@@ -6,29 +6,19 @@
 // every later request gets 503; a process pool's worker exits with status 3 and is restarted).
 // LLMUX_TEST_DEVICE_FAULT=step:SEED[:AFTER] | sticky:SEED[:AFTER] (AFTER: the request's tokens
 // so far when its step fails). stories260K-hf on the CPU backend, loopback.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  KEYS, STORIES, defaultTenants, http, readSse, requireData, serverYaml, sha256, startDaemon,
-  waitFor,
+  KEYS, STORIES, daemonsStoppedAfterFile, defaultTenants, http, readSse, requireData, serverYaml,
+  standardTenant, waitFor,
 } from './harness.mjs';
 
-const daemons = [];
-async function start(opts) {
-  const d = await startDaemon(opts);
-  daemons.push(d);
-  return d;
-}
-after(async () => { for (const d of daemons) await d.stop(); });
+const start = daemonsStoppedAfterFile();
 
 const ACME = 'sk-test-acme';
-const TENANTS = defaultTenants(`  acme:
-    api_keys: [ { sha256: "${sha256(ACME)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    pool: dedicated
+const TENANTS = defaultTenants(standardTenant('acme', ACME, `    pool: dedicated
     models: [ "stories-dedicated" ]
-`);
+`));
 // restart_backoff 300ms: the worker is back within a second of its exit.
 const POOLS = `pools:
   dedicated:

@@ -3,20 +3,20 @@
 // counts it on /admin/stats and /metrics, and every output is the same as without stopping.
 // The test daemon makes batch-only steps slow (LLMUX_TEST_SLOW_LANES, tests/support/
 // llmuxd_test_hooks.cpp) so that each premium call surely arrives during one.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KEYS, adminStats, http, requireData, serverYaml, startDaemon, statsIdle, waitFor } from './harness.mjs';
+import {
+  KEYS, adminStats, daemonsStoppedAfterFile, http, requireData, serverYaml, statsIdle, waitFor,
+} from './harness.mjs';
 
-const daemons = [];
-after(async () => { for (const d of daemons) await d.stop(); });
+const start = daemonsStoppedAfterFile();
 
 async function run(yieldOn) {
-  const d = await startDaemon({
+  const d = await start({
     server: serverYaml({ engine: `  yield_to_higher_lane: ${yieldOn}\n` }),
     env: { LLMUX_TEST_SLOW_LANES: '1:100' },  // steps of lanes >= 1 only: 100 ms
     binary: 'llmuxd-test',
   });
-  daemons.push(d);
   const body = (prompt, maxTokens) => ({
     model: 'stories', prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, logprobs: 2,
   });

@@ -7,17 +7,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
-  KEYS, adminStats, defaultTenants, http, requireData, rng, serverYaml, sha256, startDaemon,
-  statsIdle, waitFor,
+  KEYS, adminStats, daemonsStoppedAfterFile, defaultTenants, http, requireData, rng, serverYaml,
+  sha256, standardTenant, statsIdle, waitFor,
 } from './harness.mjs';
 
-const daemons = [];
-async function start(opts) {
-  const d = await startDaemon(opts);
-  daemons.push(d);
-  return d;
-}
-after(async () => { for (const d of daemons) await d.stop(); });
+const start = daemonsStoppedAfterFile();
 
 const figures = { requests: 0, faults: 0 };
 after(() => console.log(`FAULT FIGURES ${JSON.stringify(figures)}`));
@@ -204,11 +198,7 @@ test('KV exhaustion: every request completes through preemption or gets a clear 
 
 test('poisoned request: an engine failure in one sequence fails only that request', { timeout: 120000 }, async (t) => {
   if (!requireData(t)) return;
-  const tenants = defaultTenants(`  poison:
-    api_keys: [ { sha256: "${sha256('sk-test-poison')}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`);
+  const tenants = defaultTenants(standardTenant('poison', 'sk-test-poison'));
   const d = await start({ tenants, env: { LLMUX_TEST_FAIL_TENANT: 'poison:3' }, binary: 'llmuxd-test' });
   const healthy = { prompt: 'Once upon a time', max_tokens: 120, ignore_eos: true, temperature: 0 };
   for (const stream of [false, true]) {
@@ -258,11 +248,7 @@ test('poisoned request: an engine failure in one sequence fails only that reques
 
 test('the production daemon ignores the fault-injection variable', { timeout: 60000 }, async (t) => {
   if (!requireData(t)) return;
-  const tenants = defaultTenants(`  poison:
-    api_keys: [ { sha256: "${sha256('sk-test-poison')}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`);
+  const tenants = defaultTenants(standardTenant('poison', 'sk-test-poison'));
   // Control: the test daemon does fail this tenant, so the variable is the one that matters.
   const test = await start({ tenants, env: { LLMUX_TEST_FAIL_TENANT: 'poison' }, binary: 'llmuxd-test' });
   const failed = await http(test, 'POST', '/v1/completions', { key: 'sk-test-poison', body: { prompt: 'One day', max_tokens: 4 } });

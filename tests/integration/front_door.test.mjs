@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  requireData,
-  KEYS, STORIES, defaultTenants, http, serverYaml, sha256, startDaemon, waitFor,
+  KEYS, STORIES, defaultTenants, http, requireData, serverYaml, standardTenant, startDaemon,
+  waitFor,
 } from './harness.mjs';
 
 const TIERED_KEY = 'sk-test-front-door-tiered';
@@ -20,13 +20,9 @@ let d;
 before(async () => {
   if (!haveData) return;
   d = await startDaemon({
-    tenants: defaultTenants(`  tiered:
-    api_keys: [ { sha256: "${sha256(TIERED_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    max_queued_requests: 64
+    tenants: defaultTenants(standardTenant('tiered', TIERED_KEY, `    max_queued_requests: 64
     service_tiers: { priority: premium, flex: batch }
-`),
+`)),
     server: serverYaml({
       server: '  planning_threads: 1\n  planning_queue: 2',
       extra: 'telemetry: { log_file: llmux.log }\n',

@@ -1,11 +1,12 @@
 // Starts the real llmuxd on 127.0.0.1 (ephemeral port) with a generated config, for the
 // integration tests. Only loopback traffic.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after } from 'node:test';
 
 export const BUILD_DIR = process.env.LLMUX_BUILD_DIR;
 export const SHARED = process.env.LLMUX_TEST_DATA;
@@ -27,6 +28,17 @@ export const KEYS = {
   batch: 'sk-test-batch',
   limited: 'sk-test-limited',
 };
+
+// One tenants.yaml entry for defaultTenants' `extra`: tenant NAME in the standard lane with a
+// large in-flight budget, authenticated by `key`; `more`: further keys of the tenant, each
+// line indented four spaces and ending in a newline.
+export function standardTenant(name, key, more = '') {
+  return `  ${name}:
+    api_keys: [ { sha256: "${sha256(key)}" } ]
+    lane: standard
+    max_inflight_tokens: 100000
+${more}`;
+}
 
 export function defaultTenants(extra = '') {
   return `lanes: [ { name: premium }, { name: standard }, { name: batch } ]
@@ -139,6 +151,24 @@ export async function startDaemon({ tenants = defaultTenants(), server = serverY
       return r;
     },
   };
+}
+
+// A start function for files whose tests each start their own daemons: every daemon it starts
+// is stopped after the file's tests (node:test `after`).
+export function daemonsStoppedAfterFile() {
+  const daemons = [];
+  after(async () => { for (const d of daemons) await d.stop(); });
+  return async (opts) => {
+    const d = await startDaemon(opts);
+    daemons.push(d);
+    return d;
+  };
+}
+
+// The token ids of `text` in the test model's tokenizer (`llmux tokenize`).
+export function tokenize(text) {
+  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
+  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
 }
 
 // Raw HTTP helper: returns { status, headers, body, json }.

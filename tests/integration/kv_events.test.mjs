@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  KEYS, adminStats, defaultTenants, freePort, http, requireData, rng, serverYaml, sha256,
+  KEYS, adminStats, defaultTenants, freePort, http, requireData, rng, serverYaml, standardTenant,
   startDaemon, waitFor,
 } from './harness.mjs';
 
@@ -28,12 +28,8 @@ let replayEndpoint;
 async function startPublishingDaemon(format) {
   pubEndpoint = `tcp://127.0.0.1:${await freePort()}`;
   replayEndpoint = `tcp://127.0.0.1:${await freePort()}`;
-  const tenants = defaultTenants(`  grouped:
-    api_keys: [ { sha256: "${sha256(GROUP_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    prefix_cache: shared:g1
-`);
+  const tenants = defaultTenants(standardTenant('grouped', GROUP_KEY, `    prefix_cache: shared:g1
+`));
   d = await startDaemon({
     tenants,
     server: serverYaml({

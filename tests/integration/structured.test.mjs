@@ -12,7 +12,7 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { ChatOpenAI } from '@langchain/openai';
 import { z } from 'zod';
 import {
-  KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
+  KEYS, STORIES, defaultTenants, http, requireData, serverYaml, standardTenant, startDaemon,
 } from './harness.mjs';
 
 let d;
@@ -166,13 +166,9 @@ test('a refused schema is a 400 naming the keyword', async (t) => {
 test('a process pool compiles the schema in its worker and gives the same output', async (t) => {
   if (!requireData(t)) return;
   const key = 'sk-test-acme';
-  const tenants = defaultTenants(`  acme:
-    api_keys: [ { sha256: "${sha256(key)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-    pool: dedicated
+  const tenants = defaultTenants(standardTenant('acme', key, `    pool: dedicated
     models: [ "stories-dedicated" ]
-`);
+`));
   const pools = `pools:
   dedicated:
     isolation: process

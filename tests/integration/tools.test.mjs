@@ -8,28 +8,17 @@
 // streamed `delta.tool_calls` are exercised on real engine output.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { Template } from '@huggingface/jinja';
-import {
-  BUILD_DIR, KEYS, STORIES, defaultTenants, http, requireData, serverYaml, sha256, startDaemon,
-} from './harness.mjs';
+import { KEYS, http, serverYaml, startDaemon, tokenize } from './harness.mjs';
+import { CALLER_KEY, CALL_TEXT, haveData, startToolCallerDaemon } from './tool_caller.mjs';
 
-const QWEN3 = path.resolve(process.cwd(), '../../.testdata/qwen3/tokenizer_config.json');
-const CALLER_KEY = 'sk-test-caller';
-const CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
-const EOS = 2;
 const TOOLS = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
 
 let d;
 let template;
-
-function tokenize(text) {
-  const out = execFileSync(path.join(BUILD_DIR, 'llmux'), ['tokenize', '--model', STORIES], { input: text });
-  return out.toString().trim().split(/\s+/).filter((s) => s.length > 0).map(Number);
-}
 
 // The prompt as the reference renderer writes it for OpenAI-shaped messages (null content ->
 // "", JSON-object arguments -> the object), the way llmux hands them to the template.
@@ -52,32 +41,11 @@ function reference(messages, tools) {
   });
 }
 
-function haveData(t) {
-  if (!requireData(t)) return false;
-  if (fs.existsSync(QWEN3)) return true;
-  if (process.env.CI === 'true') throw new Error(`test data missing under CI=true: ${QWEN3} (run scripts/test_data.sh)`);
-  t.skip(`SKIPPED: ${QWEN3} missing (run scripts/test_data.sh)`);
-  return false;
-}
-
 before(async () => {
-  if (!fs.existsSync(path.join(STORIES, 'config.json')) || !fs.existsSync(QWEN3)) return;
-  const config = JSON.parse(fs.readFileSync(QWEN3, 'utf8'));
-  template = new Template(config.chat_template);
-  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'llmux-tools-'));
-  const tplPath = path.join(dir, 'qwen3.jinja');
-  fs.writeFileSync(tplPath, config.chat_template);
-  const forced = [...tokenize(CALL_TEXT), EOS].join(',');
-  d = await startDaemon({
-    server: serverYaml().replace('max_model_len: 512 }', `max_model_len: 512, chat_template: "file:${tplPath}" }`),
-    tenants: defaultTenants(`  caller:
-    api_keys: [ { sha256: "${sha256(CALLER_KEY)}" } ]
-    lane: standard
-    max_inflight_tokens: 100000
-`),
-    binary: 'llmuxd-test',
-    env: { LLMUX_TEST_FORCE_TOKENS: `caller:${forced}` },
-  });
+  const started = await startToolCallerDaemon('tools');
+  if (!started) return;
+  d = started.d;
+  template = new Template(started.chatTemplate);
 });
 after(async () => { if (d) await d.stop(); });
 

@@ -22,12 +22,14 @@
 
 namespace llmux::cpu {
 
-// An owned, 64-byte aligned, zero-initialised host allocation.
+// An owned, 64-byte aligned (or more), zero-initialised host allocation.
 class HostBuffer final : public DeviceBuffer {
  public:
   // nullptr when the allocation fails. `zeroed` false leaves the bytes for the caller to write
-  // (every one of them).
-  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true);
+  // (every one of them). `alignment`: a power of two >= 64; from 2 MiB on the memory is marked
+  // MADV_HUGEPAGE (transparent huge pages where the kernel allows them).
+  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true,
+                                            size_t alignment = 64);
   ~HostBuffer() override;
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
@@ -54,6 +56,8 @@ class CpuBackend final : public Backend {
   bool AliasesHostWeights() const override { return false; }
   bool StopsBetweenLayers() const override { return true; }  // ops run on the caller's thread
   Status DeviceHealth() const override { return Status::Ok(); }  // host memory cannot fault
+  // kBf16 only when asked for and the CPU and build have AVX-512 BF16 (Bf16DotAvailable).
+  std::optional<CpuBf16Activations> CpuBf16ActivationsInUse() const override;
   StatusOr<Tensor> UploadF32(std::span<const float> values, int64_t rows, int64_t cols) override;
   Status InitKvCache(const KvCacheSpec& spec) override;
   const KvCacheSpec& kv_spec() const override { return spec_; }
@@ -87,6 +91,9 @@ class CpuBackend final : public Backend {
   std::byte* VCache(int layer) { return KCache(layer) + DTypeBytes(spec_.dtype, LayerElems()); }
   // An owned copy of the matrix `src` in the packed layout, registered in packed_.
   StatusOr<Tensor> PackMatrix(const HostTensor& src, const std::string& who);
+  // `bytes` (64-byte aligned) for a packed matrix, carved from huge-page slabs; nullptr when
+  // out of memory.
+  std::byte* AllocatePacked(size_t bytes);
   // The packed form of `w` when LoadWeight packed it (w is the whole weight); nullptr for a
   // row-major weight (a caller's own Tensor). Aborts on a view into part of a packed weight (it has no row-major rows).
   const PackedWeight* PackedFor(const Tensor& w) const;
@@ -103,9 +110,12 @@ class CpuBackend final : public Backend {
 
   CpuBackendOptions options_;
   ThreadPool pool_;
-  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed matrices
+  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed-matrix slabs
   // Packed matrices by their data address (storage in owned_).
   std::map<const void*, PackedWeight> packed_;
+  // The unused tail of the newest packed-matrix slab (AllocatePacked).
+  std::byte* slab_next_ = nullptr;
+  size_t slab_left_ = 0;
 
   KvCacheSpec spec_;
   std::unique_ptr<HostBuffer> kv_buffer_;

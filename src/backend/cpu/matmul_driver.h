@@ -39,7 +39,7 @@ constexpr int NrCap(int mr) { return mr <= kWideMr ? kMaxNr : kNarrowNr; }
 // A decode of one row uses 1-row tiles over whole panels; everything else the largest tiles.
 inline int MrMax(int64_t M) { return M == 1 ? 1 : kMaxMr; }
 
-// Rows of w per block: the unit threads split N into (whole panels).
+// Rows of w per block: the unit threads split a prefill's N into (whole panels).
 inline constexpr int64_t kBlockN = 4 * kPanelRows;
 static_assert(kBlockN % kPanelRows == 0);
 // Below this M a row-major weight is streamed as is; from it on each block is packed first
@@ -103,6 +103,14 @@ inline void StoreTile(const __m512 (&acc)[MR][NR], const float* bias, float* out
       _mm_mask_storeu_ps(out + i * os + j, m, h);
     }
   }
+}
+
+// NOTE: threads split a decode GEMV (M < kPackMinM) by single panels, not by kBlockN blocks:
+// SmolLM-135M's 576-row matrices are 12 blocks, which 8 chunks (4 per thread) cut 1:2:1:2...,
+// leaving one thread idle at the end of every such region; 48 panels cut evenly. A prefill keeps
+// the 48-row blocks its L2 reuse is built on (only a block can be packed per call).
+inline int64_t SplitRows(const MatMulArgs& a) {
+  return a.M < kPackMinM ? kPanelRows : kBlockN;
 }
 
 // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
@@ -176,22 +184,23 @@ void RowMajorBlock(const MatMulArgs& a, const typename Family::X* x, int64_t xs,
   }
 }
 
-// Blocks [b0, b1) of kBlockN weight rows. RowsFamily reads the weight row-major, PackFamily
-// reads packed panels (both with the same X). x rows at x + m * xs.
+// Units [b0, b1) of SplitRows(a) weight rows. RowsFamily reads the weight row-major,
+// PackFamily reads packed panels (both with the same X). x rows at x + m * xs.
 template <class RowsFamily, class PackFamily>
 void RunBlocks(const MatMulArgs& a, const typename PackFamily::X* x, int64_t xs, int64_t b0,
                int64_t b1) {
   static_assert(std::is_same_v<typename RowsFamily::X, typename PackFamily::X>);
+  const int64_t rows = SplitRows(a);
   if (a.packed != nullptr) {
     for (int64_t b = b0; b < b1; ++b) {
-      PackedBlock<PackFamily>(a, x, xs, a.packed->layout, a.packed->data, b * kBlockN,
-                              std::min(a.N, (b + 1) * kBlockN), 0);
+      PackedBlock<PackFamily>(a, x, xs, a.packed->layout, a.packed->data, b * rows,
+                              std::min(a.N, (b + 1) * rows), 0);
     }
     return;
   }
   if (a.M < kPackMinM) {
     for (int64_t b = b0; b < b1; ++b) {
-      RowMajorBlock<RowsFamily>(a, x, xs, b * kBlockN, std::min(a.N, (b + 1) * kBlockN));
+      RowMajorBlock<RowsFamily>(a, x, xs, b * rows, std::min(a.N, (b + 1) * rows));
     }
     return;
   }
@@ -213,10 +222,11 @@ void RunBlocks(const MatMulArgs& a, const typename PackFamily::X* x, int64_t xs,
   }
 }
 
-// out = x w^T (+ bias) with the two families: threads split N into kBlockN blocks.
+// out = x w^T (+ bias) with the two families: threads split N into units of SplitRows(a).
 template <class RowsFamily, class PackFamily>
 void Run(const MatMulArgs& a, const typename PackFamily::X* x, int64_t xs, ThreadPool& pool) {
-  const int64_t blocks = (a.N + kBlockN - 1) / kBlockN;
+  const int64_t unit = SplitRows(a);
+  const int64_t blocks = (a.N + unit - 1) / unit;
   pool.ParallelFor(
       blocks,
       [&](int64_t b0, int64_t b1) { RunBlocks<RowsFamily, PackFamily>(a, x, xs, b0, b1); },

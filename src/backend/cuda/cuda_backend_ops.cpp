@@ -49,6 +49,16 @@ void CheckTensor(const Tensor& t, DType dtype, int64_t rows, int64_t cols, const
   LLMUX_CHECK(t.stride >= t.cols) << op << ": " << name << " stride < cols";
 }
 
+// The shapes both norms take: x, out [rows, cols] bf16, weight [1, cols] f32, and a row the
+// norm kernel can hold.
+void CheckNorm(const Tensor& x, const Tensor& weight, const Tensor& out, const char* op) {
+  CheckTensor(x, DType::kBF16, x.rows, x.cols, op, "x");
+  CheckTensor(weight, DType::kF32, 1, x.cols, op, "weight");
+  CheckTensor(out, DType::kBF16, x.rows, x.cols, op, "out");
+  LLMUX_CHECK(kernels::NormColsSupported(static_cast<int>(x.cols)))
+      << op << ": " << x.cols << " columns is wider than the norm kernel takes";
+}
+
 }  // namespace
 
 void CudaBackend::OpResult(const char* op, cudaError_t err) {
@@ -88,11 +98,7 @@ void CudaBackend::Embedding(const Tensor& table, Tensor out) {
 }
 
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) {
-  CheckTensor(x, DType::kBF16, x.rows, x.cols, "RmsNorm", "x");
-  CheckTensor(weight, DType::kF32, 1, x.cols, "RmsNorm", "weight");
-  CheckTensor(out, DType::kBF16, x.rows, x.cols, "RmsNorm", "out");
-  LLMUX_CHECK(kernels::NormColsSupported(static_cast<int>(x.cols)))
-      << "RmsNorm: " << x.cols << " columns is wider than the norm kernel takes";
+  CheckNorm(x, weight, out, "RmsNorm");
   graphs_.Enqueue({kOpRmsNorm, P(x.data), U(x.stride), P(weight.data), F(eps), P(out.data),
                    U(out.stride), U(x.rows), U(x.cols)},
                   [=, this](cudaStream_t s) {
@@ -105,11 +111,7 @@ void CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tens
 void CudaBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
                              Tensor out) {
   CheckTensor(residual, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "residual");
-  CheckTensor(x, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "x");
-  CheckTensor(weight, DType::kF32, 1, x.cols, "AddRmsNorm", "weight");
-  CheckTensor(out, DType::kBF16, x.rows, x.cols, "AddRmsNorm", "out");
-  LLMUX_CHECK(kernels::NormColsSupported(static_cast<int>(x.cols)))
-      << "AddRmsNorm: " << x.cols << " columns is wider than the norm kernel takes";
+  CheckNorm(x, weight, out, "AddRmsNorm");
   graphs_.Enqueue({kOpAddRmsNorm, P(residual.data), U(residual.stride), P(x.data), U(x.stride),
                    P(weight.data), F(eps), P(out.data), U(out.stride), U(x.rows), U(x.cols)},
                   [=, this](cudaStream_t s) {

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "common/batch_builder.h"
-#include "fixtures/make_model.h"
 #include "llmux/backend.h"
+#include "llmux/make_model.h"
 #include "llmux/model.h"
 #include "llmux/safetensors.h"
 #include "model/gguf_llama.h"

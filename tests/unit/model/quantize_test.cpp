@@ -16,8 +16,8 @@
 #include "common/batch_builder.h"
 #include "common/cpu_model.h"
 #include "common/test_data.h"
-#include "fixtures/make_model.h"
 #include "llmux/backend.h"
+#include "llmux/make_model.h"
 #include "llmux/model.h"
 
 namespace llmux {

@@ -10,8 +10,12 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
 
+#include "common/forwarding_backend.h"
 #include "common/test_data.h"
+#include "pool/local_engine.h"
 
 namespace llmux {
 namespace {
@@ -113,6 +117,81 @@ TEST(PoolSetTest, ATenantIsKnownOnlyToItsOwnPool) {
   EXPECT_EQ(r.completion_tokens, 4);
   (*set)->Stop();
   EXPECT_EQ(acme->Describe().state, PoolState::kStopped);
+}
+
+// Whether this build on this CPU runs BF16-weight MatMuls with bf16 activations (AVX-512 BF16
+// in the build's target and in the CPU; docs/cpu_backend.md).
+bool MachineRunsBf16Activations() {
+#if defined(__AVX512BF16__)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+// A CPU backend that answers as one on a CPU without AVX-512 BF16 does.
+class WithoutAvx512Bf16 final : public testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  std::optional<CpuBf16Activations> CpuBf16ActivationsInUse() const override {
+    return CpuBf16Activations::kF32;
+  }
+};
+
+std::unique_ptr<Backend> WrapWithoutAvx512Bf16(std::unique_ptr<Backend> backend,
+                                               const PoolSection& /*pool*/) {
+  return std::make_unique<WithoutAvx512Bf16>(std::move(backend));
+}
+
+// The value a pool's engine published (its first stats come at its first idle tick).
+std::optional<CpuBf16Activations> PublishedBf16Activations(const Pool& pool) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!pool.Describe().stats.cpu_bf16_activations &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return pool.Describe().stats.cpu_bf16_activations;
+}
+
+// A pool describes the activations its backend runs, not the configured ones: `bf16` runs as
+// `f32` without AVX-512 BF16, and GET /admin/pools then shows both (CpuBf16ActivationsJson).
+TEST(PoolSetTest, APoolDescribesTheBf16ActivationsItsBackendRuns) {
+  LLMUX_REQUIRE_DATA(dir, testing::SharedDataDir() / "models" / "stories260K-hf");
+  const std::string text =
+      "model: { path: \"" + dir.string() + "\", name: stories }\n" +
+      "engine: { threads: 1, kv_cache_tokens: 4096, max_batched_tokens: 256, max_seqs: 8 }\n" +
+      "pools:\n  exact: { isolation: thread, engine: { cpu_bf16_activations: f32 } }\n";
+  auto cfg = ParseServerConfig(text, "llmux.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_EQ(cfg->pools[0].name, "shared");
+  ASSERT_EQ(cfg->pools[0].engine.cpu_bf16_activations, Bf16Activations::kBf16);  // the default
+  const auto lanes = Policy()->lanes;
+  {
+    auto set = PoolSet::Create(*cfg, lanes, PoolSetOptions{});
+    ASSERT_TRUE(set.ok()) << set.status().ToString();
+    const CpuBf16Activations machine =
+        MachineRunsBf16Activations() ? CpuBf16Activations::kBf16 : CpuBf16Activations::kF32;
+    EXPECT_EQ(PublishedBf16Activations(*(*set)->Find("shared")), machine);
+    EXPECT_EQ(PublishedBf16Activations(*(*set)->Find("exact")), CpuBf16Activations::kF32);
+    (*set)->Stop();
+  }
+  // The same configuration where the backend runs f32 (whatever this machine has).
+  pool::SetBackendCreatedHookForTesting(&WrapWithoutAvx512Bf16);
+  auto set = PoolSet::Create(*cfg, lanes, PoolSetOptions{});
+  pool::SetBackendCreatedHookForTesting(nullptr);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  Pool* shared = (*set)->Find("shared");
+  EXPECT_EQ(PublishedBf16Activations(*shared), CpuBf16Activations::kF32);
+  EXPECT_EQ(CpuBf16ActivationsJson(shared->config().engine.cpu_bf16_activations,
+                                   shared->Describe().stats),
+            nlohmann::json({{"cpu_bf16_activations", "f32"},
+                            {"cpu_bf16_activations_configured", "bf16"}}));
+  Pool* exact = (*set)->Find("exact");
+  EXPECT_EQ(PublishedBf16Activations(*exact), CpuBf16Activations::kF32);
+  EXPECT_EQ(CpuBf16ActivationsJson(exact->config().engine.cpu_bf16_activations,
+                                   exact->Describe().stats),
+            nlohmann::json({{"cpu_bf16_activations", "f32"}}));
+  (*set)->Stop();
 }
 
 std::filesystem::path Llmuxd() {

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "llmux/pool.h"
+
 namespace llmux::pool {
 namespace {
 
@@ -240,6 +242,42 @@ TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
     EXPECT_EQ(d.*member, s.*member) << f.name;
     EXPECT_EQ(static_cast<double>(d.*member), i * 3.0) << f.name;
   });
+}
+
+// What a worker's backend runs BF16-weight MatMuls in crosses the wire, and "not reported"
+// (a CUDA worker) stays unreported: /admin/pools then shows the configured value.
+TEST(WireTest, TheBackendsBf16ActivationsRoundTrip) {
+  for (CpuBf16Activations mode : {CpuBf16Activations::kBf16, CpuBf16Activations::kF32}) {
+    EngineStats s;
+    s.cpu_bf16_activations = mode;
+    const nlohmann::json j = EncodeStats(s);
+    EXPECT_EQ(j.at("cpu_bf16_activations"), mode == CpuBf16Activations::kBf16 ? "bf16" : "f32");
+    EXPECT_EQ(DecodeStats(j).cpu_bf16_activations, mode);
+  }
+  const nlohmann::json none = EncodeStats(EngineStats{});
+  EXPECT_FALSE(none.contains("cpu_bf16_activations"));
+  EXPECT_EQ(DecodeStats(none).cpu_bf16_activations, std::nullopt);
+}
+
+// GET /admin/pools `cpu_bf16_activations`: the value the backend runs, and the configured one
+// beside it only when they differ.
+TEST(WireTest, PoolsShowTheBf16ActivationsInUseAndTheConfiguredOneWhenTheyDiffer) {
+  EngineStats s;
+  s.cpu_bf16_activations = CpuBf16Activations::kF32;  // a CPU without AVX-512 BF16
+  EXPECT_EQ(CpuBf16ActivationsJson(Bf16Activations::kBf16, s),
+            nlohmann::json({{"cpu_bf16_activations", "f32"},
+                            {"cpu_bf16_activations_configured", "bf16"}}));
+  EXPECT_EQ(CpuBf16ActivationsJson(Bf16Activations::kF32, s),
+            nlohmann::json({{"cpu_bf16_activations", "f32"}}));
+  s.cpu_bf16_activations = CpuBf16Activations::kBf16;
+  EXPECT_EQ(CpuBf16ActivationsJson(Bf16Activations::kBf16, s),
+            nlohmann::json({{"cpu_bf16_activations", "bf16"}}));
+  // Nothing reported (CUDA; a process pool before its first ping): the configured value.
+  s.cpu_bf16_activations.reset();
+  EXPECT_EQ(CpuBf16ActivationsJson(Bf16Activations::kBf16, s),
+            nlohmann::json({{"cpu_bf16_activations", "bf16"}}));
+  EXPECT_EQ(CpuBf16ActivationsJson(Bf16Activations::kF32, s),
+            nlohmann::json({{"cpu_bf16_activations", "f32"}}));
 }
 
 // The step histograms (outside LLMUX_ENGINE_STATS) cross the wire whole, so a process pool's

@@ -14,10 +14,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/gate.h"
 #include "server/http_server.h"
 
 namespace llmux::server {
 namespace {
+
+using testing::Gate;
 
 // A blocking HTTP/1.1 keep-alive client on loopback.
 class Client {
@@ -81,31 +84,6 @@ class Client {
   bool connected_ = false;
 };
 
-class Gate {
- public:
-  void Block() {
-    std::unique_lock<std::mutex> lock(mu_);
-    entered_ = true;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return released_; });
-  }
-  void WaitEntered() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return entered_; });
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool entered_ = false;
-  bool released_ = false;
-};
-
 // Requests served, in the order the handler saw them.
 class Served {
  public:
@@ -133,15 +111,22 @@ int LaneOfKey(const HttpRequest& r) {
   return 2;  // batch
 }
 
+// A loopback server of `lanes` lanes whose requests take their lane from their key.
+HttpServerOptions LaneOptions(int lanes, int io_threads) {
+  HttpServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.io_threads = io_threads;
+  options.lanes = lanes;
+  options.lane_of = LaneOfKey;
+  return options;
+}
+
 // `lanes` 3 and lane_of set: the test; `lanes` 1: the same server without lane order (FIFO).
 std::vector<std::string> ServeBehindAGate(int lanes) {
   Gate gate;
   Served served;
-  HttpServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.io_threads = 1;
-  options.lanes = lanes;
-  if (lanes > 1) options.lane_of = LaneOfKey;
+  HttpServerOptions options = LaneOptions(lanes, /*io_threads=*/1);
+  if (lanes <= 1) options.lane_of = nullptr;  // the control: no lane order at all
   auto server = HttpServer::Start(options, [&](HttpRequest&& r, std::shared_ptr<ResponseChannel> c) {
     const std::string name = r.path.substr(1);
     if (name == "gate") gate.Block();  // holds the only I/O thread
@@ -207,11 +192,7 @@ TEST(HttpServerLaneTest, WithOneLaneTheyAreServedInArrivalOrder) {
 // Per connection, what is posted keeps its order through the lane queue even with several I/O
 // threads taking slots at once: 3000 chunks written from another thread arrive in order.
 TEST(HttpServerLaneTest, AStreamsChunksKeepTheirOrderWithSeveralIoThreads) {
-  HttpServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.io_threads = 4;
-  options.lanes = 3;
-  options.lane_of = LaneOfKey;
+  HttpServerOptions options = LaneOptions(/*lanes=*/3, /*io_threads=*/4);
   options.max_stream_queue_bytes = 64 << 20;
   std::vector<std::thread> writers;
   std::mutex writers_mu;

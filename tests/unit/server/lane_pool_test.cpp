@@ -3,60 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "common/gate.h"
+#include "llmux/thread_annotations.h"
 
 namespace llmux::server {
 namespace {
 
-// Holds the pool's only worker inside a job until Release, so that what is queued behind it is
-// ordered by the pool alone.
-class Gate {
- public:
-  void Block() {
-    std::unique_lock<std::mutex> lock(mu_);
-    entered_ = true;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return released_; });
-  }
-  void WaitEntered() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return entered_; });
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool entered_ = false;
-  bool released_ = false;
-};
-
-// The order jobs ran in (they run on the pool's one worker; the mutex is for the reader).
-class Trace {
- public:
-  LanePool::Job Job(std::string name) {
-    return [this, name] {
-      std::lock_guard<std::mutex> lock(mu_);
-      order_.push_back(name);
-    };
-  }
-  std::vector<std::string> order() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return order_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> order_;
-};
+using testing::Gate;
 
 LanePoolOptions Options(int lanes, int threads, int max_queued_per_lane, int oldest_every = 0) {
   LanePoolOptions o;
@@ -67,28 +24,67 @@ LanePoolOptions Options(int lanes, int threads, int max_queued_per_lane, int old
   return o;
 }
 
+// A pool whose only worker is held inside a gate job (the pool's first pick, posted to
+// `gate_lane`) until RunAll, so that the jobs posted meanwhile are ordered by the pool alone.
+// Each job records its name when it runs.
+class HeldPool {
+ public:
+  HeldPool(const LanePoolOptions& options, int gate_lane) : pool_(options) {
+    const Status posted = pool_.Post(gate_lane, [this] { gate_.Block(); });
+    EXPECT_TRUE(posted.ok()) << posted.ToString();
+    if (posted.ok()) gate_.WaitEntered();
+  }
+  // A test that stopped early still ends: the gate opens before the pool joins its worker.
+  ~HeldPool() { RunAll(); }
+  HeldPool(const HeldPool&) = delete;
+  HeldPool& operator=(const HeldPool&) = delete;
+
+  // Posts `count` jobs NAME0, NAME1, ... to `lane`; each must be accepted.
+  void Post(int lane, const std::string& name, int count) {
+    for (int i = 0; i < count; ++i) {
+      const Status s = PostOne(lane, name + std::to_string(i));
+      ASSERT_TRUE(s.ok()) << name << i << ": " << s.ToString();
+    }
+  }
+  // Posts one job named `name`; the pool's answer.
+  Status PostOne(int lane, const std::string& name) {
+    return pool_.Post(lane, [this, name] {
+      MutexLock lock(mutex_);
+      order_.push_back(name);
+    });
+  }
+  // Opens the gate, runs everything queued (LanePool::Shutdown) and returns the order the jobs
+  // ran in.
+  std::vector<std::string> RunAll() {
+    gate_.Release();
+    pool_.Shutdown();
+    MutexLock lock(mutex_);
+    return order_;
+  }
+  LanePool& pool() { return pool_; }
+
+ private:
+  Gate gate_;
+  Mutex mutex_;
+  std::vector<std::string> order_ GUARDED_BY(mutex_);
+  LanePool pool_;  // last: destroyed (joined) before what its jobs use
+};
+
 TEST(LanePoolTest, APremiumJobQueuedBehindBatchJobsRunsFirst) {
-  LanePool pool(Options(3, 1, 64));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(2, [&] { gate.Block(); }).ok());
-  gate.WaitEntered();
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
-  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
-  ASSERT_TRUE(pool.Post(0, trace.Job("premium0")).ok());
-  ASSERT_TRUE(pool.Post(0, trace.Job("premium1")).ok());
-  const std::vector<LanePoolLaneStats> before = pool.Stats();
+  HeldPool held(Options(3, 1, 64), /*gate_lane=*/2);
+  held.Post(2, "batch", 20);
+  held.Post(1, "standard", 1);
+  held.Post(0, "premium", 2);
+  const std::vector<LanePoolLaneStats> before = held.pool().Stats();
   EXPECT_EQ(before[0].queued, 2);
   EXPECT_EQ(before[1].queued, 1);
   EXPECT_EQ(before[2].queued, 20);
   EXPECT_EQ(before[2].started, 1);  // the gate
-  gate.Release();
-  pool.Shutdown();  // runs everything queued, then joins
 
   std::vector<std::string> want = {"premium0", "premium1", "standard0"};
   for (int i = 0; i < 20; ++i) want.push_back("batch" + std::to_string(i));
-  EXPECT_EQ(trace.order(), want);
-  const std::vector<LanePoolLaneStats> after = pool.Stats();
+  EXPECT_EQ(held.RunAll(), want);
+  const std::vector<LanePoolLaneStats> after = held.pool().Stats();
   EXPECT_EQ(after[0].started, 2);
   EXPECT_EQ(after[1].started, 1);
   EXPECT_EQ(after[2].started, 21);
@@ -99,20 +95,12 @@ TEST(LanePoolTest, APremiumJobQueuedBehindBatchJobsRunsFirst) {
 // pick 1; three batch jobs were queued before nine premium ones, so the batch jobs are the
 // oldest and take picks 4, 8 and 12 while premium jobs keep arriving ahead of them.
 TEST(LanePoolTest, EveryNthPickTakesTheOldestJobOfAnyLane) {
-  LanePool pool(Options(3, 1, 64, /*oldest_every=*/4));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());  // pick 1
-  gate.WaitEntered();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
-  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
-  for (int i = 0; i < 9; ++i) {
-    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
-  }
-  gate.Release();
-  pool.Shutdown();
+  HeldPool held(Options(3, 1, 64, /*oldest_every=*/4), /*gate_lane=*/0);  // pick 1
+  held.Post(2, "batch", 3);
+  held.Post(1, "standard", 1);
+  held.Post(0, "premium", 9);
   // picks 2..14: p0 p1 [4: batch0] p2 p3 p4 [8: batch1] p5 p6 p7 [12: batch2] p8 standard0
-  EXPECT_EQ(trace.order(),
+  EXPECT_EQ(held.RunAll(),
             (std::vector<std::string>{"premium0", "premium1", "batch0", "premium2", "premium3",
                                       "premium4", "batch1", "premium5", "premium6", "premium7",
                                       "batch2", "premium8", "standard0"}));
@@ -121,75 +109,46 @@ TEST(LanePoolTest, EveryNthPickTakesTheOldestJobOfAnyLane) {
 // Without aging (oldest_every 0) the same queue runs every premium job first: a higher lane
 // that always has work starves the lower ones.
 TEST(LanePoolTest, StrictLanesRunTheLowerLaneOnlyWhenTheHigherOnesAreEmpty) {
-  LanePool pool(Options(3, 1, 64, /*oldest_every=*/0));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());
-  gate.WaitEntered();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(2, trace.Job("batch" + std::to_string(i))).ok());
-  ASSERT_TRUE(pool.Post(1, trace.Job("standard0")).ok());
-  for (int i = 0; i < 9; ++i) {
-    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
-  }
-  gate.Release();
-  pool.Shutdown();
+  HeldPool held(Options(3, 1, 64, /*oldest_every=*/0), /*gate_lane=*/0);
+  held.Post(2, "batch", 3);
+  held.Post(1, "standard", 1);
+  held.Post(0, "premium", 9);
   std::vector<std::string> want;
   for (int i = 0; i < 9; ++i) want.push_back("premium" + std::to_string(i));
   want.insert(want.end(), {"standard0", "batch0", "batch1", "batch2"});
-  EXPECT_EQ(trace.order(), want);
+  EXPECT_EQ(held.RunAll(), want);
 }
 
 // An aging pick takes the globally oldest job, which may be in the highest lane: then it is
 // an ordinary pick (here the oldest job is always a premium one, so lanes stay strict).
 TEST(LanePoolTest, AnAgingPickOfAnOlderHigherLaneJobKeepsLaneOrder) {
-  LanePool pool(Options(2, 1, 64, /*oldest_every=*/2));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());  // pick 1
-  gate.WaitEntered();
-  for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(pool.Post(0, trace.Job("premium" + std::to_string(i))).ok());
-  }
-  ASSERT_TRUE(pool.Post(1, trace.Job("batch0")).ok());
-  ASSERT_TRUE(pool.Post(1, trace.Job("batch1")).ok());
-  gate.Release();
-  pool.Shutdown();
-  EXPECT_EQ(trace.order(), (std::vector<std::string>{"premium0", "premium1", "premium2", "batch0",
-                                                     "batch1"}));
+  HeldPool held(Options(2, 1, 64, /*oldest_every=*/2), /*gate_lane=*/0);  // pick 1
+  held.Post(0, "premium", 3);
+  held.Post(1, "batch", 2);
+  EXPECT_EQ(held.RunAll(), (std::vector<std::string>{"premium0", "premium1", "premium2",
+                                                     "batch0", "batch1"}));
 }
 
 TEST(LanePoolTest, AFullLaneRefusesWhileOtherLanesStillQueue) {
-  LanePool pool(Options(2, 1, 3));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(1, [&] { gate.Block(); }).ok());
-  gate.WaitEntered();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Post(1, trace.Job("batch" + std::to_string(i))).ok());
-  const Status full = pool.Post(1, trace.Job("refused"));
+  HeldPool held(Options(2, 1, 3), /*gate_lane=*/1);
+  held.Post(1, "batch", 3);
+  const Status full = held.PostOne(1, "refused");
   EXPECT_EQ(full.code(), StatusCode::kUnavailable);
   EXPECT_NE(full.message().find("3 requests of this lane are waiting"), std::string::npos)
       << full.message();
-  EXPECT_TRUE(pool.Post(0, trace.Job("premium")).ok());
-  EXPECT_EQ(pool.Stats()[1].refused, 1);
-  EXPECT_EQ(pool.Stats()[0].refused, 0);
-  gate.Release();
-  pool.Shutdown();
-  EXPECT_EQ(trace.order(), (std::vector<std::string>{"premium", "batch0", "batch1", "batch2"}));
+  EXPECT_TRUE(held.PostOne(0, "premium").ok());
+  EXPECT_EQ(held.pool().Stats()[1].refused, 1);
+  EXPECT_EQ(held.pool().Stats()[0].refused, 0);
+  EXPECT_EQ(held.RunAll(), (std::vector<std::string>{"premium", "batch0", "batch1", "batch2"}));
 }
 
 TEST(LanePoolTest, ALaneBeyondTheLastQueuesInTheLast) {
-  LanePool pool(Options(2, 1, 8));
-  Gate gate;
-  Trace trace;
-  ASSERT_TRUE(pool.Post(0, [&] { gate.Block(); }).ok());
-  gate.WaitEntered();
-  ASSERT_TRUE(pool.Post(7, trace.Job("far")).ok());
-  ASSERT_TRUE(pool.Post(-1, trace.Job("negative")).ok());  // clamps to lane 0
-  EXPECT_EQ(pool.Stats()[1].queued, 1);
-  EXPECT_EQ(pool.Stats()[0].queued, 1);
-  gate.Release();
-  pool.Shutdown();
-  EXPECT_EQ(trace.order(), (std::vector<std::string>{"negative", "far"}));
+  HeldPool held(Options(2, 1, 8), /*gate_lane=*/0);
+  ASSERT_TRUE(held.PostOne(7, "far").ok());
+  ASSERT_TRUE(held.PostOne(-1, "negative").ok());  // clamps to lane 0
+  EXPECT_EQ(held.pool().Stats()[1].queued, 1);
+  EXPECT_EQ(held.pool().Stats()[0].queued, 1);
+  EXPECT_EQ(held.RunAll(), (std::vector<std::string>{"negative", "far"}));
 }
 
 TEST(LanePoolTest, ShutdownRunsWhatIsQueuedAndRefusesNewJobs) {

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/scratch_dir.h"
+
 namespace llmux::server {
 namespace {
 
@@ -22,11 +24,7 @@ constexpr char kBad[] = "tenants:\n  acme: {weight: 1}\n  beta: {lane: gold}\n";
 class PolicyReloaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("llmux_reloader_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("llmux_reloader");
     path_ = dir_ / "tenants.yaml";
     Write(kOne);
     auto created = PolicyStore::Create(path_);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/scratch_dir.h"
 #include "llmux/capacity_meter.h"
 #include "llmux/quota.h"
 #include "llmux/tenant_policy.h"
@@ -42,11 +43,7 @@ CapacityHold Hold(int64_t kv, int64_t seqs, int64_t kv_price, int64_t seq_price)
 class CapacityLedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("llmux-capacity-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("llmux-capacity");
     path_ = dir_ / "usage.db";
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/gate.h"
 #include "llmux/thread_annotations.h"
 
 namespace llmux {
@@ -38,16 +39,13 @@ class GatedStore {
         MutexLock lock(mutex_);
         groups_.push_back(std::move(ids));
       }
-      if (first_.exchange(false)) {
-        entered_.set_value();
-        released_.get_future().wait();
-      }
+      if (first_.exchange(false)) gate_.Block();
       return result_;
     };
   }
   // Waits until the first commit is running.
-  void WaitEntered() { entered_.get_future().wait(); }
-  void Release() { released_.set_value(); }
+  void WaitEntered() { gate_.WaitEntered(); }
+  void Release() { gate_.Release(); }
   void FailWith(Status s) { result_ = std::move(s); }
   std::vector<std::vector<std::string>> groups() {
     MutexLock lock(mutex_);
@@ -56,8 +54,7 @@ class GatedStore {
 
  private:
   std::atomic<bool> first_{true};
-  std::promise<void> entered_;
-  std::promise<void> released_;
+  testing::Gate gate_;
   Status result_ = Status::Ok();  // set before the queue starts committing
   Mutex mutex_;
   std::vector<std::vector<std::string>> groups_ GUARDED_BY(mutex_);

@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "common/scratch_dir.h"
 #include "unit/telemetry/usage_rows.h"
 
 namespace llmux {
@@ -20,11 +21,7 @@ namespace fs = std::filesystem;
 class UsageLedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("llmux-ledger-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("llmux-ledger");
     path_ = dir_ / "usage.db";
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/scratch_dir.h"
 #include "llmux/tenant_policy.h"
 
 namespace llmux {
@@ -19,11 +20,7 @@ constexpr char kBad[] = "tenants:\n  acme: {weight: 1}\n  beta: {lane: gold}\n";
 class PolicyStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("llmux_policy_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::FreshTestDir("llmux_policy");
     path_ = dir_ / "tenants.yaml";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

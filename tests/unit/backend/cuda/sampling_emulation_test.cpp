@@ -252,6 +252,30 @@ TEST(CudaSamplingEmulation, TheTargetsAreExactIntegerArithmetic) {
   EXPECT_EQ(sel::DrawTarget(1000, 0.5), 501u);
 }
 
+// The quotient both targets are made of: a * b / 2^s rounded down or up, against unsigned
+// __int128 for every shift (0, 64 and the bits on either side of a word included).
+TEST(CudaSamplingEmulation, MulShiftIsTheExactQuotientForEveryShift) {
+  Lcg g{11};
+  const auto bits64 = [&g] { return g.Next() << 33 ^ g.Next() << 2 ^ g.Next(); };
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t a = bits64();
+    uint64_t b = bits64();
+    if (i % 5 == 0) b >>= g.Next() % 64;  // small factors too (top_p's 24-bit mantissa)
+    const unsigned __int128 prod = static_cast<unsigned __int128>(a) * b;
+    for (int s = 0; s < 128; ++s) {
+      const unsigned __int128 mask = (static_cast<unsigned __int128>(1) << s) - 1;
+      const uint64_t down = static_cast<uint64_t>(prod >> s);
+      const uint64_t up = down + ((prod & mask) != 0 ? 1 : 0);
+      ASSERT_EQ(sel::MulShift(a, b, s, /*round_up=*/false), down) << a << " " << b << " " << s;
+      ASSERT_EQ(sel::MulShift(a, b, s, /*round_up=*/true), up) << a << " " << b << " " << s;
+    }
+  }
+  EXPECT_EQ(sel::MulShift(3, 5, 1, false), 7u);  // 15 / 2
+  EXPECT_EQ(sel::MulShift(3, 5, 1, true), 8u);
+  EXPECT_EQ(sel::MulShift(1ull << 63, 4, 64, false), 2u);  // exactly 2: no rounding up
+  EXPECT_EQ(sel::MulShift(1ull << 63, 4, 64, true), 2u);
+}
+
 TEST(CudaSamplingEmulation, TheWeightIsExpWithinTwoUlpAndNeverIncreases) {
   EXPECT_EQ(sel::Exp(0.0f), 1.0f);
   EXPECT_EQ(sel::FixedWeight(sel::Weight(0.0f)), sel::kWeightOne);

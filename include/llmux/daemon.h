@@ -1,5 +1,6 @@
-// llmuxd's wiring: config -> model, tokenizer, chat template, engine, tenant policy, HTTP
-// server; signals (SIGHUP reload, SIGTERM/SIGINT drain). main.cpp only calls RunDaemon.
+// llmuxd's wiring (the server module, src/server/daemon.cpp): config -> model, tokenizer, chat
+// template, engine, tenant policy, HTTP server; signals (SIGHUP reload, SIGTERM/SIGINT drain).
+// main.cpp only calls RunDaemon (or RunPoolWorker, llmux/pool.h).
 #pragma once
 
 #include <string>
