@@ -326,6 +326,13 @@ BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_pp512, kSmolAttn, DType::kF32, 51
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Attention, smollm135M_f16_pp512, kSmolAttn, DType::kF16, 512, 512)
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
+// The contexts of llama-bench's tg128 (1..128 keys): one thread below kMinParallelCost.
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_decode_ctx64, kSmolAttn, DType::kF32, 1, 64)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_decode_ctx128, kSmolAttn, DType::kF32, 1, 128)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_decode_ctx512, kSmolAttn, DType::kF32, 1, 512)
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Attention, smollm135M_f32_decode_ctx2048, kSmolAttn, DType::kF32, 1, 2048)
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Attention, smollm135M_f16_decode_ctx2048, kSmolAttn, DType::kF16, 1, 2048)

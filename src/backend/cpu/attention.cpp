@@ -34,8 +34,11 @@ namespace {
 // largest head_dim, 8 KiB at 64) next to one chunk's K and V in L1/L2.
 constexpr int kTileRows = 32;
 constexpr int kChunk = 16;  // keys per chunk: one vector lane each
-// NOTE: below this many key visits in a step, one thread is faster than waking another.
-constexpr int64_t kMinParallelCost = 2048;
+// NOTE: below this many key visits in a step, one thread is faster than waking another. In a
+// decode step the layer's K/V come from DRAM (the weights streamed since evicted them), so a
+// visit costs several times what a hot micro-benchmark shows; 512 (a SmolLM-135M decode from
+// position ~40 on) was measured against 2048, 256 and 128 (docs/performance.md).
+constexpr int64_t kMinParallelCost = 512;
 // Output columns accumulated in registers at once (8 vectors = 128 dims).
 constexpr int64_t kColBlock = 8;
 // F16 chunks read by at most this many rows are converted as loaded, not staged in F32.

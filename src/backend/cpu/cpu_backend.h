@@ -22,12 +22,14 @@
 
 namespace llmux::cpu {
 
-// An owned, 64-byte aligned, zero-initialised host allocation.
+// An owned, 64-byte aligned (or more), zero-initialised host allocation.
 class HostBuffer final : public DeviceBuffer {
  public:
   // nullptr when the allocation fails. `zeroed` false leaves the bytes for the caller to write
-  // (every one of them).
-  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true);
+  // (every one of them). `alignment`: a power of two >= 64; from 2 MiB on the memory is marked
+  // MADV_HUGEPAGE (transparent huge pages where the kernel allows them).
+  static std::unique_ptr<HostBuffer> Create(size_t bytes, bool zeroed = true,
+                                            size_t alignment = 64);
   ~HostBuffer() override;
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
@@ -89,6 +91,9 @@ class CpuBackend final : public Backend {
   std::byte* VCache(int layer) { return KCache(layer) + DTypeBytes(spec_.dtype, LayerElems()); }
   // An owned copy of the matrix `src` in the packed layout, registered in packed_.
   StatusOr<Tensor> PackMatrix(const HostTensor& src, const std::string& who);
+  // `bytes` (64-byte aligned) for a packed matrix, carved from huge-page slabs; nullptr when
+  // out of memory.
+  std::byte* AllocatePacked(size_t bytes);
   // The packed form of `w` when LoadWeight packed it (w is the whole weight); nullptr for a
   // row-major weight (a caller's own Tensor). Aborts on a view into part of a packed weight (it has no row-major rows).
   const PackedWeight* PackedFor(const Tensor& w) const;
@@ -105,9 +110,12 @@ class CpuBackend final : public Backend {
 
   CpuBackendOptions options_;
   ThreadPool pool_;
-  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed matrices
+  std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed-matrix slabs
   // Packed matrices by their data address (storage in owned_).
   std::map<const void*, PackedWeight> packed_;
+  // The unused tail of the newest packed-matrix slab (AllocatePacked).
+  std::byte* slab_next_ = nullptr;
+  size_t slab_left_ = 0;
 
   KvCacheSpec spec_;
   std::unique_ptr<HostBuffer> kv_buffer_;

@@ -253,6 +253,25 @@ TEST_P(AttentionTest, DecodeRowEqualsPrefillRowAtTheSamePosition) {
       << "the decode row differs from the prefill row at position 22";
 }
 
+TEST_P(AttentionTest, DecodeOverTwoThreadsEqualsPrefillRow) {
+  // A decode step over 60 cached keys: from ratio 4 on its kv-head tiles cost more than
+  // kMinParallelCost and are split over the 2 threads. The row must match the reference and,
+  // bit for bit, the last row of the same 61 tokens as one prefill.
+  Seq whole{12, {14, 3, 27, 9, 20, 1, 31, 6, 17, 24, 11, 29, 4, 22, 8, 15}, 0, 61};
+  auto all = Step({whole});
+  auto split_be = NewBackend(2, 0);
+  Seq s = whole;
+  s.num_new = 60;
+  Step({s}, split_be.get());
+  s.cached = 60;
+  s.num_new = 1;
+  auto decode = Step({s}, split_be.get());
+  ExpectMatchesReference({s}, decode);
+  const size_t qw = heads() * kHeadDim;
+  EXPECT_EQ(0, std::memcmp(all.data() + 60 * qw, decode.data(), qw * 4))
+      << "the decode row differs from the prefill row at position 60";
+}
+
 TEST_P(AttentionTest, F16CacheEqualsF32CacheHoldingTheSameValues) {
   // Written values already F16-exact: an F16 cache must give exactly the F32 cache's bits (the
   // only difference between the two is the storage format; conversion to F32 is exact).
