@@ -25,8 +25,13 @@ find_package(SQLite3 REQUIRED)
 # The shared PostgreSQL usage ledger (telemetry.usage_db: postgresql://...). Installed everywhere
 # by install_deps.sh; optional like ICU so an offline prefix can build without it (a postgresql://
 # usage_db then fails to open with UNIMPLEMENTED).
-pkg_check_modules(PQXX IMPORTED_TARGET libpqxx)
-pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)  # URI validation (PQconninfoParse)
+# LLMUX_POSTGRES=OFF does not look for them even where they are installed: a build whose
+# binaries must load only what a given prefix carries (benchmarks/gpu/prepare.sh) uses it.
+option(LLMUX_POSTGRES "Link libpqxx/libpq when found (the postgresql:// usage ledger)" ON)
+if(LLMUX_POSTGRES)
+  pkg_check_modules(PQXX IMPORTED_TARGET libpqxx)
+  pkg_check_modules(LIBPQ IMPORTED_TARGET libpq)  # URI validation (PQconninfoParse)
+endif()
 if(LLMUX_SERVER)
   # Redis client for cluster mode (src/cluster/, linked by the server): tenant state shared by
   # the replicas.

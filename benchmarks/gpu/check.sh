@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # The GPU check, run ON the device machine from the repository root with .gpu-prefix/ carried
-# (made by benchmarks/gpu/prepare.sh): configures against the unpacked packages, builds only
-# llmux, unit_backend_cuda and gpu_bench for sm_90 (or uses binaries built elsewhere: set
-# LLMUX_GPU_BUILD_DIR to a tree that has them and nothing is compiled here), runs the GPU unit
-# tests (which include the CPU-vs-CUDA agreement of the real model on stories260K-hf: first
-# greedy tokens and logit error bounds, gpu_model_test.cpp), and times a llama3-8b-shaped
-# model from its config alone (no weight files are written). Prints progress as it goes;
-# writes check.log and summary.md under $OUT (or out/gpu-check).
+# (made by benchmarks/gpu/prepare.sh). Which binaries it runs, said in its output and summary:
+#   carried: .gpu-prefix/gpu-carry.tar.xz holds llmux, unit_backend_cuda and gpu_bench built on
+#     the build machine for sm_90 with the libraries they load; they are unpacked (into
+#     build-gpu-carried/, or LLMUX_GPU_CARRIED_DIR) and run when `ldd` finds every library
+#     (LD_LIBRARY_PATH: the carried lib/, then the device's CUDA), the driver and CUDA runtime
+#     can run the build's CUDA version, and the tree's sources are the ones they were built
+#     from. Nothing is compiled.
+#   built here (the fallback when any of that fails, or the archive is missing): configures
+#     against the -dev packages of .gpu-prefix/root.tar.xz (unpacked into build-gpu-root/) and
+#     builds the three for sm_90 in build-gpu/ (3-4 of the 8 minutes).
+#   LLMUX_GPU_BUILD_DIR=DIR: the binaries in a build tree made elsewhere, as they are.
+# LLMUX_GPU_CHECK_BUILD=1 forces the fallback; LLMUX_GPU_PREFIX (default .gpu-prefix) and
+# LLMUX_GPU_CUDA_LIBS (default /usr/local/cuda/lib64: the device's cudart and cuBLAS) say where
+# the carried files and the device's CUDA libraries are; CUDA libraries not found there are
+# looked for under LLMUX_GPU_CUDA_SEARCH (default "/usr/local /opt /usr/lib").
+# `check.sh --select-only` only chooses (and unpacks), prints the choice and exits:
+# tests/scripts/gpu_carry_test.sh runs it.
+# It then runs the GPU unit tests (which include the CPU-vs-CUDA agreement of the real model on
+# stories260K-hf: first greedy tokens and logit error bounds, gpu_model_test.cpp), and times a
+# llama3-8b-shaped model from its config alone (no weight files are written). Prints progress
+# as it goes; writes check.log and summary.md under $OUT (or out/gpu-check).
 #
 # Hard bound: the whole check, build included, ends within LLMUX_GPU_CHECK_LIMIT_S seconds
 # (default 480, 8 minutes): the script re-runs itself under timeout(1), which ends every
@@ -72,45 +86,140 @@ on_limit() {
 }
 trap on_limit TERM
 
-P="$root/.gpu-prefix/root"
-if [[ ! -d "$P/usr" ]]; then
-  echo "check: $P missing: run benchmarks/gpu/prepare.sh first and carry .gpu-prefix" >&2
+source "$root/benchmarks/gpu/carry.sh"
+select_only=0
+[[ "${1:-}" == "--select-only" ]] && select_only=1
+prefix="${LLMUX_GPU_PREFIX:-$root/.gpu-prefix}"
+# What is unpacked goes OUTSIDE .gpu-prefix (into git-ignored build-gpu-* folders), so that
+# .gpu-prefix stays the size prepare.sh measured if it is carried again after a run.
+carried="${LLMUX_GPU_CARRIED_DIR:-$root/build-gpu-carried}"
+P="$prefix/root"  # an unpacked prefix (older prepare.sh) is used as it is
+[[ -d "$P/usr" ]] || P="$root/build-gpu-root/root"
+if [[ ! -d "$prefix/root/usr" && ! -f "$prefix/root.tar.xz" && ! -f "$prefix/gpu-carry.tar.xz" ]]; then
+  echo "check: $prefix holds neither binaries nor packages: run benchmarks/gpu/prepare.sh first and carry .gpu-prefix" >&2
   exit 2
 fi
 libdir="$P/usr/lib/x86_64-linux-gnu"
-export LD_LIBRARY_PATH="$libdir:$libdir/openblas-pthread:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export PKG_CONFIG_SYSROOT_DIR="$P"
-export PKG_CONFIG_LIBDIR="$libdir/pkgconfig:$libdir/openblas-pthread/pkgconfig:$P/usr/share/pkgconfig"
-pkg_config="$(command -v pkg-config || true)"
-[[ -n "$pkg_config" ]] || pkg_config="$P/usr/bin/pkgconf"
+# The device's CUDA runtime libraries (cudart, cuBLAS): its toolkit's.
+cuda_libs="${LLMUX_GPU_CUDA_LIBS:-/usr/local/cuda/lib64}"
 export PATH="/usr/local/cuda/bin:$PATH"
 
+smi_header="$(nvidia-smi 2>/dev/null || true)"
 step "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
 
-# The HTTP server is not built here (LLMUX_SERVER=OFF: no Boost on the device machine); the
-# engine, the CLI and the kernels link prometheus-cpp and the rest from .gpu-prefix.
-build="${LLMUX_GPU_BUILD_DIR:-build-gpu}"
+# Which binaries run: sets `build` (the tree holding llmux, gpu_bench, tests/unit_backend_cuda)
+# and `path_taken`; on the carried path also LD_LIBRARY_PATH. Any reason not to run the carried
+# binaries is said, and the binaries are built here instead.
+select_binaries() {
+  path_taken=""
+  if [[ -n "${LLMUX_GPU_BUILD_DIR:-}" ]]; then
+    build="$LLMUX_GPU_BUILD_DIR"
+    for b in "${CARRY_BINARIES[@]}"; do
+      [[ -x "$build/$b" ]] || { echo "check: $build/$b missing (LLMUX_GPU_BUILD_DIR)" >&2; exit 2; }
+    done
+    path_taken="given"
+    return
+  fi
+  local archive="$prefix/gpu-carry.tar.xz" why="" missing manifest
+  local cuda_missing found
+  if [[ "${LLMUX_GPU_CHECK_BUILD:-0}" == 1 ]]; then
+    why="LLMUX_GPU_CHECK_BUILD=1"
+  elif [[ ! -f "$archive" ]]; then
+    why="no $archive (prepare.sh --no-build, or not carried)"
+  else
+    rm -rf "$carried"
+    mkdir -p "$carried"
+    manifest="$carried/MANIFEST"
+    if ! { carry_unxz "$archive" | tar -C "$carried" -xf -; } 2>"$out/carry_unpack.log"; then
+      why="$archive did not unpack: $(head -1 "$out/carry_unpack.log")"
+    elif [[ ! -f "$manifest" ]]; then
+      why="$archive has no MANIFEST"
+    else
+      local bins=("${CARRY_BINARIES[@]/#/$carried/build/}") b built driver runtime bad
+      for b in "${bins[@]}"; do
+        [[ -x "$b" ]] || { why="$archive lacks build/${b#"$carried/build/"}"; break; }
+      done
+      if [[ -z "$why" ]]; then
+        built="$(carry_manifest_get "$manifest" cuda_version)"
+        echo "check: carried binaries: $(carry_manifest_get "$manifest" commit), built $(carry_manifest_get "$manifest" built_utc) with CUDA $built for sm_$(carry_manifest_get "$manifest" cuda_architectures); need $(carry_manifest_get "$manifest" glibc_needed), $(carry_manifest_get "$manifest" glibcxx_needed)"
+        missing="$(carry_missing "$carried/lib:$cuda_libs" "${bins[@]}")"
+        cuda_missing="$(grep -oE 'lib(cudart|cublas|cublasLt)\.so\.[0-9]+' <<<"$missing" | sort -u)"
+        if [[ -n "$cuda_missing" ]]; then
+          # CUDA's libraries elsewhere than $cuda_libs (another toolkit folder, Python wheels).
+          found="$(carry_find_lib_dirs "${LLMUX_GPU_CUDA_SEARCH:-/usr/local /opt /usr/lib}" $cuda_missing | paste -sd: -)"
+          if [[ -n "$found" ]]; then
+            echo "check: CUDA libraries not in $cuda_libs; found in $found"
+            cuda_libs="$cuda_libs:$found"
+            missing="$(carry_missing "$carried/lib:$cuda_libs" "${bins[@]}")"
+          fi
+        fi
+        if [[ -n "$missing" ]]; then
+          echo "$missing" | sed "s|$carried/||; s/^/check: ldd: /"
+          why="ldd: $(echo "$missing" | sed "s|$carried/||" | head -3 | paste -sd ';' -)"
+        fi
+      fi
+      if [[ -z "$why" ]]; then
+        driver="$(carry_driver_cuda_version <<<"$smi_header")"
+        runtime="$(carry_runtime_version "$carried/lib:$cuda_libs" "${bins[0]}")"
+        echo "check: CUDA: built with ${built:-?}, the driver supports ${driver:-? (no nvidia-smi)}, CUDA runtime library ${runtime:-? (unknown)}"
+        bad="$(carry_cuda_compatible "$built" "$driver" "$runtime")" || why="$bad"
+      fi
+      if [[ -z "$why" ]] && [[ -f "$carried/sources.sha256" ]]; then
+        if ! bad="$(cd "$root" && sha256sum --quiet -c "$carried/sources.sha256" 2>/dev/null)"; then
+          why="the tree's sources differ from the binaries' ($(echo "$bad" | grep -c ': FAILED') changed, e.g. $(echo "$bad" | head -1 | cut -d: -f1))"
+        fi
+      elif [[ -z "$why" ]]; then
+        why="$archive has no sources.sha256"
+      fi
+    fi
+  fi
+  if [[ -z "$why" ]]; then
+    build="$carried/build"
+    export LD_LIBRARY_PATH="$carried/lib:$cuda_libs:${LD_LIBRARY_PATH:-}"
+    path_taken="carried"
+    return
+  fi
+  build="build-gpu"
+  path_taken="build"
+  build_reason="$why"
+}
+select_binaries
+case "$path_taken" in
+  given) step "binaries: using $build (LLMUX_GPU_BUILD_DIR, built elsewhere; nothing is compiled here)"
+         note "| binaries | given: $build |" ;;
+  carried) step "binaries: CARRIED, from gpu-carry.tar.xz (nothing is compiled here)"
+           note "| binaries | carried (gpu-carry.tar.xz, $(carry_manifest_get "$build/../MANIFEST" commit)) |" ;;
+  build) step "binaries: BUILT HERE, because: $build_reason"
+         note "| binaries | built on the device: $build_reason |" ;;
+esac
+# Both paths build for x86-64-v4 (AVX-512: the CPU backend's kernels, the reference side of the
+# agreement tests); say so up front when this host's CPU lacks it (glibc's loader knows).
+if /lib64/ld-linux-x86-64.so.2 --help 2>/dev/null | grep -q "x86-64-v4 (supported"; then
+  echo "check: host CPU: x86-64-v4 (AVX-512) supported"
+elif /lib64/ld-linux-x86-64.so.2 --help 2>/dev/null | grep -q "x86-64-v4"; then
+  note "| host CPU | lacks x86-64-v4 (AVX-512): the CPU-reference tests will stop with SIGILL |"
+fi
+if (( select_only )); then
+  echo "check: selected=$path_taken"
+  exit 0
+fi
 
-if [[ -n "${LLMUX_GPU_BUILD_DIR:-}" ]]; then
-  for b in llmux tests/unit_backend_cuda gpu_bench; do
-    [[ -x "$build/$b" ]] || { echo "check: $build/$b missing (LLMUX_GPU_BUILD_DIR)" >&2; exit 2; }
-  done
-  step "using the binaries in $build (built elsewhere; nothing is compiled here)"
-else
+if [[ "$path_taken" == build ]]; then
+  if [[ ! -d "$P/usr" ]]; then
+    step "unpack the -dev packages (root.tar.xz)"
+    [[ -f "$prefix/root.tar.xz" ]] || { echo "check: no $prefix/root.tar.xz to build against" >&2; exit 2; }
+    mkdir -p "$(dirname "$P")"
+    carry_unxz "$prefix/root.tar.xz" | tar -C "$(dirname "$P")" -xf - || { echo "check: root.tar.xz did not unpack" >&2; exit 1; }
+  fi
+  export LD_LIBRARY_PATH="$libdir:$libdir/openblas-pthread:$cuda_libs:${LD_LIBRARY_PATH:-}"
   # NOTE: no -Werror (an unknown compiler's new warning must not stop the check) and no
-  # -march=native (the device machine's CPU is unknown to the build): x86-64-v4 is the AVX-512
-  # baseline the CPU backend's kernels need (the reference side of the agreement tests).
-  step "configure"
-  if ! cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DLLMUX_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_STANDARD=17 \
-      -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DLLMUX_BENCHMARKS=ON \
-      -DLLMUX_WERROR=OFF -DLLMUX_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v4 \
-      -DCMAKE_PREFIX_PATH="$P/usr" -DOPENSSL_ROOT_DIR="$P/usr" \
-      -DPKG_CONFIG_EXECUTABLE="$pkg_config" \
-      -DLLMUX_SERVER=OFF \
-      > "$out/configure.log" 2>&1; then
+  # -march=native (the device machine's CPU is unknown to the build): see carry_configure.
+  step "configure (against .gpu-prefix/root only)"
+  if ! carry_configure "$root" "$build" "$P" > "$out/configure.log" 2>&1; then
     tail -40 "$out/configure.log"
     echo "check: FAILED at configure (full log: configure.log)"
+    note "| build on the device | FAIL at configure (configure.log) |"
+    write_summary
     exit 1
   fi
   grep -E "llmux: CUDA backend" "$out/configure.log"
@@ -120,6 +229,8 @@ else
       > "$out/build.log" 2>&1; then
     grep -E "error|Error" "$out/build.log" | head -40
     echo "check: FAILED at build (full log: build.log)"
+    note "| build on the device | FAIL after $(( $(date +%s) - t0 )) s (build.log: $(tail -1 "$out/build.log")) |"
+    write_summary
     exit 1
   fi
   step "build done"
@@ -127,7 +238,7 @@ fi
 
 step "GPU unit tests (kernels vs CPU ops, faults, the real model vs the CPU backend)"
 # CI=true: missing test data fails instead of skipping; the model is carried in .gpu-prefix.
-CI=true LLMUX_TEST_DATA="$root/.gpu-prefix" \
+CI=true LLMUX_TEST_DATA="$prefix" \
   timeout "$(cap 240)" "$build/tests/unit_backend_cuda" > "$out/unit_backend_cuda.log" 2>&1
 rc=$?
 grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|GEMM weight shapes|GEMM choice:|largest logit error" \

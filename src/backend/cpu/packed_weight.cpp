@@ -66,9 +66,13 @@ void PackRows(const PackedLayout& layout, const void* src, int64_t src_stride, i
           std::memcpy(out, d, sizeof(d));
           break;
         }
-        case DType::kQ8_0:  // rows are whole blocks (dtype.h)
-          std::memcpy(out, row + g * kQ8BlockBytes, kQ8BlockBytes);
+        case DType::kQ8_0: {  // rows are whole blocks (dtype.h); scale and int8 apart
+          const Q8RowOffsets o = Q8Offsets(rows, j);
+          std::byte* group = panel + static_cast<size_t>(g * rows) * gb;
+          std::memcpy(group + o.scale, row + g * kQ8BlockBytes, 2);
+          std::memcpy(group + o.q, row + g * kQ8BlockBytes + 2, kQ8BlockElems);
           break;
+        }
         case DType::kI32: break;  // rejected by PackedGroupBytes
       }
     }
@@ -103,11 +107,13 @@ void UnpackRowsF32(const PackedWeight& w, int64_t n0, int64_t n1, float* dst) {
           hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(-65536)));
           break;
         }
-        case DType::kQ8_0: {  // F16 scale d, then 32 int8 q: d * q, exact in F32
+        case DType::kQ8_0: {  // F16 scale d and 32 int8 q (Q8Offsets): d * q, exact in F32
+          const Q8RowOffsets o = Q8Offsets(rows, j);
+          const std::byte* group = panel + static_cast<size_t>(g * rows) * gb;
           int16_t d16;
-          std::memcpy(&d16, in, 2);
+          std::memcpy(&d16, group + o.scale, 2);
           const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(d16));
-          const auto* q = reinterpret_cast<const __m128i*>(in + 2);
+          const auto* q = reinterpret_cast<const __m128i*>(group + o.q);
           lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))), d);
           hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))),
                              d);

@@ -16,7 +16,12 @@
 //   BF16   64 bytes: 16 dwords, dword i = element k+i in its low half, element k+16+i in its
 //          high half, so `dword << 16` is chunk k..k+15 as exact F32 and `dword & 0xffff0000`
 //          is chunk k+16..k+31: one integer op per 16 weights, no shuffle.
-//   Q8_0   34 bytes: the row's Q8_0 block (F16 scale + 32 int8), unchanged.
+//   Q8_0   34 bytes: the row's Q8_0 block (F16 scale + 32 int8), its scale moved next to the
+//          scales of its neighbours. A panel's group is cut into halves of up to kQ8HalfRows
+//          rows (rows 0..5 and 6..11); a half of h rows is h * 34 bytes: the h F16 scales
+//          (2 bytes each, row order), then the h rows' 32 int8 each (row order). So the tile
+//          of a decode (12 rows) or a prefill (6 rows, starting at row 0 or 6) converts its
+//          scales with one instruction per half instead of one per row (Q8RowOffsets).
 // Every element converts to the same F32 value as in the row-major weight, so a kernel that
 // keeps the per-output FMA order gives the same bits from either layout (matmul.h).
 #pragma once
@@ -36,6 +41,22 @@ inline constexpr int64_t kGroupElems = 32;
 
 // Bytes of one row's group in `dtype` (F32 128, F16/BF16 64, Q8_0 34).
 size_t PackedGroupBytes(DType dtype);
+
+// Q8_0 panels: rows per half of a group (see above).
+inline constexpr int64_t kQ8HalfRows = kPanelRows / 2;
+
+// Where row j (0 <= j < rows) of a Q8_0 panel of `rows` rows keeps its scale and its 32 int8 of
+// one group, in bytes from the start of that group's slice of the panel.
+struct Q8RowOffsets {
+  int64_t scale = 0;
+  int64_t q = 0;
+};
+constexpr Q8RowOffsets Q8Offsets(int64_t rows, int64_t j) {
+  const int64_t half = j < kQ8HalfRows ? 0 : kQ8HalfRows;
+  const int64_t in_half = (rows - half) < kQ8HalfRows ? rows - half : kQ8HalfRows;
+  const int64_t base = half * static_cast<int64_t>(kQ8BlockBytes);
+  return {base + 2 * (j - half), base + 2 * in_half + 32 * (j - half)};
+}
 
 // Shape of a packed [n, k] weight.
 struct PackedLayout {

@@ -194,13 +194,149 @@ TEST(PackedWeightTest, UnpacksToTheRoundedValues) {
   }
 }
 
+// The Q8_0 panel layout (packed_weight.h): per group, each half of a panel (rows 0..5, 6..11)
+// holds its rows' F16 scales side by side, then their int8; every byte of the group is one
+// scale byte or one int8 of exactly one row, and the 34 bytes per row and group stay.
+TEST(PackedWeightTest, Q8PanelGroupsKeepEachHalfsScalesTogether) {
+  // Fixed offsets of a full panel and of a 5-row last panel.
+  EXPECT_EQ(Q8Offsets(12, 0).scale, 0);
+  EXPECT_EQ(Q8Offsets(12, 0).q, 12);
+  EXPECT_EQ(Q8Offsets(12, 5).scale, 10);
+  EXPECT_EQ(Q8Offsets(12, 5).q, 12 + 5 * 32);
+  EXPECT_EQ(Q8Offsets(12, 6).scale, 6 * 34);
+  EXPECT_EQ(Q8Offsets(12, 6).q, 6 * 34 + 12);
+  EXPECT_EQ(Q8Offsets(12, 11).q, 6 * 34 + 12 + 5 * 32);
+  EXPECT_EQ(Q8Offsets(8, 7).scale, 6 * 34 + 2);
+  EXPECT_EQ(Q8Offsets(8, 7).q, 6 * 34 + 4 + 32);
+  EXPECT_EQ(Q8Offsets(5, 4).q, 10 + 4 * 32);
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{29, 96}, {12, 32}, {7, 64}, {20, 32}, {1, 32}}) {
+    auto img = MakeWeight(RandomFloats(n * k, 44), {n, k}, DType::kQ8_0);
+    const PackedLayout layout{DType::kQ8_0, n, k};
+    ASSERT_EQ(layout.bytes(), img->tensor.nbytes);
+    std::vector<std::byte> buf(layout.bytes(), std::byte{0x5a});
+    PackRows(layout, img->tensor.data, k, 0, n, buf.data());
+    const auto* src = static_cast<const std::byte*>(img->tensor.data);
+    const int64_t groups = k / 32;
+    for (int64_t p = 0; p * kPanelRows < n; ++p) {
+      const int64_t rows = layout.PanelRows(p);
+      for (int64_t g = 0; g < groups; ++g) {
+        const std::byte* group = buf.data() + layout.PanelOffset(p) + g * rows * kQ8BlockBytes;
+        std::vector<int> owners(rows * kQ8BlockBytes, 0);
+        for (int64_t j = 0; j < rows; ++j) {
+          const std::byte* block = src + ((p * kPanelRows + j) * groups + g) * kQ8BlockBytes;
+          const Q8RowOffsets o = Q8Offsets(rows, j);
+          ASSERT_EQ(0, std::memcmp(group + o.scale, block, 2))
+              << "[" << n << ", " << k << "] panel " << p << " row " << j << " group " << g;
+          ASSERT_EQ(0, std::memcmp(group + o.q, block + 2, 32))
+              << "[" << n << ", " << k << "] panel " << p << " row " << j << " group " << g;
+          for (int64_t b = 0; b < 2; ++b) ++owners[o.scale + b];
+          for (int64_t b = 0; b < 32; ++b) ++owners[o.q + b];
+          // The scales of a half are adjacent: row j's follows row j - 1's.
+          if (j % kQ8HalfRows != 0) {
+            EXPECT_EQ(o.scale, Q8Offsets(rows, j - 1).scale + 2);
+          }
+        }
+        for (int64_t b = 0; b < rows * static_cast<int64_t>(kQ8BlockBytes); ++b) {
+          ASSERT_EQ(owners[b], 1) << "[" << n << ", " << k << "] panel " << p << " byte " << b;
+        }
+      }
+    }
+  }
+}
+
+// Packed Q8_0 weights whose scales are negative, +0 or -0 (with q of both signs), infinite or
+// NaN, next to ordinary ones, give every output of Dot(x, d * q) bit for bit in decode and
+// prefill tiles, including the sign of a zero weight (x row 0 against weight row 3 sums to -0
+// only if d * 0 with d < 0 is -0) and an infinite one (x row 1 against row 13 is +inf, not
+// NaN). A faster exact-looking form such as fma(2^23 + 2^15 + 256 q, d / 256, -(2^15 + 2^7) d)
+// fails here (docs/performance.md).
+TEST(PackedWeightTest, Q8ScalesOfEverySignAndClassGiveTheDotOfDTimesQ) {
+  constexpr int64_t kN = 25, kK = 96, kGroups = kK / 32;
+  auto img = MakeWeight(RandomFloats(kN * kK, 91, -2.0f, 2.0f), {kN, kK}, DType::kQ8_0);
+  std::vector<std::byte> w(static_cast<const std::byte*>(img->tensor.data),
+                           static_cast<const std::byte*>(img->tensor.data) + img->tensor.nbytes);
+  const auto set_scale = [&](int64_t row, int64_t g, uint16_t bits) {
+    std::memcpy(w.data() + (row * kGroups + g) * kQ8BlockBytes, &bits, 2);
+  };
+  set_scale(1, 0, 0xb800);   // -0.5
+  set_scale(7, 1, 0x0000);   // +0 (q of both signs)
+  set_scale(8, 1, 0x8000);   // -0
+  set_scale(13, 2, 0x7c00);  // +inf
+  set_scale(14, 0, 0xfc00);  // -inf
+  set_scale(20, 2, 0x7e01);  // NaN
+  set_scale(24, 1, 0x0001);  // smallest F16 denormal (positive: the FMA form)
+  // Row 3, group 0: d = -2^-24, q = -1 then 0: weights +2^-24 then -0 (d * 0 with d < 0).
+  // Row 13, group 2: d = +inf, q = +1: weights +inf.
+  const auto set_q = [&](int64_t row, int64_t g, int64_t i, int8_t q) {
+    std::memcpy(w.data() + (row * kGroups + g) * kQ8BlockBytes + 2 + i, &q, 1);
+  };
+  set_scale(3, 0, 0x8001);
+  for (int64_t i = 0; i < 32; ++i) set_q(3, 0, i, i < 16 ? -1 : 0);
+  for (int64_t i = 0; i < 32; ++i) set_q(13, 2, i, 1);
+  std::vector<float> deq(kN * kK);
+  for (int64_t r = 0; r < kN; ++r) {
+    DequantizeRowQ8_0(w.data() + r * kGroups * kQ8BlockBytes, kK, deq.data() + r * kK);
+  }
+  const PackedLayout layout{DType::kQ8_0, kN, kK};
+  std::vector<std::byte> storage(layout.bytes() + 64);
+  auto* buf = reinterpret_cast<std::byte*>(
+      (reinterpret_cast<uintptr_t>(storage.data()) + 63) & ~uintptr_t{63});
+  PackRows(layout, w.data(), kK, 0, kN, buf);
+  const PackedWeight packed{layout, buf};
+  // The packed table also unpacks to d * q exactly (NaN compared by bits, like everything).
+  std::vector<float> unpacked(kN * kK);
+  UnpackRowsF32(packed, 0, kN, unpacked.data());
+  ASSERT_EQ(0, std::memcmp(unpacked.data(), deq.data(), 4 * deq.size()));
+  ThreadPool pool(2);
+  constexpr int64_t kM = 6;
+  auto x = RandomFloats(kM * kK, 92);
+  // x row 0 against weight row 3: every lane ends at -0 only if the -0 weights are -0: lanes
+  // become -0 from products below the smallest denormal (-1e-40 * 2^-24), then add 1 * (-0);
+  // every later product is made -0 by the sign of x (no +0 may be added).
+  for (int64_t k = 0; k < kK; ++k) {
+    const float wk = deq[3 * kK + k];
+    x[k] = k < 16 ? -1e-40f : k < 32 ? 1.0f : (std::signbit(wk) ? 0.0f : -0.0f);
+  }
+  // x row 1 against weight row 13: all products of its +inf weights are +inf: out = +inf.
+  for (int64_t k = 0; k < kK; ++k) x[kK + k] = 1.0f;
+  for (int64_t m : {1, 2, 3, 6}) {
+    std::vector<float> out(m * kN, -7.0f);
+    MatMulArgs a;
+    a.x = x.data();
+    a.x_stride = kK;
+    a.packed = &packed;
+    a.w_dtype = DType::kQ8_0;
+    a.out = out.data();
+    a.out_stride = kN;
+    a.M = m;
+    a.N = kN;
+    a.K = kK;
+    MatMulInvariant(a, pool);
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t c = 0; c < kN; ++c) {
+        const float want = Dot(x.data() + r * kK, deq.data() + c * kK, kK);
+        if (r == 0 && c == 3) {
+          ASSERT_TRUE(want == 0.0f && std::signbit(want)) << want;
+        }
+        if (r == 1 && c == 13) {
+          ASSERT_TRUE(std::isinf(want) && want > 0) << want;
+        }
+        ASSERT_EQ(0, std::memcmp(&out[r * kN + c], &want, 4))
+            << "M=" << m << " out[" << r << ", " << c << "] = " << out[r * kN + c]
+            << ", Dot gives " << want;
+      }
+    }
+  }
+}
+
 // The packed kernels (decode: whole-panel tiles, prefill: half-panel tiles) give the bits of
 // the row-major kernels for every dtype, M, and K with and without a 16/32-element tail.
 TEST(PackedWeightTest, BitIdenticalToTheRowMajorWeight) {
   ThreadPool pool(2);
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    // 19 rows: a 7-row last panel, whose second half (Q8_0 scales) holds one row.
     for (auto [n, k] : {std::pair<int64_t, int64_t>{77, 288}, {130, 37}, {25, 48}, {60, 96},
-                        {5, 17}}) {
+                        {19, 64}, {5, 17}}) {
       if (dt == DType::kQ8_0 && k % 32 != 0) continue;
       constexpr int64_t kM = 13;
       const auto x = RandomFloats(kM * k, 51);
