@@ -40,14 +40,16 @@ mkdir -p "$tmp/cuda-99.0.1" "$tmp/cuda-99.2.5" "$tmp/stage/build/tests" "$tmp/st
 # Its cudaRuntimeGetVersion answers 99000 / 99020 (what carry_runtime_version asks through
 # Python's ctypes; without python3 it reads 99.0.1 / 99.2.5 from the file name).
 for v in 99.0.1 99.2.5; do
-  printf 'int cuda_stub(void) { return 0; }\nint cudaRuntimeGetVersion(int* v) { *v = %d; return 0; }\n' \
+  printf 'int cudaRuntimeGetVersion(int* v) { *v = %d; return 0; }\n' \
     "$(( ${v%%.*} * 1000 + $(cut -d. -f2 <<<"$v") * 10 ))" > "$tmp/cudart.c"
   cc -shared -fPIC -Wl,-soname,libcudart.so.99 -o "$tmp/cuda-$v/libcudart.so.$v" "$tmp/cudart.c"
   ln -s "libcudart.so.$v" "$tmp/cuda-$v/libcudart.so.99"
 done
 echo 'int carried_fn(void) { return 0; }' > "$tmp/carried.c"
 cc -shared -fPIC -Wl,-soname,libllmuxcarrytest.so.1 -o "$tmp/stage/lib/libllmuxcarrytest.so.1" "$tmp/carried.c"
-echo 'int carried_fn(void); int cuda_stub(void); int main(void) { return carried_fn() + cuda_stub(); }' > "$tmp/main.c"
+# Each binary calls into both libraries (so both are NEEDED) and fails unless the runtime answers.
+echo 'int carried_fn(void); int cudaRuntimeGetVersion(int* v);
+int main(void) { int v = 0; return carried_fn() + (cudaRuntimeGetVersion(&v) != 0 || v <= 0); }' > "$tmp/main.c"
 for b in "${CARRY_BINARIES[@]}"; do
   cc -o "$tmp/stage/build/$b" "$tmp/main.c" "$tmp/stage/lib/libllmuxcarrytest.so.1" \
     "$tmp/cuda-99.0.1/libcudart.so.99"
