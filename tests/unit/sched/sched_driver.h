@@ -6,12 +6,28 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llmux/scheduler.h"
 
 namespace llmux::testing {
+
+// A scheduler made from `config`; the test fails (and gets null) if Create refuses it.
+inline std::unique_ptr<Scheduler> MakeScheduler(const SchedulerConfig& config) {
+  auto s = Scheduler::Create(config);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+// Limits that put a tenant in `lane` with an in-flight token budget (0: none).
+inline TenantLimits InLane(int32_t lane, int64_t max_inflight_tokens = 0) {
+  TenantLimits l;
+  l.lane = lane;
+  l.max_inflight_tokens = max_inflight_tokens;
+  return l;
+}
 
 // Token sampled for request `id` as its n-th output (never collides with prompt tokens < 10^6).
 inline int32_t FakeToken(uint64_t id, int32_t n) {

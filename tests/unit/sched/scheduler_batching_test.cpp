@@ -10,15 +10,10 @@ namespace {
 
 using ::llmux::testing::Driver;
 using ::llmux::testing::Iota;
+using ::llmux::testing::MakeScheduler;
 using ::llmux::testing::Plan;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-
-std::unique_ptr<Scheduler> Make(SchedulerConfig c) {
-  auto s = Scheduler::Create(c);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return std::move(s).value();
-}
 
 SchedulerConfig SmallConfig() {
   SchedulerConfig c;
@@ -33,7 +28,7 @@ SchedulerConfig SmallConfig() {
 TEST(SchedulerBatching, StepTokenBudgetCapsPrefillChunksButNeverDecodes) {
   SchedulerConfig c = SmallConfig();
   c.max_seqs = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "a", Iota(12), 2).ok());
@@ -51,7 +46,7 @@ TEST(SchedulerBatching, StepTokenBudgetCapsPrefillChunksButNeverDecodes) {
 }
 
 TEST(SchedulerBatching, DecodesJoinAndLeaveEveryStep) {
-  auto sched = Make(SmallConfig());
+  auto sched = MakeScheduler(SmallConfig());
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "a", Iota(10), 3).ok());
@@ -84,7 +79,7 @@ TEST(SchedulerBatching, DecodesJoinAndLeaveEveryStep) {
 
 TEST(SchedulerBatching, LongPromptIsChunkedAndDecodesGoFirst) {
   auto cfg = SmallConfig();
-  auto sched = Make(cfg);
+  auto sched = MakeScheduler(cfg);
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "a", Iota(3), 5).ok());
@@ -108,7 +103,7 @@ TEST(SchedulerBatching, LongPromptIsChunkedAndDecodesGoFirst) {
 TEST(SchedulerBatching, LongPrefillChunkCapsOneSequence) {
   auto cfg = SmallConfig();
   cfg.long_prefill_chunk = 8;
-  auto sched = Make(cfg);
+  auto sched = MakeScheduler(cfg);
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "a", Iota(20), 1).ok());
@@ -122,7 +117,7 @@ TEST(SchedulerBatching, LongPrefillChunkCapsOneSequence) {
 TEST(SchedulerBatching, SeqCapLimitsRunningSet) {
   auto cfg = SmallConfig();
   cfg.max_seqs = 2;
-  auto sched = Make(cfg);
+  auto sched = MakeScheduler(cfg);
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   Driver d(sched.get(), 4);
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(d.Submit(id, "a", Iota(2), 2).ok());
@@ -133,7 +128,7 @@ TEST(SchedulerBatching, SeqCapLimitsRunningSet) {
 }
 
 TEST(SchedulerBudget, InflightTokensHoldBackLaterRequests) {
-  auto sched = Make(SmallConfig());
+  auto sched = MakeScheduler(SmallConfig());
   TenantLimits lim;
   lim.max_inflight_tokens = 30;
   auto t = sched->UpsertTenant("a", lim);
@@ -157,7 +152,7 @@ TEST(SchedulerBudget, InflightTokensHoldBackLaterRequests) {
 }
 
 TEST(SchedulerBudget, AbortFreesBudgetAndBlocksAtOnce) {
-  auto sched = Make(SmallConfig());
+  auto sched = MakeScheduler(SmallConfig());
   TenantLimits lim;
   lim.max_inflight_tokens = 30;
   auto t = sched->UpsertTenant("a", lim);
@@ -178,7 +173,7 @@ TEST(SchedulerBudget, AbortFreesBudgetAndBlocksAtOnce) {
 TEST(SchedulerBudget, NeverFittingRequestsAreRejectedAtSubmit) {
   auto cfg = SmallConfig();
   cfg.num_kv_blocks = 10;  // 40 tokens
-  auto sched = Make(cfg);
+  auto sched = MakeScheduler(cfg);
   TenantLimits a;
   a.max_inflight_tokens = 50;
   ASSERT_TRUE(sched->UpsertTenant("a", a).ok());
@@ -204,7 +199,7 @@ TEST(SchedulerBudget, NeverFittingRequestsAreRejectedAtSubmit) {
 }
 
 TEST(SchedulerBudget, PolicyReloadRejectsQueuedRequestsThatCanNoLongerFit) {
-  auto sched = Make(SmallConfig());
+  auto sched = MakeScheduler(SmallConfig());
   ASSERT_TRUE(sched->UpsertTenant("a", {}).ok());
   TenantLimits busy;
   busy.max_inflight_tokens = 10;
@@ -229,7 +224,7 @@ TEST(SchedulerConfigTest, RejectsInconsistentConfigs) {
   c = SmallConfig();
   c.lanes.clear();
   EXPECT_EQ(Scheduler::Create(c).status().code(), StatusCode::kInvalidArgument);
-  auto sched = Make(SmallConfig());
+  auto sched = MakeScheduler(SmallConfig());
   TenantLimits bad;
   bad.lane = 3;
   EXPECT_EQ(sched->UpsertTenant("a", bad).status().code(), StatusCode::kInvalidArgument);

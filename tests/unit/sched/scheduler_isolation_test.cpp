@@ -10,7 +10,9 @@ namespace llmux {
 namespace {
 
 using ::llmux::testing::Driver;
+using ::llmux::testing::InLane;
 using ::llmux::testing::Iota;
+using ::llmux::testing::MakeScheduler;
 using ::llmux::testing::Plan;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -27,23 +29,10 @@ SchedulerConfig ThreeLanes(bool exclusive = true) {
   return c;
 }
 
-std::unique_ptr<Scheduler> Make(const SchedulerConfig& c) {
-  auto s = Scheduler::Create(c);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return std::move(s).value();
-}
-
-TenantLimits InLane(int32_t lane, int64_t max_inflight_tokens = 0) {
-  TenantLimits l;
-  l.lane = lane;
-  l.max_inflight_tokens = max_inflight_tokens;
-  return l;
-}
-
 TEST(SchedulerIsolation, PremiumPrefillRunsAloneAndBatchDecodesResumeNextStep) {
   for (bool exclusive : {true, false}) {
     SCOPED_TRACE(exclusive ? "exclusive" : "shared");
-    auto sched = Make(ThreeLanes(exclusive));
+    auto sched = MakeScheduler(ThreeLanes(exclusive));
     ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
     ASSERT_TRUE(sched->UpsertTenant("std", InLane(1)).ok());
     ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
@@ -75,7 +64,7 @@ TEST(SchedulerIsolation, PremiumPrefillRunsAloneAndBatchDecodesResumeNextStep) {
 TEST(SchedulerIsolation, ChunkedPremiumPrefillKeepsLowerLanesOutUntilItsLastChunk) {
   SchedulerConfig c = ThreeLanes();
   c.long_prefill_chunk = 8;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -89,7 +78,7 @@ TEST(SchedulerIsolation, ChunkedPremiumPrefillKeepsLowerLanesOutUntilItsLastChun
 }
 
 TEST(SchedulerIsolation, BlockedPremiumPrefillDoesNotStallLowerLanes) {
-  auto sched = Make(ThreeLanes());
+  auto sched = MakeScheduler(ThreeLanes());
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   // Room for one premium request of cost 4 + 4 = 8 at a time.
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0, 12)).ok());
@@ -108,7 +97,7 @@ TEST(SchedulerIsolation, BlockedPremiumPrefillDoesNotStallLowerLanes) {
 }
 
 TEST(SchedulerIsolation, CancelledStepIsPlannedAgainAndChargesNothing) {
-  auto sched = Make(ThreeLanes());
+  auto sched = MakeScheduler(ThreeLanes());
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
   const TenantId batch = *sched->FindTenant("batch");
@@ -147,7 +136,7 @@ TEST(SchedulerIsolation, CancellingEveryOtherStepGivesTheSameRun) {
   // Fair share decides the order among three batch tenants; cancelling every other planned
   // step must not change any later decision.
   auto run = [](bool cancel) {
-    auto sched = Make(ThreeLanes());
+    auto sched = MakeScheduler(ThreeLanes());
     for (const char* t : {"a", "b", "c"}) EXPECT_TRUE(sched->UpsertTenant(t, InLane(2)).ok());
     Driver d(sched.get(), 4);
     uint64_t id = 1;
@@ -179,7 +168,7 @@ TEST(SchedulerIsolation, ArrivalOrderLaneAdmitsTheOldestRequestOfAnyTenant) {
     c.max_seqs = 1;
     c.max_model_len = 256;
     c.lanes = {LaneConfig{"only", 0, arrival}};
-    auto sched = Make(c);
+    auto sched = MakeScheduler(c);
     ASSERT_TRUE(sched->UpsertTenant("a", InLane(0)).ok());
     ASSERT_TRUE(sched->UpsertTenant("b", InLane(0)).ok());
     Driver d(sched.get(), 4);

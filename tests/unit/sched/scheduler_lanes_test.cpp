@@ -10,7 +10,9 @@ namespace {
 
 using ::llmux::testing::Driver;
 using ::llmux::testing::FakeToken;
+using ::llmux::testing::InLane;
 using ::llmux::testing::Iota;
+using ::llmux::testing::MakeScheduler;
 using ::llmux::testing::Plan;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -30,18 +32,6 @@ SchedulerConfig ThreeLanes() {
   return c;
 }
 
-std::unique_ptr<Scheduler> Make(const SchedulerConfig& c) {
-  auto s = Scheduler::Create(c);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return std::move(s).value();
-}
-
-TenantLimits InLane(int32_t lane) {
-  TenantLimits l;
-  l.lane = lane;
-  return l;
-}
-
 std::vector<uint64_t> AdmittedIds(const SchedulerOutput& out) {
   std::vector<uint64_t> ids;
   for (const AdmittedSeq& a : out.admitted) ids.push_back(a.id);
@@ -49,7 +39,7 @@ std::vector<uint64_t> AdmittedIds(const SchedulerOutput& out) {
 }
 
 TEST(SchedulerLanes, PremiumRunsInTheStepItArrivesWithFreeCapacity) {
-  auto sched = Make(ThreeLanes());
+  auto sched = MakeScheduler(ThreeLanes());
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -63,7 +53,7 @@ TEST(SchedulerLanes, PremiumRunsInTheStepItArrivesWithFreeCapacity) {
 }
 
 TEST(SchedulerLanes, PremiumPreemptsSaturatingBatchWorkAndBatchResumesExactly) {
-  auto sched = Make(ThreeLanes());
+  auto sched = MakeScheduler(ThreeLanes());
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -103,7 +93,7 @@ TEST(SchedulerLanes, PremiumPreemptsSaturatingBatchWorkAndBatchResumesExactly) {
 TEST(SchedulerLanes, VictimIsTenantFurthestAboveFairShareThenLeastComputed) {
   auto c = ThreeLanes();
   c.num_kv_blocks = 64;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("heavy", InLane(1)).ok());
   ASSERT_TRUE(sched->UpsertTenant("light", InLane(1)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
@@ -125,7 +115,7 @@ TEST(SchedulerLanes, VictimIsTenantFurthestAboveFairShareThenLeastComputed) {
 TEST(SchedulerLanes, HigherLaneIsAdmittedFirstAndLowerLaneWaits) {
   auto c = ThreeLanes();
   c.max_seqs = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("batch", InLane(2)).ok());
   ASSERT_TRUE(sched->UpsertTenant("std", InLane(1)).ok());
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
@@ -143,7 +133,7 @@ TEST(SchedulerLanes, AgingPromotesLongWaitingWorkOneLane) {
     auto c = ThreeLanes();
     c.max_seqs = 1;
     c.lanes = {{"premium", 0}, {"batch", max_wait}};
-    auto sched = Make(c);
+    auto sched = MakeScheduler(c);
     ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
     ASSERT_TRUE(sched->UpsertTenant("batch", InLane(1)).ok());
     Driver d(sched.get(), 4);
@@ -165,7 +155,7 @@ TEST(SchedulerLanes, AgingPromotesLongWaitingWorkOneLane) {
 TEST(SchedulerReservations, OthersCannotTakeTheFloorAndPreemptionNeverCrossesIt) {
   auto c = ThreeLanes();
   c.num_kv_blocks = 8;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   TenantLimits r = InLane(2);
   r.reserved_kv_tokens = 8;  // 2 blocks
   r.reserved_seqs = 1;
@@ -202,7 +192,7 @@ TEST(SchedulerReservations, OthersCannotTakeTheFloorAndPreemptionNeverCrossesIt)
 TEST(SchedulerStatic, BatchRunsToCompletionBeforeTheNextForms) {
   auto c = ThreeLanes();
   c.batching = BatchingMode::kStatic;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("a", InLane(1)).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "a", Iota(3), 1).ok());
@@ -226,7 +216,7 @@ namespace {
 TEST(SchedulerRequestLanes, PriorityRequestOvertakesTheTenantsFlexRequests) {
   SchedulerConfig c = ThreeLanes();
   c.max_seqs = 1;  // one at a time: admission order is the whole story
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("t", InLane(1)).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.SubmitInLane(1, "t", Iota(4, 10), 1, /*lane=*/2).ok());  // flex
@@ -244,7 +234,7 @@ TEST(SchedulerRequestLanes, PriorityRequestOvertakesTheTenantsFlexRequests) {
 TEST(SchedulerRequestLanes, PriorityRequestOfALowLaneTenantPreemptsLowerLaneWork) {
   SchedulerConfig c = ThreeLanes();
   c.max_seqs = 1;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(1)).ok());
   ASSERT_TRUE(sched->UpsertTenant("t", InLane(2)).ok());
   Driver d(sched.get(), 4);
@@ -259,7 +249,7 @@ TEST(SchedulerRequestLanes, PriorityRequestOfALowLaneTenantPreemptsLowerLaneWork
 }
 
 TEST(SchedulerRequestLanes, UnknownLaneIsRefused) {
-  auto sched = Make(ThreeLanes());
+  auto sched = MakeScheduler(ThreeLanes());
   ASSERT_TRUE(sched->UpsertTenant("t", InLane(1)).ok());
   SchedRequest r{1, "t", Iota(4), 1, 0};
   r.lane = 3;

@@ -12,7 +12,9 @@ namespace llmux {
 namespace {
 
 using ::llmux::testing::Driver;
+using ::llmux::testing::InLane;
 using ::llmux::testing::Iota;
+using ::llmux::testing::MakeScheduler;
 using ::llmux::testing::Plan;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -29,19 +31,6 @@ SchedulerConfig OneLane(bool underserved = true) {
   return c;
 }
 
-std::unique_ptr<Scheduler> Make(const SchedulerConfig& c) {
-  auto s = Scheduler::Create(c);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return std::move(s).value();
-}
-
-TenantLimits InLane(int32_t lane, int64_t max_inflight_tokens = 0) {
-  TenantLimits l;
-  l.lane = lane;
-  l.max_inflight_tokens = max_inflight_tokens;
-  return l;
-}
-
 bool HasStep(const std::vector<std::string>& plan, const std::string& prefix) {
   for (const std::string& e : plan) {
     if (e.rfind(prefix, 0) == 0) return true;
@@ -52,7 +41,7 @@ bool HasStep(const std::vector<std::string>& plan, const std::string& prefix) {
 TEST(SchedulerUnderserved, IdleTenantsPrefillRunsWithoutTheFloodsDecodes) {
   for (bool underserved : {true, false}) {
     SCOPED_TRACE(underserved ? "underserved prefill exclusive" : "off");
-    auto sched = Make(OneLane(underserved));
+    auto sched = MakeScheduler(OneLane(underserved));
     ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
     ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
     const TenantId flood = *sched->FindTenant("flood");
@@ -101,7 +90,7 @@ TEST(SchedulerUnderserved, IdleTenantsPrefillRunsWithoutTheFloodsDecodes) {
 TEST(SchedulerUnderserved, DecodingTenantsNewRequestRunsWithItsDecodesOnly) {
   for (bool underserved : {true, false}) {
     SCOPED_TRACE(underserved ? "underserved prefill exclusive" : "off");
-    auto sched = Make(OneLane(underserved));
+    auto sched = MakeScheduler(OneLane(underserved));
     ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
     ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
     const TenantId flood = *sched->FindTenant("flood");
@@ -137,7 +126,7 @@ TEST(SchedulerUnderserved, DecodingTenantsNewRequestRunsWithItsDecodesOnly) {
 TEST(SchedulerUnderserved, DecodingTenantWithoutASlotLeavesThePlanUnchanged) {
   SchedulerConfig c = OneLane();
   c.max_seqs = 3;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -156,7 +145,7 @@ TEST(SchedulerUnderserved, DecodingTenantWithoutASlotLeavesThePlanUnchanged) {
 TEST(SchedulerUnderserved, HigherLanesDecodeInTheUnderservedStepLowerLanesWait) {
   SchedulerConfig c = OneLane();
   c.lanes = {{"premium", 0}, {"standard", 0}, {"batch", 0}};
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("prem", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(1)).ok());
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(1)).ok());
@@ -179,7 +168,7 @@ TEST(SchedulerUnderserved, HigherLanesDecodeInTheUnderservedStepLowerLanesWait) 
 TEST(SchedulerUnderserved, NoSlotForTheUnderservedTenantLeavesTheStepToTheLane) {
   SchedulerConfig c = OneLane();
   c.max_seqs = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -201,7 +190,7 @@ TEST(SchedulerUnderserved, NoSlotForTheUnderservedTenantLeavesTheStepToTheLane) 
 }
 
 TEST(SchedulerUnderserved, TenantOverItsBudgetIsNotUnderserved) {
-  auto sched = Make(OneLane());
+  auto sched = MakeScheduler(OneLane());
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(0, 12)).ok());
   Driver d(sched.get(), 4);
@@ -218,7 +207,7 @@ TEST(SchedulerUnderserved, TenantOverItsBudgetIsNotUnderserved) {
 }
 
 TEST(SchedulerUnderserved, ServedTenantThatWentIdleIsNotUnderserved) {
-  auto sched = Make(OneLane());
+  auto sched = MakeScheduler(OneLane());
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("heavy", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -237,7 +226,7 @@ TEST(SchedulerUnderserved, ServedTenantThatWentIdleIsNotUnderserved) {
 TEST(SchedulerUnderserved, ArrivalOrderLaneHasNoUnderservedTenant) {
   SchedulerConfig c = OneLane();
   c.lanes[0].arrival_order = true;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("other", InLane(0)).ok());
   Driver d(sched.get(), 4);
@@ -256,7 +245,7 @@ TEST(SchedulerUnderserved, StreamOfUnderservedTenantsCannotStarveTheFlood) {
   c.max_seqs = 8;
   c.underserved_credit_steps = 5;
   c.underserved_credit_burst = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   Driver d(sched.get(), 4);
   ASSERT_TRUE(d.Submit(1, "flood", Iota(5), 200).ok());
@@ -290,7 +279,7 @@ TEST(SchedulerUnderserved, AlwaysUnderservedTenantGetsExactlyTheBound) {
   c.max_seqs = 8;
   c.underserved_credit_steps = 5;
   c.underserved_credit_burst = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   TenantLimits heavy = InLane(0);
   heavy.weight = 1000;
@@ -326,7 +315,7 @@ TEST(SchedulerUnderserved, StopsAndExclusiveStepsShareTheBound) {
   SchedulerConfig c = OneLane();
   c.underserved_credit_steps = 3;
   c.underserved_credit_burst = 2;
-  auto sched = Make(c);
+  auto sched = MakeScheduler(c);
   ASSERT_TRUE(sched->UpsertTenant("flood", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("a", InLane(0)).ok());
   ASSERT_TRUE(sched->UpsertTenant("b", InLane(0)).ok());
