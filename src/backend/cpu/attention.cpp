@@ -39,6 +39,8 @@ constexpr int kChunk = 16;  // keys per chunk: one vector lane each
 // visit costs several times what a hot micro-benchmark shows; 512 (a SmolLM-135M decode from
 // position ~40 on) was measured against 2048, 256 and 128 (docs/performance.md).
 constexpr int64_t kMinParallelCost = 512;
+// Chunks of K/V prefetched ahead of the one computed (64 KiB at head_dim 64 in F32).
+constexpr int kPrefetchChunks = 8;
 // Output columns accumulated in registers at once (8 vectors = 128 dims).
 constexpr int64_t kColBlock = 8;
 // F16 chunks read by at most this many rows are converted as loaded, not staged in F32.
@@ -227,9 +229,35 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
     }
   };
 
+  // The layer's K/V come from DRAM in a decode step (the weights streamed since evicted them),
+  // and consecutive chunks lie in different blocks, so the hardware prefetcher starts over at
+  // every chunk: each chunk's K^T and V lines are prefetched kPrefetchChunks chunks ahead.
+  const int64_t esz = f16 ? 2 : 4;
+  const int64_t krow = bs * esz;  // bytes from one K^T row (one d) to the next
+  const int64_t kstep = krow < 64 && 64 % krow == 0 ? 64 / krow : 1;  // d rows per line
+  int64_t prefetched = 0;  // the next chunk start to prefetch
+  auto prefetch_chunk = [&] {
+    if (prefetched > last) return;
+    const int64_t blk = prefetched / bs, off = prefetched % bs;
+    const int64_t block = table[blk];
+    const int64_t used = std::min<int64_t>({kChunk, bs - off, last - prefetched + 1});
+    const char* kt = reinterpret_cast<const char*>(kc) +
+                     (((block * sh.kv_heads + kvh) * hd) * bs + off) * esz;
+    for (int64_t d = 0; d < hd; d += kstep) _mm_prefetch(kt + d * krow, _MM_HINT_T0);
+    const char* v = reinterpret_cast<const char*>(vc) +
+                    (((block * bs + off) * sh.kv_heads + kvh) * hd) * esz;
+    for (int64_t j = 0; j < used; ++j) {
+      for (int64_t c = 0; c < hd * esz; c += 64) {
+        _mm_prefetch(v + j * sh.kv_row * esz + c, _MM_HINT_T0);
+      }
+    }
+    prefetched = off + kChunk < bs ? prefetched + kChunk : (blk + 1) * bs;
+  };
+  for (int i = 0; i < kPrefetchChunks; ++i) prefetch_chunk();
   for (int64_t blk = 0; blk * bs <= last; ++blk) {
     const int64_t block = table[blk];
     for (int64_t off = 0; off < bs && blk * bs + off <= last; off += kChunk) {
+      prefetch_chunk();
       const int64_t start = blk * bs + off;
       const int64_t width = std::min<int64_t>(kChunk, bs - off);
       const int64_t used = std::min<int64_t>(width, last - start + 1);  // keys any row reads

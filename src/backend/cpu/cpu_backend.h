@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/cpu/packed_weight.h"
@@ -101,6 +102,10 @@ class CpuBackend final : public Backend {
   // kAttnTileRows query rows) and splits them into pool.threads() ranges of roughly equal cost
   // (key visits); fills attn_items_ and attn_split_.
   void PlanAttention();
+  // A decode GEMV is about to read `w`: learns which weight followed the previous one, and has
+  // idle threads prefetch their share of the weight that followed `w` last time (the next
+  // GEMV of the same layer sequence).
+  void NoteGemvWeight(const PackedWeight* w);
 
   // One attention work item: query tokens [t0, t1) of sequence `seq` (consecutive positions)
   // for every query head of kv head `kv_head`.
@@ -113,6 +118,9 @@ class CpuBackend final : public Backend {
   std::vector<std::unique_ptr<HostBuffer>> owned_;  // vectors, uploads and packed-matrix slabs
   // Packed matrices by their data address (storage in owned_).
   std::map<const void*, PackedWeight> packed_;
+  // Decode GEMVs: the weight read after each one (NoteGemvWeight), and the last one read.
+  std::unordered_map<const PackedWeight*, const PackedWeight*> gemv_next_;
+  const PackedWeight* last_gemv_ = nullptr;
   // The unused tail of the newest packed-matrix slab (AllocatePacked).
   std::byte* slab_next_ = nullptr;
   size_t slab_left_ = 0;

@@ -13,8 +13,8 @@ namespace {
 
 float* RowF(const Tensor& t, int64_t r) { return static_cast<float*>(t.data) + r * t.stride; }
 
-// Rows per parallel chunk so that a chunk has at least ~16K elements of work.
-int MaxChunksFor(int64_t rows, int64_t cols) {
+// Units of a parallel op (thread_pool.h), so that a unit has at least ~16K elements of work.
+int MaxUnitsFor(int64_t rows, int64_t cols) {
   return static_cast<int>(std::clamp<int64_t>(rows * cols / (16 << 10), 1, 1 << 15));
 }
 
@@ -94,7 +94,7 @@ void CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tenso
       [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) NormRow(RowF(x, r), w, eps, x.cols, RowF(out, r));
       },
-      MaxChunksFor(x.rows, x.cols));
+      MaxUnitsFor(x.rows, x.cols));
 }
 
 void CpuBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weight, float eps,
@@ -120,7 +120,14 @@ void CpuBackend::AddRmsNorm(Tensor residual, const Tensor& x, const Tensor& weig
           NormRow(res, w, eps, n, RowF(out, r));
         }
       },
-      MaxChunksFor(x.rows, x.cols));
+      MaxUnitsFor(x.rows, x.cols));
+}
+
+void CpuBackend::NoteGemvWeight(const PackedWeight* w) {
+  if (last_gemv_ != nullptr && last_gemv_ != w) gemv_next_[last_gemv_] = w;
+  last_gemv_ = w;
+  const auto it = gemv_next_.find(w);
+  if (it != gemv_next_.end()) pool_.PrefetchWhenIdle(it->second->data, it->second->layout.bytes());
 }
 
 void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) {
@@ -148,6 +155,7 @@ void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Te
   a.N = w.rows;
   a.K = w.cols;
   a.bf16_activations = options_.bf16_activations == CpuBf16Activations::kBf16;
+  if (a.packed != nullptr && a.M <= kGemvMaxRows) NoteGemvWeight(a.packed);
   if (options_.use_blas && a.M >= 16) {
     MatMulBlas(a, pool_);
   } else {
@@ -203,7 +211,7 @@ void CpuBackend::Rope(Tensor q, Tensor k, const Tensor& inv_freq) {
           rotate(k, t);
         }
       },
-      MaxChunksFor(T, q.cols + k.cols));
+      MaxUnitsFor(T, q.cols + k.cols));
 }
 
 void CpuBackend::WriteKv(int layer, const Tensor& k, const Tensor& v) {
@@ -270,7 +278,7 @@ void CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor out) {
           }
         }
       },
-      MaxChunksFor(gate.rows, gate.cols));
+      MaxUnitsFor(gate.rows, gate.cols));
 }
 
 void CpuBackend::GatherLogitsRows(const Tensor& x, Tensor out) {

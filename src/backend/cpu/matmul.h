@@ -17,6 +17,11 @@
 
 namespace llmux::cpu {
 
+// A MatMul of at most this many x rows is a decode GEMV, bound by reading its weight once from
+// DRAM: its threads split it by single panels, a row-major weight is read as it is instead of
+// being packed per block, and idle threads prefetch the next one (CpuBackend::NoteGemvWeight).
+inline constexpr int64_t kGemvMaxRows = 4;
+
 struct MatMulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride
   int64_t x_stride = 0;

@@ -44,7 +44,7 @@ inline constexpr int64_t kBlockN = 4 * kPanelRows;
 static_assert(kBlockN % kPanelRows == 0);
 // Below this M a row-major weight is streamed as is; from it on each block is packed first
 // (the packed panel is reused by every m tile). Prefetching is for decode (M below it) only.
-inline constexpr int64_t kPackMinM = 5;
+inline constexpr int64_t kPackMinM = kGemvMaxRows + 1;
 
 // NOTE: prefetch distances for decode, whose GEMV is bound by memory bandwidth: a packed panel
 // is one contiguous stream (kPrefetchBytes ahead of the group being read), row-major rows are
@@ -106,15 +106,16 @@ inline void StoreTile(const __m512 (&acc)[MR][NR], const float* bias, float* out
 }
 
 // NOTE: threads split a decode GEMV (M < kPackMinM) by single panels, not by kBlockN blocks:
-// SmolLM-135M's 576-row matrices are 12 blocks, which 8 chunks (4 per thread) cut 1:2:1:2...,
-// leaving one thread idle at the end of every such region; 48 panels cut evenly. A prefill keeps
-// the 48-row blocks its L2 reuse is built on (only a block can be packed per call).
+// the pool balances a job by units taken from the back of a share (thread_pool.h), and
+// SmolLM-135M's 576-row matrices are only 12 blocks, so the thread that finishes first would
+// wait up to a whole block; 48 panels balance to one panel. A prefill keeps the 48-row blocks
+// its L2 reuse is built on (only a block can be packed per call).
 inline int64_t SplitRows(const MatMulArgs& a) {
   return a.M < kPackMinM ? kPanelRows : kBlockN;
 }
 
 // NOTE: below ~256K multiply-adds a second thread costs more in wake-up than it saves.
-inline int MaxChunks(const MatMulArgs& a) { return a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15; }
+inline int MaxUnits(const MatMulArgs& a) { return a.M * a.N * a.K < (1 << 18) ? 1 : 1 << 15; }
 
 // Table of Family::Tile instantiations indexed [mr - 1][nr - 1] (nr <= NrCap(mr)).
 template <class Family>
@@ -230,7 +231,7 @@ void Run(const MatMulArgs& a, const typename PackFamily::X* x, int64_t xs, Threa
   pool.ParallelFor(
       blocks,
       [&](int64_t b0, int64_t b1) { RunBlocks<RowsFamily, PackFamily>(a, x, xs, b0, b1); },
-      MaxChunks(a));
+      MaxUnits(a));
 }
 
 }  // namespace llmux::cpu::matmul_driver
