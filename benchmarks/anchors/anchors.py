@@ -201,10 +201,11 @@ class Anchors:
                     "measure anyway)")
 
     # ---- part cpu --------------------------------------------------------------------------
-    def read_bandwidth(self):
+    def read_bandwidth(self, passes=15):
         exe = self.out / "read_bw"
-        run(["cc", "-O3", "-march=native", "-fopenmp", HERE / "read_bw.c", "-o", exe])
-        line = run([exe, THREADS, 1024, 15]).strip()
+        if not exe.exists():
+            run(["cc", "-O3", "-march=native", "-fopenmp", HERE / "read_bw.c", "-o", exe])
+        line = run([exe, THREADS, 1024, passes]).strip()
         m = re.search(r"best_gbps=([0-9.]+) median_gbps=([0-9.]+)", line)
         return float(m.group(1)), float(m.group(2))
 
@@ -253,6 +254,10 @@ class Anchors:
         bw_best, bw_median = self.read_bandwidth()
         self.raw["read_bw"] = {"best_gbps": bw_best, "median_gbps": bw_median}
         results = {}  # (label, system, test) -> [t/s per round]
+        # NOTE: the probe also runs right before each measurement (best of 5 passes, ~0.2 s): on
+        # a shared host the read bandwidth moves by up to 2x within minutes (31-68 GB/s within
+        # one hour, docs/performance.md), so decode is set against the bandwidth of its minute.
+        probes = {}  # (label, system) -> [probe GB/s right before each round's run]
         for r in range(self.a.cpu_rounds):
             log(f"cpu round {r + 1}/{self.a.cpu_rounds} (load {' '.join(loadavg())})")
             for label, _, g, d, extra, _ in rows:
@@ -260,15 +265,20 @@ class Anchors:
                 for system in order:
                     if system == "llmux" and d is None:
                         continue
+                    probes.setdefault((label, system), []).append(self.read_bandwidth(5)[0])
                     res = self.llama_bench(g) if system == "llama.cpp" else self.cpu_bench(d, extra)
                     for test, ts in res.items():
                         results.setdefault((label, system, test), []).append(ts)
         self.raw["cpu"] = {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}
+        self.raw["probe_before_run"] = {f"{k[0]}|{k[1]}": v for k, v in probes.items()}
+        all_probes = [bw for v in probes.values() for bw in v]
 
-        lines = [f"Read-bandwidth probe ({THREADS} threads, 1 GiB, best of 15): {bw_best:.1f} GB/s "
-                 f"(median {bw_median:.1f})", "",
+        lines = [f"Read-bandwidth probe ({THREADS} threads, 1 GiB, best of 15) before the rounds: "
+                 f"{bw_best:.1f} GB/s (median {bw_median:.1f}); right before each run (best of "
+                 f"5): {min(all_probes):.1f}-{max(all_probes):.1f} GB/s, median "
+                 f"{statistics.median(all_probes):.1f}.", "",
                  "| model | dtype | test | llama.cpp t/s | llmux t/s | llmux / llama.cpp | "
-                 "decode GB/s llama.cpp / llmux (% of probe) |",
+                 "decode GB/s llama.cpp / llmux (% of the probe before each run) |",
                  "|---|---|---|---:|---:|---:|---|"]
         for label, _, _, _, _, nbytes in rows:
             for test in (f"pp{self.a.pp}", f"tg{self.a.tg}"):
@@ -280,9 +290,14 @@ class Anchors:
                 gb = ""
                 if test.startswith("tg"):
                     parts = []
-                    for m in (mc, mm):
-                        parts.append("—" if m is None else
-                                     f"{m * nbytes / 1e9:.1f} ({100 * m * nbytes / 1e9 / bw_best:.0f}%)")
+                    for system, runs, m in (("llama.cpp", lc, mc), ("llmux", lm, mm)):
+                        if m is None:
+                            parts.append("—")
+                            continue
+                        # Per round: its GB/s over the probe right before it; then the median.
+                        pct = statistics.median(100 * ts * nbytes / 1e9 / bw for ts, bw in
+                                                zip(runs, probes[(label, system)]))
+                        parts.append(f"{m * nbytes / 1e9:.1f} ({pct:.0f}%)")
                     gb = " / ".join(parts)
                 shape, dtype = label.split(" ")
                 lines.append(f"| {shape} | {dtype} | {test} | "
@@ -292,7 +307,8 @@ class Anchors:
         lines.append(f"Medians of {self.a.cpu_rounds} alternating rounds (llama-bench -r 1 / "
                      f"cpu_bench --reps 1 per round, {THREADS} threads). Decode GB/s = bytes of "
                      "matrices read per token (all 2-D weights; the tied embedding counted once, "
-                     "as the output projection) x tokens/s.")
+                     "as the output projection) x tokens/s; its % is the median over the rounds "
+                     "of each run's GB/s over the probe run right before it.")
         self.report += [""] + lines
 
     def weight_bytes(self, model_dir, dtype):
