@@ -3,8 +3,8 @@
 // ParallelFor(n, fn) runs fn(begin, end) over contiguous pieces of [0, n) and returns when all
 // are done. Thread t of T (the caller is thread 0, workers 1..T-1) owns the contiguous share
 // [n * t / T, n * (t + 1) / T): it runs its share front to back, in pieces of a quarter of what
-// is left (at least one unit), then takes single units from the back of the share with the most
-// left. So
+// is left (at least one unit), then takes the back half of what is left of the share with the
+// most left, until nothing is. So
 //   - each thread reads one contiguous range: a decode GEMV, bound by reading its weight from
 //     DRAM, is one prefetcher stream per thread (chunks claimed in turn by both threads cut it
 //     into 8 streams, each ramping up again);

@@ -33,8 +33,7 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInContiguousPieces) {
       }
     }
     std::atomic<int> calls{0};
-    pool.ParallelFor(
-        100, [&](int64_t, int64_t) { calls.fetch_add(1); }, 1);
+    pool.ParallelFor(100, [&](int64_t, int64_t) { calls.fetch_add(1); }, 1);
     EXPECT_EQ(calls.load(), 1) << "max_units";
     // max_units = 3: pieces are whole units [100 i / 3, 100 (i + 1) / 3).
     std::vector<std::pair<int64_t, int64_t>> pieces;
@@ -53,62 +52,79 @@ TEST(ThreadPoolTest, CoversEveryIndexOnceInContiguousPieces) {
   }
 }
 
-// Thread t owns the share [n t / T, n (t + 1) / T) of the units: it runs a
-// prefix of its share front to back, and others take the rest from the back,
-// one unit at a time. Checked from what each thread ran, whatever the timing:
-// in each share, the units its first runner ran form a prefix run in increasing
-// order, and the units others ran form the suffix, taken back to front.
+// Thread t owns the share [n t / T, n (t + 1) / T): it runs a prefix of its share front to back,
+// and others take the rest in pieces from the back. Checked from the pieces each thread ran,
+// whatever the timing: no piece crosses a share; in each share, the pieces of its first runner
+// follow each other from the share's start and the others' pieces cover the rest; with two
+// threads (one thief per share) the stolen pieces go back to front.
 TEST(ThreadPoolTest, ThreadsRunAPrefixOfTheirShareAndOthersTakeItsBack) {
+  struct Piece {
+    std::thread::id thread;
+    int64_t begin, end;
+  };
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     constexpr int64_t n = 600;
     for (int rep = 0; rep < 40; ++rep) {
       std::mutex mu;
-      std::vector<std::pair<std::thread::id, int64_t>> order;  // (thread, unit) in run order
+      std::vector<Piece> pieces;  // in the order they started
       pool.ParallelFor(n, [&](int64_t b, int64_t e) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          pieces.push_back({std::this_thread::get_id(), b, e});
+        }
+        // Uneven work (rep-dependent), so that thieves come at different points.
         for (int64_t i = b; i < e; ++i) {
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            order.emplace_back(std::this_thread::get_id(), i);
-          }
-          // Uneven work (rep-dependent) so that thieves come at different
-          // points.
           if ((i + rep) % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
         }
       });
-      ASSERT_EQ(order.size(), static_cast<size_t>(n));
+      int64_t covered = 0;
       for (int t = 0; t < threads; ++t) {
         const int64_t lo = n * t / threads, hi = n * (t + 1) / threads;
-        std::vector<std::pair<std::thread::id, int64_t>> in_share;
-        for (const auto& o : order) {
-          if (o.second >= lo && o.second < hi) in_share.push_back(o);
-        }
-        ASSERT_EQ(in_share.size(), static_cast<size_t>(hi - lo));
-        // The owner: whoever ran the share's first unit (a share can also be
-        // stolen whole).
-        std::thread::id owner;
-        for (const auto& o : in_share) {
-          if (o.second == lo) owner = o.first;
-        }
-        int64_t front = lo,
-                back = hi;  // owner's next unit; the last unit others took
-        for (const auto& [id, unit] : in_share) {
-          if (id == owner && unit == front) {
-            ++front;
-          } else {
-            ASSERT_EQ(unit, back - 1) << "share " << t << " of " << threads
-                                      << ": others take units from the back, one at a time";
-            --back;
+        std::vector<Piece> in_share;
+        for (const Piece& p : pieces) {
+          if (p.begin < hi && p.end > lo) {
+            ASSERT_TRUE(p.begin >= lo && p.end <= hi) << "a piece crosses share " << t;
+            in_share.push_back(p);
           }
         }
-        EXPECT_EQ(front, back) << "share " << t << ": prefix and suffix meet";
+        // The owner: whoever ran the piece at the share's start (a share can be stolen whole).
+        std::thread::id owner;
+        for (const Piece& p : in_share) {
+          if (p.begin == lo) owner = p.thread;
+        }
+        int64_t front = lo;  // where the owner's next piece starts
+        std::vector<Piece> stolen;
+        for (const Piece& p : in_share) {
+          if (p.thread == owner && p.begin == front) {
+            front = p.end;
+          } else {
+            stolen.push_back(p);
+          }
+        }
+        // The stolen pieces cover [front, hi) once; with one thief they come back to front.
+        int64_t stolen_units = 0;
+        for (const Piece& p : stolen) {
+          ASSERT_GE(p.begin, front) << "share " << t << ": a piece before the owner's prefix end";
+          stolen_units += p.end - p.begin;
+        }
+        EXPECT_EQ(stolen_units, hi - front) << "share " << t << " of " << threads;
+        if (threads == 2) {
+          int64_t back = hi;
+          for (const Piece& p : stolen) {
+            ASSERT_EQ(p.end, back) << "share " << t << ": the thief takes from the back";
+            back = p.begin;
+          }
+        }
+        covered += hi - lo;
       }
+      EXPECT_EQ(covered, n);
     }
   }
 }
 
-// PrefetchWhenIdle is only a hint: any address, even one never mapped, is safe
-// to name, and jobs run as before while threads prefetch it.
+// PrefetchWhenIdle is only a hint: any address, even one never mapped, is safe to name, and jobs
+// run as before while threads prefetch it.
 TEST(ThreadPoolTest, IdlePrefetchOfAnyAddressIsSafe) {
   std::vector<char> buffer(1 << 20);
   ThreadPool pool(2);
@@ -128,16 +144,14 @@ TEST(ThreadPoolTest, IdlePrefetchOfAnyAddressIsSafe) {
   }
 }
 
-// After Rest (workers sleep at once) and Wake (they spin again), every job is
-// still complete and still run by more than one thread: two chunks that each
-// wait for the other to start can only finish if a worker took one of them
-// while the caller ran the other.
+// After Rest (workers sleep at once) and Wake (they spin again), every job is still complete and
+// still run by more than one thread: two units that each wait for the other to start can only
+// finish if a worker took one of them while the caller ran the other.
 TEST(ThreadPoolTest, RestAndWakeBetweenJobsKeepWorkersServing) {
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     for (int rep = 0; rep < 100; ++rep) {
-      // rep % 4: 0 nothing, 1 Rest, 2 Rest then Wake, 3 Rest and let the
-      // workers fall asleep.
+      // rep % 4: 0 nothing, 1 Rest, 2 Rest then Wake, 3 Rest and let the workers fall asleep.
       if (rep % 4 != 0) pool.Rest();
       if (rep % 4 == 2) pool.Wake();
       if (rep % 4 == 3) std::this_thread::sleep_for(std::chrono::microseconds(200));
