@@ -20,8 +20,10 @@ void OpTimingBackend::Timed(const char* kind, const Tensor* w, Fn&& fn) {
     return;
   }
   const auto t0 = Clock::now();
+  if (op_index_ > 0) between_s_ += std::chrono::duration<double>(t0 - last_return_).count();
   fn();
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  last_return_ = Clock::now();
+  const double s = std::chrono::duration<double>(last_return_ - t0).count();
   const size_t i = op_index_++;
   if (i == ops_.size()) {
     Op op{kind, 0};
@@ -41,6 +43,7 @@ void OpTimingBackend::Timed(const char* kind, const Tensor* w, Fn&& fn) {
 Status OpTimingBackend::BeginBatch(const ForwardBatch& batch) {
   in_step_ = recording_;
   op_index_ = 0;
+  between_s_ = 0;
   step_start_ = Clock::now();
   Status s = Status::Ok();
   Timed("BeginBatch", nullptr, [&] { s = ForwardingBackend::BeginBatch(batch); });
@@ -52,6 +55,7 @@ Status OpTimingBackend::CopyToHostF32(const Tensor& src, float* dst) {
   Timed("CopyToHostF32", nullptr, [&] { s = ForwardingBackend::CopyToHostF32(src, dst); });
   if (in_step_) {
     step_secs_.push_back(std::chrono::duration<double>(Clock::now() - step_start_).count());
+    between_secs_.push_back(between_s_);
     in_step_ = false;
   }
   return s;
@@ -127,12 +131,18 @@ void OpTimingBackend::Report(std::FILE* out) {
   std::fprintf(out, "| %-24s | %5zu | %9.1f | %5.1f%% | %9.1f | %5.1f%% | %12.2f |\n",
                "sum of ops", ops_.size(), 1e6 * sum_min, 100 * sum_min / step_min,
                1e6 * sum_median, 100 * sum_median / step_median, bytes / sum_min / 1e9);
+  const double between_min = *std::min_element(between_secs_.begin(), between_secs_.end());
+  const double between_median = Median(between_secs_);
+  std::fprintf(out, "| %-24s | %5s | %9.1f | %5.1f%% | %9.1f | %5.1f%% | %12s |\n",
+               "between ops", "", 1e6 * between_min, 100 * between_min / step_min,
+               1e6 * between_median, 100 * between_median / step_median, "");
   std::fprintf(out, "| %-24s | %5s | %9.1f | %5.1f%% | %9.1f | %5.1f%% | %12.2f |\n",
                "step (BeginBatch..copy)", "", 1e6 * step_min, 100.0, 1e6 * step_median, 100.0,
                bytes / step_min / 1e9);
   ops_.clear();
   secs_.clear();
   step_secs_.clear();
+  between_secs_.clear();
 }
 
 }  // namespace llmux::bench

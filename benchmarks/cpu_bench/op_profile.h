@@ -5,8 +5,9 @@
 // CopyToHostF32; the k-th op of every decode step is the same op on the same weight, so the
 // report takes, per call index, the MINIMUM and the median over all recorded steps. Minima
 // filter out the preemptions of a loaded machine (an op of a few microseconds is rarely
-// interrupted in its best run); their sum next to the best step shows how much of a step lies
-// between ops. MatMul rows also give the weight bytes read and GB/s at the minimum.
+// interrupted in its best run). MatMul rows also give the weight bytes read and GB/s at the
+// minimum. The "between ops" row is a step's time outside every op (from one op's return to the
+// next op's call: the model's own code), min and median over the steps.
 //
 // Ops are grouped by kind (MatMul by weight shape and dtype), so a 30-layer model prints one
 // row per kind. Thread ownership: the engine thread that owns the backend (as Backend).
@@ -61,6 +62,11 @@ class OpTimingBackend : public testing::ForwardingBackend {
   std::vector<Op> ops_;                    // [op index] of a step
   std::vector<std::vector<double>> secs_;  // [op index][step]
   std::vector<double> step_secs_;          // [step] BeginBatch .. CopyToHostF32
+  // Time in a step outside every op: from one op's return to the next op's call (the model's
+  // own code and the backend's call overhead).
+  Clock::time_point last_return_;
+  double between_s_ = 0;
+  std::vector<double> between_secs_;  // [step]
 };
 
 }  // namespace llmux::bench

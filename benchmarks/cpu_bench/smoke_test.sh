@@ -2,7 +2,7 @@
 # ctest cpu_bench_op_profile_smoke: cpu_bench --op-profile on a `llmux make-model --shape tiny`
 # model must exit 0 and print the decode table with exact counts: one profile per recorded
 # decode step (tg x reps), every op of a step once per layer (four MatMuls, RoPE, WriteKv,
-# Attention, SiLU; two norms), and 6 + 10 x layers ops in a step. Keeps the harness
+# Attention, SiLU; two norms), 6 + 10 x layers ops in a step, and the time between ops. Keeps the harness
 # docs/performance.md's decode profiles come from from rotting. Under a second.
 # Usage: smoke_test.sh CPU_BENCH LLMUX WORK_DIR
 set -euo pipefail
@@ -34,5 +34,7 @@ done
 matmuls=$(grep -cE "^\| MatMul [0-9]+x[0-9]+ f16 +\| +[0-9]+ \| .* \| +$num \|$" <<< "$out" || true)
 [[ "$matmuls" == 5 ]] || fail "expected 5 MatMul rows with GB/s, got $matmuls"
 row "sum of ops" $((6 + 10 * layers)) > /dev/null || fail "sum of ops: expected $((6 + 10 * layers))"
+grep -Eq "^\| between ops +\| +\| +$num \| +$num% \| +$num \| +$num% \| +\|$" <<< "$out" ||
+  fail "no between-ops row"
 grep -Eq "^\| step \(BeginBatch\.\.copy\) +\| +\| +$num \| 100\.0% \|" <<< "$out" || fail "no step row"
 echo "cpu_bench_op_profile_smoke: ok"
