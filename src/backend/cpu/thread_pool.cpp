@@ -138,7 +138,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
 }
 
 void ThreadPool::PrefetchWhenIdle(const void* data, size_t bytes) {
-  idle_data_.store(static_cast<const char*>(data), std::memory_order_relaxed);
+  idle_data_.store(reinterpret_cast<uintptr_t>(data), std::memory_order_relaxed);
   idle_bytes_.store(data == nullptr ? 0 : bytes, std::memory_order_relaxed);
   idle_id_.fetch_add(1, std::memory_order_release);
 }
@@ -150,16 +150,18 @@ bool ThreadPool::IdlePrefetch(int self, IdleCursor& c) {
     // prefetched are then merely useless (a prefetch never faults), and the next look sees the
     // newer id.
     c.id = id;
-    const char* data = idle_data_.load(std::memory_order_relaxed);
+    const uintptr_t data = idle_data_.load(std::memory_order_relaxed);
     const size_t bytes = idle_bytes_.load(std::memory_order_relaxed);
     const size_t lo = bytes * static_cast<size_t>(self) / static_cast<size_t>(threads_);
     const size_t hi = bytes * static_cast<size_t>(self + 1) / static_cast<size_t>(threads_);
     c.next = data + lo;
-    c.end = data + std::min(hi, lo + kIdlePrefetchBytes);
+    c.left = std::min(hi - lo, kIdlePrefetchBytes);
   }
-  if (c.next >= c.end) return false;
-  for (int i = 0; i < kIdlePrefetchLines && c.next < c.end; ++i, c.next += 64) {
-    _mm_prefetch(c.next, _MM_HINT_T1);
+  if (c.left == 0) return false;
+  for (int i = 0; i < kIdlePrefetchLines && c.left > 0; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c.next), _MM_HINT_T1);
+    c.next += 64;
+    c.left -= std::min<size_t>(c.left, 64);
   }
   return true;
 }

@@ -75,11 +75,12 @@ class ThreadPool {
   void Wake();
 
  private:
-  // Where a thread is in the current idle-prefetch range.
+  // Where a thread is in the current idle-prefetch range. Addresses are integers: a named
+  // range need not be memory at all, so no pointer arithmetic is done on it.
   struct IdleCursor {
     uint32_t id = 0;
-    const char* next = nullptr;
-    const char* end = nullptr;
+    uintptr_t next = 0;  // the next line to prefetch
+    size_t left = 0;     // bytes still to prefetch from it
   };
 
   void WorkerLoop(int self);
@@ -112,7 +113,7 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
 
   // PrefetchWhenIdle's range; idle_id_ changes with every call.
-  std::atomic<const char*> idle_data_{nullptr};
+  std::atomic<uintptr_t> idle_data_{0};
   std::atomic<size_t> idle_bytes_{0};
   std::atomic<uint32_t> idle_id_{0};
   IdleCursor caller_cursor_;  // thread 0's
