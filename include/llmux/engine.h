@@ -186,6 +186,9 @@ using OutputSink = std::function<void(EngineOutput&&)>;
     "Seconds in steps, schedule through sampling (llmux_pool_busy_seconds_total).")              \
   X(int64_t, steps_yielded, "llmux_engine_steps_yielded_total", kCounter, kFull,               \
     "Steps stopped mid-forward for an arrival (engine.yield_to_higher_lane and _underserved).")  \
+  X(int64_t, steps_yielded_underserved, "llmux_engine_steps_yielded_underserved_total",          \
+    kCounter, kFull,                                                                             \
+    "Of steps_yielded, those stopped for an underserved tenant (engine.yield_to_underserved).")  \
   X(double, yielded_seconds, "", kInfo, kFull,                                                   \
     "Seconds spent in stopped steps, not in busy_seconds (llmux_engine_yielded_seconds_total).") \
   X(double, cost_step_us, "", kInfo, kFull,                                                      \

@@ -194,6 +194,7 @@ class EngineImpl final : public Engine {
   std::function<std::optional<int32_t>(const EngineRequest&, int32_t)> sample_override_hook_;
   int64_t steps_ = 0;
   int64_t steps_yielded_ = 0;
+  int64_t steps_yielded_underserved_ = 0;  // of steps_yielded_
   double yielded_seconds_ = 0;
   int32_t step_token_budget_ = 0;  // AdaptStepBudget's current budget (0 = not yet measured)
   int64_t prompt_tokens_total_ = 0;

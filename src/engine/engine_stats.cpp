@@ -21,6 +21,7 @@ void EngineImpl::PublishStats() {
   e.prefix_hit_tokens = s.prefix_hit_tokens;
   e.busy_seconds = busy_seconds_total_;
   e.steps_yielded = steps_yielded_;
+  e.steps_yielded_underserved = steps_yielded_underserved_;
   e.yielded_seconds = yielded_seconds_;
   e.step_seconds = step_seconds_;
   e.batch_size = batch_size_;

@@ -94,6 +94,7 @@ void EngineImpl::Yield(const Step& step) {
   scheduler_->CancelStep(step.plan);
   if (inbox_.yield_reason() == EngineInbox::YieldReason::kUnderserved) {
     scheduler_->ChargeUnderservedStop();
+    ++steps_yielded_underserved_;
   }
   ++steps_yielded_;
   yielded_seconds_ += SecondsBetween(step.start, EngineClock::now());

@@ -52,8 +52,17 @@ async function run(engine, callerKey = KEYS.premium) {
   const series = metrics.match(/^llmux_engine_steps_yielded_total\{model_name="stories",pool="shared"\} (\S+)$/m);
   assert.ok(series, 'llmux_engine_steps_yielded_total missing from /metrics');
   assert.equal(Number(series[1]), stats.pools.shared.steps_yielded);
+  const underserved = metrics.match(
+    /^llmux_engine_steps_yielded_underserved_total\{model_name="stories",pool="shared"\} (\S+)$/m);
+  assert.ok(underserved, 'llmux_engine_steps_yielded_underserved_total missing from /metrics');
+  assert.equal(Number(underserved[1]), stats.pools.shared.steps_yielded_underserved);
   assert.match(metrics, /^llmux_engine_yielded_seconds_total\{pool="shared"\} \S+$/m);
-  return { yielded: stats.pools.shared.steps_yielded, premium, batchOut };
+  return {
+    yielded: stats.pools.shared.steps_yielded,
+    underserved: stats.pools.shared.steps_yielded_underserved,
+    premium,
+    batchOut,
+  };
 }
 
 test('a premium call stops the batch step in flight; outputs equal a daemon that never stops', { timeout: 120000 }, async (t) => {
@@ -62,6 +71,7 @@ test('a premium call stops the batch step in flight; outputs equal a daemon that
   const off = await run('  yield_to_higher_lane: false\n  yield_to_underserved: false\n');
   // One premium call can stop at most one step; each arrived during a slow batch-only step.
   assert.ok(on.yielded >= 1 && on.yielded <= 3, `steps yielded: ${on.yielded}`);
+  assert.equal(on.underserved, 0, 'higher-lane stops counted as underserved ones');
   assert.equal(off.yielded, 0);
   assert.deepEqual(on.premium, off.premium);
   assert.deepEqual(on.batchOut, off.batchOut);
@@ -74,6 +84,7 @@ test('an idle tenant of the batch lane stops its own lane\'s step in flight; out
   // The first call surely stops a step (the bystander has never been served); a later one
   // only while its fair-share counter is still at most the batch tenant's. At most one each.
   assert.ok(on.yielded >= 1 && on.yielded <= 3, `steps yielded: ${on.yielded}`);
+  assert.equal(on.underserved, on.yielded, 'every stop here is for the underserved bystander');
   assert.equal(off.yielded, 0, 'a higher-lane yield acted inside one lane');
   assert.deepEqual(on.premium, off.premium);
   assert.deepEqual(on.batchOut, off.batchOut);

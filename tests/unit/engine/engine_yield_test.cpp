@@ -144,6 +144,7 @@ TEST_F(EngineYieldTest, PremiumArrivalStopsTheBatchStepAndItsFirstTokenComesNext
   ASSERT_TRUE(engine_->StepOnce().ok());
   EngineStats s = engine_->Stats();
   EXPECT_EQ(s.steps_yielded, 1);
+  EXPECT_EQ(s.steps_yielded_underserved, 0) << "a higher-lane stop counted as underserved";
   EXPECT_GT(s.yielded_seconds, 0);
   EXPECT_EQ(s.steps, arrival);
   EXPECT_EQ(BatchTokens(), batch_before) << "the stopped step emitted tokens";
@@ -238,6 +239,7 @@ TEST_F(EngineYieldTest, UnderservedArrivalStopsItsOwnLanesStepAndPrefillsAlone) 
   ASSERT_TRUE(engine_->StepOnce().ok());
   EngineStats s = engine_->Stats();
   EXPECT_EQ(s.steps_yielded, 1);
+  EXPECT_EQ(s.steps_yielded_underserved, 1);
   EXPECT_EQ(s.steps, arrival);
   EXPECT_EQ(BatchTokens(), batch_before) << "the stopped step emitted tokens";
   ASSERT_TRUE(engine_->StepOnce().ok());

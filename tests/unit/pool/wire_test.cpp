@@ -230,9 +230,10 @@ TEST(WireTest, EveryEngineStatsFieldRoundTrips) {
   ForEachEngineStat([&](const EngineStatField&, auto member) {
     s.*member = static_cast<std::remove_reference_t<decltype(s.*member)>>(++n * 3);
   });
-  ASSERT_EQ(n, 22);
+  ASSERT_EQ(n, 23);
   const nlohmann::json j = EncodeStats(s);
   EXPECT_EQ(j.at("steps_yielded").get<int64_t>(), 45);
+  EXPECT_EQ(j.at("steps_yielded_underserved").get<int64_t>(), 48);
   EXPECT_EQ(j.at("kv_events_dropped").get<int64_t>(), 39);
   EXPECT_EQ(j.at("inbox").get<int32_t>(), 15);
   const EngineStats d = DecodeStats(j);

@@ -84,9 +84,11 @@ TEST(Metrics, EngineSeriesPerPoolWithPoolAndModelLabels) {
   d.generation_tokens_total = 9;
   d.kv_events_dropped = 2;
   d.steps_yielded = 3;
+  d.steps_yielded_underserved = 1;
   d.yielded_seconds = 0.25;
   (void)m->Render(s);
   d.steps_yielded = 7;
+  d.steps_yielded_underserved = 2;
   d.yielded_seconds = 0.75;
   d.generation_tokens_total = 19;
   s.pools[0].stats.generation_tokens_total = 41;
@@ -106,6 +108,10 @@ TEST(Metrics, EngineSeriesPerPoolWithPoolAndModelLabels) {
             R"(llmux_kv_events_dropped_total{model_name="stories-big",pool="dedicated"} 2)");
   EXPECT_EQ(Line(text, R"(llmux_engine_steps_yielded_total{model_name="stories-big",pool="dedicated"})"),
             R"(llmux_engine_steps_yielded_total{model_name="stories-big",pool="dedicated"} 7)");
+  EXPECT_EQ(
+      Line(text,
+           R"(llmux_engine_steps_yielded_underserved_total{model_name="stories-big",pool="dedicated"})"),
+      R"(llmux_engine_steps_yielded_underserved_total{model_name="stories-big",pool="dedicated"} 2)");
   EXPECT_EQ(Line(text, R"(llmux_engine_yielded_seconds_total{pool="dedicated"})"),
             R"(llmux_engine_yielded_seconds_total{pool="dedicated"} 0.75)");
   EXPECT_EQ(Line(text, R"(llmux_engine_yielded_seconds_total{pool="shared"})"),
