@@ -1,7 +1,7 @@
 // The inbox side of the engine: validation and queueing on the caller's thread, draining on
 // the engine thread, queue timeouts, and the ways a request ends (Finish, FailAll, FailStep).
 #include "engine/engine_impl.h"
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 
 namespace llmux {
 

@@ -7,7 +7,7 @@
 #include <sstream>
 #include <utility>
 
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 #include "llmux/status.h"
 
 namespace llmux {

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 #include "sampling_select.h"
 
 namespace llmux::cuda {

@@ -1,4 +1,4 @@
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 
 #include <gtest/gtest.h>
 

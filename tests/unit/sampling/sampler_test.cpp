@@ -11,7 +11,7 @@
 #include <set>
 #include <vector>
 
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 
 namespace llmux {
 namespace {

@@ -12,7 +12,7 @@
 
 #ifdef LLMUX_HAVE_CUDA
 #include "backend/cuda/sampling_pack.h"
-#include "sampling/rng.h"
+#include "llmux/rng.h"
 #include "sampling/sampler.h"
 #include "sampling_select.h"
 #endif
