@@ -126,6 +126,7 @@ class Anchors:
         self.models_dir = self.cache / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.report = []
+        self.read_bw_built = False  # read_bw.c is compiled once per invocation
         self.raw = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "load_start": loadavg()}
 
@@ -203,8 +204,9 @@ class Anchors:
     # ---- part cpu --------------------------------------------------------------------------
     def read_bandwidth(self, passes=15):
         exe = self.out / "read_bw"
-        if not exe.exists():
+        if not self.read_bw_built:
             run(["cc", "-O3", "-march=native", "-fopenmp", HERE / "read_bw.c", "-o", exe])
+            self.read_bw_built = True
         line = run([exe, THREADS, 1024, passes]).strip()
         m = re.search(r"best_gbps=([0-9.]+) median_gbps=([0-9.]+)", line)
         return float(m.group(1)), float(m.group(2))
