@@ -5,6 +5,7 @@
 // committed, and each lane has its own bound in the engine inbox.
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <map>
 #include <optional>
 
@@ -77,6 +78,17 @@ class EngineYieldTest : public ::testing::Test {
     size_t n = 0;
     for (uint64_t id = 1; id <= 4; ++id) n += results_[id].tokens.size();
     return n;
+  }
+
+  // After a drain: no KV block referenced, and no block or in-flight token left to `tenants`.
+  void ExpectDrained(std::initializer_list<const char*> tenants) {
+    EXPECT_EQ(engine_->Stats().kv_usage, 0) << "a block is still referenced after the drain";
+    for (const char* t : tenants) {
+      auto ts = engine_->GetTenantStats(t);
+      ASSERT_TRUE(ts.has_value()) << t;
+      EXPECT_EQ(ts->blocks_in_use, 0) << t;
+      EXPECT_EQ(ts->inflight_tokens, 0) << t;
+    }
   }
 
   // Every request of `want` finished in results_ with the same tokens, logprobs (bit for bit,
@@ -164,13 +176,7 @@ TEST_F(EngineYieldTest, PremiumArrivalStopsTheBatchStepAndItsFirstTokenComesNext
   EXPECT_EQ(s.steps_yielded, 1);
   EXPECT_EQ(s.running, 0);
   EXPECT_EQ(s.waiting, 0);
-  EXPECT_EQ(s.kv_usage, 0) << "a block is still referenced after the drain";
-  for (const char* t : {"batch", "premium"}) {
-    auto ts = engine_->GetTenantStats(t);
-    ASSERT_TRUE(ts.has_value());
-    EXPECT_EQ(ts->blocks_in_use, 0) << t;
-    EXPECT_EQ(ts->inflight_tokens, 0) << t;
-  }
+  ExpectDrained({"batch", "premium"});
   // Every prompt token counted once, every generated token once.
   EXPECT_EQ(s.generation_tokens_total, 4 * 40 + 12);
   EXPECT_EQ(s.prompt_tokens_total, 11 + 13 + 15 + 17 + 30);
@@ -252,13 +258,7 @@ TEST_F(EngineYieldTest, UnderservedArrivalStopsItsOwnLanesStepAndPrefillsAlone) 
   s = engine_->Stats();
   EXPECT_EQ(s.steps_yielded, 1);
   EXPECT_EQ(s.num_preemptions, 0);
-  EXPECT_EQ(s.kv_usage, 0) << "a block is still referenced after the drain";
-  for (const char* t : {"batch", "bystander"}) {
-    auto ts = engine_->GetTenantStats(t);
-    ASSERT_TRUE(ts.has_value());
-    EXPECT_EQ(ts->blocks_in_use, 0) << t;
-    EXPECT_EQ(ts->inflight_tokens, 0) << t;
-  }
+  ExpectDrained({"batch", "bystander"});
   EXPECT_EQ(s.generation_tokens_total, 4 * 40 + 12);
   EXPECT_EQ(s.prompt_tokens_total, 11 + 13 + 15 + 17 + 30);
 }
@@ -346,13 +346,7 @@ TEST_F(EngineYieldTest, DecodingTenantsNewRequestStopsTheStepAndRunsWithItsOwnDe
     const EngineStats s = engine_->Stats();
     EXPECT_EQ(s.steps_yielded, underserved ? 1 : 0);
     EXPECT_EQ(s.num_preemptions, 0);
-    EXPECT_EQ(s.kv_usage, 0) << "a block is still referenced after the drain";
-    for (const char* t : {"batch", "bystander"}) {
-      auto ts = engine_->GetTenantStats(t);
-      ASSERT_TRUE(ts.has_value());
-      EXPECT_EQ(ts->blocks_in_use, 0) << t;
-      EXPECT_EQ(ts->inflight_tokens, 0) << t;
-    }
+    ExpectDrained({"batch", "bystander"});
     if (underserved) {
       EXPECT_EQ(results_[100].first_token_step, arrival + 1);
       ExpectSameResults(want);
