@@ -51,6 +51,16 @@ struct AttnShape {
   float scale;
 };
 
+// Elements from the start of a layer's cache to the chunk at slot `off` of `block`, kv head
+// `kvh`: K^T is [block][kv_head][hd][block_size] (a chunk's d-th row at + d * block_size), V is
+// [block][block_size][kv_head][hd] (its j-th key at + j * kv_row).
+inline int64_t KtChunkElem(const AttnShape& sh, int64_t block, int64_t kvh, int64_t off) {
+  return ((block * sh.kv_heads + kvh) * sh.head_dim) * sh.block_size + off;
+}
+inline int64_t VChunkElem(const AttnShape& sh, int64_t block, int64_t kvh, int64_t off) {
+  return ((block * sh.block_size + off) * sh.kv_heads + kvh) * sh.head_dim;
+}
+
 // One chunk's K and V in element type E (float, or uint16_t holding F16):
 // kt[d * kt_stride + lane] (lane = key), v + j * v_stride.
 template <typename E>
@@ -241,11 +251,9 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
     const int64_t blk = prefetched / bs, off = prefetched % bs;
     const int64_t block = table[blk];
     const int64_t used = std::min<int64_t>({kChunk, bs - off, last - prefetched + 1});
-    const char* kt = reinterpret_cast<const char*>(kc) +
-                     (((block * sh.kv_heads + kvh) * hd) * bs + off) * esz;
+    const char* kt = reinterpret_cast<const char*>(kc) + KtChunkElem(sh, block, kvh, off) * esz;
     for (int64_t d = 0; d < hd; d += kstep) _mm_prefetch(kt + d * krow, _MM_HINT_T0);
-    const char* v = reinterpret_cast<const char*>(vc) +
-                    (((block * bs + off) * sh.kv_heads + kvh) * hd) * esz;
+    const char* v = reinterpret_cast<const char*>(vc) + VChunkElem(sh, block, kvh, off) * esz;
     for (int64_t j = 0; j < used; ++j) {
       for (int64_t c = 0; c < hd * esz; c += 64) {
         _mm_prefetch(v + j * sh.kv_row * esz + c, _MM_HINT_T0);
@@ -265,9 +273,8 @@ void AttendTile(const AttnShape& sh, DType kv_dtype, const std::byte* kc, const 
       // First row whose position reaches this chunk (rows are ordered by position).
       const int64_t r_first = std::max<int64_t>(0, start - pos0) * sh.group;
 
-      // K^T of the chunk: [hd][block_size] inside the block; V: [block_size][kv_heads][hd].
-      const int64_t k_elem = ((block * sh.kv_heads + kvh) * hd) * bs + off;
-      const int64_t v_elem = ((block * bs + off) * sh.kv_heads + kvh) * hd;
+      const int64_t k_elem = KtChunkElem(sh, block, kvh, off);
+      const int64_t v_elem = VChunkElem(sh, block, kvh, off);
       if (!f16) {
         run_chunk(ChunkView<float>{reinterpret_cast<const float*>(kc) + k_elem, bs,
                                    reinterpret_cast<const float*>(vc) + v_elem, sh.kv_row},
