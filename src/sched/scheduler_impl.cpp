@@ -41,8 +41,7 @@ SchedulerImpl::SchedulerImpl(const SchedulerConfig& config, SchedulerPolicies po
                             : MakeDefaultChunkPolicy(config.long_prefill_chunk)),
       kv_(config.num_kv_blocks, config.block_size),
       by_lane_(config.lanes.size()),
-      underserved_credit_(static_cast<int64_t>(config.underserved_credit_burst) *
-                          config.underserved_credit_steps) {
+      underserved_credit_(UnderservedCreditCap()) {  // config_ is initialised first
   if (config.kv_event_sink != nullptr) kv_.SetEventSink(config.kv_event_sink);
 }
 
@@ -314,9 +313,7 @@ UpdateResult SchedulerImpl::Update(const SchedulerOutput& output,
   }
   last_.clear();
   pending_update_ = false;
-  underserved_credit_ = std::min(underserved_credit_ + 1,
-                                 static_cast<int64_t>(config_.underserved_credit_burst) *
-                                     config_.underserved_credit_steps);
+  underserved_credit_ = std::min(underserved_credit_ + 1, UnderservedCreditCap());
   return result;
 }
 

@@ -148,8 +148,13 @@ class SchedulerImpl final : public Scheduler {
   // decodes of its own in the lane or not, and a counter no higher than any other tenant's
   // with work in the lane, while another tenant has running work in the lane and the bound has
   // a credit.
-  TenantId UnderservedTenant(int32_t lane) const;
-  // The bound's credits, in steps (SchedulerConfig::underserved_credit_steps per credit).
+  TenantId UnderservedTenant(int32_t lane);
+  // The bound's credits, in steps (SchedulerConfig::underserved_credit_steps per credit): at
+  // most burst credits.
+  int64_t UnderservedCreditCap() const {
+    return static_cast<int64_t>(config_.underserved_credit_burst) *
+           config_.underserved_credit_steps;
+  }
   bool HasUnderservedCredits(int32_t credits) const {
     return underserved_credit_ >= static_cast<int64_t>(credits) * config_.underserved_credit_steps;
   }
@@ -186,6 +191,7 @@ class SchedulerImpl final : public Scheduler {
   int64_t now_ = 0;
   std::vector<std::vector<Seq*>> by_lane_;  // scratch: running sequences bucketed by lane
   std::vector<int32_t> hits_;               // scratch: prefix-cache hit blocks
+  std::vector<uint8_t> lane_work_;          // scratch: UnderservedTenant's per-tenant work
   std::vector<Seq*> last_;
   bool pending_update_ = false;
   // The underserved bound: earned one per completed step, capped at burst x credit_steps.

@@ -271,7 +271,7 @@ int32_t SchedulerImpl::TopPrefillLane() const {
   return top;
 }
 
-TenantId SchedulerImpl::UnderservedTenant(int32_t lane) const {
+TenantId SchedulerImpl::UnderservedTenant(int32_t lane) {
   if (lane < 0 || config_.lanes[static_cast<size_t>(lane)].arrival_order ||
       !HasUnderservedCredits(1)) {
     return -1;
@@ -279,7 +279,9 @@ TenantId SchedulerImpl::UnderservedTenant(int32_t lane) const {
   // Per tenant, its work in `lane`: bit 0 a running decode or a queue head over its budget,
   // bit 1 prefill work the step could run, bit 2 any running sequence.
   constexpr uint8_t kDecode = 1, kPrefill = 2, kRunning = 4;
-  std::vector<uint8_t> work(tenants_.size(), 0);
+  // NOTE: a member's capacity, reused: no allocation per step.
+  std::vector<uint8_t>& work = lane_work_;
+  work.assign(tenants_.size(), 0);
   for (const Seq* s : by_lane_[static_cast<size_t>(lane)]) {
     if (s->state != SeqState::kRunning) continue;
     work[s->tenant] |= kRunning | (s->remaining() > 1 ? kPrefill : kDecode);
